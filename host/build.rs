@@ -1,0 +1,116 @@
+//! Compiles the built-in plugins (and the test guests) to wasm32-wasip2
+//! components and embeds the built-ins, so an ordinary `cargo build` of
+//! the host is all a fresh clone needs.
+//!
+//! The plugins are built by a nested cargo in a target directory of their
+//! own (beside the host's), always with the `plugin` profile, so debug and
+//! release hosts embed the same small, optimised components.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Built-in plugins: (name jobs use, crate name).
+const BUILTINS: &[(&str, &str)] = &[("log-rotate", "opsd-log-rotate")];
+
+/// Purpose-built guests for tests; built, never embedded.
+const TEST_GUESTS: &[&str] = &["opsd-test-hostile"];
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
+    let root = manifest_dir
+        .parent()
+        .ok_or("host crate has no parent directory")?
+        .to_owned();
+    let out_dir = PathBuf::from(env("OUT_DIR")?);
+    // OUT_DIR is <target>[/<triple>]/<profile>/build/<pkg>/out.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .ok_or("unexpected OUT_DIR layout")?
+        .join("opsd-wasm");
+
+    for dir in ["plugins", "wit", "tests/guests"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (_, krate) in BUILTINS {
+        cmd.args(["-p", krate]);
+    }
+    for krate in TEST_GUESTS {
+        cmd.args(["-p", krate]);
+    }
+    // Flags meant for the host (sanitizers, target-cpu) must not reach the
+    // wasm build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().map_err(|e| format!("running {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the built-in plugins for wasm32-wasip2 failed ({status}).\n\
+             If the error above says the target is missing, run: rustup target add wasm32-wasip2"
+        ));
+    }
+
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("plugin");
+    let mut embedded = String::from(
+        "/// Built-in plugins compiled by build.rs: (name, component bytes).\n\
+         pub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, krate) in BUILTINS {
+        let file = wasm_file(&wasm_dir, krate)?;
+        embedded.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
+    }
+    embedded.push_str("];\n");
+    std::fs::write(out_dir.join("builtin_plugins.rs"), embedded).map_err(|e| e.to_string())?;
+    // Tests find the guests here.
+    println!(
+        "cargo:rustc-env=OPSD_TEST_GUESTS_DIR={}",
+        wasm_dir.display()
+    );
+    Ok(())
+}
+
+fn wasm_file(dir: &Path, krate: &str) -> Result<PathBuf, String> {
+    let file = dir.join(format!("{}.wasm", krate.replace('-', "_")));
+    if file.is_file() {
+        Ok(file)
+    } else {
+        Err(format!("{} was not produced", file.display()))
+    }
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}

@@ -1,0 +1,273 @@
+//! The control socket: HTTP/JSON over a Unix socket (mode 0600), so the
+//! CLI reaches a running daemon (sled allows one process) and an operator
+//! can use `curl --unix-socket`. Every route is a thin shim over [`Ops`];
+//! the client returns the same types the local path does.
+//!
+//! Routes (all JSON):
+//! - `GET  /v1/health`
+//! - `GET  /v1/schedule`
+//! - `POST /v1/jobs/{job}/run` with `{"dry_run": false}`: waits for the run
+//! - `GET  /v1/runs?job=&status=&since=&limit=`: history, newest first
+//! - `GET  /v1/runs/{id}` and `GET /v1/runs/{id}/log`
+//!
+//! Errors are `{"error": "...", "kind": "..."}` with a matching status.
+
+use crate::ops::{Ops, OpsError, ScheduleEntry};
+use crate::record::{LogLine, RunRecord, Trigger};
+use crate::store::HistoryQuery;
+use anyhow::Context as _;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::{UnixListener, UnixStream};
+
+/// Body of `POST /v1/jobs/{job}/run`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunBody {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ErrorBody {
+    error: String,
+    kind: String,
+}
+
+struct ApiError(OpsError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = match &self.0 {
+            OpsError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown-job"),
+            OpsError::UnknownRun(_) => (StatusCode::NOT_FOUND, "unknown-run"),
+            OpsError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already-running"),
+            OpsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+        };
+        let body = ErrorBody {
+            error: self.0.to_string(),
+            kind: kind.into(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        ApiError(e)
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The control API's routes.
+pub fn router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/schedule", get(schedule))
+        .route("/v1/jobs/{job}/run", post(run_job))
+        .route("/v1/runs", get(history))
+        .route("/v1/runs/{id}", get(run_record))
+        .route("/v1/runs/{id}/log", get(run_log))
+        .with_state(ops)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn schedule(State(ops): State<Arc<Ops>>) -> ApiResult<Vec<ScheduleEntry>> {
+    Ok(Json(ops.schedule(Utc::now())?))
+}
+
+async fn run_job(
+    State(ops): State<Arc<Ops>>,
+    UrlPath(job): UrlPath<String>,
+    body: Option<Json<RunBody>>,
+) -> ApiResult<RunRecord> {
+    let dry_run = body.map(|b| b.0.dry_run).unwrap_or(false);
+    Ok(Json(
+        ops.run_job(&job, Trigger::Manual, Utc::now(), dry_run)
+            .await?,
+    ))
+}
+
+async fn history(
+    State(ops): State<Arc<Ops>>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Vec<RunRecord>> {
+    Ok(Json(ops.history(&q)?))
+}
+
+async fn run_record(
+    State(ops): State<Arc<Ops>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<RunRecord> {
+    Ok(Json(ops.run_record(&id)?))
+}
+
+async fn run_log(
+    State(ops): State<Arc<Ops>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Vec<LogLine>> {
+    Ok(Json(ops.run_log(&id)?))
+}
+
+/// Binds the control socket with mode 0600. The socket is created under a
+/// temporary name, restricted, then renamed into place, so it is never
+/// reachable with wider permissions. A socket file nobody answers on is
+/// stale and replaced; one that answers means a daemon already runs.
+pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!(
+                "another opsd daemon is already running: its control socket {} answers",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)
+        .with_context(|| format!("binding control socket {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("placing control socket at {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the control API until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    ops: Arc<Ops>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(ops))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("control socket server")
+}
+
+/// A connection to a running daemon's control socket.
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    /// Connects if a daemon answers on `socket`; `None` when no daemon
+    /// runs (no socket, or a stale one).
+    pub async fn connect(socket: &Path) -> Option<Client> {
+        UnixStream::connect(socket).await.ok().map(|_| Client {
+            socket: socket.to_owned(),
+        })
+    }
+
+    async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("connecting to the daemon at {}", self.socket.display()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "opsd")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .context("the daemon closed the connection")?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            if let Ok(e) = serde_json::from_slice::<ErrorBody>(&bytes) {
+                anyhow::bail!("{}", e.error);
+            }
+            anyhow::bail!(
+                "daemon answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        serde_json::from_slice(&bytes)
+            .context("the daemon's answer is not the JSON this opsd expects (version mismatch?)")
+    }
+
+    /// `GET /v1/schedule`.
+    pub async fn schedule(&self) -> anyhow::Result<Vec<ScheduleEntry>> {
+        self.request("GET", "/v1/schedule", None).await
+    }
+
+    /// `POST /v1/jobs/{job}/run`.
+    pub async fn run_job(&self, job: &str, dry_run: bool) -> anyhow::Result<RunRecord> {
+        let path = format!("/v1/jobs/{}/run", encode(job));
+        self.request(
+            "POST",
+            &path,
+            Some(serde_json::json!({ "dry_run": dry_run })),
+        )
+        .await
+    }
+
+    /// `GET /v1/runs`.
+    pub async fn history(&self, q: &HistoryQuery) -> anyhow::Result<Vec<RunRecord>> {
+        let mut params = Vec::new();
+        if let Some(j) = &q.job {
+            params.push(format!("job={}", encode(j)));
+        }
+        if let Some(s) = q.status {
+            params.push(format!("status={s}"));
+        }
+        if let Some(t) = q.since {
+            params.push(format!("since={}", encode(&t.to_rfc3339())));
+        }
+        if let Some(l) = q.limit {
+            params.push(format!("limit={l}"));
+        }
+        self.request("GET", &format!("/v1/runs?{}", params.join("&")), None)
+            .await
+    }
+
+    /// `GET /v1/runs/{id}/log`.
+    pub async fn run_log(&self, id: &str) -> anyhow::Result<Vec<LogLine>> {
+        self.request("GET", &format!("/v1/runs/{}/log", encode(id)), None)
+            .await
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,463 @@
+//! The configuration file: TOML in, a validated [`Config`] out.
+//!
+//! Two steps, as ripgrep does with its flags: serde reads the raw shape
+//! (unknown keys are errors, with line and column), then [`Config::load`]
+//! checks meaning (schedules, zones, paths, programs) and resolves
+//! everything once. Code downstream never re-validates and never sees a
+//! relative path. Every problem found is reported at once, each naming the
+//! file, the line and the job.
+
+use crate::grants::{self, Grants};
+use crate::schedule::Schedule;
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration that passed validation; paths are absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// sled store, compile cache and control socket live here.
+    pub data_dir: PathBuf,
+    /// `.wasm` plugins dropped here are loaded besides the built-ins.
+    pub plugin_dir: PathBuf,
+    /// The control socket the CLI talks to while a daemon runs.
+    pub socket: PathBuf,
+    pub jobs: Vec<Job>,
+}
+
+/// One scheduled chore.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    /// Name of the plugin (built-in or from `plugin_dir`).
+    pub plugin: String,
+    pub schedule: Schedule,
+    pub timezone: Tz,
+    /// Wall-clock limit for one run.
+    pub timeout: Duration,
+    /// Whether the scheduler fires it; `opsd schedule disable` overrides.
+    pub enabled: bool,
+    pub grants: Grants,
+    /// `[job.config]`, handed to the plugin as JSON.
+    pub config: serde_json::Value,
+    /// Line of the job's `[[job]]` header, for messages.
+    pub line: usize,
+}
+
+impl Job {
+    /// A stable digest of what the job is, so the store can tell when a
+    /// definition changed across restarts.
+    pub fn definition_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}",
+            self.name,
+            self.plugin,
+            self.schedule.as_str(),
+            self.timezone,
+            self.timeout,
+            self.config,
+            self.grants
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub job: Option<String>,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file, each naming file, line and
+/// job, so an operator fixes them in one pass.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} has {n} problem{}:",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}", self.path.display())?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            f.write_str(": ")?;
+            if let Some(job) = &p.job {
+                write!(f, "job `{job}`: ")?;
+            }
+            f.write_str(&p.message)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<Spanned<String>>,
+    plugin_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    job: Vec<Spanned<RawJob>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    socket: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<String>,
+    plugin: Spanned<String>,
+    schedule: Spanned<String>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    grants: grants::RawGrants,
+    #[serde(default)]
+    config: Option<toml::Table>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One hour: long enough for a backup, short enough that a hung plugin is
+/// noticed the same day.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Turns byte offsets into line numbers for one file.
+pub(crate) struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    /// 1-based line of a byte offset.
+    pub(crate) fn of(&self, offset: usize) -> usize {
+        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
+    }
+
+    pub(crate) fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
+        Some(self.of(s.span().start))
+    }
+}
+
+/// Collects problems while validating, tagging each with line and job.
+pub(crate) struct Problems {
+    pub(crate) list: Vec<Problem>,
+}
+
+impl Problems {
+    pub(crate) fn push(
+        &mut self,
+        line: Option<usize>,
+        job: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        self.list.push(Problem {
+            line,
+            job: job.map(str::to_owned),
+            message: message.into(),
+        });
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line: None,
+                job: None,
+                message: format!("cannot read it: {e}"),
+            }],
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates configuration text that came from `path`; relative paths
+    /// in it are taken relative to the file's directory.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        let fail = |problems| ConfigError {
+            path: path.clone(),
+            problems,
+        };
+        let lines = Lines(text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            fail(vec![Problem {
+                line: e.span().map(|s| lines.of(s.start)),
+                job: None,
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        let mut problems = Problems { list: Vec::new() };
+
+        let data_dir = match &raw.data_dir {
+            Some(d) => base.join(d.get_ref()),
+            None => default_data_dir(),
+        };
+        let plugin_dir = match &raw.plugin_dir {
+            Some(d) => base.join(d.get_ref()),
+            None => data_dir.join("plugins"),
+        };
+        let socket = match &raw.api.socket {
+            Some(s) => base.join(s.get_ref()),
+            None => data_dir.join("opsd.sock"),
+        };
+        if socket.as_os_str().len() >= 100 {
+            problems.push(
+                raw.api.socket.as_ref().and_then(|s| lines.at(s)),
+                None,
+                format!(
+                    "control socket path {} is too long for a Unix socket; set [api] socket to a shorter path",
+                    socket.display()
+                ),
+            );
+        }
+
+        let mut names = BTreeSet::new();
+        let mut jobs = Vec::new();
+        for spanned in &raw.job {
+            let raw_job = spanned.get_ref();
+            let line = lines.at(spanned);
+            let name = raw_job.name.get_ref().clone();
+            let name_line = lines.at(&raw_job.name);
+            if !valid_job_name(&name) {
+                problems.push(
+                    name_line,
+                    Some(&name),
+                    "a job name uses letters, digits, `-`, `_` and `.` only",
+                );
+            }
+            if !names.insert(name.clone()) {
+                problems.push(
+                    name_line,
+                    Some(&name),
+                    "a job with this name is already defined above",
+                );
+            }
+            let schedule = match Schedule::parse(raw_job.schedule.get_ref()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    problems.push(lines.at(&raw_job.schedule), Some(&name), e.to_string());
+                    None
+                }
+            };
+            let timezone = match &raw_job.timezone {
+                None => Some(Tz::UTC),
+                Some(tz) => match tz.get_ref().parse::<Tz>() {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        problems.push(
+                            lines.at(tz),
+                            Some(&name),
+                            format!(
+                                "unknown time zone `{}`: use an IANA name such as `Europe/Berlin` or `UTC`",
+                                tz.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            let timeout = match &raw_job.timeout {
+                None => Some(DEFAULT_TIMEOUT),
+                Some(t) => match parse_duration(t.get_ref()) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        problems.push(lines.at(t), Some(&name), format!("timeout: {e}"));
+                        None
+                    }
+                },
+            };
+            let grants =
+                grants::Grants::from_raw(&raw_job.grants, &base, &lines, &name, &mut problems);
+            let config = raw_job
+                .config
+                .clone()
+                .map(|t| toml_to_json(toml::Value::Table(t)))
+                .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+            if let (Some(schedule), Some(timezone), Some(timeout), Some(grants)) =
+                (schedule, timezone, timeout, grants)
+            {
+                jobs.push(Job {
+                    name,
+                    plugin: raw_job.plugin.get_ref().clone(),
+                    schedule,
+                    timezone,
+                    timeout,
+                    enabled: raw_job.enabled,
+                    grants,
+                    config,
+                    line: line.unwrap_or(0),
+                });
+            }
+        }
+        if !problems.list.is_empty() {
+            return Err(fail(problems.list));
+        }
+        Ok(Config {
+            path,
+            data_dir,
+            plugin_dir,
+            socket,
+            jobs,
+        })
+    }
+
+    /// The job with this name, or an error listing the names there are.
+    pub fn job(&self, name: &str) -> Result<&Job, UnknownJob> {
+        self.jobs
+            .iter()
+            .find(|j| j.name == name)
+            .ok_or_else(|| UnknownJob {
+                name: name.to_owned(),
+                config: self.path.clone(),
+                known: self.jobs.iter().map(|j| j.name.clone()).collect(),
+            })
+    }
+}
+
+/// A job name that the configuration does not define.
+#[derive(Debug, thiserror::Error)]
+#[error("no job named `{name}` in {}; jobs there: {}", config.display(), if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+pub struct UnknownJob {
+    pub name: String,
+    pub config: PathBuf,
+    pub known: Vec<String>,
+}
+
+fn valid_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Where state lives when the config does not say: `/var/lib/opsd` for
+/// root, the XDG state directory otherwise, so opsd works without root.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/opsd");
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(state).join("opsd");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/opsd"),
+        None => PathBuf::from("/tmp/opsd"),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h 30m`, `2d` into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`"))
+}
+
+/// Converts a TOML value to JSON; datetimes become RFC 3339 strings.
+pub fn toml_to_json(v: toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        toml::Value::String(s) => J::String(s),
+        toml::Value::Integer(i) => J::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            J::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/opsd/opsd.toml"), text)
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let e = parse("data_dir = \"/tmp/x\"\n[[job]]\nname = \"a\"\nplugin = \"p\"\nschedule = \"@daily\"\nschedul = \"x\"\n")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("/etc/opsd/opsd.toml:6"), "{text}");
+        assert!(text.contains("schedul"), "{text}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_job_and_line() {
+        let e = parse(
+            "data_dir = \"/tmp/x\"\n\
+             [[job]]\nname = \"a\"\nplugin = \"p\"\nschedule = \"61 * * * *\"\n\
+             [[job]]\nname = \"a\"\nplugin = \"p\"\nschedule = \"@daily\"\ntimezone = \"Mars/Olympus\"\ntimeout = \"soon\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 4, "{e}");
+        let text = e.to_string();
+        assert!(text.contains(":5: job `a`: "), "{text}");
+        assert!(
+            text.contains(":7: job `a`: a job with this name is already defined"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":10: job `a`: unknown time zone `Mars/Olympus`"),
+            "{text}"
+        );
+        assert!(text.contains(":11: job `a`: timeout: `soon`"), "{text}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = parse("data_dir = \"state\"\n").unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/opsd/state"));
+        assert_eq!(c.plugin_dir, Path::new("/etc/opsd/state/plugins"));
+        assert_eq!(c.socket, Path::new("/etc/opsd/state/opsd.sock"));
+    }
+
+    #[test]
+    fn job_config_becomes_json() {
+        let c = parse(
+            "data_dir = \"/tmp/x\"\n[[job]]\nname = \"a\"\nplugin = \"p\"\nschedule = \"@hourly\"\n[job.config]\npaths = [\"/l/*\"]\nrotate = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.jobs[0].config,
+            serde_json::json!({"paths": ["/l/*"], "rotate": 3})
+        );
+        assert_eq!(c.jobs[0].timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.jobs[0].line, 2);
+    }
+}

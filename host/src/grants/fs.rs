@@ -1,0 +1,336 @@
+//! Filesystem grants: host directories mapped to guest paths, read-only or
+//! read-write. They become WASI preopens; nothing else exists for the
+//! guest. The host's own file operations on the guest's behalf (a child's
+//! output file, its working directory) go through the same grants and
+//! through cap-std, so `..` and symlinks cannot leave a grant either.
+
+use crate::config::{Lines, Problems};
+use serde::Deserialize;
+use std::path::{Component, Path, PathBuf};
+use toml::Spanned;
+
+/// Whether the guest may change what is under a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Access {
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFsGrant {
+    host: String,
+    guest: String,
+    access: Access,
+    /// Create the host directory (and parents) when a run needs it.
+    #[serde(default)]
+    create: bool,
+}
+
+/// One host directory visible to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsGrant {
+    /// Absolute host path.
+    pub host: PathBuf,
+    /// Absolute, normalised guest path (`/logs`).
+    pub guest: String,
+    pub access: Access,
+    pub create: bool,
+}
+
+pub(crate) fn from_raw(
+    raw: &[Spanned<RawFsGrant>],
+    base: &Path,
+    lines: &Lines<'_>,
+    job: &str,
+    problems: &mut Problems,
+) -> Vec<FsGrant> {
+    let mut out: Vec<FsGrant> = Vec::new();
+    for spanned in raw {
+        let r = spanned.get_ref();
+        let line = lines.at(spanned);
+        let guest = match normalize_guest(&r.guest) {
+            Ok(g) => g,
+            Err(e) => {
+                problems.push(
+                    line,
+                    Some(job),
+                    format!("fs grant guest path `{}`: {e}", r.guest),
+                );
+                continue;
+            }
+        };
+        let host = base.join(&r.host);
+        if !r.create && !host.is_dir() {
+            problems.push(
+                line,
+                Some(job),
+                format!(
+                    "fs grant host directory {} does not exist; create it, or add `create = true`",
+                    host.display()
+                ),
+            );
+            continue;
+        }
+        if out.iter().any(|g| g.guest == guest) {
+            problems.push(
+                line,
+                Some(job),
+                format!("guest path `{guest}` is granted twice"),
+            );
+            continue;
+        }
+        out.push(FsGrant {
+            host,
+            guest,
+            access: r.access,
+            create: r.create,
+        });
+    }
+    out
+}
+
+/// A guest path as an absolute path with no `.`, `..` or doubled slashes.
+/// `..` is refused outright: the host never resolves it on a guest's
+/// behalf.
+pub fn normalize_guest(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err("must be absolute, such as `/logs`".into());
+    }
+    let mut parts = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => parts.push(p.to_str().ok_or("is not UTF-8")?.to_owned()),
+            Component::ParentDir => return Err("contains `..`".into()),
+            Component::Prefix(_) => return Err("is not a Unix path".into()),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// Where a guest path lands: the grant that covers it and the path
+/// relative to the grant's host directory.
+pub fn locate<'a>(
+    grants: &'a [FsGrant],
+    guest_path: &str,
+) -> Result<(&'a FsGrant, PathBuf), String> {
+    let norm = normalize_guest(guest_path).map_err(|e| format!("path `{guest_path}` {e}"))?;
+    grants
+        .iter()
+        .filter_map(|g| {
+            let rest = if g.guest == "/" {
+                Some(norm.trim_start_matches('/'))
+            } else {
+                norm.strip_prefix(&g.guest)
+                    .filter(|r| r.is_empty() || r.starts_with('/'))
+                    .map(|r| r.trim_start_matches('/'))
+            }?;
+            Some((g, rest))
+        })
+        .max_by_key(|(g, _)| g.guest.len())
+        .map(|(g, rest)| (g, PathBuf::from(if rest.is_empty() { "." } else { rest })))
+        .ok_or_else(|| {
+            format!(
+                "`{guest_path}` is outside the job's filesystem grants ({}); add an `fs` grant that maps a host directory to it",
+                describe(grants)
+            )
+        })
+}
+
+/// Explains a plugin's file error in terms of grants: the first absolute
+/// path in `message` that no grant covers (or that climbs with `..`).
+/// WASI reports such a path as "not found" or "not permitted", which
+/// sends an operator looking in the wrong place.
+pub fn explain_paths(message: &str, grants: &[FsGrant]) -> Option<String> {
+    message
+        .split(|c: char| c.is_whitespace() || matches!(c, '`' | '\'' | '"' | ',' | '(' | ')'))
+        .map(|t| t.trim_end_matches([':', '.', ';']))
+        .filter(|t| t.starts_with('/') && t.len() > 1)
+        .find_map(|path| locate(grants, path).err())
+}
+
+/// The grants as `guest -> host (access)`, for messages.
+pub fn describe(grants: &[FsGrant]) -> String {
+    if grants.is_empty() {
+        return "none".into();
+    }
+    grants
+        .iter()
+        .map(|g| {
+            format!(
+                "{} -> {} ({})",
+                g.guest,
+                g.host.display(),
+                if g.access == Access::ReadWrite {
+                    "rw"
+                } else {
+                    "ro"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn open_root(grant: &FsGrant) -> std::io::Result<cap_std::fs::Dir> {
+    cap_std::fs::Dir::open_ambient_dir(&grant.host, cap_std::ambient_authority())
+}
+
+/// Opens a guest path for writing on the guest's behalf (a child's output).
+/// Needs a read-write grant; cap-std keeps `..` and symlinks inside it.
+pub fn open_write(
+    grants: &[FsGrant],
+    guest_path: &str,
+    append: bool,
+) -> Result<std::fs::File, String> {
+    let (grant, rel) = locate(grants, guest_path)?;
+    if grant.access != Access::ReadWrite {
+        return Err(format!(
+            "`{guest_path}` is in the read-only grant {} -> {}; set access = \"rw\" to write there",
+            grant.guest,
+            grant.host.display()
+        ));
+    }
+    let mut opts = cap_std::fs::OpenOptions::new();
+    opts.write(true).create(true);
+    if append {
+        opts.append(true);
+    } else {
+        opts.truncate(true);
+    }
+    open_root(grant)
+        .and_then(|d| d.open_with(&rel, &opts))
+        .map(cap_std::fs::File::into_std)
+        .map_err(|e| format!("cannot open `{guest_path}` for writing: {e}"))
+}
+
+/// Opens a guest path for reading on the guest's behalf (a child's input).
+pub fn open_read(grants: &[FsGrant], guest_path: &str) -> Result<std::fs::File, String> {
+    let (grant, rel) = locate(grants, guest_path)?;
+    open_root(grant)
+        .and_then(|d| d.open(&rel))
+        .map(cap_std::fs::File::into_std)
+        .map_err(|e| format!("cannot open `{guest_path}` for reading: {e}"))
+}
+
+/// The host directory for a guest directory (a child's working
+/// directory), checked to be a directory that resolves inside its grant.
+pub fn host_dir(grants: &[FsGrant], guest_path: &str) -> Result<PathBuf, String> {
+    let (grant, rel) = locate(grants, guest_path)?;
+    let root = grant
+        .host
+        .canonicalize()
+        .map_err(|e| format!("grant {}: {e}", grant.host.display()))?;
+    let full = root
+        .join(&rel)
+        .canonicalize()
+        .map_err(|e| format!("working directory `{guest_path}`: {e}"))?;
+    if !full.starts_with(&root) {
+        return Err(format!(
+            "working directory `{guest_path}` resolves to {} outside its grant",
+            full.display()
+        ));
+    }
+    if !full.is_dir() {
+        return Err(format!(
+            "working directory `{guest_path}` is not a directory"
+        ));
+    }
+    Ok(full)
+}
+
+/// Creates host directories of grants marked `create = true`.
+pub fn ensure_created(grants: &[FsGrant]) -> std::io::Result<()> {
+    for g in grants.iter().filter(|g| g.create) {
+        std::fs::create_dir_all(&g.host)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(host: &Path, guest: &str, access: Access) -> FsGrant {
+        FsGrant {
+            host: host.to_owned(),
+            guest: guest.into(),
+            access,
+            create: false,
+        }
+    }
+
+    #[test]
+    fn normalizes_and_refuses_parent() {
+        assert_eq!(normalize_guest("/a//b/./c/").unwrap(), "/a/b/c");
+        assert_eq!(normalize_guest("/").unwrap(), "/");
+        assert!(normalize_guest("/a/../b").is_err());
+        assert!(normalize_guest("a").is_err());
+    }
+
+    #[test]
+    fn locate_picks_the_longest_grant_and_respects_boundaries() {
+        let g = vec![
+            grant(Path::new("/h/data"), "/data", Access::ReadOnly),
+            grant(Path::new("/h/out"), "/data/out", Access::ReadWrite),
+        ];
+        let (gr, rel) = locate(&g, "/data/out/x.gz").unwrap();
+        assert_eq!(gr.guest, "/data/out");
+        assert_eq!(rel, Path::new("x.gz"));
+        assert!(locate(&g, "/dataset/x").is_err());
+        let e = locate(&g, "/etc/passwd").unwrap_err();
+        assert!(e.contains("outside the job's filesystem grants"), "{e}");
+        assert!(locate(&g, "/data/../etc").unwrap_err().contains(".."));
+    }
+
+    #[test]
+    fn explains_paths_outside_grants() {
+        let g = vec![grant(Path::new("/h/data"), "/data", Access::ReadWrite)];
+        let why = explain_paths(
+            "writing /etc/x: No such file or directory (os error 44)",
+            &g,
+        )
+        .unwrap();
+        assert!(
+            why.starts_with(
+                "`/etc/x` is outside the job's filesystem grants (/data -> /h/data (rw))"
+            ),
+            "{why}"
+        );
+        assert!(
+            explain_paths("writing `/data/../x`: Operation not permitted", &g)
+                .unwrap()
+                .contains("..")
+        );
+        assert_eq!(
+            explain_paths("reading /data/missing.log: No such file", &g),
+            None
+        );
+    }
+
+    #[test]
+    fn writes_need_rw_and_stay_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let ro = d.path().join("ro");
+        let rw = d.path().join("rw");
+        std::fs::create_dir_all(&ro).unwrap();
+        std::fs::create_dir_all(&rw).unwrap();
+        std::os::unix::fs::symlink("/etc", rw.join("escape")).unwrap();
+        let g = vec![
+            grant(&ro, "/ro", Access::ReadOnly),
+            grant(&rw, "/rw", Access::ReadWrite),
+        ];
+        assert!(
+            open_write(&g, "/ro/x", false)
+                .unwrap_err()
+                .contains("read-only")
+        );
+        assert!(open_write(&g, "/rw/x", false).is_ok());
+        assert!(open_write(&g, "/rw/escape/opsd-test", false).is_err());
+        assert!(host_dir(&g, "/rw/escape").unwrap_err().contains("outside"));
+        assert_eq!(host_dir(&g, "/rw").unwrap(), rw.canonicalize().unwrap());
+    }
+}

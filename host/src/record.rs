@@ -1,0 +1,138 @@
+//! The records opsd keeps and shows: runs, their logs and per-job state.
+//! They are the JSON of `--json` output and of the control socket, so
+//! their field names are part of the interface.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a run stands or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Started and not finished (or the process died; see `interrupted`).
+    Running,
+    Ok,
+    Warning,
+    Failed,
+    /// Stopped at the job's timeout.
+    Timeout,
+    /// opsd stopped while it ran.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The word used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Warning => "warning",
+            RunStatus::Failed => "failed",
+            RunStatus::Timeout => "timeout",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether `opsd run` exits 0 for it.
+    pub fn is_success(self) -> bool {
+        matches!(self, RunStatus::Ok | RunStatus::Warning)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Its schedule came due.
+    Schedule,
+    /// Someone ran `opsd run`.
+    Manual,
+}
+
+/// A number the plugin reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    pub unit: Option<String>,
+}
+
+/// Something the run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub path: String,
+    pub kind: String,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+/// How the plugin's compiled code was obtained for this run; shows that
+/// a restart reuses the on-disk compile cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginLoad {
+    /// `compiled`, `disk-cache` or `memory`.
+    pub source: String,
+    /// Time spent compiling or loading, in milliseconds.
+    pub ms: f64,
+}
+
+/// One run of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// ULID: unique and time-ordered.
+    pub id: String,
+    pub job: String,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub plugin_sha256: String,
+    pub status: RunStatus,
+    pub trigger: Trigger,
+    /// The fire time this run serves.
+    pub scheduled: DateTime<Utc>,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub attempt: u32,
+    pub dry_run: bool,
+    pub summary: String,
+    pub details: String,
+    /// Why it failed, in words an operator can act on.
+    pub error: Option<String>,
+    pub metrics: Vec<Metric>,
+    pub artifacts: Vec<Artifact>,
+    pub plugin_load: Option<PluginLoad>,
+}
+
+/// One captured log line of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Milliseconds since the run started.
+    pub ms: u64,
+    /// `trace` … `error`.
+    pub level: String,
+    /// `plugin` (log interface), `stdout`, `stderr` or `host`.
+    pub source: String,
+    pub message: String,
+}
+
+/// What the store remembers about a job between runs and restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Digest of the definition last seen, to notice changes.
+    pub definition: Option<String>,
+    /// Set by `opsd schedule enable|disable`; wins over the config.
+    pub enabled_override: Option<bool>,
+    /// The last slot the scheduler fired (so no slot fires twice).
+    pub last_fire: Option<DateTime<Utc>>,
+    pub next_fire: Option<DateTime<Utc>>,
+    pub last_run: Option<String>,
+    pub last_status: Option<RunStatus>,
+    pub last_started: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+}

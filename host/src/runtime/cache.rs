@@ -1,0 +1,114 @@
+//! Compiled components on disk, so a restart does not recompile.
+//!
+//! A file is named by the component's sha256 and a digest of the engine's
+//! precompile compatibility hash (wasmtime version, target, settings), so a
+//! changed plugin or a new opsd never loads stale machine code. Files are
+//! written to a temp name and renamed; a file that fails to load is
+//! deleted and the component compiled again.
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where a component's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Compiled,
+    DiskCache,
+}
+
+impl Source {
+    /// The word recorded in run records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Compiled => "compiled",
+            Source::DiskCache => "disk-cache",
+        }
+    }
+}
+
+/// The on-disk compile cache.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+/// Feeds `Hash` into sha256, so the engine key is stable across Rust
+/// versions (std's hasher is not promised to be).
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl CompileCache {
+    /// A cache in `dir` for code compiled by `engine`.
+    pub fn new(dir: PathBuf, engine: &Engine) -> CompileCache {
+        let mut h = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_key = hex::encode(&h.0.finalize()[..8]);
+        CompileCache { dir, engine_key }
+    }
+
+    fn path_for(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+    }
+
+    /// Loads the compiled component for `bytes` (whose digest is
+    /// `sha256`), compiling and storing it on a miss. Blocking: call from
+    /// a blocking thread.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<(Component, Source, f64)> {
+        let start = Instant::now();
+        let path = self.path_for(sha256);
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this
+            // same engine configuration (the name carries its compatibility
+            // hash) into opsd's own data directory; wasmtime checks the
+            // header and refuses files from other versions or settings.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, Source::DiskCache, ms(start))),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "dropping unreadable compile cache entry");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(e) = self.store(&component, &path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
+        }
+        Ok((component, Source::Compiled, ms(start)))
+    }
+
+    fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let data = component.serialize()?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, data)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,290 @@
+//! A run's captured log: the plugin's log calls, its stdout and stderr,
+//! and the host's own notes, in one capped list. Every line also goes to
+//! tracing with the job and run id, and to anyone following the run live.
+
+use crate::record::LogLine;
+use serde::{Deserialize, Serialize};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+/// Something a follower of a live run sees.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum LogEvent {
+    Line(LogLine),
+    Progress {
+        done: u64,
+        total: Option<u64>,
+        message: String,
+    },
+}
+
+struct Inner {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    dropped: u64,
+    last_progress: Option<(u64, Option<u64>, String)>,
+}
+
+/// Shared handle to one run's log.
+#[derive(Clone)]
+pub struct RunLog {
+    inner: Arc<Mutex<Inner>>,
+    started: Instant,
+    cap: usize,
+    job: Arc<str>,
+    run_id: Arc<str>,
+    events: broadcast::Sender<LogEvent>,
+}
+
+impl RunLog {
+    /// A log that keeps at most `cap` bytes of messages.
+    pub fn new(job: &str, run_id: &str, cap: usize) -> RunLog {
+        RunLog {
+            inner: Arc::new(Mutex::new(Inner {
+                lines: Vec::new(),
+                bytes: 0,
+                dropped: 0,
+                last_progress: None,
+            })),
+            started: Instant::now(),
+            cap,
+            job: job.into(),
+            run_id: run_id.into(),
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Receives lines and progress as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<LogEvent> {
+        self.events.subscribe()
+    }
+
+    /// Adds one line.
+    pub fn push(&self, level: &str, source: &str, message: &str) {
+        let job = &*self.job;
+        let run = &*self.run_id;
+        match level {
+            "error" => tracing::error!(job, run, source, "{message}"),
+            "warn" => tracing::warn!(job, run, source, "{message}"),
+            "info" => tracing::info!(job, run, source, "{message}"),
+            _ => tracing::debug!(job, run, source, "{message}"),
+        }
+        let line = LogLine {
+            ms: self.started.elapsed().as_millis() as u64,
+            level: level.into(),
+            source: source.into(),
+            message: message.into(),
+        };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.bytes + message.len() > self.cap {
+            inner.dropped += 1;
+            return;
+        }
+        inner.bytes += message.len();
+        inner.lines.push(line.clone());
+        drop(inner);
+        let _ = self.events.send(LogEvent::Line(line));
+    }
+
+    /// Records progress; only the latest is kept.
+    pub fn progress(&self, done: u64, total: Option<u64>, message: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.last_progress = Some((done, total, message.to_owned()));
+        }
+        let _ = self.events.send(LogEvent::Progress {
+            done,
+            total,
+            message: message.into(),
+        });
+    }
+
+    /// The captured lines, with a note at the end when the cap cut some.
+    pub fn lines(&self) -> Vec<LogLine> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut lines = inner.lines.clone();
+        if inner.dropped > 0 {
+            lines.push(LogLine {
+                ms: self.started.elapsed().as_millis() as u64,
+                level: "warn".into(),
+                source: "host".into(),
+                message: format!(
+                    "{} more lines dropped: the run's log passed its cap of {} bytes (grants.limits.log)",
+                    inner.dropped, self.cap
+                ),
+            });
+        }
+        lines
+    }
+
+    /// What the plugin last said on stderr before dying: a Rust panic's
+    /// "panicked at FILE:LINE:" and its message when there is one,
+    /// otherwise the last line that is not a hint about backtraces.
+    pub fn last_words(&self) -> Option<String> {
+        let inner = self.inner.lock().ok()?;
+        let stderr: Vec<&str> = inner
+            .lines
+            .iter()
+            .filter(|l| l.source == "stderr" && !l.message.trim().is_empty())
+            .map(|l| l.message.trim())
+            .collect();
+        if let Some(i) = stderr.iter().rposition(|l| l.contains("panicked at")) {
+            let at = stderr[i]
+                .split("panicked at")
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .trim_end_matches(':');
+            let message = stderr
+                .get(i + 1)
+                .filter(|m| !m.starts_with("note: run with"));
+            return Some(match message {
+                Some(m) => format!("panicked at {at}: {m}"),
+                None => format!("panicked at {at}"),
+            });
+        }
+        stderr
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with("note: run with"))
+            .map(|l| l.to_string())
+    }
+
+    /// A writer that turns bytes into lines from `source`.
+    pub fn stream(&self, source: &'static str) -> LogStream {
+        LogStream {
+            log: self.clone(),
+            source,
+            partial: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+/// Guest stdout or stderr, split into log lines. Writes never fail, so a
+/// chatty plugin is capped, not crashed.
+#[derive(Clone)]
+pub struct LogStream {
+    log: RunLog,
+    source: &'static str,
+    partial: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogStream {
+    fn write_bytes(&self, buf: &[u8]) {
+        let Ok(mut partial) = self.partial.lock() else {
+            return;
+        };
+        partial.extend_from_slice(buf);
+        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            self.log.push(
+                if self.source == "stderr" {
+                    "warn"
+                } else {
+                    "info"
+                },
+                self.source,
+                text.trim_end_matches('\r'),
+            );
+        }
+        if partial.len() > 64 * 1024 {
+            let text = String::from_utf8_lossy(&partial).into_owned();
+            partial.clear();
+            self.log.push("info", self.source, &text);
+        }
+    }
+
+    /// Emits a last line that had no newline.
+    pub fn flush_partial(&self) {
+        let Ok(mut partial) = self.partial.lock() else {
+            return;
+        };
+        if !partial.is_empty() {
+            let text = String::from_utf8_lossy(&partial).into_owned();
+            partial.clear();
+            drop(partial);
+            self.log.push(
+                if self.source == "stderr" {
+                    "warn"
+                } else {
+                    "info"
+                },
+                self.source,
+                &text,
+            );
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.write_bytes(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_caps_volume() {
+        let log = RunLog::new("j", "r", 20);
+        let s = log.stream("stdout");
+        s.write_bytes(b"hello\nwor");
+        s.write_bytes(b"ld\n0123456789012345\n");
+        s.flush_partial();
+        let lines = log.lines();
+        assert_eq!(lines[0].message, "hello");
+        assert_eq!(lines[1].message, "world");
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[2].message.contains("1 more lines dropped"),
+            "{:?}",
+            lines[2]
+        );
+    }
+
+    #[test]
+    fn finds_a_panic_message() {
+        let log = RunLog::new("j", "r", 1 << 20);
+        let s = log.stream("stderr");
+        s.write_bytes(b"\nthread '<unnamed>' panicked at src/lib.rs:60:24:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
+        assert_eq!(
+            log.last_words().unwrap(),
+            "panicked at src/lib.rs:60:24: boom"
+        );
+    }
+}

@@ -1,0 +1,556 @@
+//! The wasmtime side: one engine per process, compiled components cached
+//! on disk and in memory, and a fresh store and instance for every run.
+//!
+//! Limits on a run: an epoch deadline (the instance yields to tokio every
+//! tick and is interrupted at the job's timeout), a memory cap, and the
+//! grants. Whatever the plugin does (returns, errs, traps, loops, tries to
+//! leave its grants), [`Runtime::run`] returns an [`Execution`] that says
+//! what happened in words an operator can act on.
+
+pub mod cache;
+pub mod log;
+mod state;
+
+use crate::bindings::{Plugin, PluginPre};
+use crate::config::Job;
+use crate::grants::{self, Access, Grants, Violations};
+use crate::record::{Artifact, Metric, PluginLoad, RunStatus};
+use crate::store::Store;
+use cache::CompileCache;
+use chrono::{DateTime, Utc};
+use log::RunLog;
+use serde::{Deserialize, Serialize};
+use state::{RunEnv, RunState};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// The contract version this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// How long `describe()` may take when a plugin is loaded.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the epoch advances while something runs: the granularity of
+/// timeouts and of yielding to other tasks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What a plugin says about itself (its `describe()`), as opsd keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub capabilities: Capabilities,
+    pub config_schema: String,
+    pub suggested_schedule: Option<String>,
+}
+
+/// The grants a plugin asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub fs: Vec<FsRequest>,
+    pub exec: Vec<String>,
+    pub net: bool,
+}
+
+/// A directory a plugin expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsRequest {
+    pub guest: String,
+    pub write: bool,
+    pub reason: String,
+}
+
+/// A compiled, described plugin ready to instantiate.
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    pub sha256: String,
+    pub size: usize,
+    /// How it was first obtained in this process.
+    pub first_load: PluginLoad,
+    pre: PluginPre<RunState>,
+}
+
+/// Why bytes could not become a runnable plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    #[error("does not fit the opsd:plugin@{CONTRACT_VERSION} contract: {0}")]
+    Incompatible(String),
+    #[error("describe() failed: {0}")]
+    Describe(String),
+}
+
+/// What a run did, in the terms of a run record.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub status: RunStatus,
+    pub summary: String,
+    pub details: String,
+    pub error: Option<String>,
+    pub metrics: Vec<Metric>,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl Execution {
+    /// A run that did not get to do its work.
+    pub fn failed(status: RunStatus, error: String) -> Execution {
+        Execution {
+            status,
+            summary: first_line(&error).to_owned(),
+            details: String::new(),
+            error: Some(error),
+            metrics: Vec::new(),
+            artifacts: Vec::new(),
+        }
+    }
+}
+
+/// One run's inputs.
+pub struct RunRequest<'a> {
+    pub job: &'a Job,
+    pub run_id: &'a str,
+    pub scheduled: DateTime<Utc>,
+    pub attempt: u32,
+    pub dry_run: bool,
+    pub log: RunLog,
+    pub store: Option<Store>,
+}
+
+/// The process-wide wasmtime engine and what it has loaded.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    cache: CompileCache,
+    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    ticker: Ticker,
+}
+
+impl Runtime {
+    /// An engine with epoch interruption and the component model, a linker
+    /// with WASI 0.2, wasi:http and the opsd imports, and a compile cache
+    /// in `cache_dir`.
+    pub fn new(cache_dir: PathBuf) -> anyhow::Result<Runtime> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<RunState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
+        crate::system::prime();
+        Ok(Runtime {
+            cache: CompileCache::new(cache_dir, &engine),
+            ticker: Ticker::start(engine.clone())?,
+            engine,
+            linker,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Compiles (or loads from cache) and describes a plugin. The same
+    /// bytes loaded twice in one process are compiled once.
+    pub async fn load(
+        &self,
+        bytes: Arc<[u8]>,
+    ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
+        let sha256 = cache::sha256_hex(&bytes);
+        if let Some(p) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sha256)
+        {
+            return Ok((
+                p.clone(),
+                PluginLoad {
+                    source: "memory".into(),
+                    ms: 0.0,
+                },
+            ));
+        }
+        if !wasmparser_is_component(&bytes) {
+            return Err(LoadError::NotComponent(
+                "a core module or other file; build with `--target wasm32-wasip2` (or componentize) to get a component".into(),
+            ));
+        }
+        let (engine, cache, sha) = (self.engine.clone(), self.cache.clone(), sha256.clone());
+        let bytes2 = bytes.clone();
+        let (component, source, ms) =
+            tokio::task::spawn_blocking(move || cache.load(&engine, &bytes2, &sha))
+                .await
+                .map_err(|e| LoadError::NotComponent(e.to_string()))?
+                .map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
+        let info = self.describe(&pre).await?;
+        let load = PluginLoad {
+            source: source.as_str().into(),
+            ms,
+        };
+        tracing::info!(
+            plugin = %info.name, version = %info.version, sha256 = %&sha256[..12],
+            source = source.as_str(), ms = format!("{ms:.1}"), "plugin loaded"
+        );
+        let plugin = Arc::new(LoadedPlugin {
+            info,
+            sha256: sha256.clone(),
+            size: bytes.len(),
+            first_load: load.clone(),
+            pre,
+        });
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256, plugin.clone());
+        Ok((plugin, load))
+    }
+
+    async fn describe(&self, pre: &PluginPre<RunState>) -> Result<PluginInfo, LoadError> {
+        let log = RunLog::new("(describe)", "-", 64 * 1024);
+        let env = Arc::new(RunEnv {
+            grants: Grants::default(),
+            violations: Violations::default(),
+            deadline: Instant::now() + DESCRIBE_TIMEOUT,
+            log: log.clone(),
+            store: None,
+        });
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.stream("stdout"))
+            .stderr(log.stream("stderr"))
+            .build();
+        let mut store = self.new_store(env.clone(), wasi, 256 << 20);
+        let _active = self.ticker.enter();
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_describe(&mut store).await
+        };
+        let d = match tokio::time::timeout(DESCRIBE_TIMEOUT, call).await {
+            Err(_) => {
+                return Err(LoadError::Describe(format!(
+                    "did not answer within {DESCRIBE_TIMEOUT:?}"
+                )));
+            }
+            Ok(Err(e)) if Instant::now() >= env.deadline => {
+                let _ = e;
+                return Err(LoadError::Describe(format!(
+                    "did not answer within {DESCRIBE_TIMEOUT:?}"
+                )));
+            }
+            Ok(Err(e)) => return Err(LoadError::Describe(trap_message(&e, &log))),
+            Ok(Ok(d)) => d,
+        };
+        if d.name.is_empty()
+            || !d
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(LoadError::Describe(format!(
+                "plugin name `{}` must be letters, digits, `-` and `_`",
+                d.name
+            )));
+        }
+        Ok(PluginInfo {
+            name: d.name,
+            version: d.version,
+            description: d.description,
+            capabilities: Capabilities {
+                fs: d
+                    .capabilities
+                    .fs
+                    .into_iter()
+                    .map(|f| FsRequest {
+                        guest: f.guest,
+                        write: f.write,
+                        reason: f.reason,
+                    })
+                    .collect(),
+                exec: d.capabilities.exec,
+                net: d.capabilities.net,
+            },
+            config_schema: d.config_schema,
+            suggested_schedule: d.suggested_schedule,
+        })
+    }
+
+    fn new_store(
+        &self,
+        env: Arc<RunEnv>,
+        wasi: wasmtime_wasi::WasiCtx,
+        memory: usize,
+    ) -> wasmtime::Store<RunState> {
+        let deadline = env.deadline;
+        let mut store = wasmtime::Store::new(&self.engine, RunState::new(env, wasi, memory));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+
+    /// Runs a loaded plugin for a job, in a fresh instance with the job's
+    /// grants, until it returns or its time is up.
+    pub async fn run(&self, plugin: &LoadedPlugin, req: RunRequest<'_>) -> Execution {
+        let job = req.job;
+        let deadline = Instant::now() + job.timeout;
+        let violations = Violations::default();
+        let wasi = match build_wasi(&job.grants, &violations, &req.log, &plugin.info.name).await {
+            Ok(w) => w,
+            Err(e) => return Execution::failed(RunStatus::Failed, e),
+        };
+        let env = Arc::new(RunEnv {
+            grants: job.grants.clone(),
+            violations: violations.clone(),
+            deadline,
+            log: req.log.clone(),
+            store: req.store.clone(),
+        });
+        let mut store = self.new_store(env, wasi, job.grants.limits.memory_bytes);
+        let ctx = crate::bindings::opsd::plugin::types::Context {
+            job: job.name.clone(),
+            run_id: req.run_id.to_owned(),
+            scheduled: req
+                .scheduled
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            attempt: req.attempt,
+            dry_run: req.dry_run,
+            config: job.config.to_string(),
+        };
+        let _active = self.ticker.enter();
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &ctx).await
+        };
+        let result = tokio::time::timeout(job.timeout + TICK * 10, call).await;
+        let memory_hit = store.data().limiter.hit;
+        let max_memory = store.data().limiter.max_bytes;
+        drop(store);
+        let timed_out = || {
+            format!(
+                "timeout: the run exceeded the job's timeout of {} and was interrupted",
+                humantime::format_duration(job.timeout)
+            )
+        };
+        let mut exec = match result {
+            Err(_) => Execution::failed(RunStatus::Timeout, timed_out()),
+            Ok(Err(_)) if Instant::now() >= deadline => {
+                Execution::failed(RunStatus::Timeout, timed_out())
+            }
+            Ok(Err(_)) if memory_hit => Execution::failed(
+                RunStatus::Failed,
+                format!(
+                    "memory limit: the plugin tried to grow past {} MiB and was stopped; raise grants.limits.memory if it needs more",
+                    max_memory >> 20
+                ),
+            ),
+            Ok(Err(e)) => Execution::failed(RunStatus::Failed, trap_message(&e, &req.log)),
+            Ok(Ok(Err(pe))) => {
+                let mut msg = pe.message.clone();
+                if pe.kind == "io" || pe.kind == "denied" {
+                    match grants::fs::explain_paths(&pe.message, &job.grants.fs) {
+                        Some(why) => msg.push_str(&format!(" ({why})")),
+                        None if pe.kind == "denied" => msg.push_str(&format!(
+                            " (denied by the job's grants: fs {}; add or widen an `fs` grant)",
+                            grants::fs::describe(&job.grants.fs)
+                        )),
+                        None => {}
+                    }
+                }
+                Execution::failed(RunStatus::Failed, msg)
+            }
+            Ok(Ok(Ok(o))) => outcome_execution(o),
+        };
+        let denied = violations.take();
+        if let Some(first) = denied.first() {
+            let more = if denied.len() > 1 {
+                format!(" (and {} more denials)", denied.len() - 1)
+            } else {
+                String::new()
+            };
+            let reason = format!("grant violation: {first}{more}");
+            exec.status = if exec.status == RunStatus::Timeout {
+                RunStatus::Timeout
+            } else {
+                RunStatus::Failed
+            };
+            exec.error = Some(match exec.error.take() {
+                Some(e) if !e.contains(first.as_str()) => format!("{reason}; plugin said: {e}"),
+                _ => reason,
+            });
+            exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
+            for d in &denied {
+                req.log.push("error", "host", &format!("denied: {d}"));
+            }
+        }
+        exec
+    }
+}
+
+fn outcome_execution(o: crate::bindings::opsd::plugin::types::Outcome) -> Execution {
+    use crate::bindings::opsd::plugin::types::Status;
+    let status = match o.status {
+        Status::Ok => RunStatus::Ok,
+        Status::Warning => RunStatus::Warning,
+        Status::Failed => RunStatus::Failed,
+    };
+    Execution {
+        status,
+        error: (status == RunStatus::Failed).then(|| o.summary.clone()),
+        summary: o.summary,
+        details: o.details,
+        metrics: o
+            .metrics
+            .into_iter()
+            .map(|m| Metric {
+                name: m.name,
+                value: m.value,
+                unit: m.unit,
+            })
+            .collect(),
+        artifacts: o
+            .artifacts
+            .into_iter()
+            .map(|a| Artifact {
+                path: a.path,
+                kind: a.kind,
+                size_bytes: a.size_bytes,
+                sha256: a.sha256,
+            })
+            .collect(),
+    }
+}
+
+/// The WASI context of one run: granted directories, granted environment
+/// variables, output into the run log, and sockets only where granted.
+async fn build_wasi(
+    grants: &Grants,
+    violations: &Violations,
+    log: &RunLog,
+    plugin: &str,
+) -> Result<wasmtime_wasi::WasiCtx, String> {
+    let mut b = WasiCtxBuilder::new();
+    b.args(&[plugin]);
+    b.envs(&grants.env_values());
+    b.stdout(log.stream("stdout"));
+    b.stderr(log.stream("stderr"));
+    grants::fs::ensure_created(&grants.fs)
+        .map_err(|e| format!("creating a granted directory: {e}"))?;
+    for g in &grants.fs {
+        let perms = match g.access {
+            Access::ReadOnly => FsPerms::ReadOnly,
+            Access::ReadWrite => FsPerms::ReadWrite,
+        };
+        b.preopened_dir(&g.host, &g.guest, perms)
+            .map_err(|e| format!("fs grant {} -> {}: {e}", g.host.display(), g.guest))?;
+    }
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if !grants.net.is_empty() {
+        let resolved = grants.net.resolve().await;
+        let described = grants.net.describe();
+        let violations = violations.clone();
+        b.allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(grants.net.needs_name_lookup());
+        b.socket_addr_check(move |addr, use_| {
+            use wasmtime_wasi::sockets::SocketAddrUse as U;
+            let ok = match use_ {
+                U::TcpBind | U::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                U::TcpConnect | U::UdpSend | U::UdpReceive => resolved.allows(addr),
+                U::TcpListen | U::TcpAccept => false,
+            };
+            if !ok && !matches!(use_, U::UdpReceive) {
+                violations.record(format!(
+                    "{use_:?} {addr} is not in the job's net grant ({described}); add \"{addr}\" to `net = [...]`"
+                ));
+            }
+            Box::pin(async move { ok })
+        });
+    }
+    Ok(b.build())
+}
+
+/// A trap in words: the trap itself, and the plugin's last stderr line
+/// (where a Rust panic message lands).
+fn trap_message(e: &wasmtime::Error, log: &RunLog) -> String {
+    let what = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("plugin crashed ({trap})"),
+        None => format!("plugin crashed: {}", first_line(&e.to_string())),
+    };
+    match log.last_words() {
+        Some(line) => format!("{what}: {line}"),
+        None => what,
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Cheap check of the 8-byte preamble: components have layer 1, core
+/// modules layer 0.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// Advances the engine's epoch while anything runs, and sleeps otherwise,
+/// so an idle daemon does not wake 100 times a second.
+struct Ticker {
+    active: Arc<AtomicUsize>,
+    thread: std::thread::Thread,
+}
+
+struct TickGuard(Arc<AtomicUsize>);
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let active = Arc::new(AtomicUsize::new(0));
+        let a = active.clone();
+        let handle = std::thread::Builder::new()
+            .name("opsd-epoch".into())
+            .spawn(move || {
+                loop {
+                    if a.load(Ordering::SeqCst) == 0 {
+                        std::thread::park_timeout(Duration::from_secs(60));
+                    } else {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            })?;
+        Ok(Ticker {
+            active,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    fn enter(&self) -> TickGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+        TickGuard(self.active.clone())
+    }
+}

@@ -1,0 +1,255 @@
+//! What one plugin instance lives in: the per-run store data, and the host
+//! side of every import the contract defines (log, process, system,
+//! history), plus the gate on wasi:http.
+
+use super::log::RunLog;
+use crate::bindings::opsd::plugin::{history, log, process, system, types};
+use crate::grants::{self, Grants, NetPolicy, Violations};
+use crate::store::{HistoryQuery, Store};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Everything a run lends its instance; shared with checks that run
+/// outside the store (socket checks).
+pub struct RunEnv {
+    pub grants: Grants,
+    pub violations: Violations,
+    pub deadline: Instant,
+    pub log: RunLog,
+    /// Present when history is readable (always, for runs opsd starts).
+    pub store: Option<Store>,
+}
+
+/// The `T` of `Store<T>`: one per run, dropped with the instance.
+pub struct RunState {
+    pub env: Arc<RunEnv>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    gate: HttpGate,
+    pub limiter: MemoryLimiter,
+}
+
+impl RunState {
+    pub fn new(env: Arc<RunEnv>, wasi: WasiCtx, memory_bytes: usize) -> RunState {
+        RunState {
+            gate: HttpGate {
+                policy: env.grants.net.clone(),
+                violations: env.violations.clone(),
+            },
+            env,
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                max_bytes: memory_bytes,
+                hit: false,
+            },
+        }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
+    }
+}
+
+/// Caps an instance's memory and remembers that it did, so the run's
+/// error can say "memory limit" rather than a bare trap.
+pub struct MemoryLimiter {
+    pub max_bytes: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Err(wasmtime::format_err!(
+                "memory limit: the plugin asked for {} MiB, the job allows {} MiB (grants.limits.memory)",
+                desired >> 20,
+                self.max_bytes >> 20
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// wasi:http requests never pass wasmtime's socket check, so every
+/// outgoing request is checked here against the job's network grant.
+struct HttpGate {
+    policy: NetPolicy,
+    violations: Violations,
+}
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_owned();
+        let host = uri.host().unwrap_or("").to_owned();
+        let port = uri.port_u16();
+        if !self.policy.allows_http(&scheme, &host, port) {
+            let origin = match port {
+                Some(p) => format!("{scheme}://{host}:{p}"),
+                None => format!("{scheme}://{host}"),
+            };
+            self.violations.record(format!(
+                "HTTP request to {origin} is not in the job's net grant ({}); add \"{origin}\" to `net = [...]`",
+                self.policy.describe()
+            ));
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+impl types::Host for RunState {}
+
+impl log::Host for RunState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.env.log.push(level, "plugin", &message);
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, message: String) {
+        self.env.log.progress(done, total, &message);
+    }
+}
+
+impl process::Host for RunState {
+    async fn run(&mut self, cmd: process::Command) -> Result<process::Exit, process::ExecError> {
+        let env = self.env.clone();
+        let program = cmd.program.clone();
+        let ctx = grants::process::ProcessContext {
+            grants: &env.grants,
+            violations: &env.violations,
+            deadline: env.deadline,
+        };
+        let result = grants::process::run(&ctx, cmd).await;
+        match &result {
+            Ok(exit) => env.log.push(
+                "debug",
+                "host",
+                &format!(
+                    "exec {program}: exit {} in {} ms",
+                    exit.code.map_or_else(
+                        || format!("by signal {}", exit.signal.unwrap_or(0)),
+                        |c| c.to_string()
+                    ),
+                    exit.duration_ms
+                ),
+            ),
+            Err(e) => env
+                .log
+                .push("warn", "host", &format!("exec {program}: {e:?}")),
+        }
+        result
+    }
+}
+
+impl system::Host for RunState {
+    fn snapshot(&mut self) -> system::SystemSnapshot {
+        crate::system::snapshot()
+    }
+}
+
+impl history::Host for RunState {
+    fn runs(
+        &mut self,
+        job: Option<String>,
+        since: Option<String>,
+        limit: u32,
+    ) -> Vec<history::RunSummary> {
+        let Some(store) = &self.env.store else {
+            return Vec::new();
+        };
+        let since = since.and_then(|s| {
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .ok()
+                .map(|t| t.to_utc())
+        });
+        let query = HistoryQuery {
+            job,
+            status: None,
+            since,
+            limit: Some(limit.min(10_000) as usize),
+        };
+        store
+            .history(&query)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| history::RunSummary {
+                id: r.id,
+                job: r.job,
+                plugin: r.plugin,
+                scheduled: r.scheduled.to_rfc3339(),
+                started: r.started.to_rfc3339(),
+                finished: r.finished.map(|t| t.to_rfc3339()),
+                status: r.status.as_str().into(),
+                summary: r.summary,
+                error: r.error,
+                duration_ms: r.duration_ms,
+            })
+            .collect()
+    }
+}

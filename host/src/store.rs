@@ -1,0 +1,392 @@
+//! The run history and job state, in sled.
+//!
+//! Trees:
+//! - `runs`: run id (ULID, 16 bytes big-endian, so key order is time
+//!   order) → [`RunRecord`] as JSON;
+//! - `job_runs`: job name, 0, run id → nothing: the per-job index;
+//! - `logs`: run id → captured log lines as JSON;
+//! - `jobs`: job name → [`JobState`];
+//! - `meta`: `schema_version`.
+//!
+//! A run is written as `running` and flushed before its plugin starts, so
+//! a crash leaves a record; whoever opens the store next marks such
+//! records `interrupted` (sled allows one process, so at open time no one
+//! else can be running anything).
+
+use crate::record::{JobState, LogLine, RunRecord, RunStatus};
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use ulid::Ulid;
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Why the store could not be used; callers tell "someone else has it
+/// open" apart from real failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store in {} is in use by another process (an opsd daemon without a reachable control socket?); stop it or point --config at another data_dir",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    #[error("store in {}: written by a newer opsd (schema {found}, this build reads {SCHEMA_VERSION}); upgrade opsd", path.display())]
+    TooNew { path: PathBuf, found: u64 },
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store: corrupt record {key}: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which runs `history` returns, newest first.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct HistoryQuery {
+    pub job: Option<String>,
+    pub status: Option<RunStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<usize>,
+}
+
+/// Handle to the open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    runs: sled::Tree,
+    job_runs: sled::Tree,
+    logs: sled::Tree,
+    jobs: sled::Tree,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir/store`.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        let path = data_dir.join("store");
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(16 << 20)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.to_string().contains("lock") => {
+                    StoreError::Locked { path: path.clone() }
+                }
+                e => StoreError::Sled(e),
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = v
+                    .as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(u64::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::TooNew { path, found });
+                }
+            }
+        }
+        Ok(Store {
+            runs: db.open_tree("runs")?,
+            job_runs: db.open_tree("job_runs")?,
+            logs: db.open_tree("logs")?,
+            jobs: db.open_tree("jobs")?,
+            db,
+            path,
+        })
+    }
+
+    /// Where the store lives on disk.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Marks runs left `running` by a process that died as `interrupted`.
+    pub fn recover_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<RunRecord>> {
+        let mut fixed = Vec::new();
+        for item in self.runs.iter() {
+            let (key, value) = item?;
+            let mut rec: RunRecord = decode(&key, &value)?;
+            if rec.status == RunStatus::Running {
+                rec.status = RunStatus::Interrupted;
+                rec.finished = Some(now);
+                rec.error = Some("opsd stopped while this run was in progress".into());
+                self.put_run(&rec)?;
+                fixed.push(rec);
+            }
+        }
+        if !fixed.is_empty() {
+            self.db.flush()?;
+        }
+        Ok(fixed)
+    }
+
+    /// Inserts or updates a run and its index entry.
+    pub fn put_run(&self, rec: &RunRecord) -> Result<()> {
+        let key = run_key(&rec.id);
+        let value = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt {
+            key: rec.id.clone(),
+            source: e,
+        })?;
+        self.runs.insert(key, value)?;
+        self.job_runs.insert(job_key(&rec.job, &key), &[])?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// One run by id.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let key = run_key(id);
+        self.runs.get(key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Runs matching the query, newest first.
+    pub fn history(&self, q: &HistoryQuery) -> Result<Vec<RunRecord>> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        let mut consider = |key: &[u8]| -> Result<bool> {
+            if let Some(since) = q.since
+                && key_time(key) < since - chrono::Duration::seconds(1)
+            {
+                return Ok(false);
+            }
+            if let Some(v) = self.runs.get(key)? {
+                let rec: RunRecord = decode(key, &v)?;
+                let keep = q.status.is_none_or(|s| s == rec.status)
+                    && q.since.is_none_or(|s| rec.started >= s);
+                if keep {
+                    out.push(rec);
+                }
+            }
+            Ok(out.len() < limit)
+        };
+        match &q.job {
+            Some(job) => {
+                let prefix = job_prefix(job);
+                for item in self.job_runs.scan_prefix(&prefix).rev() {
+                    let (k, _) = item?;
+                    if !consider(&k[prefix.len()..])? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for item in self.runs.iter().rev() {
+                    let (k, _) = item?;
+                    if !consider(&k)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a run's captured log.
+    pub fn put_log(&self, id: &str, lines: &[LogLine]) -> Result<()> {
+        let value = serde_json::to_vec(lines).map_err(|e| StoreError::Corrupt {
+            key: id.into(),
+            source: e,
+        })?;
+        self.logs.insert(run_key(id), value)?;
+        Ok(())
+    }
+
+    /// A run's captured log, if the run exists.
+    pub fn log(&self, id: &str) -> Result<Option<Vec<LogLine>>> {
+        let key = run_key(id);
+        self.logs.get(key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// What the store remembers about a job.
+    pub fn job_state(&self, job: &str) -> Result<Option<JobState>> {
+        self.jobs
+            .get(job)?
+            .map(|v| decode(job.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Replaces what the store remembers about a job.
+    pub fn put_job_state(&self, job: &str, state: &JobState) -> Result<()> {
+        let value = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt {
+            key: job.into(),
+            source: e,
+        })?;
+        self.jobs.insert(job, value)?;
+        Ok(())
+    }
+
+    /// Reads, changes and writes a job's state in one step.
+    pub fn update_job_state(&self, job: &str, f: impl FnOnce(&mut JobState)) -> Result<JobState> {
+        let mut state = self.job_state(job)?.unwrap_or_default();
+        f(&mut state);
+        self.put_job_state(job, &state)?;
+        Ok(state)
+    }
+}
+
+/// A new run id: a ULID, unique and ordered by creation time.
+pub fn new_run_id() -> String {
+    use std::sync::Mutex;
+    static GEN: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GEN.lock().unwrap_or_else(|p| p.into_inner());
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    generator
+        .generate()
+        .unwrap_or_else(|_| Ulid::new())
+        .to_string()
+}
+
+/// Run ids are ULID strings; anything else maps to a key no run has, so a
+/// mistyped id is simply not found.
+fn run_key(id: &str) -> [u8; 16] {
+    Ulid::from_string(id)
+        .map(|u| u.0.to_be_bytes())
+        .unwrap_or([0; 16])
+}
+
+fn key_time(key: &[u8]) -> DateTime<Utc> {
+    let bytes: [u8; 16] = key.try_into().unwrap_or([0; 16]);
+    let ms = Ulid(u128::from_be_bytes(bytes)).timestamp_ms();
+    DateTime::from_timestamp_millis(ms as i64).unwrap_or_default()
+}
+
+fn job_prefix(job: &str) -> Vec<u8> {
+    let mut k = job.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn job_key(job: &str, run: &[u8; 16]) -> Vec<u8> {
+    let mut k = job_prefix(job);
+    k.extend_from_slice(run);
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: match <[u8; 16]>::try_from(key) {
+            Ok(b) => Ulid(u128::from_be_bytes(b)).to_string(),
+            Err(_) => String::from_utf8_lossy(key).into_owned(),
+        },
+        source: e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Trigger;
+
+    fn rec(job: &str, status: RunStatus) -> RunRecord {
+        let now = Utc::now();
+        RunRecord {
+            id: new_run_id(),
+            job: job.into(),
+            plugin: "p".into(),
+            plugin_version: "1".into(),
+            plugin_sha256: "00".into(),
+            status,
+            trigger: Trigger::Manual,
+            scheduled: now,
+            started: now,
+            finished: None,
+            duration_ms: None,
+            attempt: 1,
+            dry_run: false,
+            summary: String::new(),
+            details: String::new(),
+            error: None,
+            metrics: Vec::new(),
+            artifacts: Vec::new(),
+            plugin_load: None,
+        }
+    }
+
+    #[test]
+    fn history_is_newest_first_and_filtered() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let ids: Vec<String> = (0..5)
+            .map(|i| {
+                let r = rec(
+                    if i % 2 == 0 { "a" } else { "b" },
+                    if i == 4 {
+                        RunStatus::Failed
+                    } else {
+                        RunStatus::Ok
+                    },
+                );
+                s.put_run(&r).unwrap();
+                r.id
+            })
+            .collect();
+        let all = s.history(&HistoryQuery::default()).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            ids.iter().rev().cloned().collect::<Vec<_>>()
+        );
+        let a = s
+            .history(&HistoryQuery {
+                job: Some("a".into()),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            a.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            [ids[4].as_str(), ids[2].as_str()]
+        );
+        let failed = s
+            .history(&HistoryQuery {
+                status: Some(RunStatus::Failed),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert!(s.run("not-a-ulid").unwrap().is_none());
+    }
+
+    #[test]
+    fn running_records_become_interrupted_on_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let id = {
+            let s = Store::open(d.path()).unwrap();
+            let r = rec("a", RunStatus::Running);
+            s.put_run(&r).unwrap();
+            s.flush().unwrap();
+            r.id
+        };
+        let s = Store::open(d.path()).unwrap();
+        let fixed = s.recover_interrupted(Utc::now()).unwrap();
+        assert_eq!(fixed.len(), 1);
+        assert_eq!(s.run(&id).unwrap().unwrap().status, RunStatus::Interrupted);
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_store_is_locked() {
+        let d = tempfile::tempdir().unwrap();
+        let _s = Store::open(d.path()).unwrap();
+        // sled's lock is per process via flock; a second open in the same
+        // process is refused the same way another process would be.
+        match Store::open(d.path()) {
+            Err(StoreError::Locked { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("a second open succeeded"),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! A plugin that does what its config's `action` says, including things a
+//! plugin must not be able to do. Tests use it to show containment.
+
+use opsd_sdk::{Command, Context, ContextExt, Description, Outcome, Plugin, PluginError};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Config {
+    action: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    program: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    seconds: u64,
+}
+
+struct Hostile;
+
+impl Plugin for Hostile {
+    fn describe() -> Description {
+        Description::new(
+            "test-hostile",
+            env!("CARGO_PKG_VERSION"),
+            "Misbehaves on request (tests only)",
+        )
+    }
+
+    fn run(ctx: Context) -> Result<Outcome, PluginError> {
+        let cfg: Config = ctx.config()?;
+        match cfg.action.as_str() {
+            "ok" => Ok(Outcome::ok("fine")),
+            // Writes where it is told; outside a grant this fails and the
+            // error is passed back as the plugin's own.
+            "write" => {
+                std::fs::write(&cfg.path, b"hostile\n")
+                    .map_err(|e| PluginError::io(format!("writing {}", cfg.path), &e))?;
+                Ok(Outcome::ok(format!("wrote {}", cfg.path)))
+            }
+            // Runs a program and swallows any denial, returning ok: the
+            // host must still fail the run.
+            "exec-swallow" => {
+                let r = Command::new(&cfg.program).args(cfg.args.clone()).run();
+                opsd_sdk::info!("exec result: {r:?}");
+                Ok(Outcome::ok("pretended all was well"))
+            }
+            "exec" => match Command::new(&cfg.program).args(cfg.args.clone()).run() {
+                Ok(exit) => Ok(Outcome::ok(
+                    String::from_utf8_lossy(&exit.stdout).trim().to_string(),
+                )),
+                Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+            },
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = x.wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(cfg.seconds));
+                Ok(Outcome::ok("slept"))
+            }
+            "panic" => panic!("deliberate panic for a containment test"),
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            other => Err(PluginError::bad_config(format!("unknown action `{other}`"))),
+        }
+    }
+}
+
+opsd_sdk::export_plugin!(Hostile);
