@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `opsd` binary, real sled, real wasm
+//! components, on temp directories.
+
+mod util;
+
+mod log_rotate;
+mod sandbox;
+mod service;

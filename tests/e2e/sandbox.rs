@@ -1,0 +1,153 @@
+//! Containment: a plugin that leaves its grants, crashes, loops or hoards
+//! memory fails its run with a reason, and the next run still works.
+
+use crate::util::{Env, text};
+
+/// A job running the hostile test guest with `config` as its config table
+/// and `extra` appended to the job (grants, timeout).
+fn hostile(name: &str, config: &str, extra: &str) -> String {
+    format!(
+        "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n{extra}\n[job.config]\n{config}\n\n"
+    )
+}
+
+fn env_with(jobs: &[String]) -> Env {
+    let env = Env::new(&jobs.concat());
+    env.install_guest("opsd-test-hostile");
+    env
+}
+
+fn failed_with(env: &Env, job: &str, status: &str, needle: &str) -> serde_json::Value {
+    let out = env.run(&["run", job, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], status, "{rec:#}");
+    let error = rec["error"].as_str().unwrap_or_default();
+    assert!(error.contains(needle), "error {error:?} lacks {needle:?}");
+    rec
+}
+
+#[test]
+fn writing_outside_the_grant_fails_and_the_next_job_still_runs() {
+    let env = env_with(&[
+        hostile(
+            "escape",
+            "action = \"write\"\npath = \"/etc/opsd-escape-test\"",
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]",
+        ),
+        hostile(
+            "traverse",
+            "action = \"write\"\npath = \"/data/../opsd-escape-test\"",
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]",
+        ),
+        hostile(
+            "inside",
+            "action = \"write\"\npath = \"/data/inside.txt\"",
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]",
+        ),
+    ]);
+    failed_with(
+        &env,
+        "escape",
+        "failed",
+        "`/etc/opsd-escape-test` is outside the job's filesystem grants",
+    );
+    failed_with(
+        &env,
+        "traverse",
+        "failed",
+        "`/data/../opsd-escape-test` contains `..`",
+    );
+    assert!(!std::path::Path::new("/etc/opsd-escape-test").exists());
+    assert!(!env.path("opsd-escape-test").exists());
+    let ok = env.run_job("inside");
+    assert_eq!(ok["status"], "ok", "{ok:#}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("data/inside.txt")).unwrap(),
+        "hostile\n"
+    );
+}
+
+#[test]
+fn exec_off_the_list_fails_even_when_the_plugin_hides_it() {
+    let env = env_with(&[
+        hostile(
+            "sneaky",
+            "action = \"exec-swallow\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"id\"]",
+            "",
+        ),
+        hostile(
+            "dotdot",
+            "action = \"exec-swallow\"\nprogram = \"/usr/bin/../bin/echo\"\nargs = [\"hi\"]",
+            "[job.grants]\nexec = [\"echo\"]",
+        ),
+        hostile("fine", "action = \"ok\"", ""),
+    ]);
+    failed_with(
+        &env,
+        "sneaky",
+        "failed",
+        "program `/bin/sh` is not in the job's exec grant",
+    );
+    failed_with(
+        &env,
+        "dotdot",
+        "failed",
+        "not in the job's exec grant (echo)",
+    );
+    assert_eq!(env.run_job("fine")["status"], "ok");
+}
+
+#[test]
+fn granted_programs_get_only_granted_environment() {
+    let env = env_with(&[hostile(
+        "printenv",
+        "action = \"exec\"\nprogram = \"env\"",
+        "[job.grants]\nexec = [\"env\"]\nenv = [\"OPSD_TEST_GRANTED\"]",
+    )]);
+    let out = env
+        .cmd(&["run", "printenv", "--json"])
+        .env("OPSD_TEST_GRANTED", "yes")
+        .env("OPSD_TEST_SECRET", "must-not-leak")
+        .output()
+        .unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(rec["summary"], "OPSD_TEST_GRANTED=yes");
+}
+
+#[test]
+fn a_looping_plugin_is_interrupted_at_its_timeout() {
+    let env = env_with(&[
+        hostile("spin", "action = \"loop\"", "timeout = \"1s\""),
+        hostile(
+            "nap",
+            "action = \"sleep\"\nseconds = 60",
+            "timeout = \"1s\"",
+        ),
+        hostile("fine", "action = \"ok\"", ""),
+    ]);
+    let rec = failed_with(&env, "spin", "timeout", "exceeded the job's timeout of 1s");
+    assert!(rec["duration_ms"].as_u64().unwrap() < 10_000, "{rec:#}");
+    failed_with(&env, "nap", "timeout", "exceeded the job's timeout of 1s");
+    assert_eq!(env.run_job("fine")["status"], "ok");
+}
+
+#[test]
+fn a_panic_and_a_memory_bomb_are_contained() {
+    let env = env_with(&[
+        hostile("panics", "action = \"panic\"", ""),
+        hostile(
+            "hoards",
+            "action = \"memory\"",
+            "[job.grants]\nlimits = { memory = \"64M\" }",
+        ),
+    ]);
+    failed_with(
+        &env,
+        "panics",
+        "failed",
+        "deliberate panic for a containment test",
+    );
+    failed_with(&env, "hoards", "failed", "memory limit");
+}

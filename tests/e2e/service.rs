@@ -1,0 +1,245 @@
+//! The daemon and the CLI: scheduled fires, the control socket, the same
+//! answers with or without a daemon, the compile cache across restarts,
+//! and config errors that name file and line.
+
+use crate::util::{Env, text, wait_for};
+use std::time::Duration;
+
+const YEARLY_JOBS: &str = r#"
+[[job]]
+name = "rotate"
+plugin = "log-rotate"
+schedule = "@yearly"
+timezone = "Europe/Berlin"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
+[job.config]
+paths = ["/logs/*.log"]
+missingok = true
+
+[[job]]
+name = "off"
+plugin = "log-rotate"
+schedule = "0 2 * * sun"
+enabled = false
+[job.config]
+paths = ["/logs/*.log"]
+"#;
+
+#[test]
+fn the_daemon_fires_a_due_job_and_records_it() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "every-second"
+plugin = "log-rotate"
+schedule = "* * * * * *"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
+[job.config]
+paths = ["/logs/*.log"]
+missingok = true
+"#,
+    );
+    let daemon = env.daemon();
+    let runs = wait_for(Duration::from_secs(20), || {
+        let runs = env.json(&["history", "--json"]);
+        (runs.as_array().unwrap().len() >= 2).then_some(runs)
+    })
+    .unwrap_or_else(|| panic!("no scheduled runs; daemon log:\n{}", daemon.log()));
+    let rec = &runs[0];
+    assert_eq!(rec["trigger"], "schedule");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    // A scheduled run serves a whole-second slot.
+    assert!(
+        rec["scheduled"].as_str().unwrap().ends_with(":00Z")
+            || !rec["scheduled"].as_str().unwrap().contains('.')
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn answers_are_the_same_with_and_without_a_daemon() {
+    let env = Env::new(YEARLY_JOBS);
+    std::fs::create_dir_all(env.path("logs")).unwrap();
+    std::fs::write(env.path("logs/x.log"), "x").unwrap();
+    let local_run = env.run_job("rotate");
+    assert_eq!(local_run["status"], "ok");
+    let schedule = env.json(&["schedule", "list", "--json"]);
+    let history = env.json(&["history", "--json"]);
+    let logs = env.json(&["logs", local_run["id"].as_str().unwrap(), "--json"]);
+
+    let daemon = env.daemon();
+    assert_eq!(env.json(&["schedule", "list", "--json"]), schedule);
+    assert_eq!(env.json(&["history", "--json"]), history);
+    assert_eq!(
+        env.json(&["logs", local_run["id"].as_str().unwrap(), "--json"]),
+        logs
+    );
+
+    // The JSON contract of `schedule list`.
+    let rotate = &schedule[0];
+    assert_eq!(rotate["job"], "rotate");
+    assert_eq!(rotate["plugin"], "log-rotate");
+    assert_eq!(rotate["schedule"], "@yearly");
+    assert_eq!(rotate["timezone"], "Europe/Berlin");
+    assert_eq!(rotate["enabled"], true);
+    assert!(
+        rotate["next"].as_str().unwrap().contains("-12-31T23:00:00"),
+        "{rotate:#}"
+    );
+    assert_eq!(rotate["last_status"], "ok");
+    assert_eq!(schedule[1]["enabled"], false);
+    assert!(schedule[1]["next"].is_null());
+    assert!(schedule[1]["last"].is_null());
+
+    // A run through the daemon is recorded like a local one.
+    let daemon_run = env.run_job("rotate");
+    assert_eq!(daemon_run["status"], "ok");
+    let history = env.json(&["history", "--json", "--job", "rotate"]);
+    assert_eq!(history[0]["id"], daemon_run["id"]);
+    assert_eq!(history[1]["id"], local_run["id"]);
+    for field in [
+        "id",
+        "job",
+        "plugin",
+        "plugin_version",
+        "plugin_sha256",
+        "status",
+        "scheduled",
+        "started",
+        "finished",
+        "duration_ms",
+        "summary",
+        "error",
+    ] {
+        assert!(
+            history[0].get(field).is_some(),
+            "history record lacks {field}"
+        );
+    }
+
+    // Errors read the same both ways.
+    let via_daemon = env.run(&["run", "nope"]);
+    drop(daemon);
+    let local = env.run(&["run", "nope"]);
+    assert_eq!(via_daemon.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&via_daemon.stderr),
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&local.stderr).contains("no job named `nope`"),
+        "{}",
+        text(&local)
+    );
+}
+
+#[test]
+fn the_control_socket_is_private_and_speaks_http() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new(YEARLY_JOBS);
+    let daemon = env.daemon();
+    let socket = env.path("data/opsd.sock");
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("{\"status\":\"ok\"}"), "{answer}");
+    // A second daemon refuses to start.
+    let second = env.run(&["daemon"]);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already running"),
+        "{}",
+        text(&second)
+    );
+    assert!(daemon.stop().success());
+    assert!(!socket.exists(), "socket left behind after a clean stop");
+}
+
+#[test]
+fn a_restart_reuses_the_compiled_component_cache() {
+    let env = Env::new(YEARLY_JOBS);
+    let first = env.run_job("rotate");
+    assert_eq!(first["plugin_load"]["source"], "compiled", "{first:#}");
+    let second = env.run_job("rotate");
+    assert_eq!(second["plugin_load"]["source"], "disk-cache", "{second:#}");
+    // And a daemon starting on the same data dir loads from disk too.
+    let daemon = env.daemon();
+    let third = env.run_job("rotate");
+    assert_eq!(third["plugin_load"]["source"], "disk-cache", "{third:#}");
+    let fourth = env.run_job("rotate");
+    assert_eq!(fourth["plugin_load"]["source"], "memory", "{fourth:#}");
+    assert!(daemon.stop().success());
+    let cached: Vec<_> = std::fs::read_dir(env.path("data/cache")).unwrap().collect();
+    assert_eq!(cached.len(), 1, "one compiled entry for one plugin");
+}
+
+#[test]
+fn config_errors_name_file_line_and_job() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "bad"
+plugin = "log-rotate"
+schedule = "0 25 * * *"
+timezone = "Mars/Base"
+"#,
+    );
+    let out = env.run(&["schedule", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = env.path("opsd.toml").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:8: job `bad`: schedule `0 25 * * *` is not valid"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:9: job `bad`: unknown time zone `Mars/Base`"
+        )),
+        "{err}"
+    );
+
+    env.write_config(
+        "[[job]]\nname = \"x\"\nplugin = \"log-rotate\"\nschedule = \"@daily\"\nretries = 3\n",
+    );
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{file}:8:")) && err.contains("unknown field `retries`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_plugin_fails_its_run_saying_where_opsd_looked() {
+    let env =
+        Env::new("[[job]]\nname = \"ghost\"\nplugin = \"no-such-plugin\"\nschedule = \"@daily\"\n");
+    let out = env.run(&["run", "ghost", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "failed");
+    let error = rec["error"].as_str().unwrap();
+    assert!(
+        error.contains("plugin `no-such-plugin` not found"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&env.path("plugins").display().to_string()),
+        "{error}"
+    );
+    // And the failure is in the history.
+    assert_eq!(env.json(&["history", "--json"])[0]["status"], "failed");
+}

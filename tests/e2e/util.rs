@@ -1,0 +1,182 @@
+//! A small harness, in the spirit of ripgrep's `tests/util.rs`: a temp
+//! directory with a config, a command builder for the real `opsd` binary,
+//! and a daemon handle that is killed when dropped.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn opsd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_opsd")
+}
+
+/// A compiled test guest component (built by the host's build script).
+pub fn guest(name: &str) -> PathBuf {
+    Path::new(env!("OPSD_TEST_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// One test's world: a temp dir holding `opsd.toml`, `data/` and
+/// `plugins/`.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A new world whose config is `data_dir`/`plugin_dir` plus `jobs`.
+    pub fn new(jobs: &str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("opsd-e2e")
+            .tempdir()
+            .expect("tempdir");
+        let env = Env { dir };
+        std::fs::create_dir_all(env.path("plugins")).expect("plugins dir");
+        env.write_config(jobs);
+        env
+    }
+
+    /// A path inside the world.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Replaces the config's jobs.
+    pub fn write_config(&self, jobs: &str) {
+        let text = format!("data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n{jobs}");
+        std::fs::write(self.path("opsd.toml"), text).expect("write config");
+    }
+
+    /// Copies a test guest into the plugin directory.
+    pub fn install_guest(&self, name: &str) {
+        let src = guest(name);
+        std::fs::copy(&src, self.path(&format!("plugins/{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+
+    /// `opsd --config <world>/opsd.toml ARGS`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(opsd_bin());
+        c.arg("--config").arg(self.path("opsd.toml")).args(args);
+        c.env_remove("OPSD_CONFIG").env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs opsd and returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("spawn opsd")
+    }
+
+    /// Runs opsd, expects success, parses stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "opsd {args:?} failed: {}", text(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("opsd {args:?}: not JSON ({e}): {}", text(&out)))
+    }
+
+    /// `opsd run JOB --json`, returning the record whatever the status.
+    pub fn run_job(&self, job: &str) -> Value {
+        let out = self.run(&["run", job, "--json"]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("opsd run {job}: not JSON ({e}): {}", text(&out)))
+    }
+
+    /// Starts `opsd daemon` and waits until its control socket answers.
+    pub fn daemon(&self) -> Daemon {
+        self.daemon_with_env(&[])
+    }
+
+    /// Like [`Env::daemon`], with extra environment variables.
+    pub fn daemon_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
+        let log = std::fs::File::create(self.path("daemon.log")).expect("daemon log");
+        let mut cmd = self.cmd(&["daemon"]);
+        cmd.stdout(Stdio::null()).stderr(log);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn daemon");
+        let d = Daemon {
+            child: Some(child),
+            log: self.path("daemon.log"),
+        };
+        let socket = self.path("data/opsd.sock");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "daemon did not open {} in 30s; log:\n{}",
+            socket.display(),
+            d.log()
+        );
+    }
+}
+
+/// A running daemon; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        // SAFETY: signalling our own child by pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait daemon") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "daemon ignored SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
