@@ -1,0 +1,26 @@
+# Everyday recipes. `just --list` shows them.
+
+# Build the daemon (its build script compiles the built-in plugins too).
+build:
+    cargo build
+
+# Build only the plugins, as components, into target/opsd-wasm.
+build-plugins:
+    cargo build --profile plugin --target wasm32-wasip2 --target-dir target/opsd-wasm -p opsd-log-rotate -p opsd-test-hostile
+
+# Run every test (the README's test command).
+test:
+    cargo test --workspace
+
+# The daemon on the example config, with a data dir under target/.
+demo:
+    cargo run -- --config examples/opsd.toml daemon
+
+# Formatting and lints as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# CI, locally.
+ci:
+    .ci/run
