@@ -67,6 +67,11 @@ impl Ops {
         for rec in store.recover_interrupted(Utc::now())? {
             tracing::warn!(job = %rec.job, run = %rec.id, "run was left unfinished by a previous process; marked interrupted");
         }
+        for job in &config.jobs {
+            if let Err(e) = crate::grants::fs::ensure_created(&job.grants.fs) {
+                tracing::warn!(job = %job.name, error = %e, "cannot create a granted directory");
+            }
+        }
         let runtime = Arc::new(Runtime::new(config.data_dir.join("cache"))?);
         let registry = Registry::new(runtime, config.plugin_dir.clone());
         Ok(Ops {
