@@ -151,3 +151,80 @@ fn a_panic_and_a_memory_bomb_are_contained() {
     );
     failed_with(&env, "hoards", "failed", "memory limit");
 }
+
+/// Answers every connection with a 200 and closes it.
+fn tiny_http_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    addr
+}
+
+#[test]
+fn sockets_and_http_are_both_denied_unless_granted() {
+    let addr = tiny_http_server();
+    let a = addr.to_string();
+    let env = env_with(&[
+        hostile(
+            "tcp-denied",
+            &format!("action = \"tcp\"\naddress = \"{a}\""),
+            "",
+        ),
+        hostile(
+            "http-denied",
+            &format!("action = \"http\"\naddress = \"{a}\""),
+            "",
+        ),
+        // A socket grant for another port does not open this one.
+        hostile(
+            "tcp-wrong-port",
+            &format!("action = \"tcp\"\naddress = \"{a}\""),
+            &format!(
+                "[job.grants]\nnet = [\"127.0.0.1:{}\"]",
+                addr.port().wrapping_add(1).max(1)
+            ),
+        ),
+        hostile(
+            "tcp-granted",
+            &format!("action = \"tcp\"\naddress = \"{a}\""),
+            &format!("[job.grants]\nnet = [\"{a}\"]"),
+        ),
+        hostile(
+            "http-granted",
+            &format!("action = \"http\"\naddress = \"{a}\""),
+            &format!("[job.grants]\nnet = [\"http://{a}\"]"),
+        ),
+    ]);
+    failed_with(
+        &env,
+        "tcp-denied",
+        "failed",
+        "is not in the job's net grant (none)",
+    );
+    failed_with(
+        &env,
+        "http-denied",
+        "failed",
+        &format!("HTTP request to http://{a} is not in the job's net grant (none)"),
+    );
+    failed_with(
+        &env,
+        "tcp-wrong-port",
+        "failed",
+        "is not in the job's net grant",
+    );
+    let ok = env.run_job("tcp-granted");
+    assert_eq!(ok["status"], "ok", "{ok:#}");
+    let ok = env.run_job("http-granted");
+    assert_eq!(ok["status"], "ok", "{ok:#}");
+    assert_eq!(ok["summary"], "HTTP 200");
+}

@@ -460,31 +460,30 @@ async fn build_wasi(
         b.preopened_dir(&g.host, &g.guest, perms)
             .map_err(|e| format!("fs grant {} -> {}: {e}", g.host.display(), g.guest))?;
     }
-    b.allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
-    if !grants.net.is_empty() {
-        let resolved = grants.net.resolve().await;
-        let described = grants.net.describe();
-        let violations = violations.clone();
-        b.allow_tcp(true)
-            .allow_udp(true)
-            .allow_ip_name_lookup(grants.net.needs_name_lookup());
-        b.socket_addr_check(move |addr, use_| {
-            use wasmtime_wasi::sockets::SocketAddrUse as U;
-            let ok = match use_ {
-                U::TcpBind | U::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                U::TcpConnect | U::UdpSend | U::UdpReceive => resolved.allows(addr),
-                U::TcpListen | U::TcpAccept => false,
-            };
-            if !ok && !matches!(use_, U::UdpReceive) {
-                violations.record(format!(
-                    "{use_:?} {addr} is not in the job's net grant ({described}); add \"{addr}\" to `net = [...]`"
-                ));
-            }
-            Box::pin(async move { ok })
-        });
-    }
+    // Sockets are on, but every address goes through the check, so a
+    // denied connect is recorded with the grant to add rather than failing
+    // as a bare "permission denied". With no net grant nothing passes.
+    let resolved = grants.net.resolve().await;
+    let described = grants.net.describe();
+    let violations = violations.clone();
+    b.allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(grants.net.needs_name_lookup());
+    b.socket_addr_check(move |addr, use_| {
+        use wasmtime_wasi::sockets::SocketAddrUse as U;
+        let ok = match use_ {
+            // Implicit binds before a connect use the wildcard address.
+            U::TcpBind | U::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
+            U::TcpConnect | U::UdpSend | U::UdpReceive => resolved.allows(addr),
+            U::TcpListen | U::TcpAccept => false,
+        };
+        if !ok && !matches!(use_, U::UdpReceive) {
+            violations.record(format!(
+                "{use_:?} {addr} is not in the job's net grant ({described}); add \"{addr}\" to `net = [...]`"
+            ));
+        }
+        Box::pin(async move { ok })
+    });
     Ok(b.build())
 }
 

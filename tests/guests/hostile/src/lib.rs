@@ -15,6 +15,9 @@ struct Config {
     args: Vec<String>,
     #[serde(default)]
     seconds: u64,
+    /// `host:port` for `tcp` and `http`.
+    #[serde(default)]
+    address: String,
 }
 
 struct Hostile;
@@ -63,6 +66,20 @@ impl Plugin for Hostile {
                 std::thread::sleep(std::time::Duration::from_secs(cfg.seconds));
                 Ok(Outcome::ok("slept"))
             }
+            // A plain socket, the way any language's std connects.
+            "tcp" => match std::net::TcpStream::connect(&cfg.address) {
+                Ok(_) => Ok(Outcome::ok(format!("connected to {}", cfg.address))),
+                Err(e) => Err(PluginError::other(
+                    "net",
+                    format!("connect {}: {e}", cfg.address),
+                )),
+            },
+            // wasi:http, which never passes the socket check.
+            "http" => http_get(&cfg.address)
+                .map(|status| Outcome::ok(format!("HTTP {status}")))
+                .map_err(|e| {
+                    PluginError::other("net", format!("GET http://{}/: {e}", cfg.address))
+                }),
             "panic" => panic!("deliberate panic for a containment test"),
             "memory" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -74,6 +91,24 @@ impl Plugin for Hostile {
             other => Err(PluginError::bad_config(format!("unknown action `{other}`"))),
         }
     }
+}
+
+fn http_get(authority: &str) -> Result<u16, String> {
+    use wasi::http::{outgoing_handler, types};
+    let req = types::OutgoingRequest::new(types::Fields::new());
+    req.set_scheme(Some(&types::Scheme::Http))
+        .map_err(|_| "bad scheme")?;
+    req.set_authority(Some(authority))
+        .map_err(|_| "bad authority")?;
+    req.set_path_with_query(Some("/")).map_err(|_| "bad path")?;
+    let pending = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
+    pending.subscribe().block();
+    let response = pending
+        .get()
+        .ok_or("no response")?
+        .map_err(|_| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(response.status())
 }
 
 opsd_sdk::export_plugin!(Hostile);
