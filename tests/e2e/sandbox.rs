@@ -228,3 +228,45 @@ fn sockets_and_http_are_both_denied_unless_granted() {
     assert_eq!(ok["status"], "ok", "{ok:#}");
     assert_eq!(ok["summary"], "HTTP 200");
 }
+
+#[test]
+fn child_output_goes_straight_to_a_granted_file() {
+    let env = env_with(&[
+        hostile(
+            "dump",
+            "action = \"exec\"\nprogram = \"seq\"\nargs = [\"1\", \"200000\"]\nstdout = \"/out/numbers.txt\"",
+            "[job.grants]\nexec = [\"seq\"]\nfs = [{ host = \"out\", guest = \"/out\", access = \"rw\", create = true }]",
+        ),
+        hostile(
+            "dump-ro",
+            "action = \"exec\"\nprogram = \"seq\"\nargs = [\"1\", \"3\"]\nstdout = \"/out/numbers.txt\"",
+            "[job.grants]\nexec = [\"seq\"]\nfs = [{ host = \"out\", guest = \"/out\", access = \"ro\", create = true }]",
+        ),
+    ]);
+    let rec = env.run_job("dump");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let text = std::fs::read_to_string(env.path("out/numbers.txt")).unwrap();
+    assert_eq!(text.lines().count(), 200_000);
+    assert_eq!(text.lines().last(), Some("200000"));
+    failed_with(&env, "dump-ro", "failed", "is in the read-only grant /out");
+}
+
+#[test]
+fn a_child_outliving_the_timeout_is_killed_with_its_group() {
+    let env = env_with(&[hostile(
+        "hang",
+        "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"sleep 31.4159 & sleep 31.4159\"]",
+        "timeout = \"1s\"\n[job.grants]\nexec = [\"sh\"]",
+    )]);
+    let rec = failed_with(&env, "hang", "timeout", "timeout");
+    assert!(rec["duration_ms"].as_u64().unwrap() < 10_000, "{rec:#}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 31.4159"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "children survived: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}

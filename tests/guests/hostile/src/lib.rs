@@ -15,6 +15,9 @@ struct Config {
     args: Vec<String>,
     #[serde(default)]
     seconds: u64,
+    /// For `exec`: send stdout to this guest file instead of capturing it.
+    #[serde(default)]
+    stdout: Option<String>,
     /// `host:port` for `tcp` and `http`.
     #[serde(default)]
     address: String,
@@ -49,12 +52,23 @@ impl Plugin for Hostile {
                 opsd_sdk::info!("exec result: {r:?}");
                 Ok(Outcome::ok("pretended all was well"))
             }
-            "exec" => match Command::new(&cfg.program).args(cfg.args.clone()).run() {
-                Ok(exit) => Ok(Outcome::ok(
-                    String::from_utf8_lossy(&exit.stdout).trim().to_string(),
-                )),
-                Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
-            },
+            "exec" => {
+                let mut cmd = Command::new(&cfg.program).args(cfg.args.clone());
+                if let Some(file) = &cfg.stdout {
+                    cmd = cmd.stdout(opsd_sdk::Output::File(file.clone()));
+                }
+                match cmd.run() {
+                    Ok(exit) if exit.success() => Ok(Outcome::ok(
+                        String::from_utf8_lossy(&exit.stdout).trim().to_string(),
+                    )),
+                    Ok(exit) => Ok(Outcome::failed(format!(
+                        "exit {:?}: {}",
+                        exit.code,
+                        exit.stderr_text()
+                    ))),
+                    Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+                }
+            }
             "loop" => {
                 let mut x: u64 = 0;
                 loop {
