@@ -100,17 +100,12 @@ pub enum ScheduleCommand {
 
 /// Where the configuration is when `--config` is not given.
 pub fn default_config_path() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/etc/opsd/opsd.toml");
-    }
-    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("opsd/opsd.toml");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".config/opsd/opsd.toml"),
-        None => PathBuf::from("/etc/opsd/opsd.toml"),
-    }
+    crate::config::system_or_user_path(
+        "/etc/opsd/opsd.toml",
+        "XDG_CONFIG_HOME",
+        ".config",
+        "opsd/opsd.toml",
+    )
 }
 
 /// A time as people read it in tables: local, with weekday.

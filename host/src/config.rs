@@ -362,20 +362,27 @@ fn valid_job_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Where state lives when the config does not say: `/var/lib/opsd` for
-/// root, the XDG state directory otherwise, so opsd works without root.
-pub fn default_data_dir() -> PathBuf {
+/// A system path for root, an XDG path otherwise: `$XDG_VAR/rel`, or
+/// `$HOME/home_default/rel` when the variable is unset. Lets opsd run
+/// without root with no configuration of paths.
+pub fn system_or_user_path(system: &str, xdg_var: &str, home_default: &str, rel: &str) -> PathBuf {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/opsd");
+        return PathBuf::from(system);
     }
-    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
-        return PathBuf::from(state).join("opsd");
+    if let Some(dir) = std::env::var_os(xdg_var).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join(rel);
     }
     match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".local/state/opsd"),
-        None => PathBuf::from("/tmp/opsd"),
+        Some(home) => PathBuf::from(home).join(home_default).join(rel),
+        None => PathBuf::from(system),
     }
+}
+
+/// Where state lives when the config does not say: `/var/lib/opsd` for
+/// root, the XDG state directory otherwise.
+pub fn default_data_dir() -> PathBuf {
+    system_or_user_path("/var/lib/opsd", "XDG_STATE_HOME", ".local/state", "opsd")
 }
 
 /// Parses `30s`, `5m`, `1h 30m`, `2d` into a duration.
