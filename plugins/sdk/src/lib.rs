@@ -6,7 +6,7 @@
 //! in the run's captured log, outcome builders and a [`Command`] builder for
 //! the host's process interface.
 //!
-//! ```ignore
+//! ```no_run
 //! use opsd_sdk::*;
 //!
 //! struct Hello;
