@@ -183,27 +183,15 @@ impl Ops {
         dry_run: bool,
     ) -> Result<RunRecord, OpsError> {
         let started = Utc::now();
-        let mut rec = RunRecord {
-            id: run_id.to_owned(),
-            job: job.name.clone(),
-            plugin: job.plugin.clone(),
-            plugin_version: String::new(),
-            plugin_sha256: String::new(),
-            status: RunStatus::Running,
+        let mut rec = RunRecord::begin(
+            run_id,
+            &job.name,
+            &job.plugin,
             trigger,
             scheduled,
             started,
-            finished: None,
-            duration_ms: None,
-            attempt: 1,
             dry_run,
-            summary: String::new(),
-            details: String::new(),
-            error: None,
-            metrics: Vec::new(),
-            artifacts: Vec::new(),
-            plugin_load: None,
-        };
+        );
         let exec = match self.registry.find(&job.plugin).await {
             Err(e) => Execution::failed(RunStatus::Failed, e.to_string()),
             Ok((plugin, load)) => {

@@ -109,6 +109,42 @@ pub struct RunRecord {
     pub plugin_load: Option<PluginLoad>,
 }
 
+impl RunRecord {
+    /// A run that is about to start: `running`, nothing known yet but its
+    /// identity and timing.
+    pub fn begin(
+        id: &str,
+        job: &str,
+        plugin: &str,
+        trigger: Trigger,
+        scheduled: DateTime<Utc>,
+        started: DateTime<Utc>,
+        dry_run: bool,
+    ) -> RunRecord {
+        RunRecord {
+            id: id.to_owned(),
+            job: job.to_owned(),
+            plugin: plugin.to_owned(),
+            plugin_version: String::new(),
+            plugin_sha256: String::new(),
+            status: RunStatus::Running,
+            trigger,
+            scheduled,
+            started,
+            finished: None,
+            duration_ms: None,
+            attempt: 1,
+            dry_run,
+            summary: String::new(),
+            details: String::new(),
+            error: None,
+            metrics: Vec::new(),
+            artifacts: Vec::new(),
+            plugin_load: None,
+        }
+    }
+}
+
 /// One captured log line of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {

@@ -294,27 +294,9 @@ mod tests {
 
     fn rec(job: &str, status: RunStatus) -> RunRecord {
         let now = Utc::now();
-        RunRecord {
-            id: new_run_id(),
-            job: job.into(),
-            plugin: "p".into(),
-            plugin_version: "1".into(),
-            plugin_sha256: "00".into(),
-            status,
-            trigger: Trigger::Manual,
-            scheduled: now,
-            started: now,
-            finished: None,
-            duration_ms: None,
-            attempt: 1,
-            dry_run: false,
-            summary: String::new(),
-            details: String::new(),
-            error: None,
-            metrics: Vec::new(),
-            artifacts: Vec::new(),
-            plugin_load: None,
-        }
+        let mut r = RunRecord::begin(&new_run_id(), job, "p", Trigger::Manual, now, now, false);
+        r.status = status;
+        r
     }
 
     #[test]
