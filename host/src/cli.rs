@@ -96,6 +96,23 @@ pub enum ScheduleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// When an expression fires, like `systemd-analyze calendar`
+    Next {
+        /// A crontab expression or @nickname, e.g. "0 2 * * sun"
+        expr: String,
+        /// IANA time zone the expression is read in
+        #[arg(long, default_value = "UTC", value_name = "ZONE")]
+        tz: String,
+        /// List fire times strictly after this instant [default: now]
+        #[arg(long, value_name = "RFC3339")]
+        after: Option<String>,
+        /// How many fire times
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Print a JSON array of RFC 3339 times with the zone's offset
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the configuration is when `--config` is not given.
@@ -214,6 +231,34 @@ pub fn schedule_table(
         entries.len(),
         if entries.len() == 1 { "" } else { "s" }
     ));
+    out
+}
+
+/// `opsd schedule next` for people: each fire time in the zone, in UTC,
+/// and how far away it is.
+pub fn next_fires_text(
+    expr: &str,
+    tz: chrono_tz::Tz,
+    fires: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> String {
+    let mut out = format!("{expr} in {}:\n", tz.name());
+    if fires.is_empty() {
+        out.push_str("  never fires\n");
+    }
+    for f in fires {
+        let left = (*f - now).num_seconds();
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            f.with_timezone(&tz).format("%a %Y-%m-%d %H:%M:%S %:z"),
+            f.format("%Y-%m-%dT%H:%M:%SZ"),
+            if left >= 0 {
+                format!("in {}", human_duration(left))
+            } else {
+                format!("{} ago", human_duration(-left))
+            }
+        ));
+    }
     out
 }
 

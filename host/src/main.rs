@@ -108,8 +108,8 @@ impl Backend {
     }
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let path = cli.config.clone().unwrap_or_else(cli::default_config_path);
+fn load_config(path: Option<std::path::PathBuf>) -> anyhow::Result<Config> {
+    let path = path.unwrap_or_else(cli::default_config_path);
     if !path.exists() {
         anyhow::bail!(
             "no configuration at {}; pass --config FILE or set OPSD_CONFIG (examples/opsd.toml is a place to start)",
@@ -130,14 +130,53 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     print(&(serde_json::to_string_pretty(value)? + "\n"))
 }
 
+/// `opsd schedule next`: needs no configuration.
+fn schedule_next(
+    expr: &str,
+    tz: &str,
+    after: Option<&str>,
+    count: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let zone: chrono_tz::Tz = tz.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "unknown time zone `{tz}`: use an IANA name such as `Europe/Berlin` or `UTC`"
+        )
+    })?;
+    let schedule = opsd::schedule::Schedule::parse(expr)?;
+    if schedule.is_reboot() {
+        anyhow::bail!("`@reboot` has no calendar times: it fires once each time the daemon starts");
+    }
+    let now = chrono::Utc::now();
+    let after = match after {
+        Some(a) => chrono::DateTime::parse_from_rfc3339(a)
+            .map_err(|e| anyhow::anyhow!("--after `{a}` is not an RFC 3339 time ({e}); write e.g. 2026-03-08T00:00:00-05:00"))?
+            .to_utc(),
+        None => now,
+    };
+    let fires = schedule.upcoming(after, zone, count);
+    if json {
+        let times: Vec<String> = fires
+            .iter()
+            .map(|f| f.with_timezone(&zone).to_rfc3339())
+            .collect();
+        print_json(&times)?;
+    } else {
+        print(&cli::next_fires_text(expr, zone, &fires, now))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = load_config(&cli)?;
+    // Configuration is read lazily: `schedule next` needs none.
+    let config = || load_config(cli.config.clone());
     match cli.command {
         Command::Daemon => {
-            opsd::daemon::run(config).await?;
+            opsd::daemon::run(config()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
+            let config = config()?;
             print(&format!(
                 "{}: ok, {} job{}\n",
                 config.path.display(),
@@ -147,9 +186,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule {
+            command:
+                ScheduleCommand::Next {
+                    expr,
+                    tz,
+                    after,
+                    count,
+                    json,
+                },
+        } => schedule_next(&expr, &tz, after.as_deref(), count, json),
+        Command::Schedule {
             command: ScheduleCommand::List { json },
         } => {
-            let entries = Backend::connect(config).await?.schedule().await?;
+            let entries = Backend::connect(config()?).await?.schedule().await?;
             if json {
                 print_json(&entries)?;
             } else {
@@ -162,7 +211,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { job, dry_run, json } => {
-            let rec = Backend::connect(config)
+            let rec = Backend::connect(config()?)
                 .await?
                 .run_job(&job, dry_run)
                 .await?;
@@ -198,7 +247,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 since,
                 limit: Some(limit),
             };
-            let runs = Backend::connect(config).await?.history(&q).await?;
+            let runs = Backend::connect(config()?).await?.history(&q).await?;
             if json {
                 print_json(&runs)?;
             } else {
@@ -207,7 +256,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { run_id, json } => {
-            let lines = Backend::connect(config).await?.run_log(&run_id).await?;
+            let lines = Backend::connect(config()?).await?.run_log(&run_id).await?;
             if json {
                 print_json(&lines)?;
             } else {

@@ -5,4 +5,5 @@ mod util;
 
 mod log_rotate;
 mod sandbox;
+mod schedule;
 mod service;

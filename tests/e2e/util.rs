@@ -180,3 +180,51 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
     None
 }
+
+/// A Python interpreter with these PyPI packages, in a virtualenv under
+/// the target directory (created on first use, so `cargo test` works on a
+/// fresh machine with python3 and access to PyPI).
+pub fn python_with(packages: &[&str]) -> PathBuf {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "python3 -m venv {} failed; install python3 with venv",
+            venv.display()
+        );
+    }
+    let stamp = venv.join(format!(
+        "installed-{}",
+        packages.join("+").replace(['=', '<', '>'], "_")
+    ));
+    if !stamp.exists() {
+        let out = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages)
+            .output()
+            .expect("run pip");
+        assert!(
+            out.status.success(),
+            "pip install {packages:?} failed:\n{}",
+            text(&out)
+        );
+        std::fs::write(&stamp, "").expect("write venv stamp");
+    }
+    python
+}
