@@ -7,12 +7,13 @@
 //! - `GET  /v1/health`
 //! - `GET  /v1/schedule`
 //! - `POST /v1/jobs/{job}/run` with `{"dry_run": false}`: waits for the run
+//! - `POST /v1/jobs/{job}/enable` and `/disable`
 //! - `GET  /v1/runs?job=&status=&since=&limit=`: history, newest first
 //! - `GET  /v1/runs/{id}` and `GET /v1/runs/{id}/log`
 //!
 //! Errors are `{"error": "...", "kind": "..."}` with a matching status.
 
-use crate::ops::{Ops, OpsError, ScheduleEntry};
+use crate::ops::{Ops, OpsError, ScheduleEntry, Start};
 use crate::record::{LogLine, RunRecord, Trigger};
 use crate::store::HistoryQuery;
 use anyhow::Context as _;
@@ -21,7 +22,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,8 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/schedule", get(schedule))
         .route("/v1/jobs/{job}/run", post(run_job))
+        .route("/v1/jobs/{job}/enable", post(enable))
+        .route("/v1/jobs/{job}/disable", post(disable))
         .route("/v1/runs", get(history))
         .route("/v1/runs/{id}", get(run_record))
         .route("/v1/runs/{id}/log", get(run_log))
@@ -85,7 +87,21 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn schedule(State(ops): State<Arc<Ops>>) -> ApiResult<Vec<ScheduleEntry>> {
-    Ok(Json(ops.schedule(Utc::now())?))
+    Ok(Json(ops.schedule()?))
+}
+
+async fn enable(
+    State(ops): State<Arc<Ops>>,
+    UrlPath(job): UrlPath<String>,
+) -> ApiResult<ScheduleEntry> {
+    Ok(Json(ops.set_enabled(&job, true)?))
+}
+
+async fn disable(
+    State(ops): State<Arc<Ops>>,
+    UrlPath(job): UrlPath<String>,
+) -> ApiResult<ScheduleEntry> {
+    Ok(Json(ops.set_enabled(&job, false)?))
 }
 
 async fn run_job(
@@ -93,11 +109,11 @@ async fn run_job(
     UrlPath(job): UrlPath<String>,
     body: Option<Json<RunBody>>,
 ) -> ApiResult<RunRecord> {
-    let dry_run = body.map(|b| b.0.dry_run).unwrap_or(false);
-    Ok(Json(
-        ops.run_job(&job, Trigger::Manual, Utc::now(), dry_run)
-            .await?,
-    ))
+    let start = Start {
+        dry_run: body.map(|b| b.0.dry_run).unwrap_or(false),
+        ..Start::new(Trigger::Manual, ops.clock.now())
+    };
+    Ok(Json(ops.run_job(&job, start).await?))
 }
 
 async fn history(
@@ -231,6 +247,13 @@ impl Client {
             Some(serde_json::json!({ "dry_run": dry_run })),
         )
         .await
+    }
+
+    /// `POST /v1/jobs/{job}/enable` or `/disable`.
+    pub async fn set_enabled(&self, job: &str, enabled: bool) -> anyhow::Result<ScheduleEntry> {
+        let verb = if enabled { "enable" } else { "disable" };
+        self.request("POST", &format!("/v1/jobs/{}/{verb}", encode(job)), None)
+            .await
     }
 
     /// `GET /v1/runs`.

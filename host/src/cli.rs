@@ -96,6 +96,16 @@ pub enum ScheduleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Let the scheduler fire a job again (persists across restarts)
+    Enable {
+        /// Job name from the configuration
+        job: String,
+    },
+    /// Stop the scheduler firing a job (persists across restarts; `opsd run` still works)
+    Disable {
+        /// Job name from the configuration
+        job: String,
+    },
     /// When an expression fires, like `systemd-analyze calendar`
     Next {
         /// A crontab expression or @nickname, e.g. "0 2 * * sun"

@@ -8,6 +8,7 @@
 //! file, the line and the job.
 
 use crate::grants::{self, Grants};
+use crate::policy::{CatchUp, Overlap, Policy};
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -41,6 +42,8 @@ pub struct Job {
     pub timezone: Tz,
     /// Wall-clock limit for one run.
     pub timeout: Duration,
+    /// Catch-up, overlap, retries, jitter, retention.
+    pub policy: Policy,
     /// Whether the scheduler fires it; `opsd schedule disable` overrides.
     pub enabled: bool,
     pub grants: Grants,
@@ -56,14 +59,15 @@ impl Job {
     pub fn definition_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         let text = format!(
-            "{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}",
+            "{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}",
             self.name,
             self.plugin,
             self.schedule.as_str(),
             self.timezone,
             self.timeout,
             self.config,
-            self.grants
+            self.grants,
+            self.policy
         );
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
     }
@@ -117,6 +121,8 @@ struct RawConfig {
     #[serde(default)]
     api: RawApi,
     #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
     job: Vec<Spanned<RawJob>>,
 }
 
@@ -126,22 +132,173 @@ struct RawApi {
     socket: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJob {
-    name: Spanned<String>,
-    plugin: Spanned<String>,
-    schedule: Spanned<String>,
-    #[serde(default)]
-    timezone: Option<Spanned<String>>,
-    #[serde(default)]
-    timeout: Option<Spanned<String>>,
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default)]
-    grants: grants::RawGrants,
-    #[serde(default)]
-    config: Option<toml::Table>,
+/// Declares a raw struct with the settings a job may set itself or
+/// inherit from `[defaults]` (serde cannot flatten and also refuse unknown
+/// keys, so the fields are spelled out once here for both).
+macro_rules! with_job_settings {
+    ($(#[$meta:meta])* struct $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        struct $name {
+            $($(#[$fmeta])* $field: $ty,)*
+            #[serde(default)]
+            timezone: Option<Spanned<String>>,
+            #[serde(default)]
+            timeout: Option<Spanned<String>>,
+            #[serde(default)]
+            catch_up: Option<Spanned<CatchUp>>,
+            #[serde(default)]
+            catch_up_deadline: Option<Spanned<String>>,
+            #[serde(default)]
+            overlap: Option<Spanned<Overlap>>,
+            #[serde(default)]
+            retries: Option<Spanned<u32>>,
+            #[serde(default)]
+            retry_backoff: Option<Spanned<String>>,
+            #[serde(default)]
+            retry_backoff_max: Option<Spanned<String>>,
+            #[serde(default)]
+            jitter: Option<Spanned<String>>,
+            #[serde(default)]
+            jitter_fixed: Option<Spanned<bool>>,
+            #[serde(default)]
+            keep_runs: Option<Spanned<usize>>,
+            #[serde(default)]
+            keep_days: Option<Spanned<u32>>,
+        }
+    };
+}
+
+with_job_settings! {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct RawDefaults {}
+}
+
+with_job_settings! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawJob {
+        name: Spanned<String>,
+        plugin: Spanned<String>,
+        schedule: Spanned<String>,
+        #[serde(default = "yes")]
+        enabled: bool,
+        #[serde(default)]
+        grants: grants::RawGrants,
+        #[serde(default)]
+        config: Option<toml::Table>,
+    }
+}
+
+/// A job's own setting, else the `[defaults]` one.
+macro_rules! setting {
+    ($job:expr, $defaults:expr, $field:ident) => {
+        $job.$field.as_ref().or($defaults.$field.as_ref())
+    };
+}
+
+/// Settings of one job after `[defaults]`: zone, timeout, policies.
+struct Settings {
+    timezone: Tz,
+    timeout: Duration,
+    policy: Policy,
+}
+
+fn job_settings(
+    job: &RawJob,
+    defaults: &RawDefaults,
+    lines: &Lines<'_>,
+    name: &str,
+    problems: &mut Problems,
+) -> Option<Settings> {
+    let before = problems.list.len();
+    let duration =
+        |value: Option<&Spanned<String>>, key: &str, default: Duration, problems: &mut Problems| {
+            match value {
+                None => default,
+                Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+                    problems.push(lines.at(v), Some(name), format!("{key}: {e}"));
+                    default
+                }),
+            }
+        };
+    let timezone = match setting!(job, defaults, timezone) {
+        None => Tz::UTC,
+        Some(tz) => tz.get_ref().parse::<Tz>().unwrap_or_else(|_| {
+            problems.push(
+                lines.at(tz),
+                Some(name),
+                format!(
+                    "unknown time zone `{}`: use an IANA name such as `Europe/Berlin` or `UTC`",
+                    tz.get_ref()
+                ),
+            );
+            Tz::UTC
+        }),
+    };
+    let d = Policy::default();
+    let timeout = duration(
+        setting!(job, defaults, timeout),
+        "timeout",
+        DEFAULT_TIMEOUT,
+        problems,
+    );
+    let deadline = setting!(job, defaults, catch_up_deadline)
+        .map(|v| duration(Some(v), "catch_up_deadline", Duration::ZERO, problems));
+    let policy = Policy {
+        catch_up: setting!(job, defaults, catch_up).map_or(d.catch_up, |v| *v.get_ref()),
+        catch_up_deadline: deadline,
+        overlap: setting!(job, defaults, overlap).map_or(d.overlap, |v| *v.get_ref()),
+        retries: setting!(job, defaults, retries).map_or(d.retries, |v| *v.get_ref()),
+        retry_backoff: duration(
+            setting!(job, defaults, retry_backoff),
+            "retry_backoff",
+            d.retry_backoff,
+            problems,
+        ),
+        retry_backoff_max: duration(
+            setting!(job, defaults, retry_backoff_max),
+            "retry_backoff_max",
+            d.retry_backoff_max,
+            problems,
+        ),
+        jitter: duration(
+            setting!(job, defaults, jitter),
+            "jitter",
+            d.jitter,
+            problems,
+        ),
+        jitter_fixed: setting!(job, defaults, jitter_fixed)
+            .map_or(d.jitter_fixed, |v| *v.get_ref()),
+        keep_runs: setting!(job, defaults, keep_runs).map_or(d.keep_runs, |v| *v.get_ref()),
+        keep_days: setting!(job, defaults, keep_days).map_or(d.keep_days, |v| *v.get_ref()),
+    };
+    if timeout.is_zero() {
+        let line = setting!(job, defaults, timeout).and_then(|t| lines.at(t));
+        problems.push(line, Some(name), "timeout must be more than zero");
+    }
+    if policy.retry_backoff > policy.retry_backoff_max {
+        let line = setting!(job, defaults, retry_backoff).and_then(|t| lines.at(t));
+        problems.push(
+            line,
+            Some(name),
+            "retry_backoff is longer than retry_backoff_max",
+        );
+    }
+    if let Some(k) = setting!(job, defaults, keep_runs)
+        && *k.get_ref() == 0
+    {
+        problems.push(
+            lines.at(k),
+            Some(name),
+            "keep_runs = 0 would delete every run as it finishes; keep at least 1",
+        );
+    }
+    (problems.list.len() == before).then_some(Settings {
+        timezone,
+        timeout,
+        policy,
+    })
 }
 
 fn yes() -> bool {
@@ -270,33 +427,7 @@ impl Config {
                     None
                 }
             };
-            let timezone = match &raw_job.timezone {
-                None => Some(Tz::UTC),
-                Some(tz) => match tz.get_ref().parse::<Tz>() {
-                    Ok(t) => Some(t),
-                    Err(_) => {
-                        problems.push(
-                            lines.at(tz),
-                            Some(&name),
-                            format!(
-                                "unknown time zone `{}`: use an IANA name such as `Europe/Berlin` or `UTC`",
-                                tz.get_ref()
-                            ),
-                        );
-                        None
-                    }
-                },
-            };
-            let timeout = match &raw_job.timeout {
-                None => Some(DEFAULT_TIMEOUT),
-                Some(t) => match parse_duration(t.get_ref()) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        problems.push(lines.at(t), Some(&name), format!("timeout: {e}"));
-                        None
-                    }
-                },
-            };
+            let settings = job_settings(raw_job, &raw.defaults, &lines, &name, &mut problems);
             let grants =
                 grants::Grants::from_raw(&raw_job.grants, &base, &lines, &name, &mut problems);
             let config = raw_job
@@ -304,15 +435,14 @@ impl Config {
                 .clone()
                 .map(|t| toml_to_json(toml::Value::Table(t)))
                 .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-            if let (Some(schedule), Some(timezone), Some(timeout), Some(grants)) =
-                (schedule, timezone, timeout, grants)
-            {
+            if let (Some(schedule), Some(settings), Some(grants)) = (schedule, settings, grants) {
                 jobs.push(Job {
                     name,
                     plugin: raw_job.plugin.get_ref().clone(),
                     schedule,
-                    timezone,
-                    timeout,
+                    timezone: settings.timezone,
+                    timeout: settings.timeout,
+                    policy: settings.policy,
                     enabled: raw_job.enabled,
                     grants,
                     config,

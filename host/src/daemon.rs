@@ -3,6 +3,7 @@
 //! shared shutdown signal fires, then finishes what it is doing.
 
 use crate::api;
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::ops::Ops;
 use crate::scheduler;
@@ -30,7 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ops = {
         let mut tries = 0;
         loop {
-            match Ops::open(config.clone()) {
+            match Ops::open(config.clone(), Arc::new(SystemClock)) {
                 Ok(ops) => break Arc::new(ops),
                 Err(e)
                     if tries < 50

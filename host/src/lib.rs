@@ -26,11 +26,13 @@
 pub mod api;
 pub mod bindings;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod grants;
 pub mod ops;
 pub mod plugins;
+pub mod policy;
 pub mod record;
 pub mod runtime;
 pub mod schedule;

@@ -7,7 +7,7 @@ use clap::Parser;
 use opsd::api::Client;
 use opsd::cli::{self, Cli, Command, LogFormat, ScheduleCommand};
 use opsd::config::Config;
-use opsd::ops::{Ops, ScheduleEntry};
+use opsd::ops::{Ops, ScheduleEntry, Start};
 use opsd::record::{LogLine, RunRecord, Trigger};
 use opsd::store::HistoryQuery;
 use std::io::Write;
@@ -74,22 +74,34 @@ impl Backend {
         if let Some(client) = Client::connect(&config.socket).await {
             return Ok(Backend::Daemon(client));
         }
-        Ok(Backend::Local(Arc::new(Ops::open(config)?)))
+        let clock = Arc::new(opsd::clock::SystemClock);
+        Ok(Backend::Local(Arc::new(Ops::open(config, clock)?)))
     }
 
     async fn schedule(&self) -> anyhow::Result<Vec<ScheduleEntry>> {
         match self {
             Backend::Daemon(c) => c.schedule().await,
-            Backend::Local(ops) => Ok(ops.schedule(chrono::Utc::now())?),
+            Backend::Local(ops) => Ok(ops.schedule()?),
         }
     }
 
     async fn run_job(&self, job: &str, dry_run: bool) -> anyhow::Result<RunRecord> {
         match self {
             Backend::Daemon(c) => c.run_job(job, dry_run).await,
-            Backend::Local(ops) => Ok(ops
-                .run_job(job, Trigger::Manual, chrono::Utc::now(), dry_run)
-                .await?),
+            Backend::Local(ops) => {
+                let start = Start {
+                    dry_run,
+                    ..Start::new(Trigger::Manual, chrono::Utc::now())
+                };
+                Ok(ops.run_job(job, start).await?)
+            }
+        }
+    }
+
+    async fn set_enabled(&self, job: &str, enabled: bool) -> anyhow::Result<ScheduleEntry> {
+        match self {
+            Backend::Daemon(c) => c.set_enabled(job, enabled).await,
+            Backend::Local(ops) => Ok(ops.set_enabled(job, enabled)?),
         }
     }
 
@@ -167,6 +179,23 @@ fn schedule_next(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn set_enabled(config: Config, job: &str, enabled: bool) -> anyhow::Result<ExitCode> {
+    let entry = Backend::connect(config)
+        .await?
+        .set_enabled(job, enabled)
+        .await?;
+    let next = entry
+        .next
+        .map(|n| format!("; next run {n}"))
+        .unwrap_or_default();
+    print(&format!(
+        "{}: {}{next}\n",
+        entry.job,
+        if entry.enabled { "enabled" } else { "disabled" }
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Configuration is read lazily: `schedule next` needs none.
     let config = || load_config(cli.config.clone());
@@ -195,6 +224,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => schedule_next(&expr, &tz, after.as_deref(), count, json),
+        Command::Schedule {
+            command: ScheduleCommand::Enable { job },
+        } => set_enabled(config()?, &job, true).await,
+        Command::Schedule {
+            command: ScheduleCommand::Disable { job },
+        } => set_enabled(config()?, &job, false).await,
         Command::Schedule {
             command: ScheduleCommand::List { json },
         } => {

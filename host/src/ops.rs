@@ -1,18 +1,25 @@
 //! The operations every interface offers (list the schedule, run a job,
-//! read history and logs), over an open store. The daemon's control
-//! socket serves these; with no daemon the CLI calls them directly, so
-//! both give the same answers.
+//! enable and disable it, read history and logs), over an open store. The
+//! daemon's control socket serves these; with no daemon the CLI calls them
+//! directly, so both give the same answers.
+//!
+//! A job's overlap policy is applied here, where every run starts,
+//! whether the scheduler or an operator asked for it.
 
+use crate::clock::SharedClock;
 use crate::config::{Config, Job, UnknownJob};
 use crate::plugins::Registry;
+use crate::policy::{MAX_QUEUE, Overlap};
 use crate::record::{JobState, LogLine, RunRecord, RunStatus, Trigger};
 use crate::runtime::log::RunLog;
-use crate::runtime::{Execution, RunRequest, Runtime};
+use crate::runtime::{Cancel, Execution, RunRequest, Runtime};
 use crate::store::{self, HistoryQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Failures a caller (and the HTTP layer) must tell apart.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +28,9 @@ pub enum OpsError {
     UnknownJob(#[from] UnknownJob),
     #[error("no run with id `{0}`; `opsd history` lists run ids")]
     UnknownRun(String),
-    #[error("job `{job}` is already running (run {run}); wait for it, or see `opsd logs {run}`")]
+    #[error(
+        "job `{job}` is already running (run {run}) and its overlap policy is forbid; wait for it, or see `opsd logs {run}`"
+    )]
     AlreadyRunning { job: String, run: String },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -43,28 +52,63 @@ pub struct ScheduleEntry {
     pub last_run: Option<String>,
 }
 
-/// A run in progress, for overlap checks and live logs.
+/// How and why a run starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    pub trigger: Trigger,
+    /// The slot the run serves (now, for a manual run).
+    pub scheduled: DateTime<Utc>,
+    pub attempt: u32,
+    pub dry_run: bool,
+}
+
+impl Start {
+    /// A first attempt.
+    pub fn new(trigger: Trigger, scheduled: DateTime<Utc>) -> Start {
+        Start {
+            trigger,
+            scheduled,
+            attempt: 1,
+            dry_run: false,
+        }
+    }
+}
+
+/// A run in progress, for overlap decisions and live logs.
 #[derive(Clone)]
 pub struct Running {
     pub run_id: String,
     pub log: RunLog,
+    pub cancel: Cancel,
 }
 
-/// Configuration, store and runtime, ready to serve requests.
+/// Per-job serialisation for `overlap = "queue"`: a fair lock, and how
+/// many runs wait on it.
+#[derive(Default)]
+struct JobQueue {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    waiting: AtomicUsize,
+}
+
+/// Configuration, store, clock and runtime, ready to serve requests.
 pub struct Ops {
     pub config: Config,
     pub store: Store,
+    pub clock: SharedClock,
     registry: Registry,
-    running: Mutex<HashMap<String, Running>>,
+    running: Mutex<HashMap<String, Vec<Running>>>,
+    queues: Mutex<HashMap<String, Arc<JobQueue>>>,
+    /// Poked when something the scheduler watches changes (enable/disable).
+    pub changed: tokio::sync::Notify,
 }
 
 impl Ops {
     /// Opens the store of `config`, marks runs a dead process left behind
     /// as interrupted, and starts the plugin runtime.
-    pub fn open(config: Config) -> anyhow::Result<Ops> {
+    pub fn open(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
         ensure_private_dir(&config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
-        for rec in store.recover_interrupted(Utc::now())? {
+        for rec in store.recover_interrupted(clock.now())? {
             tracing::warn!(job = %rec.job, run = %rec.id, "run was left unfinished by a previous process; marked interrupted");
         }
         for job in &config.jobs {
@@ -77,8 +121,11 @@ impl Ops {
         Ok(Ops {
             config,
             store,
+            clock,
             registry,
             running: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -109,7 +156,8 @@ impl Ops {
     }
 
     /// Every job with its next and last run.
-    pub fn schedule(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleEntry>, OpsError> {
+    pub fn schedule(&self) -> Result<Vec<ScheduleEntry>, OpsError> {
+        let now = self.clock.now();
         let mut out = Vec::new();
         for job in &self.config.jobs {
             let state = self.store.job_state(&job.name)?.unwrap_or_default();
@@ -128,70 +176,174 @@ impl Ops {
         Ok(out)
     }
 
+    /// Enables or disables a job; persists across restarts and wins over
+    /// the config's `enabled`. Returns the job's schedule entry.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<ScheduleEntry, OpsError> {
+        let job = self.config.job(name)?;
+        let now = self.clock.now();
+        self.store.update_job_state(&job.name, |s| {
+            let was = s.enabled_override.unwrap_or(job.enabled);
+            s.enabled_override = Some(enabled);
+            if enabled && !was {
+                // Slots passed while disabled were meant not to run.
+                s.last_fire = Some(s.last_fire.map_or(now, |l| l.max(now)));
+            }
+        })?;
+        self.store.flush()?;
+        self.changed.notify_one();
+        tracing::info!(job = %job.name, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+        let entries = self.schedule()?;
+        Ok(entries
+            .into_iter()
+            .find(|e| e.job == job.name)
+            .expect("job listed"))
+    }
+
     /// Runs in progress, by job.
-    pub fn running(&self) -> HashMap<String, Running> {
+    pub fn running(&self) -> HashMap<String, Vec<Running>> {
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// Runs a job now and returns its finished record.
-    pub async fn run_job(
-        &self,
-        name: &str,
-        trigger: Trigger,
-        scheduled: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<RunRecord, OpsError> {
+    /// Asks every run in progress to stop, recording `status` and `why`.
+    pub fn cancel_all(&self, status: RunStatus, why: &str) {
+        for r in self.running().into_values().flatten() {
+            r.cancel.cancel(status, why.to_owned());
+        }
+    }
+
+    fn queue(&self, job: &str) -> Arc<JobQueue> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(job.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Runs a job now, as its overlap policy allows, and returns the
+    /// finished record (a `skipped` record when the policy said no).
+    pub async fn run_job(&self, name: &str, start: Start) -> Result<RunRecord, OpsError> {
         let job = self.config.job(name)?;
+        let busy = || {
+            self.running()
+                .get(&job.name)
+                .and_then(|v| v.first().map(|r| r.run_id.clone()))
+        };
+        let _queued = match job.policy.overlap {
+            Overlap::Allow => None,
+            Overlap::Forbid => {
+                if let Some(run) = busy() {
+                    if start.trigger == Trigger::Manual {
+                        return Err(OpsError::AlreadyRunning {
+                            job: job.name.clone(),
+                            run,
+                        });
+                    }
+                    return self.skip(
+                        job,
+                        start,
+                        &format!("run {run} was still going (overlap = \"forbid\")"),
+                    );
+                }
+                None
+            }
+            Overlap::Replace => {
+                for r in self.running().get(&job.name).into_iter().flatten() {
+                    r.cancel.cancel(
+                        RunStatus::Cancelled,
+                        "replaced by a newer run (overlap = \"replace\")".into(),
+                    );
+                }
+                None
+            }
+            Overlap::Queue => {
+                let q = self.queue(&job.name);
+                if q.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUE {
+                    q.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return self.skip(
+                        job,
+                        start,
+                        &format!("{MAX_QUEUE} runs already waiting (overlap = \"queue\")"),
+                    );
+                }
+                let guard = q.lock.clone().lock_owned().await;
+                q.waiting.fetch_sub(1, Ordering::SeqCst);
+                Some(guard)
+            }
+        };
         let run_id = store::new_run_id();
         let log = RunLog::new(&job.name, &run_id, job.grants.limits.log_bytes);
-        {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(r) = running.get(&job.name) {
-                return Err(OpsError::AlreadyRunning {
-                    job: job.name.clone(),
-                    run: r.run_id.clone(),
-                });
-            }
-            running.insert(
-                job.name.clone(),
-                Running {
-                    run_id: run_id.clone(),
-                    log: log.clone(),
-                },
-            );
-        }
-        let result = self
-            .run_job_inner(job, &run_id, log, trigger, scheduled, dry_run)
-            .await;
+        let cancel = Cancel::default();
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&job.name);
+            .entry(job.name.clone())
+            .or_default()
+            .push(Running {
+                run_id: run_id.clone(),
+                log: log.clone(),
+                cancel: cancel.clone(),
+            });
+        let result = self.execute(job, &run_id, log, cancel, start).await;
+        if let Some(v) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&job.name)
+        {
+            v.retain(|r| r.run_id != run_id);
+        }
         result
     }
 
-    async fn run_job_inner(
+    /// Records a slot that was not run, and why.
+    fn skip(&self, job: &Job, start: Start, why: &str) -> Result<RunRecord, OpsError> {
+        let now = self.clock.now();
+        let mut rec = RunRecord::begin(
+            &store::new_run_id(),
+            &job.name,
+            &job.plugin,
+            start.trigger,
+            start.scheduled,
+            now,
+            start.dry_run,
+        );
+        rec.attempt = start.attempt;
+        rec.status = RunStatus::Skipped;
+        rec.finished = Some(now);
+        rec.duration_ms = Some(0);
+        rec.summary = format!("skipped: {why}");
+        self.store.put_run(&rec)?;
+        self.store
+            .update_job_state(&job.name, |s| s.missed_total += 1)?;
+        self.store.flush()?;
+        tracing::warn!(job = %job.name, slot = %start.scheduled, "slot skipped: {why}");
+        Ok(rec)
+    }
+
+    async fn execute(
         &self,
         job: &Job,
         run_id: &str,
         log: RunLog,
-        trigger: Trigger,
-        scheduled: DateTime<Utc>,
-        dry_run: bool,
+        cancel: Cancel,
+        start: Start,
     ) -> Result<RunRecord, OpsError> {
-        let started = Utc::now();
+        let started = self.clock.now();
+        let clock_start = Instant::now();
         let mut rec = RunRecord::begin(
             run_id,
             &job.name,
             &job.plugin,
-            trigger,
-            scheduled,
+            start.trigger,
+            start.scheduled,
             started,
-            dry_run,
+            start.dry_run,
         );
+        rec.attempt = start.attempt;
         let exec = match self.registry.find(&job.plugin).await {
             Err(e) => Execution::failed(RunStatus::Failed, e.to_string()),
             Ok((plugin, load)) => {
@@ -217,24 +369,25 @@ impl Ops {
                 let req = RunRequest {
                     job,
                     run_id,
-                    scheduled,
-                    attempt: 1,
-                    dry_run,
+                    scheduled: start.scheduled,
+                    attempt: start.attempt,
+                    dry_run: start.dry_run,
                     log: log.clone(),
                     store: Some(self.store.clone()),
+                    cancel,
                 };
                 self.registry.runtime().run(&plugin, req).await
             }
         };
-        let finished = Utc::now();
+        let elapsed = clock_start.elapsed();
         rec.status = exec.status;
         rec.summary = exec.summary;
         rec.details = exec.details;
         rec.error = exec.error;
         rec.metrics = exec.metrics;
         rec.artifacts = exec.artifacts;
-        rec.finished = Some(finished);
-        rec.duration_ms = Some((finished - started).num_milliseconds().max(0) as u64);
+        rec.finished = Some(started + chrono::Duration::from_std(elapsed).unwrap_or_default());
+        rec.duration_ms = Some(elapsed.as_millis() as u64);
         if let Some(e) = &rec.error {
             log.push("error", "host", e);
         }
@@ -245,15 +398,36 @@ impl Ops {
             s.last_started = Some(started);
             s.last_status = Some(rec.status);
             if rec.status.is_success() {
-                s.last_success = Some(finished);
+                s.last_success = rec.finished;
             }
         })?;
         self.store.flush()?;
         tracing::info!(
-            job = %rec.job, run = %rec.id, status = %rec.status, ms = rec.duration_ms.unwrap_or(0),
+            job = %rec.job, run = %rec.id, status = %rec.status, attempt = rec.attempt, ms = rec.duration_ms.unwrap_or(0),
             "run finished: {}", rec.summary
         );
         Ok(rec)
+    }
+
+    /// Deletes runs beyond each job's `keep_runs` and older than its
+    /// `keep_days`; jobs no longer configured keep the defaults' limits.
+    pub fn apply_retention(&self) -> Result<usize, OpsError> {
+        let now = self.clock.now();
+        let mut removed = 0;
+        for name in self.store.job_names()? {
+            let policy = self
+                .config
+                .job(&name)
+                .map(|j| j.policy.clone())
+                .unwrap_or_default();
+            let cutoff = now - chrono::Duration::days(i64::from(policy.keep_days));
+            removed += self.store.prune(&name, policy.keep_runs, cutoff)?;
+        }
+        if removed > 0 {
+            self.store.flush()?;
+            tracing::info!(removed, "retention removed old runs");
+        }
+        Ok(removed)
     }
 
     /// Run history, newest first.
@@ -263,7 +437,12 @@ impl Ops {
 
     /// The captured log of one run; live lines for a run in progress.
     pub fn run_log(&self, id: &str) -> Result<Vec<LogLine>, OpsError> {
-        if let Some(r) = self.running().into_values().find(|r| r.run_id == id) {
+        if let Some(r) = self
+            .running()
+            .into_values()
+            .flatten()
+            .find(|r| r.run_id == id)
+        {
             return Ok(r.log.lines());
         }
         match self.store.log(id)? {

@@ -18,6 +18,11 @@ pub enum RunStatus {
     Timeout,
     /// opsd stopped while it ran.
     Interrupted,
+    /// Stopped on purpose: replaced by a newer run (`overlap = "replace"`).
+    Cancelled,
+    /// Not started: the previous run was still going (`overlap =
+    /// "forbid"`, or a full queue).
+    Skipped,
 }
 
 impl RunStatus {
@@ -30,12 +35,19 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Timeout => "timeout",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Skipped => "skipped",
         }
     }
 
     /// Whether `opsd run` exits 0 for it.
     pub fn is_success(self) -> bool {
         matches!(self, RunStatus::Ok | RunStatus::Warning)
+    }
+
+    /// Whether a retry may help: the run failed or ran out of time.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, RunStatus::Failed | RunStatus::Timeout)
     }
 }
 
@@ -53,6 +65,11 @@ pub enum Trigger {
     Schedule,
     /// Someone ran `opsd run`.
     Manual,
+    /// A slot missed while opsd was down (or the machine asleep).
+    #[serde(rename = "catch-up")]
+    CatchUp,
+    /// Another attempt after a failure.
+    Retry,
 }
 
 /// A number the plugin reported.
@@ -171,4 +188,8 @@ pub struct JobState {
     pub last_status: Option<RunStatus>,
     pub last_started: Option<DateTime<Utc>>,
     pub last_success: Option<DateTime<Utc>>,
+    /// Slots not run: skipped by overlap or catch-up policy, or past
+    /// their deadline.
+    #[serde(default)]
+    pub missed_total: u64,
 }

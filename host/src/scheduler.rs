@@ -1,115 +1,406 @@
 //! The loop that fires due jobs.
 //!
 //! Each enabled job has one pending slot, computed from its schedule in its
-//! time zone. The loop sleeps until the earliest slot (never more than a
-//! minute, so a wall-clock jump is noticed), fires every job whose slot
-//! has come, and moves that job to the slot after the one it fired, never
-//! to "the next one after now": a late wake-up fires the slot it woke for
-//! instead of skipping it. Fired slots are recorded in the store, so a
-//! restart never fires the same slot twice.
+//! time zone. The loop sleeps until the earliest slot (the clock wakes it
+//! at least once a minute, so a wall-clock jump is noticed), takes every
+//! slot that has come, and moves the job to the slot after the last one
+//! taken, never to "the next one after now": a late wake-up still sees the
+//! slots it slept through.
+//!
+//! A slot taken within [`MISSED_AFTER`] of its time runs. Older ones were
+//! missed (opsd was down, the machine asleep, the clock jumped) and the
+//! job's `catch_up` policy decides which run. Taken slots are recorded in
+//! the store before anything runs, so a restart, even after `kill -9`,
+//! never takes a slot twice.
+//!
+//! Runs happen in tasks: jitter and retry backoff wait on the same clock,
+//! and the overlap policy is applied where every run starts
+//! ([`Ops::run_job`]).
 
-use crate::ops::{Ops, OpsError};
-use crate::record::Trigger;
+use crate::config::Job;
+use crate::ops::{Ops, OpsError, Start};
+use crate::policy::{CatchUp, MAX_CATCH_UP};
+use crate::record::{RunStatus, Trigger};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// Longest sleep between checks of the wall clock.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// A slot taken later than this after its time counts as missed.
+pub const MISSED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
 
-/// Fires jobs until `shutdown` resolves, then waits up to `grace` for
-/// runs in progress; runs still going after that are abandoned and
-/// recorded as interrupted.
+/// Retention runs this often (and at start).
+const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(1);
+
+/// The most slots counted when looking back over a long outage; beyond
+/// this the count is a lower bound.
+const MAX_LOOKBACK: usize = 1_000_000;
+
+/// The slots that came due for one job at one look.
+#[derive(Debug, PartialEq)]
+pub struct Due {
+    /// What to run, oldest first.
+    pub run: Vec<(DateTime<Utc>, Trigger)>,
+    /// Slots passed over (catch-up policy, deadline, cap).
+    pub missed: u64,
+    /// The last slot taken: recorded so it is never taken again.
+    pub last: DateTime<Utc>,
+    /// The job's next slot.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Takes every slot of `job` from `first` up to `now` and applies the
+/// catch-up policy to those that were missed.
+pub fn take_due(job: &Job, first: DateTime<Utc>, now: DateTime<Utc>) -> Due {
+    let mut recent_missed: VecDeque<DateTime<Utc>> = VecDeque::new();
+    let mut fresh = Vec::new();
+    let mut missed_total: u64 = 0;
+    let mut last = first;
+    let mut slot = Some(first);
+    let mut seen = 0;
+    while let Some(s) = slot.filter(|s| *s <= now) {
+        last = s;
+        if now - s <= MISSED_AFTER {
+            fresh.push(s);
+        } else {
+            missed_total += 1;
+            recent_missed.push_back(s);
+            if recent_missed.len() > MAX_CATCH_UP {
+                recent_missed.pop_front();
+            }
+        }
+        seen += 1;
+        if seen >= MAX_LOOKBACK {
+            // Too many to walk; the rest are missed too.
+            slot = job.schedule.next_after(now, job.timezone);
+            break;
+        }
+        slot = job.schedule.next_after(s, job.timezone);
+    }
+    let policy = &job.policy;
+    let eligible: Vec<DateTime<Utc>> = recent_missed
+        .iter()
+        .copied()
+        .filter(|s| {
+            policy
+                .catch_up_deadline
+                .is_none_or(|d| (now - *s).to_std().is_ok_and(|age| age <= d))
+        })
+        .collect();
+    let caught_up: Vec<DateTime<Utc>> = match policy.catch_up {
+        CatchUp::Skip => Vec::new(),
+        CatchUp::Latest => eligible.last().copied().into_iter().collect(),
+        CatchUp::All => eligible,
+    };
+    let mut run: Vec<(DateTime<Utc>, Trigger)> =
+        caught_up.iter().map(|s| (*s, Trigger::CatchUp)).collect();
+    run.extend(fresh.into_iter().map(|s| (s, Trigger::Schedule)));
+    Due {
+        missed: missed_total - caught_up.len() as u64,
+        run,
+        last,
+        next: slot,
+    }
+}
+
+/// Fires jobs until `shutdown` resolves, then lets runs in progress finish
+/// within `grace`; those still going are interrupted and recorded so.
 pub async fn run(
     ops: Arc<Ops>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let mut runs = JoinSet::new();
-    let now = Utc::now();
+    let clock = ops.clock.clone();
+    let stopping = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let now = clock.now();
+    if let Err(e) = ops.apply_retention() {
+        tracing::error!(error = %e, "retention failed");
+    }
+    let mut last_retention = now;
     let mut pending: HashMap<String, Option<DateTime<Utc>>> = HashMap::new();
     for job in &ops.config.jobs {
         let state = ops.store.job_state(&job.name)?.unwrap_or_default();
-        if job.schedule.is_reboot() && ops.is_enabled(job, &state) {
-            fire(&ops, &mut runs, &job.name, now);
+        let definition = job.definition_hash();
+        let enabled = ops.is_enabled(job, &state);
+        if job.schedule.is_reboot() && enabled {
+            spawn_runs(
+                &ops,
+                &mut tasks,
+                &stopping,
+                job,
+                vec![(now, Trigger::Schedule)],
+            );
         }
-        let next = ops.next_fire(job, &state, now);
+        // Missed slots are looked for only when the job is the same one
+        // that ran before; a changed schedule starts from now.
+        let first = match state.last_fire {
+            Some(last) if state.definition.as_deref() == Some(definition.as_str()) && enabled => {
+                job.schedule.next_after(last, job.timezone)
+            }
+            _ => ops.next_fire(job, &state, now),
+        };
         ops.store.update_job_state(&job.name, |s| {
-            s.next_fire = next;
-            s.definition = Some(job.definition_hash());
+            s.definition = Some(definition);
+            s.next_fire = first;
         })?;
-        pending.insert(job.name.clone(), next);
+        pending.insert(job.name.clone(), first.filter(|_| enabled));
     }
+    ops.store.flush()?;
     tracing::info!(jobs = ops.config.jobs.len(), "scheduler started");
 
     loop {
-        let now = Utc::now();
-        let mut wake = now + chrono::Duration::from_std(MAX_SLEEP)?;
+        let now = clock.now();
+        let mut wake = now + chrono::Duration::minutes(1);
         for job in &ops.config.jobs {
             let state = ops.store.job_state(&job.name)?.unwrap_or_default();
             let slot = pending.entry(job.name.clone()).or_insert(None);
             if !ops.is_enabled(job, &state) {
-                *slot = None;
+                if slot.take().is_some() {
+                    ops.store
+                        .update_job_state(&job.name, |s| s.next_fire = None)?;
+                }
                 continue;
             }
             if slot.is_none() {
                 *slot = ops.next_fire(job, &state, now);
+                ops.store
+                    .update_job_state(&job.name, |s| s.next_fire = *slot)?;
             }
-            let Some(due) = *slot else { continue };
-            if due <= now {
-                fire(&ops, &mut runs, &job.name, due);
-                let next = job.schedule.next_after(due, job.timezone);
+            let Some(first) = *slot else { continue };
+            if first <= now {
+                let due = take_due(job, first, now);
+                if due.missed > 0 {
+                    tracing::warn!(
+                        job = %job.name, missed = due.missed, catch_up = ?job.policy.catch_up,
+                        running = due.run.iter().filter(|r| r.1 == Trigger::CatchUp).count(),
+                        "slots were missed while opsd was not running or the clock jumped"
+                    );
+                }
                 ops.store.update_job_state(&job.name, |s| {
-                    s.last_fire = Some(due);
-                    s.next_fire = next;
+                    s.last_fire = Some(due.last);
+                    s.next_fire = due.next;
+                    s.missed_total += due.missed;
                 })?;
-                *slot = next;
+                ops.store.flush()?;
+                let (caught_up, fresh): (Vec<_>, Vec<_>) =
+                    due.run.into_iter().partition(|r| r.1 == Trigger::CatchUp);
+                if !caught_up.is_empty() {
+                    spawn_runs(&ops, &mut tasks, &stopping, job, caught_up);
+                }
+                for r in fresh {
+                    spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
+                }
+                *slot = due.next;
             }
             if let Some(n) = *slot {
                 wake = wake.min(n);
             }
         }
-        while runs.try_join_next().is_some() {}
-        let sleep = (wake - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_SLEEP);
+        if now - last_retention >= RETENTION_EVERY {
+            last_retention = now;
+            if let Err(e) = ops.apply_retention() {
+                tracing::error!(error = %e, "retention failed");
+            }
+        }
+        while tasks.try_join_next().is_some() {}
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            _ = clock.sleep_until(wake) => {}
+            _ = ops.changed.notified() => {}
             _ = &mut shutdown => break,
         }
     }
 
-    while runs.try_join_next().is_some() {}
-    tracing::info!(running = runs.len(), grace = ?grace, "scheduler stopping; waiting for runs in progress");
+    stopping.cancel();
+    while tasks.try_join_next().is_some() {}
+    tracing::info!(running = tasks.len(), grace = ?grace, "scheduler stopping; waiting for runs in progress");
     let drained =
-        tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(
-            running = runs.len(),
-            "runs still going after the grace period; interrupting them"
+        tracing::warn!("runs still going after the grace period; interrupting them");
+        ops.cancel_all(
+            RunStatus::Interrupted,
+            &format!(
+                "opsd was asked to stop and the run did not finish within the {} grace period",
+                humantime::format_duration(grace)
+            ),
         );
-        runs.shutdown().await;
-        for rec in ops.store.recover_interrupted(Utc::now())? {
-            tracing::warn!(job = %rec.job, run = %rec.id, "run interrupted by shutdown");
+        if tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tasks.shutdown().await;
         }
     }
     Ok(())
 }
 
-fn fire(ops: &Arc<Ops>, runs: &mut JoinSet<()>, job: &str, slot: DateTime<Utc>) {
+/// Runs `slots` of `job` one after another in a task: jitter first, then
+/// retries with backoff while the policy allows. Nothing new starts once
+/// `stopping` fires.
+fn spawn_runs(
+    ops: &Arc<Ops>,
+    tasks: &mut JoinSet<()>,
+    stopping: &CancellationToken,
+    job: &Job,
+    slots: Vec<(DateTime<Utc>, Trigger)>,
+) {
     let ops = ops.clone();
-    let job = job.to_owned();
-    runs.spawn(async move {
-        match ops.run_job(&job, Trigger::Schedule, slot, false).await {
-            Ok(_) => {}
-            Err(OpsError::AlreadyRunning { run, .. }) => {
-                tracing::warn!(job = %job, running = %run, slot = %slot, "slot skipped: the previous run is still going");
+    let stopping = stopping.clone();
+    let name = job.name.clone();
+    let policy = job.policy.clone();
+    tasks.spawn(async move {
+        let clock = ops.clock.clone();
+        for (slot, trigger) in slots {
+            let delay = policy.jitter_delay(&name);
+            if !delay.is_zero() {
+                let at = slot + chrono::Duration::from_std(delay).unwrap_or_default();
+                tokio::select! {
+                    _ = wait_until(&*clock, at) => {}
+                    _ = stopping.cancelled() => return,
+                }
             }
-            Err(e) => tracing::error!(job = %job, error = %e, "could not run job"),
+            let mut start = Start::new(trigger, slot);
+            loop {
+                if stopping.is_cancelled() {
+                    return;
+                }
+                let rec = match ops.run_job(&name, start).await {
+                    Ok(rec) => rec,
+                    Err(OpsError::AlreadyRunning { run, .. }) => {
+                        tracing::warn!(job = %name, running = %run, "slot skipped: the previous run is still going");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %name, error = %e, "could not run job");
+                        break;
+                    }
+                };
+                if !rec.status.is_retryable() || start.attempt > policy.retries {
+                    break;
+                }
+                let wait = policy.backoff(start.attempt);
+                tracing::info!(
+                    job = %name, attempt = start.attempt + 1, of = policy.retries + 1, wait = %humantime::format_duration(wait),
+                    "retrying after {}", rec.status
+                );
+                let at = clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                tokio::select! {
+                    _ = wait_until(&*clock, at) => {}
+                    _ = stopping.cancelled() => return,
+                }
+                start.attempt += 1;
+                start.trigger = Trigger::Retry;
+            }
         }
     });
+}
+
+/// Sleeps until the clock reads `at` (the clock may wake early).
+async fn wait_until(clock: &dyn crate::clock::Clock, at: DateTime<Utc>) {
+    while clock.now() < at {
+        clock.sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn job(extra: &str) -> Job {
+        let text = format!(
+            "data_dir = \"/tmp/x\"\n[[job]]\nname = \"j\"\nplugin = \"p\"\nschedule = \"0 * * * *\"\n{extra}\n"
+        );
+        Config::parse(std::path::Path::new("/tmp/opsd.toml"), &text)
+            .unwrap()
+            .jobs
+            .remove(0)
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_slot_on_time_runs() {
+        let d = take_due(
+            &job(""),
+            t("2026-11-28T10:00:00Z"),
+            t("2026-11-28T10:00:00.005Z"),
+        );
+        assert_eq!(d.run, [(t("2026-11-28T10:00:00Z"), Trigger::Schedule)]);
+        assert_eq!(
+            (d.missed, d.last, d.next),
+            (
+                0,
+                t("2026-11-28T10:00:00Z"),
+                Some(t("2026-11-28T11:00:00Z"))
+            )
+        );
+    }
+
+    #[test]
+    fn three_days_down_under_each_catch_up_policy() {
+        let first = t("2026-11-25T11:00:00Z");
+        let now = t("2026-11-28T10:30:00Z");
+        // 72 hourly slots from 11:00 on the 25th to 10:00 on the 28th.
+        let skip = take_due(&job("catch_up = \"skip\""), first, now);
+        assert_eq!((skip.run.len(), skip.missed), (0, 72));
+        assert_eq!(skip.last, t("2026-11-28T10:00:00Z"));
+        assert_eq!(skip.next, Some(t("2026-11-28T11:00:00Z")));
+        let latest = take_due(&job("catch_up = \"latest\""), first, now);
+        assert_eq!(latest.run, [(t("2026-11-28T10:00:00Z"), Trigger::CatchUp)]);
+        assert_eq!(latest.missed, 71);
+        let all = take_due(&job("catch_up = \"all\""), first, now);
+        assert_eq!(all.run.len(), 72);
+        assert_eq!(all.run[0], (first, Trigger::CatchUp));
+        assert_eq!(all.missed, 0);
+        let deadline = take_due(
+            &job("catch_up = \"all\"\ncatch_up_deadline = \"3h\""),
+            first,
+            now,
+        );
+        assert_eq!(
+            deadline.run.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [
+                t("2026-11-28T08:00:00Z"),
+                t("2026-11-28T09:00:00Z"),
+                t("2026-11-28T10:00:00Z")
+            ]
+        );
+        assert_eq!(deadline.missed, 69);
+        let late = take_due(
+            &job("catch_up = \"latest\"\ncatch_up_deadline = \"10m\""),
+            first,
+            now,
+        );
+        assert!(late.run.is_empty());
+    }
+
+    #[test]
+    fn a_huge_backlog_is_capped() {
+        let every_second = {
+            let text = "data_dir = \"/tmp/x\"\n[[job]]\nname = \"j\"\nplugin = \"p\"\nschedule = \"* * * * * *\"\ncatch_up = \"all\"\n";
+            Config::parse(std::path::Path::new("/tmp/opsd.toml"), text)
+                .unwrap()
+                .jobs
+                .remove(0)
+        };
+        let d = take_due(
+            &every_second,
+            t("2026-11-25T00:00:01Z"),
+            t("2026-11-28T00:00:00Z"),
+        );
+        // The last minute's 61 slots are on time; of the rest, the newest
+        // MAX_CATCH_UP run.
+        assert_eq!(d.run.len(), MAX_CATCH_UP + 61);
+        assert_eq!(d.missed, 3 * 86_400 - 61 - MAX_CATCH_UP as u64);
+        assert_eq!(d.next, Some(t("2026-11-28T00:00:01Z")));
+    }
 }

@@ -230,6 +230,42 @@ impl Store {
         Ok(())
     }
 
+    /// Every job the store has state or runs for.
+    pub fn job_names(&self) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        for item in self.jobs.iter() {
+            let (k, _) = item?;
+            names.insert(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Deletes a job's runs (and their logs) beyond the newest `keep` and
+    /// those started before `cutoff`. Runs still going are kept.
+    pub fn prune(&self, job: &str, keep: usize, cutoff: DateTime<Utc>) -> Result<usize> {
+        let prefix = job_prefix(job);
+        let mut seen = 0;
+        let mut removed = 0;
+        for item in self.job_runs.scan_prefix(&prefix).rev() {
+            let (index_key, _) = item?;
+            let run_key = &index_key[prefix.len()..];
+            let Some(value) = self.runs.get(run_key)? else {
+                self.job_runs.remove(&index_key)?;
+                continue;
+            };
+            let rec: RunRecord = decode(run_key, &value)?;
+            seen += 1;
+            if rec.status == RunStatus::Running || (seen <= keep && rec.started >= cutoff) {
+                continue;
+            }
+            self.runs.remove(run_key)?;
+            self.logs.remove(run_key)?;
+            self.job_runs.remove(&index_key)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Reads, changes and writes a job's state in one step.
     pub fn update_job_state(&self, job: &str, f: impl FnOnce(&mut JobState)) -> Result<JobState> {
         let mut state = self.job_state(job)?.unwrap_or_default();
@@ -341,6 +377,38 @@ mod tests {
             .unwrap();
         assert_eq!(failed.len(), 1);
         assert!(s.run("not-a-ulid").unwrap().is_none());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_recent() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for age in [10, 9, 8, 3, 2, 1, 0] {
+            let mut r = rec("a", RunStatus::Ok);
+            r.started = now - chrono::Duration::days(age);
+            s.put_log(&r.id, &[]).unwrap();
+            s.put_run(&r).unwrap();
+            ids.push(r.id);
+        }
+        s.put_run(&rec("b", RunStatus::Ok)).unwrap();
+        // Keep 5, and nothing older than 5 days: the three oldest go.
+        assert_eq!(s.prune("a", 5, now - chrono::Duration::days(5)).unwrap(), 3);
+        let left: Vec<String> = s
+            .history(&HistoryQuery {
+                job: Some("a".into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, ids[3..].iter().rev().cloned().collect::<Vec<_>>());
+        assert!(s.log(&ids[0]).unwrap().is_none());
+        // Keep 2: two more go; job b is untouched.
+        assert_eq!(s.prune("a", 2, now - chrono::Duration::days(5)).unwrap(), 2);
+        assert_eq!(s.history(&HistoryQuery::default()).unwrap().len(), 3);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 mod util;
 
+mod crash;
 mod log_rotate;
 mod sandbox;
 mod schedule;
+mod scheduling;
 mod service;

@@ -212,13 +212,13 @@ timezone = "Mars/Base"
     );
 
     env.write_config(
-        "[[job]]\nname = \"x\"\nplugin = \"log-rotate\"\nschedule = \"@daily\"\nretries = 3\n",
+        "[[job]]\nname = \"x\"\nplugin = \"log-rotate\"\nschedule = \"@daily\"\nretry = 3\n",
     );
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{file}:8:")) && err.contains("unknown field `retries`"),
+        err.contains(&format!("{file}:8:")) && err.contains("unknown field `retry`"),
         "{err}"
     );
 }
@@ -242,4 +242,57 @@ fn a_missing_plugin_fails_its_run_saying_where_opsd_looked() {
     );
     // And the failure is in the history.
     assert_eq!(env.json(&["history", "--json"])[0]["status"], "failed");
+}
+
+#[test]
+fn enable_and_disable_persist_across_restarts() {
+    let env = Env::new(YEARLY_JOBS);
+    let entry = |list: &serde_json::Value, job: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["job"] == job)
+            .cloned()
+            .unwrap()
+    };
+    // No daemon: the CLI writes the store itself.
+    let out = env.run(&["schedule", "disable", "rotate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rotate: disabled\n");
+    let list = env.json(&["schedule", "list", "--json"]);
+    assert_eq!(entry(&list, "rotate")["enabled"], false);
+    assert!(entry(&list, "rotate")["next"].is_null());
+
+    // The daemon sees it, and a disabled job still runs on demand.
+    let daemon = env.daemon();
+    assert_eq!(
+        entry(&env.json(&["schedule", "list", "--json"]), "rotate")["enabled"],
+        false
+    );
+    assert_eq!(env.run_job("rotate")["status"], "ok");
+    // Enabling through the daemon; `off` is disabled in the config and
+    // enabled here.
+    let out = env.run(&["schedule", "enable", "off"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("off: enabled; next run "),
+        "{}",
+        text(&out)
+    );
+    assert!(daemon.stop().success());
+
+    let list = env.json(&["schedule", "list", "--json"]);
+    assert_eq!(
+        entry(&list, "rotate")["enabled"],
+        false,
+        "disable survived the restart"
+    );
+    assert_eq!(
+        entry(&list, "off")["enabled"],
+        true,
+        "enable wins over the config"
+    );
+    assert!(entry(&list, "off")["next"].is_string());
+    let out = env.run(&["schedule", "enable", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job named `nope`"));
 }

@@ -128,6 +128,14 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the daemon with SIGKILL, as a crash or the OOM killer would.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL daemon");
+            child.wait().expect("reap daemon");
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("daemon running");

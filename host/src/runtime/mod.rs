@@ -122,6 +122,35 @@ pub struct RunRequest<'a> {
     pub dry_run: bool,
     pub log: RunLog,
     pub store: Option<Store>,
+    pub cancel: Cancel,
+}
+
+/// Stops a run from outside (a replacing run, a shutdown), saying what to
+/// record. Dropping the instance kills the plugin's child processes too.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    token: tokio_util::sync::CancellationToken,
+    why: Arc<Mutex<Option<(RunStatus, String)>>>,
+}
+
+impl Cancel {
+    /// Asks the run to stop; the first reason given is the one recorded.
+    pub fn cancel(&self, status: RunStatus, why: String) {
+        let mut slot = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some((status, why));
+        }
+        drop(slot);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> (RunStatus, String) {
+        self.why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or((RunStatus::Interrupted, "cancelled".into()))
+    }
 }
 
 /// The process-wide wasmtime engine and what it has loaded.
@@ -338,7 +367,13 @@ impl Runtime {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, &ctx).await
         };
-        let result = tokio::time::timeout(job.timeout + TICK * 10, call).await;
+        let result = tokio::select! {
+            r = tokio::time::timeout(job.timeout + TICK * 10, call) => r,
+            _ = req.cancel.token.cancelled() => {
+                let (status, why) = req.cancel.reason();
+                return Execution::failed(status, why);
+            }
+        };
         let memory_hit = store.data().limiter.hit;
         let max_memory = store.data().limiter.max_bytes;
         drop(store);

@@ -38,6 +38,7 @@ impl Plugin for Hostile {
         let cfg: Config = ctx.config()?;
         match cfg.action.as_str() {
             "ok" => Ok(Outcome::ok("fine")),
+            "fail" => Ok(Outcome::failed("failed on purpose")),
             // Writes where it is told; outside a grant this fails and the
             // error is passed back as the plugin's own.
             "write" => {
