@@ -94,6 +94,15 @@ fn run() -> Result<(), String> {
     }
     embedded.push_str("];\n");
     std::fs::write(out_dir.join("builtin_plugins.rs"), embedded).map_err(|e| e.to_string())?;
+    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    let wasmtime = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"wasmtime\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=OPSD_WASMTIME_VERSION={wasmtime}");
     // Tests find the guests here.
     println!(
         "cargo:rustc-env=OPSD_TEST_GUESTS_DIR={}",

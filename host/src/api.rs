@@ -15,6 +15,7 @@
 
 use crate::ops::{Ops, OpsError, ScheduleEntry, Start};
 use crate::record::{LogLine, RunRecord, Trigger};
+use crate::runtime::log::LogEvent;
 use crate::store::HistoryQuery;
 use anyhow::Context as _;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -34,8 +35,23 @@ use tokio::net::{UnixListener, UnixStream};
 pub struct RunBody {
     #[serde(default)]
     pub dry_run: bool,
+    /// Stream the run's log and progress as NDJSON, ending with the record.
+    #[serde(default)]
+    pub follow: bool,
 }
 
+/// One line of a followed run's NDJSON stream: `{"stream": "log",
+/// "event": "line", ...}`, then `{"stream": "done", "record": {...}}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "stream", rename_all = "lowercase")]
+pub enum FollowEvent {
+    /// A log line or progress report, as it happened.
+    Log(LogEvent),
+    /// The finished record; the last line.
+    Done { record: Box<RunRecord> },
+    /// The run could not be started.
+    Error { error: String },
+}
 #[derive(Debug, Serialize, Deserialize)]
 struct ErrorBody {
     error: String,
@@ -82,10 +98,48 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .with_state(ops)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+async fn health(State(ops): State<Arc<Ops>>) -> Response {
+    let h = ops.health(true);
+    let code = if h.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(h)).into_response()
 }
 
+async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
+    let body = ops.metrics.render(&ops);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The HTTP endpoints for monitoring (TCP, loopback by default): health
+/// and metrics only; nothing here changes anything.
+pub fn http_router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(ops)
+}
+
+/// Serves the monitoring endpoints until `shutdown` resolves.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    ops: Arc<Ops>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, http_router(ops))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")
+}
 async fn schedule(State(ops): State<Arc<Ops>>) -> ApiResult<Vec<ScheduleEntry>> {
     Ok(Json(ops.schedule()?))
 }
@@ -108,14 +162,56 @@ async fn run_job(
     State(ops): State<Arc<Ops>>,
     UrlPath(job): UrlPath<String>,
     body: Option<Json<RunBody>>,
-) -> ApiResult<RunRecord> {
+) -> Result<Response, ApiError> {
+    let body = body.map(|b| b.0).unwrap_or_default();
     let start = Start {
-        dry_run: body.map(|b| b.0.dry_run).unwrap_or(false),
+        dry_run: body.dry_run,
         ..Start::new(Trigger::Manual, ops.clock.now())
     };
-    Ok(Json(ops.run_job(&job, start).await?))
+    if !body.follow {
+        return Ok(Json(ops.run_job(&job, start).await?).into_response());
+    }
+    // Check the job exists before answering 200 with a stream.
+    ops.config().job(&job).map_err(OpsError::from)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<FollowEvent>();
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<LogEvent>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<FollowEvent>();
+    tokio::spawn(async move {
+        let last = match ops.run_job_following(&job, start, Some(log_tx)).await {
+            Ok(record) => FollowEvent::Done {
+                record: Box::new(record),
+            },
+            Err(e) => FollowEvent::Error {
+                error: e.to_string(),
+            },
+        };
+        let _ = done_tx.send(last);
+    });
+    // The log channel closes only once the run is over and every line is
+    // through, so the record always comes last.
+    tokio::spawn(async move {
+        while let Some(ev) = log_rx.recv().await {
+            let _ = tx.send(FollowEvent::Log(ev));
+        }
+        if let Ok(last) = done_rx.await {
+            let _ = tx.send(last);
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|ev| {
+            ev.map(|ev| {
+                let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+                line.push(b'\n');
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
+            })
+        })
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
-
 async fn history(
     State(ops): State<Arc<Ops>>,
     Query(q): Query<HistoryQuery>,
@@ -192,12 +288,13 @@ impl Client {
         })
     }
 
-    async fn request<T: serde::de::DeserializeOwned>(
+    /// Sends one request and returns the response, whatever its status.
+    async fn raw(
         &self,
         method: &str,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> anyhow::Result<T> {
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .with_context(|| format!("connecting to the daemon at {}", self.socket.display()))?;
@@ -214,13 +311,24 @@ impl Client {
             .body(http_body_util::Full::new(bytes::Bytes::from(
                 body.map(|b| b.to_string()).unwrap_or_default(),
             )))?;
-        let res = sender
+        sender
             .send_request(req)
             .await
-            .context("the daemon closed the connection")?;
-        let status = res.status();
-        let bytes = res.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
+            .context("the daemon closed the connection")
+    }
+
+    /// Sends one request; an error status becomes an error carrying the
+    /// daemon's message.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        let res = self.raw(method, path, body).await?;
+        if !res.status().is_success() {
+            let status = res.status();
+            let bytes = res.into_body().collect().await?.to_bytes();
             if let Ok(e) = serde_json::from_slice::<ErrorBody>(&bytes) {
                 anyhow::bail!("{}", e.error);
             }
@@ -229,8 +337,67 @@ impl Client {
                 String::from_utf8_lossy(&bytes)
             );
         }
+        Ok(res)
+    }
+
+    async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
+        let bytes = self
+            .send(method, path, body)
+            .await?
+            .into_body()
+            .collect()
+            .await?
+            .to_bytes();
         serde_json::from_slice(&bytes)
             .context("the daemon's answer is not the JSON this opsd expects (version mismatch?)")
+    }
+
+    /// `POST /v1/jobs/{job}/run` with `follow`: calls `on_event` for each
+    /// log line and progress report as it happens; returns the record.
+    pub async fn run_job_follow(
+        &self,
+        job: &str,
+        dry_run: bool,
+        mut on_event: impl FnMut(&LogEvent),
+    ) -> anyhow::Result<RunRecord> {
+        let path = format!("/v1/jobs/{}/run", encode(job));
+        let body = serde_json::json!({ "dry_run": dry_run, "follow": true });
+        let mut body = self.send("POST", &path, Some(body)).await?.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("reading the run's stream")?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                match serde_json::from_slice::<FollowEvent>(&line)? {
+                    FollowEvent::Log(ev) => on_event(&ev),
+                    FollowEvent::Done { record } => return Ok(*record),
+                    FollowEvent::Error { error } => anyhow::bail!("{error}"),
+                }
+            }
+        }
+        anyhow::bail!("the daemon ended the stream before the run finished")
+    }
+
+    /// `GET /v1/health` (an unhealthy daemon answers 503 with the same
+    /// body).
+    pub async fn health(&self) -> anyhow::Result<crate::ops::Health> {
+        let bytes = self
+            .raw("GET", "/v1/health", None)
+            .await?
+            .into_body()
+            .collect()
+            .await?
+            .to_bytes();
+        Ok(serde_json::from_slice(&bytes)?)
     }
 
     /// `GET /v1/schedule`.

@@ -29,8 +29,21 @@ pub struct Config {
     pub plugin_dir: PathBuf,
     /// The control socket the CLI talks to while a daemon runs.
     pub socket: PathBuf,
+    /// Where `/health` and `/metrics` are served; none when disabled.
+    pub http: Option<std::net::SocketAddr>,
+    /// How long runs in progress may take to finish on SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Webhooks for failures, recoveries and missed slots.
+    pub notify: Vec<crate::notify::Target>,
     pub jobs: Vec<Job>,
 }
+
+/// Where `/health` and `/metrics` listen unless `[http] listen` says
+/// otherwise: loopback only.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9779";
+
+/// Grace for runs in progress at SIGTERM, unless `shutdown_grace` says.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// One scheduled chore.
 #[derive(Debug, Clone)]
@@ -49,6 +62,8 @@ pub struct Job {
     pub grants: Grants,
     /// `[job.config]`, handed to the plugin as JSON.
     pub config: serde_json::Value,
+    /// Line of each top-level key of `[job.config]`, for messages.
+    pub config_lines: std::collections::BTreeMap<String, usize>,
     /// Line of the job's `[[job]]` header, for messages.
     pub line: usize,
 }
@@ -121,9 +136,36 @@ struct RawConfig {
     #[serde(default)]
     api: RawApi,
     #[serde(default)]
+    http: RawHttp,
+    shutdown_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    notify: Vec<Spanned<RawNotify>>,
+    #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: Spanned<String>,
+    #[serde(default = "all_events")]
+    on: Vec<crate::notify::Event>,
+    #[serde(default)]
+    jobs: Vec<Spanned<String>>,
+}
+
+fn all_events() -> Vec<crate::notify::Event> {
+    use crate::notify::Event;
+    vec![Event::Failure, Event::Recovered, Event::Missed]
 }
 
 #[derive(Deserialize, Default)]
@@ -185,9 +227,8 @@ with_job_settings! {
         enabled: bool,
         #[serde(default)]
         grants: grants::RawGrants,
-        #[serde(default)]
-        config: Option<toml::Table>,
-    }
+                #[serde(default)]
+        config: Option<Spanned<toml::Table>>,}
 }
 
 /// A job's own setting, else the `[defaults]` one.
@@ -399,6 +440,62 @@ impl Config {
             );
         }
 
+        let http = if raw.http.enabled == Some(false) {
+            None
+        } else {
+            let text = raw
+                .http
+                .listen
+                .as_ref()
+                .map_or(DEFAULT_HTTP_LISTEN, |l| l.get_ref().as_str());
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    problems.push(
+                        raw.http.listen.as_ref().and_then(|l| lines.at(l)),
+                        None,
+                        format!(
+                            "[http] listen `{text}` is not an address:port such as `127.0.0.1:9779`"
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let shutdown_grace = match &raw.shutdown_grace {
+            None => DEFAULT_SHUTDOWN_GRACE,
+            Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
+                problems.push(lines.at(g), None, format!("shutdown_grace: {e}"));
+                DEFAULT_SHUTDOWN_GRACE
+            }),
+        };
+        let mut notify = Vec::new();
+        for n in &raw.notify {
+            let url_text = n.get_ref().url.get_ref();
+            match url_text.parse::<hyper::Uri>() {
+                Ok(url)
+                    if matches!(url.scheme_str(), Some("http" | "https"))
+                        && url.host().is_some() =>
+                {
+                    notify.push(crate::notify::Target {
+                        url,
+                        on: n.get_ref().on.clone(),
+                        jobs: n
+                            .get_ref()
+                            .jobs
+                            .iter()
+                            .map(|j| j.get_ref().clone())
+                            .collect(),
+                    });
+                }
+                _ => problems.push(
+                    lines.at(&n.get_ref().url),
+                    None,
+                    format!("[[notify]] url `{url_text}` is not an http:// or https:// URL"),
+                ),
+            }
+        }
+
         let mut names = BTreeSet::new();
         let mut jobs = Vec::new();
         for spanned in &raw.job {
@@ -432,9 +529,14 @@ impl Config {
                 grants::Grants::from_raw(&raw_job.grants, &base, &lines, &name, &mut problems);
             let config = raw_job
                 .config
-                .clone()
-                .map(|t| toml_to_json(toml::Value::Table(t)))
+                .as_ref()
+                .map(|t| toml_to_json(toml::Value::Table(t.get_ref().clone())))
                 .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+            let config_lines = raw_job
+                .config
+                .as_ref()
+                .map(|t| key_lines(text, t))
+                .unwrap_or_default();
             if let (Some(schedule), Some(settings), Some(grants)) = (schedule, settings, grants) {
                 jobs.push(Job {
                     name,
@@ -446,8 +548,23 @@ impl Config {
                     enabled: raw_job.enabled,
                     grants,
                     config,
+                    config_lines,
                     line: line.unwrap_or(0),
                 });
+            }
+        }
+        for n in &raw.notify {
+            for j in &n.get_ref().jobs {
+                if !names.contains(j.get_ref()) {
+                    problems.push(
+                        lines.at(j),
+                        None,
+                        format!(
+                            "[[notify]] names job `{}`, which is not defined",
+                            j.get_ref()
+                        ),
+                    );
+                }
             }
         }
         if !problems.list.is_empty() {
@@ -458,6 +575,9 @@ impl Config {
             data_dir,
             plugin_dir,
             socket,
+            http,
+            shutdown_grace,
+            notify,
             jobs,
         })
     }
@@ -521,6 +641,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`"))
 }
 
+/// Lines of a table's top-level keys, found by scanning the table's text
+/// for `key =` at the start of a line (keys written inline fall back to the
+/// job's line).
+fn key_lines(
+    text: &str,
+    table: &Spanned<toml::Table>,
+) -> std::collections::BTreeMap<String, usize> {
+    let span = table.span();
+    let lines = Lines(text);
+    let body = &text[span.start.min(text.len())..span.end.min(text.len())];
+    let mut out = std::collections::BTreeMap::new();
+    let mut offset = span.start;
+    for line in body.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some((key, _)) = trimmed.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            if table.get_ref().contains_key(key) && !out.contains_key(key) {
+                out.insert(key.to_owned(), lines.of(offset));
+            }
+        }
+        offset += line.len();
+    }
+    out
+}
+
 /// Converts a TOML value to JSON; datetimes become RFC 3339 strings.
 pub fn toml_to_json(v: toml::Value) -> serde_json::Value {
     use serde_json::Value as J;
@@ -574,6 +719,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(":11: job `a`: timeout: `soon`"), "{text}");
+    }
+
+        #[test]
+    fn error_messages_snapshot() {
+        let e = parse(
+            "data_dir = \"/tmp/x\"\n\
+             [http]\nlisten = \"localhost\"\n\
+             [[job]]\nname = \"nightly backup\"\nplugin = \"backup\"\nschedule = \"0 2 * * mon-sun/0\"\n\
+             retry_backoff = \"2h\"\n\
+             [job.grants]\nfs = [{ host = \"/nonexistent/opsd\", guest = \"/data\", access = \"rw\" }]\n\
+             exec = [\"no-such-program-opsd\"]\nnet = [\"db.internal\"]\nenv = [\"LD_PRELOAD\"]\n",
+        )
+                .unwrap_err();
+        insta::with_settings!({filters => vec![(r"on PATH \([^)]*\)", "on PATH ([the daemon's PATH])")]}, {
+            insta::assert_snapshot!(e.to_string());
+        });
     }
 
     #[test]

@@ -1,6 +1,14 @@
-//! `opsd daemon`: the scheduler and the control socket, until SIGINT or
-//! SIGTERM. Shaped like mini-redis's server: every part runs until a
-//! shared shutdown signal fires, then finishes what it is doing.
+//! `opsd daemon`: the scheduler, the control socket and the monitoring
+//! endpoints, until SIGINT or SIGTERM. Shaped like mini-redis's server:
+//! every part runs until a shared shutdown signal fires, then finishes what
+//! it is doing.
+//!
+//! - SIGTERM/SIGINT: stop scheduling, give runs in progress
+//!   `shutdown_grace` to finish, interrupt (and record) the rest, exit 0.
+//! - SIGHUP: read the configuration again; a broken one is logged, problem
+//!   by problem, and the running configuration stays.
+//! - Under systemd (`Type=notify`): READY=1 once serving, RELOADING=1 and
+//!   STOPPING=1 around those, and WATCHDOG=1 while the scheduler is healthy.
 
 use crate::api;
 use crate::clock::SystemClock;
@@ -14,9 +22,6 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-/// How long runs in progress may take to finish after SIGTERM.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Runs the daemon until a signal asks it to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let socket = config.socket.clone();
@@ -26,57 +31,156 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             socket.display()
         );
     }
-    // A CLI command with no daemon running holds the store briefly; wait
-    // for it rather than failing at start.
-    let ops = {
-        let mut tries = 0;
-        loop {
-            match Ops::open(config.clone(), Arc::new(SystemClock)) {
-                Ok(ops) => break Arc::new(ops),
-                Err(e)
-                    if tries < 50
-                        && matches!(
-                            e.downcast_ref::<StoreError>(),
-                            Some(StoreError::Locked { .. })
-                        ) =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    };
+    let ops = open_waiting(config.clone()).await?;
     let listener = api::bind(&socket).await?;
+    let http = match config.http {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} ([http] listen): set another address, or `enabled = false` under [http]")
+            })?;
+            let bound = l.local_addr()?;
+            *ops.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(bound);
+            Some(l)
+        }
+        None => None,
+    };
+    ops.start_notifications();
     tracing::info!(
-        config = %ops.config.path.display(), data_dir = %ops.config.data_dir.display(),
-        socket = %socket.display(), jobs = ops.config.jobs.len(), "opsd daemon started"
+        config = %config.path.display(), data_dir = %config.data_dir.display(), socket = %socket.display(),
+        http = ?ops.health(false).http, jobs = config.jobs.len(), "opsd daemon started"
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = sigterm.recv() => "SIGTERM",
-            _ = sigint.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "shutting down");
-        let _ = stop_tx.send(true);
-    });
-
+    spawn_signal_handler(ops.clone(), stop_tx)?;
     let api_task = tokio::spawn(api::serve(listener, ops.clone(), stopped(stop_rx.clone())));
-    let result = scheduler::run(ops.clone(), stopped(stop_rx), SHUTDOWN_GRACE).await;
-    match tokio::time::timeout(Duration::from_secs(5), api_task).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "control socket"),
-        Err(_) => tracing::warn!("control socket requests still open at exit"),
-        _ => {}
+    let http_task =
+        http.map(|l| tokio::spawn(api::serve_http(l, ops.clone(), stopped(stop_rx.clone()))));
+    spawn_watchdog(ops.clone());
+    sd_notify("READY=1");
+
+    let grace = config.shutdown_grace;
+    let result = scheduler::run(ops.clone(), stopped(stop_rx), grace).await;
+    for task in [Some(api_task), http_task].into_iter().flatten() {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "server"),
+            Err(_) => tracing::warn!("requests still open at exit"),
+            _ => {}
+        }
     }
     let _ = std::fs::remove_file(&socket);
     ops.store.flush()?;
     tracing::info!("opsd daemon stopped");
     result
+}
+
+/// Opens the store, waiting a little for a CLI command that holds it.
+async fn open_waiting(config: Config) -> anyhow::Result<Arc<Ops>> {
+    let mut tries = 0;
+    loop {
+        match Ops::open(config.clone(), Arc::new(SystemClock)) {
+            Ok(ops) => return Ok(Arc::new(ops)),
+            Err(e)
+                if tries < 50
+                    && matches!(
+                        e.downcast_ref::<StoreError>(),
+                        Some(StoreError::Locked { .. })
+                    ) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn spawn_signal_handler(ops: Arc<Ops>, stop: watch::Sender<bool>) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+                _ = sighup.recv() => {
+                    reload(&ops);
+                    continue;
+                }
+            };
+            tracing::info!(signal = name, "shutting down");
+            sd_notify("STOPPING=1");
+            let _ = stop.send(true);
+            return;
+        }
+    });
+    Ok(())
+}
+
+/// Reads the configuration file again and puts it in force if it is valid.
+pub fn reload(ops: &Ops) {
+    sd_notify("RELOADING=1");
+    let path = ops.config().path.clone();
+    match Config::load(&path) {
+        Ok(new) => {
+            let jobs = new.jobs.len();
+            for note in ops.reload(new) {
+                tracing::warn!("{note}");
+            }
+            tracing::info!(config = %path.display(), jobs, "configuration reloaded");
+        }
+        Err(e) => tracing::error!(
+            "configuration reload failed; the running configuration stays in force. {e}"
+        ),
+    }
+    sd_notify("READY=1");
+}
+
+/// Tells systemd about the daemon's state, when started by systemd with
+/// `Type=notify` (`$NOTIFY_SOCKET` set); does nothing otherwise.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        // An abstract socket.
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), std::path::Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, state, "sd_notify failed");
+    }
+}
+
+/// Pets systemd's watchdog at half its interval, while the scheduler loop
+/// is alive and the store takes writes; a stuck daemon gets restarted.
+fn spawn_watchdog(ops: Arc<Ops>) {
+    let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let every = Duration::from_micros(usec / 2).max(Duration::from_millis(500));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let health = ops.health(true);
+            if health.status == "ok" {
+                sd_notify("WATCHDOG=1");
+            } else {
+                tracing::error!(reasons = ?health.reasons, "unhealthy; not petting the systemd watchdog");
+            }
+        }
+    });
 }

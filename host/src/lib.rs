@@ -20,16 +20,23 @@
 //!   directory.
 //! - [`store`]: sled trees of runs, logs and job state; [`record`] holds
 //!   the record types.
-//! - [`api`]: the control socket (server and client); [`cli`]: arguments
-//!   and tables; [`daemon`]: `opsd daemon`.
+//! - [`api`]: the control socket (server and client) and the HTTP
+//!   endpoints; [`metrics`]: Prometheus; [`notify`]: webhooks;
+//!   [`cli`]: arguments and tables; [`daemon`]: `opsd daemon`, signals,
+//!   systemd; [`clock`]: wall time, injectable; [`policy`]: catch-up,
+//!   overlap, retries, jitter, retention.
 
 pub mod api;
 pub mod bindings;
+pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod grants;
+pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod plugins;
 pub mod policy;

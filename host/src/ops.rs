@@ -11,7 +11,7 @@ use crate::config::{Config, Job, UnknownJob};
 use crate::plugins::Registry;
 use crate::policy::{MAX_QUEUE, Overlap};
 use crate::record::{JobState, LogLine, RunRecord, RunStatus, Trigger};
-use crate::runtime::log::RunLog;
+use crate::runtime::log::{LogEvent, RunLog};
 use crate::runtime::{Cancel, Execution, RunRequest, Runtime};
 use crate::store::{self, HistoryQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -92,7 +92,8 @@ struct JobQueue {
 
 /// Configuration, store, clock and runtime, ready to serve requests.
 pub struct Ops {
-    pub config: Config,
+    /// Replaced whole on SIGHUP; runs keep the snapshot they started with.
+    config: std::sync::RwLock<Arc<Config>>,
     pub store: Store,
     pub clock: SharedClock,
     registry: Registry,
@@ -100,7 +101,36 @@ pub struct Ops {
     queues: Mutex<HashMap<String, Arc<JobQueue>>>,
     /// Poked when something the scheduler watches changes (enable/disable).
     pub changed: tokio::sync::Notify,
+    /// When the scheduler loop last went round (monotonic time).
+    tick: Mutex<Option<Instant>>,
+    /// Run counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Webhooks; set by the daemon.
+    notifier: Mutex<crate::notify::Notifier>,
+    /// The address the HTTP endpoints were bound to; set by the daemon.
+    pub http_addr: Mutex<Option<std::net::SocketAddr>>,
 }
+/// What `/health` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` or `unhealthy`.
+    pub status: String,
+    /// Why not, when unhealthy.
+    pub reasons: Vec<String>,
+    /// Seconds since the scheduler loop last went round; null before it
+    /// started (or with no scheduler, in the CLI).
+    pub scheduler_tick_age_seconds: Option<f64>,
+    pub store_writable: bool,
+    /// Where `/health` and `/metrics` are served, when they are.
+    pub http: Option<String>,
+    pub jobs: usize,
+    pub running: usize,
+    pub version: String,
+}
+
+/// The scheduler loop goes round at least once a minute; past this it is
+/// stuck.
+const TICK_STALE: std::time::Duration = std::time::Duration::from_secs(150);
 
 impl Ops {
     /// Opens the store of `config`, marks runs a dead process left behind
@@ -119,14 +149,132 @@ impl Ops {
         let runtime = Arc::new(Runtime::new(config.data_dir.join("cache"))?);
         let registry = Registry::new(runtime, config.plugin_dir.clone());
         Ok(Ops {
-            config,
+            config: std::sync::RwLock::new(Arc::new(config)),
             store,
             clock,
             registry,
             running: Mutex::new(HashMap::new()),
             queues: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
+            tick: Mutex::new(None),
+            metrics: crate::metrics::Metrics::default(),
+            notifier: Mutex::new(crate::notify::Notifier::default()),
+            http_addr: Mutex::new(None),
         })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a new configuration in force. Where the store and sockets live
+    /// cannot change in a running daemon: those settings keep their old
+    /// values and the returned notes say so.
+    pub fn reload(&self, mut new: Config) -> Vec<String> {
+        let old = self.config();
+        let mut notes = Vec::new();
+        for (what, before, after) in [
+            ("data_dir", &old.data_dir, &mut new.data_dir),
+            ("plugin_dir", &old.plugin_dir, &mut new.plugin_dir),
+            ("[api] socket", &old.socket, &mut new.socket),
+        ] {
+            if before != after {
+                notes.push(format!(
+                    "{what} changed from {} to {}; restart opsd to use the new one",
+                    before.display(),
+                    after.display()
+                ));
+                *after = before.clone();
+            }
+        }
+        for job in &new.jobs {
+            if let Err(e) = crate::grants::fs::ensure_created(&job.grants.fs) {
+                notes.push(format!(
+                    "job `{}`: cannot create a granted directory: {e}",
+                    job.name
+                ));
+            }
+        }
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        self.changed.notify_one();
+        notes
+    }
+
+    /// Starts delivering webhook notifications (the daemon does; CLI
+    /// commands do not notify).
+    pub fn start_notifications(&self) {
+        let targets = self.config().notify.clone();
+        *self.notifier.lock().unwrap_or_else(|p| p.into_inner()) =
+            crate::notify::Notifier::start(targets);
+    }
+
+    /// Queues a notification.
+    pub fn notify(
+        &self,
+        event: crate::notify::Event,
+        job: &str,
+        run: Option<RunRecord>,
+        missed: Option<u64>,
+    ) {
+        self.notifier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(event, job, run, missed);
+    }
+
+    /// Called by the scheduler each time round its loop.
+    pub fn heartbeat(&self, _now: DateTime<Utc>) {
+        *self.tick.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether the scheduler loop is alive and the store takes writes.
+    pub fn health(&self, expect_scheduler: bool) -> Health {
+        let age = self
+            .tick
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed());
+        let mut reasons = Vec::new();
+        if expect_scheduler {
+            match age {
+                None => reasons.push("the scheduler loop has not started".to_owned()),
+                Some(a) if a > TICK_STALE => reasons.push(format!(
+                    "the scheduler loop last went round {}s ago (it should at least every 60s)",
+                    a.as_secs()
+                )),
+                Some(_) => {}
+            }
+        }
+        let store_writable = match self.store.probe_write() {
+            Ok(()) => true,
+            Err(e) => {
+                reasons.push(format!("the store does not take writes: {e}"));
+                false
+            }
+        };
+        Health {
+            status: if reasons.is_empty() {
+                "ok"
+            } else {
+                "unhealthy"
+            }
+            .into(),
+            reasons,
+            scheduler_tick_age_seconds: age.map(|a| a.as_secs_f64()),
+            store_writable,
+            http: self
+                .http_addr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map(|a| a.to_string()),
+            jobs: self.config().jobs.len(),
+            running: self.running().values().map(Vec::len).sum(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
     }
 
     /// The registry plugins are found through.
@@ -159,7 +307,8 @@ impl Ops {
     pub fn schedule(&self) -> Result<Vec<ScheduleEntry>, OpsError> {
         let now = self.clock.now();
         let mut out = Vec::new();
-        for job in &self.config.jobs {
+        let config = self.config();
+        for job in &config.jobs {
             let state = self.store.job_state(&job.name)?.unwrap_or_default();
             out.push(ScheduleEntry {
                 job: job.name.clone(),
@@ -179,7 +328,8 @@ impl Ops {
     /// Enables or disables a job; persists across restarts and wins over
     /// the config's `enabled`. Returns the job's schedule entry.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<ScheduleEntry, OpsError> {
-        let job = self.config.job(name)?;
+        let config = self.config();
+        let job = config.job(name)?;
         let now = self.clock.now();
         self.store.update_job_state(&job.name, |s| {
             let was = s.enabled_override.unwrap_or(job.enabled);
@@ -226,7 +376,19 @@ impl Ops {
     /// Runs a job now, as its overlap policy allows, and returns the
     /// finished record (a `skipped` record when the policy said no).
     pub async fn run_job(&self, name: &str, start: Start) -> Result<RunRecord, OpsError> {
-        let job = self.config.job(name)?;
+        self.run_job_following(name, start, None).await
+    }
+
+    /// Like [`Ops::run_job`], also sending the run's log lines and
+    /// progress to `follow` as they happen.
+    pub async fn run_job_following(
+        &self,
+        name: &str,
+        start: Start,
+        follow: Option<tokio::sync::mpsc::UnboundedSender<LogEvent>>,
+    ) -> Result<RunRecord, OpsError> {
+        let config = self.config();
+        let job = config.job(name)?;
         let busy = || {
             self.running()
                 .get(&job.name)
@@ -276,6 +438,29 @@ impl Ops {
         };
         let run_id = store::new_run_id();
         let log = RunLog::new(&job.name, &run_id, job.grants.limits.log_bytes);
+        let forwarder = follow.map(|tx| {
+            let mut rx = log.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) => {
+                            if tx.send(ev).is_err() {
+                                break;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = tx.send(LogEvent::Line(LogLine {
+                                ms: 0,
+                                level: "warn".into(),
+                                source: "host".into(),
+                                message: format!("{n} lines not shown: the follower fell behind"),
+                            }));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            })
+        });
         let cancel = Cancel::default();
         self.running
             .lock()
@@ -296,9 +481,13 @@ impl Ops {
         {
             v.retain(|r| r.run_id != run_id);
         }
+        // Every copy of the log is gone now; let the follower drain it, so
+        // the last line arrives before the caller reports the end.
+        if let Some(f) = forwarder {
+            let _ = f.await;
+        }
         result
     }
-
     /// Records a slot that was not run, and why.
     fn skip(&self, job: &Job, start: Start, why: &str) -> Result<RunRecord, OpsError> {
         let now = self.clock.now();
@@ -334,6 +523,9 @@ impl Ops {
     ) -> Result<RunRecord, OpsError> {
         let started = self.clock.now();
         let clock_start = Instant::now();
+        // No retry follows a manual run or the last attempt: its failure
+        // is the one to tell people about.
+        let final_attempt = start.trigger == Trigger::Manual || start.attempt > job.policy.retries;
         let mut rec = RunRecord::begin(
             run_id,
             &job.name,
@@ -393,15 +585,37 @@ impl Ops {
         }
         self.store.put_log(&rec.id, &log.lines())?;
         self.store.put_run(&rec)?;
+        let mut previous = None;
         self.store.update_job_state(&job.name, |s| {
+            previous = s.last_final_status;
             s.last_run = Some(rec.id.clone());
             s.last_started = Some(started);
             s.last_status = Some(rec.status);
             if rec.status.is_success() {
                 s.last_success = rec.finished;
             }
+            if final_attempt {
+                s.last_final_status = Some(rec.status);
+            }
         })?;
         self.store.flush()?;
+        self.metrics.observe(&rec);
+        if final_attempt && rec.status.is_retryable() {
+            self.notify(
+                crate::notify::Event::Failure,
+                &job.name,
+                Some(rec.clone()),
+                None,
+            );
+        }
+        if rec.status.is_success() && previous.is_some_and(RunStatus::is_retryable) {
+            self.notify(
+                crate::notify::Event::Recovered,
+                &job.name,
+                Some(rec.clone()),
+                None,
+            );
+        }
         tracing::info!(
             job = %rec.job, run = %rec.id, status = %rec.status, attempt = rec.attempt, ms = rec.duration_ms.unwrap_or(0),
             "run finished: {}", rec.summary
@@ -416,7 +630,7 @@ impl Ops {
         let mut removed = 0;
         for name in self.store.job_names()? {
             let policy = self
-                .config
+                .config()
                 .job(&name)
                 .map(|j| j.policy.clone())
                 .unwrap_or_default();

@@ -6,7 +6,19 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Where a run stands or how it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Started and not finished (or the process died; see `interrupted`).
@@ -192,4 +204,8 @@ pub struct JobState {
     /// their deadline.
     #[serde(default)]
     pub missed_total: u64,
+    /// How the last run with no retry after it ended; a success after a
+    /// failure here is a recovery.
+    #[serde(default)]
+    pub last_final_status: Option<RunStatus>,
 }

@@ -121,44 +121,53 @@ pub async fn run(
         tracing::error!(error = %e, "retention failed");
     }
     let mut last_retention = now;
-    let mut pending: HashMap<String, Option<DateTime<Utc>>> = HashMap::new();
-    for job in &ops.config.jobs {
-        let state = ops.store.job_state(&job.name)?.unwrap_or_default();
-        let definition = job.definition_hash();
-        let enabled = ops.is_enabled(job, &state);
-        if job.schedule.is_reboot() && enabled {
-            spawn_runs(
-                &ops,
-                &mut tasks,
-                &stopping,
-                job,
-                vec![(now, Trigger::Schedule)],
-            );
-        }
-        // Missed slots are looked for only when the job is the same one
-        // that ran before; a changed schedule starts from now.
-        let first = match state.last_fire {
-            Some(last) if state.definition.as_deref() == Some(definition.as_str()) && enabled => {
-                job.schedule.next_after(last, job.timezone)
-            }
-            _ => ops.next_fire(job, &state, now),
-        };
-        ops.store.update_job_state(&job.name, |s| {
-            s.definition = Some(definition);
-            s.next_fire = first;
-        })?;
-        pending.insert(job.name.clone(), first.filter(|_| enabled));
-    }
-    ops.store.flush()?;
-    tracing::info!(jobs = ops.config.jobs.len(), "scheduler started");
+    // Each job's next slot, and the definition it was computed for: a job
+    // added or changed by a reload starts afresh from now.
+    let mut pending: HashMap<String, (String, Option<DateTime<Utc>>)> = HashMap::new();
+    let mut first_pass = true;
 
     loop {
         let now = clock.now();
+        let config = ops.config();
         let mut wake = now + chrono::Duration::minutes(1);
-        for job in &ops.config.jobs {
+        for job in &config.jobs {
             let state = ops.store.job_state(&job.name)?.unwrap_or_default();
-            let slot = pending.entry(job.name.clone()).or_insert(None);
-            if !ops.is_enabled(job, &state) {
+            let enabled = ops.is_enabled(job, &state);
+            let definition = job.definition_hash();
+            if pending.get(&job.name).is_none_or(|(d, _)| *d != definition) {
+                if first_pass && job.schedule.is_reboot() && enabled {
+                    spawn_runs(
+                        &ops,
+                        &mut tasks,
+                        &stopping,
+                        job,
+                        vec![(now, Trigger::Schedule)],
+                    );
+                }
+                // Missed slots are looked for only when the job is the one
+                // that fired before; a new or changed schedule starts now.
+                let first = match state.last_fire {
+                    Some(last)
+                        if state.definition.as_deref() == Some(definition.as_str()) && enabled =>
+                    {
+                        job.schedule.next_after(last, job.timezone)
+                    }
+                    _ => ops.next_fire(job, &state, now),
+                };
+                if !first_pass {
+                    tracing::info!(job = %job.name, next = ?first, "job added or changed by a reload");
+                }
+                let first = first.filter(|_| enabled);
+                ops.store.update_job_state(&job.name, |s| {
+                    s.definition = Some(definition.clone());
+                    s.next_fire = first;
+                })?;
+                pending.insert(job.name.clone(), (definition, first));
+            }
+            let Some((_, slot)) = pending.get_mut(&job.name) else {
+                continue;
+            };
+            if !enabled {
                 if slot.take().is_some() {
                     ops.store
                         .update_job_state(&job.name, |s| s.next_fire = None)?;
@@ -167,8 +176,9 @@ pub async fn run(
             }
             if slot.is_none() {
                 *slot = ops.next_fire(job, &state, now);
+                let next = *slot;
                 ops.store
-                    .update_job_state(&job.name, |s| s.next_fire = *slot)?;
+                    .update_job_state(&job.name, |s| s.next_fire = next)?;
             }
             let Some(first) = *slot else { continue };
             if first <= now {
@@ -178,6 +188,12 @@ pub async fn run(
                         job = %job.name, missed = due.missed, catch_up = ?job.policy.catch_up,
                         running = due.run.iter().filter(|r| r.1 == Trigger::CatchUp).count(),
                         "slots were missed while opsd was not running or the clock jumped"
+                    );
+                    ops.notify(
+                        crate::notify::Event::Missed,
+                        &job.name,
+                        None,
+                        Some(due.missed),
                     );
                 }
                 ops.store.update_job_state(&job.name, |s| {
@@ -200,6 +216,13 @@ pub async fn run(
                 wake = wake.min(n);
             }
         }
+        if first_pass {
+            ops.store.flush()?;
+            tracing::info!(jobs = config.jobs.len(), "scheduler started");
+            first_pass = false;
+        }
+        pending.retain(|name, _| config.jobs.iter().any(|j| j.name == *name));
+        ops.heartbeat(now);
         if now - last_retention >= RETENTION_EVERY {
             last_retention = now;
             if let Err(e) = ops.apply_retention() {
@@ -215,12 +238,26 @@ pub async fn run(
     }
 
     stopping.cancel();
-    while tasks.try_join_next().is_some() {}
-    tracing::info!(running = tasks.len(), grace = ?grace, "scheduler stopping; waiting for runs in progress");
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("runs still going after the grace period; interrupting them");
+    // Every run counts, scheduled or started by an operator: all get the
+    // grace period, then those still going are interrupted and recorded.
+    let in_progress = || ops.running().values().map(Vec::len).sum::<usize>();
+    tracing::info!(running = in_progress(), grace = ?grace, "scheduler stopping; waiting for runs in progress");
+    let wait_all = |limit: Duration| {
+        let ops = ops.clone();
+        async move {
+            let until = std::time::Instant::now() + limit;
+            while ops.running().values().any(|v| !v.is_empty()) && std::time::Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_all(grace).await;
+    if in_progress() > 0 {
+        tracing::warn!(
+            running = in_progress(),
+            "runs still going after the grace period; interrupting them"
+        );
         ops.cancel_all(
             RunStatus::Interrupted,
             &format!(
@@ -228,15 +265,10 @@ pub async fn run(
                 humantime::format_duration(grace)
             ),
         );
-        if tokio::time::timeout(Duration::from_secs(10), async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tasks.shutdown().await;
-        }
+        wait_all(Duration::from_secs(10)).await;
     }
+    // What is left only waits (jitter, retry backoff) and starts nothing.
+    tasks.shutdown().await;
     Ok(())
 }
 

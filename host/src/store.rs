@@ -230,6 +230,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes and flushes a small record, to tell a healthy store from one
+    /// on a full or read-only disk.
+    pub fn probe_write(&self) -> Result<()> {
+        self.db.open_tree("meta")?.insert(
+            "health_probe",
+            &chrono::Utc::now().timestamp_millis().to_be_bytes(),
+        )?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Every job the store has state or runs for.
     pub fn job_names(&self) -> Result<Vec<String>> {
         let mut names = std::collections::BTreeSet::new();

@@ -4,6 +4,7 @@
 mod util;
 
 mod crash;
+mod daemon;
 mod log_rotate;
 mod sandbox;
 mod schedule;

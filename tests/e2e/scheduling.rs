@@ -59,7 +59,7 @@ impl Sim {
         }));
         self.stop = Some(tx);
         for _ in 0..200 {
-            let ready = self.ops.config.jobs.iter().all(|j| {
+            let ready = self.ops.config().jobs.iter().all(|j| {
                 self.ops
                     .store
                     .job_state(&j.name)
@@ -175,7 +175,7 @@ async fn catch_up_after_three_days_down_for_each_policy() {
     let last_fire = t("2026-11-25T10:00:00Z");
     let mut sim = Sim::open(&jobs, t("2026-11-28T10:30:00Z"));
     // The daemon last fired these jobs three days ago, then went down.
-    for j in &sim.ops.config.jobs {
+    for j in &sim.ops.config().jobs {
         sim.ops
             .store
             .update_job_state(&j.name, |s| {

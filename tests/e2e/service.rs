@@ -137,7 +137,6 @@ fn answers_are_the_same_with_and_without_a_daemon() {
 
 #[test]
 fn the_control_socket_is_private_and_speaks_http() {
-    use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new(YEARLY_JOBS);
     let daemon = env.daemon();
@@ -146,13 +145,11 @@ fn the_control_socket_is_private_and_speaks_http() {
         std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.ends_with("{\"status\":\"ok\"}"), "{answer}");
+    let (status, body) = env.socket_get("/v1/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok", "{health:#}");
+    assert_eq!(health["store_writable"], true);
     // A second daemon refuses to start.
     let second = env.run(&["daemon"]);
     assert_eq!(second.status.code(), Some(2));

@@ -41,10 +41,32 @@ impl Env {
         self.dir.path().join(rel)
     }
 
-    /// Replaces the config's jobs.
+    /// Replaces the config's jobs (and whatever tables `jobs` holds). The
+    /// HTTP endpoints listen on a free loopback port unless `jobs` says
+    /// otherwise, so daemons in parallel tests do not collide.
     pub fn write_config(&self, jobs: &str) {
-        let text = format!("data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n{jobs}");
+        let mut text = format!("data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n{jobs}");
+        if !jobs.contains("[http]") {
+            text.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n");
+        }
         std::fs::write(self.path("opsd.toml"), text).expect("write config");
+    }
+
+    /// GET on the control socket: (status code, body).
+    pub fn socket_get(&self, path: &str) -> (u16, String) {
+        let stream = std::os::unix::net::UnixStream::connect(self.path("data/opsd.sock"))
+            .expect("connect socket");
+        http_exchange(stream, path)
+    }
+
+    /// The address the daemon's HTTP endpoints listen on.
+    pub fn http_addr(&self) -> String {
+        let (_, body) = self.socket_get("/v1/health");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
+        health["http"]
+            .as_str()
+            .expect("http address in health")
+            .to_owned()
     }
 
     /// Copies a test guest into the plugin directory.
@@ -126,6 +148,16 @@ impl Daemon {
     /// The daemon's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (SIGHUP, ...).
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child by pid.
+            unsafe {
+                libc::kill(child.id() as i32, sig);
+            }
+        }
     }
 
     /// Kills the daemon with SIGKILL, as a crash or the OOM killer would.
@@ -235,4 +267,54 @@ pub fn python_with(packages: &[&str]) -> PathBuf {
         std::fs::write(&stamp, "").expect("write venv stamp");
     }
     python
+}
+
+/// One HTTP/1.1 GET with `Connection: close`: (status code, body).
+pub fn http_exchange<S: std::io::Read + std::io::Write>(
+    mut stream: S,
+    path: &str,
+) -> (u16, String) {
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: opsd\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("send request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    // Bodies may come chunked.
+    let body = if answer
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// GET over TCP: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let stream = std::net::TcpStream::connect(addr).expect("connect http");
+    http_exchange(stream, path)
 }

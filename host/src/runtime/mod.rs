@@ -30,6 +30,9 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+/// The wasmtime release compiled in (from Cargo.lock, by build.rs).
+pub const WASMTIME_VERSION: &str = env!("OPSD_WASMTIME_VERSION");
+
 /// The contract version this host implements.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
@@ -72,6 +75,10 @@ pub struct LoadedPlugin {
     pub info: PluginInfo,
     pub sha256: String,
     pub size: usize,
+    /// The component's imports (`opsd:plugin/log@0.1.0`, `wasi:...`).
+    pub imports: Vec<String>,
+    /// The contract version it was built against.
+    pub contract: Option<String>,
     /// How it was first obtained in this process.
     pub first_load: PluginLoad,
     pre: PluginPre<RunState>,
@@ -82,7 +89,7 @@ pub struct LoadedPlugin {
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotComponent(String),
-    #[error("does not fit the opsd:plugin@{CONTRACT_VERSION} contract: {0}")]
+    #[error("not compatible with this opsd: {0}")]
     Incompatible(String),
     #[error("describe() failed: {0}")]
     Describe(String),
@@ -218,6 +225,16 @@ impl Runtime {
                 .await
                 .map_err(|e| LoadError::NotComponent(e.to_string()))?
                 .map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let contract = check_contract(&imports, &exports)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -236,6 +253,8 @@ impl Runtime {
             info,
             sha256: sha256.clone(),
             size: bytes.len(),
+            imports,
+            contract,
             first_load: load.clone(),
             pre,
         });
@@ -244,6 +263,19 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha256, plugin.clone());
         Ok((plugin, load))
+    }
+
+    /// Every plugin loaded in this process.
+    pub fn loaded(&self) -> Vec<Arc<LoadedPlugin>> {
+        let mut v: Vec<_> = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.info.name.cmp(&b.info.name).then(a.sha256.cmp(&b.sha256)));
+        v
     }
 
     async fn describe(&self, pre: &PluginPre<RunState>) -> Result<PluginInfo, LoadError> {
@@ -438,6 +470,51 @@ impl Runtime {
     }
 }
 
+/// Checks a component's shape against the contract before linking, so a
+/// mismatch says what is wrong in the contract's terms: which version it
+/// was built for, which exports are missing.
+fn check_contract(imports: &[String], exports: &[String]) -> Result<Option<String>, LoadError> {
+    for want in ["describe", "run"] {
+        if !exports.iter().any(|e| e == want) {
+            return Err(LoadError::Incompatible(format!(
+                "it does not export `{want}` (it exports: {}); an opsd plugin implements the `opsd:plugin/plugin` world",
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            )));
+        }
+    }
+    let ours = semver_parts(CONTRACT_VERSION);
+    let mut contract = None;
+    for import in imports.iter().filter(|i| i.starts_with("opsd:plugin/")) {
+        let Some((_, version)) = import.split_once('@') else {
+            continue;
+        };
+        let theirs = semver_parts(version);
+        // Same major; for 0.x, same minor too. A newer minor or patch than
+        // ours may use what this host lacks.
+        let compatible = match (ours, theirs) {
+            (Some((0, om, op)), Some((0, tm, tp))) => om == tm && tp <= op,
+            (Some((oma, omi, _)), Some((tma, tmi, _))) => oma == tma && tmi <= omi,
+            _ => false,
+        };
+        if !compatible {
+            return Err(LoadError::Incompatible(format!(
+                "it was built for opsd:plugin@{version}; this opsd provides opsd:plugin@{CONTRACT_VERSION}"
+            )));
+        }
+        contract = Some(version.to_owned());
+    }
+    Ok(contract)
+}
+
+fn semver_parts(v: &str) -> Option<(u64, u64, u64)> {
+    let mut it = v.split(['.', '-', '+']).map(|p| p.parse::<u64>());
+    Some((it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?))
+}
+
 fn outcome_execution(o: crate::bindings::opsd::plugin::types::Outcome) -> Execution {
     use crate::bindings::opsd::plugin::types::Status;
     let status = match o.status {
@@ -586,5 +663,37 @@ impl Ticker {
         self.active.fetch_add(1, Ordering::SeqCst);
         self.thread.unpark();
         TickGuard(self.active.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_are_semver_compatible() {
+        let exports = vec!["describe".to_string(), "run".to_string()];
+        let imp = |v: &str| {
+            vec![
+                format!("opsd:plugin/log@{v}"),
+                "wasi:cli/environment@0.2.6".to_string(),
+            ]
+        };
+        assert_eq!(
+            check_contract(&imp("0.1.0"), &exports).unwrap(),
+            Some("0.1.0".into())
+        );
+        let e = check_contract(&imp("0.2.0"), &exports)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.0"
+        );
+        assert!(check_contract(&imp("1.0.0"), &exports).is_err());
+        let e = check_contract(&imp("0.1.0"), &["run".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not export `describe`"), "{e}");
     }
 }

@@ -38,7 +38,23 @@ impl Plugin for Hostile {
         let cfg: Config = ctx.config()?;
         match cfg.action.as_str() {
             "ok" => Ok(Outcome::ok("fine")),
+            // Logs and reports progress in steps, `seconds` apart (as
+            // milliseconds x 100, for quick tests).
+            "chatty" => {
+                let steps = 5u64;
+                for i in 1..=steps {
+                    opsd_sdk::info!("step {i} of {steps}");
+                    opsd_sdk::progress(i, Some(steps), "stepping");
+                    std::thread::sleep(std::time::Duration::from_millis(cfg.seconds * 100));
+                }
+                Ok(Outcome::ok(format!("{steps} steps")))
+            }
             "fail" => Ok(Outcome::failed("failed on purpose")),
+            // Fails while `path` exists: a switch a test flips from outside.
+            "fail-if" => match std::fs::metadata(&cfg.path) {
+                Ok(_) => Ok(Outcome::failed(format!("{} exists", cfg.path))),
+                Err(_) => Ok(Outcome::ok(format!("{} is gone", cfg.path))),
+            },
             // Writes where it is told; outside a grant this fails and the
             // error is passed back as the plugin's own.
             "write" => {

@@ -1,0 +1,363 @@
+//! `opsd check`: what can be known about a configuration without running
+//! anything. The file parsed and validated already (or `check` would not
+//! get here); this compares each job with what its plugin's `describe()`
+//! asks for: grants short of it, grants beyond it, and a `[job.config]`
+//! that does not fit the plugin's schema.
+
+use crate::config::{Config, Job};
+use crate::grants::{Access, fs};
+use crate::plugins::Registry;
+use crate::runtime::PluginInfo;
+use serde_json::Value;
+use std::fmt;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// The job will fail or misbehave; `check` exits non-zero.
+    Error,
+    /// Worth a look; the job may be fine.
+    Warning,
+}
+
+/// One thing `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub line: usize,
+    pub job: String,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}: job `{}`: {level}: {}",
+            self.line, self.job, self.message
+        )
+    }
+}
+
+/// Checks every job against its plugin.
+pub async fn check(config: &Config, registry: &Registry) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for job in &config.jobs {
+        let mut push = |level, line: usize, message: String| {
+            out.push(Finding {
+                level,
+                line,
+                job: job.name.clone(),
+                message,
+            })
+        };
+        match registry.find(&job.plugin).await {
+            Err(e) => push(Level::Error, job.line, e.to_string()),
+            Ok((plugin, _)) => {
+                for (level, message) in grant_findings(job, &plugin.info) {
+                    push(level, job.line, message);
+                }
+                for (key, message) in config_findings(&job.config, &plugin.info) {
+                    let line = key
+                        .as_ref()
+                        .and_then(|k| job.config_lines.get(k))
+                        .copied()
+                        .unwrap_or(job.line);
+                    push(Level::Error, line, message);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|f| (f.line, f.level));
+    out
+}
+
+fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
+    let mut out = Vec::new();
+    let caps = &info.capabilities;
+    let name = &info.name;
+    for want in &caps.fs {
+        let access = if want.write { "rw" } else { "ro" };
+        match fs::locate(&job.grants.fs, &want.guest) {
+            Ok((grant, _)) if want.write && grant.access == Access::ReadOnly => out.push((
+                Level::Error,
+                format!(
+                    "plugin {name} writes under {} ({}), but the grant {} -> {} is read-only; set access = \"rw\"",
+                    want.guest,
+                    want.reason,
+                    grant.guest,
+                    grant.host.display()
+                ),
+            )),
+            Ok(_) => {}
+            Err(_) if job.grants.fs.is_empty() => out.push((
+                Level::Error,
+                format!(
+                    "plugin {name} needs a directory ({}) and the job grants none; add fs = [{{ host = \"...\", guest = \"{}\", access = \"{access}\" }}]",
+                    want.reason, want.guest
+                ),
+            )),
+            Err(_) => out.push((
+                Level::Warning,
+                format!(
+                    "plugin {name} expects {} ({}); the job grants {} instead, which is fine if its config points there",
+                    want.guest,
+                    want.reason,
+                    fs::describe(&job.grants.fs)
+                ),
+            )),
+        }
+    }
+    for program in &caps.exec {
+        if job.grants.exec.lookup(program).is_err() {
+            out.push((
+                Level::Warning,
+                format!("plugin {name} may run `{program}`, which the job does not grant; add it to `exec = [...]` if the job needs it"),
+            ));
+        }
+    }
+    for p in &job.grants.exec.programs {
+        if !caps
+            .exec
+            .iter()
+            .any(|c| *c == p.name || p.path.ends_with(c))
+        {
+            out.push((
+                Level::Warning,
+                format!(
+                    "the job grants `{}`, which plugin {name} does not say it runs",
+                    p.name
+                ),
+            ));
+        }
+    }
+    if caps.net && job.grants.net.is_empty() {
+        out.push((
+            Level::Warning,
+            format!("plugin {name} uses the network and the job grants none; add `net = [...]`"),
+        ));
+    }
+    if !caps.net && !job.grants.net.is_empty() {
+        out.push((
+            Level::Warning,
+            format!(
+                "the job grants network access ({}), which plugin {name} does not ask for",
+                job.grants.net.describe()
+            ),
+        ));
+    }
+    out
+}
+
+/// Checks `[job.config]` against the plugin's JSON Schema. The subset
+/// understood is what plugin schemas use: `type`, `properties`,
+/// `required`, `additionalProperties: false`, `enum`, `items`, `minimum`,
+/// `maximum`. Returns (top-level key, message).
+fn config_findings(config: &Value, info: &PluginInfo) -> Vec<(Option<String>, String)> {
+    let Ok(schema) = serde_json::from_str::<Value>(&info.config_schema) else {
+        return vec![(
+            None,
+            format!("plugin {} has a config schema that is not JSON", info.name),
+        )];
+    };
+    let mut out = Vec::new();
+    validate(config, &schema, "", &info.name, &mut out);
+    out
+}
+
+fn validate(
+    v: &Value,
+    schema: &Value,
+    path: &str,
+    plugin: &str,
+    out: &mut Vec<(Option<String>, String)>,
+) {
+    let top = || {
+        path.split('.')
+            .next()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split('[').next().unwrap_or(p).to_owned())
+    };
+    let at = if path.is_empty() {
+        "[job.config]".to_owned()
+    } else {
+        format!("config key `{path}`")
+    };
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !types.is_empty() && !types.iter().any(|t| type_matches(v, t)) {
+            out.push((
+                top(),
+                format!(
+                    "{at} is {}, plugin {plugin} wants {}",
+                    type_name(v),
+                    types.join(" or ")
+                ),
+            ));
+            return;
+        }
+    }
+    if let Some(Value::Array(options)) = schema.get("enum")
+        && !options.contains(v)
+    {
+        let list: Vec<String> = options.iter().map(Value::to_string).collect();
+        out.push((
+            top(),
+            format!("{at} is {v}; plugin {plugin} accepts {}", list.join(", ")),
+        ));
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+            && n < min
+        {
+            out.push((top(), format!("{at} is {n}, below the minimum {min}")));
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+            && n > max
+        {
+            out.push((top(), format!("{at} is {n}, above the maximum {max}")));
+        }
+    }
+    if let Value::Object(map) = v {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !map.contains_key(req) {
+                out.push((
+                    None,
+                    format!("{at} lacks `{req}`, which plugin {plugin} requires"),
+                ));
+            }
+        }
+        for (k, sub) in map {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => validate(sub, s, &child, plugin, out),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    let known: Vec<&str> = props
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    let key = if path.is_empty() {
+                        Some(k.clone())
+                    } else {
+                        top()
+                    };
+                    out.push((
+                        key,
+                        format!(
+                            "config key `{child}` is not known to plugin {plugin} (it knows {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (v, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(item, item_schema, &format!("{path}[{i}]"), plugin, out);
+        }
+    }
+}
+
+fn type_matches(v: &Value, t: &str) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "null" => v.is_null(),
+        _ => true,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(schema: &str) -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            version: "1".into(),
+            description: String::new(),
+            capabilities: crate::runtime::Capabilities {
+                fs: Vec::new(),
+                exec: Vec::new(),
+                net: false,
+            },
+            config_schema: schema.into(),
+            suggested_schedule: None,
+        }
+    }
+
+    #[test]
+    fn config_is_checked_against_the_schema() {
+        let schema = r#"{"type":"object","required":["paths"],"additionalProperties":false,
+            "properties":{"paths":{"type":"array","items":{"type":"string"}},"rotate":{"type":"integer","minimum":0},
+            "frequency":{"enum":["daily","weekly"]}}}"#;
+        let found = config_findings(
+            &json!({"paths": ["/l/*", 3], "rotat": 3, "rotate": -1, "frequency": "hourly"}),
+            &info(schema),
+        );
+        let msgs: Vec<String> = found.iter().map(|(k, m)| format!("{k:?}: {m}")).collect();
+        assert!(
+            msgs.contains(
+                &"Some(\"paths\"): config key `paths[1]` is an integer, plugin p wants string"
+                    .to_string()
+            ),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.starts_with(
+                "Some(\"rotat\"): config key `rotat` is not known to plugin p (it knows "
+            )),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.contains(
+                &"Some(\"rotate\"): config key `rotate` is -1, below the minimum 0".to_string()
+            ),
+            "{msgs:#?}"
+        );
+        assert!(msgs.contains(&"Some(\"frequency\"): config key `frequency` is \"hourly\"; plugin p accepts \"daily\", \"weekly\"".to_string()), "{msgs:#?}");
+        let missing = config_findings(&json!({}), &info(schema));
+        assert_eq!(
+            missing[0].1,
+            "[job.config] lacks `paths`, which plugin p requires"
+        );
+        assert!(config_findings(&json!({"paths": []}), &info(schema)).is_empty());
+    }
+}

@@ -1,0 +1,702 @@
+//! Text for people: tables that fit the terminal, reports, logs.
+
+use crate::config::Job;
+use crate::ops::ScheduleEntry;
+use crate::plugins::{Inspection, PluginEntry};
+use crate::record::{LogLine, RunRecord};
+use chrono::{DateTime, Local, Utc};
+use serde::Serialize;
+
+/// A time as people read it in tables: local, with weekday.
+fn when(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%a %Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// `3h 12min`, `45s`, `2 days 3h`: the largest two units.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}min {s}s"),
+        (0, _, _) => format!("{h}h {m}min"),
+        (1, _, _) => format!("1 day {h}h"),
+        _ => format!("{d} days {h}h"),
+    }
+}
+
+/// Lays out rows in aligned columns; the last column is cut to `width`.
+pub fn table(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
+    let cols = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cols {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        let l = l.trim_end();
+        match width {
+            Some(w) if l.chars().count() > w => {
+                out.extend(l.chars().take(w.saturating_sub(1)));
+                out.push('…');
+            }
+            _ => out.push_str(l),
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `opsd schedule list` as a table.
+pub fn schedule_table(
+    entries: &[ScheduleEntry],
+    now: DateTime<Utc>,
+    width: Option<usize>,
+) -> String {
+    // Layouts from richest to leanest; the first that fits the terminal
+    // wins, as `systemctl list-timers` narrows on small terminals.
+    let layout = |compact: bool, cols: &[&'static str]| -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let fmt = |t: DateTime<Utc>| if compact { when_compact(t) } else { when(t) };
+        let rows = entries
+            .iter()
+            .map(|e| {
+                cols.iter()
+                    .map(|c| match *c {
+                        "NEXT" => match e.next {
+                            Some(n) => fmt(n),
+                            None if !e.enabled => "disabled".into(),
+                            None => "-".into(),
+                        },
+                        "LEFT" => e.next.map_or("-".into(), |n| {
+                            format!("{} left", human_duration((n - now).num_seconds()))
+                        }),
+                        "LAST" => e.last.map_or("-".into(), fmt),
+                        "PASSED" => e.last.map_or("-".into(), |l| {
+                            format!("{} ago", human_duration((now - l).num_seconds()))
+                        }),
+                        "JOB" => e.job.clone(),
+                        "PLUGIN" => e.plugin.clone(),
+                        _ => e.last_status.map_or("-".into(), |s| s.to_string()),
+                    })
+                    .collect()
+            })
+            .collect();
+        (cols.to_vec(), rows)
+    };
+    const ALL: [&str; 7] = ["NEXT", "LEFT", "LAST", "PASSED", "JOB", "PLUGIN", "STATUS"];
+    let candidates = [
+        layout(false, &ALL),
+        layout(true, &ALL),
+        layout(true, &["NEXT", "LEFT", "PASSED", "JOB", "PLUGIN", "STATUS"]),
+        layout(true, &["NEXT", "LEFT", "JOB", "STATUS"]),
+    ];
+    let mut out = fitting_table(&candidates, width);
+    out.push_str(&format!(
+        "\n{} job{} listed.\n",
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+/// The first layout whose widest line fits `width`, else the leanest, cut.
+fn fitting_table(candidates: &[(Vec<&str>, Vec<Vec<String>>)], width: Option<usize>) -> String {
+    for (header, rows) in candidates {
+        let t = table(header, rows, None);
+        if width.is_none_or(|w| t.lines().all(|l| l.chars().count() <= w)) {
+            return t;
+        }
+    }
+    let (header, rows) = &candidates[candidates.len() - 1];
+    table(header, rows, width)
+}
+
+/// A time in few characters: `11-28 04:51`.
+fn when_compact(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local).format("%m-%d %H:%M").to_string()
+}
+
+/// `opsd schedule next` for people: each fire time in the zone, in UTC,
+/// and how far away it is.
+pub fn next_fires_text(
+    expr: &str,
+    tz: chrono_tz::Tz,
+    fires: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> String {
+    let mut out = format!("{expr} in {}:\n", tz.name());
+    if fires.is_empty() {
+        out.push_str("  never fires\n");
+    }
+    for f in fires {
+        let left = (*f - now).num_seconds();
+        out.push_str(&format!(
+            "  {}  {}  {}\n",
+            f.with_timezone(&tz).format("%a %Y-%m-%d %H:%M:%S %:z"),
+            f.format("%Y-%m-%dT%H:%M:%SZ"),
+            if left >= 0 {
+                format!("in {}", human_duration(left))
+            } else {
+                format!("{} ago", human_duration(-left))
+            }
+        ));
+    }
+    out
+}
+
+/// `opsd history` as a table.
+pub fn history_table(runs: &[RunRecord], width: Option<usize>) -> String {
+    if runs.is_empty() {
+        return "No runs recorded.\n".into();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                when(r.started),
+                r.job.clone(),
+                r.status.to_string(),
+                r.duration_ms.map_or("-".into(), format_ms),
+                match &r.error {
+                    Some(e) if r.summary.is_empty() => e.clone(),
+                    _ => r.summary.clone(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "STARTED", "JOB", "STATUS", "TOOK", "SUMMARY"],
+        &rows,
+        width,
+    )
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        human_duration((ms / 1000) as i64)
+    }
+}
+
+/// What `opsd run` prints for people.
+pub fn run_report(r: &RunRecord) -> String {
+    let mut out = format!(
+        "{} {} ({} {}) in {}: {}\n",
+        r.job,
+        r.status,
+        r.plugin,
+        r.plugin_version,
+        r.duration_ms.map_or("-".into(), format_ms),
+        r.summary
+    );
+    if let Some(e) = &r.error
+        && *e != r.summary
+    {
+        out.push_str(&format!("error: {e}\n"));
+    }
+    for m in &r.metrics {
+        out.push_str(&format!(
+            "  {} = {}{}\n",
+            m.name,
+            m.value,
+            m.unit
+                .as_deref()
+                .map(|u| format!(" {u}"))
+                .unwrap_or_default()
+        ));
+    }
+    out.push_str(&format!("run {} (opsd logs {})\n", r.id, r.id));
+    out
+}
+
+/// `opsd logs` for people.
+pub fn log_text(lines: &[LogLine]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&format!(
+            "{:>8.3}s {:<5} {:<6} {}\n",
+            l.ms as f64 / 1000.0,
+            l.level,
+            l.source,
+            l.message
+        ));
+    }
+    out
+}
+
+/// `opsd schedule show`: one job, everything an operator asks about it.
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    pub job: String,
+    pub plugin: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub enabled: bool,
+    pub next: Vec<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+    pub last_status: Option<crate::record::RunStatus>,
+    pub timeout_seconds: u64,
+    pub catch_up: String,
+    pub catch_up_deadline_seconds: Option<u64>,
+    pub overlap: String,
+    pub retries: u32,
+    pub retry_backoff_seconds: u64,
+    pub retry_backoff_max_seconds: u64,
+    pub jitter_seconds: u64,
+    pub jitter_fixed: bool,
+    pub keep_runs: usize,
+    pub keep_days: u32,
+    pub grants: GrantsView,
+    pub config: serde_json::Value,
+    pub recent: Vec<RunRecord>,
+}
+
+/// Grants as written, for display.
+#[derive(Debug, Serialize)]
+pub struct GrantsView {
+    pub fs: Vec<String>,
+    pub exec: Vec<String>,
+    pub net: String,
+    pub env: Vec<String>,
+}
+
+impl JobDetail {
+    pub fn new(
+        job: &Job,
+        entry: &ScheduleEntry,
+        next: &[DateTime<Utc>],
+        recent: &[RunRecord],
+    ) -> JobDetail {
+        let p = &job.policy;
+        JobDetail {
+            job: job.name.clone(),
+            plugin: job.plugin.clone(),
+            schedule: job.schedule.as_str().to_owned(),
+            timezone: job.timezone.name().to_owned(),
+            enabled: entry.enabled,
+            next: next.to_vec(),
+            last: entry.last,
+            last_status: entry.last_status,
+            timeout_seconds: job.timeout.as_secs(),
+            catch_up: format!("{:?}", p.catch_up).to_lowercase(),
+            catch_up_deadline_seconds: p.catch_up_deadline.map(|d| d.as_secs()),
+            overlap: format!("{:?}", p.overlap).to_lowercase(),
+            retries: p.retries,
+            retry_backoff_seconds: p.retry_backoff.as_secs(),
+            retry_backoff_max_seconds: p.retry_backoff_max.as_secs(),
+            jitter_seconds: p.jitter.as_secs(),
+            jitter_fixed: p.jitter_fixed,
+            keep_runs: p.keep_runs,
+            keep_days: p.keep_days,
+            grants: GrantsView {
+                fs: job
+                    .grants
+                    .fs
+                    .iter()
+                    .map(|g| {
+                        format!(
+                            "{} -> {} ({})",
+                            g.guest,
+                            g.host.display(),
+                            if g.access == crate::grants::Access::ReadWrite {
+                                "rw"
+                            } else {
+                                "ro"
+                            }
+                        )
+                    })
+                    .collect(),
+                exec: job
+                    .grants
+                    .exec
+                    .programs
+                    .iter()
+                    .map(|p| format!("{} ({})", p.name, p.path.display()))
+                    .collect(),
+                net: job.grants.net.describe(),
+                env: job.grants.env.clone(),
+            },
+            config: job.config.clone(),
+            recent: recent.to_vec(),
+        }
+    }
+
+    /// The detail as people read it.
+    pub fn text(&self, now: DateTime<Utc>) -> String {
+        let secs =
+            |s: u64| humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
+        let mut o = format!(
+            "{} ({})\n",
+            self.job,
+            if self.enabled { "enabled" } else { "disabled" }
+        );
+        o.push_str(&format!(
+            "  plugin:    {}\n  schedule:  {} in {}\n",
+            self.plugin, self.schedule, self.timezone
+        ));
+        for (i, n) in self.next.iter().enumerate() {
+            let label = if i == 0 {
+                "  next:      "
+            } else {
+                "             "
+            };
+            o.push_str(&format!(
+                "{label}{}  (in {})\n",
+                when(*n),
+                human_duration((*n - now).num_seconds())
+            ));
+        }
+        if let Some(l) = self.last {
+            o.push_str(&format!(
+                "  last:      {}  {}\n",
+                when(l),
+                self.last_status.map_or("-".into(), |s| s.to_string())
+            ));
+        }
+        o.push_str(&format!(
+            "  timeout:   {}\n  catch-up:  {}{}\n  overlap:   {}\n",
+            secs(self.timeout_seconds),
+            self.catch_up,
+            self.catch_up_deadline_seconds
+                .map(|d| format!(" within {}", secs(d)))
+                .unwrap_or_default(),
+            self.overlap
+        ));
+        if self.retries > 0 {
+            o.push_str(&format!(
+                "  retries:   {} (backoff {} doubling, at most {})\n",
+                self.retries,
+                secs(self.retry_backoff_seconds),
+                secs(self.retry_backoff_max_seconds)
+            ));
+        }
+        if self.jitter_seconds > 0 {
+            o.push_str(&format!(
+                "  jitter:    up to {}{}\n",
+                secs(self.jitter_seconds),
+                if self.jitter_fixed { ", fixed" } else { "" }
+            ));
+        }
+        o.push_str(&format!(
+            "  history:   {} runs, {} days\n",
+            self.keep_runs, self.keep_days
+        ));
+        o.push_str(&format!(
+            "  grants:    fs {}\n             exec {}\n             net {}\n             env {}\n",
+            list_or_none(&self.grants.fs),
+            list_or_none(&self.grants.exec),
+            self.grants.net,
+            list_or_none(&self.grants.env)
+        ));
+        if !self.recent.is_empty() {
+            o.push_str("\nRecent runs:\n");
+            o.push_str(&history_table(&self.recent, None));
+        }
+        o
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// `opsd plugins list` as a table.
+pub fn plugins_table(list: &[PluginEntry], width: Option<usize>) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                if p.name.is_empty() {
+                    "?".into()
+                } else {
+                    p.name.clone()
+                },
+                if p.version.is_empty() {
+                    "-".into()
+                } else {
+                    p.version.clone()
+                },
+                p.status.clone(),
+                p.sha256.get(..12).unwrap_or("").to_owned(),
+                p.source.clone(),
+                p.error.clone().unwrap_or_else(|| p.description.clone()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "VERSION",
+            "STATUS",
+            "SHA256",
+            "SOURCE",
+            "DESCRIPTION",
+        ],
+        &rows,
+        width,
+    )
+}
+
+/// `opsd plugins inspect` for people.
+pub fn inspection_text(r: &Inspection) -> String {
+    let mut o = format!(
+        "{}: {}\n",
+        r.source,
+        if r.accepted { "accepted" } else { "refused" }
+    );
+    if let Some(e) = &r.error {
+        o.push_str(&format!("  reason:    {e}\n"));
+    }
+    if r.size > 0 {
+        o.push_str(&format!(
+            "  size:      {} bytes\n  sha256:    {}\n",
+            r.size, r.sha256
+        ));
+    }
+    if let Some(c) = &r.contract {
+        o.push_str(&format!(
+            "  contract:  opsd:plugin@{c} (this opsd: {})\n",
+            crate::runtime::CONTRACT_VERSION
+        ));
+    }
+    if let Some(i) = &r.info {
+        o.push_str(&format!(
+            "  name:      {} {}\n  about:     {}\n",
+            i.name, i.version, i.description
+        ));
+        if let Some(s) = &i.suggested_schedule {
+            o.push_str(&format!("  schedule:  {s} (suggested)\n"));
+        }
+        let fs: Vec<String> = i
+            .capabilities
+            .fs
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({}, {})",
+                    f.guest,
+                    if f.write { "rw" } else { "ro" },
+                    f.reason
+                )
+            })
+            .collect();
+        o.push_str(&format!(
+            "  wants:     fs {}\n             exec {}\n             net {}\n",
+            list_or_none(&fs),
+            list_or_none(&i.capabilities.exec),
+            if i.capabilities.net { "yes" } else { "no" }
+        ));
+        o.push_str(&format!(
+            "  config schema: {}\n",
+            i.config_schema
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    if !r.imports.is_empty() {
+        o.push_str(&format!("  imports:   {}\n", r.imports.join(", ")));
+    }
+    o
+}
+
+/// Terminal width of stdout, when it is a terminal.
+pub fn terminal_width() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass, which
+    // points to a live, properly aligned local.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{RunStatus, Trigger};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// Local times depend on the machine's zone; snapshots see a token.
+    macro_rules! snapshot {
+        ($name:expr, $value:expr) => {
+            insta::with_settings!({filters => vec![
+                (r"\w{3} \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+", "[local time]"),
+                (r"\d{2}-\d{2} \d{2}:\d{2}", "[mm-dd hh:mm]"),
+            ]}, {
+                insta::assert_snapshot!($name, $value);
+            });
+        };
+    }
+
+    fn entries() -> Vec<ScheduleEntry> {
+        vec![
+            ScheduleEntry {
+                job: "nightly-backup".into(),
+                plugin: "backup".into(),
+                schedule: "0 2 * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                enabled: true,
+                next: Some(t("2026-11-29T01:00:00Z")),
+                last: Some(t("2026-11-28T01:00:04Z")),
+                last_status: Some(RunStatus::Ok),
+                last_run: None,
+            },
+            ScheduleEntry {
+                job: "rotate-app-logs".into(),
+                plugin: "log-rotate".into(),
+                schedule: "*/15 * * * *".into(),
+                timezone: "UTC".into(),
+                enabled: true,
+                next: Some(t("2026-11-28T12:15:00Z")),
+                last: Some(t("2026-11-28T12:00:00Z")),
+                last_status: Some(RunStatus::Failed),
+                last_run: None,
+            },
+            ScheduleEntry {
+                job: "monthly-report".into(),
+                plugin: "report".into(),
+                schedule: "@monthly".into(),
+                timezone: "UTC".into(),
+                enabled: false,
+                next: None,
+                last: None,
+                last_status: None,
+                last_run: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn schedule_list_reads_like_list_timers_and_narrows_to_fit() {
+        let now = t("2026-11-28T12:03:30Z");
+        snapshot!("schedule_list_wide", schedule_table(&entries(), now, None));
+        snapshot!(
+            "schedule_list_100_columns",
+            schedule_table(&entries(), now, Some(100))
+        );
+        snapshot!(
+            "schedule_list_60_columns",
+            schedule_table(&entries(), now, Some(60))
+        );
+        for width in [100, 60] {
+            let out = schedule_table(&entries(), now, Some(width));
+            assert!(out.lines().all(|l| l.chars().count() <= width), "{out}");
+        }
+    }
+
+    fn record(job: &str, status: RunStatus, summary: &str, error: Option<&str>) -> RunRecord {
+        let mut r = RunRecord::begin(
+            "01M8G7VFZT3YGV1TJK7GK2X11G",
+            job,
+            "log-rotate",
+            Trigger::Schedule,
+            t("2026-11-28T12:00:00Z"),
+            t("2026-11-28T12:00:00Z"),
+            false,
+        );
+        r.status = status;
+        r.summary = summary.into();
+        r.error = error.map(str::to_owned);
+        r.duration_ms = Some(1234);
+        r.plugin_version = "0.1.0".into();
+        r
+    }
+
+    #[test]
+    fn history_and_run_reports() {
+        let runs = vec![
+            record(
+                "rotate",
+                RunStatus::Ok,
+                "rotated 3 of 4 logs (1.2 MiB compressed to 140.0 KiB)",
+                None,
+            ),
+            record(
+                "rotate",
+                RunStatus::Failed,
+                "grant violation: program `/bin/sh` is not in the job's exec grant (empty); add it to `exec = [...]`",
+                Some(
+                    "grant violation: program `/bin/sh` is not in the job's exec grant (empty); add it to `exec = [...]`",
+                ),
+            ),
+            record(
+                "backup",
+                RunStatus::Timeout,
+                "timeout: the run exceeded the job's timeout of 30m and was interrupted",
+                Some("timeout: the run exceeded the job's timeout of 30m and was interrupted"),
+            ),
+        ];
+        snapshot!("history", history_table(&runs, None));
+        let mut r = runs[0].clone();
+        r.metrics.push(crate::record::Metric {
+            name: "logs_rotated".into(),
+            value: 3.0,
+            unit: None,
+        });
+        r.metrics.push(crate::record::Metric {
+            name: "bytes_rotated".into(),
+            value: 1258291.0,
+            unit: Some("bytes".into()),
+        });
+        snapshot!("run_report_ok", run_report(&r));
+        snapshot!("run_report_failed", run_report(&runs[1]));
+        assert_eq!(history_table(&[], None), "No runs recorded.\n");
+    }
+
+    #[test]
+    fn durations_read_like_systemctl() {
+        assert_eq!(human_duration(42), "42s");
+        assert_eq!(human_duration(125), "2min 5s");
+        assert_eq!(human_duration(3 * 3600 + 720), "3h 12min");
+        assert_eq!(human_duration(86_400 + 3600), "1 day 1h");
+        assert_eq!(human_duration(-5), "0s");
+    }
+
+    #[test]
+    fn tables_align_and_cut() {
+        let t = table(&["A", "LONGER"], &[vec!["xxxx".into(), "y".into()]], None);
+        assert_eq!(t, "A     LONGER\nxxxx  y\n");
+        let t = table(
+            &["A", "B"],
+            &[vec!["1".into(), "a very long summary".into()]],
+            Some(10),
+        );
+        assert_eq!(t.lines().nth(1).unwrap(), "1  a very…");
+    }
+}

@@ -1,0 +1,386 @@
+//! What each `opsd` command does. Commands that read or change state go
+//! to the running daemon through its control socket when there is one,
+//! and open the store themselves when there is not ([`Backend`]); the
+//! answers are the same either way.
+
+use crate::api::Client;
+use crate::cli::{self, Cli, Command, PluginsCommand, ScheduleCommand};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::ops::{Ops, ScheduleEntry, Start};
+use crate::record::{LogLine, RunRecord, Trigger};
+use crate::runtime::log::LogEvent;
+use crate::store::HistoryQuery;
+use anyhow::Context as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Where a command's answers come from.
+enum Backend {
+    Daemon(Client),
+    Local(Arc<Ops>),
+}
+
+impl Backend {
+    async fn connect(config: Config) -> anyhow::Result<Backend> {
+        if let Some(client) = Client::connect(&config.socket).await {
+            return Ok(Backend::Daemon(client));
+        }
+        Ok(Backend::Local(Arc::new(Ops::open(
+            config,
+            Arc::new(SystemClock),
+        )?)))
+    }
+
+    async fn schedule(&self) -> anyhow::Result<Vec<ScheduleEntry>> {
+        match self {
+            Backend::Daemon(c) => c.schedule().await,
+            Backend::Local(ops) => Ok(ops.schedule()?),
+        }
+    }
+
+    async fn run_job(
+        &self,
+        job: &str,
+        dry_run: bool,
+        follow: Option<&mut dyn FnMut(&LogEvent)>,
+    ) -> anyhow::Result<RunRecord> {
+        match (self, follow) {
+            (Backend::Daemon(c), None) => c.run_job(job, dry_run).await,
+            (Backend::Daemon(c), Some(f)) => c.run_job_follow(job, dry_run, f).await,
+            (Backend::Local(ops), follow) => {
+                let start = Start {
+                    dry_run,
+                    ..Start::new(Trigger::Manual, chrono::Utc::now())
+                };
+                let Some(on_event) = follow else {
+                    return Ok(ops.run_job(job, start).await?);
+                };
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let run = ops.run_job_following(job, start, Some(tx));
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        result = &mut run => {
+                            while let Ok(ev) = rx.try_recv() {
+                                on_event(&ev);
+                            }
+                            return Ok(result?);
+                        }
+                        Some(ev) = rx.recv() => on_event(&ev),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn set_enabled(&self, job: &str, enabled: bool) -> anyhow::Result<ScheduleEntry> {
+        match self {
+            Backend::Daemon(c) => c.set_enabled(job, enabled).await,
+            Backend::Local(ops) => Ok(ops.set_enabled(job, enabled)?),
+        }
+    }
+
+    async fn history(&self, q: &HistoryQuery) -> anyhow::Result<Vec<RunRecord>> {
+        match self {
+            Backend::Daemon(c) => c.history(q).await,
+            Backend::Local(ops) => Ok(ops.history(q)?),
+        }
+    }
+
+    async fn run_log(&self, id: &str) -> anyhow::Result<Vec<LogLine>> {
+        match self {
+            Backend::Daemon(c) => c.run_log(id).await,
+            Backend::Local(ops) => Ok(ops.run_log(id)?),
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let path = path.unwrap_or_else(cli::default_config_path);
+    if !path.exists() {
+        anyhow::bail!(
+            "no configuration at {}; pass --config FILE or set OPSD_CONFIG (examples/opsd.toml is a place to start)",
+            path.display()
+        );
+    }
+    Ok(Config::load(&path)?)
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    print(&(serde_json::to_string_pretty(value)? + "\n"))
+}
+
+/// Runs one parsed command line.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Configuration is read lazily: some commands need none.
+    let config = || load_config(cli.config.clone());
+    match cli.command {
+        Command::Daemon => {
+            crate::daemon::run(config()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => check(config()?).await,
+        Command::Schedule { command } => match command {
+            ScheduleCommand::List { json } => {
+                let entries = Backend::connect(config()?).await?.schedule().await?;
+                if json {
+                    print_json(&entries)?;
+                } else {
+                    print(&cli::schedule_table(
+                        &entries,
+                        chrono::Utc::now(),
+                        cli::terminal_width(),
+                    ))?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            ScheduleCommand::Show { job, json } => show(config()?, &job, json).await,
+            ScheduleCommand::Next {
+                expr,
+                tz,
+                after,
+                count,
+                json,
+            } => schedule_next(&expr, &tz, after.as_deref(), count, json),
+            ScheduleCommand::Enable { job } => set_enabled(config()?, &job, true).await,
+            ScheduleCommand::Disable { job } => set_enabled(config()?, &job, false).await,
+        },
+        Command::Run {
+            job,
+            dry_run,
+            json,
+            follow,
+        } => {
+            let backend = Backend::connect(config()?).await?;
+            let rec = if follow {
+                let mut printer = cli::FollowPrinter::new();
+                let rec = backend
+                    .run_job(&job, dry_run, Some(&mut |ev| printer.event(ev)))
+                    .await;
+                printer.finish();
+                rec?
+            } else {
+                backend.run_job(&job, dry_run, None).await?
+            };
+            if json {
+                print_json(&rec)?;
+            } else {
+                print(&cli::run_report(&rec))?;
+            }
+            Ok(if rec.status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::History {
+            job,
+            status,
+            since,
+            limit,
+            json,
+        } => {
+            let since = since
+                .map(|s| {
+                    crate::config::parse_duration(&s)
+                        .map_err(anyhow::Error::msg)
+                        .and_then(|d| Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?))
+                })
+                .transpose()
+                .context("--since")?;
+            let q = HistoryQuery {
+                job,
+                status,
+                since,
+                limit: Some(limit),
+            };
+            let runs = Backend::connect(config()?).await?.history(&q).await?;
+            if json {
+                print_json(&runs)?;
+            } else {
+                print(&cli::history_table(&runs, cli::terminal_width()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { run_id, json } => {
+            let lines = Backend::connect(config()?).await?.run_log(&run_id).await?;
+            if json {
+                print_json(&lines)?;
+            } else {
+                print(&cli::log_text(&lines))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins { command } => plugins(config()?, command).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "opsd", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            std::io::stdout().write_all(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `opsd schedule next`: needs no configuration.
+fn schedule_next(
+    expr: &str,
+    tz: &str,
+    after: Option<&str>,
+    count: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let zone: chrono_tz::Tz = tz.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "unknown time zone `{tz}`: use an IANA name such as `Europe/Berlin` or `UTC`"
+        )
+    })?;
+    let schedule = crate::schedule::Schedule::parse(expr)?;
+    if schedule.is_reboot() {
+        anyhow::bail!("`@reboot` has no calendar times: it fires once each time the daemon starts");
+    }
+    let now = chrono::Utc::now();
+    let after = match after {
+        Some(a) => chrono::DateTime::parse_from_rfc3339(a)
+            .map_err(|e| anyhow::anyhow!("--after `{a}` is not an RFC 3339 time ({e}); write e.g. 2026-03-08T00:00:00-05:00"))?
+            .to_utc(),
+        None => now,
+    };
+    let fires = schedule.upcoming(after, zone, count);
+    if json {
+        let times: Vec<String> = fires
+            .iter()
+            .map(|f| f.with_timezone(&zone).to_rfc3339())
+            .collect();
+        print_json(&times)?;
+    } else {
+        print(&cli::next_fires_text(expr, zone, &fires, now))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_enabled(config: Config, job: &str, enabled: bool) -> anyhow::Result<ExitCode> {
+    let entry = Backend::connect(config)
+        .await?
+        .set_enabled(job, enabled)
+        .await?;
+    let next = entry
+        .next
+        .map(|n| format!("; next run {n}"))
+        .unwrap_or_default();
+    print(&format!(
+        "{}: {}{next}\n",
+        entry.job,
+        if entry.enabled { "enabled" } else { "disabled" }
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd schedule show JOB`.
+async fn show(config: Config, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let job = config.job(name)?.clone();
+    let backend = Backend::connect(config).await?;
+    let entry = backend
+        .schedule()
+        .await?
+        .into_iter()
+        .find(|e| e.job == job.name)
+        .ok_or_else(|| anyhow::anyhow!("the daemon does not know job `{name}` (its configuration differs; reload it with SIGHUP)"))?;
+    let recent = backend
+        .history(&HistoryQuery {
+            job: Some(job.name.clone()),
+            limit: Some(5),
+            ..Default::default()
+        })
+        .await?;
+    let after = entry
+        .next
+        .map_or_else(chrono::Utc::now, |n| n - chrono::Duration::milliseconds(1));
+    let upcoming = if entry.enabled {
+        job.schedule.upcoming(after, job.timezone, 5)
+    } else {
+        Vec::new()
+    };
+    let detail = cli::JobDetail::new(&job, &entry, &upcoming, &recent);
+    if json {
+        print_json(&detail)?;
+    } else {
+        print(&detail.text(chrono::Utc::now()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd check`: the configuration loaded (or this was not reached); now
+/// each job against its plugin.
+async fn check(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = Arc::new(crate::runtime::Runtime::new(config.data_dir.join("cache"))?);
+    let registry = crate::plugins::Registry::new(runtime, config.plugin_dir.clone());
+    let findings = crate::check::check(&config, &registry).await;
+    let file = config.path.display().to_string();
+    let mut text = String::new();
+    for f in &findings {
+        text.push_str(&format!("{file}:{f}\n"));
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.level == crate::check::Level::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    text.push_str(&format!(
+        "{file}: {} job{}, {errors} error{}, {warnings} warning{}\n",
+        config.jobs.len(),
+        if config.jobs.len() == 1 { "" } else { "s" },
+        if errors == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" },
+    ));
+    print(&text)?;
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<ExitCode> {
+    let runtime = Arc::new(crate::runtime::Runtime::new(config.data_dir.join("cache"))?);
+    let registry = crate::plugins::Registry::new(runtime, config.plugin_dir.clone());
+    match command {
+        PluginsCommand::List { json } => {
+            let list = registry.list().await;
+            if json {
+                print_json(&list)?;
+            } else {
+                print(&cli::plugins_table(&list, cli::terminal_width()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginsCommand::Inspect { file, json } => {
+            let report = registry.inspect(&file).await;
+            if json {
+                print_json(&report)?;
+            } else {
+                print(&cli::inspection_text(&report))?;
+            }
+            Ok(if report.accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Prometheus metrics, so a fleet of opsd hosts is watched by the
+//! Prometheus and Grafana it already has.
+//!
+//! Counters and the duration histogram count runs finished since the
+//! daemon started (Prometheus handles resets); the per-job timestamps come
+//! from the store, so they survive restarts.
+
+use crate::ops::Ops;
+use crate::record::{RunRecord, RunStatus};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// Upper bounds of the run duration histogram, in seconds: from a quick
+/// rotation to a long backup.
+const BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Run counters since start.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    runs: BTreeMap<(String, RunStatus), u64>,
+    durations: BTreeMap<String, Histogram>,
+}
+
+impl Metrics {
+    /// Counts a finished (or skipped) run.
+    pub fn observe(&self, rec: &RunRecord) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *inner.runs.entry((rec.job.clone(), rec.status)).or_default() += 1;
+        if rec.status == RunStatus::Skipped {
+            return;
+        }
+        let secs = rec.duration_ms.unwrap_or(0) as f64 / 1000.0;
+        let h = inner.durations.entry(rec.job.clone()).or_default();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The text exposition format, version 0.0.4.
+    pub fn render(&self, ops: &Ops) -> String {
+        let mut out = String::new();
+        let config = ops.config();
+        let w = &mut out;
+
+        header(
+            w,
+            "opsd_build_info",
+            "gauge",
+            "opsd version and the wasmtime it embeds.",
+        );
+        let _ = writeln!(
+            w,
+            "opsd_build_info{{version=\"{}\",wasmtime=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            crate::runtime::WASMTIME_VERSION
+        );
+
+        header(w, "opsd_jobs", "gauge", "Jobs in the configuration.");
+        let _ = writeln!(w, "opsd_jobs {}", config.jobs.len());
+
+        let states: Vec<_> = config
+            .jobs
+            .iter()
+            .map(|j| {
+                (
+                    j,
+                    ops.store
+                        .job_state(&j.name)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let gauge = |w: &mut String,
+                     name: &str,
+                     help: &str,
+                     pick: &dyn Fn(&crate::record::JobState) -> Option<f64>| {
+            header(w, name, "gauge", help);
+            for (job, state) in &states {
+                if let Some(v) = pick(state) {
+                    let _ = writeln!(w, "{name}{{job=\"{}\"}} {v}", escape(&job.name));
+                }
+            }
+        };
+        gauge(
+            w,
+            "opsd_job_last_success_timestamp_seconds",
+            "When the job last finished ok or with a warning.",
+            &|s| s.last_success.map(|t| t.timestamp() as f64),
+        );
+        gauge(
+            w,
+            "opsd_job_last_run_timestamp_seconds",
+            "When the job's last run started.",
+            &|s| s.last_started.map(|t| t.timestamp() as f64),
+        );
+        gauge(
+            w,
+            "opsd_job_next_run_timestamp_seconds",
+            "When the job fires next (absent when disabled).",
+            &|s| s.next_fire.map(|t| t.timestamp() as f64),
+        );
+        let enabled: Vec<f64> = states
+            .iter()
+            .map(|(j, s)| f64::from(u8::from(ops.is_enabled(j, s))))
+            .collect();
+        header(
+            w,
+            "opsd_job_enabled",
+            "gauge",
+            "1 when the scheduler fires the job.",
+        );
+        for ((job, _), e) in states.iter().zip(enabled) {
+            let _ = writeln!(w, "opsd_job_enabled{{job=\"{}\"}} {e}", escape(&job.name));
+        }
+        header(
+            w,
+            "opsd_job_missed_slots_total",
+            "counter",
+            "Slots not run: skipped by overlap or catch-up policy.",
+        );
+        for (job, state) in &states {
+            let _ = writeln!(
+                w,
+                "opsd_job_missed_slots_total{{job=\"{}\"}} {}",
+                escape(&job.name),
+                state.missed_total
+            );
+        }
+        let running = ops.running();
+        header(
+            w,
+            "opsd_job_running",
+            "gauge",
+            "Runs of the job in progress.",
+        );
+        for (job, _) in &states {
+            let n = running.get(&job.name).map_or(0, Vec::len);
+            let _ = writeln!(w, "opsd_job_running{{job=\"{}\"}} {n}", escape(&job.name));
+        }
+
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        header(
+            w,
+            "opsd_job_runs_total",
+            "counter",
+            "Runs finished since opsd started, by outcome.",
+        );
+        for ((job, status), n) in &inner.runs {
+            let _ = writeln!(
+                w,
+                "opsd_job_runs_total{{job=\"{}\",status=\"{status}\"}} {n}",
+                escape(job)
+            );
+        }
+        header(
+            w,
+            "opsd_job_duration_seconds",
+            "histogram",
+            "How long runs took.",
+        );
+        for (job, h) in &inner.durations {
+            let job = escape(job);
+            for (le, c) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    w,
+                    "opsd_job_duration_seconds_bucket{{job=\"{job}\",le=\"{le}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                w,
+                "opsd_job_duration_seconds_bucket{{job=\"{job}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                w,
+                "opsd_job_duration_seconds_sum{{job=\"{job}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                w,
+                "opsd_job_duration_seconds_count{{job=\"{job}\"}} {}",
+                h.count
+            );
+        }
+        drop(inner);
+
+        header(
+            w,
+            "opsd_plugin_info",
+            "gauge",
+            "Plugins loaded, with version and content hash.",
+        );
+        for p in ops.registry().runtime().loaded() {
+            let _ = writeln!(
+                w,
+                "opsd_plugin_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1",
+                escape(&p.info.name),
+                escape(&p.info.version),
+                p.sha256
+            );
+        }
+        process_metrics(w);
+        out
+    }
+}
+
+fn header(w: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Escapes a label value: backslash, quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The standard `process_*` metrics, from /proc.
+fn process_metrics(w: &mut String) {
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which is in parentheses and may
+    // contain spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime, stime: fields 14, 15 (1-based); starttime 22; rss 24.
+    let cpu = (num(11) + num(12)) / ticks.max(1) as f64;
+    let rss = num(21) * page.max(1) as f64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+        })
+        .unwrap_or(0.0);
+    let start = boot + num(19) / ticks.max(1) as f64;
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    header(
+        w,
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time spent, in seconds.",
+    );
+    let _ = writeln!(w, "process_cpu_seconds_total {cpu}");
+    header(
+        w,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    );
+    let _ = writeln!(w, "process_resident_memory_bytes {rss}");
+    header(
+        w,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    let _ = writeln!(w, "process_start_time_seconds {start}");
+    header(w, "process_open_fds", "gauge", "Open file descriptors.");
+    let _ = writeln!(w, "process_open_fds {fds}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        let now = chrono::Utc::now();
+        let mut rec = RunRecord::begin(
+            "01M8G7VG743S67F6199B02CNNP",
+            "j",
+            "p",
+            crate::record::Trigger::Manual,
+            now,
+            now,
+            false,
+        );
+        rec.status = RunStatus::Ok;
+        rec.duration_ms = Some(700);
+        m.observe(&rec);
+        rec.duration_ms = Some(40);
+        m.observe(&rec);
+        let inner = m.inner.lock().unwrap();
+        let h = &inner.durations["j"];
+        assert_eq!(h.counts[0], 1, "0.04s <= 0.05");
+        assert_eq!(h.counts[4], 2, "both <= 1s");
+        assert_eq!(inner.runs[&("j".to_string(), RunStatus::Ok)], 2);
+    }
+}

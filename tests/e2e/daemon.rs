@@ -1,0 +1,375 @@
+//! The daemon as an operator runs it: monitoring over HTTP, live runs,
+//! webhooks, SIGHUP and SIGTERM.
+
+use crate::util::{Env, http_get, text, wait_for};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+fn hostile(name: &str, config: &str, extra: &str) -> String {
+    format!(
+        "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n{extra}\n[job.config]\n{config}\n\n"
+    )
+}
+
+fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn health_and_metrics_over_http_change_after_a_run() {
+    let env = Env::new(
+        &[
+            hostile("ok-job", "action = \"ok\"", ""),
+            hostile("bad-job", "action = \"fail\"", ""),
+        ]
+        .concat(),
+    );
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    let addr = env.http_addr();
+    assert!(addr.starts_with("127.0.0.1:"), "loopback: {addr}");
+
+    let (status, body) = http_get(&addr, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(health["scheduler_tick_age_seconds"].as_f64().unwrap() < 60.0);
+
+    let (_, before) = http_get(&addr, "/metrics");
+    assert!(
+        before.contains("# TYPE opsd_job_runs_total counter"),
+        "{before}"
+    );
+    assert_eq!(
+        metric(
+            &before,
+            "opsd_build_info{version=\"0.1.0\",wasmtime=\"48.0.8\"}"
+        ),
+        Some(1.0),
+        "{before}"
+    );
+    assert_eq!(
+        metric(&before, "opsd_job_runs_total{job=\"ok-job\",status=\"ok\"}"),
+        None
+    );
+    assert!(
+        metric(
+            &before,
+            "opsd_job_next_run_timestamp_seconds{job=\"ok-job\"}"
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert!(metric(&before, "process_resident_memory_bytes").unwrap() > 1e6);
+
+    assert_eq!(env.run_job("ok-job")["status"], "ok");
+    assert_eq!(env.run_job("ok-job")["status"], "ok");
+    assert_eq!(env.run_job("bad-job")["status"], "failed");
+    let (_, after) = http_get(&addr, "/metrics");
+    assert_eq!(
+        metric(&after, "opsd_job_runs_total{job=\"ok-job\",status=\"ok\"}"),
+        Some(2.0),
+        "{after}"
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "opsd_job_runs_total{job=\"bad-job\",status=\"failed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&after, "opsd_job_duration_seconds_count{job=\"ok-job\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "opsd_job_duration_seconds_bucket{job=\"ok-job\",le=\"+Inf\"}"
+        ),
+        Some(2.0)
+    );
+    let last_success = metric(
+        &after,
+        "opsd_job_last_success_timestamp_seconds{job=\"ok-job\"}",
+    )
+    .unwrap();
+    assert!((last_success - chrono::Utc::now().timestamp() as f64).abs() < 120.0);
+    assert_eq!(
+        metric(
+            &after,
+            "opsd_job_last_success_timestamp_seconds{job=\"bad-job\"}"
+        ),
+        None
+    );
+    assert!(after.lines().any(|l| {
+        l.starts_with("opsd_plugin_info{name=\"test-hostile\",version=\"0.1.0\",sha256=\"")
+    }));
+
+    // Only health and metrics are served over TCP.
+    let (status, _) = http_get(&addr, "/v1/schedule");
+    assert_eq!(status, 404);
+    assert!(daemon.stop().success());
+}
+
+fn follow_streams_live(env: &Env) {
+    let mut child = env
+        .cmd(&["run", "chatty", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    while !first.contains(" step ") {
+        first.clear();
+        assert!(
+            out.read_line(&mut first).unwrap() > 0,
+            "the stream ended before any step"
+        );
+    }
+    assert!(first.contains("plugin step 1 of 5"), "{first}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first line arrived while the run was still going"
+    );
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{rest}\n{err}");
+    let steps: Vec<&str> = std::iter::once(first.as_str())
+        .chain(rest.lines())
+        .filter(|l| l.contains(" step "))
+        .collect();
+    assert_eq!(steps.len(), 5, "{first}{rest}");
+    assert!(steps[4].contains("step 5 of 5"));
+    assert!(rest.contains("chatty ok (test-hostile 0.1.0)"), "{rest}");
+    // Not a terminal: progress comes as lines on stderr.
+    assert!(err.contains("progress 100% (5/5) stepping"), "{err}");
+}
+
+#[test]
+fn run_follow_streams_log_lines_and_progress_live() {
+    let env = Env::new(&hostile("chatty", "action = \"chatty\"\nseconds = 3", ""));
+    env.install_guest("opsd-test-hostile");
+    follow_streams_live(&env);
+    let daemon = env.daemon();
+    follow_streams_live(&env);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
+    let env = Env::new(&hostile("first", "action = \"ok\"", ""));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    // Straight to the socket: the CLI itself would refuse the broken file.
+    let jobs = || -> Vec<String> {
+        serde_json::from_str::<serde_json::Value>(&env.socket_get("/v1/schedule").1)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["job"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(jobs(), ["first"]);
+
+    // A typo: the daemon says exactly what and where, and carries on.
+    let good = std::fs::read_to_string(env.path("opsd.toml")).unwrap();
+    std::fs::write(
+        env.path("opsd.toml"),
+        format!(
+            "{good}\n[[job]]\nname = \"second\"\nplugin = \"test-hostile\"\nschedul = \"@daily\"\n"
+        ),
+    )
+    .unwrap();
+    daemon.signal(libc::SIGHUP);
+    let log = wait_for(Duration::from_secs(10), || {
+        daemon.log().contains("reload failed").then(|| daemon.log())
+    })
+    .unwrap_or_else(|| panic!("no reload error logged:\n{}", daemon.log()));
+    assert!(log.contains("unknown field `schedul`"), "{log}");
+    assert!(
+        log.contains(&format!("{}:", env.path("opsd.toml").display())),
+        "the message names the file: {log}"
+    );
+    assert_eq!(jobs(), ["first"], "the running configuration stays");
+
+    env.write_config(
+        &[
+            hostile("first", "action = \"ok\"", ""),
+            hostile("second", "action = \"ok\"", ""),
+        ]
+        .concat(),
+    );
+    daemon.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(10), || {
+        (jobs().len() == 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("reload not applied:\n{}", daemon.log()));
+    assert_eq!(env.run_job("second")["status"], "ok");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn sigterm_lets_runs_finish_within_the_grace_then_interrupts_them() {
+    let env = Env::new(&format!(
+        "shutdown_grace = \"1s\"\n\n{}",
+        hostile("slow", "action = \"sleep\"\nseconds = 60", "")
+    ));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    let client = env
+        .cmd(&["run", "slow", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = wait_for(Duration::from_secs(10), || {
+        let h = env.json(&["history", "--json"]);
+        h.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == "running")
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+    })
+    .expect("the slow run started");
+    let stopped_at = Instant::now();
+    let status = daemon.stop();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(20),
+        "the 1s grace was honoured, not the plugin's 60s"
+    );
+    let mut client = client;
+    let _ = client.wait();
+    let rec = env
+        .json(&["history", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == running.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(rec["status"], "interrupted", "{rec:#}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within the 1s grace period"),
+        "{rec:#}"
+    );
+}
+
+/// Collects the bodies POSTed to it.
+fn webhook_sink() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut len = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn webhooks_tell_of_failure_and_recovery_and_a_dead_endpoint_blocks_nothing() {
+    let (addr, hooks) = webhook_sink();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = Env::new(&format!(
+        "[[notify]]\nurl = \"http://{addr}/hook\"\non = [\"failure\", \"recovered\"]\n\n[[notify]]\nurl = \"http://{dead}/gone\"\n\n{}",
+        hostile(
+            "flip",
+            "action = \"fail-if\"\npath = \"/switch/fail\"",
+            "[job.grants]\nfs = [{ host = \"switch\", guest = \"/switch\", access = \"ro\", create = true }]"
+        )
+    ));
+    env.install_guest("opsd-test-hostile");
+    std::fs::create_dir_all(env.path("switch")).unwrap();
+    std::fs::write(env.path("switch/fail"), "").unwrap();
+    let daemon = env.daemon();
+    let t = Instant::now();
+    let failed = env.run_job("flip");
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the dead endpoint delayed nothing"
+    );
+    let n = hooks
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a failure notification");
+    assert_eq!(n["event"], "failure");
+    assert_eq!(n["job"], "flip");
+    assert_eq!(n["run"]["id"], failed["id"]);
+    assert_eq!(n["run"]["summary"], "/switch/fail exists");
+
+    std::fs::remove_file(env.path("switch/fail")).unwrap();
+    let ok = env.run_job("flip");
+    assert_eq!(ok["status"], "ok");
+    let n = hooks
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a recovered notification");
+    assert_eq!(n["event"], "recovered");
+    assert_eq!(n["run"]["id"], ok["id"]);
+    // Another success is no news.
+    assert_eq!(env.run_job("flip")["status"], "ok");
+    assert!(hooks.recv_timeout(Duration::from_millis(500)).is_err());
+    assert!(daemon.stop().success(), "{}", text(&env.run(&["history"])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_with_the_reason_until_the_scheduler_runs() {
+    let env = Env::new(&hostile("x", "action = \"ok\"", ""));
+    let config = opsd::config::Config::load(&env.path("opsd.toml")).unwrap();
+    let ops = std::sync::Arc::new(
+        opsd::ops::Ops::open(config, std::sync::Arc::new(opsd::clock::SystemClock)).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(opsd::api::serve_http(
+        listener,
+        ops.clone(),
+        std::future::pending(),
+    ));
+    let get = |addr: String| tokio::task::spawn_blocking(move || http_get(&addr, "/health"));
+    let (status, body) = get(addr.clone()).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(health["reasons"][0], "the scheduler loop has not started");
+    ops.heartbeat(chrono::Utc::now());
+    let (status, _) = get(addr).await.unwrap();
+    assert_eq!(status, 200);
+}
