@@ -641,20 +641,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`"))
 }
 
-/// Lines of a table's top-level keys, found by scanning the table's text
-/// for `key =` at the start of a line (keys written inline fall back to the
-/// job's line).
+/// Lines of a table's top-level keys. toml gives a table's span as its
+/// header (`[job.config]`) or its inline braces, so the keys are found by
+/// scanning from there: to the next header for a header table, within the
+/// braces for an inline one.
 fn key_lines(
     text: &str,
     table: &Spanned<toml::Table>,
 ) -> std::collections::BTreeMap<String, usize> {
     let span = table.span();
     let lines = Lines(text);
-    let body = &text[span.start.min(text.len())..span.end.min(text.len())];
+    let start = span.start.min(text.len());
+    let inline = text[start..].starts_with('{');
+    let (body, mut offset) = if inline {
+        (&text[start..span.end.min(text.len())], start)
+    } else {
+        // Skip the header line itself.
+        let after = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
+        (&text[after..], after)
+    };
     let mut out = std::collections::BTreeMap::new();
-    let mut offset = span.start;
-    for line in body.split_inclusive('\n') {
-        let trimmed = line.trim_start();
+    let separators: &[char] = if inline { &['\n', ','] } else { &['\n'] };
+    for line in body.split_inclusive(separators) {
+        let trimmed = line.trim_start().trim_start_matches('{').trim_start();
+        if !inline && trimmed.starts_with('[') {
+            // The next table's header.
+            break;
+        }
         if let Some((key, _)) = trimmed.split_once('=') {
             let key = key.trim().trim_matches('"');
             if table.get_ref().contains_key(key) && !out.contains_key(key) {
@@ -721,7 +736,18 @@ mod tests {
         assert!(text.contains(":11: job `a`: timeout: `soon`"), "{text}");
     }
 
-        #[test]
+    #[test]
+    fn config_keys_know_their_lines() {
+        let c = parse(
+            "data_dir = \"/tmp/x\"\n[[job]]\nname = \"a\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.config]\npaths = [\"/l/*\",\n  \"/m/*\"]\nrotate = 3\n[job.grants]\nenv = [\"rotate\"]\n\n[[job]]\nname = \"b\"\nplugin = \"p\"\nschedule = \"@daily\"\nconfig = { x = 1, y = 2 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.jobs[0].config_lines.get("paths"), Some(&7));
+        assert_eq!(c.jobs[0].config_lines.get("rotate"), Some(&9));
+        assert_eq!(c.jobs[1].config_lines.get("y"), Some(&17));
+    }
+
+    #[test]
     fn error_messages_snapshot() {
         let e = parse(
             "data_dir = \"/tmp/x\"\n\

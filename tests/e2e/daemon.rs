@@ -109,6 +109,26 @@ fn health_and_metrics_over_http_change_after_a_run() {
         l.starts_with("opsd_plugin_info{name=\"test-hostile\",version=\"0.1.0\",sha256=\"")
     }));
 
+    // Every metric the example Grafana dashboard charts is exported.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/grafana/opsd-dashboard.json"
+    ))
+    .unwrap();
+    let mut names: Vec<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("opsd_") || w.starts_with("process_"))
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        assert!(
+            after.lines().any(|l| l.starts_with(name)),
+            "the dashboard charts {name}, which /metrics lacks"
+        );
+    }
+
     // Only health and metrics are served over TCP.
     let (status, _) = http_get(&addr, "/v1/schedule");
     assert_eq!(status, 404);
@@ -372,4 +392,65 @@ async fn health_is_503_with_the_reason_until_the_scheduler_runs() {
     ops.heartbeat(chrono::Utc::now());
     let (status, _) = get(addr).await.unwrap();
     assert_eq!(status, 200);
+}
+
+#[test]
+fn tells_systemd_ready_reloading_stopping_and_pets_the_watchdog() {
+    let env = Env::new(&hostile("x", "action = \"ok\"", ""));
+    let notify_path = env.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let daemon = env.daemon_with_env(&[
+        ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "1000000"),
+    ]);
+    let mut seen = Vec::new();
+    let recv_until = |want: &str, seen: &mut Vec<String>| {
+        let mut buf = [0u8; 256];
+        while !seen.iter().any(|s| s == want) {
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want} from the daemon ({e}); got {seen:?}"));
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    };
+    recv_until("READY=1", &mut seen);
+    recv_until("WATCHDOG=1", &mut seen);
+    daemon.signal(libc::SIGHUP);
+    recv_until("RELOADING=1", &mut seen);
+    let status = daemon.stop();
+    recv_until("STOPPING=1", &mut seen);
+    assert!(status.success());
+}
+
+#[test]
+fn the_example_systemd_unit_verifies() {
+    // systemd-analyze checks the unit's syntax and directives; point
+    // ExecStart at the binary under test so it exists.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/systemd/opsd.service"
+    ))
+    .unwrap();
+    assert!(
+        unit.contains("Type=notify")
+            && unit.contains("ProtectSystem=strict")
+            && unit.contains("NoNewPrivileges=yes")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opsd.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/opsd", crate::util::opsd_bin())
+            .replace("Documentation=man:opsd(1)\n", ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian package systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
 }

@@ -22,6 +22,8 @@ name = "off"
 plugin = "log-rotate"
 schedule = "0 2 * * sun"
 enabled = false
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
 [job.config]
 paths = ["/logs/*.log"]
 "#;
@@ -292,4 +294,68 @@ fn enable_and_disable_persist_across_restarts() {
     let out = env.run(&["schedule", "enable", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job named `nope`"));
+}
+
+#[test]
+fn check_compares_jobs_with_what_their_plugins_ask_for() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "rotate"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "ro", create = true }]
+exec = ["sh"]
+[job.config]
+paths = ["/logs/*.log"]
+rotat = 3
+compress = "yes"
+
+[[job]]
+name = "ghost"
+plugin = "no-such-plugin"
+schedule = "@daily"
+"#,
+    );
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    let file = env.path("opsd.toml").display().to_string();
+    for want in [
+        format!(
+            "{file}:5: job `rotate`: error: plugin log-rotate writes under /logs (the logs to rotate, and the state file), but the grant /logs -> "
+        ),
+        format!(
+            "{file}:5: job `rotate`: warning: the job grants `sh`, which plugin log-rotate does not say it runs"
+        ),
+        format!(
+            "{file}:14: job `rotate`: error: config key `rotat` is not known to plugin log-rotate (it knows "
+        ),
+        format!(
+            "{file}:15: job `rotate`: error: config key `compress` is a string, plugin log-rotate wants boolean"
+        ),
+        format!("{file}:17: job `ghost`: error: plugin `no-such-plugin` not found"),
+        format!("{file}: 2 jobs, 4 errors, 1 warning"),
+    ] {
+        assert!(report.contains(&want), "missing {want:?} in:\n{report}");
+    }
+    let ok = Env::new(YEARLY_JOBS);
+    let out = ok.run(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn completions_and_man_page() {
+    let env = Env::new("");
+    let out = env.run(&["completions", "bash"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("complete -F _opsd")
+    );
+    let out = env.run(&["man"]);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && page.contains(".TH opsd 1") && page.contains("schedule"),
+        "{page}"
+    );
 }
