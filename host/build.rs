@@ -13,7 +13,7 @@ use std::process::Command;
 const BUILTINS: &[(&str, &str)] = &[("log-rotate", "opsd-log-rotate")];
 
 /// Purpose-built guests for tests; built, never embedded.
-const TEST_GUESTS: &[&str] = &["opsd-test-hostile"];
+const TEST_GUESTS: &[&str] = &["opsd-test-hostile", "opsd-test-command"];
 
 fn main() {
     if let Err(e) = run() {

@@ -8,6 +8,7 @@
 //! - `GET  /v1/schedule`
 //! - `POST /v1/jobs/{job}/run` with `{"dry_run": false}`: waits for the run
 //! - `POST /v1/jobs/{job}/enable` and `/disable`
+//! - `GET  /v1/plugins`: every plugin with its status
 //! - `GET  /v1/runs?job=&status=&since=&limit=`: history, newest first
 //! - `GET  /v1/runs/{id}` and `GET /v1/runs/{id}/log`
 //!
@@ -92,6 +93,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/v1/jobs/{job}/run", post(run_job))
         .route("/v1/jobs/{job}/enable", post(enable))
         .route("/v1/jobs/{job}/disable", post(disable))
+        .route("/v1/plugins", get(plugins))
         .route("/v1/runs", get(history))
         .route("/v1/runs/{id}", get(run_record))
         .route("/v1/runs/{id}/log", get(run_log))
@@ -212,6 +214,10 @@ async fn run_job(
     )
         .into_response())
 }
+async fn plugins(State(ops): State<Arc<Ops>>) -> Json<Vec<crate::plugins::PluginEntry>> {
+    Json(ops.registry().list().await)
+}
+
 async fn history(
     State(ops): State<Arc<Ops>>,
     Query(q): Query<HistoryQuery>,
@@ -421,6 +427,11 @@ impl Client {
         let verb = if enabled { "enable" } else { "disable" };
         self.request("POST", &format!("/v1/jobs/{}/{verb}", encode(job)), None)
             .await
+    }
+
+    /// `GET /v1/plugins`: the daemon's view of the plugin directory.
+    pub async fn plugins(&self) -> anyhow::Result<Vec<crate::plugins::PluginEntry>> {
+        self.request("GET", "/v1/plugins", None).await
     }
 
     /// `GET /v1/runs`.

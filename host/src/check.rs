@@ -57,7 +57,8 @@ pub async fn check(config: &Config, registry: &Registry) -> Vec<Finding> {
         };
         match registry.find(&job.plugin).await {
             Err(e) => push(Level::Error, job.line, e.to_string()),
-            Ok((plugin, _)) => {
+            Ok(found) => {
+                let plugin = found.plugin;
                 for (level, message) in grant_findings(job, &plugin.info) {
                     push(level, job.line, message);
                 }

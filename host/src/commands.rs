@@ -329,7 +329,11 @@ async fn show(config: Config, name: &str, json: bool) -> anyhow::Result<ExitCode
 /// each job against its plugin.
 async fn check(config: Config) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(crate::runtime::Runtime::new(config.data_dir.join("cache"))?);
-    let registry = crate::plugins::Registry::new(runtime, config.plugin_dir.clone());
+    let registry = crate::plugins::Registry::new(
+        runtime,
+        config.plugin_dir.clone(),
+        config.override_builtin.clone(),
+    );
     let findings = crate::check::check(&config, &registry).await;
     let file = config.path.display().to_string();
     let mut text = String::new();
@@ -357,11 +361,12 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(crate::runtime::Runtime::new(config.data_dir.join("cache"))?);
-    let registry = crate::plugins::Registry::new(runtime, config.plugin_dir.clone());
     match command {
         PluginsCommand::List { json } => {
-            let list = registry.list().await;
+            let list = match Backend::connect(config).await? {
+                Backend::Daemon(c) => c.plugins().await?,
+                Backend::Local(ops) => ops.registry().list().await,
+            };
             if json {
                 print_json(&list)?;
             } else {
@@ -370,6 +375,13 @@ async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         PluginsCommand::Inspect { file, json } => {
+            // About a file, not the daemon's state: no store needed.
+            let runtime = Arc::new(crate::runtime::Runtime::new(config.data_dir.join("cache"))?);
+            let registry = crate::plugins::Registry::new(
+                runtime,
+                config.plugin_dir.clone(),
+                config.override_builtin.clone(),
+            );
             let report = registry.inspect(&file).await;
             if json {
                 print_json(&report)?;

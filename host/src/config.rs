@@ -35,6 +35,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Webhooks for failures, recoveries and missed slots.
     pub notify: Vec<crate::notify::Target>,
+    /// Built-in plugins a file in `plugin_dir` may replace.
+    pub override_builtin: Vec<String>,
     pub jobs: Vec<Job>,
 }
 
@@ -59,6 +61,8 @@ pub struct Job {
     pub policy: Policy,
     /// Whether the scheduler fires it; `opsd schedule disable` overrides.
     pub enabled: bool,
+    /// Refuse to run any plugin but the one with this content hash.
+    pub plugin_sha256: Option<String>,
     pub grants: Grants,
     /// `[job.config]`, handed to the plugin as JSON.
     pub config: serde_json::Value,
@@ -141,9 +145,18 @@ struct RawConfig {
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    #[serde(default)]
+    override_builtin: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -221,8 +234,10 @@ with_job_settings! {
     #[serde(deny_unknown_fields)]
     struct RawJob {
         name: Spanned<String>,
-        plugin: Spanned<String>,
+                plugin: Spanned<String>,
         schedule: Spanned<String>,
+        #[serde(default)]
+        plugin_sha256: Option<Spanned<String>>,
         #[serde(default = "yes")]
         enabled: bool,
         #[serde(default)]
@@ -525,6 +540,19 @@ impl Config {
                 }
             };
             let settings = job_settings(raw_job, &raw.defaults, &lines, &name, &mut problems);
+            let pin = raw_job
+                .plugin_sha256
+                .as_ref()
+                .map(|p| p.get_ref().to_ascii_lowercase());
+            if let (Some(p), Some(raw_pin)) = (&pin, &raw_job.plugin_sha256)
+                && (p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                problems.push(
+                    lines.at(raw_pin),
+                    Some(&name),
+                    "plugin_sha256 must be 64 hex digits (`opsd plugins list` shows each plugin's)",
+                );
+            }
             let grants =
                 grants::Grants::from_raw(&raw_job.grants, &base, &lines, &name, &mut problems);
             let config = raw_job
@@ -546,11 +574,26 @@ impl Config {
                     timeout: settings.timeout,
                     policy: settings.policy,
                     enabled: raw_job.enabled,
+                    plugin_sha256: pin,
                     grants,
                     config,
                     config_lines,
                     line: line.unwrap_or(0),
                 });
+            }
+        }
+        let builtin_names: Vec<&str> = crate::plugins::builtins().iter().map(|(n, _)| *n).collect();
+        for o in &raw.plugins.override_builtin {
+            if !builtin_names.contains(&o.get_ref().as_str()) {
+                problems.push(
+                    lines.at(o),
+                    None,
+                    format!(
+                        "[plugins] override_builtin names `{}`, which is not a built-in plugin ({})",
+                        o.get_ref(),
+                        builtin_names.join(", ")
+                    ),
+                );
             }
         }
         for n in &raw.notify {
@@ -578,6 +621,12 @@ impl Config {
             http,
             shutdown_grace,
             notify,
+            override_builtin: raw
+                .plugins
+                .override_builtin
+                .iter()
+                .map(|o| o.get_ref().clone())
+                .collect(),
             jobs,
         })
     }

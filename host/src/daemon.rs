@@ -59,6 +59,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let http_task =
         http.map(|l| tokio::spawn(api::serve_http(l, ops.clone(), stopped(stop_rx.clone()))));
     spawn_watchdog(ops.clone());
+    tokio::spawn(crate::plugins::watch(
+        ops.registry().clone(),
+        stopped(stop_rx.clone()),
+    ));
     sd_notify("READY=1");
 
     let grace = config.shutdown_grace;

@@ -96,7 +96,7 @@ pub struct Ops {
     config: std::sync::RwLock<Arc<Config>>,
     pub store: Store,
     pub clock: SharedClock,
-    registry: Registry,
+    registry: Arc<Registry>,
     running: Mutex<HashMap<String, Vec<Running>>>,
     queues: Mutex<HashMap<String, Arc<JobQueue>>>,
     /// Poked when something the scheduler watches changes (enable/disable).
@@ -147,7 +147,11 @@ impl Ops {
             }
         }
         let runtime = Arc::new(Runtime::new(config.data_dir.join("cache"))?);
-        let registry = Registry::new(runtime, config.plugin_dir.clone());
+        let registry = Arc::new(Registry::new(
+            runtime,
+            config.plugin_dir.clone(),
+            config.override_builtin.clone(),
+        ));
         Ok(Ops {
             config: std::sync::RwLock::new(Arc::new(config)),
             store,
@@ -278,7 +282,7 @@ impl Ops {
     }
 
     /// The registry plugins are found through.
-    pub fn registry(&self) -> &Registry {
+    pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
 
@@ -536,9 +540,16 @@ impl Ops {
             start.dry_run,
         );
         rec.attempt = start.attempt;
-        let exec = match self.registry.find(&job.plugin).await {
-            Err(e) => Execution::failed(RunStatus::Failed, e.to_string()),
-            Ok((plugin, load)) => {
+        let found = self.registry.find(&job.plugin).await.map_err(|e| e.to_string()).and_then(|f| match &job.plugin_sha256 {
+            Some(pin) if *pin != f.plugin.sha256 => Err(format!(
+                "plugin `{}` from {} has sha256 {}, but the job pins plugin_sha256 = \"{pin}\"; update the pin, or restore the file it names",
+                job.plugin, f.source, f.plugin.sha256
+            )),
+            _ => Ok(f),
+        });
+        let exec = match found {
+            Err(e) => Execution::failed(RunStatus::Failed, e),
+            Ok(crate::plugins::Found { plugin, load, .. }) => {
                 rec.plugin_version = plugin.info.version.clone();
                 rec.plugin_sha256 = plugin.sha256.clone();
                 log.push(

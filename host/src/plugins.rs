@@ -1,18 +1,37 @@
-//! Finding a plugin by name: the built-ins compiled into the binary, and
-//! `.wasm` files in the plugin directory (by the name their `describe()`
-//! gives). A directory plugin with a built-in's name is listed as
-//! `shadowed`; two directory files claiming one name are both refused, so
-//! neither is chosen silently.
+//! Where plugins come from: the built-ins compiled into the binary, and
+//! `.wasm` files dropped into the plugin directory.
+//!
+//! The directory is kept as an index of files, each either ready (loaded,
+//! validated, described) or rejected (with the reason). A file is looked
+//! at only once its size and mtime have held still for [`SETTLE`] (a file
+//! being copied is never loaded half-written) and only when its content
+//! changed, so a bad file is reported once, not at every look. The daemon
+//! refreshes the index on inotify events and every [`RESCAN_EVERY`] as a
+//! fallback; without a daemon, the CLI scans once when it needs to.
+//!
+//! Names come from `describe()`. A directory plugin with a built-in's name
+//! is `shadowed` unless `[plugins] override_builtin` names it; two files
+//! with one name are both refused, so neither is chosen silently. A run
+//! holds the plugin it started with, so replacing a file never disturbs
+//! it; the next run uses the new file.
 
 use crate::record::PluginLoad;
-use crate::runtime::{Capabilities, LoadError, LoadedPlugin, Runtime};
+use crate::runtime::{Capabilities, LoadedPlugin, Runtime};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 }
+
+/// How long a file's size and mtime must hold still before it is read.
+pub const SETTLE: Duration = Duration::from_millis(600);
+
+/// How often the daemon rescans the directory besides inotify events.
+pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// Names and bytes of the plugins shipped inside opsd.
 pub fn builtins() -> &'static [(&'static str, &'static [u8])] {
@@ -23,22 +42,28 @@ pub fn builtins() -> &'static [(&'static str, &'static [u8])] {
 #[derive(Debug, thiserror::Error)]
 pub enum FindError {
     #[error(
-        "plugin `{name}` not found: it is not built in ({builtins}) and no .wasm file in {dir} describes itself as `{name}`",
-        dir = dir.display()
+        "plugin `{name}` not found: it is not built in ({builtins}) and no .wasm file in {dir} describes itself as `{name}`{rejected}"
     )]
     NotFound {
         name: String,
-        dir: PathBuf,
+        dir: String,
         builtins: String,
+        /// A note about rejected files there, which may be the one meant.
+        rejected: String,
     },
-    #[error("built-in plugin `{name}`: {source}")]
-    Builtin {
-        name: String,
-        #[source]
-        source: LoadError,
-    },
+    #[error("built-in plugin `{name}`: {reason}")]
+    Builtin { name: String, reason: String },
     #[error("plugin `{name}` is claimed by more than one file ({}); remove or rename all but one", files.join(", "))]
     Clash { name: String, files: Vec<String> },
+}
+
+/// A plugin found by name.
+#[derive(Clone)]
+pub struct Found {
+    pub plugin: Arc<LoadedPlugin>,
+    pub load: PluginLoad,
+    /// `builtin`, or the file's path.
+    pub source: String,
 }
 
 /// One row of `opsd plugins list`.
@@ -58,25 +83,36 @@ pub struct PluginEntry {
     pub size: u64,
 }
 
-/// What a plugin file turned out to be.
-struct Scanned {
-    path: PathBuf,
+/// One file of the plugin directory as last looked at.
+struct FileEntry {
     size: u64,
+    modified: Option<SystemTime>,
     sha256: String,
-    result: Result<(Arc<LoadedPlugin>, PluginLoad), String>,
+    state: Result<(Arc<LoadedPlugin>, PluginLoad), String>,
 }
 
 /// Resolves plugin names for one configuration.
 pub struct Registry {
     runtime: Arc<Runtime>,
     plugin_dir: PathBuf,
+    overrides: Vec<String>,
+    files: Mutex<BTreeMap<PathBuf, FileEntry>>,
+    scanned: std::sync::atomic::AtomicBool,
+    /// One scan at a time (watcher, timer and finds may all ask).
+    scan_lock: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
-    pub fn new(runtime: Arc<Runtime>, plugin_dir: PathBuf) -> Registry {
+    /// A registry over `plugin_dir`; `overrides` are built-in names a
+    /// directory plugin may replace.
+    pub fn new(runtime: Arc<Runtime>, plugin_dir: PathBuf, overrides: Vec<String>) -> Registry {
         Registry {
             runtime,
             plugin_dir,
+            overrides,
+            files: Mutex::new(BTreeMap::new()),
+            scanned: std::sync::atomic::AtomicBool::new(false),
+            scan_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -85,144 +121,300 @@ impl Registry {
         &self.runtime
     }
 
-    /// Loads the plugin called `name`.
-    pub async fn find(&self, name: &str) -> Result<(Arc<LoadedPlugin>, PluginLoad), FindError> {
-        if let Some((_, bytes)) = builtins().iter().find(|(n, _)| *n == name) {
-            return self
-                .runtime
-                .load(Arc::from(*bytes))
-                .await
-                .map_err(|source| FindError::Builtin {
-                    name: name.into(),
-                    source,
-                });
+    /// The directory watched.
+    pub fn plugin_dir(&self) -> &Path {
+        &self.plugin_dir
+    }
+
+    async fn ensure_scanned(&self) {
+        if !self.scanned.load(std::sync::atomic::Ordering::SeqCst) {
+            self.rescan().await;
         }
-        let mut matching: Vec<(PathBuf, Arc<LoadedPlugin>, PluginLoad)> = self
-            .scan()
-            .await
-            .into_iter()
-            .filter_map(|s| match s.result {
-                Ok((p, load)) if p.info.name == name => Some((s.path, p, load)),
-                _ => None,
-            })
+    }
+
+    /// Brings the index up to date with the directory: new and changed
+    /// files that have settled are loaded, removed ones forgotten.
+    /// Returns true when anything changed.
+    pub async fn rescan(&self) -> bool {
+        let _one = self.scan_lock.lock().await;
+        let on_disk = stat_wasm_files(&self.plugin_dir);
+        let mut candidates: Vec<(PathBuf, u64, Option<SystemTime>)> = {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            on_disk
+                .iter()
+                .filter(|(p, size, mtime)| {
+                    files
+                        .get(p)
+                        .is_none_or(|e| e.size != *size || e.modified != *mtime)
+                })
+                .cloned()
+                .collect()
+        };
+        // Files written moments ago may still be growing: look again after
+        // SETTLE and keep only those that held still.
+        let fresh = |m: &Option<SystemTime>| {
+            m.and_then(|m| m.elapsed().ok())
+                .is_none_or(|age| age < SETTLE * 2)
+        };
+        if candidates.iter().any(|(_, _, m)| fresh(m)) {
+            tokio::time::sleep(SETTLE).await;
+            let again = stat_wasm_files(&self.plugin_dir);
+            candidates.retain(|c| again.contains(c));
+        }
+        let mut changed = false;
+        for (path, size, modified) in candidates {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read plugin file");
+                    continue;
+                }
+            };
+            let sha256 = crate::runtime::cache::sha256_hex(&bytes);
+            let same = {
+                let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+                match files.get_mut(&path) {
+                    Some(e) if e.sha256 == sha256 => {
+                        // Touched, not changed.
+                        e.size = size;
+                        e.modified = modified;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if same {
+                continue;
+            }
+            let state = self
+                .runtime
+                .load(Arc::from(bytes))
+                .await
+                .map_err(|e| e.to_string());
+            match &state {
+                Ok((p, _)) => tracing::info!(
+                    file = %path.display(), plugin = %p.info.name, version = %p.info.version, sha256 = %&sha256[..12],
+                    "plugin ready"
+                ),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {e}")
+                }
+            }
+            self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                path,
+                FileEntry {
+                    size,
+                    modified,
+                    sha256,
+                    state,
+                },
+            );
+            changed = true;
+        }
+        {
+            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            let present: BTreeSet<&PathBuf> = on_disk.iter().map(|(p, _, _)| p).collect();
+            let gone: Vec<PathBuf> = files
+                .keys()
+                .filter(|p| !present.contains(p))
+                .cloned()
+                .collect();
+            for p in gone {
+                tracing::info!(file = %p.display(), "plugin file removed");
+                files.remove(&p);
+                changed = true;
+            }
+        }
+        self.scanned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if changed {
+            self.forget_unused();
+        }
+        changed
+    }
+
+    /// Drops compiled code no current plugin uses, in memory and on disk.
+    fn forget_unused(&self) {
+        let mut keep: BTreeSet<String> = builtins()
+            .iter()
+            .map(|(_, b)| crate::runtime::cache::sha256_hex(b))
             .collect();
-        match matching.len() {
-            0 => Err(FindError::NotFound {
+        keep.extend(
+            self.files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|e| e.sha256.clone()),
+        );
+        self.runtime.retain(&keep);
+    }
+
+    /// Loads the plugin called `name`.
+    pub async fn find(&self, name: &str) -> Result<Found, FindError> {
+        self.ensure_scanned().await;
+        let (matching, rejected) = {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            let matching: Vec<(PathBuf, Arc<LoadedPlugin>, PluginLoad)> = files
+                .iter()
+                .filter_map(|(path, e)| match &e.state {
+                    Ok((p, load)) if p.info.name == name => {
+                        Some((path.clone(), p.clone(), load.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let rejected: Vec<String> = files
+                .iter()
+                .filter(|(_, e)| e.state.is_err())
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            (matching, rejected)
+        };
+        let overridden = self.overrides.iter().any(|o| o == name);
+        if let Some((_, bytes)) = builtins().iter().find(|(n, _)| *n == name)
+            && (!overridden || matching.is_empty())
+        {
+            if overridden {
+                tracing::warn!(plugin = name, dir = %self.plugin_dir.display(), "override_builtin names this plugin, but no file in the plugin directory provides it; using the built-in");
+            }
+            let (plugin, load) =
+                self.runtime
+                    .load(Arc::from(*bytes))
+                    .await
+                    .map_err(|e| FindError::Builtin {
+                        name: name.into(),
+                        reason: e.to_string(),
+                    })?;
+            return Ok(Found {
+                plugin,
+                load,
+                source: "builtin".into(),
+            });
+        }
+        match matching.as_slice() {
+            [] => Err(FindError::NotFound {
                 name: name.into(),
-                dir: self.plugin_dir.clone(),
+                dir: self.plugin_dir.display().to_string(),
                 builtins: builtins()
                     .iter()
                     .map(|(n, _)| *n)
                     .collect::<Vec<_>>()
                     .join(", "),
+                rejected: if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (rejected there: {}; see `opsd plugins list`)",
+                        rejected.join(", ")
+                    )
+                },
             }),
-            1 => {
-                let (_, p, load) = matching.remove(0);
-                Ok((p, load))
-            }
-            _ => Err(FindError::Clash {
+            [(path, plugin, load)] => Ok(Found {
+                plugin: plugin.clone(),
+                load: load.clone(),
+                source: path.display().to_string(),
+            }),
+            many => Err(FindError::Clash {
                 name: name.into(),
-                files: matching
+                files: many
                     .iter()
-                    .map(|(path, _, _)| path.display().to_string())
+                    .map(|(p, _, _)| p.display().to_string())
                     .collect(),
             }),
         }
     }
 
-    /// Loads every `.wasm` file in the plugin directory.
-    async fn scan(&self) -> Vec<Scanned> {
-        let mut out = Vec::new();
-        for path in wasm_files(&self.plugin_dir) {
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) => {
-                    out.push(Scanned {
-                        path,
-                        size: 0,
-                        sha256: String::new(),
-                        result: Err(format!("cannot read it: {e}")),
-                    });
-                    continue;
-                }
-            };
-            let sha256 = crate::runtime::cache::sha256_hex(&bytes);
-            let size = bytes.len() as u64;
-            let result = self
-                .runtime
-                .load(Arc::from(bytes))
-                .await
-                .map_err(|e| e.to_string());
-            out.push(Scanned {
-                path,
-                size,
-                sha256,
-                result,
-            });
-        }
-        out
-    }
-
     /// Every plugin: built-ins first, then the directory's files.
     pub async fn list(&self) -> Vec<PluginEntry> {
+        self.ensure_scanned().await;
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let ready_names: BTreeMap<&str, Vec<&PathBuf>> =
+            files.iter().fold(BTreeMap::new(), |mut m, (path, e)| {
+                if let Ok((p, _)) = &e.state {
+                    m.entry(p.info.name.as_str())
+                        .or_insert_with(Vec::new)
+                        .push(path);
+                }
+                m
+            });
         let mut out = Vec::new();
         for (name, bytes) in builtins() {
-            out.push(match self.runtime.load(Arc::from(*bytes)).await {
-                Ok((p, _)) => entry(&p, "builtin".into(), "ready", None),
-                Err(e) => PluginEntry {
-                    name: (*name).into(),
-                    version: String::new(),
-                    source: "builtin".into(),
-                    sha256: crate::runtime::cache::sha256_hex(bytes),
-                    status: "rejected".into(),
-                    error: Some(e.to_string()),
-                    description: String::new(),
-                    capabilities: None,
-                    size: bytes.len() as u64,
-                },
+            let sha256 = crate::runtime::cache::sha256_hex(bytes);
+            let replaced = self.overrides.iter().any(|o| o == name)
+                && ready_names.get(name).is_some_and(|v| v.len() == 1);
+            let loaded = self
+                .runtime
+                .loaded()
+                .into_iter()
+                .find(|p| p.sha256 == sha256);
+            out.push(PluginEntry {
+                name: (*name).into(),
+                version: loaded
+                    .as_ref()
+                    .map(|p| p.info.version.clone())
+                    .unwrap_or_default(),
+                source: "builtin".into(),
+                sha256,
+                status: if replaced { "shadowed" } else { "ready" }.into(),
+                error: replaced.then(|| {
+                    format!(
+                        "override_builtin: {} is used instead",
+                        ready_names[name][0].display()
+                    )
+                }),
+                description: loaded
+                    .as_ref()
+                    .map(|p| p.info.description.clone())
+                    .unwrap_or_default(),
+                capabilities: loaded.as_ref().map(|p| p.info.capabilities.clone()),
+                size: bytes.len() as u64,
             });
         }
-        let scanned = self.scan().await;
-        for s in &scanned {
-            let source = s.path.display().to_string();
-            out.push(match &s.result {
-                Err(e) => PluginEntry {
+        for (path, e) in files.iter() {
+            let source = path.display().to_string();
+            out.push(match &e.state {
+                Err(reason) => PluginEntry {
                     name: String::new(),
                     version: String::new(),
                     source,
-                    sha256: s.sha256.clone(),
+                    sha256: e.sha256.clone(),
                     status: "rejected".into(),
-                    error: Some(e.clone()),
+                    error: Some(reason.clone()),
                     description: String::new(),
                     capabilities: None,
-                    size: s.size,
+                    size: e.size,
                 },
                 Ok((p, _)) => {
-                    let name = &p.info.name;
-                    let clash: Vec<String> = scanned
-                        .iter()
-                        .filter(|o| {
-                            o.path != s.path
-                                && o.result.as_ref().is_ok_and(|(q, _)| q.info.name == *name)
-                        })
-                        .map(|o| o.path.display().to_string())
+                    let name = p.info.name.as_str();
+                    let others: Vec<String> = ready_names
+                        .get(name)
+                        .into_iter()
+                        .flatten()
+                        .filter(|o| **o != path)
+                        .map(|o| o.display().to_string())
                         .collect();
-                    if builtins().iter().any(|(b, _)| b == name) {
-                        entry(
-                            p,
-                            source,
+                    let (status, error) = if !others.is_empty() {
+                        ("rejected", Some(format!("`{name}` is also claimed by {}", others.join(", "))))
+                    } else if builtins().iter().any(|(b, _)| *b == name) && !self.overrides.iter().any(|o| o == name) {
+                        (
                             "shadowed",
-                            Some(format!("the built-in plugin `{name}` is used instead")),
-                        )
-                    } else if !clash.is_empty() {
-                        entry(
-                            p,
-                            source,
-                            "rejected",
-                            Some(format!("`{name}` is also claimed by {}", clash.join(", "))),
+                            Some(format!(
+                                "the built-in `{name}` is used; add it to [plugins] override_builtin to use this file"
+                            )),
                         )
                     } else {
-                        entry(p, source, "ready", None)
+                        ("ready", None)
+                    };
+                    PluginEntry {
+                        name: name.into(),
+                        version: p.info.version.clone(),
+                        source,
+                        sha256: e.sha256.clone(),
+                        status: status.into(),
+                        error,
+                        description: p.info.description.clone(),
+                        capabilities: Some(p.info.capabilities.clone()),
+                        size: e.size,
                     }
                 }
             });
@@ -230,7 +422,7 @@ impl Registry {
         out
     }
 
-    /// What a file (or a known plugin's name) is, and whether it would be
+    /// What a file (or a built-in's name) is, and whether it would be
     /// accepted.
     pub async fn inspect(&self, what: &str) -> Inspection {
         let path = Path::new(what);
@@ -243,45 +435,35 @@ impl Registry {
                 "no file {what}, and no built-in plugin by that name"
             ))
         };
+        let mut report = Inspection {
+            source: what.into(),
+            accepted: false,
+            error: None,
+            size: 0,
+            sha256: String::new(),
+            contract: None,
+            imports: Vec::new(),
+            info: None,
+        };
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
-                return Inspection {
-                    source: what.into(),
-                    accepted: false,
-                    error: Some(e),
-                    size: 0,
-                    sha256: String::new(),
-                    contract: None,
-                    imports: Vec::new(),
-                    info: None,
-                };
+                report.error = Some(e);
+                return report;
             }
         };
-        let sha256 = crate::runtime::cache::sha256_hex(&bytes);
-        let size = bytes.len() as u64;
+        report.sha256 = crate::runtime::cache::sha256_hex(&bytes);
+        report.size = bytes.len() as u64;
         match self.runtime.load(Arc::from(bytes)).await {
-            Ok((p, _)) => Inspection {
-                source: what.into(),
-                accepted: true,
-                error: None,
-                size,
-                sha256,
-                contract: p.contract.clone(),
-                imports: p.imports.clone(),
-                info: Some(p.info.clone()),
-            },
-            Err(e) => Inspection {
-                source: what.into(),
-                accepted: false,
-                error: Some(e.to_string()),
-                size,
-                sha256,
-                contract: None,
-                imports: Vec::new(),
-                info: None,
-            },
+            Ok((p, _)) => {
+                report.accepted = true;
+                report.contract = p.contract.clone();
+                report.imports = p.imports.clone();
+                report.info = Some(p.info.clone());
+            }
+            Err(e) => report.error = Some(e.to_string()),
         }
+        report
     }
 }
 
@@ -299,29 +481,70 @@ pub struct Inspection {
     pub info: Option<crate::runtime::PluginInfo>,
 }
 
-fn entry(p: &LoadedPlugin, source: String, status: &str, error: Option<String>) -> PluginEntry {
-    PluginEntry {
-        name: p.info.name.clone(),
-        version: p.info.version.clone(),
-        source,
-        sha256: p.sha256.clone(),
-        status: status.into(),
-        error,
-        description: p.info.description.clone(),
-        capabilities: Some(p.info.capabilities.clone()),
-        size: p.size as u64,
-    }
-}
-
-/// `.wasm` files directly in `dir`, sorted; a missing directory has none.
-fn wasm_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+/// `.wasm` files directly in `dir` with size and mtime, sorted; a missing
+/// directory has none.
+fn stat_wasm_files(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut files: Vec<(PathBuf, u64, Option<SystemTime>)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .filter_map(|p| {
+            let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+            Some((p, m.len(), m.modified().ok()))
+        })
         .collect();
     files.sort();
     files
+}
+
+/// Keeps the index current while the daemon runs: inotify events
+/// (debounced) and a periodic rescan, until `stop` resolves.
+pub async fn watch(registry: Arc<Registry>, stop: impl Future<Output = ()>) {
+    use notify::Watcher;
+    tokio::pin!(stop);
+    let dir = registry.plugin_dir.clone();
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the plugin directory; rescanning it periodically");
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|ev| {
+            ev.paths
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "wasm"))
+        }) {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut w| {
+        w.watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map(|_| w)
+    });
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the plugin directory; rescanning it every {RESCAN_EVERY:?}");
+            None
+        }
+    };
+    registry.rescan().await;
+    let mut tick = tokio::time::interval(RESCAN_EVERY);
+    loop {
+        tokio::select! {
+            Some(()) = rx.recv() => {
+                // Let a burst of events (a copy in chunks) settle into one look.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+                registry.rescan().await;
+                // A file still growing was skipped; look again once it may
+                // have settled, even if no further event comes.
+                tokio::time::sleep(SETTLE).await;
+                registry.rescan().await;
+            }
+            _ = tick.tick() => { registry.rescan().await; }
+            _ = &mut stop => return,
+        }
+    }
 }

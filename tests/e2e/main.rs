@@ -5,6 +5,7 @@ mod util;
 
 mod crash;
 mod daemon;
+mod dropin;
 mod log_rotate;
 mod sandbox;
 mod schedule;

@@ -12,9 +12,21 @@ pub fn opsd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_opsd")
 }
 
-/// A compiled test guest component (built by the host's build script).
+/// Where the host's build script puts the wasm components it builds.
+pub fn guest_dir() -> PathBuf {
+    PathBuf::from(env!("OPSD_TEST_GUESTS_DIR"))
+}
+
+/// A compiled test guest component (built by the host's build script):
+/// libraries are named with underscores, binaries as they are.
 pub fn guest(name: &str) -> PathBuf {
-    Path::new(env!("OPSD_TEST_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+    let dir = Path::new(env!("OPSD_TEST_GUESTS_DIR"));
+    let lib = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    if lib.exists() {
+        lib
+    } else {
+        dir.join(format!("{name}.wasm"))
+    }
 }
 
 /// One test's world: a temp dir holding `opsd.toml`, `data/` and

@@ -99,6 +99,29 @@ impl CompileCache {
         Ok((component, Source::Compiled, ms(start)))
     }
 
+    /// Removes entries for other components or other engines, and temp
+    /// files a crash left behind.
+    pub fn gc(&self, keep: &std::collections::BTreeSet<String>) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let wanted = name
+                .strip_suffix(".cwasm")
+                .and_then(|stem| stem.rsplit_once('-'))
+                .is_some_and(|(sha, engine)| keep.contains(sha) && engine == self.engine_key);
+            if !wanted {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::debug!(file = %name, "compile cache entry removed"),
+                    Err(e) => {
+                        tracing::debug!(file = %name, error = %e, "cannot remove compile cache entry")
+                    }
+                }
+            }
+        }
+    }
+
     fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let data = component.serialize()?;

@@ -213,9 +213,14 @@ impl Runtime {
                 },
             ));
         }
+        if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
+            return Err(LoadError::NotComponent(
+                "it is not WebAssembly at all (no `\\0asm` header); is it the right file?".into(),
+            ));
+        }
         if !wasmparser_is_component(&bytes) {
             return Err(LoadError::NotComponent(
-                "a core module or other file; build with `--target wasm32-wasip2` (or componentize) to get a component".into(),
+                "it is a core WebAssembly module; build with `--target wasm32-wasip2` (or componentize-py, jco) to get a component".into(),
             ));
         }
         let (engine, cache, sha) = (self.engine.clone(), self.cache.clone(), sha256.clone());
@@ -263,6 +268,16 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha256, plugin.clone());
         Ok((plugin, load))
+    }
+
+    /// Forgets compiled plugins whose sha256 is not in `keep`, in memory
+    /// and in the on-disk compile cache, so replaced files do not pile up.
+    pub fn retain(&self, keep: &std::collections::BTreeSet<String>) {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|sha, _| keep.contains(sha));
+        self.cache.gc(keep);
     }
 
     /// Every plugin loaded in this process.

@@ -1,0 +1,324 @@
+//! Plugins dropped into the plugin directory of a running daemon: picked
+//! up live, validated first, never half-written, replaced without
+//! disturbing runs, refused with a reason when bad.
+
+use crate::util::{Env, guest, text, wait_for};
+use serde_json::Value;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// The component with a custom section appended: same behaviour, other
+/// bytes, so another sha256.
+fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"opsd-test";
+    let mut content = vec![name.len() as u8];
+    content.extend_from_slice(name);
+    content.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    let mut n = content.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&content);
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn plugins(env: &Env) -> Vec<Value> {
+    env.json(&["plugins", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn entry(env: &Env, file: &str) -> Option<Value> {
+    let path = env.path(&format!("plugins/{file}")).display().to_string();
+    plugins(env)
+        .into_iter()
+        .find(|p| p["source"] == path.as_str())
+}
+
+fn healthy(env: &Env) {
+    let (status, body) = env.socket_get("/v1/health");
+    assert_eq!(status, 200, "daemon unhealthy: {body}");
+}
+
+const JOBS: &str = r#"
+[[job]]
+name = "quick"
+plugin = "test-hostile"
+schedule = "@yearly"
+[job.config]
+action = "ok"
+
+[[job]]
+name = "long"
+plugin = "test-hostile"
+schedule = "@yearly"
+[job.config]
+action = "sleep"
+seconds = 3
+"#;
+
+#[test]
+fn dropped_plugins_are_picked_up_replaced_and_removed_live() {
+    let env = Env::new(JOBS);
+    let daemon = env.daemon();
+    let bytes = std::fs::read(guest("opsd-test-hostile")).unwrap();
+    let dest = env.path("plugins/hostile.wasm");
+
+    // Nothing there yet: the run fails and says where opsd looked.
+    let rec = env.run_job("quick");
+    assert_eq!(rec["status"], "failed");
+    assert!(
+        rec["error"].as_str().unwrap().contains(&format!(
+            "no .wasm file in {}",
+            env.path("plugins").display()
+        )),
+        "{rec:#}"
+    );
+
+    // Copied in slowly, in chunks: never loaded (or refused) half-written.
+    let mut f = std::fs::File::create(&dest).unwrap();
+    let chunks: Vec<&[u8]> = bytes.chunks(bytes.len() / 4 + 1).collect();
+    for chunk in &chunks {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            entry(&env, "hostile.wasm").is_none(),
+            "a half-written file was looked at: {:#?}",
+            plugins(&env)
+        );
+    }
+    drop(f);
+    let written = Instant::now();
+    let ready = wait_for(Duration::from_secs(10), || {
+        entry(&env, "hostile.wasm").filter(|e| e["status"] == "ready")
+    })
+    .unwrap_or_else(|| panic!("not picked up: {:#?}\n{}", plugins(&env), daemon.log()));
+    println!("picked up {:?} after the last write", written.elapsed());
+    assert_eq!(ready["name"], "test-hostile");
+    assert_eq!(ready["sha256"], sha256(&bytes).as_str());
+    assert!(ready["capabilities"].is_object());
+    assert!(!daemon.log().contains("rejected"), "{}", daemon.log());
+    assert_eq!(env.run_job("quick")["status"], "ok");
+
+    // Replaced during a long run: the run finishes on the version it
+    // started with; the next run uses the new file.
+    let long = env
+        .cmd(&["run", "long", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        env.json(&["history", "--json", "--job", "long"])
+            .as_array()
+            .unwrap()
+            .first()
+            .filter(|r| r["status"] == "running")
+            .cloned()
+    })
+    .expect("the long run started");
+    let new = variant(&bytes, "v2");
+    std::fs::write(env.path("plugins/.hostile.tmp"), &new).unwrap();
+    std::fs::rename(env.path("plugins/.hostile.tmp"), &dest).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        entry(&env, "hostile.wasm").filter(|e| e["sha256"] == sha256(&new).as_str())
+    })
+    .unwrap_or_else(|| panic!("replacement not picked up: {:#?}", plugins(&env)));
+    let out = long.wait_with_output().unwrap();
+    let long_rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(long_rec["status"], "ok", "{long_rec:#}");
+    assert_eq!(
+        long_rec["plugin_sha256"],
+        sha256(&bytes).as_str(),
+        "finished on the old version"
+    );
+    let next = env.run_job("quick");
+    assert_eq!(
+        next["plugin_sha256"],
+        sha256(&new).as_str(),
+        "the next run uses the new file"
+    );
+    healthy(&env);
+
+    // Removed: its jobs fail, saying where opsd looked.
+    std::fs::remove_file(&dest).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        entry(&env, "hostile.wasm").is_none().then_some(())
+    })
+    .expect("removal noticed");
+    let gone = env.run_job("quick");
+    assert_eq!(gone["status"], "failed");
+    assert!(
+        gone["error"]
+            .as_str()
+            .unwrap()
+            .contains("plugin `test-hostile` not found"),
+        "{gone:#}"
+    );
+    healthy(&env);
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn bad_files_are_refused_with_the_reason_once() {
+    let env = Env::new(JOBS);
+    let daemon = env.daemon();
+    let bytes = std::fs::read(guest("opsd-test-hostile")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "garbage.wasm",
+            b"this is not wasm at all".to_vec(),
+            "not a WebAssembly component",
+        ),
+        (
+            "truncated.wasm",
+            bytes[..bytes.len() / 2].to_vec(),
+            "not a WebAssembly component",
+        ),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "it is a core WebAssembly module",
+        ),
+        (
+            "command.wasm",
+            std::fs::read(guest("opsd-test-command")).unwrap(),
+            "it does not export `describe`",
+        ),
+    ];
+    for (file, content, reason) in &cases {
+        std::fs::write(env.path(&format!("plugins/{file}")), content).unwrap();
+        let e = wait_for(Duration::from_secs(10), || entry(&env, file))
+            .unwrap_or_else(|| panic!("{file} not listed: {:#?}", plugins(&env)));
+        assert_eq!(e["status"], "rejected", "{e:#}");
+        assert!(
+            e["error"].as_str().unwrap().contains(reason),
+            "{file}: {e:#}"
+        );
+        healthy(&env);
+    }
+    // The good jobs' plugin is still missing, and the message points at
+    // the rejected files.
+    let rec = env.run_job("quick");
+    assert!(
+        rec["error"].as_str().unwrap().contains("rejected there:"),
+        "{rec:#}"
+    );
+    // Each bad file is reported once, however often the directory is
+    // looked at.
+    std::fs::write(env.path("plugins/touch.wasm"), b"x").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let log = daemon.log();
+    let reports = log
+        .lines()
+        .filter(|l| l.contains("plugin file rejected") && l.contains("garbage.wasm"))
+        .count();
+    assert_eq!(reports, 1, "{log}");
+    // And the bad files cost no good run: install the real one.
+    std::fs::write(env.path("plugins/hostile.wasm"), &bytes).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        entry(&env, "hostile.wasm").filter(|e| e["status"] == "ready")
+    })
+    .expect("good file ready");
+    assert_eq!(env.run_job("quick")["status"], "ok");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn name_clashes_are_refused_and_builtins_are_only_replaced_on_request() {
+    let hostile = std::fs::read(guest("opsd-test-hostile")).unwrap();
+    let log_rotate = std::fs::read(crate::util::guest_dir().join("opsd_log_rotate.wasm")).unwrap();
+    let jobs = format!(
+        "{JOBS}\n[[job]]\nname = \"rotate\"\nplugin = \"log-rotate\"\nschedule = \"@yearly\"\n[job.grants]\nfs = [{{ host = \"logs\", guest = \"/logs\", access = \"rw\", create = true }}]\n[job.config]\npaths = [\"/logs/*.log\"]\nmissingok = true\n"
+    );
+    let env = Env::new(&jobs);
+    std::fs::write(env.path("plugins/a.wasm"), &hostile).unwrap();
+    std::fs::write(env.path("plugins/b.wasm"), variant(&hostile, "b")).unwrap();
+    let mine = variant(&log_rotate, "mine");
+    std::fs::write(env.path("plugins/my-log-rotate.wasm"), &mine).unwrap();
+
+    // No daemon: the CLI scans the directory itself.
+    let rec = env.run_job("quick");
+    assert_eq!(rec["status"], "failed");
+    let err = rec["error"].as_str().unwrap();
+    assert!(
+        err.contains("plugin `test-hostile` is claimed by more than one file")
+            && err.contains("a.wasm")
+            && err.contains("b.wasm"),
+        "{err}"
+    );
+    let a = entry(&env, "a.wasm").unwrap();
+    assert_eq!(a["status"], "rejected");
+    assert!(
+        a["error"].as_str().unwrap().contains("also claimed by"),
+        "{a:#}"
+    );
+    let shadowed = entry(&env, "my-log-rotate.wasm").unwrap();
+    assert_eq!(shadowed["status"], "shadowed", "{shadowed:#}");
+    assert_eq!(
+        env.run_job("rotate")["plugin_sha256"],
+        sha256(&log_rotate).as_str(),
+        "the built-in runs"
+    );
+
+    // With override_builtin the file replaces the built-in.
+    env.write_config(&format!(
+        "[plugins]\noverride_builtin = [\"log-rotate\"]\n\n{jobs}"
+    ));
+    assert_eq!(
+        entry(&env, "my-log-rotate.wasm").unwrap()["status"],
+        "ready"
+    );
+    let builtin = plugins(&env)
+        .into_iter()
+        .find(|p| p["source"] == "builtin" && p["name"] == "log-rotate")
+        .unwrap();
+    assert_eq!(builtin["status"], "shadowed");
+    assert_eq!(
+        env.run_job("rotate")["plugin_sha256"],
+        sha256(&mine).as_str(),
+        "the file runs"
+    );
+    let out = env.run(&["check"]);
+    assert!(out.status.code().is_some(), "{}", text(&out));
+}
+
+#[test]
+fn a_pinned_job_refuses_other_content() {
+    let hostile = std::fs::read(guest("opsd-test-hostile")).unwrap();
+    let right = sha256(&hostile);
+    let wrong = "0".repeat(64);
+    let env = Env::new(&format!(
+        "[[job]]\nname = \"pinned\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\nplugin_sha256 = \"{wrong}\"\n[job.config]\naction = \"ok\"\n\n[[job]]\nname = \"right\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\nplugin_sha256 = \"{right}\"\n[job.config]\naction = \"ok\"\n"
+    ));
+    env.install_guest("opsd-test-hostile");
+    let rec = env.run_job("pinned");
+    assert_eq!(rec["status"], "failed");
+    let err = rec["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "{}",
+            env.path("plugins/opsd-test-hostile.wasm").display()
+        )),
+        "names the file: {err}"
+    );
+    assert!(
+        err.contains(&right) && err.contains(&wrong),
+        "names both hashes: {err}"
+    );
+    assert_eq!(env.run_job("right")["status"], "ok");
+}
