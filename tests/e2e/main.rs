@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `opsd` binary, real sled, real wasm
 //! components, on temp directories.
 
+mod pg;
 mod util;
 
+mod backup;
 mod crash;
 mod daemon;
 mod dropin;

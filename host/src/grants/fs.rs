@@ -242,6 +242,202 @@ pub fn host_dir(grants: &[FsGrant], guest_path: &str) -> Result<PathBuf, String>
     Ok(full)
 }
 
+/// Why a `files` call failed: the grants said no (a violation), or the
+/// file system did (the plugin's business).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Opens a guest path (file or directory) through its grant, for the
+/// `files` interface; `write` needs a read-write grant.
+fn open_in_grant(
+    grants: &[FsGrant],
+    guest_path: &str,
+    write: bool,
+) -> Result<std::fs::File, FsError> {
+    let (grant, rel) = locate(grants, guest_path).map_err(FsError::Denied)?;
+    if write && grant.access != Access::ReadWrite {
+        return Err(FsError::Denied(format!(
+            "`{guest_path}` is in the read-only grant {} -> {}; set access = \"rw\" to change it",
+            grant.guest,
+            grant.host.display()
+        )));
+    }
+    open_root(grant)
+        .and_then(|d| d.open(&rel))
+        .map(cap_std::fs::File::into_std)
+        .map_err(|e| FsError::Io(format!("`{guest_path}`: {e}")))
+}
+
+/// What `files.stat` reports.
+pub struct Stat {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub size: u64,
+    pub fs_available: u64,
+    pub fs_total: u64,
+}
+
+/// Mode, ownership, size and free space of a guest path.
+pub fn stat(grants: &[FsGrant], guest_path: &str) -> Result<Stat, FsError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let f = open_in_grant(grants, guest_path, false)?;
+    let m = f
+        .metadata()
+        .map_err(|e| FsError::Io(format!("`{guest_path}`: {e}")))?;
+    // SAFETY: fstatvfs fills the zeroed struct we pass for a valid fd.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstatvfs(f.as_raw_fd(), &mut vfs) } == 0;
+    let (avail, total) = if ok {
+        (
+            vfs.f_bavail as u64 * vfs.f_frsize as u64,
+            vfs.f_blocks as u64 * vfs.f_frsize as u64,
+        )
+    } else {
+        (0, 0)
+    };
+    Ok(Stat {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        owner: user_name(m.uid()),
+        group: group_name(m.gid()),
+        size: m.len(),
+        fs_available: avail,
+        fs_total: total,
+    })
+}
+
+/// Sets permission bits of a guest path in a read-write grant.
+pub fn set_mode(grants: &[FsGrant], guest_path: &str, mode: u32) -> Result<(), FsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = open_in_grant(grants, guest_path, true)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| FsError::Io(format!("chmod `{guest_path}`: {e}")))
+}
+
+/// Changes owner and/or group of a guest path in a read-write grant.
+pub fn set_owner(
+    grants: &[FsGrant],
+    guest_path: &str,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Result<(), FsError> {
+    let uid = owner
+        .map(|o| user_id(o).ok_or_else(|| FsError::Io(format!("no user `{o}` on this host"))))
+        .transpose()?;
+    let gid = group
+        .map(|g| group_id(g).ok_or_else(|| FsError::Io(format!("no group `{g}` on this host"))))
+        .transpose()?;
+    let f = open_in_grant(grants, guest_path, true)?;
+    std::os::unix::fs::fchown(&f, uid, gid)
+        .map_err(|e| FsError::Io(format!("chown `{guest_path}`: {e}")))
+}
+
+/// fsyncs a directory in a grant, making renames into it durable.
+pub fn sync_dir(grants: &[FsGrant], guest_path: &str) -> Result<(), FsError> {
+    open_in_grant(grants, guest_path, false)?
+        .sync_all()
+        .map_err(|e| FsError::Io(format!("fsync `{guest_path}`: {e}")))
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (sized as passed) and
+    // sets `result` to null or to `pwd`.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0
+            || result.is_null()
+        {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: as in user_name, for getgrgid_r.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        if libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) != 0
+            || result.is_null()
+        {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(grp.gr_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+fn user_id(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: as in user_name, for getpwnam_r with a NUL-terminated name.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        if libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        ) != 0
+            || result.is_null()
+        {
+            return None;
+        }
+        Some(pwd.pw_uid)
+    }
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: as in user_name, for getgrnam_r with a NUL-terminated name.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        if libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        ) != 0
+            || result.is_null()
+        {
+            return None;
+        }
+        Some(grp.gr_gid)
+    }
+}
+
 /// Creates host directories of grants marked `create = true`.
 pub fn ensure_created(grants: &[FsGrant]) -> std::io::Result<()> {
     for g in grants.iter().filter(|g| g.create) {

@@ -3,7 +3,7 @@
 //! history), plus the gate on wasi:http.
 
 use super::log::RunLog;
-use crate::bindings::opsd::plugin::{history, log, process, system, types};
+use crate::bindings::opsd::plugin::{files, history, log, process, system, types};
 use crate::grants::{self, Grants, NetPolicy, Violations};
 use crate::store::{HistoryQuery, Store};
 use std::sync::Arc;
@@ -210,6 +210,57 @@ impl process::Host for RunState {
 impl system::Host for RunState {
     fn snapshot(&mut self) -> system::SystemSnapshot {
         crate::system::snapshot()
+    }
+}
+
+impl files::Host for RunState {
+    fn stat(&mut self, path: String) -> Result<files::FileInfo, String> {
+        let s = self.checked(grants::fs::stat(&self.env.grants.fs, &path))?;
+        Ok(files::FileInfo {
+            mode: s.mode,
+            uid: s.uid,
+            gid: s.gid,
+            owner: s.owner,
+            group: s.group,
+            size: s.size,
+            fs_available_bytes: s.fs_available,
+            fs_total_bytes: s.fs_total,
+        })
+    }
+
+    fn set_mode(&mut self, path: String, mode: u32) -> Result<(), String> {
+        self.checked(grants::fs::set_mode(&self.env.grants.fs, &path, mode))
+    }
+
+    fn set_owner(
+        &mut self,
+        path: String,
+        owner: Option<String>,
+        group: Option<String>,
+    ) -> Result<(), String> {
+        self.checked(grants::fs::set_owner(
+            &self.env.grants.fs,
+            &path,
+            owner.as_deref(),
+            group.as_deref(),
+        ))
+    }
+
+    fn sync_dir(&mut self, path: String) -> Result<(), String> {
+        self.checked(grants::fs::sync_dir(&self.env.grants.fs, &path))
+    }
+}
+
+impl RunState {
+    /// A call refused by the grants is recorded as a violation, like a
+    /// denied exec; other failures are the plugin's to handle.
+    fn checked<T>(&self, r: Result<T, grants::fs::FsError>) -> Result<T, String> {
+        r.map_err(|e| {
+            if let grants::fs::FsError::Denied(m) = &e {
+                self.env.violations.record(m.clone());
+            }
+            e.to_string()
+        })
     }
 }
 

@@ -44,6 +44,7 @@ mod process;
 pub use wit_bindgen as __wit_bindgen;
 
 pub use bindings::Guest as Plugin;
+pub use bindings::opsd::plugin::files;
 pub use bindings::opsd::plugin::history;
 pub use bindings::opsd::plugin::log::Level;
 pub use bindings::opsd::plugin::system;

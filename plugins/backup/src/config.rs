@@ -1,0 +1,232 @@
+//! The backup job's `[job.config]`.
+//!
+//! ```toml
+//! [job.config]
+//! target = "/backups"                 # guest dir in a read-write grant
+//! verify = "restore"                  # "read" (default) or "restore"
+//! postgres = { host = "/run/postgresql", port = 5432, user = "postgres" }
+//! [[job.config.sources]]
+//! kind = "postgres"
+//! name = "codie"
+//! database = "codie"
+//! globals = true                      # pg_dumpall --globals-only too
+//! [[job.config.sources]]
+//! kind = "directory"
+//! name = "uploads"
+//! path = "/data/uploads"
+//! exclude = ["*.tmp"]
+//! [[job.config.sources]]
+//! kind = "file"
+//! name = "env"
+//! path = "/app/.env"
+//! [job.config.retention]
+//! keep_daily = 30
+//! ```
+
+use crate::retention::Retention;
+use serde::Deserialize;
+
+/// How thoroughly a new backup is checked before it is published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// Read every backup back (`pg_restore --list`, a full `tar` read).
+    #[default]
+    Read,
+    /// Also restore each database dump into a scratch database and compare
+    /// row counts with the source.
+    Restore,
+}
+
+/// Connection settings for PostgreSQL sources; each source may override.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PgConn {
+    /// Host name, or the directory of the server's Unix socket.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+impl PgConn {
+    /// Per-source settings over the job-wide ones.
+    pub fn over(&self, base: &PgConn) -> PgConn {
+        PgConn {
+            host: self.host.clone().or_else(|| base.host.clone()),
+            port: self.port.or(base.port),
+            user: self.user.clone().or_else(|| base.user.clone()),
+        }
+    }
+
+    /// `--host`, `--port`, `--username` for libpq programs. The password
+    /// comes from PGPASSWORD (granted with `env`) or a .pgpass, never
+    /// from the command line.
+    pub fn args(&self) -> Vec<String> {
+        let mut v = vec!["--no-password".to_string()];
+        if let Some(h) = &self.host {
+            v.push(format!("--host={h}"));
+        }
+        if let Some(p) = self.port {
+            v.push(format!("--port={p}"));
+        }
+        if let Some(u) = &self.user {
+            v.push(format!("--username={u}"));
+        }
+        v
+    }
+}
+
+/// One thing to back up.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// A database, dumped with `pg_dump --format=custom`.
+    Postgres {
+        name: String,
+        database: String,
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(default)]
+        user: Option<String>,
+        /// Also `pg_dumpall --globals-only` (roles, tablespaces).
+        #[serde(default)]
+        globals: bool,
+    },
+    /// A directory, as a gzipped tar streamed by `tar`.
+    Directory {
+        name: String,
+        path: String,
+        #[serde(default)]
+        exclude: Vec<String>,
+    },
+    /// One file (a `.env`), copied with mode 0600.
+    File { name: String, path: String },
+}
+
+impl Source {
+    /// A PostgreSQL source's connection, over the job-wide settings.
+    pub fn conn(&self, base: &PgConn) -> PgConn {
+        match self {
+            Source::Postgres {
+                host, port, user, ..
+            } => PgConn {
+                host: host.clone(),
+                port: *port,
+                user: user.clone(),
+            }
+            .over(base),
+            _ => base.clone(),
+        }
+    }
+
+    /// The name backups of this source are filed under.
+    pub fn name(&self) -> &str {
+        match self {
+            Source::Postgres { name, .. }
+            | Source::Directory { name, .. }
+            | Source::File { name, .. } => name,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub target: String,
+    pub sources: Vec<Source>,
+    #[serde(default)]
+    pub verify: Verify,
+    #[serde(default)]
+    pub postgres: PgConn,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+impl Config {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.target.starts_with('/') {
+            return Err(format!(
+                "target `{}` must be a guest path such as \"/backups\"",
+                self.target
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err("no sources: add [[job.config.sources]] with kind = \"postgres\", \"directory\" or \"file\"".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.sources {
+            let n = s.name();
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                return Err(format!(
+                    "source name `{n}` is used in file names: letters, digits, `_` and `.` only (no `-`)"
+                ));
+            }
+            if !seen.insert(n) {
+                return Err(format!("two sources are named `{n}`"));
+            }
+            if let Source::Directory { path, .. } | Source::File { path, .. } = s
+                && !path.starts_with('/')
+            {
+                return Err(format!("source `{n}`: path `{path}` must be a guest path"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources_of_each_kind() {
+        let c: Config = serde_json::from_value(serde_json::json!({
+            "target": "/backups",
+            "postgres": {"host": "/run/postgresql", "user": "postgres"},
+            "sources": [
+                {"kind": "postgres", "name": "codie", "database": "codie", "port": 5433, "globals": true},
+                {"kind": "directory", "name": "data", "path": "/data", "exclude": ["*.tmp"]},
+                {"kind": "file", "name": "env", "path": "/app/.env"}
+            ],
+            "retention": {"keep_daily": 30}
+        }))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.sources[0].conn(&c.postgres).args(),
+            [
+                "--no-password",
+                "--host=/run/postgresql",
+                "--port=5433",
+                "--username=postgres"
+            ]
+        );
+        assert_eq!(c.verify, Verify::Read);
+    }
+
+    #[test]
+    fn refuses_what_would_break_file_names() {
+        let c: Config = serde_json::from_value(serde_json::json!({
+            "target": "/backups",
+            "sources": [{"kind": "file", "name": "my-env", "path": "/app/.env"}]
+        }))
+        .unwrap();
+        assert!(c.validate().unwrap_err().contains("no `-`"));
+        let e = serde_json::from_value::<Config>(serde_json::json!({
+            "target": "/b", "sources": [{"kind": "ftp", "name": "x"}]
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("ftp"), "{e}");
+    }
+}

@@ -1,0 +1,310 @@
+//! backup: PostgreSQL databases, directories and files, written
+//! atomically, verified before they count, with restic-style retention.
+//!
+//! A run makes one backup set: `SOURCE-YYYYMMDDTHHMMSSZ.EXT` per source
+//! (`.dump` for pg_dump's custom format, `.globals.sql`, `.tar.gz`,
+//! `.copy`), each with a `.sha256` sidecar. Nothing is published unless
+//! every source succeeded and read back; retention prunes only after a
+//! published, verified set, so a failed run never deletes anything.
+
+pub mod config;
+pub mod publish;
+pub mod retention;
+pub mod sources;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use config::{Config, Source, Verify};
+use opsd_sdk::{
+    Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
+};
+use publish::Pending;
+use std::time::Instant;
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["target", "sources"],
+  "additionalProperties": false,
+  "properties": {
+    "target": {"type": "string", "description": "guest directory for backups, in a read-write grant"},
+    "verify": {"enum": ["read", "restore"]},
+    "postgres": {"type": "object", "additionalProperties": false,
+      "properties": {"host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"}}},
+    "sources": {"type": "array", "items": {"type": "object", "required": ["kind", "name"],
+      "properties": {"kind": {"enum": ["postgres", "directory", "file"]}, "name": {"type": "string"},
+        "database": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"},
+        "globals": {"type": "boolean"}, "path": {"type": "string"}, "exclude": {"type": "array", "items": {"type": "string"}}}}},
+    "retention": {"type": "object", "additionalProperties": false,
+      "properties": {"keep_last": {"type": "integer"}, "keep_hourly": {"type": "integer"}, "keep_daily": {"type": "integer"},
+        "keep_weekly": {"type": "integer"}, "keep_monthly": {"type": "integer"}, "keep_yearly": {"type": "integer"},
+        "max_age": {"type": "string"}}}
+  }
+}"#;
+
+/// The stamp in backup file names.
+const STAMP: &str = "%Y%m%dT%H%M%SZ";
+
+struct Backup;
+
+impl Plugin for Backup {
+    fn describe() -> Description {
+        Description::new(
+            "backup",
+            env!("CARGO_PKG_VERSION"),
+            "Backs up PostgreSQL, directories and files; verified, atomic, retained",
+        )
+        .wants_dir("/backups", true, "where backups are written and pruned")
+        .wants_exec("pg_dump")
+        .wants_exec("pg_restore")
+        .wants_exec("pg_dumpall")
+        .wants_exec("psql")
+        .wants_exec("tar")
+        .config_schema(SCHEMA)
+        .suggested_schedule("0 3 * * *")
+    }
+
+    fn run(ctx: Context) -> Result<Outcome, PluginError> {
+        let cfg: Config = ctx.config()?;
+        cfg.validate()
+            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        let when = DateTime::parse_from_rfc3339(&ctx.scheduled)
+            .map_err(|e| {
+                PluginError::other("bad-context", format!("scheduled `{}`: {e}", ctx.scheduled))
+            })?
+            .to_utc();
+        if ctx.dry_run {
+            return dry_run(&cfg, when);
+        }
+        std::fs::create_dir_all(&cfg.target).at(format!("creating {}", cfg.target))?;
+        publish::sweep_stale(&cfg.target);
+        let stamp = when.format(STAMP).to_string();
+        let mut produced: Vec<String> = Vec::new();
+        let mut sealed: Vec<Pending> = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
+        let mut per_source: Vec<(String, u64, f64)> = Vec::new();
+        let total = cfg.sources.len() as u64;
+        let result = (|| {
+            for (i, source) in cfg.sources.iter().enumerate() {
+                opsd_sdk::progress(
+                    i as u64,
+                    Some(total),
+                    &format!("backing up {}", source.name()),
+                );
+                let started = Instant::now();
+                let paths = produce(&cfg, source, &stamp, &mut produced, &mut warnings)?;
+                let mut bytes = 0;
+                for p in paths {
+                    let s = publish::seal(&p)?;
+                    bytes += s.bytes;
+                    sealed.push(s);
+                }
+                let secs = started.elapsed().as_secs_f64();
+                opsd_sdk::info!("{}: {} in {secs:.1}s", source.name(), human(bytes));
+                per_source.push((source.name().to_owned(), bytes, secs));
+            }
+            publish::publish(&cfg.target, &sealed)
+        })();
+        if let Err(e) = result {
+            publish::discard(&produced);
+            opsd_sdk::error!("{}; nothing published, nothing pruned", e.message);
+            return Err(e);
+        }
+        opsd_sdk::progress(total, Some(total), "pruning");
+        let (kept, pruned) = prune(&cfg, when)?;
+        let total_bytes: u64 = per_source.iter().map(|s| s.1).sum();
+        let names: Vec<String> = per_source
+            .iter()
+            .map(|(n, b, _)| format!("{n} ({})", human(*b)))
+            .collect();
+        let mut summary = format!(
+            "backed up {} to {}; kept {kept}, pruned {pruned}",
+            names.join(", "),
+            cfg.target
+        );
+        let mut out = if warnings.is_empty() {
+            Outcome::ok(summary)
+        } else {
+            summary.push_str(&format!("; {}", warnings[0]));
+            Outcome::warning(summary)
+        };
+        out = out.details(warnings.join("\n"));
+        for (name, bytes, secs) in &per_source {
+            out = out
+                .metric(&format!("{name}_bytes"), *bytes as f64, Some("bytes"))
+                .metric(&format!("{name}_seconds"), *secs, Some("seconds"));
+        }
+        out = out
+            .metric("bytes_total", total_bytes as f64, Some("bytes"))
+            .metric("backups_kept", kept as f64, None)
+            .metric("backups_pruned", pruned as f64, None);
+        for s in sealed {
+            out = out.artifact(Artifact {
+                path: s.path,
+                kind: "backup".into(),
+                size_bytes: Some(s.bytes),
+                sha256: Some(s.sha256),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Writes one source's partial files (checked, not yet sealed) and
+/// returns their final paths.
+fn produce(
+    cfg: &Config,
+    source: &Source,
+    stamp: &str,
+    produced: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, PluginError> {
+    let base = format!(
+        "{}/{}-{stamp}",
+        cfg.target.trim_end_matches('/'),
+        source.name()
+    );
+    let mut track = |p: String| {
+        produced.push(p.clone());
+        p
+    };
+    match source {
+        Source::Postgres {
+            database, globals, ..
+        } => {
+            let conn = source.conn(&cfg.postgres);
+            let dump = track(format!("{base}.dump"));
+            sources::dump_postgres(&conn, database, &Pending::partial(&dump))?;
+            let mut out = vec![dump.clone()];
+            if cfg.verify == Verify::Restore {
+                let scratch = format!(
+                    "opsd_verify_{}_{}",
+                    source.name().replace('.', "_"),
+                    stamp.to_ascii_lowercase()
+                );
+                let drill =
+                    sources::restore_drill(&conn, database, &Pending::partial(&dump), &scratch)?;
+                opsd_sdk::info!(
+                    "restore drill of {database}: {} tables, {} rows restored{}",
+                    drill.tables,
+                    drill.rows,
+                    if drill.differences.is_empty() {
+                        ", counts match"
+                    } else {
+                        ""
+                    }
+                );
+                if !drill.differences.is_empty() {
+                    warnings.push(format!(
+                        "restore drill of {database}: counts differ (was it written to during the backup?): {}",
+                        drill.differences.join("; ")
+                    ));
+                }
+            }
+            if *globals {
+                let g = track(format!("{base}.globals.sql"));
+                sources::dump_globals(&conn, &Pending::partial(&g))?;
+                out.push(g);
+            }
+            Ok(out)
+        }
+        Source::Directory { path, exclude, .. } => {
+            let archive = track(format!("{base}.tar.gz"));
+            if let Some(w) = sources::archive_directory(path, exclude, &Pending::partial(&archive))?
+            {
+                warnings.push(w);
+            }
+            Ok(vec![archive])
+        }
+        Source::File { path, .. } => {
+            let copy = track(format!("{base}.copy"));
+            sources::copy_file(path, &Pending::partial(&copy))?;
+            Ok(vec![copy])
+        }
+    }
+}
+
+/// The backup sets in the target for one source: stamp time -> files.
+fn existing_sets(target: &str, source: &str) -> Vec<(DateTime<Utc>, Vec<String>)> {
+    let prefix = format!("{source}-");
+    let mut sets: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> = Default::default();
+    for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if rest.len() < 16 || name.ends_with(".partial") {
+            continue;
+        }
+        let Ok(t) = NaiveDateTime::parse_from_str(&rest[..16], STAMP) else {
+            continue;
+        };
+        sets.entry(t.and_utc())
+            .or_default()
+            .push(format!("{}/{name}", target.trim_end_matches('/')));
+    }
+    // A set counts only if its main file is there, not just sidecars.
+    sets.into_iter()
+        .filter(|(_, files)| files.iter().any(|f| !f.ends_with(".sha256")))
+        .collect()
+}
+
+/// Applies retention to every source's sets; returns (kept, pruned).
+fn prune(cfg: &Config, now: DateTime<Utc>) -> Result<(usize, usize), PluginError> {
+    let (mut kept, mut pruned) = (0, 0);
+    for source in &cfg.sources {
+        let sets = existing_sets(&cfg.target, source.name());
+        let times: Vec<DateTime<Utc>> = sets.iter().map(|(t, _)| *t).collect();
+        let (keep, remove) = cfg.retention.apply(&times, now);
+        kept += keep.len();
+        for t in remove {
+            for f in sets.iter().filter(|(st, _)| *st == t).flat_map(|(_, f)| f) {
+                std::fs::remove_file(f).at(format!("pruning {f}"))?;
+            }
+            opsd_sdk::info!("pruned {} backup of {}", t.format(STAMP), source.name());
+            pruned += 1;
+        }
+    }
+    Ok((kept, pruned))
+}
+
+/// Dry run: what would be backed up and what retention would delete.
+fn dry_run(cfg: &Config, now: DateTime<Utc>) -> Result<Outcome, PluginError> {
+    let mut would_prune = Vec::new();
+    let mut kept = 0;
+    for source in &cfg.sources {
+        let sets = existing_sets(&cfg.target, source.name());
+        let times: Vec<DateTime<Utc>> = sets.iter().map(|(t, _)| *t).collect();
+        let (keep, remove) = cfg.retention.apply(&times, now);
+        kept += keep.len();
+        for t in remove {
+            let line = format!("{}-{}", source.name(), t.format(STAMP));
+            opsd_sdk::info!("would prune {line}");
+            would_prune.push(line);
+        }
+    }
+    let names: Vec<&str> = cfg.sources.iter().map(Source::name).collect();
+    Ok(Outcome::ok(format!(
+        "would back up {} to {}; would keep {kept}, prune {}",
+        names.join(", "),
+        cfg.target,
+        would_prune.len()
+    ))
+    .details(would_prune.join("\n"))
+    .metric("backups_would_prune", would_prune.len() as f64, None))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+opsd_sdk::export_plugin!(Backup);

@@ -1,0 +1,398 @@
+//! The backup plugin against a real PostgreSQL: dumps that restore, a
+//! restore drill, archives and secrets, nothing left by a failure, and
+//! retention over two years of backups.
+
+use crate::pg::pg;
+use crate::util::{Env, text};
+use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn sha256(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn listing(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// A shop database: two tables, thousands of rows, some of them dead.
+fn shop() -> String {
+    let db = pg().create_db("shop");
+    pg().sql(
+        &db,
+        "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric);
+         INSERT INTO items SELECT g, 'item ' || g, g * 1.5 FROM generate_series(1, 20000) g;
+         CREATE TABLE orders (id serial PRIMARY KEY, item int REFERENCES items(id), qty int);
+         INSERT INTO orders (item, qty) SELECT (g % 20000) + 1, g % 7 FROM generate_series(1, 5000) g;
+         UPDATE items SET price = price + 1 WHERE id % 2 = 0;",
+    );
+    db
+}
+
+fn backup_job(name: &str, db: &str, verify: &str, extra_sources: &str) -> String {
+    format!(
+        r#"
+[[job]]
+name = "{name}"
+plugin = "backup"
+schedule = "@daily"
+[job.grants]
+fs = [
+  {{ host = "backups", guest = "/backups", access = "rw", create = true }},
+  {{ host = "app", guest = "/app", access = "ro", create = true }},
+]
+exec = ["pg_dump", "pg_restore", "pg_dumpall", "psql", "tar"]
+[job.config]
+target = "/backups"
+verify = "{verify}"
+postgres = {conn}
+[[job.config.sources]]
+kind = "postgres"
+name = "shop"
+database = "{db}"
+globals = true
+{extra_sources}
+"#,
+        conn = pg().conn_toml()
+    )
+}
+
+const APP_SOURCES: &str = r#"
+[[job.config.sources]]
+kind = "directory"
+name = "uploads"
+path = "/app/uploads"
+exclude = ["*.tmp"]
+[[job.config.sources]]
+kind = "file"
+name = "env"
+path = "/app/.env"
+"#;
+
+fn checksum(db: &str) -> String {
+    pg().sql(
+        db,
+        "SELECT (SELECT md5(string_agg(i::text, ',' ORDER BY id)) FROM items i) || ' ' || \
+         (SELECT md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o)",
+    )
+}
+
+#[test]
+fn backs_up_postgres_a_directory_and_a_secret_and_the_dump_restores() {
+    let db = shop();
+    let env = Env::new(&backup_job("nightly", &db, "restore", APP_SOURCES));
+    std::fs::create_dir_all(env.path("app/uploads/img")).unwrap();
+    std::fs::write(env.path("app/uploads/img/a.png"), vec![7u8; 50_000]).unwrap();
+    std::fs::write(env.path("app/uploads/notes.txt"), "hello").unwrap();
+    std::fs::write(env.path("app/uploads/scratch.tmp"), "skip me").unwrap();
+    std::fs::write(env.path("app/.env"), "DATABASE_URL=postgres://secret\n").unwrap();
+
+    let rec = env.run_job("nightly");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let summary = rec["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("backed up shop (")
+            && summary.contains("uploads (")
+            && summary.contains("env ("),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("to /backups; kept 3, pruned 0"),
+        "{summary}"
+    );
+
+    let files = listing(&env.path("backups"));
+    assert_eq!(files.len(), 8, "4 artifacts and 4 sidecars: {files:?}");
+    assert!(files.iter().all(|f| !f.ends_with(".partial")));
+    let find = |suffix: &str| {
+        env.path("backups")
+            .join(files.iter().find(|f| f.ends_with(suffix)).unwrap())
+    };
+
+    // Every artifact matches its sidecar and is listed in the record.
+    for a in rec["artifacts"].as_array().unwrap() {
+        let host = env
+            .path("backups")
+            .join(a["path"].as_str().unwrap().trim_start_matches("/backups/"));
+        assert_eq!(sha256(&host), a["sha256"].as_str().unwrap());
+        let sidecar = std::fs::read_to_string(format!("{}.sha256", host.display())).unwrap();
+        assert_eq!(
+            sidecar,
+            format!(
+                "{}  {}\n",
+                a["sha256"].as_str().unwrap(),
+                host.file_name().unwrap().to_str().unwrap()
+            )
+        );
+    }
+
+    // The dump restores into a fresh database with the same contents.
+    let fresh = pg().create_db("restored");
+    let out = Command::new(pg().program("pg_restore"))
+        .arg("-h")
+        .arg(&pg().socket_dir)
+        .args([
+            "-p",
+            &pg().port.to_string(),
+            "-U",
+            "postgres",
+            "--no-owner",
+            "-d",
+            &fresh,
+        ])
+        .arg(find(".dump"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(checksum(&fresh), checksum(&db));
+    assert!(
+        std::fs::read_to_string(find(".globals.sql"))
+            .unwrap()
+            .contains("CREATE ROLE postgres")
+    );
+
+    // The restore drill ran, matched and cleaned up after itself.
+    let log = env.json(&["logs", rec["id"].as_str().unwrap(), "--json"]);
+    let lines: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "restore drill of {db}: 2 tables, 25000 rows restored, counts match"
+        ))),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        pg().sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd_verify_%'"
+        ),
+        "0"
+    );
+
+    // The archive holds the directory minus the excluded file.
+    let out = Command::new("tar")
+        .arg("-tzf")
+        .arg(find(".tar.gz"))
+        .output()
+        .unwrap();
+    let members = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        members.contains("./img/a.png") && members.contains("./notes.txt"),
+        "{members}"
+    );
+    assert!(!members.contains("scratch.tmp"));
+
+    // The secret is copied byte for byte, readable by its owner only.
+    let copy = find(".copy");
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        "DATABASE_URL=postgres://secret\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let metrics: Vec<&str> = rec["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for m in [
+        "shop_bytes",
+        "shop_seconds",
+        "uploads_bytes",
+        "env_bytes",
+        "bytes_total",
+        "backups_kept",
+        "backups_pruned",
+    ] {
+        assert!(metrics.contains(&m), "{m} in {metrics:?}");
+    }
+}
+
+#[test]
+fn a_failing_pg_dump_leaves_previous_backups_untouched_and_no_partial_file() {
+    let db = shop();
+    let env = Env::new(&backup_job("nightly", &db, "read", ""));
+    assert_eq!(env.run_job("nightly")["status"], "ok");
+    let before: Vec<(String, String)> = listing(&env.path("backups"))
+        .into_iter()
+        .map(|f| {
+            let h = sha256(&env.path("backups").join(&f));
+            (f, h)
+        })
+        .collect();
+
+    env.write_config(&backup_job("nightly", "no_such_database", "read", ""));
+    let out = env.run(&["run", "nightly", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "failed");
+    let err = rec["error"].as_str().unwrap();
+    assert!(
+        err.contains("pg_dump of no_such_database exited with 1") && err.contains("does not exist"),
+        "{err}"
+    );
+    let after: Vec<(String, String)> = listing(&env.path("backups"))
+        .into_iter()
+        .map(|f| {
+            let h = sha256(&env.path("backups").join(&f));
+            (f, h)
+        })
+        .collect();
+    assert_eq!(
+        after, before,
+        "the failed run changed nothing in the target"
+    );
+}
+
+/// Retention in the test's own words: for each rule, walk the backups
+/// newest first and keep the newest of each of the first N periods; a
+/// backup stays if any rule keeps it.
+fn expected_kept(
+    times: &[DateTime<Utc>],
+    rules: &[(usize, fn(&DateTime<Utc>) -> String)],
+) -> BTreeSet<DateTime<Utc>> {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(|a, b| b.cmp(a));
+    let mut keep = BTreeSet::new();
+    for (n, bucket) in rules {
+        let mut seen: Vec<String> = Vec::new();
+        for t in &sorted {
+            let b = bucket(t);
+            if !seen.contains(&b) {
+                if seen.len() == *n {
+                    break;
+                }
+                seen.push(b);
+                keep.insert(*t);
+            }
+        }
+    }
+    keep
+}
+
+#[test]
+fn retention_prunes_two_years_of_backups_after_a_good_run() {
+    let now = Utc::now().with_nanosecond(0).unwrap();
+    let env = Env::new(
+        r#"
+[[job]]
+name = "secrets"
+plugin = "backup"
+schedule = "@daily"
+[job.grants]
+fs = [
+  { host = "backups", guest = "/backups", access = "rw", create = true },
+  { host = "app", guest = "/app", access = "ro", create = true },
+]
+[job.config]
+target = "/backups"
+[[job.config.sources]]
+kind = "file"
+name = "env"
+path = "/app/.env"
+[job.config.retention]
+keep_daily = 7
+keep_weekly = 4
+keep_monthly = 12
+keep_yearly = 2
+"#,
+    );
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    std::fs::create_dir_all(env.path("app")).unwrap();
+    std::fs::write(env.path("app/.env"), "X=1\n").unwrap();
+    // Two years of backups, one a day at 03:00, with a few days missing,
+    // each with its sidecar; and another source's file that must be left
+    // alone.
+    let mut times = Vec::new();
+    for d in 1..=730 {
+        if d % 37 == 0 {
+            continue;
+        }
+        let t = (now - Duration::days(d))
+            .with_hour(3)
+            .unwrap()
+            .with_minute(0)
+            .unwrap()
+            .with_second(0)
+            .unwrap();
+        let name = format!("env-{}.copy", t.format("%Y%m%dT%H%M%SZ"));
+        std::fs::write(env.path("backups").join(&name), "old").unwrap();
+        std::fs::write(env.path("backups").join(format!("{name}.sha256")), "x").unwrap();
+        times.push(t);
+    }
+    std::fs::write(env.path("backups/other-20250101T000000Z.copy"), "keep").unwrap();
+
+    // A dry run lists what would go and deletes nothing.
+    let out = env.run(&["run", "secrets", "--dry-run", "--json"]);
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listing(&env.path("backups")).len(), times.len() * 2 + 1);
+
+    let rec = env.run_job("secrets");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    times.push(now);
+    let rules: [(usize, fn(&DateTime<Utc>) -> String); 4] = [
+        (7, |t| t.format("%Y-%m-%d").to_string()),
+        (4, |t| {
+            format!("{}-{}", t.iso_week().year(), t.iso_week().week())
+        }),
+        (12, |t| t.format("%Y-%m").to_string()),
+        (2, |t| t.format("%Y").to_string()),
+    ];
+    let want = expected_kept(&times, &rules);
+    let left = listing(&env.path("backups"));
+    let kept: BTreeSet<DateTime<Utc>> = left
+        .iter()
+        .filter(|f| f.starts_with("env-") && !f.ends_with(".sha256"))
+        .map(|f| {
+            DateTime::parse_from_str(&format!("{}+0000", &f[4..20]), "%Y%m%dT%H%M%SZ%z")
+                .unwrap()
+                .to_utc()
+        })
+        .collect();
+    assert_eq!(kept, want);
+    // Each kept backup keeps its sidecar; pruned ones lose both.
+    assert_eq!(
+        left.iter().filter(|f| f.ends_with(".sha256")).count(),
+        want.len()
+    );
+    assert!(
+        left.contains("other-20250101T000000Z.copy"),
+        "another source's files are untouched"
+    );
+    let metric = |r: &Value, name: &str| {
+        r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(metric(&rec, "backups_kept") as usize, want.len());
+    assert_eq!(
+        metric(&rec, "backups_pruned") as usize,
+        times.len() - want.len()
+    );
+    // The dry run had predicted the same, save the new backup's effect.
+    assert!(metric(&dry, "backups_would_prune") as usize >= times.len() - want.len() - 1);
+}
