@@ -22,6 +22,17 @@
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Deserialize;
 
+/// A kept backup and the rules that keep it.
+pub type Kept = (DateTime<Utc>, Vec<&'static str>);
+
+/// One keep rule: its name, how many periods, and a backup's period (the
+/// snapshot's position for `last`).
+struct Rule {
+    name: &'static str,
+    count: i64,
+    bucket: fn(DateTime<Utc>, usize) -> i64,
+}
+
 /// The `[job.config.retention]` table.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -60,11 +71,15 @@ impl Retention {
         self.max_age.is_none() && self.rules().is_empty()
     }
 
-    fn rules(&self) -> Vec<(&'static str, i64, fn(DateTime<Utc>, usize) -> i64)> {
-        let mut v: Vec<(&'static str, i64, fn(DateTime<Utc>, usize) -> i64)> = Vec::new();
-        let mut add = |name, n: Option<i64>, f| {
-            if let Some(n) = n.filter(|n| *n != 0) {
-                v.push((name, n, f));
+    fn rules(&self) -> Vec<Rule> {
+        let mut v: Vec<Rule> = Vec::new();
+        let mut add = |name, n: Option<i64>, bucket| {
+            if let Some(count) = n.filter(|n| *n != 0) {
+                v.push(Rule {
+                    name,
+                    count,
+                    bucket,
+                });
             }
         };
         add("last", self.keep_last, |_, nr| nr as i64);
@@ -94,7 +109,7 @@ impl Retention {
         &self,
         times: &[DateTime<Utc>],
         now: DateTime<Utc>,
-    ) -> (Vec<(DateTime<Utc>, Vec<&'static str>)>, Vec<DateTime<Utc>>) {
+    ) -> (Vec<Kept>, Vec<DateTime<Utc>>) {
         let mut list: Vec<DateTime<Utc>> = times.to_vec();
         list.sort_by(|a, b| b.cmp(a));
         list.dedup();
@@ -107,21 +122,21 @@ impl Retention {
             );
         }
         let rules = self.rules();
-        let mut counts: Vec<i64> = rules.iter().map(|r| r.1).collect();
+        let mut counts: Vec<i64> = rules.iter().map(|r| r.count).collect();
         let mut last: Vec<Option<i64>> = vec![None; rules.len()];
         let mut kept = Vec::new();
         let mut removed = Vec::new();
         for (nr, t) in list.iter().enumerate() {
             let mut reasons = Vec::new();
-            for (i, (name, _, bucket)) in rules.iter().enumerate() {
+            for (i, rule) in rules.iter().enumerate() {
                 if counts[i] > 0 || counts[i] == -1 {
-                    let val = bucket(*t, nr);
+                    let val = (rule.bucket)(*t, nr);
                     if last[i] != Some(val) {
                         last[i] = Some(val);
                         if counts[i] > 0 {
                             counts[i] -= 1;
                         }
-                        reasons.push(*name);
+                        reasons.push(rule.name);
                     }
                 }
             }
