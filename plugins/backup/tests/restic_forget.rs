@@ -48,7 +48,7 @@ fn retention_keeps_what_restic_forget_keeps() {
     // 40 snapshots over about a year and a half: bursts, gaps, several a
     // day, crossing ISO-week, month and year boundaries. (restic takes
     // about half a second per snapshot, mostly deriving its key.)
-    let mut rng = Rng(0x5eed_0f0b_5d);
+    let mut rng = Rng(0x005e_ed0f_0b5d);
     let mut t = Utc.with_ymd_and_hms(2023, 12, 20, 1, 0, 0).unwrap();
     let mut times: Vec<DateTime<Utc>> = Vec::new();
     for _ in 0..40 {
