@@ -263,13 +263,13 @@ fn a_failing_pg_dump_leaves_previous_backups_untouched_and_no_partial_file() {
     );
 }
 
+/// A period a backup falls in, as a comparable string.
+type Period = fn(&DateTime<Utc>) -> String;
+
 /// Retention in the test's own words: for each rule, walk the backups
 /// newest first and keep the newest of each of the first N periods; a
 /// backup stays if any rule keeps it.
-fn expected_kept(
-    times: &[DateTime<Utc>],
-    rules: &[(usize, fn(&DateTime<Utc>) -> String)],
-) -> BTreeSet<DateTime<Utc>> {
+fn expected_kept(times: &[DateTime<Utc>], rules: &[(usize, Period)]) -> BTreeSet<DateTime<Utc>> {
     let mut sorted = times.to_vec();
     sorted.sort_by(|a, b| b.cmp(a));
     let mut keep = BTreeSet::new();
@@ -349,7 +349,7 @@ keep_yearly = 2
     let rec = env.run_job("secrets");
     assert_eq!(rec["status"], "ok", "{rec:#}");
     times.push(now);
-    let rules: [(usize, fn(&DateTime<Utc>) -> String); 4] = [
+    let rules: [(usize, Period); 4] = [
         (7, |t| t.format("%Y-%m-%d").to_string()),
         (4, |t| {
             format!("{}-{}", t.iso_week().year(), t.iso_week().week())
