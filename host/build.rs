@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Built-in plugins: (name jobs use, crate name).
-const BUILTINS: &[(&str, &str)] = &[("log-rotate", "opsd-log-rotate"), ("backup", "opsd-backup")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("log-rotate", "opsd-log-rotate"),
+    ("backup", "opsd-backup"),
+    ("vacuum", "opsd-vacuum"),
+];
 
 /// Purpose-built guests for tests; built, never embedded.
 const TEST_GUESTS: &[&str] = &["opsd-test-hostile", "opsd-test-command"];

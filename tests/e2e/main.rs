@@ -13,3 +13,4 @@ mod sandbox;
 mod schedule;
 mod scheduling;
 mod service;
+mod vacuum;
