@@ -44,12 +44,15 @@ missingok = true
 "#,
     );
     let daemon = env.daemon();
-    let runs = wait_for(Duration::from_secs(20), || {
+        // History is newest first and the newest run may still be going: wait
+    // for two runs and check the newest finished one.
+    let rec = wait_for(Duration::from_secs(20), || {
         let runs = env.json(&["history", "--json"]);
-        (runs.as_array().unwrap().len() >= 2).then_some(runs)
+        let runs = runs.as_array().unwrap();
+        let finished = runs.iter().find(|r| r["status"] != "running")?;
+        (runs.len() >= 2).then(|| finished.clone())
     })
     .unwrap_or_else(|| panic!("no scheduled runs; daemon log:\n{}", daemon.log()));
-    let rec = &runs[0];
     assert_eq!(rec["trigger"], "schedule");
     assert_eq!(rec["status"], "ok", "{rec:#}");
     // A scheduled run serves a whole-second slot.
