@@ -143,3 +143,135 @@ state_file = "/logs/.state"
     );
     assert_eq!(listing(&env.path("logs")), ["a.log"]);
 }
+
+#[test]
+fn toml_directives_dateext_create_and_an_argv_postrotate() {
+    // Guest paths equal host paths here, so the postrotate program (which
+    // runs on the host) sees the same path the plugin does.
+    let dir = tempfile::Builder::new()
+        .prefix("opsd-lr-toml")
+        .tempdir()
+        .unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "x".repeat(2000)).unwrap();
+    let logs_s = logs.display().to_string();
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "rotate"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{{ host = "{logs_s}", guest = "{logs_s}", access = "rw" }}]
+exec = ["touch"]
+[job.config]
+paths = ["{logs_s}/*.log"]
+dateext = true
+compress = true
+create = {{ mode = "0600" }}
+postrotate = ["touch", "{logs_s}/reloaded"]
+"#
+    ));
+    let rec = env.run_job("rotate");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    let names = listing(&logs);
+    assert!(names.contains(&format!("app.log-{today}.gz")), "{names:?}");
+    assert!(names.contains(&"reloaded".to_owned()), "{names:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(logs.join("app.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        gunzip(&logs.join(format!("app.log-{today}.gz"))),
+        "x".repeat(2000)
+    );
+    assert_eq!(
+        rec["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "scripts_run")
+            .unwrap()["value"],
+        1.0
+    );
+}
+
+#[test]
+fn a_script_that_needs_a_shell_fails_clearly_without_the_sh_grant() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "rotate"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
+[job.config]
+paths = ["/logs/*.log"]
+prerotate = "kill -HUP $(cat /run/app.pid)"
+"#,
+    );
+    std::fs::create_dir_all(env.path("logs")).unwrap();
+    std::fs::write(env.path("logs/a.log"), "keep me").unwrap();
+    let rec = env.run_job("rotate");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    // The host names the grant; the plugin's details name the script.
+    let error = rec["error"].as_str().unwrap();
+    assert!(error.contains("`sh`") && error.contains("exec"), "{error}");
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains("prerotate script ([job.config] prerotate) could not run")
+            && details.contains(r#"grant exec = ["sh"]"#),
+        "{details}"
+    );
+    // A failed prerotate stops that log's rotation, as in logrotate.
+    assert_eq!(
+        std::fs::read_to_string(env.path("logs/a.log")).unwrap(),
+        "keep me"
+    );
+}
+
+#[test]
+fn a_logrotate_config_error_names_file_and_line_and_the_rest_still_rotates() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "rotate"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [
+  { host = "logs", guest = "/logs", access = "rw", create = true },
+  { host = "etc", guest = "/etc/logrotate.d", access = "ro", create = true },
+]
+[job.config]
+logrotate_conf = "/etc/logrotate.d"
+state_file = "/logs/status"
+"#,
+    );
+    std::fs::create_dir_all(env.path("logs")).unwrap();
+    std::fs::create_dir_all(env.path("etc")).unwrap();
+    std::fs::write(env.path("logs/a.log"), "a").unwrap();
+    std::fs::write(env.path("logs/b.log"), "b").unwrap();
+    std::fs::write(
+        env.path("etc/app"),
+        "/logs/a.log {\n  size 1\n  rotate 2\n  compres\n}\n/logs/b.log {\n  rotate two\n}\n",
+    )
+    .unwrap();
+    let rec = env.run_job("rotate");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains("/etc/logrotate.d/app:4 unknown option 'compres' -- ignoring line"),
+        "{details}"
+    );
+    assert!(
+        details.contains("/etc/logrotate.d/app:7 bad rotation count 'two'"),
+        "{details}"
+    );
+    assert_eq!(listing(&env.path("logs")), ["a.log.1", "b.log", "status"]);
+}

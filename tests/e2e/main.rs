@@ -9,6 +9,7 @@ mod crash;
 mod daemon;
 mod dropin;
 mod log_rotate;
+mod logrotate_compat;
 mod sandbox;
 mod schedule;
 mod scheduling;

@@ -44,7 +44,7 @@ missingok = true
 "#,
     );
     let daemon = env.daemon();
-        // History is newest first and the newest run may still be going: wait
+    // History is newest first and the newest run may still be going: wait
     // for two runs and check the newest finished one.
     let rec = wait_for(Duration::from_secs(20), || {
         let runs = env.json(&["history", "--json"]);

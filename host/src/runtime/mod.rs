@@ -402,8 +402,11 @@ impl Runtime {
         let ctx = crate::bindings::opsd::plugin::types::Context {
             job: job.name.clone(),
             run_id: req.run_id.to_owned(),
+            // With the job's offset, so a plugin reckons calendar days and
+            // names files as the operator does in that zone.
             scheduled: req
                 .scheduled
+                .with_timezone(&job.timezone)
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             attempt: req.attempt,
             dry_run: req.dry_run,

@@ -1,29 +1,57 @@
 //! log-rotate: rotates, compresses and prunes log files the way logrotate
 //! does, inside the directories the job grants and nowhere else.
 
+pub mod conf;
 pub mod config;
-pub mod rotate;
+pub mod dateext;
+pub mod directives;
+pub mod engine;
 pub mod state;
+pub mod sys;
 
-use opsd_sdk::{
-    Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
-};
+use opsd_sdk::{Artifact, Context, Description, IoContext, Outcome, Plugin, PluginError};
 
 const SCHEMA: &str = r#"{
   "type": "object",
-  "required": ["paths"],
   "additionalProperties": false,
   "properties": {
+    "logrotate_conf": {"type": ["string", "array"], "description": "guest paths of logrotate config files or directories, read as logrotate reads them"},
+    "state_file": {"type": "string", "description": "guest path of the status file (logrotate's format)"},
     "paths": {"type": "array", "items": {"type": "string"}, "description": "glob patterns of guest paths"},
-    "rotate": {"type": "integer", "minimum": 0, "default": 4},
+    "rotate": {"type": "integer", "minimum": -1, "default": 4},
+    "frequency": {"enum": ["hourly", "daily", "weekly", "monthly", "yearly"]},
+    "weekday": {"type": "integer", "minimum": 0, "maximum": 7},
+    "size": {"type": ["string", "integer"], "description": "bytes, or a number with k, M or G"},
+    "minsize": {"type": ["string", "integer"]},
+    "maxsize": {"type": ["string", "integer"]},
     "compress": {"type": "boolean", "default": false},
     "delaycompress": {"type": "boolean", "default": false},
+    "compresslevel": {"type": "integer", "minimum": 1, "maximum": 9},
+    "compresscmd": {"type": "string"},
+    "compressoptions": {"type": "array", "items": {"type": "string"}},
+    "compressext": {"type": "string"},
+    "copytruncate": {"type": "boolean", "default": false},
+    "copy": {"type": "boolean", "default": false},
+    "create": {"type": ["boolean", "object"]},
+    "createolddir": {"type": ["boolean", "object"]},
+    "olddir": {"type": "string"},
+    "dateext": {"type": "boolean", "default": false},
+    "dateformat": {"type": "string"},
+    "dateyesterday": {"type": "boolean", "default": false},
+    "extension": {"type": "string"},
+    "addextension": {"type": "string"},
+    "maxage": {"type": "integer", "minimum": 0},
+    "minage": {"type": "integer", "minimum": 0},
     "missingok": {"type": "boolean", "default": false},
     "notifempty": {"type": "boolean", "default": false},
-    "size": {"type": ["string", "integer"], "description": "bytes, or a number with k, M or G"},
-    "frequency": {"enum": ["daily", "weekly", "monthly", "yearly"]},
-    "create": {"type": "boolean", "default": false},
-    "state_file": {"type": "string"}
+    "start": {"type": "integer", "minimum": 0},
+    "sharedscripts": {"type": "boolean", "default": false},
+    "allowhardlink": {"type": "boolean", "default": false},
+    "prerotate": {"type": ["string", "array"]},
+    "postrotate": {"type": ["string", "array"]},
+    "firstaction": {"type": ["string", "array"]},
+    "lastaction": {"type": ["string", "array"]},
+    "preremove": {"type": ["string", "array"]}
   }
 }"#;
 
@@ -34,7 +62,7 @@ impl Plugin for LogRotate {
         Description::new(
             "log-rotate",
             env!("CARGO_PKG_VERSION"),
-            "Rotates, compresses and prunes log files like logrotate",
+            "Rotates, compresses and prunes log files like logrotate, from its own config files or a TOML table",
         )
         .wants_dir("/logs", true, "the logs to rotate, and the state file")
         .config_schema(SCHEMA)
@@ -42,66 +70,141 @@ impl Plugin for LogRotate {
     }
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
-        let cfg: config::Config = ctx.config()?;
-        cfg.validate()
+        let job = config::parse_job(&ctx.config)
             .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
-        let now = chrono::DateTime::parse_from_rfc3339(&ctx.scheduled)
+        // The host gives the scheduled time with the job's time-zone
+        // offset; calendar rules and dateext names use that zone.
+        let offset = chrono::DateTime::parse_from_rfc3339(&ctx.scheduled)
             .map_err(|e| {
                 PluginError::other(
                     "bad-context",
                     format!("scheduled time `{}`: {e}", ctx.scheduled),
                 )
             })?
-            .naive_utc();
-        let state_path = cfg.state_path();
-        let mut state =
-            state::State::load(&state_path).at(format!("reading state file {state_path}"))?;
-        let before = state.clone();
-        let report = rotate::run(&cfg, now, ctx.dry_run, &mut state);
-        if !ctx.dry_run && state != before {
-            state
-                .save(&state_path)
-                .at(format!("writing state file {state_path}"))?;
+            .offset()
+            .local_minus_utc();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let now = engine::Now::new(unix, i64::from(offset));
+        let root = running_as_root(&job.state_file, ctx.dry_run);
+        let mut report = engine::Report::default();
+        let mut problems = Vec::new();
+        let mut state = state::State::load(&job.state_file, &mut problems)
+            .at(format!("reading state file {}", job.state_file))?;
+        report.warnings.extend(
+            problems
+                .into_iter()
+                .map(|p| format!("{}: {p}", job.state_file)),
+        );
+        let sets = match &job.source {
+            config::Source::Conf(paths) => {
+                let parsed = conf::read_paths(paths, root);
+                report.errors.extend(parsed.errors);
+                report.warnings.extend(parsed.warnings);
+                parsed.sets
+            }
+            config::Source::Inline { patterns, opts } => vec![config::inline_set(
+                patterns,
+                opts,
+                &job.state_file,
+                &mut report.errors,
+            )],
+        };
+        {
+            let mut env = engine::Env {
+                now,
+                root,
+                dry_run: ctx.dry_run,
+                state: &mut state,
+                report: &mut report,
+            };
+            for set in &sets {
+                engine::rotate_set(set, &mut env);
+            }
+        }
+        if !ctx.dry_run
+            && let Err(e) = state.save(&job.state_file, now.local)
+        {
+            report.errors.push(format!(
+                "error writing state file {}: {e} (it must lie in a read-write grant whose directory exists)",
+                job.state_file
+            ));
         }
         Ok(outcome(&report, ctx.dry_run))
     }
 }
 
-fn outcome(r: &rotate::Report, dry_run: bool) -> Outcome {
-    for (log, why) in &r.skipped {
-        opsd_sdk::debug!("{log}: {why}");
+/// Whether the daemon runs as root, which decides (as for logrotate)
+/// whether ownership is set and whether configs and directories that
+/// others can write are refused. WASI has no getuid; a file the plugin
+/// creates is owned by the daemon's user.
+fn running_as_root(state_file: &str, dry_run: bool) -> bool {
+    let uid_of = |path: &str| opsd_sdk::files::stat(path).ok().map(|i| i.uid);
+    if dry_run {
+        return uid_of(state_file) == Some(0);
+    }
+    let probe = format!("{state_file}.opsd-probe");
+    if std::fs::File::create(&probe).is_err() {
+        return false;
+    }
+    let uid = uid_of(&probe);
+    let _ = std::fs::remove_file(&probe);
+    uid == Some(0)
+}
+
+fn outcome(r: &engine::Report, dry_run: bool) -> Outcome {
+    for note in &r.notes {
+        opsd_sdk::debug!("{note}");
     }
     for rot in &r.rotated {
         opsd_sdk::info!(
             "{}{} -> {}",
             if dry_run { "would rotate " } else { "" },
             rot.log,
-            rot.newest
+            rot.to
         );
+    }
+    for w in &r.warnings {
+        opsd_sdk::warn!("{w}");
     }
     for e in &r.errors {
         opsd_sdk::error!("{e}");
     }
     let verb = if dry_run { "would rotate" } else { "rotated" };
     let mut summary = format!("{verb} {} of {} logs", r.rotated.len(), r.seen);
-    if r.bytes_compressed_in > 0 {
+    if r.compressed_in > 0 {
         summary.push_str(&format!(
             " ({} compressed to {})",
-            human(r.bytes_compressed_in),
-            human(r.bytes_compressed_out)
+            human(r.compressed_in),
+            human(r.compressed_out)
         ));
     }
     if !r.removed.is_empty() {
         summary.push_str(&format!(", {} old removed", r.removed.len()));
     }
     let mut out = if let Some(first) = r.errors.first() {
-        summary.push_str(&format!("; {} failed: {first}", r.errors.len()));
+        summary.push_str(&format!(
+            "; {} error{}: {first}",
+            r.errors.len(),
+            if r.errors.len() == 1 { "" } else { "s" }
+        ));
         Outcome::failed(summary)
+    } else if let Some(first) = r.warnings.first() {
+        summary.push_str(&format!("; {first}"));
+        Outcome::warning(summary)
     } else {
         Outcome::ok(summary)
     };
+    let details: Vec<&str> = r
+        .errors
+        .iter()
+        .chain(&r.warnings)
+        .map(String::as_str)
+        .collect();
     out = out
-        .details(r.errors.join("\n"))
+        .details(details.join("\n"))
         .metric("logs_seen", r.seen as f64, None)
         .metric("logs_rotated", r.rotated.len() as f64, None)
         .metric(
@@ -109,25 +212,24 @@ fn outcome(r: &rotate::Report, dry_run: bool) -> Outcome {
             r.rotated.iter().map(|x| x.bytes).sum::<u64>() as f64,
             Some("bytes"),
         )
-        .metric(
-            "bytes_compressed_in",
-            r.bytes_compressed_in as f64,
-            Some("bytes"),
-        )
+        .metric("bytes_compressed_in", r.compressed_in as f64, Some("bytes"))
         .metric(
             "bytes_compressed_out",
-            r.bytes_compressed_out as f64,
+            r.compressed_out as f64,
             Some("bytes"),
         )
-        .metric("files_removed", r.removed.len() as f64, None);
+        .metric("files_removed", r.removed.len() as f64, None)
+        .metric("scripts_run", r.scripts_run as f64, None);
     if !dry_run {
-        for rot in r.rotated.iter().filter(|x| !x.newest.is_empty()) {
-            out = out.artifact(Artifact {
-                path: rot.newest.clone(),
-                kind: "rotated-log".into(),
-                size_bytes: std::fs::metadata(&rot.newest).ok().map(|m| m.len()),
-                sha256: None,
-            });
+        for rot in &r.rotated {
+            if let Ok(m) = std::fs::metadata(&rot.to) {
+                out = out.artifact(Artifact {
+                    path: rot.to.clone(),
+                    kind: "rotated-log".into(),
+                    size_bytes: Some(m.len()),
+                    sha256: None,
+                });
+            }
         }
     }
     out

@@ -1,87 +1,161 @@
-//! When each log was last rotated, kept in logrotate's own status format so
-//! an operator can read it the same way:
+//! When each log was last rotated, in logrotate's own status format, so an
+//! operator reads it the same way and can move between the two:
 //!
 //! ```text
 //! logrotate state -- version 2
-//! "/logs/app.log" 2026-11-28-4:0:0
+//! "/var/log/app.log" 2026-11-28-4:0:0
 //! ```
 //!
-//! Times are UTC. The file is replaced atomically (temp file + rename), so a
-//! crash mid-write leaves the previous state, never half of one.
+//! Times are local wall-clock times of the job's time zone, as logrotate
+//! writes them. The file is replaced atomically (temp file, fsync,
+//! rename), so a crash mid-write leaves the previous state, never half of
+//! one.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use std::collections::BTreeMap;
 use std::io::Write;
 
 const HEADER: &str = "logrotate state -- version 2";
 
+/// logrotate's "solar year": entries for logs that no longer exist are
+/// dropped after this long without a rotation.
+const SECONDS_IN_YEAR: i64 = 31_556_926;
+
+/// One log's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub last_rotated: NaiveDateTime,
+    /// Seen this run (the log exists); unused entries age out.
+    pub used: bool,
+}
+
 /// Last rotation time per log path.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct State {
-    pub entries: BTreeMap<String, NaiveDateTime>,
+    pub entries: BTreeMap<String, Entry>,
 }
 
 impl State {
-    /// Parses a status file. Lines it cannot read are skipped, as
-    /// logrotate does, rather than losing every other entry.
-    pub fn parse(text: &str) -> State {
+    /// Parses a status file. Lines it cannot read are reported and
+    /// skipped rather than losing every other entry.
+    pub fn parse(text: &str, problems: &mut Vec<String>) -> State {
         let mut entries = BTreeMap::new();
-        for line in text.lines() {
+        for (n, line) in text.lines().enumerate() {
             let line = line.trim();
-            if line.is_empty() || line.starts_with("logrotate state") {
+            if n == 0 {
+                if line != HEADER && line != "logrotate state -- version 1" {
+                    problems.push(format!(
+                        "state file line 1: bad top line `{line}`; expected `{HEADER}`"
+                    ));
+                }
                 continue;
             }
-            if let Some((path, when)) = split_entry(line)
-                && let Some(t) = parse_time(when)
-            {
-                entries.insert(path, t);
+            if line.is_empty() {
+                continue;
+            }
+            match split_entry(line).and_then(|(p, w)| Some((p, parse_time(w)?))) {
+                Some((path, t)) => {
+                    entries.insert(
+                        path,
+                        Entry {
+                            last_rotated: t,
+                            used: false,
+                        },
+                    );
+                }
+                None => problems.push(format!(
+                    "state file line {}: cannot read `{line}`; the entry is ignored",
+                    n + 1
+                )),
             }
         }
         State { entries }
     }
 
-    /// Renders the status file.
-    pub fn render(&self) -> String {
+    /// The entry for a log, created as logrotate does for a log it has not
+    /// seen: "rotated" at the start of the current hour, so time-based
+    /// rotation first happens on the next period.
+    pub fn entry(&mut self, path: &str, now: NaiveDateTime) -> &mut Entry {
+        self.entries
+            .entry(path.to_owned())
+            .or_insert_with(|| Entry {
+                last_rotated: now
+                    .with_minute(0)
+                    .and_then(|t| t.with_second(0))
+                    .and_then(|t| t.with_nanosecond(0))
+                    .unwrap_or(now),
+                used: false,
+            })
+    }
+
+    /// Renders the status file, dropping entries of logs that were not
+    /// seen and not rotated for a year.
+    pub fn render(&self, now: NaiveDateTime) -> String {
         let mut out = String::from(HEADER);
         out.push('\n');
-        for (path, t) in &self.entries {
-            let escaped = path.replace('\\', "\\\\").replace('"', "\\\"");
-            out.push_str(&format!(
-                "\"{escaped}\" {}\n",
-                t.format("%Y-%-m-%-d-%-H:%-M:%-S")
-            ));
+        for (path, e) in &self.entries {
+            if !e.used && (now - e.last_rotated).num_seconds() > SECONDS_IN_YEAR {
+                continue;
+            }
+            out.push('"');
+            for c in path.chars() {
+                match c {
+                    '"' | '\\' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out.push_str(
+                &e.last_rotated
+                    .format(" %Y-%-m-%-d-%-H:%-M:%-S\n")
+                    .to_string(),
+            );
         }
         out
     }
 
     /// Reads the state file; a missing file is an empty state.
-    pub fn load(path: &str) -> std::io::Result<State> {
+    pub fn load(path: &str, problems: &mut Vec<String>) -> std::io::Result<State> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok(State::parse(&text)),
+            Ok(text) if text.is_empty() => Ok(State::default()),
+            Ok(text) => Ok(State::parse(&text, problems)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e),
         }
     }
 
     /// Writes the state file atomically.
-    pub fn save(&self, path: &str) -> std::io::Result<()> {
+    pub fn save(&self, path: &str, now: NaiveDateTime) -> std::io::Result<()> {
         let tmp = format!("{path}.tmp");
+        let _ = std::fs::remove_file(&tmp);
         {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.render().as_bytes())?;
+            let mut f = std::fs::File::create_new(&tmp)?;
+            f.write_all(self.render(now).as_bytes())?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, path)
     }
 }
 
+/// `"path" time`, with logrotate's escapes in the path.
 fn split_entry(line: &str) -> Option<(String, &str)> {
-    let rest = line.strip_prefix('"')?;
+    let Some(rest) = line.strip_prefix('"') else {
+        // Version 1 files have unquoted paths.
+        let (path, when) = line.split_once(char::is_whitespace)?;
+        return Some((path.to_owned(), when.trim()));
+    };
     let mut path = String::new();
     let mut chars = rest.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '\\' => path.push(chars.next()?.1),
+            '\\' => match chars.next()?.1 {
+                'n' => path.push('\n'),
+                other => path.push(other),
+            },
             '"' => return Some((path, rest[i + 1..].trim())),
             c => path.push(c),
         }
@@ -89,37 +163,78 @@ fn split_entry(line: &str) -> Option<(String, &str)> {
     None
 }
 
+/// `Y-M-D[-H:M:S]`, as logrotate's sscanf reads it.
 fn parse_time(text: &str) -> Option<NaiveDateTime> {
     let mut parts = text.split(['-', ':']);
-    let mut next = || parts.next()?.parse::<u32>().ok();
+    let mut next = || parts.next()?.trim().parse::<u32>().ok();
     let (y, mo, d) = (next()?, next()?, next()?);
     let (h, mi, s) = (
         next().unwrap_or(0),
         next().unwrap_or(0),
         next().unwrap_or(0),
     );
-    NaiveDate::from_ymd_opt(y as i32, mo, d)?.and_hms_opt(h, mi, s)
+    if !(1970..=2100).contains(&y) {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y as i32, mo, d.max(1))?.and_hms_opt(h, mi, s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_logrotate_format() {
-        let text = "logrotate state -- version 2\n\"/logs/a \\\"b\\\".log\" 2026-11-28-4:0:7\n\"/logs/c.log\" 2025-1-2-0:0:0\n";
-        let s = State::parse(text);
-        assert_eq!(s.entries.len(), 2);
-        assert_eq!(State::parse(&s.render()), s);
-        assert!(s.render().contains("\"/logs/c.log\" 2025-1-2-0:0:0"));
+    fn t(y: i32, m: u32, d: u32, h: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
     }
 
     #[test]
-    fn garbage_lines_are_skipped() {
+    fn round_trips_logrotate_format() {
+        let text = "logrotate state -- version 2\n\"/logs/a \\\"b\\\"\\n.log\" 2026-11-28-4:0:7\n\"/logs/c.log\" 2025-1-2-0:0:0\n";
+        let mut problems = Vec::new();
+        let mut s = State::parse(text, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(s.entries.contains_key("/logs/a \"b\"\n.log"));
+        for e in s.entries.values_mut() {
+            e.used = true;
+        }
+        let again = State::parse(&s.render(t(2026, 12, 1, 0)), &mut problems);
+        assert_eq!(again.entries.len(), 2);
+        assert!(
+            s.render(t(2026, 12, 1, 0))
+                .contains("\"/logs/c.log\" 2025-1-2-0:0:0")
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_reported_and_skipped() {
+        let mut problems = Vec::new();
         let s = State::parse(
             "logrotate state -- version 2\nnonsense\n\"/x\" 2026-2-30-0:0:0\n\"/y\" 2026-2-3\n",
+            &mut problems,
         );
         assert_eq!(s.entries.len(), 1);
         assert!(s.entries.contains_key("/y"));
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].starts_with("state file line 2"), "{problems:?}");
+    }
+
+    #[test]
+    fn unseen_entries_age_out_after_a_year() {
+        let mut s = State::default();
+        s.entry("/old", t(2024, 1, 1, 0));
+        s.entry("/seen", t(2024, 1, 1, 0)).used = true;
+        let text = s.render(t(2026, 1, 1, 0));
+        assert!(!text.contains("/old"));
+        assert!(text.contains("/seen"));
+    }
+
+    #[test]
+    fn first_sight_is_recorded_at_the_start_of_the_hour() {
+        let mut s = State::default();
+        let now = t(2026, 3, 1, 10) + chrono::Duration::minutes(42);
+        assert_eq!(s.entry("/a", now).last_rotated, t(2026, 3, 1, 10));
     }
 }
