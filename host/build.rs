@@ -14,6 +14,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("log-rotate", "opsd-log-rotate"),
     ("backup", "opsd-backup"),
     ("vacuum", "opsd-vacuum"),
+    ("cert-renew", "opsd-cert-renew"),
 ];
 
 /// Purpose-built guests for tests; built, never embedded.

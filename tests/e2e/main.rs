@@ -1,10 +1,12 @@
 //! End-to-end tests: the real `opsd` binary, real sled, real wasm
 //! components, on temp directories.
 
+mod pebble;
 mod pg;
 mod util;
 
 mod backup;
+mod cert_renew;
 mod crash;
 mod daemon;
 mod dropin;

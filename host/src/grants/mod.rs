@@ -37,6 +37,8 @@ pub(crate) struct RawGrants {
     #[serde(default)]
     net: Vec<Spanned<String>>,
     #[serde(default)]
+    ca: Vec<Spanned<String>>,
+    #[serde(default)]
     env: Vec<Spanned<String>>,
     #[serde(default)]
     limits: Option<Spanned<limits::RawLimits>>,
@@ -67,7 +69,8 @@ impl Grants {
         let before = problems.list.len();
         let fs = fs::from_raw(&raw.fs, base, lines, job, problems);
         let exec = process::ExecPolicy::from_raw(&raw.exec, base, lines, job, problems);
-        let net = net::NetPolicy::from_raw(&raw.net, lines, job, problems);
+        let mut net = net::NetPolicy::from_raw(&raw.net, lines, job, problems);
+        net.load_ca(&raw.ca, base, lines, job, problems);
         let mut env = Vec::new();
         for name in &raw.env {
             let n = name.get_ref();

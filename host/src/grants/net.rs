@@ -38,6 +38,10 @@ struct NetRule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetPolicy {
     rules: Vec<NetRule>,
+    /// Extra certificate authorities HTTPS requests trust besides the
+    /// public web PKI (a private ACME server, an internal API): the
+    /// `ca = [...]` grant, read when the config loads.
+    pub ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl NetPolicy {
@@ -58,7 +62,52 @@ impl NetPolicy {
                 ),
             }
         }
-        NetPolicy { rules }
+        NetPolicy {
+            rules,
+            ca_roots: Vec::new(),
+        }
+    }
+
+    /// Reads the `ca` grant: PEM files (relative to the config file) whose
+    /// certificates HTTPS requests also trust.
+    pub(crate) fn load_ca(
+        &mut self,
+        raw: &[Spanned<String>],
+        base: &std::path::Path,
+        lines: &Lines<'_>,
+        job: &str,
+        problems: &mut Problems,
+    ) {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        for entry in raw {
+            let path = base.join(entry.get_ref());
+            let certs: Result<Vec<CertificateDer<'static>>, String> =
+                CertificateDer::pem_file_iter(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|it| it.collect::<Result<_, _>>().map_err(|e| e.to_string()));
+            match certs {
+                Ok(c) if !c.is_empty() => self.ca_roots.extend(c),
+                Ok(_) => problems.push(
+                    lines.at(entry),
+                    Some(job),
+                    format!(
+                        "ca grant `{}`: {} holds no PEM certificate",
+                        entry.get_ref(),
+                        path.display()
+                    ),
+                ),
+                Err(e) => problems.push(
+                    lines.at(entry),
+                    Some(job),
+                    format!(
+                        "ca grant `{}`: cannot read {}: {e}",
+                        entry.get_ref(),
+                        path.display()
+                    ),
+                ),
+            }
+        }
     }
 
     /// Parses a list of entries (for tests and programmatic use).
@@ -67,7 +116,10 @@ impl NetPolicy {
             .iter()
             .map(|e| parse_rule(e))
             .collect::<Result<_, _>>()?;
-        Ok(NetPolicy { rules })
+        Ok(NetPolicy {
+            rules,
+            ca_roots: Vec::new(),
+        })
     }
 
     /// True when nothing is granted: sockets and name lookup stay off.

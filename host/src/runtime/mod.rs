@@ -8,6 +8,7 @@
 //! what happened in words an operator can act on.
 
 pub mod cache;
+mod https;
 pub mod log;
 mod state;
 

@@ -39,6 +39,7 @@ impl RunState {
             gate: HttpGate {
                 policy: env.grants.net.clone(),
                 violations: env.violations.clone(),
+                log: env.log.clone(),
             },
             env,
             wasi,
@@ -111,6 +112,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 struct HttpGate {
     policy: NetPolicy,
     violations: Violations,
+    /// Transport failures (a certificate not trusted, a refused
+    /// connection) are written here, since the guest only sees an error
+    /// code.
+    log: RunLog,
 }
 
 impl WasiHttpHooks for HttpGate {
@@ -146,13 +151,39 @@ impl WasiHttpHooks for HttpGate {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
+        let origin = match port {
+            Some(p) => format!("{scheme}://{host}:{p}"),
+            None => format!("{scheme}://{host}"),
+        };
+        let roots = self.policy.ca_roots.clone();
+        let log = self.log.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let sent = if scheme == "https" && !roots.is_empty() {
+                super::https::send(request, options, &roots).await
+            } else {
+                wasmtime_wasi_http::default_send_request(request, options)
+                    .await
+                    .map(|(res, io)| {
+                        (
+                            res.map(BodyExt::boxed_unsync),
+                            Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                        )
+                    })
+            };
+            if let Err(e) = &sent {
+                let hint = if matches!(e, wasmtime_wasi_http::Error::Tls(_)) {
+                    " (a private CA must be in the job's `ca = [...]` grant)"
+                } else {
+                    ""
+                };
+                log.push(
+                    "warn",
+                    "host",
+                    &format!("HTTP request to {origin} failed: {e}{hint}"),
+                );
+            }
+            sent
         })
     }
 }

@@ -1,0 +1,500 @@
+//! cert-renew: reports how long every certificate has left and renews the
+//! ones it manages before they expire, with its own ACME client (HTTP-01
+//! through a web root) or through `certbot renew`.
+
+pub mod acme;
+pub mod certs;
+pub mod command;
+pub mod config;
+pub mod http;
+pub mod keys;
+
+use certs::CertInfo;
+use config::{Config, Mode};
+use opsd_sdk::{Artifact, Command, Context, ContextExt, Description, Outcome, Plugin, PluginError};
+use std::time::{Duration, SystemTime};
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "mode": {"enum": ["acme", "command"], "default": "acme"},
+    "renew_before_days": {"type": "integer", "minimum": 0, "description": "renew this many days before expiry (default: when a third of the lifetime remains)"},
+    "scan": {"type": "array", "items": {"type": "string"}, "description": "more PEM files or directories to report on"},
+    "acme": {"type": "object"},
+    "certs": {"type": "array", "items": {"type": "object"}},
+    "command": {"type": "array", "items": {"type": "string"}},
+    "deploy_hook": {"type": "array", "items": {"type": "string"}}
+  }
+}"#;
+
+struct CertRenew;
+
+/// What happened to one certificate, for the outcome.
+#[derive(Debug, Default)]
+struct Report {
+    lines: Vec<String>,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    checked: usize,
+    renewed: Vec<String>,
+    /// (days left, path) of the certificate closest to expiry.
+    soonest: Option<(i64, String)>,
+}
+
+impl Report {
+    fn saw(&mut self, info: &CertInfo, now: i64) {
+        self.checked += 1;
+        let days = info.days_left(now);
+        if self.soonest.as_ref().is_none_or(|(d, _)| days < *d) {
+            self.soonest = Some((days, info.path.clone()));
+        }
+    }
+}
+
+impl Plugin for CertRenew {
+    fn describe() -> Description {
+        Description::new(
+            "cert-renew",
+            env!("CARGO_PKG_VERSION"),
+            "Reports certificate expiry and renews with a built-in ACME client or certbot",
+        )
+        .wants_dir("/etc/ssl/opsd", true, "certificates and keys it writes")
+        .wants_dir(
+            "/var/www/html",
+            true,
+            "the web root serving HTTP-01 challenges",
+        )
+        .wants_net()
+        .wants_exec("certbot")
+        .config_schema(SCHEMA)
+        .suggested_schedule("17 3 * * *")
+    }
+
+    fn run(ctx: Context) -> Result<Outcome, PluginError> {
+        let cfg: Config = ctx.config()?;
+        cfg.validate()
+            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut report = Report::default();
+        match cfg.mode {
+            Mode::Acme => run_acme(&cfg, now, ctx.dry_run, &mut report),
+            Mode::Command => run_command(&cfg, ctx.dry_run, &mut report),
+        }
+        // Expiry as it stands after this run.
+        for spec in &cfg.certs {
+            if std::path::Path::new(&spec.cert).exists()
+                && let Some(info) = read_cert(&spec.cert, &mut report)
+            {
+                report.saw(&info, now);
+            }
+        }
+        scan(&cfg, now, &mut report);
+        if !report.renewed.is_empty()
+            && let Some(hook) = &cfg.deploy_hook
+        {
+            deploy(hook, ctx.dry_run, &mut report);
+        }
+        Ok(outcome(&report, &cfg, ctx.dry_run))
+    }
+}
+
+/// Reads a certificate file; None (and an error noted) when it is not one.
+fn read_cert(path: &str, report: &mut Report) -> Option<CertInfo> {
+    match std::fs::read(path) {
+        Ok(bytes) => match certs::parse_pem(path, &bytes) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                report.errors.push(e);
+                None
+            }
+        },
+        Err(e) => {
+            report.errors.push(format!("{path}: {e}"));
+            None
+        }
+    }
+}
+
+/// Why a managed certificate needs issuing now, if it does.
+fn due_reason(spec: &config::Cert, cfg: &Config, now: i64, report: &mut Report) -> Option<String> {
+    let bytes = match std::fs::read(&spec.cert) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("no certificate yet".into());
+        }
+        Err(e) => return Some(format!("cannot read it ({e})")),
+    };
+    let info = match certs::parse_pem(&spec.cert, &bytes) {
+        Ok(i) => i,
+        Err(e) => return Some(format!("unreadable ({e})")),
+    };
+    let mut want: Vec<&str> = spec.domains.iter().map(String::as_str).collect();
+    let mut have: Vec<&str> = info.dns_names.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    have.sort_unstable();
+    if want != have {
+        return Some(format!(
+            "its names ({}) differ from the configured domains ({})",
+            have.join(", "),
+            want.join(", ")
+        ));
+    }
+    match std::fs::read_to_string(&spec.key) {
+        Err(_) => return Some(format!("its key {} is missing", spec.key)),
+        Ok(pem) => match keys::parse_key(&spec.key, &pem).and_then(|k| keys::spki_der(&k)) {
+            Ok(spki) if spki == info.spki_der => {}
+            Ok(_) => return Some(format!("its key {} does not match it", spec.key)),
+            Err(e) => return Some(e),
+        },
+    }
+    let renew_at = info.renew_at(cfg.renew_before_days);
+    let days = info.days_left(now);
+    if now >= renew_at {
+        Some(if now >= info.not_after {
+            format!("it expired {} days ago", -days)
+        } else {
+            format!("{days} days left")
+        })
+    } else {
+        report.lines.push(format!(
+            "{}: {days} days left, renews from {}",
+            spec.cert,
+            date(renew_at)
+        ));
+        None
+    }
+}
+
+fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
+    let due: Vec<(&config::Cert, String)> = cfg
+        .certs
+        .iter()
+        .filter_map(|spec| due_reason(spec, cfg, now, report).map(|why| (spec, why)))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let Some(acme_cfg) = &cfg.acme else { return };
+    if dry_run {
+        for (spec, why) in &due {
+            report.lines.push(format!(
+                "would renew {} ({}): {why}",
+                spec.cert,
+                spec.domains.join(", ")
+            ));
+        }
+        // Check the server is reachable through the grants, changing
+        // nothing.
+        if let Err(e) = acme::Client::connect(&acme_cfg.directory, keys::generate()) {
+            report.errors.push(e);
+        }
+        return;
+    }
+    let client = account(acme_cfg).and_then(|key| {
+        let mut c = acme::Client::connect(&acme_cfg.directory, key)?;
+        c.patience = Duration::from_secs(acme_cfg.timeout);
+        c.register(acme_cfg.email.as_deref())?;
+        Ok(c)
+    });
+    let mut client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            for (spec, why) in &due {
+                report
+                    .errors
+                    .push(format!("{} ({why}) was not renewed: {e}", spec.cert));
+            }
+            return;
+        }
+    };
+    for (spec, why) in due {
+        opsd_sdk::info!(
+            "renewing {} ({}): {why}",
+            spec.cert,
+            spec.domains.join(", ")
+        );
+        let webroot = spec.webroot.as_deref().unwrap_or(&acme_cfg.webroot);
+        match issue(&mut client, spec, webroot) {
+            Ok(info) => {
+                report.lines.push(format!(
+                    "renewed {} ({}): valid until {} ({} days)",
+                    spec.cert,
+                    spec.domains.join(", "),
+                    date(info.not_after),
+                    info.days_left(now)
+                ));
+                report.renewed.push(spec.cert.clone());
+            }
+            Err(e) => report
+                .errors
+                .push(format!("{} ({why}) was not renewed: {e}", spec.cert)),
+        }
+    }
+}
+
+/// Loads the account key, or makes and saves one (mode 0600).
+fn account(acme_cfg: &config::Acme) -> Result<p256::ecdsa::SigningKey, String> {
+    let path = &acme_cfg.account_key;
+    match std::fs::read_to_string(path) {
+        Ok(pem) => keys::parse_key(path, &pem),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = keys::generate();
+            keys::write_atomic(path, keys::key_pem(&key)?.as_bytes(), 0o600)
+                .map_err(|e| format!("saving the new account key: {e}"))?;
+            opsd_sdk::info!("created ACME account key {path}");
+            Ok(key)
+        }
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+/// One order from start to files on disk.
+fn issue(
+    client: &mut acme::Client,
+    spec: &config::Cert,
+    webroot: &str,
+) -> Result<CertInfo, String> {
+    let order = client.new_order(&spec.domains)?;
+    let challenges = client.http01_challenges(&order)?;
+    let dir = format!(
+        "{}/.well-known/acme-challenge",
+        webroot.trim_end_matches('/')
+    );
+    if !challenges.is_empty() {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    }
+    let mut written = Vec::new();
+    let answered = (|| {
+        for ch in &challenges {
+            if ch.token.is_empty()
+                || !ch
+                    .token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!(
+                    "the ACME server sent a challenge token that is not base64url: {:?}",
+                    ch.token
+                ));
+            }
+            let file = format!("{dir}/{}", ch.token);
+            std::fs::write(&file, client.key_authorization(&ch.token))
+                .map_err(|e| format!("writing the challenge {file}: {e}"))?;
+            written.push(file);
+        }
+        for ch in &challenges {
+            client.complete(ch)?;
+        }
+        Ok(())
+    })();
+    for f in &written {
+        let _ = std::fs::remove_file(f);
+    }
+    answered?;
+    let key = keys::generate();
+    let csr = keys::csr_der(&key, &spec.domains)?;
+    let order = client.finalize(&order, &csr)?;
+    let pem = client.download(&order)?;
+    let info = certs::parse_pem(&spec.cert, pem.as_bytes())?;
+    if info.spki_der != keys::spki_der(&key)? {
+        return Err("the issued certificate is not for the key this run made".into());
+    }
+    for d in &spec.domains {
+        if !info.dns_names.contains(d) {
+            return Err(format!("the issued certificate does not name {d}"));
+        }
+    }
+    // The key first: a certificate is never on disk without its key.
+    keys::write_atomic(&spec.key, keys::key_pem(&key)?.as_bytes(), 0o600)?;
+    keys::write_atomic(&spec.cert, pem.as_bytes(), 0o644)?;
+    Ok(info)
+}
+
+fn run_command(cfg: &Config, dry_run: bool, report: &mut Report) {
+    let argv = cfg.command_line(dry_run);
+    let (program, args) = argv.split_first().expect("validated non-empty");
+    match Command::new(program).args(args.iter().cloned()).run() {
+        Ok(exit) => {
+            let text = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&exit.stdout),
+                String::from_utf8_lossy(&exit.stderr)
+            );
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                opsd_sdk::debug!("{program}: {line}");
+            }
+            let s = command::parse_certbot(&text);
+            report.checked += s.renewed.len() + s.skipped.len() + s.failed.len();
+            report.renewed.extend(s.renewed.iter().cloned());
+            for p in &s.renewed {
+                report.lines.push(format!("{program} renewed {p}"));
+            }
+            for p in &s.skipped {
+                report.lines.push(format!("{program}: {p} not due"));
+            }
+            for p in &s.failed {
+                report.errors.push(format!("{program} failed to renew {p}"));
+            }
+            if let Some(v) = &s.verdict {
+                report.lines.push(format!("{program}: {v}"));
+            }
+            if !exit.success() && s.failed.is_empty() {
+                report.errors.push(format!(
+                    "{} exited with {}: {}",
+                    argv.join(" "),
+                    exit.code.map_or("a signal".into(), |c| c.to_string()),
+                    exit.stderr_text().lines().last().unwrap_or("")
+                ));
+            }
+        }
+        Err(e) => report
+            .errors
+            .push(format!("{} could not run: {e:?}", argv.join(" "))),
+    }
+}
+
+/// Reports on `scan` paths: days left, and a warning for certificates due
+/// or expired (which this job does not renew itself).
+fn scan(cfg: &Config, now: i64, report: &mut Report) {
+    for path in &cfg.scan {
+        let files = match certs::find_cert_files(path) {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        for file in files {
+            let Some(info) = read_cert(&file, report) else {
+                continue;
+            };
+            report.saw(&info, now);
+            let days = info.days_left(now);
+            let names = if info.dns_names.is_empty() {
+                info.subject.clone()
+            } else {
+                info.dns_names.join(", ")
+            };
+            if now >= info.not_after {
+                report
+                    .errors
+                    .push(format!("{file} ({names}) expired {} days ago", -days));
+            } else if now >= info.renew_at(cfg.renew_before_days) {
+                report.warnings.push(format!(
+                    "{file} ({names}) expires in {days} days ({})",
+                    date(info.not_after)
+                ));
+            } else {
+                report
+                    .lines
+                    .push(format!("{file} ({names}): {days} days left"));
+            }
+        }
+    }
+}
+
+fn deploy(hook: &[String], dry_run: bool, report: &mut Report) {
+    if dry_run {
+        report
+            .lines
+            .push(format!("would run the deploy hook: {}", hook.join(" ")));
+        return;
+    }
+    let (program, args) = hook.split_first().expect("validated non-empty");
+    match Command::new(program).args(args.iter().cloned()).run() {
+        Ok(exit) if exit.success() => report
+            .lines
+            .push(format!("deploy hook `{}` ran", hook.join(" "))),
+        Ok(exit) => report.errors.push(format!(
+            "renewed, but the deploy hook `{}` exited with {}: {}",
+            hook.join(" "),
+            exit.code.map_or("a signal".into(), |c| c.to_string()),
+            exit.stderr_text()
+        )),
+        Err(e) => report.errors.push(format!(
+            "renewed, but the deploy hook `{}` could not run: {e:?}",
+            hook.join(" ")
+        )),
+    }
+}
+
+fn date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn outcome(r: &Report, cfg: &Config, dry_run: bool) -> Outcome {
+    for l in &r.lines {
+        opsd_sdk::info!("{l}");
+    }
+    for w in &r.warnings {
+        opsd_sdk::warn!("{w}");
+    }
+    for e in &r.errors {
+        opsd_sdk::error!("{e}");
+    }
+    let mut summary = format!(
+        "{} {} of {} certificates",
+        if dry_run { "would renew" } else { "renewed" },
+        if dry_run {
+            r.lines
+                .iter()
+                .filter(|l| l.starts_with("would renew"))
+                .count()
+        } else {
+            r.renewed.len()
+        },
+        r.checked.max(cfg.certs.len())
+    );
+    if let Some((days, path)) = &r.soonest {
+        summary.push_str(&format!("; soonest expiry in {days} days ({path})"));
+    }
+    let mut out = if let Some(first) = r.errors.first() {
+        summary.push_str(&format!(
+            "; {} error{}: {first}",
+            r.errors.len(),
+            if r.errors.len() == 1 { "" } else { "s" }
+        ));
+        Outcome::failed(summary)
+    } else if let Some(first) = r.warnings.first() {
+        summary.push_str(&format!("; {first}"));
+        Outcome::warning(summary)
+    } else {
+        Outcome::ok(summary)
+    };
+    let details: Vec<&str> = r
+        .errors
+        .iter()
+        .chain(&r.warnings)
+        .chain(&r.lines)
+        .map(String::as_str)
+        .collect();
+    out = out
+        .details(details.join("\n"))
+        .metric("certificates_checked", r.checked as f64, None)
+        .metric("certificates_renewed", r.renewed.len() as f64, None)
+        .metric("renew_errors", r.errors.len() as f64, None);
+    if let Some((days, _)) = &r.soonest {
+        out = out.metric("min_days_left", *days as f64, Some("days"));
+    }
+    if !dry_run {
+        for path in &r.renewed {
+            if let Ok(m) = std::fs::metadata(path) {
+                out = out.artifact(Artifact {
+                    path: path.clone(),
+                    kind: "certificate".into(),
+                    size_bytes: Some(m.len()),
+                    sha256: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+opsd_sdk::export_plugin!(CertRenew);

@@ -1,0 +1,334 @@
+//! cert-renew against a real ACME server (Pebble): issue, leave alone,
+//! renew near expiry (the clock moved with faketime), verify the chain with
+//! `openssl verify`; grants that deny; certbot mode; scanning.
+
+use crate::pebble::{VALIDITY_SECS, pebble};
+use crate::util::{Env, text};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// `openssl verify` of the leaf against Pebble's root, with the rest of
+/// the file as intermediates.
+fn verify_chain(env: &Env, chain: &Path) {
+    let root = env.path("pebble-root.pem");
+    pebble().root_pem(&root);
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(chain)
+        .arg(chain)
+        .output()
+        .expect("openssl verify");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK"),
+        "openssl verify: {}",
+        text(&out)
+    );
+}
+
+fn public_key_of(args: &[&str], path: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn acme_env(net: &str, with_ca: bool, extra: &str) -> Env {
+    let p = pebble();
+    let ca = if with_ca {
+        format!("ca = [\"{}\"]\n", p.tls_ca.display())
+    } else {
+        String::new()
+    };
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "certs"
+plugin = "cert-renew"
+schedule = "17 3 * * *"
+[job.grants]
+fs = [
+  {{ host = "ssl", guest = "/etc/ssl/opsd", access = "rw", create = true }},
+  {{ host = "www", guest = "/var/www/html", access = "rw", create = true }},
+]
+net = ["{net}"]
+{ca}exec = ["touch"]
+[job.config]
+{extra}
+[job.config.acme]
+directory = "{dir}"
+email = "ops@opsd.test"
+account_key = "/etc/ssl/opsd/account.key"
+webroot = "/var/www/html"
+[[job.config.certs]]
+domains = ["opsd.test", "www.opsd.test"]
+cert = "/etc/ssl/opsd/opsd.test/fullchain.pem"
+key = "/etc/ssl/opsd/opsd.test/privkey.pem"
+"#,
+        dir = p.directory,
+    ));
+    std::fs::create_dir_all(env.path("ssl/opsd.test")).unwrap();
+    env
+}
+
+#[test]
+fn issues_leaves_alone_and_renews_near_expiry() {
+    let p = pebble();
+    let deployed = tempfile::tempdir().unwrap();
+    let marker = deployed.path().join("deployed");
+    let env = acme_env(
+        &p.origin,
+        true,
+        &format!("deploy_hook = [\"touch\", \"{}\"]", marker.display()),
+    );
+    let chain = env.path("ssl/opsd.test/fullchain.pem");
+    let key = env.path("ssl/opsd.test/privkey.pem");
+
+    // 1. No certificate yet: issue one.
+    let rec = env.run_job("certs");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("renewed 1 of 1 certificates"),
+        "{rec:#}"
+    );
+    verify_chain(&env, &chain);
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&env.path("ssl/account.key")), 0o600);
+    assert_eq!(
+        public_key_of(&["x509", "-noout", "-pubkey", "-in"], &chain),
+        public_key_of(&["pkey", "-pubout", "-in"], &key),
+        "the key written is the certificate's"
+    );
+    let names = public_key_of(&["x509", "-noout", "-ext", "subjectAltName", "-in"], &chain);
+    assert!(
+        names.contains("DNS:opsd.test") && names.contains("DNS:www.opsd.test"),
+        "{names}"
+    );
+    assert!(marker.exists(), "the deploy hook ran");
+    // The challenge files are cleaned up.
+    let challenges = env.path("www/.well-known/acme-challenge");
+    assert_eq!(std::fs::read_dir(&challenges).unwrap().count(), 0);
+    let first = std::fs::read(&chain).unwrap();
+
+    // 2. Fresh certificate: left alone, no deploy.
+    std::fs::remove_file(&marker).unwrap();
+    let rec = env.run_job("certs");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("renewed 0 of 1 certificates"),
+        "{rec:#}"
+    );
+    assert_eq!(std::fs::read(&chain).unwrap(), first);
+    assert!(!marker.exists());
+
+    // 3. Later, with under a third of the lifetime left: renewed.
+    let later = format!("+{}", VALIDITY_SECS * 5 / 6);
+    let out = env
+        .cmd(&["run", "certs", "--json"])
+        .env("FAKETIME", &later)
+        .env(
+            "LD_PRELOAD",
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        )
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("NO_FAKE_STAT", "1")
+        .output()
+        .unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("renewed 1 of 1 certificates"),
+        "{rec:#}"
+    );
+    assert_ne!(std::fs::read(&chain).unwrap(), first, "a new certificate");
+    verify_chain(&env, &chain);
+    assert_eq!(mode(&key), 0o600);
+    assert!(marker.exists(), "the deploy hook ran again");
+}
+
+#[test]
+fn a_dry_run_writes_nothing() {
+    let env = acme_env(&pebble().origin, true, "");
+    let out = env.run(&["run", "certs", "--dry-run", "--json"]);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("would renew 1 of 1 certificates"),
+        "{rec:#}"
+    );
+    assert!(!env.path("ssl/opsd.test/fullchain.pem").exists());
+    assert!(!env.path("ssl/account.key").exists());
+}
+
+#[test]
+fn a_denied_origin_fails_and_says_which_grant() {
+    let env = acme_env("https://acme.opsd.test", true, "");
+    let rec = env.run_job("certs");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap();
+    let origin = &pebble().origin;
+    assert!(
+        error.contains(origin.as_str()) && error.contains("net"),
+        "the error names the origin and the net grant: {error}"
+    );
+    assert!(!env.path("ssl/opsd.test/fullchain.pem").exists());
+}
+
+#[test]
+fn an_untrusted_server_certificate_points_at_the_ca_grant() {
+    let env = acme_env(&pebble().origin, false, "");
+    let rec = env.run_job("certs");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let logs = env.json(&["logs", rec["id"].as_str().unwrap(), "--json"]);
+    let all = logs.to_string();
+    assert!(
+        all.contains("ca = [...]"),
+        "the run log says to grant the CA: {all}"
+    );
+}
+
+#[test]
+fn command_mode_runs_certbot_and_reads_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let certbot = dir.path().join("certbot");
+    std::fs::write(
+        &certbot,
+        "#!/bin/sh\n\
+         echo 'Processing /etc/letsencrypt/renewal/a.example.conf'\n\
+         echo 'Congratulations, all renewals succeeded:'\n\
+         echo '  /etc/letsencrypt/live/a.example/fullchain.pem (success)'\n\
+         echo \"args: $*\" >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&certbot, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = dir.path().join("reloaded");
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "certbot"
+plugin = "cert-renew"
+schedule = "@daily"
+[job.grants]
+exec = ["{certbot}", "touch"]
+[job.config]
+mode = "command"
+command = ["{certbot}", "renew"]
+deploy_hook = ["touch", "{marker}"]
+"#,
+        certbot = certbot.display(),
+        marker = marker.display()
+    ));
+    let rec = env.run_job("certbot");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("renewed 1 of 1"),
+        "{rec:#}"
+    );
+    assert!(marker.exists());
+    // A failing certbot fails the run.
+    std::fs::write(
+        &certbot,
+        "#!/bin/sh\necho 'All renewals failed. The following certificates could not be renewed:'\necho '  /etc/letsencrypt/live/a.example/fullchain.pem (failure)'\nexit 1\n",
+    )
+    .unwrap();
+    let rec = env.run_job("certbot");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed to renew /etc/letsencrypt/live/a.example/fullchain.pem"),
+        "{rec:#}"
+    );
+}
+
+#[test]
+fn scanning_reports_days_left_and_fails_on_an_expired_certificate() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "watch"
+plugin = "cert-renew"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "certs", guest = "/certs", access = "ro", create = true }]
+[job.config]
+scan = ["/certs"]
+"#,
+    );
+    let certs = env.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=fresh.test",
+        ])
+        .arg("-out")
+        .arg(certs.join("fresh.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rec = env.run_job("watch");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["details"]
+            .as_str()
+            .unwrap()
+            .contains("fresh.pem (CN=fresh.test): 364 days left"),
+        "{rec:#}"
+    );
+    // An expired one (Jan-Apr 2026) fails the run and says so.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/cert-renew/tests/data/ab-test.pem"),
+        certs.join("old.pem"),
+    )
+    .unwrap();
+    let rec = env.run_job("watch");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap();
+    assert!(
+        error.contains("/certs/old.pem (a.test, b.test) expired"),
+        "{error}"
+    );
+}

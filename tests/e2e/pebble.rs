@@ -1,0 +1,219 @@
+//! A real ACME server for the tests: Debian's Pebble, started once per test
+//! process on free ports with a TLS certificate made here by openssl (the
+//! package ships none), every challenge taken as valid
+//! (`PEBBLE_VA_ALWAYS_VALID`), no nonce rejection, and a one-hour
+//! certificate lifetime so renewal can be exercised. Stopped when the
+//! process exits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Lifetime of the certificates Pebble issues, in seconds.
+pub const VALIDITY_SECS: u64 = 3600;
+
+/// The running server.
+pub struct Pebble {
+    pub dir: PathBuf,
+    /// The ACME directory URL.
+    pub directory: String,
+    /// The origin to grant (`https://localhost:PORT`).
+    pub origin: String,
+    /// The CA that signed Pebble's own TLS certificate (the `ca` grant).
+    pub tls_ca: PathBuf,
+    mgmt_port: u16,
+}
+
+static PEBBLE: OnceLock<Result<Pebble, String>> = OnceLock::new();
+static PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn stop_server() {
+    let pid = PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: signalling the server we started.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+/// The shared server, started on first use.
+pub fn pebble() -> &'static Pebble {
+    match PEBBLE.get_or_init(start) {
+        Ok(p) => p,
+        Err(e) => panic!("cannot start Pebble for the tests: {e}"),
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("openssl (package openssl): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// A small CA and a `localhost` certificate it signs, for Pebble's HTTPS.
+fn make_tls(dir: &Path) -> Result<(), String> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=opsd test TLS CA",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+        ],
+    )
+}
+
+fn start() -> Result<Pebble, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("opsd-pebble")
+        .tempdir()
+        .map_err(|e| e.to_string())?
+        .keep();
+    make_tls(&dir)?;
+    let port = free_port()?;
+    let mgmt_port = free_port()?;
+    let config = serde_json::json!({
+        "pebble": {
+            "listenAddress": format!("127.0.0.1:{port}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+            "certificate": dir.join("cert.pem"),
+            "privateKey": dir.join("key.pem"),
+            "httpPort": free_port()?,
+            "tlsPort": free_port()?,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": VALIDITY_SECS,
+        }
+    });
+    std::fs::write(dir.join("pebble.json"), config.to_string()).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join("pebble.log")).map_err(|e| e.to_string())?;
+    let child = Command::new("pebble")
+        .arg("-config")
+        .arg(dir.join("pebble.json"))
+        .env("PEBBLE_VA_ALWAYS_VALID", "1")
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("pebble (Debian package pebble): {e}"))?;
+    PID.store(child.id() as i32, Ordering::SeqCst);
+    // SAFETY: registering a plain extern "C" function with no state.
+    unsafe {
+        libc::atexit(stop_server);
+    }
+    let p = Pebble {
+        directory: format!("https://localhost:{port}/dir"),
+        origin: format!("https://localhost:{port}"),
+        tls_ca: dir.join("ca.pem"),
+        dir,
+        mgmt_port,
+    };
+    let start = Instant::now();
+    while p.get(&p.directory).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let log = std::fs::read_to_string(p.dir.join("pebble.log")).unwrap_or_default();
+            return Err(format!("Pebble did not answer in 30s:\n{log}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(p)
+}
+
+impl Pebble {
+    fn get(&self, url: &str) -> Result<String, String> {
+        let out = Command::new("curl")
+            .args(["-sSf", "--cacert"])
+            .arg(&self.tls_ca)
+            .arg(url)
+            .output()
+            .map_err(|e| format!("curl: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Writes the root that signs Pebble's issued certificates (it is made
+    /// fresh each start) to a file.
+    pub fn root_pem(&self, to: &Path) {
+        let pem = self
+            .get(&format!("https://localhost:{}/roots/0", self.mgmt_port))
+            .expect("Pebble's root");
+        std::fs::write(to, pem).expect("write root");
+    }
+}
