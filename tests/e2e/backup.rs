@@ -348,7 +348,13 @@ keep_yearly = 2
 
     let rec = env.run_job("secrets");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    times.push(now);
+    // The set is named after the run's scheduled second.
+    let scheduled = DateTime::parse_from_rfc3339(rec["scheduled"].as_str().unwrap())
+        .unwrap()
+        .to_utc()
+        .with_nanosecond(0)
+        .unwrap();
+    times.push(scheduled);
     let rules: [(usize, Period); 4] = [
         (7, |t| t.format("%Y-%m-%d").to_string()),
         (4, |t| {
@@ -395,4 +401,65 @@ keep_yearly = 2
     );
     // The dry run had predicted the same, save the new backup's effect.
     assert!(metric(&dry, "backups_would_prune") as usize >= times.len() - want.len() - 1);
+}
+
+#[test]
+fn a_set_already_named_for_this_second_is_never_touched() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "secrets"
+plugin = "backup"
+schedule = "@daily"
+[job.grants]
+fs = [
+  { host = "backups", guest = "/backups", access = "rw", create = true },
+  { host = "app", guest = "/app", access = "ro", create = true },
+]
+[job.config]
+target = "/backups"
+[[job.config.sources]]
+kind = "file"
+name = "env"
+path = "/app/.env"
+"#,
+    );
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    std::fs::create_dir_all(env.path("app")).unwrap();
+    std::fs::write(env.path("app/.env"), "X=2\n").unwrap();
+    // Sets named for this second and the next few, as a run a moment ago
+    // (or a clock step) would leave them.
+    let now = Utc::now().with_nanosecond(0).unwrap();
+    let mut before = Vec::new();
+    for s in 0..=10 {
+        let name = format!(
+            "env-{}.copy",
+            (now + Duration::seconds(s)).format("%Y%m%dT%H%M%SZ")
+        );
+        std::fs::write(env.path("backups").join(&name), format!("set {s}")).unwrap();
+        std::fs::write(env.path("backups").join(format!("{name}.sha256")), "x").unwrap();
+        before.push(name);
+    }
+    let rec = env.run_job("secrets");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    for (s, name) in before.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(env.path("backups").join(name)).unwrap(),
+            format!("set {s}"),
+            "{name} was overwritten"
+        );
+        assert_eq!(
+            std::fs::read_to_string(env.path("backups").join(format!("{name}.sha256"))).unwrap(),
+            "x"
+        );
+    }
+    let new: Vec<String> = listing(&env.path("backups"))
+        .into_iter()
+        .filter(|f| !before.contains(f) && !before.iter().any(|b| *f == format!("{b}.sha256")))
+        .collect();
+    assert_eq!(new.len(), 2, "one new set and its sidecar: {new:?}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("backups").join(&new[0])).unwrap(),
+        "X=2\n"
+    );
 }

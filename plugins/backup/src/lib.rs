@@ -66,7 +66,7 @@ impl Plugin for Backup {
         let cfg: Config = ctx.config()?;
         cfg.validate()
             .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
-        let when = DateTime::parse_from_rfc3339(&ctx.scheduled)
+        let mut when = DateTime::parse_from_rfc3339(&ctx.scheduled)
             .map_err(|e| {
                 PluginError::other("bad-context", format!("scheduled `{}`: {e}", ctx.scheduled))
             })?
@@ -76,7 +76,16 @@ impl Plugin for Backup {
         }
         std::fs::create_dir_all(&cfg.target).at(format!("creating {}", cfg.target))?;
         publish::sweep_stale(&cfg.target);
-        let stamp = when.format(STAMP).to_string();
+        // Another run in the same second (a manual one) already named its
+        // set after it: take the next free second rather than touch its
+        // files.
+        let stamp = loop {
+            let stamp = when.format(STAMP).to_string();
+            if !stamp_taken(&cfg, &stamp) {
+                break stamp;
+            }
+            when += chrono::Duration::seconds(1);
+        };
         let mut produced: Vec<String> = Vec::new();
         let mut sealed: Vec<Pending> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
@@ -220,6 +229,24 @@ fn produce(
             Ok(vec![copy])
         }
     }
+}
+
+/// Whether any file in the target already carries `stamp` for one of the
+/// job's sources.
+fn stamp_taken(cfg: &Config, stamp: &str) -> bool {
+    let prefixes: Vec<String> = cfg
+        .sources
+        .iter()
+        .map(|s| format!("{}-{stamp}", s.name()))
+        .collect();
+    std::fs::read_dir(&cfg.target)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        })
 }
 
 /// The backup sets in the target for one source: stamp time -> files.
