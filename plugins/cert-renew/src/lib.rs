@@ -454,28 +454,7 @@ fn outcome(r: &Report, cfg: &Config, dry_run: bool) -> Outcome {
     if let Some((days, path)) = &r.soonest {
         summary.push_str(&format!("; soonest expiry in {days} days ({path})"));
     }
-    let mut out = if let Some(first) = r.errors.first() {
-        summary.push_str(&format!(
-            "; {} error{}: {first}",
-            r.errors.len(),
-            if r.errors.len() == 1 { "" } else { "s" }
-        ));
-        Outcome::failed(summary)
-    } else if let Some(first) = r.warnings.first() {
-        summary.push_str(&format!("; {first}"));
-        Outcome::warning(summary)
-    } else {
-        Outcome::ok(summary)
-    };
-    let details: Vec<&str> = r
-        .errors
-        .iter()
-        .chain(&r.warnings)
-        .chain(&r.lines)
-        .map(String::as_str)
-        .collect();
-    out = out
-        .details(details.join("\n"))
+    let mut out = Outcome::from_findings(summary, &r.errors, &r.warnings, &r.lines)
         .metric("certificates_checked", r.checked as f64, None)
         .metric("certificates_renewed", r.renewed.len() as f64, None)
         .metric("renew_errors", r.errors.len() as f64, None);

@@ -462,18 +462,7 @@ pub fn rotate_set(set: &LogSet, env: &mut Env<'_>) -> bool {
         {
             let arg = if shared { pattern } else { &set.files[j] };
             if env.run_script("prerotate", pre, arg, None) {
-                env.error(if shared {
-                    format!(
-                        "error running shared prerotate script for '{}'",
-                        pattern.trim()
-                    )
-                } else {
-                    format!(
-                        "error running non-shared prerotate script for {} of '{}'",
-                        set.files[j],
-                        pattern.trim()
-                    )
-                });
+                env.error(script_failed("prerotate", set, j));
                 log_errors[j] = true;
                 has_errors = true;
             }
@@ -496,18 +485,7 @@ pub fn rotate_set(set: &LogSet, env: &mut Env<'_>) -> bool {
                 (set.files[j].as_str(), Some(names[j].final_name.as_str()))
             };
             if env.run_script("postrotate", post, arg1, arg2) {
-                env.error(if shared {
-                    format!(
-                        "error running shared postrotate script for '{}'",
-                        pattern.trim()
-                    )
-                } else {
-                    format!(
-                        "error running non-shared postrotate script for {} of '{}'",
-                        set.files[j],
-                        pattern.trim()
-                    )
-                });
+                env.error(script_failed("postrotate", set, j));
                 log_errors[j] = true;
                 has_errors = true;
             }
@@ -532,6 +510,19 @@ pub fn rotate_set(set: &LogSet, env: &mut Env<'_>) -> bool {
         has_errors = true;
     }
     has_errors
+}
+
+/// logrotate's message for a failed pre- or postrotate script of log `j`.
+fn script_failed(what: &str, set: &LogSet, j: usize) -> String {
+    let pattern = set.pattern.trim();
+    if set.opts.sharedscripts {
+        format!("error running shared {what} script for '{pattern}'")
+    } else {
+        format!(
+            "error running non-shared {what} script for {} of '{pattern}'",
+            set.files[j]
+        )
+    }
 }
 
 /// logrotate's `findNeedRotating`: (failed, decision).

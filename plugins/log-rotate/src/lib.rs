@@ -184,27 +184,7 @@ fn outcome(r: &engine::Report, dry_run: bool) -> Outcome {
     if !r.removed.is_empty() {
         summary.push_str(&format!(", {} old removed", r.removed.len()));
     }
-    let mut out = if let Some(first) = r.errors.first() {
-        summary.push_str(&format!(
-            "; {} error{}: {first}",
-            r.errors.len(),
-            if r.errors.len() == 1 { "" } else { "s" }
-        ));
-        Outcome::failed(summary)
-    } else if let Some(first) = r.warnings.first() {
-        summary.push_str(&format!("; {first}"));
-        Outcome::warning(summary)
-    } else {
-        Outcome::ok(summary)
-    };
-    let details: Vec<&str> = r
-        .errors
-        .iter()
-        .chain(&r.warnings)
-        .map(String::as_str)
-        .collect();
-    out = out
-        .details(details.join("\n"))
+    let mut out = Outcome::from_findings(summary, &r.errors, &r.warnings, &[])
         .metric("logs_seen", r.seen as f64, None)
         .metric("logs_rotated", r.rotated.len() as f64, None)
         .metric(

@@ -26,7 +26,19 @@ pub struct Meta {
 /// `lstat(2)`: type, links, size and times; for files and directories
 /// also mode and ownership.
 pub fn lstat(path: &str) -> io::Result<Meta> {
-    let m = std::fs::symlink_metadata(path)?;
+    meta(path, std::fs::symlink_metadata(path)?)
+}
+
+/// `stat(2)`: like [`lstat`], following symlinks.
+pub fn stat(path: &str) -> io::Result<Meta> {
+    let m = lstat(path)?;
+    if m.is_symlink {
+        return meta(path, std::fs::metadata(path)?);
+    }
+    Ok(m)
+}
+
+fn meta(path: &str, m: std::fs::Metadata) -> io::Result<Meta> {
     let ft = m.file_type();
     let mut meta = Meta {
         is_dir: ft.is_dir(),
@@ -42,29 +54,6 @@ pub fn lstat(path: &str) -> io::Result<Meta> {
     };
     platform::fill(path, &m, &mut meta)?;
     Ok(meta)
-}
-
-/// `stat(2)`: like [`lstat`], following symlinks.
-pub fn stat(path: &str) -> io::Result<Meta> {
-    let m = lstat(path)?;
-    if m.is_symlink {
-        let target = std::fs::metadata(path)?;
-        let mut meta = Meta {
-            is_dir: target.is_dir(),
-            is_file: target.is_file(),
-            is_symlink: false,
-            nlink: 1,
-            size: target.len(),
-            mtime: target.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            atime: target.accessed().unwrap_or(SystemTime::UNIX_EPOCH),
-            mode: 0,
-            uid: 0,
-            gid: 0,
-        };
-        platform::fill(path, &target, &mut meta)?;
-        return Ok(meta);
-    }
-    Ok(m)
 }
 
 /// Sets permission bits.

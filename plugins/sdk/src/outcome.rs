@@ -18,6 +18,37 @@ impl Outcome {
         Self::with_status(Status::Failed, summary)
     }
 
+    /// The outcome of a run that collects problems as it goes: failed
+    /// when there are errors (the count and the first one appended to the
+    /// summary), warning when there are only warnings (the first one
+    /// appended), ok otherwise; the details list every error, then every
+    /// warning, then `notes`.
+    pub fn from_findings(
+        summary: impl Into<String>,
+        errors: &[String],
+        warnings: &[String],
+        notes: &[String],
+    ) -> Self {
+        let mut summary = summary.into();
+        let status = if let Some(first) = errors.first() {
+            let plural = if errors.len() == 1 { "" } else { "s" };
+            summary.push_str(&format!("; {} error{plural}: {first}", errors.len()));
+            Status::Failed
+        } else if let Some(first) = warnings.first() {
+            summary.push_str(&format!("; {first}"));
+            Status::Warning
+        } else {
+            Status::Ok
+        };
+        let details: Vec<&str> = errors
+            .iter()
+            .chain(warnings)
+            .chain(notes)
+            .map(String::as_str)
+            .collect();
+        Self::with_status(status, summary).details(details.join("\n"))
+    }
+
     /// An outcome with the given status and nothing else yet.
     pub fn with_status(status: Status, summary: impl Into<String>) -> Self {
         Self {
