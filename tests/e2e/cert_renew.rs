@@ -8,6 +8,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+fn assert_summary(rec: &serde_json::Value, start: &str) {
+    assert!(
+        rec["summary"].as_str().unwrap_or("").starts_with(start),
+        "summary should start with {start:?}: {rec:#}"
+    );
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -101,13 +108,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
     // 1. No certificate yet: issue one.
     let rec = env.run_job("certs");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert!(
-        rec["summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("renewed 1 of 1 certificates"),
-        "{rec:#}"
-    );
+    assert_summary(&rec, "renewed 1 of 1 certificates");
     verify_chain(&env, &chain);
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&env.path("ssl/account.key")), 0o600);
@@ -131,13 +132,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
     std::fs::remove_file(&marker).unwrap();
     let rec = env.run_job("certs");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert!(
-        rec["summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("renewed 0 of 1 certificates"),
-        "{rec:#}"
-    );
+    assert_summary(&rec, "renewed 0 of 1 certificates");
     assert_eq!(std::fs::read(&chain).unwrap(), first);
     assert!(!marker.exists());
 
@@ -157,13 +152,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert!(
-        rec["summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("renewed 1 of 1 certificates"),
-        "{rec:#}"
-    );
+    assert_summary(&rec, "renewed 1 of 1 certificates");
     assert_ne!(std::fs::read(&chain).unwrap(), first, "a new certificate");
     verify_chain(&env, &chain);
     assert_eq!(mode(&key), 0o600);
@@ -176,13 +165,7 @@ fn a_dry_run_writes_nothing() {
     let out = env.run(&["run", "certs", "--dry-run", "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert!(
-        rec["summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("would renew 1 of 1 certificates"),
-        "{rec:#}"
-    );
+    assert_summary(&rec, "would renew 1 of 1 certificates");
     assert!(!env.path("ssl/opsd.test/fullchain.pem").exists());
     assert!(!env.path("ssl/account.key").exists());
 }
@@ -247,13 +230,7 @@ deploy_hook = ["touch", "{marker}"]
     ));
     let rec = env.run_job("certbot");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert!(
-        rec["summary"]
-            .as_str()
-            .unwrap()
-            .starts_with("renewed 1 of 1"),
-        "{rec:#}"
-    );
+    assert_summary(&rec, "renewed 1 of 1");
     assert!(marker.exists());
     // A failing certbot fails the run.
     std::fs::write(
