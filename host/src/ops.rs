@@ -570,6 +570,7 @@ impl Ops {
                     s.last_status = Some(RunStatus::Running);
                 })?;
                 let req = RunRequest {
+                    jobs: self.schedule().unwrap_or_default(),
                     job,
                     run_id,
                     scheduled: start.scheduled,

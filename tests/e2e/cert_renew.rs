@@ -297,7 +297,7 @@ scan = ["/certs"]
     );
     // An expired one (Jan-Apr 2026) fails the run and says so.
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/cert-renew/tests/data/ab-test.pem"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/x509/tests/data/ab-test.pem"),
         certs.join("old.pem"),
     )
     .unwrap();

@@ -35,7 +35,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 pub const WASMTIME_VERSION: &str = env!("OPSD_WASMTIME_VERSION");
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 /// How long `describe()` may take when a plugin is loaded.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,6 +131,9 @@ pub struct RunRequest<'a> {
     pub log: RunLog,
     pub store: Option<Store>,
     pub cancel: Cancel,
+    /// The configured jobs as the scheduler sees them, for the history
+    /// interface's `jobs()`.
+    pub jobs: Vec<crate::ops::ScheduleEntry>,
 }
 
 /// Stops a run from outside (a replacing run, a shutdown), saying what to
@@ -302,6 +305,7 @@ impl Runtime {
             deadline: Instant::now() + DESCRIBE_TIMEOUT,
             log: log.clone(),
             store: None,
+            jobs: Vec::new(),
         });
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream("stdout"))
@@ -398,6 +402,7 @@ impl Runtime {
             deadline,
             log: req.log.clone(),
             store: req.store.clone(),
+            jobs: req.jobs.clone(),
         });
         let mut store = self.new_store(env, wasi, job.grants.limits.memory_bytes);
         let ctx = crate::bindings::opsd::plugin::types::Context {

@@ -21,6 +21,8 @@ pub struct RunEnv {
     pub log: RunLog,
     /// Present when history is readable (always, for runs opsd starts).
     pub store: Option<Store>,
+    /// Every configured job, as of the run's start.
+    pub jobs: Vec<crate::ops::ScheduleEntry>,
 }
 
 /// The `T` of `Store<T>`: one per run, dropped with the instance.
@@ -320,18 +322,87 @@ impl history::Host for RunState {
             .history(&query)
             .unwrap_or_default()
             .into_iter()
-            .map(|r| history::RunSummary {
-                id: r.id,
-                job: r.job,
-                plugin: r.plugin,
-                scheduled: r.scheduled.to_rfc3339(),
-                started: r.started.to_rfc3339(),
-                finished: r.finished.map(|t| t.to_rfc3339()),
-                status: r.status.as_str().into(),
-                summary: r.summary,
-                error: r.error,
-                duration_ms: r.duration_ms,
+            .map(run_summary)
+            .collect()
+    }
+
+    fn detail(&mut self, id: String) -> Option<history::RunDetail> {
+        let rec = self.env.store.as_ref()?.run(&id).ok()??;
+        let trigger = match rec.trigger {
+            crate::record::Trigger::Schedule => "schedule",
+            crate::record::Trigger::Manual => "manual",
+            crate::record::Trigger::CatchUp => "catch-up",
+            crate::record::Trigger::Retry => "retry",
+        }
+        .to_owned();
+        let attempt = rec.attempt;
+        let details = rec.details.clone();
+        let metrics = rec
+            .metrics
+            .iter()
+            .map(|m| types::Metric {
+                name: m.name.clone(),
+                value: m.value,
+                unit: m.unit.clone(),
+            })
+            .collect();
+        let artifacts = rec
+            .artifacts
+            .iter()
+            .map(|a| types::Artifact {
+                path: a.path.clone(),
+                kind: a.kind.clone(),
+                size_bytes: a.size_bytes,
+                sha256: a.sha256.clone(),
+            })
+            .collect();
+        Some(history::RunDetail {
+            summary: run_summary(rec),
+            trigger,
+            attempt,
+            details,
+            metrics,
+            artifacts,
+        })
+    }
+
+    fn jobs(&mut self) -> Vec<history::JobInfo> {
+        self.env
+            .jobs
+            .iter()
+            .map(|j| {
+                let state = self
+                    .env
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.job_state(&j.job).ok().flatten())
+                    .unwrap_or_default();
+                history::JobInfo {
+                    name: j.job.clone(),
+                    plugin: j.plugin.clone(),
+                    schedule: j.schedule.clone(),
+                    timezone: j.timezone.clone(),
+                    enabled: j.enabled,
+                    next_fire: j.next.map(|t| t.to_rfc3339()),
+                    last_success: state.last_success.map(|t| t.to_rfc3339()),
+                    missed_total: state.missed_total,
+                }
             })
             .collect()
+    }
+}
+
+fn run_summary(r: crate::record::RunRecord) -> history::RunSummary {
+    history::RunSummary {
+        id: r.id,
+        job: r.job,
+        plugin: r.plugin,
+        scheduled: r.scheduled.to_rfc3339(),
+        started: r.started.to_rfc3339(),
+        finished: r.finished.map(|t| t.to_rfc3339()),
+        status: r.status.as_str().into(),
+        summary: r.summary,
+        error: r.error,
+        duration_ms: r.duration_ms,
     }
 }

@@ -80,43 +80,17 @@ pub fn write_atomic(path: &str, data: &[u8], mode: u32) -> Result<(), String> {
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let mut f = std::fs::File::create_new(&tmp).map_err(|e| format!("{tmp}: {e}"))?;
-        platform::set_mode(&tmp, mode)?;
+        opsd_sdk::fsinfo::set_mode(&tmp, mode)?;
         f.write_all(data).map_err(|e| format!("{tmp}: {e}"))?;
         f.sync_all().map_err(|e| format!("{tmp}: {e}"))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("{path}: {e}"))?;
-        platform::sync_dir(dir);
+        let _ = opsd_sdk::fsinfo::sync_dir(dir);
         Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-#[cfg(target_arch = "wasm32")]
-mod platform {
-    pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
-        opsd_sdk::files::set_mode(path, mode)
-    }
-
-    pub fn sync_dir(dir: &str) {
-        let _ = opsd_sdk::files::sync_dir(dir);
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-mod platform {
-    pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("{path}: {e}"))
-    }
-
-    pub fn sync_dir(dir: &str) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
 }
 
 #[cfg(test)]

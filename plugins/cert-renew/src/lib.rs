@@ -3,15 +3,15 @@
 //! through a web root) or through `certbot renew`.
 
 pub mod acme;
-pub mod certs;
 pub mod command;
 pub mod config;
 pub mod http;
 pub mod keys;
 
-use certs::CertInfo;
 use config::{Config, Mode};
 use opsd_sdk::{Artifact, Command, Context, ContextExt, Description, Outcome, Plugin, PluginError};
+use opsd_x509 as certs;
+use opsd_x509::CertInfo;
 use std::time::{Duration, SystemTime};
 
 const SCHEMA: &str = r#"{

@@ -141,7 +141,7 @@ impl Plugin for LogRotate {
 /// others can write are refused. WASI has no getuid; a file the plugin
 /// creates is owned by the daemon's user.
 fn running_as_root(state_file: &str, dry_run: bool) -> bool {
-    let uid_of = |path: &str| opsd_sdk::files::stat(path).ok().map(|i| i.uid);
+    let uid_of = |path: &str| opsd_sdk::fsinfo::mode_owner(path).ok().map(|i| i.uid);
     if dry_run {
         return uid_of(state_file) == Some(0);
     }

@@ -56,15 +56,7 @@ fn meta(path: &str, m: std::fs::Metadata) -> io::Result<Meta> {
     Ok(meta)
 }
 
-/// Sets permission bits.
-pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
-    platform::set_mode(path, mode)
-}
-
-/// Changes owner and group (names or numbers).
-pub fn set_owner(path: &str, owner: Option<&str>, group: Option<&str>) -> Result<(), String> {
-    platform::set_owner(path, owner, group)
-}
+pub use opsd_sdk::fsinfo::{set_mode, set_owner};
 
 /// How a program run ended.
 pub struct ProgramExit {
@@ -94,7 +86,7 @@ pub fn run_program(
 #[cfg(target_arch = "wasm32")]
 mod platform {
     use super::{Io, Meta, ProgramExit};
-    use opsd_sdk::{Command, ExecError, Input, Output, files};
+    use opsd_sdk::{Command, ExecError, Input, Output};
     use std::io;
 
     pub fn fill(path: &str, _m: &std::fs::Metadata, meta: &mut Meta) -> io::Result<()> {
@@ -106,20 +98,12 @@ mod platform {
             meta.nlink = st.st_nlink;
         }
         if meta.is_file || meta.is_dir {
-            let info = files::stat(path).map_err(io::Error::other)?;
-            meta.mode = info.mode & 0o7777;
+            let info = opsd_sdk::fsinfo::mode_owner(path).map_err(io::Error::other)?;
+            meta.mode = info.mode;
             meta.uid = info.uid;
             meta.gid = info.gid;
         }
         Ok(())
-    }
-
-    pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
-        files::set_mode(path, mode)
-    }
-
-    pub fn set_owner(path: &str, owner: Option<&str>, group: Option<&str>) -> Result<(), String> {
-        files::set_owner(path, owner, group)
     }
 
     pub fn run_program(
@@ -153,7 +137,7 @@ mod platform {
 mod platform {
     use super::{Io, Meta, ProgramExit};
     use std::io;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
 
     pub fn fill(_path: &str, m: &std::fs::Metadata, meta: &mut Meta) -> io::Result<()> {
         meta.nlink = m.nlink();
@@ -161,23 +145,6 @@ mod platform {
         meta.uid = m.uid();
         meta.gid = m.gid();
         Ok(())
-    }
-
-    pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {path}: {e}"))
-    }
-
-    pub fn set_owner(path: &str, owner: Option<&str>, group: Option<&str>) -> Result<(), String> {
-        let num = |s: Option<&str>| -> Result<Option<u32>, String> {
-            s.map(|v| {
-                v.parse()
-                    .map_err(|_| format!("natively only numeric owners work, not `{v}`"))
-            })
-            .transpose()
-        };
-        std::os::unix::fs::chown(path, num(owner)?, num(group)?)
-            .map_err(|e| format!("chown {path}: {e}"))
     }
 
     pub fn run_program(

@@ -37,6 +37,7 @@ pub mod bindings {
     });
 }
 
+pub mod fsinfo;
 mod outcome;
 mod process;
 

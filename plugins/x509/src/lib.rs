@@ -1,5 +1,6 @@
-//! Reading certificates: the leaf of a PEM file, its names and validity,
-//! and certbot's rule for when it is due.
+//! Reading certificates for plugins that watch them: the leaf of a PEM
+//! file, its names and validity, its public key, and certbot's rule for
+//! when it is due.
 
 use der::{Decode, Encode};
 use x509_cert::Certificate;

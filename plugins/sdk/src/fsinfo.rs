@@ -1,0 +1,98 @@
+//! Permission bits, ownership and directory syncs that work the same in
+//! the sandbox (through the host's `files` interface, which reaches only
+//! the job's grants) and natively (through the OS), so plugin logic that
+//! needs them can be unit-tested with `cargo test`.
+
+/// Mode and ownership of a path (following symlinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeOwner {
+    /// Permission bits (lower 12).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Mode and ownership of `path`.
+pub fn mode_owner(path: &str) -> Result<ModeOwner, String> {
+    platform::mode_owner(path)
+}
+
+/// Sets permission bits.
+pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
+    platform::set_mode(path, mode)
+}
+
+/// Changes owner and/or group, by name or number (natively: numbers).
+pub fn set_owner(path: &str, owner: Option<&str>, group: Option<&str>) -> Result<(), String> {
+    platform::set_owner(path, owner, group)
+}
+
+/// Makes a directory's entries durable (after a rename into it).
+pub fn sync_dir(dir: &str) -> Result<(), String> {
+    platform::sync_dir(dir)
+}
+
+#[cfg(target_arch = "wasm32")]
+mod platform {
+    use super::ModeOwner;
+    use crate::files;
+
+    pub fn mode_owner(path: &str) -> Result<ModeOwner, String> {
+        let i = files::stat(path)?;
+        Ok(ModeOwner {
+            mode: i.mode & 0o7777,
+            uid: i.uid,
+            gid: i.gid,
+        })
+    }
+
+    pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
+        files::set_mode(path, mode)
+    }
+
+    pub fn set_owner(path: &str, owner: Option<&str>, group: Option<&str>) -> Result<(), String> {
+        files::set_owner(path, owner, group)
+    }
+
+    pub fn sync_dir(dir: &str) -> Result<(), String> {
+        files::sync_dir(dir)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod platform {
+    use super::ModeOwner;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    pub fn mode_owner(path: &str) -> Result<ModeOwner, String> {
+        let m = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+        Ok(ModeOwner {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        })
+    }
+
+    pub fn set_mode(path: &str, mode: u32) -> Result<(), String> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| format!("chmod {path}: {e}"))
+    }
+
+    pub fn set_owner(path: &str, owner: Option<&str>, group: Option<&str>) -> Result<(), String> {
+        let num = |s: Option<&str>| -> Result<Option<u32>, String> {
+            s.map(|v| {
+                v.parse()
+                    .map_err(|_| format!("natively only numeric owners work, not `{v}`"))
+            })
+            .transpose()
+        };
+        std::os::unix::fs::chown(path, num(owner)?, num(group)?)
+            .map_err(|e| format!("chown {path}: {e}"))
+    }
+
+    pub fn sync_dir(dir: &str) -> Result<(), String> {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("fsync {dir}: {e}"))
+    }
+}
