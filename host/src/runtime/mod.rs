@@ -703,16 +703,20 @@ mod tests {
                 "wasi:cli/environment@0.2.6".to_string(),
             ]
         };
+                // Plugins built for 0.1.0 keep working with a 0.1.1 host.
         assert_eq!(
             check_contract(&imp("0.1.0"), &exports).unwrap(),
             Some("0.1.0".into())
         );
+        assert!(check_contract(&imp("0.1.1"), &exports).is_ok());
+        // A newer patch may call what this host lacks.
+        assert!(check_contract(&imp("0.1.2"), &exports).is_err());
         let e = check_contract(&imp("0.2.0"), &exports)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.0"
+            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.1"
         );
         assert!(check_contract(&imp("1.0.0"), &exports).is_err());
         let e = check_contract(&imp("0.1.0"), &["run".to_string()])
