@@ -18,7 +18,11 @@ const BUILTINS: &[(&str, &str)] = &[
 ];
 
 /// Purpose-built guests for tests; built, never embedded.
-const TEST_GUESTS: &[&str] = &["opsd-test-hostile", "opsd-test-command"];
+const TEST_GUESTS: &[&str] = &[
+    "opsd-test-hostile",
+    "opsd-test-command",
+    "opsd-test-contract-010",
+];
 
 fn main() {
     if let Err(e) = run() {

@@ -322,3 +322,34 @@ fn a_pinned_job_refuses_other_content() {
     );
     assert_eq!(env.run_job("right")["status"], "ok");
 }
+
+#[test]
+fn a_plugin_built_for_contract_0_1_0_still_runs() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "old"
+plugin = "contract-0-1-0"
+schedule = "@daily"
+"#,
+    );
+    env.install_guest("opsd-test-contract-010");
+    let first = env.run_job("old");
+    assert_eq!(first["status"], "ok", "{first:#}");
+    let second = env.run_job("old");
+    assert_eq!(second["status"], "ok", "{second:#}");
+    // History reaches it through the 0.1.0 import; it includes the run in
+    // progress.
+    assert_eq!(
+        second["summary"], "history has 2 runs of this job",
+        "{second:#}"
+    );
+    let list = env.json(&["plugins", "list", "--json"]);
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "contract-0-1-0")
+        .unwrap_or_else(|| panic!("{list:#}"));
+    assert_eq!(entry["status"], "ready", "{entry:#}");
+}

@@ -703,7 +703,7 @@ mod tests {
                 "wasi:cli/environment@0.2.6".to_string(),
             ]
         };
-                // Plugins built for 0.1.0 keep working with a 0.1.1 host.
+        // Plugins built for 0.1.0 keep working with a 0.1.1 host.
         assert_eq!(
             check_contract(&imp("0.1.0"), &exports).unwrap(),
             Some("0.1.0".into())
