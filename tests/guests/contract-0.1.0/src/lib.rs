@@ -2,10 +2,17 @@
 //! current one: it describes itself, logs, and reads history, so a host
 //! that evolves the contract is tested against what is already deployed.
 
-wit_bindgen::generate!({
-    path: "wit",
-    world: "plugin",
-});
+#[allow(clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        pub_export_macro: true,
+    });
+}
+
+use bindings::{Guest, export, opsd};
+use bindings::{Context, Description, Outcome, PluginError};
 
 use opsd::plugin::types::{Capabilities, Status};
 
@@ -40,4 +47,4 @@ impl Guest for Old {
     }
 }
 
-export!(Old);
+export!(Old with_types_in bindings);
