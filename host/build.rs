@@ -15,6 +15,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("backup", "opsd-backup"),
     ("vacuum", "opsd-vacuum"),
     ("cert-renew", "opsd-cert-renew"),
+    ("audit", "opsd-audit"),
 ];
 
 /// Purpose-built guests for tests; built, never embedded.

@@ -11,8 +11,8 @@ mod bindings {
     });
 }
 
-use bindings::{Guest, export, opsd};
 use bindings::{Context, Description, Outcome, PluginError};
+use bindings::{Guest, export, opsd};
 
 use opsd::plugin::types::{Capabilities, Status};
 

@@ -1,0 +1,346 @@
+//! audit: the runbook's security checks as findings with stable IDs, the
+//! runbook's severities (P0-P3) and a line saying how to fix each, diffed
+//! against the previous run so an operator sees what is new and what was
+//! resolved.
+
+pub mod advisories;
+pub mod config;
+pub mod findings;
+pub mod logwatch;
+pub mod scan;
+
+use config::Config;
+use findings::{Finding, Severity, State};
+use opsd_sdk::{Command, Context, ContextExt, Description, Outcome, Plugin, PluginError, Status};
+use std::collections::BTreeMap;
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["state_file"],
+  "additionalProperties": false,
+  "properties": {
+    "state_file": {"type": "string", "description": "guest path where findings, the SUID baseline and log positions are kept"},
+    "secrets": {"type": "object"},
+    "backups": {"type": "object"},
+    "world_writable": {"type": "object"},
+    "suid": {"type": "object"},
+    "certs": {"type": "object"},
+    "logs": {"type": "array", "items": {"type": "object"}},
+    "npm_audit": {"type": "object"},
+    "cargo_audit": {"type": "object"},
+    "osv_scanner": {"type": "object"},
+    "apt": {"type": "object"}
+  }
+}"#;
+
+struct Audit;
+
+/// What the run saw besides findings.
+#[derive(Default)]
+struct Run {
+    findings: Vec<Finding>,
+    /// Checks that could not be done: the run fails.
+    errors: Vec<String>,
+    /// Parts that could not be looked at (an unreadable directory).
+    warnings: Vec<String>,
+    notes: Vec<String>,
+    metrics: BTreeMap<String, f64>,
+}
+
+impl Plugin for Audit {
+    fn describe() -> Description {
+        Description::new(
+            "audit",
+            env!("CARGO_PKG_VERSION"),
+            "Security audit: secrets, permissions, SUID, certificates, log patterns, advisories, updates",
+        )
+        .wants_dir("/srv", false, "what to audit")
+        .wants_dir("/var/lib/opsd", true, "the audit's state between runs")
+        .wants_exec("npm")
+        .wants_exec("apt")
+        .config_schema(SCHEMA)
+        .suggested_schedule("30 6 * * *")
+    }
+
+    fn run(ctx: Context) -> Result<Outcome, PluginError> {
+        let cfg: Config = ctx.config()?;
+        cfg.validate()
+            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        let mut state = State::load(&cfg.state_file).map_err(|e| PluginError::other("state", e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut run = Run::default();
+        check_files(&cfg, &mut state, now, &mut run);
+        check_logs(&cfg, &mut state, &mut run);
+        check_scanners(&cfg, &mut run);
+        run.findings
+            .sort_by(|a, b| (a.severity, &a.id, &a.key).cmp(&(b.severity, &b.id, &b.key)));
+        let diff = findings::diff(&state.findings, &run.findings);
+        if !ctx.dry_run {
+            state.findings = run.findings.clone();
+            state
+                .save(&cfg.state_file)
+                .map_err(|e| PluginError::other("state", format!("saving the audit state: {e}")))?;
+        }
+        Ok(outcome(&run, &diff))
+    }
+}
+
+fn check_files(cfg: &Config, state: &mut State, now: i64, run: &mut Run) {
+    let (findings, warnings) = (&mut run.findings, &mut run.warnings);
+    if let Some(s) = &cfg.secrets {
+        scan::secrets(&s.paths, &s.names, findings, warnings);
+    }
+    if let Some(b) = &cfg.backups {
+        scan::backups(&b.paths, findings, warnings);
+    }
+    if let Some(w) = &cfg.world_writable {
+        scan::world_writable(&w.paths, findings, warnings);
+    }
+    if let Some(s) = &cfg.suid {
+        let present = scan::suid_files(&s.paths, warnings);
+        run.metrics
+            .insert("suid_files".into(), present.len() as f64);
+        match &state.suid_baseline {
+            None => {
+                run.notes.push(format!(
+                    "SUID/SGID baseline recorded: {} files; later runs report any other",
+                    present.len()
+                ));
+                state.suid_baseline = Some(present);
+            }
+            Some(base) => findings.extend(scan::suid_findings(&present, base, &s.allow)),
+        }
+    }
+    if let Some(c) = &cfg.certs {
+        scan::certs(c, now, findings, warnings);
+    }
+}
+
+fn check_logs(cfg: &Config, state: &mut State, run: &mut Run) {
+    let mut lines = 0u64;
+    for log in &cfg.logs {
+        let patterns: Vec<regex::Regex> = log
+            .patterns
+            .iter()
+            .filter_map(|p| regex::Regex::new(&p.regex).ok())
+            .collect();
+        let cursor = state.logs.entry(log.path.clone()).or_default();
+        let scanned = match logwatch::scan(&log.path, cursor, &patterns) {
+            Ok(s) => s,
+            Err(e) => {
+                run.errors.push(format!("reading {}: {e}", log.path));
+                continue;
+            }
+        };
+        lines += scanned.lines;
+        run.notes.push(format!(
+            "read {} lines: {}",
+            scanned.lines,
+            scanned.sources.join(", ")
+        ));
+        for (p, n) in log.patterns.iter().zip(&scanned.counts) {
+            *run.metrics
+                .entry(format!("log_matches_{}", p.name.replace('-', "_")))
+                .or_default() += *n as f64;
+            if *n >= p.threshold {
+                run.findings.push(Finding {
+                    id: "log-pattern".into(),
+                    key: format!("{}:{}", log.path, p.name),
+                    severity: p.severity,
+                    title: format!(
+                        "{n} lines matched {} (/{}/) since the last run (threshold {})",
+                        p.name, p.regex, p.threshold
+                    ),
+                    fix: format!("look at them: grep -E '{}' {}", p.regex, log.path),
+                });
+            }
+        }
+    }
+    if !cfg.logs.is_empty() {
+        run.metrics.insert("log_lines_read".into(), lines as f64);
+    }
+}
+
+/// Runs a scanner in a project directory and returns its standard output.
+/// Scanners exit non-zero when they find something, so only output that is
+/// not what they print is an error.
+fn scanner_output(program: &str, args: &[&str], dir: &str) -> Result<String, String> {
+    let exit = Command::new(program)
+        .args(args.iter().copied())
+        .cwd(dir)
+        .run()
+        .map_err(|e| format!("{program} in {dir} could not run: {e:?}"))?;
+    let out = String::from_utf8_lossy(&exit.stdout).into_owned();
+    if out.trim().is_empty() && !exit.success() {
+        return Err(format!(
+            "{program} in {dir} exited with {:?}: {}",
+            exit.code,
+            exit.stderr_text()
+        ));
+    }
+    Ok(out)
+}
+
+/// A dependency scanner: its config, default program, arguments, output
+/// parser and metric name.
+struct ScannerKind<'a> {
+    cfg: &'a Option<config::Scanner>,
+    program: &'static str,
+    args: &'static [&'static str],
+    parse: fn(&str, &str) -> Result<Vec<Finding>, String>,
+    metric: &'static str,
+}
+
+fn check_scanners(cfg: &Config, run: &mut Run) {
+    let scanners = [
+        ScannerKind {
+            cfg: &cfg.npm_audit,
+            program: "npm",
+            args: &["audit", "--json"],
+            parse: advisories::npm,
+            metric: "npm_advisories",
+        },
+        ScannerKind {
+            cfg: &cfg.cargo_audit,
+            program: "cargo",
+            args: &["audit", "--json"],
+            parse: advisories::cargo,
+            metric: "cargo_advisories",
+        },
+        ScannerKind {
+            cfg: &cfg.osv_scanner,
+            program: "osv-scanner",
+            args: &["--format", "json", "--recursive", "."],
+            parse: advisories::osv,
+            metric: "osv_advisories",
+        },
+    ];
+    for kind in scanners {
+        let Some(s) = kind.cfg else { continue };
+        let program = s.program.as_deref().unwrap_or(kind.program);
+        let mut count = 0;
+        for dir in &s.dirs {
+            match scanner_output(program, kind.args, dir).and_then(|out| (kind.parse)(dir, &out)) {
+                Ok(found) => {
+                    count += found.len();
+                    run.findings.extend(found);
+                }
+                Err(e) => run.errors.push(e),
+            }
+        }
+        run.metrics.insert(kind.metric.into(), count as f64);
+    }
+    if let Some(apt) = &cfg.apt {
+        let program = apt.program.as_deref().unwrap_or("apt");
+        match Command::new(program).args(["list", "--upgradable"]).run() {
+            Ok(exit) if exit.success() => {
+                let (all, security) = advisories::apt(&String::from_utf8_lossy(&exit.stdout));
+                run.metrics
+                    .insert("apt_upgradable".into(), all.len() as f64);
+                run.metrics
+                    .insert("apt_security".into(), security.len() as f64);
+                if !security.is_empty() {
+                    run.findings.push(Finding {
+                        id: "apt-security-updates".into(),
+                        key: "apt".into(),
+                        severity: apt.severity,
+                        title: format!(
+                            "{} security updates pending: {}",
+                            security.len(),
+                            security.join(", ")
+                        ),
+                        fix: "apt update && apt upgrade (or unattended-upgrades)".into(),
+                    });
+                }
+            }
+            Ok(exit) => run.errors.push(format!(
+                "{program} list --upgradable exited with {:?}: {}",
+                exit.code,
+                exit.stderr_text()
+            )),
+            Err(e) => run
+                .errors
+                .push(format!("{program} list --upgradable could not run: {e:?}")),
+        }
+    }
+}
+
+fn outcome(run: &Run, diff: &findings::Diff) -> Outcome {
+    for f in &diff.new {
+        opsd_sdk::warn!("new: {}", f.line());
+    }
+    for f in &diff.resolved {
+        opsd_sdk::info!("resolved: {}", f.line());
+    }
+    for e in &run.errors {
+        opsd_sdk::error!("{e}");
+    }
+    let by = |s: Severity| run.findings.iter().filter(|f| f.severity == s).count();
+    let counts: Vec<String> = Severity::ALL
+        .iter()
+        .map(|s| format!("{} {}", s.as_str(), by(*s)))
+        .collect();
+    let mut summary = format!(
+        "{} findings ({}); {} new, {} resolved",
+        run.findings.len(),
+        counts.join(", "),
+        diff.new.len(),
+        diff.resolved.len()
+    );
+    if let Some(first) = diff.new.first() {
+        summary.push_str(&format!(
+            "; new: [{}] {} {}",
+            first.severity.as_str(),
+            first.id,
+            first.key
+        ));
+    }
+    if let Some(first) = run.errors.first() {
+        summary.push_str(&format!("; could not check: {first}"));
+    }
+    let urgent = by(Severity::P0) + by(Severity::P1) > 0;
+    let status = if !run.errors.is_empty() || urgent {
+        Status::Failed
+    } else if !run.findings.is_empty() || !run.warnings.is_empty() {
+        Status::Warning
+    } else {
+        Status::Ok
+    };
+    let mut details = Vec::new();
+    let mut section = |title: &str, lines: Vec<String>| {
+        if !lines.is_empty() {
+            details.push(format!("{title}:"));
+            details.extend(lines.into_iter().map(|l| format!("  {l}")));
+        }
+    };
+    section("new", diff.new.iter().map(Finding::line).collect());
+    section(
+        "resolved",
+        diff.resolved.iter().map(Finding::line).collect(),
+    );
+    section("findings", run.findings.iter().map(Finding::line).collect());
+    section("could not check", run.errors.clone());
+    section("not looked at", run.warnings.clone());
+    section("notes", run.notes.clone());
+    let mut out = Outcome::with_status(status, summary).details(details.join("\n"));
+    out = out
+        .metric("findings_total", run.findings.len() as f64, None)
+        .metric("findings_new", diff.new.len() as f64, None)
+        .metric("findings_resolved", diff.resolved.len() as f64, None);
+    for s in Severity::ALL {
+        out = out.metric(
+            &format!("findings_{}", s.as_str().to_ascii_lowercase()),
+            by(s) as f64,
+            None,
+        );
+    }
+    for (name, value) in &run.metrics {
+        out = out.metric(name, *value, None);
+    }
+    out
+}
+
+opsd_sdk::export_plugin!(Audit);

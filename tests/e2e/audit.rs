@@ -1,0 +1,181 @@
+//! audit on a planted tree: a world-readable `.env` and backup, a
+//! world-writable directory, a SUID file that appears after the baseline,
+//! a log with auth failures that is rotated between runs, and a fake
+//! `npm audit --json`. Findings, IDs, and what is new and resolved.
+
+use crate::util::{Env, text};
+use serde_json::Value;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+}
+
+fn append(p: &Path, line: &str, times: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .unwrap();
+    for i in 0..times {
+        writeln!(f, "2026-11-28T06:00:{i:02}Z {line} #{i}").unwrap();
+    }
+}
+
+fn metric(rec: &Value, name: &str) -> f64 {
+    rec["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no metric {name}: {rec:#}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+/// The `[Pn] id key` lines of a details section.
+fn section(rec: &Value, title: &str) -> Vec<String> {
+    let details = rec["details"].as_str().unwrap();
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in details.lines() {
+        if !line.starts_with("  ") {
+            inside = line == format!("{title}:");
+            continue;
+        }
+        if inside {
+            let l = line.trim();
+            out.push(l.split(':').next().unwrap_or(l).to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn findings_are_diffed_between_runs_and_logs_are_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let npm = dir.path().join("npm");
+    std::fs::write(
+        &npm,
+        "#!/bin/sh\n[ \"$1 $2\" = 'audit --json' ] || exit 2\ncat <<'EOF'\n{\"auditReportVersion\":2,\"vulnerabilities\":{\"lodash\":{\"name\":\"lodash\",\"severity\":\"high\",\"via\":[{\"title\":\"Prototype Pollution in lodash\"}],\"range\":\"<4.17.21\",\"fixAvailable\":true}},\"metadata\":{\"vulnerabilities\":{\"high\":1,\"total\":1}}}\nEOF\nexit 1\n",
+    )
+    .unwrap();
+    chmod(&npm, 0o755);
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "audit"
+plugin = "audit"
+schedule = "30 6 * * *"
+[job.grants]
+fs = [
+  {{ host = "srv", guest = "/srv", access = "ro", create = true }},
+  {{ host = "backups", guest = "/backups", access = "ro", create = true }},
+  {{ host = "log", guest = "/var/log/app", access = "ro", create = true }},
+  {{ host = "state", guest = "/state", access = "rw", create = true }},
+]
+exec = ["{npm}"]
+[job.config]
+state_file = "/state/audit.json"
+secrets = {{ paths = ["/srv/app"] }}
+backups = {{ paths = ["/backups"] }}
+world_writable = {{ paths = ["/srv"] }}
+suid = {{ paths = ["/srv/bin"] }}
+npm_audit = {{ dirs = ["/srv/app"], program = "{npm}" }}
+[[job.config.logs]]
+path = "/var/log/app/agent.log"
+"#,
+        npm = npm.display()
+    ));
+    let srv = env.path("srv");
+    std::fs::create_dir_all(srv.join("app")).unwrap();
+    std::fs::create_dir_all(srv.join("bin")).unwrap();
+    std::fs::create_dir_all(srv.join("uploads")).unwrap();
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    std::fs::create_dir_all(env.path("log")).unwrap();
+    std::fs::write(srv.join("app/.env"), "SECRET=1\n").unwrap();
+    chmod(&srv.join("app/.env"), 0o644);
+    std::fs::write(srv.join("app/package-lock.json"), "{}").unwrap();
+    std::fs::write(env.path("backups/db.dump"), "data").unwrap();
+    chmod(&env.path("backups/db.dump"), 0o644);
+    chmod(&srv.join("uploads"), 0o777);
+    std::fs::write(srv.join("bin/tool"), "#!/bin/sh\n").unwrap();
+    chmod(&srv.join("bin/tool"), 0o4755);
+    let log = env.path("log/agent.log");
+    append(&log, "agent started, listening on :8080", 1);
+    append(&log, "Authentication failed for user bob", 12);
+    append(&log, "blocked SQL Injection attempt in /search", 1);
+
+    // First run: everything is new; the SUID file is the baseline.
+    let rec = env.run_job("audit");
+    assert_eq!(rec["status"], "failed", "P1 findings fail the run: {rec:#}");
+    let new = section(&rec, "new");
+    assert_eq!(
+        new,
+        [
+            "[P1] backup-readable /backups/db.dump",
+            "[P1] log-pattern /var/log/app/agent.log",
+            "[P1] npm-advisory /srv/app",
+            "[P1] secret-readable /srv/app/.env",
+            "[P1] world-writable-dir /srv/uploads",
+            "[P2] log-pattern /var/log/app/agent.log",
+        ],
+        "{rec:#}"
+    );
+    assert!(
+        rec["details"]
+            .as_str()
+            .unwrap()
+            .contains("Fix: chmod 600 /srv/app/.env"),
+        "{rec:#}"
+    );
+    assert_eq!(metric(&rec, "log_matches_auth_failures"), 12.0);
+    assert_eq!(metric(&rec, "log_matches_attack_signs"), 1.0);
+    assert_eq!(metric(&rec, "findings_new"), 6.0);
+    assert_eq!(metric(&rec, "suid_files"), 1.0);
+
+    // Between runs: the .env is fixed, a new SUID file appears, the log
+    // gets three more failures and is rotated, and the new log has nine.
+    chmod(&srv.join("app/.env"), 0o600);
+    std::fs::write(srv.join("bin/newtool"), "#!/bin/sh\n").unwrap();
+    chmod(&srv.join("bin/newtool"), 0o2755);
+    append(&log, "Authentication failed for user eve", 3);
+    std::fs::rename(&log, env.path("log/agent.log.1")).unwrap();
+    append(&log, "agent restarted after rotation", 1);
+    append(&log, "Authentication failed for user mallory", 9);
+
+    let rec = env.run_job("audit");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert_eq!(
+        section(&rec, "new"),
+        ["[P1] suid-new /srv/bin/newtool"],
+        "{rec:#}"
+    );
+    assert_eq!(
+        section(&rec, "resolved"),
+        [
+            "[P1] log-pattern /var/log/app/agent.log",
+            "[P1] secret-readable /srv/app/.env"
+        ],
+        "{rec:#}"
+    );
+    // 3 from the rotated file, 9 from the new one; none twice.
+    assert_eq!(metric(&rec, "log_matches_auth_failures"), 12.0, "{rec:#}");
+    assert_eq!(metric(&rec, "log_matches_attack_signs"), 0.0);
+
+    // Nothing written since: the log pattern resolves, the rest stays.
+    let rec = env.run_job("audit");
+    assert_eq!(metric(&rec, "log_matches_auth_failures"), 0.0);
+    assert_eq!(
+        section(&rec, "resolved"),
+        ["[P2] log-pattern /var/log/app/agent.log"],
+        "{rec:#}"
+    );
+    assert!(section(&rec, "new").is_empty(), "{rec:#}");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(env.path("state/audit.json")).unwrap()).unwrap();
+    assert_eq!(state["version"], 1, "{}", text(&env.run(&["history"])));
+}
