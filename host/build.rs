@@ -16,6 +16,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("vacuum", "opsd-vacuum"),
     ("cert-renew", "opsd-cert-renew"),
     ("audit", "opsd-audit"),
+    ("report", "opsd-report"),
 ];
 
 /// Purpose-built guests for tests; built, never embedded.

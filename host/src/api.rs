@@ -95,6 +95,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/v1/jobs/{job}/disable", post(disable))
         .route("/v1/plugins", get(plugins))
         .route("/v1/runs", get(history))
+        .route("/v1/report-input", get(report_input))
         .route("/v1/runs/{id}", get(run_record))
         .route("/v1/runs/{id}/log", get(run_log))
         .with_state(ops)
@@ -223,6 +224,21 @@ async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Vec<RunRecord>> {
     Ok(Json(ops.history(&q)?))
+}
+
+/// `?seconds=N`: the span a report covers.
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    seconds: i64,
+}
+
+async fn report_input(
+    State(ops): State<Arc<Ops>>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<opsd_report_core::input::Input> {
+    Ok(Json(ops.report_input(chrono::Duration::seconds(
+        q.seconds.max(1),
+    ))?))
 }
 
 async fn run_record(
@@ -450,6 +466,15 @@ impl Client {
             params.push(format!("limit={l}"));
         }
         self.request("GET", &format!("/v1/runs?{}", params.join("&")), None)
+            .await
+    }
+
+    /// `GET /v1/report-input`.
+    pub async fn report_input(
+        &self,
+        seconds: i64,
+    ) -> anyhow::Result<opsd_report_core::input::Input> {
+        self.request("GET", &format!("/v1/report-input?seconds={seconds}"), None)
             .await
     }
 

@@ -90,6 +90,13 @@ impl Backend {
         }
     }
 
+    async fn report_input(&self, seconds: i64) -> anyhow::Result<opsd_report_core::input::Input> {
+        match self {
+            Backend::Daemon(c) => c.report_input(seconds).await,
+            Backend::Local(ops) => Ok(ops.report_input(chrono::Duration::seconds(seconds))?),
+        }
+    }
+
     async fn run_log(&self, id: &str) -> anyhow::Result<Vec<LogLine>> {
         match self {
             Backend::Daemon(c) => c.run_log(id).await,
@@ -209,6 +216,35 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&runs)?;
             } else {
                 print(&cli::history_table(&runs, cli::terminal_width()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            since,
+            format,
+            output,
+        } => {
+            let seconds = opsd_report_core::parse_span(&since).with_context(|| {
+                format!("--since `{since}`: write a span such as 24h, 7d or 30d")
+            })?;
+            let format = opsd_report_core::Format::parse(&format)
+                .with_context(|| format!("--format `{format}`: use text, md, html or json"))?;
+            let input = Backend::connect(config()?)
+                .await?
+                .report_input(seconds)
+                .await?;
+            let period = opsd_report_core::Period::last(seconds, input.now);
+            let report = opsd_report_core::build(&input, period);
+            let text = opsd_report_core::render(&report, format);
+            match output {
+                Some(path) => {
+                    let tmp = path.with_extension("opsd-tmp");
+                    std::fs::write(&tmp, &text)
+                        .and_then(|()| std::fs::rename(&tmp, &path))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print(&text)?,
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -90,6 +90,12 @@ struct JobQueue {
     waiting: AtomicUsize,
 }
 
+/// How often the daemon keeps a system sample (for report trends).
+pub const SAMPLE_EVERY: chrono::Duration = chrono::Duration::minutes(10);
+
+/// How long system samples are kept.
+pub const SAMPLE_KEEP: chrono::Duration = chrono::Duration::days(400);
+
 /// Configuration, store, clock and runtime, ready to serve requests.
 pub struct Ops {
     /// Replaced whole on SIGHUP; runs keep the snapshot they started with.
@@ -103,6 +109,8 @@ pub struct Ops {
     pub changed: tokio::sync::Notify,
     /// When the scheduler loop last went round (monotonic time).
     tick: Mutex<Option<Instant>>,
+    /// When the last system sample was kept.
+    last_sample: Mutex<Option<DateTime<Utc>>>,
     /// Run counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Webhooks; set by the daemon.
@@ -161,6 +169,7 @@ impl Ops {
             queues: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
             tick: Mutex::new(None),
+            last_sample: Mutex::new(None),
             metrics: crate::metrics::Metrics::default(),
             notifier: Mutex::new(crate::notify::Notifier::default()),
             http_addr: Mutex::new(None),
@@ -230,9 +239,24 @@ impl Ops {
             .send(event, job, run, missed);
     }
 
-    /// Called by the scheduler each time round its loop.
-    pub fn heartbeat(&self, _now: DateTime<Utc>) {
+    /// Called by the scheduler each time round its loop: marks the loop
+    /// alive and keeps a system sample every [`SAMPLE_EVERY`].
+    pub fn heartbeat(&self, now: DateTime<Utc>) {
         *self.tick.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let due = {
+            let mut last = self.last_sample.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|l| now - l >= SAMPLE_EVERY || now < l);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            let sample = crate::system::sample(now);
+            if let Err(e) = self.store.put_sample(&sample, SAMPLE_KEEP) {
+                tracing::warn!(error = %e, "could not keep a system sample");
+            }
+        }
     }
 
     /// Whether the scheduler loop is alive and the store takes writes.
@@ -659,6 +683,88 @@ impl Ops {
     /// Run history, newest first.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<RunRecord>, OpsError> {
         Ok(self.store.history(q)?)
+    }
+
+    /// What a report over the last `span` needs (that period and the one
+    /// before): runs with their metrics, jobs, system samples and the
+    /// machine now. `opsd report` builds from this, as the report plugin
+    /// builds from the history interface.
+    pub fn report_input(
+        &self,
+        span: chrono::Duration,
+    ) -> Result<opsd_report_core::input::Input, OpsError> {
+        use opsd_report_core::input::{DiskIn, Input, JobIn, RunIn, SampleIn};
+        let now = self.clock.now();
+        let since = now - span * 2;
+        let runs = self.store.history(&HistoryQuery {
+            job: None,
+            status: None,
+            since: Some(since),
+            limit: Some(10_000),
+        })?;
+        let runs = runs
+            .into_iter()
+            .map(|r| {
+                let detailed = opsd_report_core::input::wants_detail(&r.plugin);
+                RunIn {
+                    scheduled: r.scheduled.timestamp(),
+                    started: r.started.timestamp(),
+                    finished: r.finished.map(|t| t.timestamp()),
+                    status: r.status.as_str().to_owned(),
+                    duration_ms: r.duration_ms,
+                    metrics: if detailed {
+                        r.metrics
+                            .iter()
+                            .map(|m| (m.name.clone(), m.value))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    details: if detailed { r.details } else { String::new() },
+                    id: r.id,
+                    job: r.job,
+                    plugin: r.plugin,
+                    summary: r.summary,
+                    error: r.error,
+                }
+            })
+            .collect();
+        let mut jobs = Vec::new();
+        for e in self.schedule()? {
+            let state = self.store.job_state(&e.job)?.unwrap_or_default();
+            jobs.push(JobIn {
+                name: e.job,
+                plugin: e.plugin,
+                schedule: e.schedule,
+                enabled: e.enabled,
+                next_fire: e.next.map(|t| t.timestamp()),
+                last_success: state.last_success.map(|t| t.timestamp()),
+                missed_total: state.missed_total,
+            });
+        }
+        let sample = |s: crate::record::SystemSample| SampleIn {
+            taken: s.taken.timestamp(),
+            cpu_percent: f64::from(s.cpu_percent),
+            memory_total: s.memory_total_bytes,
+            memory_used: s.memory_used_bytes,
+            disks: s
+                .disks
+                .into_iter()
+                .map(|d| DiskIn {
+                    mount: d.mount_point,
+                    total: d.total_bytes,
+                    available: d.available_bytes,
+                })
+                .collect(),
+        };
+        Ok(Input {
+            hostname: crate::system::snapshot().hostname,
+            now: now.timestamp(),
+            runs,
+            jobs,
+            samples: self.store.samples(since)?.into_iter().map(sample).collect(),
+            current: Some(sample(crate::system::sample(now))),
+        })
     }
 
     /// The captured log of one run; live lines for a run in progress.

@@ -209,3 +209,22 @@ pub struct JobState {
     #[serde(default)]
     pub last_final_status: Option<RunStatus>,
 }
+
+/// The machine at one moment, kept so reports can show trends (disk
+/// growth, a projected disk-full date) and compare periods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemSample {
+    pub taken: DateTime<Utc>,
+    pub cpu_percent: f32,
+    pub memory_total_bytes: u64,
+    pub memory_used_bytes: u64,
+    pub disks: Vec<DiskSample>,
+}
+
+/// One file system in a [`SystemSample`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSample {
+    pub mount_point: String,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}

@@ -61,6 +61,8 @@ pub struct Store {
     job_runs: sled::Tree,
     logs: sled::Tree,
     jobs: sled::Tree,
+    /// System samples keyed by big-endian Unix seconds.
+    samples: sled::Tree,
     path: PathBuf,
 }
 
@@ -100,6 +102,7 @@ impl Store {
             job_runs: db.open_tree("job_runs")?,
             logs: db.open_tree("logs")?,
             jobs: db.open_tree("jobs")?,
+            samples: db.open_tree("samples")?,
             db,
             path,
         })
@@ -275,6 +278,37 @@ impl Store {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Keeps a system sample; samples older than `keep` are dropped.
+    pub fn put_sample(
+        &self,
+        sample: &crate::record::SystemSample,
+        keep: chrono::Duration,
+    ) -> Result<()> {
+        let key = sample.taken.timestamp().max(0).to_be_bytes();
+        let value = serde_json::to_vec(sample).map_err(|e| StoreError::Corrupt {
+            key: "sample".into(),
+            source: e,
+        })?;
+        self.samples.insert(key, value)?;
+        let cutoff = (sample.taken - keep).timestamp().max(0).to_be_bytes();
+        for item in self.samples.range(..cutoff.to_vec()) {
+            let (k, _) = item?;
+            self.samples.remove(k)?;
+        }
+        Ok(())
+    }
+
+    /// System samples taken at or after `since`, oldest first.
+    pub fn samples(&self, since: DateTime<Utc>) -> Result<Vec<crate::record::SystemSample>> {
+        let from = since.timestamp().max(0).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.samples.range(from.to_vec()..) {
+            let (k, v) = item?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
     }
 
     /// Reads, changes and writes a job's state in one step.

@@ -72,3 +72,23 @@ pub fn snapshot() -> SystemSnapshot {
         disks,
     }
 }
+
+/// The machine now, as the store keeps it.
+pub fn sample(taken: chrono::DateTime<chrono::Utc>) -> crate::record::SystemSample {
+    let s = snapshot();
+    crate::record::SystemSample {
+        taken,
+        cpu_percent: s.cpu_percent,
+        memory_total_bytes: s.memory_total_bytes,
+        memory_used_bytes: s.memory_used_bytes,
+        disks: s
+            .disks
+            .into_iter()
+            .map(|d| crate::record::DiskSample {
+                mount_point: d.mount_point,
+                total_bytes: d.total_bytes,
+                available_bytes: d.available_bytes,
+            })
+            .collect(),
+    }
+}

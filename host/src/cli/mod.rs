@@ -83,6 +83,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A report over run history and the machine: per-job success,
+    /// failures, durations against the previous period, backups,
+    /// certificates, audit findings, CPU/memory/disk against the runbook's
+    /// limits
+    Report {
+        /// The span covered, ending now (`24h`, `7d`, `30d`)
+        #[arg(long, default_value = "1d", value_name = "SPAN")]
+        since: String,
+        /// text, md, html or json
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write here (atomically) instead of standard output
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Show the captured log of one run
     Logs {
         /// Run id, as `opsd history` shows it

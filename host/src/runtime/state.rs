@@ -366,6 +366,43 @@ impl history::Host for RunState {
         })
     }
 
+    fn samples(&mut self, since: Option<String>) -> Vec<system::SystemSnapshot> {
+        let Some(store) = &self.env.store else {
+            return Vec::new();
+        };
+        let since = since
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.to_utc())
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        store
+            .samples(since)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| system::SystemSnapshot {
+                hostname: String::new(),
+                taken_at: s.taken.timestamp().max(0) as u64,
+                uptime_seconds: 0,
+                cpu_count: 0,
+                cpu_percent: s.cpu_percent,
+                load_average: (0.0, 0.0, 0.0),
+                memory_total_bytes: s.memory_total_bytes,
+                memory_used_bytes: s.memory_used_bytes,
+                swap_total_bytes: 0,
+                swap_used_bytes: 0,
+                disks: s
+                    .disks
+                    .into_iter()
+                    .map(|d| system::Disk {
+                        mount_point: d.mount_point,
+                        filesystem: String::new(),
+                        total_bytes: d.total_bytes,
+                        available_bytes: d.available_bytes,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     fn jobs(&mut self) -> Vec<history::JobInfo> {
         self.env
             .jobs

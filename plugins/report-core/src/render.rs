@@ -1,0 +1,319 @@
+//! Markdown and plain-text renderings of a [`Report`].
+
+use crate::model::*;
+use std::fmt::Write;
+
+/// A byte count for people.
+pub fn bytes(n: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n.abs();
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    let sign = if n < 0.0 { "-" } else { "" };
+    if u == 0 {
+        format!("{sign}{v:.0} B")
+    } else {
+        format!("{sign}{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A duration for people (`850 ms`, `12.3 s`, `4 min`, `3.5 h`, `2.1 d`).
+pub fn span_ms(ms: u64) -> String {
+    let s = ms as f64 / 1000.0;
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86_400.0)
+    }
+}
+
+/// A percentage, or `-` when unknown.
+pub fn rate(r: Option<f64>) -> String {
+    r.map(|r| format!("{r:.1} %")).unwrap_or_else(|| "-".into())
+}
+
+fn dur(d: Option<Durations>) -> [String; 3] {
+    match d {
+        Some(d) => [span_ms(d.p50), span_ms(d.p95), span_ms(d.max)],
+        None => ["-".into(), "-".into(), "-".into()],
+    }
+}
+
+/// Change of a duration against the previous period, as `+12 %`.
+pub fn change(now: Option<Durations>, before: Option<Durations>) -> String {
+    match (now, before) {
+        (Some(n), Some(b)) if b.p95 > 0 => {
+            format!(
+                "{:+.0} %",
+                100.0 * (n.p95 as f64 - b.p95 as f64) / b.p95 as f64
+            )
+        }
+        _ => "-".into(),
+    }
+}
+
+/// `12d 3h` style ages.
+pub fn age(s: i64) -> String {
+    let s = s.max(0);
+    if s < 3600 {
+        format!("{} min", s / 60)
+    } else if s < 86_400 {
+        format!("{}h {}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}d {}h", s / 86_400, s % 86_400 / 3600)
+    }
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# opsd {} report: {}\n\n{} to {} (compared with {} to {}), generated {}\n",
+        r.period.kind,
+        r.host,
+        r.period.from,
+        r.period.to,
+        r.period.previous_from,
+        r.period.previous_to,
+        r.generated
+    );
+    let t = &r.totals;
+    let _ = writeln!(
+        o,
+        "**{} runs, {} ok, {} warning, {} failed, {} skipped; success rate {}.**\n",
+        t.runs,
+        t.ok,
+        t.warning,
+        t.failed,
+        t.missed,
+        rate(t.success_rate)
+    );
+    o.push_str("## Needs attention\n\n");
+    if r.attention.is_empty() {
+        o.push_str("Nothing.\n\n");
+    } else {
+        for a in &r.attention {
+            let _ = writeln!(o, "- {}", md_escape(a));
+        }
+        o.push('\n');
+    }
+    o.push_str("## Jobs\n\n| job | plugin | runs | ok | warn | failed | skipped | success | before | p50 | p95 | max | p95 vs before | last success |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for j in &r.jobs {
+        let [p50, p95, max] = dur(j.duration_ms);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            j.name,
+            j.plugin,
+            j.runs,
+            j.ok,
+            j.warning,
+            j.failed,
+            j.missed,
+            rate(j.success_rate),
+            rate(j.previous_success_rate),
+            p50,
+            p95,
+            max,
+            change(j.duration_ms, j.previous_duration_ms),
+            j.since_last_success_s
+                .map(|s| format!("{} ago", age(s)))
+                .unwrap_or_else(|| "never".into())
+        );
+    }
+    let failures: Vec<_> = r
+        .jobs
+        .iter()
+        .flat_map(|j| j.failures.iter().map(move |f| (j, f)))
+        .collect();
+    if !failures.is_empty() {
+        o.push_str("\n### Failures\n\n");
+        for (j, f) in failures {
+            let _ = writeln!(
+                o,
+                "- {} `{}` {} ({}): {}",
+                f.at,
+                j.name,
+                f.status,
+                f.run,
+                md_escape(&f.error)
+            );
+        }
+    }
+    if !r.backups.is_empty() {
+        o.push_str("\n## Backups\n\n| job | last good | age | size | growth/day |\n|---|---|---|---|---|\n");
+        for b in &r.backups {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                b.job,
+                b.last_ok.as_deref().unwrap_or("never"),
+                b.age_s.map(age).unwrap_or_else(|| "-".into()),
+                b.bytes_last.map(bytes).unwrap_or_else(|| "-".into()),
+                b.growth_bytes_per_day
+                    .map(bytes)
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    if !r.certificates.is_empty() {
+        o.push_str("\n## Certificates\n\n| job | soonest expiry | renewed | last run |\n|---|---|---|---|\n");
+        for c in &r.certificates {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                c.job,
+                c.min_days_left
+                    .map(|d| format!("{d:.0} days"))
+                    .unwrap_or_else(|| "-".into()),
+                c.renewed_in_period,
+                md_escape(&c.summary)
+            );
+        }
+    }
+    if !r.vacuum.is_empty() {
+        o.push_str(
+            "\n## Vacuum\n\n| job | measure | before | after | change |\n|---|---|---|---|---|\n",
+        );
+        for v in &r.vacuum {
+            for (name, before, after) in &v.effects {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {:+} |",
+                    v.job,
+                    name,
+                    before,
+                    after,
+                    after - before
+                );
+            }
+        }
+    }
+    if !r.audit.is_empty() {
+        o.push_str("\n## Audit\n\n| job | P0 | P1 | P2 | P3 | new | resolved |\n|---|---|---|---|---|---|---|\n");
+        for a in &r.audit {
+            let [p0, p1, p2, p3] = a.by_severity;
+            let _ = writeln!(
+                o,
+                "| {} | {p0} | {p1} | {p2} | {p3} | {} | {} |",
+                a.job, a.new, a.resolved
+            );
+        }
+        for a in &r.audit {
+            for l in &a.new_lines {
+                let _ = writeln!(o, "- new in {}: {}", a.job, md_escape(l));
+            }
+        }
+    }
+    let s = &r.system;
+    let th = s.thresholds;
+    let _ = writeln!(
+        o,
+        "\n## System\n\nCPU {} now, peak {} (limit {:.0} %); memory {} now, peak {} (limit {:.0} %).\n",
+        rate(s.cpu_percent),
+        rate(s.cpu_peak),
+        th.cpu_percent,
+        rate(s.memory_percent),
+        rate(s.memory_peak),
+        th.memory_percent
+    );
+    if !s.disks.is_empty() {
+        let _ = writeln!(
+            o,
+            "| disk | size | used | limit | growth/day | full by |\n|---|---|---|---|---|---|"
+        );
+        for d in &s.disks {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.1} % | {:.0} % | {} | {} |",
+                d.mount,
+                bytes(d.total_bytes as f64),
+                d.used_percent,
+                th.disk_percent,
+                d.growth_bytes_per_day
+                    .map(bytes)
+                    .unwrap_or_else(|| "-".into()),
+                d.projected_full.as_deref().unwrap_or("not growing")
+            );
+        }
+    }
+    o
+}
+
+/// The report as plain text for a terminal.
+pub fn text(r: &Report) -> String {
+    let mut o = String::new();
+    let t = &r.totals;
+    let _ = writeln!(
+        o,
+        "{} report for {}, {} to {}\n{} runs: {} ok, {} warning, {} failed, {} skipped; success {}\n",
+        r.period.kind,
+        r.host,
+        r.period.from,
+        r.period.to,
+        t.runs,
+        t.ok,
+        t.warning,
+        t.failed,
+        t.missed,
+        rate(t.success_rate)
+    );
+    if r.attention.is_empty() {
+        o.push_str("Needs attention: nothing\n\n");
+    } else {
+        o.push_str("Needs attention:\n");
+        for a in &r.attention {
+            let _ = writeln!(o, "  ! {a}");
+        }
+        o.push('\n');
+    }
+    let _ = writeln!(
+        o,
+        "{:<20} {:>5} {:>7} {:>8} {:>9} {:>9}  LAST SUCCESS",
+        "JOB", "RUNS", "FAILED", "SUCCESS", "P50", "P95"
+    );
+    for j in &r.jobs {
+        let [p50, p95, _] = dur(j.duration_ms);
+        let _ = writeln!(
+            o,
+            "{:<20} {:>5} {:>7} {:>8} {:>9} {:>9}  {}",
+            j.name,
+            j.runs,
+            j.failed,
+            rate(j.success_rate),
+            p50,
+            p95,
+            j.since_last_success_s
+                .map(|s| format!("{} ago", age(s)))
+                .unwrap_or_else(|| "never".into())
+        );
+    }
+    for d in &r.system.disks {
+        let _ = writeln!(
+            o,
+            "\ndisk {}: {:.1} % of {} used{}",
+            d.mount,
+            d.used_percent,
+            bytes(d.total_bytes as f64),
+            d.projected_full
+                .as_deref()
+                .map(|f| format!(", full by {f} at the current rate"))
+                .unwrap_or_default()
+        );
+    }
+    o
+}

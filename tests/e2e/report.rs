@@ -1,0 +1,337 @@
+//! report: a history with known runs gives known numbers, from the plugin
+//! (through the history interface) and from `opsd report` (from the store)
+//! alike; the HTML page renders in headless Chromium with its charts and
+//! no console errors.
+
+use crate::util::{Env, text};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+const JOBS: &str = r#"
+[[job]]
+name = "rotate"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
+[job.config]
+paths = ["/logs/*.log"]
+missingok = true
+
+[[job]]
+name = "broken"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "ro", create = true }]
+[job.config]
+paths = ["/logs/*.log"]
+state_file = "/logs/.broken-state"
+
+[[job]]
+name = "reports"
+plugin = "report"
+schedule = "5 0 * * *"
+[job.grants]
+fs = [{ host = "reports", guest = "/reports", access = "rw", create = true }]
+[job.config]
+output_dir = "/reports"
+period = "weekly"
+"#;
+
+fn job<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("no job {name} in {report:#}"))
+}
+
+fn history_env() -> Env {
+    let env = Env::new(JOBS);
+    std::fs::create_dir_all(env.path("logs")).unwrap();
+    std::fs::create_dir_all(env.path("reports")).unwrap();
+    std::fs::write(env.path("logs/app.log"), "x\n").unwrap();
+    for _ in 0..3 {
+        assert_eq!(env.run_job("rotate")["status"], "ok");
+    }
+    assert_eq!(env.run_job("broken")["status"], "failed");
+    env
+}
+
+#[test]
+fn known_runs_give_known_numbers_from_the_plugin_and_the_cli() {
+    let env = history_env();
+    let rec = env.run_job("reports");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let json_path = env.path(&format!("reports/report-weekly-{day}.json"));
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(&json_path)
+            .unwrap_or_else(|e| panic!("{}: {e}: {rec:#}", json_path.display())),
+    )
+    .unwrap();
+    assert_eq!(report["schema"], "opsd.report/1");
+    assert_eq!(report["period"]["kind"], "weekly");
+    let rotate = job(&report, "rotate");
+    assert_eq!(rotate["runs"], 3);
+    assert_eq!(rotate["ok"], 3);
+    assert_eq!(rotate["success_rate"], 100.0);
+    assert!(rotate["duration_ms"]["p95"].as_u64().is_some());
+    let broken = job(&report, "broken");
+    assert_eq!(broken["runs"], 1);
+    assert_eq!(broken["failed"], 1);
+    assert_eq!(broken["success_rate"], 0.0);
+    let error = broken["failures"][0]["error"].as_str().unwrap();
+    assert!(!error.is_empty() && !error.contains('\n'), "{error}");
+    assert!(
+        report["attention"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .unwrap()
+            .starts_with("job broken: 1 of 1 runs failed")),
+        "{report:#}"
+    );
+    // The report run itself was still running while it gathered.
+    assert_eq!(report["totals"]["runs"], 4);
+    assert!(
+        env.path(&format!("reports/report-weekly-{day}.md"))
+            .exists()
+    );
+    assert!(
+        env.path(&format!("reports/report-weekly-{day}.html"))
+            .exists()
+    );
+
+    // The CLI gives the same numbers from the store (now also counting the
+    // finished report run).
+    let out = env.run(&["report", "--since", "7d", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in ["rotate", "broken"] {
+        let (a, b) = (job(&report, name), job(&cli, name));
+        for key in [
+            "runs",
+            "ok",
+            "warning",
+            "failed",
+            "missed",
+            "success_rate",
+            "duration_ms",
+        ] {
+            assert_eq!(a[key], b[key], "{name}.{key}");
+        }
+    }
+    assert_eq!(cli["totals"]["runs"], 5);
+    // And with a daemon, through the control socket.
+    let daemon = env.daemon();
+    let out = env.run(&["report", "--since", "7d", "--format", "md"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("| broken | log-rotate | 1 | 0 | 0 | 1 |"),
+        "{md}"
+    );
+    assert!(daemon.stop().success());
+}
+
+/// The page as Chromium renders it: (serialised DOM, console messages).
+fn chromium(html: &Path, png: &Path) -> (String, String) {
+    let bin = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is missing: install Debian's chromium package (tests/run does)");
+    let profile = tempfile::tempdir().unwrap();
+    let common = |c: &mut Command| {
+        c.args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1100,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut shot = Command::new(bin);
+    common(&mut shot);
+    let out = shot
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium --screenshot: {}",
+        text(&out)
+    );
+    let mut dump = Command::new(bin);
+    common(&mut dump);
+    let out = dump
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium --dump-dom: {}", text(&out));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Width, height and the share of pixels that are not white, from a PNG.
+fn png_ink(path: &Path) -> (u32, u32, f64) {
+    let data = std::fs::read(path).unwrap();
+    assert_eq!(&data[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let (mut w, mut h, mut color) = (0u32, 0u32, 0u8);
+    let mut idat = Vec::new();
+    let mut i = 8;
+    while i + 8 <= data.len() {
+        let len = u32::from_be_bytes(data[i..i + 4].try_into().unwrap()) as usize;
+        let kind = &data[i + 4..i + 8];
+        let body = &data[i + 8..i + 8 + len];
+        match kind {
+            b"IHDR" => {
+                w = u32::from_be_bytes(body[0..4].try_into().unwrap());
+                h = u32::from_be_bytes(body[4..8].try_into().unwrap());
+                assert_eq!(body[8], 8, "8-bit samples");
+                color = body[9];
+            }
+            b"IDAT" => idat.extend_from_slice(body),
+            _ => {}
+        }
+        i += 12 + len;
+    }
+    let bpp = match color {
+        2 => 3,
+        6 => 4,
+        other => panic!("PNG colour type {other}"),
+    };
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&idat[..]), &mut raw).unwrap();
+    // Undo the per-row filters, then count non-white pixels.
+    let stride = w as usize * bpp;
+    let mut prev = vec![0u8; stride];
+    let mut ink = 0u64;
+    for row in raw.chunks(stride + 1) {
+        let (filter, line) = (row[0], &row[1..]);
+        let mut cur = line.to_vec();
+        for x in 0..stride {
+            let a = if x >= bpp { cur[x - bpp] as i32 } else { 0 };
+            let b = prev[x] as i32;
+            let c = if x >= bpp { prev[x - bpp] as i32 } else { 0 };
+            let add = match filter {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => (a + b) / 2,
+                4 => {
+                    let p = a + b - c;
+                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                f => panic!("PNG filter {f}"),
+            };
+            cur[x] = (cur[x] as i32 + add) as u8;
+        }
+        ink += cur
+            .chunks(bpp)
+            .filter(|p| p[0] < 240 || p[1] < 240 || p[2] < 240)
+            .count() as u64;
+        prev = cur;
+    }
+    (w, h, ink as f64 / (w as f64 * h as f64))
+}
+
+#[test]
+fn the_html_report_renders_its_charts_in_headless_chromium() {
+    let env = history_env();
+    let html = env.path("report.html");
+    let out = env.run(&["report", "--since", "7d", "--format", "html", "--output"]);
+    assert!(!out.status.success(), "--output needs a file");
+    let out = Command::new(crate::util::opsd_bin())
+        .arg("--config")
+        .arg(env.path("opsd.toml"))
+        .args(["report", "--since", "7d", "--format", "html", "--output"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && !page.contains("<script"),
+        "inline SVG, no scripts"
+    );
+    let png = env.path("report.png");
+    let (dom, console) = chromium(&html, &png);
+    assert!(
+        dom.contains("aria-label=\"Runs per job by outcome\""),
+        "the runs chart is in the rendered DOM"
+    );
+    assert!(
+        dom.contains("<rect") && dom.contains("fill=\"#c62828\""),
+        "a failed bar is drawn"
+    );
+    let errors: Vec<&str> = console
+        .lines()
+        .filter(|l| {
+            l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("ERR_FILE_NOT_FOUND")
+        })
+        .collect();
+    assert!(errors.is_empty(), "console: {errors:#?}");
+    let (w, h, ink) = png_ink(&png);
+    assert!(w >= 1000 && h >= 1000, "{w}x{h}");
+    // Text, tables and bars: a few percent of the page is not white.
+    assert!(ink > 0.01, "the screenshot is blank ({:.4} inked)", ink);
+}
+
+/// The README's quick start: the shipped demo config passes `opsd check`,
+/// and its two jobs run, the report job writing its page.
+#[test]
+fn the_demo_config_checks_and_its_jobs_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples");
+    std::fs::create_dir_all(&examples).unwrap();
+    let config = examples.join("opsd.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/opsd.toml"),
+        &config,
+    )
+    .unwrap();
+    let opsd = |args: &[&str]| {
+        Command::new(crate::util::opsd_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = opsd(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let demo = dir.path().join("target/opsd-demo");
+    std::fs::create_dir_all(demo.join("logs")).unwrap();
+    std::fs::write(demo.join("logs/app.log"), "hello\n").unwrap();
+    for job in ["demo-rotate", "demo-report"] {
+        let out = opsd(&["run", job, "--json"]);
+        assert!(out.status.success(), "{job}: {}", text(&out));
+    }
+    assert!(demo.join("logs/app.log.1.gz").exists());
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let page = std::fs::read_to_string(demo.join(format!("reports/report-daily-{day}.html")))
+        .expect("the demo report page");
+    assert!(page.contains("demo-rotate"), "{page}");
+}
