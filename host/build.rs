@@ -24,6 +24,8 @@ const TEST_GUESTS: &[&str] = &[
     "opsd-test-hostile",
     "opsd-test-command",
     "opsd-test-contract-010",
+    // The Rust example plugin, so the tests can drop it into a daemon.
+    "opsd-example-disk-guard",
 ];
 
 fn main() {
@@ -47,7 +49,12 @@ fn run() -> Result<(), String> {
         .ok_or("unexpected OUT_DIR layout")?
         .join("opsd-wasm");
 
-    for dir in ["plugins", "wit", "tests/guests"] {
+    for dir in [
+        "plugins",
+        "wit",
+        "tests/guests",
+        "examples/plugins/disk-guard",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(
