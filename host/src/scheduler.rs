@@ -117,6 +117,9 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let now = clock.now();
+    // The loop is alive from here: health must not call a daemon that is
+    // busy with its first pass (retention, catch-up) unhealthy.
+    ops.heartbeat(now);
     if let Err(e) = ops.apply_retention() {
         tracing::error!(error = %e, "retention failed");
     }
