@@ -330,3 +330,57 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let stream = std::net::TcpStream::connect(addr).expect("connect http");
     http_exchange(stream, path)
 }
+
+/// A `node_modules` directory holding these npm packages, under the target
+/// directory (installed on first use from the npm registry).
+pub fn node_modules_with(packages: &[&str]) -> PathBuf {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-tools");
+    std::fs::create_dir_all(&prefix).expect("create node-tools dir");
+    let stamp = prefix.join(format!(
+        "installed-{}",
+        packages.join("+").replace(['/', '@'], "_")
+    ));
+    if !stamp.exists() {
+        let out = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .args(packages)
+            .output()
+            .expect("run npm (install Node.js 18 or later with npm)");
+        assert!(
+            out.status.success(),
+            "npm install {packages:?} failed:\n{}",
+            text(&out)
+        );
+        std::fs::write(&stamp, "").expect("write node-tools stamp");
+    }
+    prefix.join("node_modules")
+}
+
+/// Copies a directory tree, following symbolic links (so a project that
+/// links to `wit/plugin.wit` is copied whole).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "node_modules" || name == "__pycache__" || name == "target" {
+            continue;
+        }
+        let src = entry.path();
+        if std::fs::metadata(&src).unwrap().is_dir() {
+            copy_tree(&src, &to.join(&name));
+        } else {
+            std::fs::copy(&src, to.join(&name)).unwrap();
+        }
+    }
+}
