@@ -257,6 +257,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        // Needs no configuration: it only writes a project.
+        Command::Plugins {
+            command: PluginsCommand::New { name, lang, dir },
+        } => new_plugin(&name, lang, dir),
         Command::Plugins { command } => plugins(config()?, command).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -396,8 +400,30 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `opsd plugin new`: writes the project and says how to build it.
+fn new_plugin(
+    name: &str,
+    lang: crate::scaffold::Lang,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let written = crate::scaffold::create(name, lang, &dir)?;
+    let (build, test) = crate::scaffold::commands(name, lang);
+    print(&format!(
+        "created {} ({} files)\n\nbuild:\n  cd {}\n  {}\ntest:\n  {}\ninstall:\n  cp {} DATA_DIR/plugins/\n",
+        dir.display(),
+        written.len(),
+        dir.display(),
+        build.replace('\n', "\n  "),
+        test,
+        crate::scaffold::artifact(name, lang),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<ExitCode> {
     match command {
+        PluginsCommand::New { name, lang, dir } => new_plugin(&name, lang, dir),
         PluginsCommand::List { json } => {
             let list = match Backend::connect(config).await? {
                 Backend::Daemon(c) => c.plugins().await?,

@@ -24,7 +24,8 @@
 //!   endpoints; [`metrics`]: Prometheus; [`notify`]: webhooks;
 //!   [`cli`]: arguments and tables; [`daemon`]: `opsd daemon`, signals,
 //!   systemd; [`clock`]: wall time, injectable; [`policy`]: catch-up,
-//!   overlap, retries, jitter, retention.
+//!   overlap, retries, jitter, retention; [`scaffold`]: `opsd plugin
+//!   new`.
 
 pub mod api;
 pub mod bindings;
@@ -42,6 +43,7 @@ pub mod plugins;
 pub mod policy;
 pub mod record;
 pub mod runtime;
+pub mod scaffold;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;

@@ -108,7 +108,8 @@ pub enum Command {
     },
     /// Validate the configuration, and each job against what its plugin asks for
     Check,
-    /// Plugins: built in, and dropped into plugin_dir
+    /// Plugins: built in, and dropped into plugin_dir; `plugin new` starts one
+    #[command(visible_alias = "plugin")]
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
@@ -126,6 +127,17 @@ pub enum PluginsCommand {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+    },
+    /// Create a plugin project (Rust, Python or JavaScript) that builds, tests and runs as it is
+    New {
+        /// The plugin's name: lowercase letters, digits and dashes
+        name: String,
+        /// The language to write it in
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create it (default: ./NAME); must not exist
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
     /// What a .wasm file is and whether opsd would accept it
     Inspect {

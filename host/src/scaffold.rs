@@ -1,0 +1,230 @@
+//! `opsd plugin new`: a plugin project that builds, tests and runs as it
+//! comes, in Rust, Python or JavaScript. The templates and the WIT they
+//! need are compiled into the binary, so it works offline and always
+//! matches the contract this opsd speaks.
+
+use std::path::{Path, PathBuf};
+
+/// The contract this binary implements.
+const PLUGIN_WIT: &str = include_str!("../../wit/plugin.wit");
+/// WASI 0.2.12 packages the JavaScript template imports directly.
+const WASI_FILESYSTEM: &str = include_str!("../../examples/plugins/wit/deps/filesystem.wit");
+const WASI_IO: &str = include_str!("../../examples/plugins/wit/deps/io.wit");
+const WASI_CLOCKS: &str = include_str!("../../examples/plugins/wit/deps/clocks.wit");
+/// The bundling build script the JavaScript example uses.
+const JS_BUILD: &str = include_str!("../../examples/plugins/cache-clean/build.mjs");
+
+const RUST_CARGO: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
+const RUST_LIB: &str = include_str!("../templates/rust/src_lib.rs");
+const PY_APP: &str = include_str!("../templates/python/app.py");
+const PY_LOGIC: &str = include_str!("../templates/python/logic.py");
+const PY_TEST: &str = include_str!("../templates/python/test_logic.py");
+const JS_PLUGIN: &str = include_str!("../templates/js/plugin.js");
+const JS_LOGIC: &str = include_str!("../templates/js/logic.js");
+const JS_TEST: &str = include_str!("../templates/js/logic.test.js");
+const JS_PACKAGE: &str = include_str!("../templates/js/package.json");
+const JS_WORLD: &str = include_str!("../templates/js/world.wit");
+
+/// Languages a new plugin can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+/// Why a project could not be created; the CLI prints it as is.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error(
+        "`{0}` is not a usable plugin name: use lowercase letters, digits and dashes, starting with a letter (like `disk-report`), at most 40 characters"
+    )]
+    BadName(String),
+    #[error("{0} already exists; pick another name or --dir, opsd never overwrites files")]
+    Exists(PathBuf),
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// True for names that are a WIT identifier, a crate name and a file name
+/// alike: `disk-report`, `check2`.
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= 40
+        && !name.is_empty()
+        && name.split('-').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+/// The files of a new project: (relative path, contents).
+pub fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+    };
+    let mut out: Vec<(String, String)> = match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml".into(), fill(RUST_CARGO)),
+            ("src/lib.rs".into(), fill(RUST_LIB)),
+            ("wit/plugin.wit".into(), PLUGIN_WIT.into()),
+            (".gitignore".into(), "/target\n*.wasm\n".into()),
+        ],
+        Lang::Python => vec![
+            ("app.py".into(), fill(PY_APP)),
+            ("logic.py".into(), fill(PY_LOGIC)),
+            ("test_logic.py".into(), fill(PY_TEST)),
+            ("wit/plugin.wit".into(), PLUGIN_WIT.into()),
+            (".gitignore".into(), "__pycache__/\n*.wasm\n".into()),
+        ],
+        Lang::Js => vec![
+            ("plugin.js".into(), fill(JS_PLUGIN)),
+            ("logic.js".into(), fill(JS_LOGIC)),
+            ("logic.test.js".into(), fill(JS_TEST)),
+            ("package.json".into(), fill(JS_PACKAGE)),
+            ("build.mjs".into(), JS_BUILD.into()),
+            ("wit/world.wit".into(), fill(JS_WORLD)),
+            ("wit/deps/opsd-plugin.wit".into(), PLUGIN_WIT.into()),
+            ("wit/deps/filesystem.wit".into(), WASI_FILESYSTEM.into()),
+            ("wit/deps/io.wit".into(), WASI_IO.into()),
+            ("wit/deps/clocks.wit".into(), WASI_CLOCKS.into()),
+            (".gitignore".into(), "node_modules/\n*.wasm\n".into()),
+        ],
+    };
+    out.push(("README.md".into(), readme(name, lang)));
+    out
+}
+
+/// The built component's path inside the project.
+pub fn artifact(name: &str, lang: Lang) -> String {
+    match lang {
+        Lang::Rust => format!(
+            "target/wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        ),
+        Lang::Python | Lang::Js => format!("{name}.wasm"),
+    }
+}
+
+/// The commands that build and test a project, for README and CLI.
+pub fn commands(name: &str, lang: Lang) -> (String, String) {
+    match lang {
+        Lang::Rust => (
+            "rustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2".into(),
+            "cargo test".into(),
+        ),
+        Lang::Python => (
+            format!(
+                "pip install componentize-py==0.25.1\ncomponentize-py -d wit -w plugin componentize app -o {name}.wasm"
+            ),
+            "python -m unittest".into(),
+        ),
+        Lang::Js => ("npm install\nnpm run build".into(), "npm test".into()),
+    }
+}
+
+fn readme(name: &str, lang: Lang) -> String {
+    let (build, test) = commands(name, lang);
+    let wasm = artifact(name, lang);
+    format!(
+        r#"# {name}
+
+An opsd plugin, made by `opsd plugin new`. It measures a directory against
+a byte budget; replace `run` with your chore. The contract is
+`wit/plugin.wit` (opsd:plugin); see opsd's docs/plugin-guide.md.
+
+Build:
+
+```sh
+{build}
+```
+
+Test the logic (no WebAssembly needed):
+
+```sh
+{test}
+```
+
+Install: copy `{wasm}` into opsd's plugin directory (`DATA_DIR/plugins`); a
+running daemon picks it up within a second (`opsd plugins list`). Then give
+it a job:
+
+```toml
+[[job]]
+name = "{name}"
+plugin = "{name}"
+schedule = "0 * * * *"
+[job.grants]
+fs = [{{ host = "/srv/data", guest = "/data", access = "ro" }}]
+[job.config]
+dir = "/data"
+max_bytes = 1000000000
+```
+
+and `opsd run {name}`.
+"#
+    )
+}
+
+/// Writes a new project for `name` into `dir` (which must not exist);
+/// returns the files written.
+pub fn create(name: &str, lang: Lang, dir: &Path) -> Result<Vec<PathBuf>, ScaffoldError> {
+    if !valid_name(name) {
+        return Err(ScaffoldError::BadName(name.to_owned()));
+    }
+    if dir.exists() {
+        return Err(ScaffoldError::Exists(dir.to_owned()));
+    }
+    let mut written = Vec::new();
+    for (rel, body) in files(name, lang) {
+        let path = dir.join(rel);
+        let io = |source| ScaffoldError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, body).map_err(io)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_wit_identifiers() {
+        for ok in ["disk-report", "check2", "a"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "Disk", "2check", "a--b", "a-", "a_b", "a-2b", "a/b"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            for (path, body) in files("disk-report", lang) {
+                assert!(!body.contains("{{"), "{lang:?} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_existing_directory_is_never_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = create("x", Lang::Rust, dir.path()).unwrap_err();
+        assert!(matches!(err, ScaffoldError::Exists(_)), "{err}");
+        let err = create("Bad", Lang::Rust, &dir.path().join("new")).unwrap_err();
+        assert!(matches!(err, ScaffoldError::BadName(_)), "{err}");
+    }
+}
