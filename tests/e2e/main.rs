@@ -13,6 +13,7 @@ mod daemon;
 mod dropin;
 mod log_rotate;
 mod logrotate_compat;
+mod polyglot;
 mod report;
 mod sandbox;
 mod schedule;

@@ -1,0 +1,560 @@
+//! Plugins in other languages: the Python (componentize-py) and JavaScript
+//! (ComponentizeJS) examples and the Rust one are built from source with
+//! the registries' tools, dropped into a running daemon's plugin directory
+//! and run through opsd with real grants; `opsd plugin new` projects in
+//! all three languages pass their own tests, build and run.
+
+use crate::util::{Env, copy_tree, node_modules_with, python_with, text, wait_for};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Pinned so a build today is the build the guide measured.
+pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+pub const NODE_TOOLS: &[&str] = &["@bytecodealliance/componentize-js@0.23.0", "rolldown@1.3.2"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(out.status.success(), "{what} failed:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// componentize-py from PyPI.
+fn componentize_py() -> PathBuf {
+    python_with(&[COMPONENTIZE_PY])
+        .parent()
+        .unwrap()
+        .join("componentize-py")
+}
+
+/// The examples as CI builds them: each one's `build.sh` (its unit tests,
+/// then the component), with componentize-py from PyPI and the npm tools
+/// on hand. Returns (http-check, cache-clean, disk-guard) components.
+fn build_examples(work: &Path) -> [PathBuf; 3] {
+    let src = work.join("examples/plugins");
+    copy_tree(&repo().join("examples/plugins"), &src);
+    std::os::unix::fs::symlink(
+        node_modules_with(NODE_TOOLS),
+        src.join("cache-clean/node_modules"),
+    )
+    .unwrap();
+    let venv_bin = componentize_py().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        venv_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    ["http-check", "cache-clean", "disk-guard"].map(|name| {
+        let out = work.join(format!("{name}.wasm"));
+        // disk-guard builds in the repository's workspace, the others in
+        // the copy.
+        let script = if name == "disk-guard" {
+            repo().join("examples/plugins/disk-guard/build.sh")
+        } else {
+            src.join(name).join("build.sh")
+        };
+        run_ok(
+            Command::new("sh").arg(script).arg(&out).env("PATH", &path),
+            &format!("examples/plugins/{name}/build.sh"),
+        );
+        out
+    })
+}
+
+/// A tiny HTTP server: `/health` answers 200 at once, `/slow` after
+/// 400 ms, anything else 503. Returns its origin.
+fn health_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body) = match path {
+                    "/health" => ("200 OK", r#"{"status":"ok"}"#),
+                    "/slow" => {
+                        std::thread::sleep(Duration::from_millis(400));
+                        ("200 OK", r#"{"status":"ok"}"#)
+                    }
+                    _ => ("503 Service Unavailable", r#"{"status":"down"}"#),
+                };
+                let mut s = &stream;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn metric(rec: &Value, name: &str) -> f64 {
+    rec["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["value"].as_f64())
+        .unwrap_or_else(|| panic!("no metric {name}: {rec:#}"))
+}
+
+/// Sets a file's mtime to `days` ago.
+fn age(path: &Path, days: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+fn jobs(origin: &str) -> String {
+    let other = "http://127.0.0.1:9";
+    format!(
+        r#"
+[[job]]
+name = "health"
+plugin = "http-check"
+schedule = "@yearly"
+[job.grants]
+net = ["{origin}"]
+[job.config]
+url = "{origin}/health"
+expect_body = "ok"
+
+[[job]]
+name = "health-slow"
+plugin = "http-check"
+schedule = "@yearly"
+[job.grants]
+net = ["{origin}"]
+[job.config]
+url = "{origin}/slow"
+warn_ms = 100
+
+[[job]]
+name = "health-down"
+plugin = "http-check"
+schedule = "@yearly"
+[job.grants]
+net = ["{origin}"]
+[job.config]
+url = "{origin}/down"
+
+[[job]]
+name = "health-elsewhere"
+plugin = "http-check"
+schedule = "@yearly"
+[job.grants]
+net = ["{origin}"]
+[job.config]
+url = "{other}/health"
+
+[[job]]
+name = "clean-cache"
+plugin = "cache-clean"
+schedule = "@yearly"
+[job.grants]
+fs = [{{ host = "cache", guest = "/cache", access = "rw", create = true }}]
+[job.config]
+dir = "/cache"
+max_age = "7d"
+max_bytes = "3k"
+
+[[job]]
+name = "disks-fine"
+plugin = "disk-guard"
+schedule = "@yearly"
+[job.config]
+warn_percent = 100
+fail_percent = 100
+
+[[job]]
+name = "disks-full"
+plugin = "disk-guard"
+schedule = "@yearly"
+[job.grants]
+fs = [{{ host = "logs", guest = "/var/log", access = "rw", create = true }}]
+[job.config]
+warn_percent = 0.001
+fail_percent = 100
+clean = {{ dirs = ["/var/log"], older_than_days = 7 }}
+"#
+    )
+}
+
+#[test]
+fn python_javascript_and_rust_examples_run_in_a_daemon() {
+    let origin = health_server();
+    let env = Env::new(&jobs(&origin));
+    let [py, js, rust] = build_examples(&env.path("build"));
+
+    // The cache: two old files, three new ones (1 KiB each), one nested.
+    let cache = env.path("cache");
+    std::fs::create_dir_all(cache.join("thumbs")).unwrap();
+    for name in ["old1", "thumbs/old2", "new1", "new2", "new3", "thumbs/new4"] {
+        std::fs::write(cache.join(name), vec![b'x'; 1024]).unwrap();
+    }
+    age(&cache.join("old1"), 30);
+    age(&cache.join("thumbs/old2"), 9);
+    age(&cache.join("new1"), 3);
+    age(&cache.join("new2"), 2);
+    // Rotated logs: two old, one recent; the live log stays whatever its age.
+    let logs = env.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for name in [
+        "app.log",
+        "app.log.1",
+        "app.log.2.gz",
+        "app.log-20260101",
+        "notes.txt",
+    ] {
+        std::fs::write(logs.join(name), b"line\n").unwrap();
+    }
+    for name in ["app.log", "app.log.2.gz", "app.log-20260101", "notes.txt"] {
+        age(&logs.join(name), 30);
+    }
+
+    let daemon = env.daemon();
+    for (from, to) in [
+        (py.clone(), "http-check.wasm"),
+        (js.clone(), "cache-clean.wasm"),
+        (rust.clone(), "disk-guard.wasm"),
+    ] {
+        std::fs::copy(&from, env.path(&format!("plugins/{to}"))).unwrap();
+    }
+    let ready = wait_for(Duration::from_secs(300), || {
+        let list = env.json(&["plugins", "list", "--json"]);
+        let names = ["http-check", "cache-clean", "disk-guard"];
+        names
+            .iter()
+            .all(|n| {
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == *n && p["status"] == "ready")
+            })
+            .then_some(list)
+    });
+    assert!(ready.is_some(), "plugins not ready: {}", daemon.log());
+
+    // The guide's jobs for these plugins pass `opsd check` against them.
+    let guide = env.path("guide");
+    std::fs::create_dir_all(&guide).unwrap();
+    let jobs_toml = std::fs::read_to_string(repo().join("examples/plugins/jobs.toml"))
+        .unwrap()
+        .replace(
+            "../../target/opsd-examples/plugins",
+            &env.path("plugins").display().to_string(),
+        )
+        .replace("../../target/opsd-examples", &guide.display().to_string());
+    std::fs::write(guide.join("jobs.toml"), jobs_toml).unwrap();
+    let out = Command::new(crate::util::opsd_bin())
+        .arg("--config")
+        .arg(guide.join("jobs.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/plugins/jobs.toml: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("3 jobs, 0 errors"), "{}", text(&out));
+
+    // http-check: up, slow, down, and an origin the job does not grant.
+    let rec = env.run_job("health");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(metric(&rec, "status_code"), 200.0);
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .contains("/health answered 200"),
+        "{rec:#}"
+    );
+    let rec = env.run_job("health-slow");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    // The daemon loaded the file once; this run found it in memory.
+    assert_eq!(rec["plugin_load"]["source"], "memory", "{rec:#}");
+    assert!(metric(&rec, "latency_ms") >= 400.0, "{rec:#}");
+    let rec = env.run_job("health-down");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert!(
+        rec["summary"].as_str().unwrap().ends_with("; expected 200"),
+        "{rec:#}"
+    );
+    let rec = env.run_job("health-elsewhere");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap();
+    assert!(
+        error.contains("not in the job's net grant") && error.contains("127.0.0.1:9"),
+        "{rec:#}"
+    );
+
+    // cache-clean: a dry run changes nothing, then the old files go, then
+    // the oldest of the rest until 3 KiB remain.
+    let out = env.run(&["run", "clean-cache", "--dry-run", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        dry["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("would free 3.0 KiB in 3 files"),
+        "{dry:#}"
+    );
+    assert!(cache.join("old1").exists());
+    let rec = env.run_job("clean-cache");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(metric(&rec, "bytes_freed"), 3072.0, "{rec:#}");
+    assert_eq!(metric(&rec, "files_removed"), 3.0);
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains("removed /cache/old1 (1.0 KiB, older than max_age)"),
+        "{details}"
+    );
+    assert!(
+        details.contains("removed /cache/new1 (1.0 KiB, over max_bytes)"),
+        "{details}"
+    );
+    for gone in ["old1", "thumbs/old2", "new1"] {
+        assert!(!cache.join(gone).exists(), "{gone}");
+    }
+    for kept in ["new2", "new3", "thumbs/new4"] {
+        assert!(cache.join(kept).exists(), "{kept}");
+    }
+
+    // disk-guard: under a 100 % threshold all is well and nothing is
+    // touched; over a tiny one it cleans old rotated logs, never live ones.
+    let rec = env.run_job("disks-fine");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(metric(&rec, "max_used_percent") > 0.0, "{rec:#}");
+    let rec = env.run_job("disks-full");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(metric(&rec, "logs_removed"), 2.0, "{rec:#}");
+    assert!(!logs.join("app.log.2.gz").exists() && !logs.join("app.log-20260101").exists());
+    for kept in ["app.log", "app.log.1", "notes.txt"] {
+        assert!(logs.join(kept).exists(), "{kept}");
+    }
+
+    // Every run went through the daemon, and it is still healthy.
+    let history = env.json(&["history", "--json", "--limit", "50"]);
+    let runs_of = |job: &str| {
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["job"] == job)
+            .count()
+    };
+    assert_eq!(runs_of("clean-cache"), 2, "the dry run is recorded too");
+    assert_eq!(runs_of("disks-full"), 1);
+    assert!(daemon.stop().success());
+}
+
+/// Builds a `opsd plugin new` project after running its own tests; returns
+/// the component.
+fn build_new_project(lang: &str, project: &Path, name: &str) -> PathBuf {
+    match lang {
+        "rust" => {
+            run_ok(
+                Command::new("cargo").current_dir(project).arg("test"),
+                "cargo test (rust template)",
+            );
+            run_ok(
+                Command::new("cargo").current_dir(project).args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                ]),
+                "cargo build (rust template)",
+            );
+            project.join(format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                name.replace('-', "_")
+            ))
+        }
+        "python" => {
+            run_ok(
+                Command::new("python3")
+                    .current_dir(project)
+                    .args(["-m", "unittest", "-v"]),
+                "python -m unittest (python template)",
+            );
+            run_ok(
+                Command::new(componentize_py())
+                    .current_dir(project)
+                    .args(["-d", "wit", "-w", "plugin", "componentize", "app", "-o"])
+                    .arg(format!("{name}.wasm")),
+                "componentize-py (python template)",
+            );
+            project.join(format!("{name}.wasm"))
+        }
+        _ => {
+            std::os::unix::fs::symlink(node_modules_with(NODE_TOOLS), project.join("node_modules"))
+                .unwrap();
+            run_ok(
+                Command::new("npm").current_dir(project).arg("test"),
+                "npm test (js template)",
+            );
+            run_ok(
+                Command::new("npm")
+                    .current_dir(project)
+                    .args(["run", "build"]),
+                "npm run build (js template)",
+            );
+            project.join(format!("{name}.wasm"))
+        }
+    }
+}
+
+#[test]
+fn plugin_new_projects_pass_their_tests_build_and_run() {
+    let mut jobs = String::new();
+    for lang in ["rust", "python", "js"] {
+        jobs.push_str(&format!(
+            "[[job]]\nname = \"size-{lang}\"\nplugin = \"size-{lang}\"\nschedule = \"@yearly\"\n[job.grants]\nfs = [{{ host = \"data\", guest = \"/data\", access = \"ro\" }}]\n[job.config]\ndir = \"/data\"\nmax_bytes = 100\n\n"
+        ));
+    }
+    let env = Env::new(&jobs);
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/big.bin"), vec![0u8; 150]).unwrap();
+
+    // Bad names and existing directories are refused, naming the problem.
+    let out = env.run(&["plugin", "new", "Size", "--lang", "rust"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`Size` is not a usable plugin name"),
+        "{}",
+        text(&out)
+    );
+
+    let projects = env.path("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    for lang in ["rust", "python", "js"] {
+        let name = format!("size-{lang}");
+        let project = projects.join(&name);
+        let out = Command::new(crate::util::opsd_bin())
+            .current_dir(&projects)
+            .args(["plugin", "new", &name, "--lang", lang])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("created {name}")),
+            "{}",
+            text(&out)
+        );
+        let again = Command::new(crate::util::opsd_bin())
+            .current_dir(&projects)
+            .args(["plugin", "new", &name, "--lang", lang])
+            .output()
+            .unwrap();
+        assert!(text(&again).contains("already exists"), "{}", text(&again));
+
+        let wasm = build_new_project(lang, &project, &name);
+        std::fs::copy(&wasm, env.path(&format!("plugins/{name}.wasm"))).unwrap();
+        let rec = env.run_job(&name);
+        assert_eq!(rec["status"], "warning", "{lang}: {rec:#}");
+        assert_eq!(
+            rec["summary"], "/data holds 1 files, 150 bytes (budget 100): over budget",
+            "{lang}"
+        );
+        assert_eq!(rec["plugin"], name.as_str());
+    }
+}
+
+/// Whether `block` appears in `file` as consecutive lines, all shifted by
+/// the same indentation.
+fn quoted(file: &str, block: &[&str]) -> bool {
+    let lines: Vec<&str> = file.lines().collect();
+    let first = block[0];
+    let first_indent = first.len() - first.trim_start().len();
+    (0..lines.len()).any(|s| {
+        let line = lines[s];
+        let indent = line.len() - line.trim_start().len();
+        if indent < first_indent || s + block.len() > lines.len() {
+            return false;
+        }
+        let prefix = &line[..indent - first_indent];
+        block.iter().enumerate().all(|(k, b)| {
+            let l = lines[s + k];
+            if b.trim().is_empty() {
+                l.trim().is_empty()
+            } else {
+                l.strip_prefix(prefix) == Some(*b)
+            }
+        })
+    })
+}
+
+#[test]
+fn the_plugin_guide_quotes_only_files_ci_builds() {
+    let guide = std::fs::read_to_string(repo().join("docs/plugin-guide.md")).unwrap();
+    let lines: Vec<&str> = guide.lines().collect();
+    let mut i = 0;
+    let mut checked = 0;
+    while i < lines.len() {
+        let Some(lang) = lines[i].strip_prefix("```") else {
+            i += 1;
+            continue;
+        };
+        let end = (i + 1..lines.len())
+            .find(|&k| lines[k] == "```")
+            .unwrap_or_else(|| panic!("docs/plugin-guide.md:{}: unclosed block", i + 1));
+        let block = &lines[i + 1..end];
+        let source = lines[i.saturating_sub(1)]
+            .strip_prefix("<!-- from: ")
+            .and_then(|l| l.strip_suffix(" -->"));
+        match source {
+            Some(path) => {
+                let file = std::fs::read_to_string(repo().join(path))
+                    .unwrap_or_else(|e| panic!("docs/plugin-guide.md:{}: {path}: {e}", i + 1));
+                assert!(
+                    quoted(&file, block),
+                    "docs/plugin-guide.md:{}: this block is not in {path} as written:\n{}",
+                    i + 1,
+                    block.join("\n")
+                );
+                checked += 1;
+            }
+            // Messages opsd prints are text; everything else is code.
+            None => assert_eq!(
+                lang,
+                "text",
+                "docs/plugin-guide.md:{}: a code block needs a `<!-- from: PATH -->` line naming the file it quotes",
+                i + 1
+            ),
+        }
+        i = end + 1;
+    }
+    assert!(checked >= 10, "only {checked} quoted blocks");
+    assert!(!guide.contains("PLACEHOLDER"));
+}
