@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use ulid::Ulid;
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The schema this build reads and writes. 2 added the index of runs in
+/// progress (built from the runs on first open of a version-1 store).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Why the store could not be used; callers tell "someone else has it
 /// open" apart from real failures.
@@ -61,6 +62,9 @@ pub struct Store {
     job_runs: sled::Tree,
     logs: sled::Tree,
     jobs: sled::Tree,
+    /// Keys of runs whose status is `running`, so finding the runs a dead
+    /// process left behind does not read the whole history.
+    running: sled::Tree,
     /// System samples keyed by big-endian Unix seconds.
     samples: sled::Tree,
     path: PathBuf,
@@ -82,30 +86,42 @@ impl Store {
                 e => StoreError::Sled(e),
             })?;
         let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let found = v
-                    .as_ref()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(u64::MAX);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::TooNew { path, found });
-                }
-            }
+        let found = match meta.get("schema_version")? {
+            None => SCHEMA_VERSION,
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX),
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path, found });
         }
-        Ok(Store {
+        let store = Store {
             runs: db.open_tree("runs")?,
             job_runs: db.open_tree("job_runs")?,
             logs: db.open_tree("logs")?,
             jobs: db.open_tree("jobs")?,
+            running: db.open_tree("running")?,
             samples: db.open_tree("samples")?,
             db,
             path,
-        })
+        };
+        if found < 2 {
+            // Version 1 had no index of runs in progress: build it once.
+            for item in store.runs.iter() {
+                let (key, value) = item?;
+                let rec: RunRecord = decode(&key, &value)?;
+                if rec.status == RunStatus::Running {
+                    store.running.insert(key, &[])?;
+                }
+            }
+        }
+        if found != SCHEMA_VERSION || meta.get("schema_version")?.is_none() {
+            meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            store.db.flush()?;
+        }
+        Ok(store)
     }
 
     /// Where the store lives on disk.
@@ -116,10 +132,16 @@ impl Store {
     /// Marks runs left `running` by a process that died as `interrupted`.
     pub fn recover_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<RunRecord>> {
         let mut fixed = Vec::new();
-        for item in self.runs.iter() {
-            let (key, value) = item?;
+        for item in self.running.iter() {
+            let (key, _) = item?;
+            let Some(value) = self.runs.get(&key)? else {
+                self.running.remove(&key)?;
+                continue;
+            };
             let mut rec: RunRecord = decode(&key, &value)?;
-            if rec.status == RunStatus::Running {
+            if rec.status != RunStatus::Running {
+                self.running.remove(&key)?;
+            } else {
                 rec.status = RunStatus::Interrupted;
                 rec.finished = Some(now);
                 rec.error = Some("opsd stopped while this run was in progress".into());
@@ -142,6 +164,11 @@ impl Store {
         })?;
         self.runs.insert(key, value)?;
         self.job_runs.insert(job_key(&rec.job, &key), &[])?;
+        if rec.status == RunStatus::Running {
+            self.running.insert(key, &[])?;
+        } else {
+            self.running.remove(key)?;
+        }
         Ok(())
     }
 
@@ -149,6 +176,23 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Like [`Store::flush`], on tokio's blocking threads, so an async
+    /// worker is not held while the disk catches up (runs and the scheduler
+    /// share two workers on a small machine). Not sled's `flush_async`: its
+    /// small IO pool deadlocks when many flushes wait on each other.
+    pub async fn flush_async(&self) -> Result<()> {
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => {
+                flushed?;
+                Ok(())
+            }
+            // The blocking pool is gone only when the runtime shuts down:
+            // flush here instead.
+            Err(_) => self.flush(),
+        }
     }
 
     /// One run by id.
@@ -267,9 +311,13 @@ impl Store {
                 self.job_runs.remove(&index_key)?;
                 continue;
             };
-            let rec: RunRecord = decode(run_key, &value)?;
             seen += 1;
-            if rec.status == RunStatus::Running || (seen <= keep && rec.started >= cutoff) {
+            if self.running.contains_key(run_key)? {
+                continue;
+            }
+            // Only the newest `keep` need reading (for their age); the
+            // rest go whatever they hold.
+            if seen <= keep && decode::<RunRecord>(run_key, &value)?.started >= cutoff {
                 continue;
             }
             self.runs.remove(run_key)?;
@@ -454,6 +502,35 @@ mod tests {
         // Keep 2: two more go; job b is untouched.
         assert_eq!(s.prune("a", 2, now - chrono::Duration::days(5)).unwrap(), 2);
         assert_eq!(s.history(&HistoryQuery::default()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_version_1_store_gets_its_index_of_runs_in_progress() {
+        let d = tempfile::tempdir().unwrap();
+        let id = {
+            let s = Store::open(d.path()).unwrap();
+            let r = rec("a", RunStatus::Running);
+            s.put_run(&r).unwrap();
+            s.put_run(&rec("a", RunStatus::Ok)).unwrap();
+            // As version 1 wrote it: no index.
+            s.running.clear().unwrap();
+            s.db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &1u64.to_be_bytes())
+                .unwrap();
+            s.flush().unwrap();
+            r.id
+        };
+        let s = Store::open(d.path()).unwrap();
+        let fixed = s.recover_interrupted(Utc::now()).unwrap();
+        assert_eq!(fixed.iter().map(|r| &r.id).collect::<Vec<_>>(), [&id]);
+        assert!(s.running.is_empty());
+        let version =
+            s.db.open_tree("meta")
+                .unwrap()
+                .get("schema_version")
+                .unwrap();
+        assert_eq!(version.as_deref(), Some(&SCHEMA_VERSION.to_be_bytes()[..]));
     }
 
     #[test]
