@@ -95,7 +95,15 @@ impl CompileCache {
         let component = Component::new(engine, bytes)?;
         if let Err(e) = self.store(&component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
+            return Ok((component, Source::Compiled, ms(start)));
         }
+        // Use the entry just written, as a restart would: its code is a
+        // file mapping the kernel can page out, not anonymous memory held
+        // for the life of the daemon.
+        drop(component);
+        // SAFETY: as above; the file was written from this engine a moment
+        // ago.
+        let component = unsafe { Component::deserialize_file(engine, &path) }?;
         Ok((component, Source::Compiled, ms(start)))
     }
 
