@@ -68,6 +68,7 @@ impl IntoResponse for ApiError {
             OpsError::UnknownRun(_) => (StatusCode::NOT_FOUND, "unknown-run"),
             OpsError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already-running"),
             OpsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            OpsError::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
         };
         let body = ErrorBody {
             error: self.0.to_string(),

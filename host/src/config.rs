@@ -37,7 +37,19 @@ pub struct Config {
     pub notify: Vec<crate::notify::Target>,
     /// Built-in plugins a file in `plugin_dir` may replace.
     pub override_builtin: Vec<String>,
+    /// Runs that may execute at once; the rest wait their turn, so a burst
+    /// of due jobs cannot exhaust memory.
+    pub max_concurrent_runs: usize,
     pub jobs: Vec<Job>,
+}
+
+/// Runs at once unless `max_concurrent_runs` says: four per CPU, at least
+/// eight.
+pub fn default_max_concurrent_runs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 4)
+        .unwrap_or(8)
+        .max(8)
 }
 
 /// Where `/health` and `/metrics` listen unless `[http] listen` says
@@ -142,6 +154,7 @@ struct RawConfig {
     #[serde(default)]
     http: RawHttp,
     shutdown_grace: Option<Spanned<String>>,
+    max_concurrent_runs: Option<Spanned<i64>>,
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
@@ -610,10 +623,27 @@ impl Config {
                 }
             }
         }
+        let max_concurrent_runs = match &raw.max_concurrent_runs {
+            None => default_max_concurrent_runs(),
+            Some(n) if (1..=100_000).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                problems.push(
+                    lines.at(n),
+                    None,
+                    format!(
+                        "max_concurrent_runs = {}: write a number from 1 to 100000 (default {})",
+                        n.get_ref(),
+                        default_max_concurrent_runs()
+                    ),
+                );
+                1
+            }
+        };
         if !problems.list.is_empty() {
             return Err(fail(problems.list));
         }
         Ok(Config {
+            max_concurrent_runs,
             path,
             data_dir,
             plugin_dir,
@@ -783,6 +813,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(":11: job `a`: timeout: `soon`"), "{text}");
+    }
+
+    #[test]
+    fn max_concurrent_runs_is_checked_and_defaults_by_cpus() {
+        let c = parse("data_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(c.max_concurrent_runs, default_max_concurrent_runs());
+        assert!(c.max_concurrent_runs >= 8);
+        assert_eq!(
+            parse("data_dir = \"/tmp/x\"\nmax_concurrent_runs = 3\n")
+                .unwrap()
+                .max_concurrent_runs,
+            3
+        );
+        let e = parse("data_dir = \"/tmp/x\"\nmax_concurrent_runs = 0\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":2: max_concurrent_runs = 0: write a number from 1 to 100000"),
+            "{e}"
+        );
     }
 
     #[test]

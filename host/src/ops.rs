@@ -34,6 +34,8 @@ pub enum OpsError {
     AlreadyRunning { job: String, run: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("opsd is stopping; the run was not started")]
+    Stopping,
 }
 
 /// One row of `opsd schedule list`.
@@ -117,6 +119,10 @@ pub struct Ops {
     notifier: Mutex<crate::notify::Notifier>,
     /// The address the HTTP endpoints were bound to; set by the daemon.
     pub http_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// One permit per run allowed to execute at once
+    /// (`max_concurrent_runs`), and how many permits that is now.
+    run_slots: Arc<tokio::sync::Semaphore>,
+    run_slots_size: Mutex<usize>,
 }
 /// What `/health` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +146,46 @@ pub struct Health {
 /// stuck.
 const TICK_STALE: std::time::Duration = std::time::Duration::from_secs(150);
 
+/// Whether the scheduler fires a job: `opsd schedule enable/disable` wins
+/// over the config.
+fn job_enabled(job: &Job, state: &JobState) -> bool {
+    state.enabled_override.unwrap_or(job.enabled)
+}
+
+/// A job's next fire time after `now`, never at or before a slot already
+/// fired.
+fn job_next_fire(job: &Job, state: &JobState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !job_enabled(job, state) {
+        return None;
+    }
+    let after = state.last_fire.map_or(now, |l| l.max(now));
+    job.schedule.next_after(after, job.timezone)
+}
+
+/// Every job of `config` with its next and last run.
+fn schedule_entries(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<ScheduleEntry>, OpsError> {
+    let mut out = Vec::with_capacity(config.jobs.len());
+    for job in &config.jobs {
+        let state = store.job_state(&job.name)?.unwrap_or_default();
+        out.push(ScheduleEntry {
+            job: job.name.clone(),
+            plugin: job.plugin.clone(),
+            schedule: job.schedule.as_str().to_owned(),
+            timezone: job.timezone.name().to_owned(),
+            enabled: job_enabled(job, &state),
+            next: job_next_fire(job, &state, now),
+            last: state.last_started,
+            last_status: state.last_status,
+            last_run: state.last_run.clone(),
+        });
+    }
+    Ok(out)
+}
+
 impl Ops {
     /// Opens the store of `config`, marks runs a dead process left behind
     /// as interrupted, and starts the plugin runtime.
@@ -155,6 +201,7 @@ impl Ops {
             }
         }
         let runtime = Arc::new(Runtime::new(config.data_dir.join("cache"))?);
+        let slots = config.max_concurrent_runs;
         let registry = Arc::new(Registry::new(
             runtime,
             config.plugin_dir.clone(),
@@ -173,7 +220,29 @@ impl Ops {
             metrics: crate::metrics::Metrics::default(),
             notifier: Mutex::new(crate::notify::Notifier::default()),
             http_addr: Mutex::new(None),
+            run_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            run_slots_size: Mutex::new(slots),
         })
+    }
+
+    /// Resizes the run slots to a reloaded `max_concurrent_runs`: more
+    /// permits at once, fewer as running runs hand theirs back.
+    fn resize_run_slots(&self, want: usize) {
+        let mut size = self
+            .run_slots_size
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if want > *size {
+            self.run_slots.add_permits(want - *size);
+        } else if want < *size {
+            let (slots, take) = (self.run_slots.clone(), (*size - want) as u32);
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(take).await {
+                    p.forget();
+                }
+            });
+        }
+        *size = want;
     }
 
     /// The configuration in force.
@@ -212,6 +281,7 @@ impl Ops {
                 ));
             }
         }
+        self.resize_run_slots(new.max_concurrent_runs);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.changed.notify_one();
         notes
@@ -252,9 +322,18 @@ impl Ops {
             due
         };
         if due {
-            let sample = crate::system::sample(now);
-            if let Err(e) = self.store.put_sample(&sample, SAMPLE_KEEP) {
-                tracing::warn!(error = %e, "could not keep a system sample");
+            // Reading every disk and the CPU takes milliseconds: never on
+            // the scheduler's own turn.
+            let store = self.store.clone();
+            let keep = move || {
+                let sample = crate::system::sample(now);
+                if let Err(e) = store.put_sample(&sample, SAMPLE_KEEP) {
+                    tracing::warn!(error = %e, "could not keep a system sample");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(keep)),
+                Err(_) => keep(),
             }
         }
     }
@@ -313,7 +392,7 @@ impl Ops {
     /// Whether the job fires: `opsd schedule enable|disable` wins over the
     /// config's `enabled`.
     pub fn is_enabled(&self, job: &Job, state: &JobState) -> bool {
-        state.enabled_override.unwrap_or(job.enabled)
+        job_enabled(job, state)
     }
 
     /// The next fire time of a job after `now`, never at or before a slot
@@ -324,33 +403,12 @@ impl Ops {
         state: &JobState,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        if !self.is_enabled(job, state) {
-            return None;
-        }
-        let after = state.last_fire.map_or(now, |l| l.max(now));
-        job.schedule.next_after(after, job.timezone)
+        job_next_fire(job, state, now)
     }
 
     /// Every job with its next and last run.
     pub fn schedule(&self) -> Result<Vec<ScheduleEntry>, OpsError> {
-        let now = self.clock.now();
-        let mut out = Vec::new();
-        let config = self.config();
-        for job in &config.jobs {
-            let state = self.store.job_state(&job.name)?.unwrap_or_default();
-            out.push(ScheduleEntry {
-                job: job.name.clone(),
-                plugin: job.plugin.clone(),
-                schedule: job.schedule.as_str().to_owned(),
-                timezone: job.timezone.name().to_owned(),
-                enabled: self.is_enabled(job, &state),
-                next: self.next_fire(job, &state, now),
-                last: state.last_started,
-                last_status: state.last_status,
-                last_run: state.last_run.clone(),
-            });
-        }
-        Ok(out)
+        schedule_entries(&self.config(), &self.store, self.clock.now())
     }
 
     /// Enables or disables a job; persists across restarts and wins over
@@ -463,6 +521,12 @@ impl Ops {
                 q.waiting.fetch_sub(1, Ordering::SeqCst);
                 Some(guard)
             }
+        };
+        // A run starts once a slot is free; its record's `started` says
+        // when, so a wait shows as lateness.
+        let _slot = match self.run_slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return Err(OpsError::Stopping),
         };
         let run_id = store::new_run_id();
         let log = RunLog::new(&job.name, &run_id, job.grants.limits.log_bytes);
@@ -587,14 +651,20 @@ impl Ops {
                 rec.plugin_load = Some(load);
                 // The record exists, durably, before the plugin starts.
                 self.store.put_run(&rec)?;
-                self.store.flush()?;
+                self.store.flush_async().await?;
                 self.store.update_job_state(&job.name, |s| {
                     s.last_run = Some(run_id.to_owned());
                     s.last_started = Some(started);
                     s.last_status = Some(RunStatus::Running);
                 })?;
                 let req = RunRequest {
-                    jobs: self.schedule().unwrap_or_default(),
+                    jobs: {
+                        let (config, store, clock) =
+                            (self.config(), self.store.clone(), self.clock.clone());
+                        Arc::new(move || {
+                            schedule_entries(&config, &store, clock.now()).unwrap_or_default()
+                        })
+                    },
                     job,
                     run_id,
                     scheduled: start.scheduled,
@@ -634,7 +704,7 @@ impl Ops {
                 s.last_final_status = Some(rec.status);
             }
         })?;
-        self.store.flush()?;
+        self.store.flush_async().await?;
         self.metrics.observe(&rec);
         if final_attempt && rec.status.is_retryable() {
             self.notify(

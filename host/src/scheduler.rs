@@ -128,15 +128,44 @@ pub async fn run(
     // added or changed by a reload starts afresh from now.
     let mut pending: HashMap<String, (String, Option<DateTime<Utc>>)> = HashMap::new();
     let mut first_pass = true;
+    // Each job's definition hash, for the config they were computed from.
+    let mut definitions: (Option<Arc<crate::config::Config>>, Vec<String>) = (None, Vec::new());
+    // Whether every job must be looked at again (start, reload, enable or
+    // disable); otherwise a pass only touches the jobs that are due.
+    let mut refresh = true;
 
     loop {
         let now = clock.now();
         let config = ops.config();
+        if definitions
+            .0
+            .as_ref()
+            .is_none_or(|c| !Arc::ptr_eq(c, &config))
+        {
+            definitions = (
+                Some(config.clone()),
+                config.jobs.iter().map(|j| j.definition_hash()).collect(),
+            );
+            refresh = true;
+        }
         let mut wake = now + chrono::Duration::minutes(1);
-        for job in &config.jobs {
+        // Runs to start once the pass has recorded every due slot durably.
+        let mut due_runs: Vec<(usize, Vec<Slot>)> = Vec::new();
+        for (index, job) in config.jobs.iter().enumerate() {
+            let definition = &definitions.1[index];
+            if !refresh
+                && let Some((d, slot)) = pending.get(&job.name)
+                && d == definition
+                && slot.is_none_or(|s| s > now)
+            {
+                if let Some(s) = slot {
+                    wake = wake.min(*s);
+                }
+                continue;
+            }
             let state = ops.store.job_state(&job.name)?.unwrap_or_default();
             let enabled = ops.is_enabled(job, &state);
-            let definition = job.definition_hash();
+            let definition = definition.clone();
             if pending.get(&job.name).is_none_or(|(d, _)| *d != definition) {
                 if first_pass && job.schedule.is_reboot() && enabled {
                     spawn_runs(
@@ -204,26 +233,34 @@ pub async fn run(
                     s.next_fire = due.next;
                     s.missed_total += due.missed;
                 })?;
-                ops.store.flush()?;
-                let (caught_up, fresh): (Vec<_>, Vec<_>) =
-                    due.run.into_iter().partition(|r| r.1 == Trigger::CatchUp);
-                if !caught_up.is_empty() {
-                    spawn_runs(&ops, &mut tasks, &stopping, job, caught_up);
-                }
-                for r in fresh {
-                    spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
-                }
+                due_runs.push((index, due.run));
                 *slot = due.next;
             }
             if let Some(n) = *slot {
                 wake = wake.min(n);
             }
         }
+        // One flush for the whole pass: every slot about to run is on disk
+        // before any of them starts, so a crash never runs a slot twice.
+        if !due_runs.is_empty() || first_pass {
+            ops.store.flush_async().await?;
+        }
+        for (index, runs) in due_runs {
+            let job = &config.jobs[index];
+            let (caught_up, fresh): (Vec<_>, Vec<_>) =
+                runs.into_iter().partition(|r| r.1 == Trigger::CatchUp);
+            if !caught_up.is_empty() {
+                spawn_runs(&ops, &mut tasks, &stopping, job, caught_up);
+            }
+            for r in fresh {
+                spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
+            }
+        }
         if first_pass {
-            ops.store.flush()?;
             tracing::info!(jobs = config.jobs.len(), "scheduler started");
             first_pass = false;
         }
+        refresh = false;
         pending.retain(|name, _| config.jobs.iter().any(|j| j.name == *name));
         ops.heartbeat(now);
         if now - last_retention >= RETENTION_EVERY {
@@ -235,7 +272,7 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
         tokio::select! {
             _ = clock.sleep_until(wake) => {}
-            _ = ops.changed.notified() => {}
+            _ = ops.changed.notified() => refresh = true,
             _ = &mut shutdown => break,
         }
     }
@@ -274,6 +311,9 @@ pub async fn run(
     tasks.shutdown().await;
     Ok(())
 }
+
+/// A slot to run and why it runs.
+type Slot = (DateTime<Utc>, Trigger);
 
 /// Runs `slots` of `job` one after another in a task: jitter first, then
 /// retries with backoff while the policy allows. Nothing new starts once

@@ -454,3 +454,48 @@ fn the_example_systemd_unit_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
 }
+
+#[test]
+fn max_concurrent_runs_makes_runs_wait_their_turn() {
+    let env = Env::new(
+        &[
+            "max_concurrent_runs = 1\n\n".to_owned(),
+            hostile("slow-a", "action = \"chatty\"\nseconds = 2", ""),
+            hostile("slow-b", "action = \"chatty\"\nseconds = 2", ""),
+        ]
+        .concat(),
+    );
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    // Both asked for at once; with one slot the second starts only when
+    // the first has finished, and its record's `started` says so.
+    let spawn = |job: &str| {
+        env.cmd(&["run", job, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("slow-a"), spawn("slow-b"));
+    let recs: Vec<serde_json::Value> = [a, b]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let time = |r: &serde_json::Value, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap()
+    };
+    let (first, second) = if time(&recs[0], "started") <= time(&recs[1], "started") {
+        (&recs[0], &recs[1])
+    } else {
+        (&recs[1], &recs[0])
+    };
+    assert!(
+        time(second, "started") >= time(first, "finished"),
+        "runs overlapped with max_concurrent_runs = 1:\n{first:#}\n{second:#}"
+    );
+    assert!(daemon.stop().success());
+}

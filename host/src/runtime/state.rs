@@ -21,8 +21,8 @@ pub struct RunEnv {
     pub log: RunLog,
     /// Present when history is readable (always, for runs opsd starts).
     pub store: Option<Store>,
-    /// Every configured job, as of the run's start.
-    pub jobs: Vec<crate::ops::ScheduleEntry>,
+    /// Every configured job, listed when the plugin asks.
+    pub jobs: super::JobsSource,
 }
 
 /// The `T` of `Store<T>`: one per run, dropped with the instance.
@@ -404,8 +404,7 @@ impl history::Host for RunState {
     }
 
     fn jobs(&mut self) -> Vec<history::JobInfo> {
-        self.env
-            .jobs
+        (self.env.jobs)()
             .iter()
             .map(|j| {
                 let state = self
