@@ -1,0 +1,95 @@
+//! Per-run overhead: what opsd pays to run a trivial plugin (find it,
+//! instantiate it in a fresh store, call `run`, write the run record and
+//! its log, durably), with the compiled component already in memory, as a
+//! daemon runs scheduled jobs; beside fork/exec of `/bin/sh -c true`, the
+//! least a cron + shell setup pays per job. Both measured in this process,
+//! one after the other.
+//!
+//!     cargo bench -p opsd --bench run_overhead            # 2000 runs each
+//!     RUNS=10000 cargo bench -p opsd --bench run_overhead
+
+use opsd::clock::SystemClock;
+use opsd::config::Config;
+use opsd::ops::{Ops, Start};
+use opsd::record::{RunStatus, Trigger};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+    println!(
+        "{name:<44} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3
+    );
+    (p50, p99)
+}
+
+fn main() -> anyhow::Result<()> {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    let guest = std::path::Path::new(env!("OPSD_TEST_GUESTS_DIR")).join("opsd_test_hostile.wasm");
+    std::fs::copy(&guest, dir.path().join("plugins/trivial.wasm"))?;
+    let config_path = dir.path().join("opsd.toml");
+    std::fs::write(
+        &config_path,
+        "data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n[[job]]\nname = \"trivial\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n[job.config]\naction = \"ok\"\n",
+    )?;
+    let config = Config::load(&config_path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let ops = Arc::new(Ops::open(config, Arc::new(SystemClock))?);
+
+    println!(
+        "{runs} runs each, after warming up; {} CPUs",
+        std::thread::available_parallelism()?
+    );
+    let opsd = rt.block_on(async {
+        // The first run compiles the component; a few more warm the caches.
+        for _ in 0..20 {
+            let rec = ops
+                .run_job("trivial", Start::new(Trigger::Schedule, chrono::Utc::now()))
+                .await?;
+            anyhow::ensure!(rec.status == RunStatus::Ok, "warm-up run: {:?}", rec.error);
+        }
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let rec = ops
+                .run_job("trivial", Start::new(Trigger::Schedule, chrono::Utc::now()))
+                .await?;
+            samples.push(t.elapsed());
+            anyhow::ensure!(rec.status == RunStatus::Ok, "run: {:?}", rec.error);
+        }
+        Ok(samples)
+    })?;
+    let mut shell = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", "true"])
+            .status()?;
+        shell.push(t.elapsed());
+        anyhow::ensure!(status.success());
+    }
+    let (o50, o99) = summary("opsd: instantiate + run + durable history", opsd);
+    let (s50, s99) = summary("fork/exec /bin/sh -c true", shell);
+    println!(
+        "ratio opsd/shell: p50 {:.2}x, p99 {:.2}x",
+        o50.as_secs_f64() / s50.as_secs_f64(),
+        o99.as_secs_f64() / s99.as_secs_f64()
+    );
+    Ok(())
+}
