@@ -68,6 +68,20 @@ pub struct Store {
     /// System samples keyed by big-endian Unix seconds.
     samples: sled::Tree,
     path: PathBuf,
+    /// Lets concurrent [`Store::flush_async`] callers share one fsync.
+    flushes: std::sync::Arc<FlushGate>,
+}
+
+/// Group commit: a flush covers every write made before it started, so a
+/// caller whose writes an in-progress or later flush covers waits for that
+/// one instead of queueing its own fsync behind it.
+#[derive(Default)]
+struct FlushGate {
+    /// Flush requests so far; a request's number is taken after its writes.
+    requested: std::sync::atomic::AtomicU64,
+    /// The highest request number a finished flush covers; held while
+    /// flushing.
+    done: tokio::sync::Mutex<u64>,
 }
 
 impl Store {
@@ -106,6 +120,7 @@ impl Store {
             samples: db.open_tree("samples")?,
             db,
             path,
+            flushes: Default::default(),
         };
         if found < 2 {
             // Version 1 had no index of runs in progress: build it once.
@@ -183,16 +198,25 @@ impl Store {
     /// share two workers on a small machine). Not sled's `flush_async`: its
     /// small IO pool deadlocks when many flushes wait on each other.
     pub async fn flush_async(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let mine = self.flushes.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.flushes.done.lock().await;
+        if *done >= mine {
+            // A flush that started after our writes has finished.
+            return Ok(());
+        }
+        let covers = self.flushes.requested.load(Ordering::SeqCst);
         let db = self.db.clone();
         match tokio::task::spawn_blocking(move || db.flush()).await {
             Ok(flushed) => {
                 flushed?;
-                Ok(())
             }
             // The blocking pool is gone only when the runtime shuts down:
             // flush here instead.
-            Err(_) => self.flush(),
+            Err(_) => self.flush()?,
         }
+        *done = covers;
+        Ok(())
     }
 
     /// One run by id.
@@ -531,6 +555,36 @@ mod tests {
                 .get("schema_version")
                 .unwrap();
         assert_eq!(version.as_deref(), Some(&SCHEMA_VERSION.to_be_bytes()[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_share_fsyncs_and_lose_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let ids = {
+            let s = Store::open(d.path()).unwrap();
+            let mut tasks = Vec::new();
+            for _ in 0..64 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    let r = rec("a", RunStatus::Ok);
+                    s.put_run(&r).unwrap();
+                    s.flush_async().await.unwrap();
+                    r.id
+                }));
+            }
+            let mut ids = Vec::new();
+            for t in tasks {
+                ids.push(t.await.unwrap());
+            }
+            // Every request is covered by a finished flush.
+            let done = *s.flushes.done.lock().await;
+            assert_eq!(done, 64);
+            ids
+        };
+        let s = Store::open(d.path()).unwrap();
+        for id in ids {
+            assert!(s.run(&id).unwrap().is_some(), "{id}");
+        }
     }
 
     #[test]
