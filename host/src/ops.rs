@@ -168,22 +168,27 @@ fn schedule_entries(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<ScheduleEntry>, OpsError> {
-    let mut out = Vec::with_capacity(config.jobs.len());
-    for job in &config.jobs {
-        let state = store.job_state(&job.name)?.unwrap_or_default();
-        out.push(ScheduleEntry {
-            job: job.name.clone(),
-            plugin: job.plugin.clone(),
-            schedule: job.schedule.as_str().to_owned(),
-            timezone: job.timezone.name().to_owned(),
-            enabled: job_enabled(job, &state),
-            next: job_next_fire(job, &state, now),
-            last: state.last_started,
-            last_status: state.last_status,
-            last_run: state.last_run.clone(),
-        });
-    }
-    Ok(out)
+    config
+        .jobs
+        .iter()
+        .map(|job| schedule_entry(job, store, now))
+        .collect()
+}
+
+/// One job with its next and last run.
+fn schedule_entry(job: &Job, store: &Store, now: DateTime<Utc>) -> Result<ScheduleEntry, OpsError> {
+    let state = store.job_state(&job.name)?.unwrap_or_default();
+    Ok(ScheduleEntry {
+        job: job.name.clone(),
+        plugin: job.plugin.clone(),
+        schedule: job.schedule.as_str().to_owned(),
+        timezone: job.timezone.name().to_owned(),
+        enabled: job_enabled(job, &state),
+        next: job_next_fire(job, &state, now),
+        last: state.last_started,
+        last_status: state.last_status,
+        last_run: state.last_run.clone(),
+    })
 }
 
 impl Ops {
@@ -428,11 +433,7 @@ impl Ops {
         self.store.flush()?;
         self.changed.notify_one();
         tracing::info!(job = %job.name, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
-        let entries = self.schedule()?;
-        Ok(entries
-            .into_iter()
-            .find(|e| e.job == job.name)
-            .expect("job listed"))
+        schedule_entry(job, &self.store, self.clock.now())
     }
 
     /// Runs in progress, by job.

@@ -3,7 +3,7 @@
 //! a log with auth failures that is rotated between runs, and a fake
 //! `npm audit --json`. Findings, IDs, and what is new and resolved.
 
-use crate::util::{Env, text};
+use crate::util::{Env, metric, text};
 use serde_json::Value;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -23,17 +23,6 @@ fn append(p: &Path, line: &str, times: usize) {
     for i in 0..times {
         writeln!(f, "2026-11-28T06:00:{i:02}Z {line} #{i}").unwrap();
     }
-}
-
-fn metric(rec: &Value, name: &str) -> f64 {
-    rec["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no metric {name}: {rec:#}"))["value"]
-        .as_f64()
-        .unwrap()
 }
 
 /// The `[Pn] id key` lines of a details section.

@@ -4,7 +4,7 @@
 //! and run through opsd with real grants; `opsd plugin new` projects in
 //! all three languages pass their own tests, build and run.
 
-use crate::util::{Env, copy_tree, node_modules_with, python_with, text, wait_for};
+use crate::util::{Env, copy_tree, metric, node_modules_with, python_with, text, wait_for};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -110,16 +110,6 @@ fn health_server() -> String {
         }
     });
     format!("http://{addr}")
-}
-
-fn metric(rec: &Value, name: &str) -> f64 {
-    rec["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .and_then(|m| m["value"].as_f64())
-        .unwrap_or_else(|| panic!("no metric {name}: {rec:#}"))
 }
 
 /// Sets a file's mtime to `days` ago.

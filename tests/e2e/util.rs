@@ -384,3 +384,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A metric of a run record (`opsd run --json`), by name.
+pub fn metric(rec: &Value, name: &str) -> f64 {
+    rec["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["value"].as_f64())
+        .unwrap_or_else(|| panic!("no metric {name}: {rec:#}"))
+}

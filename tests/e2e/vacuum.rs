@@ -1,20 +1,9 @@
 //! The vacuum plugin against a real PostgreSQL and real SQLite files.
 
 use crate::pg::pg;
-use crate::util::{Env, text};
+use crate::util::{Env, metric, text};
 use serde_json::Value;
 use std::process::Command;
-
-fn metric(rec: &Value, name: &str) -> f64 {
-    rec["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no metric {name} in {rec:#}"))["value"]
-        .as_f64()
-        .unwrap()
-}
 
 fn job(name: &str, db: &str, extra: &str) -> String {
     format!(
