@@ -445,6 +445,22 @@ mod tests {
     use super::*;
     use crate::record::Trigger;
 
+    /// Opens a store this process had open a moment ago. sled drops its
+    /// file lock from a background IO thread shortly after the last handle
+    /// goes, so an immediate reopen in the same process can see it held.
+    fn reopen(path: &Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(path) {
+                Ok(s) => return s,
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+    }
+
     fn rec(job: &str, status: RunStatus) -> RunRecord {
         let now = Utc::now();
         let mut r = RunRecord::begin(&new_run_id(), job, "p", Trigger::Manual, now, now, false);
@@ -545,7 +561,7 @@ mod tests {
             s.flush().unwrap();
             r.id
         };
-        let s = Store::open(d.path()).unwrap();
+        let s = reopen(d.path());
         let fixed = s.recover_interrupted(Utc::now()).unwrap();
         assert_eq!(fixed.iter().map(|r| &r.id).collect::<Vec<_>>(), [&id]);
         assert!(s.running.is_empty());
@@ -581,7 +597,7 @@ mod tests {
             assert_eq!(done, 64);
             ids
         };
-        let s = Store::open(d.path()).unwrap();
+        let s = reopen(d.path());
         for id in ids {
             assert!(s.run(&id).unwrap().is_some(), "{id}");
         }
@@ -597,7 +613,7 @@ mod tests {
             s.flush().unwrap();
             r.id
         };
-        let s = Store::open(d.path()).unwrap();
+        let s = reopen(d.path());
         let fixed = s.recover_interrupted(Utc::now()).unwrap();
         assert_eq!(fixed.len(), 1);
         assert_eq!(s.run(&id).unwrap().unwrap().status, RunStatus::Interrupted);
