@@ -100,13 +100,16 @@ fn run() -> Result<(), String> {
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("plugin");
     let mut embedded = String::from(
-        "/// Built-in plugins compiled by build.rs: (name, component bytes).\n\
-         pub static BUILTINS: &[(&str, &[u8])] = &[\n",
+        "/// Built-in plugins compiled by build.rs.\n\
+         pub static BUILTINS: &[Builtin] = &[\n",
     );
     for (name, krate) in BUILTINS {
         let file = wasm_file(&wasm_dir, krate)?;
+        // Hashed here, so finding a built-in never reads its bytes.
+        let bytes = std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         embedded.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
+            "    Builtin {{ name: {name:?}, sha256: {sha256:?}, bytes: include_bytes!({:?}) }},\n",
             file.display().to_string()
         ));
     }

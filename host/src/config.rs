@@ -595,7 +595,7 @@ impl Config {
                 });
             }
         }
-        let builtin_names: Vec<&str> = crate::plugins::builtins().iter().map(|(n, _)| *n).collect();
+        let builtin_names: Vec<&str> = crate::plugins::builtins().iter().map(|b| b.name).collect();
         for o in &raw.plugins.override_builtin {
             if !builtin_names.contains(&o.get_ref().as_str()) {
                 problems.push(

@@ -24,7 +24,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 mod embedded {
+    use super::Builtin;
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+}
+
+/// A plugin shipped inside opsd. Its sha256 is computed at build time:
+/// hashing a megabyte of component on every run of a built-in job would
+/// cost more than the run, and keep its pages resident.
+pub struct Builtin {
+    /// The name jobs use.
+    pub name: &'static str,
+    /// Hex sha256 of `bytes`.
+    pub sha256: &'static str,
+    /// The component.
+    pub bytes: &'static [u8],
 }
 
 /// How long a file's size and mtime must hold still before it is read.
@@ -33,8 +46,8 @@ pub const SETTLE: Duration = Duration::from_millis(600);
 /// How often the daemon rescans the directory besides inotify events.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
-/// Names and bytes of the plugins shipped inside opsd.
-pub fn builtins() -> &'static [(&'static str, &'static [u8])] {
+/// The plugins shipped inside opsd.
+pub fn builtins() -> &'static [Builtin] {
     embedded::BUILTINS
 }
 
@@ -236,10 +249,7 @@ impl Registry {
 
     /// Drops compiled code no current plugin uses, in memory and on disk.
     fn forget_unused(&self) {
-        let mut keep: BTreeSet<String> = builtins()
-            .iter()
-            .map(|(_, b)| crate::runtime::cache::sha256_hex(b))
-            .collect();
+        let mut keep: BTreeSet<String> = builtins().iter().map(|b| b.sha256.to_owned()).collect();
         keep.extend(
             self.files
                 .lock()
@@ -281,7 +291,7 @@ impl Registry {
             (matching, rejected)
         };
         let overridden = self.overrides.iter().any(|o| o == name);
-        if let Some((_, bytes)) = builtins().iter().find(|(n, _)| *n == name)
+        if let Some(builtin) = builtins().iter().find(|b| b.name == name)
             && (!overridden || matching.is_empty())
         {
             if overridden {
@@ -289,7 +299,7 @@ impl Registry {
             }
             let (plugin, load) =
                 self.runtime
-                    .load(Arc::from(*bytes))
+                    .load_builtin(builtin)
                     .await
                     .map_err(|e| FindError::Builtin {
                         name: name.into(),
@@ -307,7 +317,7 @@ impl Registry {
                 dir: self.plugin_dir.display().to_string(),
                 builtins: builtins()
                     .iter()
-                    .map(|(n, _)| *n)
+                    .map(|b| b.name)
                     .collect::<Vec<_>>()
                     .join(", "),
                 rejected: if rejected.is_empty() {
@@ -348,8 +358,8 @@ impl Registry {
                 m
             });
         let mut out = Vec::new();
-        for (name, bytes) in builtins() {
-            let sha256 = crate::runtime::cache::sha256_hex(bytes);
+        for b in builtins() {
+            let (name, sha256) = (&b.name, b.sha256.to_owned());
             let replaced = self.overrides.iter().any(|o| o == name)
                 && ready_names.get(name).is_some_and(|v| v.len() == 1);
             let loaded = self
@@ -377,7 +387,7 @@ impl Registry {
                     .map(|p| p.info.description.clone())
                     .unwrap_or_default(),
                 capabilities: loaded.as_ref().map(|p| p.info.capabilities.clone()),
-                size: bytes.len() as u64,
+                size: b.bytes.len() as u64,
             });
         }
         for (path, e) in files.iter() {
@@ -405,7 +415,7 @@ impl Registry {
                         .collect();
                     let (status, error) = if !others.is_empty() {
                         ("rejected", Some(format!("`{name}` is also claimed by {}", others.join(", "))))
-                    } else if builtins().iter().any(|(b, _)| *b == name) && !self.overrides.iter().any(|o| o == name) {
+                    } else if builtins().iter().any(|b| b.name == name) && !self.overrides.iter().any(|o| o == name) {
                         (
                             "shadowed",
                             Some(format!(
@@ -438,8 +448,8 @@ impl Registry {
         let path = Path::new(what);
         let bytes: Result<Vec<u8>, String> = if path.exists() {
             std::fs::read(path).map_err(|e| format!("cannot read {what}: {e}"))
-        } else if let Some((_, b)) = builtins().iter().find(|(n, _)| *n == what) {
-            Ok(b.to_vec())
+        } else if let Some(b) = builtins().iter().find(|b| b.name == what) {
+            Ok(b.bytes.to_vec())
         } else {
             Err(format!(
                 "no file {what}, and no built-in plugin by that name"

@@ -225,19 +225,48 @@ impl Runtime {
         bytes: Arc<[u8]>,
     ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
         let sha256 = cache::sha256_hex(&bytes);
-        if let Some(p) = self
-            .loaded
+        self.load_hashed(bytes, sha256).await
+    }
+
+    /// Like [`Runtime::load`] for a built-in, whose hash is known: once
+    /// loaded, a run neither copies nor hashes its bytes.
+    pub async fn load_builtin(
+        &self,
+        builtin: &crate::plugins::Builtin,
+    ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
+        if let Some(p) = self.in_memory(builtin.sha256) {
+            return Ok(p);
+        }
+        self.load_hashed(Arc::from(builtin.bytes), builtin.sha256.to_owned())
+            .await
+    }
+
+    /// The plugin with this hash, if this process has it loaded.
+    fn in_memory(&self, sha256: &str) -> Option<(Arc<LoadedPlugin>, PluginLoad)> {
+        self.loaded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&sha256)
-        {
-            return Ok((
-                p.clone(),
-                PluginLoad {
-                    source: "memory".into(),
-                    ms: 0.0,
-                },
-            ));
+            .get(sha256)
+            .map(|p| {
+                (
+                    p.clone(),
+                    PluginLoad {
+                        source: "memory".into(),
+                        ms: 0.0,
+                    },
+                )
+            })
+    }
+
+    /// Compiles (or loads from cache) and describes `bytes`, whose hash the
+    /// caller computed.
+    async fn load_hashed(
+        &self,
+        bytes: Arc<[u8]>,
+        sha256: String,
+    ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
+        if let Some(p) = self.in_memory(&sha256) {
+            return Ok(p);
         }
         if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
             return Err(LoadError::NotComponent(
