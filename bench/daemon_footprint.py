@@ -59,6 +59,19 @@ def proc_stats(pid):
     return (mem["VmRSS"], mem["RssAnon"], mem["RssFile"]), cpu
 
 
+def rss_by_mapping(pid, top=8):
+    """The mappings holding the most resident memory, as (KiB, name)."""
+    sizes, name = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5:
+                name = parts[5] if len(parts) > 5 else "[anonymous]"
+            elif parts[0] == "Rss:":
+                sizes[name] = sizes.get(name, 0) + int(parts[1])
+    return sorted(((kib, n) for n, kib in sizes.items()), reverse=True)[:top]
+
+
 def load_builtins(cfg):
     for b in BUILTINS:
         subprocess.run([OPSD, "--config", cfg, "run", f"load-{b}", "--dry-run"], capture_output=True)
@@ -109,10 +122,12 @@ def main():
         m0, cpu0 = proc_stats(proc.pid)
         time.sleep(IDLE)
         m1, cpu1 = proc_stats(proc.pid)
+        biggest = rss_by_mapping(proc.pid)
         stop(proc)
         print(f"idle with 106 jobs and the six built-ins loaded from the cache: {mib(m1)} "
               f"(at the start of the window {m0[0]:.1f} MiB); CPU {cpu1 - cpu0:.2f} s over {IDLE} s "
               f"({100 * (cpu1 - cpu0) / IDLE:.2f} % of one CPU)")
+        print("  largest resident mappings: " + ", ".join(f"{Path(n).name} {k / 1024:.1f} MiB" for k, n in biggest))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,6 +11,7 @@
 
     python3 bench/fire_accuracy.py
     JOBS=1000 BURST=10000 DURATION=120 HEAVY_DURATION=30 python3 bench/fire_accuracy.py
+    PARTS=spread BENCH_STDERR=/tmp/opsd.log python3 bench/fire_accuracy.py
 """
 
 import datetime as dt
@@ -96,7 +97,9 @@ def burst(work: Path):
 def main():
     build()
     print(f"{machine()}, {dt.date.today()}")
-    for part in (spread, heavy, burst):
+    parts = {"spread": spread, "heavy": heavy, "burst": burst}
+    chosen = os.environ.get("PARTS", "spread,heavy,burst").split(",")
+    for part in (parts[p] for p in chosen):
         work = Path(tempfile.mkdtemp(prefix="opsd-bench-fire."))
         try:
             part(work)

@@ -74,7 +74,10 @@ def get(work: Path, path: str):
 def start_daemon(config: Path, work: Path, timeout=300):
     """Starts a daemon; returns (process, seconds until /v1/health said ok)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([OPSD, "--config", config, "daemon"], stderr=subprocess.DEVNULL)
+    # BENCH_STDERR=FILE keeps the daemon's log, for looking into a result.
+    log = os.environ.get("BENCH_STDERR")
+    stderr = open(log, "a") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([OPSD, "--config", config, "daemon"], stderr=stderr)
     while time.perf_counter() - t < timeout:
         try:
             status, body = get(work, "/v1/health")

@@ -37,13 +37,28 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let wait = (deadline - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_SLEEP);
-        Box::pin(tokio::time::sleep(wait))
+        let left = |deadline: DateTime<Utc>| (deadline - Utc::now()).to_std().unwrap_or_default();
+        let wait = left(deadline).min(MAX_SLEEP);
+        Box::pin(async move {
+            // tokio's timers tick in whole milliseconds and fire up to one
+            // late: sleep coarsely to just short of the deadline, then
+            // finely on a blocking thread, so a fire is not a tick late.
+            if wait > FINE_SLEEP {
+                tokio::time::sleep(wait - FINE_SLEEP).await;
+            }
+            if wait < MAX_SLEEP {
+                let rest = left(deadline).min(FINE_SLEEP);
+                if !rest.is_zero() {
+                    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+                }
+            }
+        })
     }
 }
+
+/// How much of a sleep is left to a precise thread sleep rather than
+/// tokio's millisecond timer.
+const FINE_SLEEP: Duration = Duration::from_millis(2);
 
 /// A clock that moves only when told to; for tests.
 pub struct ManualClock {

@@ -36,8 +36,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-/// Human lines on a terminal (no colour when piped), JSON lines for
-/// collectors; the daemon logs at info, other commands only warnings.
 /// Two glibc malloc arenas instead of one per thread: compiling a plugin
 /// on many threads otherwise leaves each thread's arena holding freed
 /// memory for the life of the daemon (bench/daemon_footprint.py).
@@ -50,6 +48,8 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Human lines on a terminal (no colour when piped), JSON lines for
+/// collectors; the daemon logs at info, other commands only warnings.
 fn init_tracing(cli: &Cli) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;

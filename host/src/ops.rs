@@ -444,6 +444,17 @@ impl Ops {
             .clone()
     }
 
+    /// The runs in progress of one job; a run start looks here, and copying
+    /// every job's list would make each start cost O(jobs).
+    fn running_of(&self, job: &str) -> Vec<Running> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Asks every run in progress to stop, recording `status` and `why`.
     pub fn cancel_all(&self, status: RunStatus, why: &str) {
         for r in self.running().into_values().flatten() {
@@ -476,11 +487,7 @@ impl Ops {
     ) -> Result<RunRecord, OpsError> {
         let config = self.config();
         let job = config.job(name)?;
-        let busy = || {
-            self.running()
-                .get(&job.name)
-                .and_then(|v| v.first().map(|r| r.run_id.clone()))
-        };
+        let busy = || self.running_of(&job.name).first().map(|r| r.run_id.clone());
         let _queued = match job.policy.overlap {
             Overlap::Allow => None,
             Overlap::Forbid => {
@@ -500,7 +507,7 @@ impl Ops {
                 None
             }
             Overlap::Replace => {
-                for r in self.running().get(&job.name).into_iter().flatten() {
+                for r in self.running_of(&job.name) {
                     r.cancel.cancel(
                         RunStatus::Cancelled,
                         "replaced by a newer run (overlap = \"replace\")".into(),
@@ -522,12 +529,6 @@ impl Ops {
                 q.waiting.fetch_sub(1, Ordering::SeqCst);
                 Some(guard)
             }
-        };
-        // A run starts once a slot is free; its record's `started` says
-        // when, so a wait shows as lateness.
-        let _slot = match self.run_slots.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return Err(OpsError::Stopping),
         };
         let run_id = store::new_run_id();
         let log = RunLog::new(&job.name, &run_id, job.grants.limits.log_bytes);
@@ -566,13 +567,14 @@ impl Ops {
                 cancel: cancel.clone(),
             });
         let result = self.execute(job, &run_id, log, cancel, start).await;
-        if let Some(v) = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&job.name)
         {
-            v.retain(|r| r.run_id != run_id);
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = running.get_mut(&job.name) {
+                v.retain(|r| r.run_id != run_id);
+                if v.is_empty() {
+                    running.remove(&job.name);
+                }
+            }
         }
         // Every copy of the log is gone now; let the follower drain it, so
         // the last line arrives before the caller reports the end.
@@ -614,8 +616,10 @@ impl Ops {
         cancel: Cancel,
         start: Start,
     ) -> Result<RunRecord, OpsError> {
-        let started = self.clock.now();
-        let clock_start = Instant::now();
+        // Until the run gets a slot, `started` is when it was taken up;
+        // then it becomes when the plugin starts.
+        let mut started = self.clock.now();
+        let mut clock_start = Instant::now();
         // No retry follows a manual run or the last attempt: its failure
         // is the one to tell people about.
         let final_attempt = start.trigger == Trigger::Manual || start.attempt > job.policy.retries;
@@ -650,9 +654,19 @@ impl Ops {
                     ),
                 );
                 rec.plugin_load = Some(load);
-                // The record exists, durably, before the plugin starts.
+                // The record exists, durably, before the plugin starts
+                // (runs started together share the fsync).
                 self.store.put_run(&rec)?;
                 self.store.flush_async().await?;
+                // Then the plugin starts once a slot is free; the record's
+                // `started` says when, so a wait shows as lateness.
+                let slot = match self.run_slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return Err(OpsError::Stopping),
+                };
+                started = self.clock.now();
+                clock_start = Instant::now();
+                rec.started = started;
                 self.store.update_job_state(&job.name, |s| {
                     s.last_run = Some(run_id.to_owned());
                     s.last_started = Some(started);
@@ -675,7 +689,11 @@ impl Ops {
                     store: Some(self.store.clone()),
                     cancel,
                 };
-                self.registry.runtime().run(&plugin, req).await
+                let exec = self.registry.runtime().run(&plugin, req).await;
+                // The instance is gone: the slot's next run need not wait
+                // for this one's record to reach the disk.
+                drop(slot);
+                exec
             }
         };
         let elapsed = clock_start.elapsed();

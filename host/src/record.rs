@@ -124,8 +124,13 @@ pub struct RunRecord {
     pub trigger: Trigger,
     /// The fire time this run serves.
     pub scheduled: DateTime<Utc>,
+    /// When the plugin started: after its plugin was loaded, the record
+    /// made durable and a run slot free, so `started - scheduled` is the
+    /// whole lateness. (While the run waits for those, it is when opsd
+    /// took the run up.)
     pub started: DateTime<Utc>,
     pub finished: Option<DateTime<Utc>>,
+    /// From `started` to the plugin's answer.
     pub duration_ms: Option<u64>,
     pub attempt: u32,
     pub dry_run: bool,

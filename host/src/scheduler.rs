@@ -149,7 +149,7 @@ pub async fn run(
             refresh = true;
         }
         let mut wake = now + chrono::Duration::minutes(1);
-        // Runs to start once the pass has recorded every due slot durably.
+        // Runs of the slots this pass fired.
         let mut due_runs: Vec<(usize, Vec<Slot>)> = Vec::new();
         for (index, job) in config.jobs.iter().enumerate() {
             let definition = &definitions.1[index];
@@ -240,9 +240,11 @@ pub async fn run(
                 wake = wake.min(n);
             }
         }
-        // One flush for the whole pass: every slot about to run is on disk
-        // before any of them starts, so a crash never runs a slot twice.
-        if !due_runs.is_empty() || first_pass {
+        // A slot is on disk before its plugin starts, so a crash never runs
+        // it twice: each run makes its start record durable with one flush,
+        // which covers the slot written here (a flush covers every earlier
+        // write). Only a pass that starts nothing it recorded flushes itself.
+        if first_pass || due_runs.iter().any(|(_, runs)| runs.is_empty()) {
             ops.store.flush_async().await?;
         }
         for (index, runs) in due_runs {
@@ -260,8 +262,13 @@ pub async fn run(
             tracing::info!(jobs = config.jobs.len(), "scheduler started");
             first_pass = false;
         }
+        if refresh {
+            // Forget jobs a reload removed (only then can there be any).
+            let names: std::collections::HashSet<&str> =
+                config.jobs.iter().map(|j| j.name.as_str()).collect();
+            pending.retain(|name, _| names.contains(name.as_str()));
+        }
         refresh = false;
-        pending.retain(|name, _| config.jobs.iter().any(|j| j.name == *name));
         ops.heartbeat(now);
         if now - last_retention >= RETENTION_EVERY {
             last_retention = now;

@@ -200,6 +200,11 @@ impl Store {
     pub async fn flush_async(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
         let mine = self.flushes.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        // Runs started together write their records in the same scheduling
+        // turn: one turn's wait lets them all ask before the first fsync
+        // starts, and share it, instead of the first run flushing alone and
+        // the rest queueing behind it.
+        tokio::task::yield_now().await;
         let mut done = self.flushes.done.lock().await;
         if *done >= mine {
             // A flush that started after our writes has finished.

@@ -68,6 +68,12 @@ impl Sim {
                     .is_some_and(|s| s.definition.as_deref() == Some(j.definition_hash().as_str()))
             });
             if ready {
+                // Compiled before the clock moves: a compile takes real
+                // time, in which a racing simulated clock moves minutes,
+                // and a run's `started` is when its plugin starts.
+                if let Err(e) = self.ops.registry().find("test-hostile").await {
+                    panic!("loading the test guest: {e}");
+                }
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
