@@ -149,8 +149,8 @@ pub async fn run(
             refresh = true;
         }
         let mut wake = now + chrono::Duration::minutes(1);
-        // Runs of the slots this pass fired.
-        let mut due_runs: Vec<(usize, Vec<Slot>)> = Vec::new();
+        // Whether the pass fired a slot that started no run.
+        let mut unflushed = false;
         for (index, job) in config.jobs.iter().enumerate() {
             let definition = &definitions.1[index];
             if !refresh
@@ -233,30 +233,30 @@ pub async fn run(
                     s.next_fire = due.next;
                     s.missed_total += due.missed;
                 })?;
-                due_runs.push((index, due.run));
+                // Started at once: a run makes its start record durable
+                // before its plugin starts, and that flush covers the slot
+                // just written (a flush covers every earlier write), so a
+                // crash never runs a slot twice.
+                if due.run.is_empty() {
+                    unflushed = true;
+                }
+                let (caught_up, fresh): (Vec<_>, Vec<_>) =
+                    due.run.into_iter().partition(|r| r.1 == Trigger::CatchUp);
+                if !caught_up.is_empty() {
+                    spawn_runs(&ops, &mut tasks, &stopping, job, caught_up);
+                }
+                for r in fresh {
+                    spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
+                }
                 *slot = due.next;
             }
             if let Some(n) = *slot {
                 wake = wake.min(n);
             }
         }
-        // A slot is on disk before its plugin starts, so a crash never runs
-        // it twice: each run makes its start record durable with one flush,
-        // which covers the slot written here (a flush covers every earlier
-        // write). Only a pass that starts nothing it recorded flushes itself.
-        if first_pass || due_runs.iter().any(|(_, runs)| runs.is_empty()) {
+        // Slots that started no run have no run's flush to cover them.
+        if first_pass || unflushed {
             ops.store.flush_async().await?;
-        }
-        for (index, runs) in due_runs {
-            let job = &config.jobs[index];
-            let (caught_up, fresh): (Vec<_>, Vec<_>) =
-                runs.into_iter().partition(|r| r.1 == Trigger::CatchUp);
-            if !caught_up.is_empty() {
-                spawn_runs(&ops, &mut tasks, &stopping, job, caught_up);
-            }
-            for r in fresh {
-                spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
-            }
         }
         if first_pass {
             tracing::info!(jobs = config.jobs.len(), "scheduler started");
@@ -318,9 +318,6 @@ pub async fn run(
     tasks.shutdown().await;
     Ok(())
 }
-
-/// A slot to run and why it runs.
-type Slot = (DateTime<Utc>, Trigger);
 
 /// Runs `slots` of `job` one after another in a task: jitter first, then
 /// retries with backoff while the policy allows. Nothing new starts once

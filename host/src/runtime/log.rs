@@ -37,7 +37,9 @@ pub struct RunLog {
     cap: usize,
     job: Arc<str>,
     run_id: Arc<str>,
-    events: broadcast::Sender<LogEvent>,
+    /// Made when someone follows the run: a 1,024-event channel per run
+    /// cost more than a trivial plugin's whole run.
+    events: Arc<std::sync::OnceLock<broadcast::Sender<LogEvent>>>,
 }
 
 impl RunLog {
@@ -54,13 +56,21 @@ impl RunLog {
             cap,
             job: job.into(),
             run_id: run_id.into(),
-            events: broadcast::channel(1024).0,
+            events: Default::default(),
         }
     }
 
     /// Receives lines and progress as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<LogEvent> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(1024).0)
+            .subscribe()
+    }
+
+    fn send(&self, event: LogEvent) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(event);
+        }
     }
 
     /// Adds one line.
@@ -89,7 +99,7 @@ impl RunLog {
         inner.bytes += message.len();
         inner.lines.push(line.clone());
         drop(inner);
-        let _ = self.events.send(LogEvent::Line(line));
+        self.send(LogEvent::Line(line));
     }
 
     /// Records progress; only the latest is kept.
@@ -97,7 +107,7 @@ impl RunLog {
         if let Ok(mut inner) = self.inner.lock() {
             inner.last_progress = Some((done, total, message.to_owned()));
         }
-        let _ = self.events.send(LogEvent::Progress {
+        self.send(LogEvent::Progress {
             done,
             total,
             message: message.into(),
