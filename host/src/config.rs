@@ -40,6 +40,10 @@ pub struct Config {
     /// Runs that may execute at once; the rest wait their turn, so a burst
     /// of due jobs cannot exhaust memory.
     pub max_concurrent_runs: usize,
+    /// A plugin's compiled code unused this long is handed back to the
+    /// kernel (it is paged in again from the compile cache file when next
+    /// run), so a daemon whose jobs run daily does not hold it all day.
+    pub release_idle_code_after: Duration,
     pub jobs: Vec<Job>,
 }
 
@@ -55,6 +59,9 @@ pub fn default_max_concurrent_runs() -> usize {
 /// Where `/health` and `/metrics` listen unless `[http] listen` says
 /// otherwise: loopback only.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9779";
+
+/// Unless `release_idle_code_after` says.
+pub const DEFAULT_RELEASE_IDLE_CODE_AFTER: Duration = Duration::from_secs(300);
 
 /// Grace for runs in progress at SIGTERM, unless `shutdown_grace` says.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -155,6 +162,7 @@ struct RawConfig {
     http: RawHttp,
     shutdown_grace: Option<Spanned<String>>,
     max_concurrent_runs: Option<Spanned<i64>>,
+    release_idle_code_after: Option<Spanned<String>>,
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
@@ -497,6 +505,13 @@ impl Config {
                 DEFAULT_SHUTDOWN_GRACE
             }),
         };
+        let release_idle_code_after = match &raw.release_idle_code_after {
+            None => DEFAULT_RELEASE_IDLE_CODE_AFTER,
+            Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
+                problems.push(lines.at(g), None, format!("release_idle_code_after: {e}"));
+                DEFAULT_RELEASE_IDLE_CODE_AFTER
+            }),
+        };
         let mut notify = Vec::new();
         for n in &raw.notify {
             let url_text = n.get_ref().url.get_ref();
@@ -644,6 +659,7 @@ impl Config {
         }
         Ok(Config {
             max_concurrent_runs,
+            release_idle_code_after,
             path,
             data_dir,
             plugin_dir,

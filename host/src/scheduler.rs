@@ -270,6 +270,16 @@ pub async fn run(
         }
         refresh = false;
         ops.heartbeat(now);
+        let released = ops
+            .registry()
+            .runtime()
+            .release_idle_code(config.release_idle_code_after);
+        if released > 0 {
+            tracing::debug!(
+                plugins = released,
+                "released the compiled code of idle plugins"
+            );
+        }
         if now - last_retention >= RETENTION_EVERY {
             last_retention = now;
             if let Err(e) = ops.apply_retention() {

@@ -533,3 +533,61 @@ async fn dst_nights_fire_fixed_times_once() {
     );
     sim.stop().await;
 }
+
+/// Resident KiB of this process's mappings of compiled plugin code.
+fn resident_compiled_code_kib() -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("reading smaps");
+    let mut in_cwasm = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && line.split_whitespace().count() >= 5 {
+            in_cwasm = line.ends_with(".cwasm");
+        } else if first == "Rss:" && in_cwasm {
+            kib += fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kib
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_compiled_code_is_released_and_the_next_run_still_works() {
+    let sim = Sim::open(
+        &job("a", "@yearly", "action = \"ok\"", ""),
+        t("2026-11-28T10:00:00Z"),
+    );
+    let at = t("2026-11-28T10:00:00Z");
+    let run = || {
+        sim.ops
+            .run_job("a", opsd::ops::Start::new(Trigger::Manual, at))
+    };
+    assert_eq!(run().await.expect("first run").status, RunStatus::Ok);
+    let runtime = sim.ops.registry().runtime();
+    // Just used: kept.
+    assert_eq!(
+        runtime.release_idle_code(std::time::Duration::from_secs(60)),
+        0
+    );
+    let before = resident_compiled_code_kib();
+    assert!(
+        before > 0,
+        "the compiled guest is mapped from its cache file"
+    );
+    assert_eq!(runtime.release_idle_code(std::time::Duration::ZERO), 1);
+    let after = resident_compiled_code_kib();
+    assert!(
+        after < before,
+        "resident compiled code {before} KiB -> {after} KiB"
+    );
+    // Released once until used again.
+    assert_eq!(runtime.release_idle_code(std::time::Duration::ZERO), 0);
+    assert_eq!(
+        run().await.expect("run after release").status,
+        RunStatus::Ok
+    );
+    assert_eq!(runtime.release_idle_code(std::time::Duration::ZERO), 1);
+}

@@ -83,6 +83,14 @@ pub struct LoadedPlugin {
     /// How it was first obtained in this process.
     pub first_load: PluginLoad,
     pre: PluginPre<RunState>,
+    /// When a run last used it, and whether its code was released since.
+    last_used: std::sync::Mutex<(Instant, bool)>,
+}
+
+impl LoadedPlugin {
+    fn mark_used(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), false);
+    }
 }
 
 /// Why bytes could not become a runnable plugin.
@@ -171,6 +179,27 @@ impl Cancel {
             .clone()
             .unwrap_or((RunStatus::Interrupted, "cancelled".into()))
     }
+}
+
+/// Asks the kernel to reclaim the whole pages in `start..end`. Reclaim
+/// keeps contents (clean file pages are dropped and read again on use;
+/// nothing is discarded), so it is safe on mapped code.
+fn page_out(start: usize, end: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let page = 4096;
+        let (start, end) = (start.div_ceil(page) * page, end / page * page);
+        if end > start {
+            // SAFETY: MADV_PAGEOUT is advice on memory this process maps
+            // (the component's code image, kept alive by the caller); it
+            // changes no contents.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, end);
 }
 
 /// Hands the heap Cranelift freed after a compile back to the system.
@@ -320,6 +349,7 @@ impl Runtime {
             contract,
             first_load: load.clone(),
             pre,
+            last_used: std::sync::Mutex::new((Instant::now(), false)),
         });
         self.loaded
             .lock()
@@ -336,6 +366,31 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|sha, _| keep.contains(sha));
         self.cache.gc(keep);
+    }
+
+    /// Hands the compiled code of plugins no run has used for `after` back
+    /// to the kernel; the next run pages it in again from the compile
+    /// cache file (a millisecond or two). Returns how many were released.
+    pub fn release_idle_code(&self, after: Duration) -> usize {
+        let plugins: Vec<Arc<LoadedPlugin>> = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut released = 0;
+        for p in plugins {
+            let mut used = p.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            if used.1 || used.0.elapsed() < after {
+                continue;
+            }
+            let code = p.pre.instance_pre().component().image_range();
+            page_out(code.start as usize, code.end as usize);
+            *used = (used.0, true);
+            released += 1;
+        }
+        released
     }
 
     /// Every plugin loaded in this process.
@@ -443,6 +498,7 @@ impl Runtime {
     /// Runs a loaded plugin for a job, in a fresh instance with the job's
     /// grants, until it returns or its time is up.
     pub async fn run(&self, plugin: &LoadedPlugin, req: RunRequest<'_>) -> Execution {
+        plugin.mark_used();
         let job = req.job;
         let deadline = Instant::now() + job.timeout;
         let violations = Violations::default();
