@@ -270,3 +270,214 @@ fn a_child_outliving_the_timeout_is_killed_with_its_group() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// Every hostile case, each with the words its failure must carry, run
+/// through a live daemon while a job fires every second beside them.
+#[test]
+fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
+    let rw = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]";
+    let ro = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"ro\", create = true }]";
+    let addr = tiny_http_server().to_string();
+    let tcp = format!("action = \"tcp\"\naddress = \"{addr}\"");
+    let http = format!("action = \"http\"\naddress = \"{addr}\"");
+    let cases: Vec<(&str, String, String, &str, &str)> = vec![
+        // (job, config, grants and limits, status, the reason must contain)
+        (
+            "abs-path",
+            "action = \"read\"\npath = \"/etc/passwd\"".into(),
+            rw.into(),
+            "failed",
+            "is outside the job's filesystem grants",
+        ),
+        (
+            "dotdot-path",
+            "action = \"write\"\npath = \"/data/../escape\"".into(),
+            rw.into(),
+            "failed",
+            "contains `..`",
+        ),
+        (
+            "host-symlink-out",
+            "action = \"read\"\npath = \"/data/hostlink\"".into(),
+            rw.into(),
+            "failed",
+            "denied by the job's grants: fs /data",
+        ),
+        (
+            "plugin-symlink-out",
+            "action = \"symlink\"\nprogram = \"../../../../../etc/passwd\"\npath = \"/data/l2\""
+                .into(),
+            rw.into(),
+            "failed",
+            "denied by the job's grants: fs /data",
+        ),
+        (
+            "plugin-symlink-abs",
+            "action = \"symlink\"\nprogram = \"/etc/passwd\"\npath = \"/data/l1\"".into(),
+            rw.into(),
+            "failed",
+            "not-permitted",
+        ),
+        (
+            "write-ro",
+            "action = \"write\"\npath = \"/data/x.txt\"".into(),
+            ro.into(),
+            "failed",
+            "(ro); add or widen an `fs` grant",
+        ),
+        (
+            "exec-unlisted",
+            "action = \"exec-swallow\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"id\"]".into(),
+            String::new(),
+            "failed",
+            "is not in the job's exec grant",
+        ),
+        (
+            "exec-path-trick",
+            "action = \"exec-swallow\"\nprogram = \"/usr/bin/../bin/sh\"".into(),
+            "[job.grants]\nexec = [\"echo\"]".into(),
+            "failed",
+            "not in the job's exec grant (echo)",
+        ),
+        (
+            "tcp-ungranted",
+            tcp.clone(),
+            String::new(),
+            "failed",
+            "is not in the job's net grant (none)",
+        ),
+        (
+            "tcp-loopback-other-port",
+            "action = \"tcp\"\naddress = \"127.0.0.1:1\"".into(),
+            format!("[job.grants]\nnet = [\"{addr}\"]"),
+            "failed",
+            "is not in the job's net grant",
+        ),
+        (
+            "tcp-metadata",
+            "action = \"tcp\"\naddress = \"169.254.169.254:80\"".into(),
+            String::new(),
+            "failed",
+            "is not in the job's net grant (none)",
+        ),
+        (
+            "http-ungranted",
+            http.clone(),
+            String::new(),
+            "failed",
+            "is not in the job's net grant (none)",
+        ),
+        (
+            "infinite-loop",
+            "action = \"loop\"".into(),
+            "timeout = \"1s\"".into(),
+            "timeout",
+            "exceeded the job's timeout of 1s",
+        ),
+        (
+            "deep-recursion",
+            "action = \"recurse\"".into(),
+            String::new(),
+            "failed",
+            "stack overflow",
+        ),
+        (
+            "memory-bomb",
+            "action = \"memory\"".into(),
+            "[job.grants]\nlimits = { memory = \"64M\" }".into(),
+            "failed",
+            "memory limit",
+        ),
+        (
+            "huge-return",
+            "action = \"huge-summary\"\nseconds = 32".into(),
+            String::new(),
+            "failed",
+            "outcome limit: the plugin returned a summary of 33554432 bytes",
+        ),
+        (
+            "log-spam",
+            "action = \"log-spam\"\nseconds = 100".into(),
+            String::new(),
+            "failed",
+            "log limit",
+        ),
+        (
+            "trap-mid-write",
+            "action = \"trap-mid-write\"\npath = \"/data/half.bin\"".into(),
+            rw.into(),
+            "failed",
+            "plugin crashed",
+        ),
+        (
+            "panic",
+            "action = \"panic\"".into(),
+            String::new(),
+            "failed",
+            "deliberate panic",
+        ),
+    ];
+    let mut jobs: Vec<String> = cases
+        .iter()
+        .map(|(name, config, extra, _, _)| hostile(name, config, extra))
+        .collect();
+    jobs.push(
+        "[[job]]\nname = \"heartbeat\"\nplugin = \"test-hostile\"\nschedule = \"* * * * * *\"\n[job.config]\naction = \"ok\"\n".into(),
+    );
+    let env = env_with(&jobs);
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", env.path("data/hostlink")).unwrap();
+    let daemon = env.daemon();
+    let began = chrono::Utc::now();
+    for (name, _, _, status, needle) in &cases {
+        failed_with(&env, name, status, needle);
+    }
+    let ended = chrono::Utc::now();
+    eprintln!(
+        "{} hostile plugins tried, {} contained",
+        cases.len(),
+        cases.len()
+    );
+    assert!(!std::path::Path::new("/etc/opsd-escape-test").exists());
+    assert!(!env.path("escape").exists());
+    let (code, body) = env.socket_get("/v1/health");
+    assert_eq!(code, 200, "{body}");
+    // The heartbeat fired every second of the window, on time.
+    let beats: Vec<serde_json::Value> = env
+        .json(&[
+            "history",
+            "--job",
+            "heartbeat",
+            "--json",
+            "--limit",
+            "100000",
+        ])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| {
+            let at = r["scheduled"].as_str().unwrap_or_default();
+            chrono::DateTime::parse_from_rfc3339(at)
+                .is_ok_and(|t| t > began + chrono::Duration::seconds(1) && t < ended)
+        })
+        .collect();
+    let window = (ended - began).num_seconds();
+    assert!(
+        beats.len() as i64 >= window - 2,
+        "{} heartbeats in {window} s",
+        beats.len()
+    );
+    let at = |r: &serde_json::Value, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap_or_default()).expect("a time")
+    };
+    for b in &beats {
+        assert_eq!(b["status"], "ok", "{b:#}");
+        // Generous: CI machines are shared; the point is no stall.
+        assert!(
+            at(b, "started") - at(b, "scheduled") < chrono::Duration::seconds(2),
+            "late: {b:#}"
+        );
+    }
+    daemon.stop();
+}

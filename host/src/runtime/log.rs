@@ -114,6 +114,11 @@ impl RunLog {
         });
     }
 
+    /// Lines refused because the log had reached its cap.
+    pub fn dropped(&self) -> u64 {
+        self.inner.lock().map(|i| i.dropped).unwrap_or(0)
+    }
+
     /// The captured lines, with a note at the end when the cap cut some.
     pub fn lines(&self) -> Vec<LogLine> {
         let Ok(inner) = self.inner.lock() else {

@@ -578,6 +578,18 @@ impl Runtime {
             }
             Ok(Ok(Ok(o))) => outcome_execution(o),
         };
+        if let Some(why) = oversized(&exec) {
+            exec = Execution::failed(RunStatus::Failed, why);
+        }
+        let dropped = req.log.dropped();
+        if dropped > 0 && exec.status.is_success() {
+            exec.status = RunStatus::Failed;
+            exec.error = Some(format!(
+                "log limit: the plugin logged {dropped} lines past the run's cap of {} KiB, which were dropped; raise grants.limits.log if it needs more",
+                job.grants.limits.log_bytes >> 10
+            ));
+            exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
+        }
         let denied = violations.take();
         if let Some(first) = denied.first() {
             let more = if denied.len() > 1 {
@@ -647,6 +659,41 @@ fn check_contract(imports: &[String], exports: &[String]) -> Result<Option<Strin
 fn semver_parts(v: &str) -> Option<(u64, u64, u64)> {
     let mut it = v.split(['.', '-', '+']).map(|p| p.parse::<u64>());
     Some((it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?))
+}
+
+/// Largest summary a run record keeps: one line for a list or a page.
+const MAX_SUMMARY: usize = 16 << 10;
+/// Largest details text (findings, a report's outline).
+const MAX_DETAILS: usize = 4 << 20;
+/// Most metrics or artifacts one outcome may carry.
+const MAX_ITEMS: usize = 10_000;
+
+/// Why an outcome is too big to record, if it is: a plugin must not fill
+/// the store (and every `opsd history`) through its return value.
+fn oversized(exec: &Execution) -> Option<String> {
+    let text = |what: &str, len: usize, max: usize| {
+        (len > max).then(|| {
+            format!(
+                "outcome limit: the plugin returned a {what} of {len} bytes; the limit is {max} bytes (write large output to a file in a grant and return its path as an artifact)"
+            )
+        })
+    };
+    let items = |what: &str, n: usize| {
+        (n > MAX_ITEMS).then(|| {
+            format!("outcome limit: the plugin returned {n} {what}; the limit is {MAX_ITEMS}")
+        })
+    };
+    text("summary", exec.summary.len(), MAX_SUMMARY)
+        .or_else(|| text("details text", exec.details.len(), MAX_DETAILS))
+        .or_else(|| {
+            text(
+                "error",
+                exec.error.as_ref().map_or(0, String::len),
+                MAX_SUMMARY,
+            )
+        })
+        .or_else(|| items("metrics", exec.metrics.len()))
+        .or_else(|| items("artifacts", exec.artifacts.len()))
 }
 
 fn outcome_execution(o: crate::bindings::opsd::plugin::types::Outcome) -> Execution {
@@ -737,6 +784,14 @@ async fn build_wasi(
 /// (where a Rust panic message lands).
 fn trap_message(e: &wasmtime::Error, log: &RunLog) -> String {
     let what = match e.downcast_ref::<wasmtime::Trap>() {
+        // A plugin compiled from Rust or C keeps its stack in linear
+        // memory: running off its bottom is an out-of-bounds access.
+        Some(trap @ wasmtime::Trap::MemoryOutOfBounds) => format!(
+            "plugin crashed ({trap}: a stack overflow in the plugin, e.g. deep recursion, looks like this too)"
+        ),
+        Some(trap @ wasmtime::Trap::StackOverflow) => {
+            format!("plugin crashed ({trap}: the plugin recursed too deep)")
+        }
         Some(trap) => format!("plugin crashed ({trap})"),
         None => format!("plugin crashed: {}", first_line(&e.to_string())),
     };

@@ -119,9 +119,62 @@ impl Plugin for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
+            // Reads `path` (through whatever symlink is there).
+            "read" => {
+                let text = std::fs::read_to_string(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("reading {}", cfg.path), &e))?;
+                Ok(Outcome::ok(text.lines().next().unwrap_or("").to_string()))
+            }
+            // Makes `path` a symlink to `program` inside its grant, then
+            // reads through it.
+            "symlink" => {
+                symlink(&cfg.program, &cfg.path)
+                    .map_err(|e| PluginError::other("fs", format!("linking {}: {e}", cfg.path)))?;
+                let text = std::fs::read_to_string(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("reading {}", cfg.path), &e))?;
+                Ok(Outcome::ok(text.lines().next().unwrap_or("").to_string()))
+            }
+            "recurse" => Ok(Outcome::ok(format!("depth {}", recurse(0)))),
+            // A summary of `seconds` MiB.
+            "huge-summary" => Ok(Outcome::ok("x".repeat((cfg.seconds as usize) << 20))),
+            // `seconds` x 1,000 log lines of 100 bytes.
+            "log-spam" => {
+                let line = "y".repeat(100);
+                for _ in 0..cfg.seconds * 1000 {
+                    opsd_sdk::info!("{line}");
+                }
+                Ok(Outcome::ok("spammed"))
+            }
+            // Writes half of a file, then traps.
+            "trap-mid-write" => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                let _ = f.write_all(&[b'z'; 1 << 20]);
+                std::process::abort()
+            }
             other => Err(PluginError::bad_config(format!("unknown action `{other}`"))),
         }
     }
+}
+
+/// Makes `link` (inside a preopened directory) a symlink to `target`,
+/// through wasi:filesystem as std has no stable call for it.
+fn symlink(target: &str, link: &str) -> Result<(), String> {
+    for (dir, guest) in wasi::filesystem::preopens::get_directories() {
+        if let Some(rest) = link.strip_prefix(&format!("{}/", guest.trim_end_matches('/'))) {
+            return dir.symlink_at(target, rest).map_err(|e| format!("{e:?}"));
+        }
+    }
+    Err(format!("{link} is in no preopened directory"))
+}
+
+/// Recurses until the stack runs out.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let pad = std::hint::black_box([depth; 64]);
+    1 + recurse(pad[depth as usize % 64] + 1)
 }
 
 fn http_get(authority: &str) -> Result<u16, String> {
