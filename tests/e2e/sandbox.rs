@@ -481,3 +481,67 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     }
     daemon.stop();
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_granted_secret_never_reaches_logs_records_or_reports() {
+    const SECRET: &str = "s3cr3t-planted-7c1e9";
+    let grant = "[job.grants]\nexec = [\"sh\", \"env\"]\nenv = [\"OPSD_TEST_TOKEN\"]";
+    let env = env_with(&[
+        // The child prints it to stdout (the summary) and stderr (the log).
+        hostile(
+            "leaky",
+            "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo token=$OPSD_TEST_TOKEN; echo token=$OPSD_TEST_TOKEN >&2; exit 3\"]",
+            grant,
+        ),
+        hostile("printenv", "action = \"exec\"\nprogram = \"env\"", grant),
+    ]);
+    let daemon = env.daemon_with_env(&[("OPSD_TEST_TOKEN", SECRET)]);
+    let out = env.run(&["run", "leaky", "--json"]);
+    let leaky: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a run record");
+    assert_eq!(leaky["status"], "failed", "{leaky:#}");
+    // The child did get it; what it said is masked.
+    assert!(
+        leaky["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("token=[OPSD_TEST_TOKEN]"),
+        "{leaky:#}"
+    );
+    let printenv = env.json(&["run", "printenv", "--json"]);
+    assert_eq!(
+        printenv["summary"], "OPSD_TEST_TOKEN=[OPSD_TEST_TOKEN]",
+        "{printenv:#}"
+    );
+    let run_id = leaky["id"].as_str().unwrap_or_default().to_owned();
+    let mut said = String::new();
+    for args in [
+        vec!["logs", run_id.as_str()],
+        vec!["history", "--json"],
+        vec!["report", "--since", "1d", "--format", "md"],
+        vec!["report", "--since", "1d", "--format", "json"],
+    ] {
+        said.push_str(&text(&env.run(&args)));
+    }
+    assert!(said.contains("[OPSD_TEST_TOKEN]"), "{said}");
+    daemon.stop();
+    assert!(!said.contains(SECRET), "{said}");
+    // Nor anywhere on disk: the store, the daemon's log, the config dir.
+    assert_eq!(
+        files_containing(env.path("").as_path(), SECRET.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

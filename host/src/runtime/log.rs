@@ -40,6 +40,41 @@ pub struct RunLog {
     /// Made when someone follows the run: a 1,024-event channel per run
     /// cost more than a trivial plugin's whole run.
     events: Arc<std::sync::OnceLock<broadcast::Sender<LogEvent>>>,
+    /// Values of the job's granted environment variables, masked in
+    /// every line: they are usually credentials.
+    secrets: Arc<std::sync::OnceLock<Secrets>>,
+}
+
+/// Values to keep out of logs, records and reports, with their names.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets(Vec<(String, String)>);
+
+/// Shorter values are not masked: they would mangle ordinary text, and
+/// are no secret.
+const MIN_SECRET_LEN: usize = 4;
+
+impl Secrets {
+    /// The values of `vars` worth masking.
+    pub fn new(vars: Vec<(String, String)>) -> Secrets {
+        let mut v: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(_, value)| value.len() >= MIN_SECRET_LEN)
+            .collect();
+        // Longest first, so a value containing another is masked whole.
+        v.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+        Secrets(v)
+    }
+
+    /// `text` with every secret value replaced by `[NAME]`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (name, value) in &self.0 {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &format!("[{name}]"));
+            }
+        }
+        out
+    }
 }
 
 impl RunLog {
@@ -57,6 +92,20 @@ impl RunLog {
             job: job.into(),
             run_id: run_id.into(),
             events: Default::default(),
+            secrets: Default::default(),
+        }
+    }
+
+    /// Masks these values in every line from now on (set once, before the
+    /// plugin runs).
+    pub fn mask(&self, secrets: Secrets) {
+        let _ = self.secrets.set(secrets);
+    }
+
+    fn masked(&self, text: &str) -> String {
+        match self.secrets.get() {
+            Some(s) => s.mask(text),
+            None => text.to_owned(),
         }
     }
 
@@ -75,6 +124,7 @@ impl RunLog {
 
     /// Adds one line.
     pub fn push(&self, level: &str, source: &str, message: &str) {
+        let message = &self.masked(message);
         let job = &*self.job;
         let run = &*self.run_id;
         match level {
@@ -104,6 +154,7 @@ impl RunLog {
 
     /// Records progress; only the latest is kept.
     pub fn progress(&self, done: u64, total: Option<u64>, message: &str) {
+        let message = &self.masked(message);
         if let Ok(mut inner) = self.inner.lock() {
             inner.last_progress = Some((done, total, message.to_owned()));
         }
@@ -273,6 +324,23 @@ impl wasmtime_wasi::cli::StdoutStream for LogStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_longest_first_and_short_values_left_alone() {
+        let s = Secrets::new(vec![
+            ("PW".into(), "hunter2".into()),
+            ("PW_LONG".into(), "hunter2hunter2".into()),
+            ("FLAG".into(), "1".into()),
+        ]);
+        assert_eq!(
+            s.mask("a=hunter2hunter2 b=hunter2 c=1"),
+            "a=[PW_LONG] b=[PW] c=1"
+        );
+        let log = RunLog::new("j", "r", 1 << 20);
+        log.mask(s);
+        log.push("info", "stderr", "password hunter2 rejected");
+        assert_eq!(log.lines()[0].message, "password [PW] rejected");
+    }
 
     #[test]
     fn splits_lines_and_caps_volume() {

@@ -500,6 +500,23 @@ impl Runtime {
     pub async fn run(&self, plugin: &LoadedPlugin, req: RunRequest<'_>) -> Execution {
         plugin.mark_used();
         let job = req.job;
+        let secrets = log::Secrets::new(job.grants.env_values());
+        req.log.mask(secrets.clone());
+        let mut exec = self.run_unmasked(plugin, req).await;
+        exec.summary = secrets.mask(&exec.summary);
+        exec.details = secrets.mask(&exec.details);
+        exec.error = exec.error.map(|e| secrets.mask(&e));
+        for m in &mut exec.metrics {
+            m.name = secrets.mask(&m.name);
+        }
+        for a in &mut exec.artifacts {
+            a.path = secrets.mask(&a.path);
+        }
+        exec
+    }
+
+    async fn run_unmasked(&self, plugin: &LoadedPlugin, req: RunRequest<'_>) -> Execution {
+        let job = req.job;
         let deadline = Instant::now() + job.timeout;
         let violations = Violations::default();
         let wasi = match build_wasi(&job.grants, &violations, &req.log, &plugin.info.name).await {
