@@ -91,6 +91,8 @@ pub fn take_due(job: &Job, first: DateTime<Utc>, now: DateTime<Utc>) -> Due {
         .collect();
     let caught_up: Vec<DateTime<Utc>> = match policy.catch_up {
         CatchUp::Skip => Vec::new(),
+        // A slot due now is the latest already: no extra run before it.
+        CatchUp::Latest if !fresh.is_empty() => Vec::new(),
         CatchUp::Latest => eligible.last().copied().into_iter().collect(),
         CatchUp::All => eligible,
     };
@@ -240,13 +242,15 @@ pub async fn run(
                 if due.run.is_empty() {
                     unflushed = true;
                 }
-                let (caught_up, fresh): (Vec<_>, Vec<_>) =
-                    due.run.into_iter().partition(|r| r.1 == Trigger::CatchUp);
-                if !caught_up.is_empty() {
-                    spawn_runs(&ops, &mut tasks, &stopping, job, caught_up);
-                }
-                for r in fresh {
-                    spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
+                if due.run.iter().any(|r| r.1 == Trigger::CatchUp) {
+                    // Catch-up runs one after another, oldest first, then
+                    // the slots due now: none is skipped as an overlap of
+                    // its own catch-up.
+                    spawn_runs(&ops, &mut tasks, &stopping, job, due.run);
+                } else {
+                    for r in due.run {
+                        spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
+                    }
                 }
                 *slot = due.next;
             }
@@ -446,6 +450,18 @@ mod tests {
         let latest = take_due(&job("catch_up = \"latest\""), first, now);
         assert_eq!(latest.run, [(t("2026-11-28T10:00:00Z"), Trigger::CatchUp)]);
         assert_eq!(latest.missed, 71);
+        // With a slot due now (11:00 at 11:00:20), that slot is the
+        // latest: no catch-up run comes before it.
+        let latest_now = take_due(
+            &job("catch_up = \"latest\""),
+            first,
+            t("2026-11-28T11:00:20Z"),
+        );
+        assert_eq!(
+            latest_now.run,
+            [(t("2026-11-28T11:00:00Z"), Trigger::Schedule)]
+        );
+        assert_eq!(latest_now.missed, 72);
         let all = take_due(&job("catch_up = \"all\""), first, now);
         assert_eq!(all.run.len(), 72);
         assert_eq!(all.run[0], (first, Trigger::CatchUp));

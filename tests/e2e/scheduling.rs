@@ -591,3 +591,79 @@ async fn idle_compiled_code_is_released_and_the_next_run_still_works() {
     );
     assert_eq!(runtime.release_idle_code(std::time::Duration::ZERO), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jumps_neither_storm_nor_repeat_slots() {
+    let jobs = [
+        job(
+            "latest",
+            "* * * * *",
+            "action = \"ok\"",
+            "catch_up = \"latest\"",
+        ),
+        job(
+            "skip",
+            "* * * * *",
+            "action = \"ok\"",
+            "catch_up = \"skip\"",
+        ),
+    ]
+    .concat();
+    let mut sim = Sim::open(&jobs, t("2026-11-28T10:00:30Z"));
+    sim.start().await;
+    for m in 1..=3 {
+        sim.set(t("2026-11-28T10:00:30Z") + Duration::minutes(m))
+            .await;
+    }
+    assert_eq!(sim.wait_runs("latest", 3).await.len(), 3);
+    assert_eq!(sim.wait_runs("skip", 3).await.len(), 3);
+
+    // Forward three hours (NTP after a long drift, a resumed VM): the slot
+    // due now runs once; the 179 before it are missed, not a storm, and
+    // "latest" adds no extra run since the slot due now is the latest.
+    sim.set(t("2026-11-28T13:03:30Z")).await;
+    for name in ["latest", "skip"] {
+        let runs = sim.wait_runs(name, 4).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(sim.runs(name).len(), 4, "{:#?}", sim.runs(name));
+        assert_eq!(
+            (runs[3].scheduled, runs[3].trigger, runs[3].status),
+            (t("2026-11-28T13:03:00Z"), Trigger::Schedule, RunStatus::Ok)
+        );
+        let state = sim.ops.store.job_state(name).unwrap().unwrap();
+        assert_eq!(state.missed_total, 179, "10:04 to 13:02 were missed");
+    }
+
+    // The schedule carries on.
+    sim.set(t("2026-11-28T13:04:30Z")).await;
+    for name in ["latest", "skip"] {
+        assert_eq!(
+            sim.wait_runs(name, 5).await[4].scheduled,
+            t("2026-11-28T13:04:00Z")
+        );
+    }
+
+    // Back an hour (the clock had been fast): slots that already fired are
+    // not fired again, and nothing piles up while the clock catches up.
+    for m in 0..5 {
+        sim.set(t("2026-11-28T12:00:30Z") + Duration::minutes(m))
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sim.runs("latest").len(), 5);
+    assert_eq!(sim.runs("skip").len(), 5);
+    // Once past the last fired slot, each slot runs once again.
+    sim.set(t("2026-11-28T13:05:30Z")).await;
+    for name in ["latest", "skip"] {
+        let runs = sim.wait_runs(name, 6).await;
+        let last = runs.last().unwrap();
+        assert_eq!(
+            (last.scheduled, last.trigger),
+            (t("2026-11-28T13:05:00Z"), Trigger::Schedule)
+        );
+        let mut slots: Vec<_> = runs.iter().map(|r| r.scheduled).collect();
+        slots.dedup();
+        assert_eq!(slots.len(), runs.len(), "a slot ran twice: {runs:#?}");
+    }
+    sim.stop().await;
+}
