@@ -463,3 +463,116 @@ path = "/app/.env"
         "X=2\n"
     );
 }
+
+/// A 1 MiB tmpfs at `dir`, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+/// Runs a privileged command: directly as root, else through `sudo -n`.
+fn privileged(args: &[&std::ffi::OsStr]) -> std::io::Result<std::process::Output> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Command::new(args[0]).args(&args[1..]).output()
+    } else {
+        Command::new("sudo").arg("-n").args(args).output()
+    }
+}
+
+impl SmallDisk {
+    /// None (said on stderr) where tmpfs cannot be mounted: not root and
+    /// no password-less sudo.
+    fn mount(dir: std::path::PathBuf) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let args = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs"].map(std::ffi::OsStr::new);
+        let mut all: Vec<&std::ffi::OsStr> = args.to_vec();
+        all.push(dir.as_os_str());
+        match privileged(&all) {
+            Ok(out) if out.status.success() => Some(SmallDisk(dir)),
+            Ok(out) => {
+                eprintln!("NOT RUN: cannot mount a 1 MiB tmpfs: {}", text(&out));
+                None
+            }
+            Err(e) => {
+                eprintln!("NOT RUN: cannot mount a 1 MiB tmpfs: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = privileged(&[std::ffi::OsStr::new("umount"), self.0.as_os_str()]);
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_backup_cleanly_and_the_daemon_carries_on() {
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "uploads"
+plugin = "backup"
+schedule = "@daily"
+[job.grants]
+fs = [
+  {{ host = "backups", guest = "/backups", access = "rw" }},
+  {{ host = "app", guest = "/app", access = "ro", create = true }},
+]
+exec = ["tar"]
+[job.config]
+target = "/backups"
+{APP_SOURCES}
+[[job]]
+name = "small"
+plugin = "backup"
+schedule = "@daily"
+[job.grants]
+fs = [
+  {{ host = "backups", guest = "/backups", access = "rw" }},
+  {{ host = "app", guest = "/app", access = "ro", create = true }},
+]
+[job.config]
+target = "/backups"
+[[job.config.sources]]
+kind = "file"
+name = "env"
+path = "/app/.env"
+"#
+    ));
+    let Some(_disk) = SmallDisk::mount(env.path("backups")) else {
+        return;
+    };
+    std::fs::create_dir_all(env.path("app/uploads")).unwrap();
+    std::fs::write(env.path("app/.env"), "X=1\n").unwrap();
+    // 3 MiB that gzip cannot shrink: the archive cannot fit in 1 MiB.
+    let mut noise = vec![0u8; 3 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(env.path("app/uploads/blob.bin"), &noise).unwrap();
+    let daemon = env.daemon();
+    let out = env.run(&["run", "uploads", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout).expect("a run record");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap_or_default();
+    eprintln!("disk full: {error}");
+    assert!(error.contains("No space left on device"), "{rec:#}");
+    // Nothing that looks like a good backup, no partial left behind.
+    let left = listing(&env.path("backups"));
+    assert!(
+        left.iter().all(|n| !n.ends_with(".tar.gz")
+            && !n.ends_with(".partial")
+            && !n.ends_with(".sha256")),
+        "{left:?}"
+    );
+    // The daemon is fine, and a backup that fits still works there.
+    let (code, body) = env.socket_get("/v1/health");
+    assert_eq!(code, 200, "{body}");
+    let ok = env.run_job("small");
+    assert_eq!(ok["status"], "ok", "{ok:#}");
+    assert!(daemon.stop().success());
+}
