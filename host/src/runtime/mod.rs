@@ -372,15 +372,8 @@ impl Runtime {
     /// to the kernel; the next run pages it in again from the compile
     /// cache file (a millisecond or two). Returns how many were released.
     pub fn release_idle_code(&self, after: Duration) -> usize {
-        let plugins: Vec<Arc<LoadedPlugin>> = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
         let mut released = 0;
-        for p in plugins {
+        for p in self.loaded() {
             let mut used = p.last_used.lock().unwrap_or_else(|p| p.into_inner());
             if used.1 || used.0.elapsed() < after {
                 continue;
