@@ -67,10 +67,16 @@ impl Secrets {
 
     /// `text` with every secret value replaced by `[NAME]`.
     pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+        self.masked(text).into_owned()
+    }
+
+    /// Like [`Secrets::mask`], copying only when something is masked:
+    /// every log line passes through here.
+    fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
         for (name, value) in &self.0 {
             if out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), &format!("[{name}]"));
+                out = out.replace(value.as_str(), &format!("[{name}]")).into();
             }
         }
         out
@@ -102,10 +108,10 @@ impl RunLog {
         let _ = self.secrets.set(secrets);
     }
 
-    fn masked(&self, text: &str) -> String {
+    fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         match self.secrets.get() {
-            Some(s) => s.mask(text),
-            None => text.to_owned(),
+            Some(s) => s.masked(text),
+            None => text.into(),
         }
     }
 
@@ -124,7 +130,7 @@ impl RunLog {
 
     /// Adds one line.
     pub fn push(&self, level: &str, source: &str, message: &str) {
-        let message = &self.masked(message);
+        let message: &str = &self.masked(message);
         let job = &*self.job;
         let run = &*self.run_id;
         match level {
@@ -154,7 +160,7 @@ impl RunLog {
 
     /// Records progress; only the latest is kept.
     pub fn progress(&self, done: u64, total: Option<u64>, message: &str) {
-        let message = &self.masked(message);
+        let message: &str = &self.masked(message);
         if let Ok(mut inner) = self.inner.lock() {
             inner.last_progress = Some((done, total, message.to_owned()));
         }
