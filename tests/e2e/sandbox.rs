@@ -18,12 +18,23 @@ fn env_with(jobs: &[String]) -> Env {
 }
 
 fn failed_with(env: &Env, job: &str, status: &str, needle: &str) -> serde_json::Value {
+    ended_with(env, job, status, needle)
+}
+
+/// Runs `job` and checks its status and that its error (or, for `ok`,
+/// its summary) contains `needle`.
+fn ended_with(env: &Env, job: &str, status: &str, needle: &str) -> serde_json::Value {
     let out = env.run(&["run", job, "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let (code, field) = if status == "ok" {
+        (0, "summary")
+    } else {
+        (1, "error")
+    };
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], status, "{rec:#}");
-    let error = rec["error"].as_str().unwrap_or_default();
-    assert!(error.contains(needle), "error {error:?} lacks {needle:?}");
+    let said = rec[field].as_str().unwrap_or_default();
+    assert!(said.contains(needle), "{field} {said:?} lacks {needle:?}");
     rec
 }
 
@@ -416,6 +427,37 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "failed",
             "deliberate panic",
         ),
+        (
+            // 200 background sleeps against a cap of 16 processes.
+            "process-cap",
+            "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"for i in $(seq 200); do sleep 27.1828 & done; wait\"]".into(),
+            "[job.grants]\nexec = [\"sh\"]\nlimits = { processes = 16 }".into(),
+            "failed",
+            "fork",
+        ),
+        (
+            "fork-bomb",
+            "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"b(){ b|b& };b; sleep 27.1828\"]\nseconds = 2".into(),
+            "[job.grants]\nexec = [\"sh\"]\nlimits = { processes = 32 }".into(),
+            "failed",
+            "Timeout(2000)",
+        ),
+        (
+            // A child that leaves a process behind: the call returns and
+            // the leftover is killed, not left to hold the output pipe.
+            "orphan",
+            "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"sleep 27.1828 & echo started\"]".into(),
+            "[job.grants]\nexec = [\"sh\"]".into(),
+            "ok",
+            "started",
+        ),
+        (
+            "output-flood",
+            "action = \"exec-count\"\nprogram = \"head\"\nargs = [\"-c\", \"100000000\", \"/dev/zero\"]".into(),
+            "[job.grants]\nexec = [\"head\"]\nlimits = { output = \"1M\" }".into(),
+            "ok",
+            "kept 1048576 bytes of stdout, truncated true",
+        ),
     ];
     let mut jobs: Vec<String> = cases
         .iter()
@@ -430,16 +472,26 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     let daemon = env.daemon();
     let began = chrono::Utc::now();
     for (name, _, _, status, needle) in &cases {
-        failed_with(&env, name, status, needle);
+        ended_with(&env, name, status, needle);
     }
     let ended = chrono::Utc::now();
     eprintln!(
-        "{} hostile plugins tried, {} contained",
+        "{} hostile cases tried, {} contained",
         cases.len(),
         cases.len()
     );
     assert!(!std::path::Path::new("/etc/opsd-escape-test").exists());
     assert!(!env.path("escape").exists());
+    // No process a plugin started outlived its call.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 27.1828"])
+        .output()
+        .expect("pgrep runs");
+    assert!(
+        left.stdout.is_empty(),
+        "processes survived: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
     let (code, body) = env.socket_get("/v1/health");
     assert_eq!(code, 200, "{body}");
     // The heartbeat fired every second of the window, on time.

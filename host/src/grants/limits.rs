@@ -1,5 +1,5 @@
 //! Resource limits of one run: memory of the instance, volume of its log,
-//! output captured from its child processes.
+//! output captured from its child processes and how many there may be.
 
 use serde::Deserialize;
 
@@ -10,6 +10,7 @@ pub(crate) struct RawLimits {
     memory: Option<String>,
     log: Option<String>,
     output: Option<String>,
+    processes: Option<u32>,
 }
 
 /// Caps applied to every run of a job.
@@ -21,6 +22,8 @@ pub struct Limits {
     pub log_bytes: usize,
     /// Output captured from one child process, per stream.
     pub output_bytes: usize,
+    /// Processes one exec call may have at once, itself included.
+    pub processes: u32,
 }
 
 impl Default for Limits {
@@ -29,6 +32,7 @@ impl Default for Limits {
             memory_bytes: 512 << 20,
             log_bytes: 1 << 20,
             output_bytes: 4 << 20,
+            processes: 64,
         }
     }
 }
@@ -48,6 +52,11 @@ impl Limits {
             memory_bytes: size(&raw.memory, "memory", d.memory_bytes)?,
             log_bytes: size(&raw.log, "log", d.log_bytes)?,
             output_bytes: size(&raw.output, "output", d.output_bytes)?,
+            processes: match raw.processes {
+                Some(0) => return Err("limits.processes must be at least 1".into()),
+                Some(n) => n,
+                None => d.processes,
+            },
         })
     }
 }
@@ -83,5 +92,14 @@ mod tests {
         assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5T").is_err());
+    }
+
+    #[test]
+    fn process_cap_defaults_and_refuses_zero() {
+        let raw = |t: &str| toml::from_str::<RawLimits>(t).expect("limits table");
+        assert_eq!(Limits::from_raw(&raw("")).unwrap().processes, 64);
+        assert_eq!(Limits::from_raw(&raw("processes = 8")).unwrap().processes, 8);
+        let e = Limits::from_raw(&raw("processes = 0")).unwrap_err();
+        assert!(e.contains("limits.processes"), "{e}");
     }
 }

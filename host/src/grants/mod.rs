@@ -10,6 +10,7 @@
 //! the guest, so a plugin that swallows the error still has its run marked
 //! failed, with a message that says which grant to add.
 
+mod contain;
 pub mod fs;
 pub mod limits;
 pub mod net;

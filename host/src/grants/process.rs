@@ -5,8 +5,10 @@
 //! A child gets exactly the argv the plugin passed (no shell), an
 //! environment cleared down to the granted variables, a working directory
 //! inside a grant, a time limit that never outlives the job's, and output
-//! capped or sent straight to a granted file. Its whole process group is
-//! killed on timeout.
+//! capped or sent straight to a granted file. It and everything it starts
+//! are capped in number (`grants.limits.processes`) and killed when the
+//! call returns, times out or its run ends: a program may not leave
+//! processes behind, as systemd does not let a oneshot service.
 
 use super::{Grants, Violations, fs};
 use crate::bindings::opsd::plugin::process::{Command, ExecError, Exit, Input, Output};
@@ -128,11 +130,9 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         .map_err(|m| deny(ctx, m))?
         .clone();
     let mut child = tokio::process::Command::new(&program.path);
-    child
-        .args(&cmd.args)
-        .env_clear()
-        .kill_on_drop(true)
-        .process_group(0);
+    child.args(&cmd.args).env_clear().kill_on_drop(true);
+    let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
+    contained.apply(&mut child);
     for (name, value) in ctx.grants.env_values() {
         child.env(name, value);
     }
@@ -179,6 +179,7 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         .spawn()
         .map_err(|e| ExecError::Spawn(format!("{}: {e}", program.path.display())))?;
     let pid = proc.id();
+    contained.started(pid);
     tracing::debug!(program = %program.path.display(), args = ?cmd.args, pid, "exec");
 
     if let (Some(bytes), Some(mut stdin)) = (stdin_bytes, proc.stdin.take()) {
@@ -201,11 +202,13 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
             status.map_err(|e| ExecError::Io(format!("waiting for {}: {e}", program.name)))?
         }
         Err(_) => {
-            kill_group(pid);
+            contained.kill_all();
             let _ = proc.wait().await;
             return Err(ExecError::Timeout(limit.as_millis() as u64));
         }
     };
+    // Whatever it left running would hold its output pipes open.
+    contained.kill_all();
     let (stdout, t1) = join_capture(out_task).await;
     let (stderr, t2) = join_capture(err_task).await;
     use std::os::unix::process::ExitStatusExt;
@@ -230,18 +233,6 @@ fn output_stdio(ctx: &ProcessContext<'_>, out: &Output) -> Result<Stdio, ExecErr
             Stdio::from(fs::open_write(&ctx.grants.fs, p, true).map_err(|m| deny(ctx, m))?)
         }
     })
-}
-
-/// Kills the child and everything it started.
-fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        // SAFETY: kill(2) with a negative pid signals the process group the
-        // child leads (process_group(0) made it a leader); no memory is
-        // involved.
-        unsafe {
-            libc::kill(-(pid as i32), libc::SIGKILL);
-        }
-    }
 }
 
 /// Reads a stream to its end, keeping at most `cap` bytes so a flood

@@ -71,6 +71,9 @@ impl Plugin for Hostile {
             }
             "exec" => {
                 let mut cmd = Command::new(&cfg.program).args(cfg.args.clone());
+                if cfg.seconds > 0 {
+                    cmd = cmd.timeout_ms(cfg.seconds * 1000);
+                }
                 if let Some(file) = &cfg.stdout {
                     cmd = cmd.stdout(opsd_sdk::Output::File(file.clone()));
                 }
@@ -86,6 +89,15 @@ impl Plugin for Hostile {
                     Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
                 }
             }
+            // Runs a program and reports how much of its output came back.
+            "exec-count" => match Command::new(&cfg.program).args(cfg.args.clone()).run() {
+                Ok(exit) => Ok(Outcome::ok(format!(
+                    "kept {} bytes of stdout, truncated {}",
+                    exit.stdout.len(),
+                    exit.truncated
+                ))),
+                Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+            },
             "loop" => {
                 let mut x: u64 = 0;
                 loop {

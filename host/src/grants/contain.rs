@@ -1,0 +1,229 @@
+//! Containment of the processes one exec call starts: a cap on how many
+//! there may be at once (so a fork bomb through an allowed `sh` cannot
+//! take the machine's PIDs), and a way to kill all of them, including
+//! any that left the process group, when the call ends.
+//!
+//! The cap is a `pids` cgroup when the daemon may make one (root, or a
+//! delegated cgroup v2 subtree, as systemd's `Delegate=yes` gives), else
+//! `RLIMIT_NPROC` set in the child. The rlimit counts every task of the
+//! daemon's user, so it is set to what that user has now plus the cap;
+//! root ignores it, which is why root uses the cgroup.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How one exec call's processes are capped; dropping it kills whatever
+/// is left of them and removes the cgroup.
+pub(crate) struct Containment {
+    cgroup: Option<PathBuf>,
+    /// `cgroup.procs` of `cgroup`, ready for the child to write "0" to
+    /// between fork and exec (no allocation allowed there).
+    join: Option<CString>,
+    nproc: Option<libc::rlim_t>,
+    /// The process group the child leads, once spawned.
+    pgid: Option<i32>,
+}
+
+/// Where this daemon may create `pids` cgroups, found once.
+fn pids_parent() -> Option<&'static Path> {
+    static PARENT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PARENT
+        .get_or_init(|| {
+            let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+            let candidates = own.lines().filter_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let path = path.trim_start_matches('/');
+                if controllers.split(',').any(|c| c == "pids") {
+                    Some(Path::new("/sys/fs/cgroup/pids").join(path))
+                } else if controllers.is_empty() {
+                    // cgroup v2: usable when pids is enabled for children.
+                    let dir = Path::new("/sys/fs/cgroup").join(path);
+                    let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+                        .unwrap_or_default();
+                    enabled
+                        .split_whitespace()
+                        .any(|c| c == "pids")
+                        .then_some(dir)
+                } else {
+                    None
+                }
+            });
+            for dir in candidates {
+                let probe = dir.join(format!("opsd-probe-{}", std::process::id()));
+                if std::fs::create_dir(&probe).is_ok() {
+                    let usable = probe.join("pids.max").exists();
+                    let _ = std::fs::remove_dir(&probe);
+                    if usable {
+                        return Some(dir);
+                    }
+                }
+            }
+            None
+        })
+        .as_deref()
+}
+
+/// Tasks (threads count, as the kernel counts them for `RLIMIT_NPROC`)
+/// that `uid` has now.
+fn tasks_of(uid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| e.file_name().as_bytes().iter().all(u8::is_ascii_digit))
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .map(|stat| {
+            // Field 20 (num_threads), counted after the `(comm)` field,
+            // which may itself hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+        })
+        .sum()
+}
+
+impl Containment {
+    /// Prepares a cap of `max_processes` for one exec call.
+    pub(crate) fn new(max_processes: u32) -> Containment {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut c = Containment {
+            cgroup: None,
+            join: None,
+            nproc: None,
+            pgid: None,
+        };
+        if let Some(parent) = pids_parent() {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = parent.join(format!("opsd-{}-{n}", std::process::id()));
+            let made = std::fs::create_dir(&dir)
+                .and_then(|_| std::fs::write(dir.join("pids.max"), max_processes.to_string()));
+            match made {
+                Ok(()) => {
+                    c.join = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok();
+                    c.cgroup = Some(dir);
+                    return c;
+                }
+                Err(e) => {
+                    tracing::warn!(cgroup = %dir.display(), error = %e, "cannot make a pids cgroup; falling back to RLIMIT_NPROC");
+                    let _ = std::fs::remove_dir(&dir);
+                }
+            }
+        }
+        // SAFETY: getuid(2) has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        if uid != 0 {
+            c.nproc = Some(tasks_of(uid) + u64::from(max_processes));
+        }
+        c
+    }
+
+    /// Makes `cmd`'s child join the cap as it starts, in its own process
+    /// group.
+    pub(crate) fn apply(&self, cmd: &mut tokio::process::Command) {
+        cmd.process_group(0);
+        let join = self.join.clone();
+        let nproc = self.nproc;
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only makes async-signal-safe calls (open, write, close,
+        // setrlimit) on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(path) = &join {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let wrote = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if wrote != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(n) = nproc {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NPROC, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Records the spawned child, whose pid is its process group's id.
+    pub(crate) fn started(&mut self, pid: Option<u32>) {
+        self.pgid = pid.and_then(|p| i32::try_from(p).ok());
+    }
+
+    /// Kills every process the call started: its process group, then any
+    /// left in its cgroup (one that called setsid leaves the group, not
+    /// the cgroup).
+    pub(crate) fn kill_all(&self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: kill(2) with a negative pid signals a process group;
+            // no memory is involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        let Some(dir) = &self.cgroup else { return };
+        // Kill until empty: a process may fork while it is being killed.
+        for _ in 0..100 {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<i32> = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                // SAFETY: as above, for one process.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Containment {
+    fn drop(&mut self) {
+        self.kill_all();
+        if let Some(dir) = &self.cgroup {
+            // Killed processes leave the cgroup as they exit, which takes
+            // the kernel a moment.
+            for _ in 0..200 {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => return,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+            tracing::warn!(cgroup = %dir.display(), "could not remove a run's pids cgroup");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_this_processs_tasks() {
+        // SAFETY: getuid(2) has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert!(tasks_of(uid) >= 1);
+    }
+}
