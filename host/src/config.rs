@@ -400,6 +400,39 @@ impl Lines<'_> {
     }
 }
 
+/// The name of the `[[job]]` whose block holds byte `offset` of `text`,
+/// for errors TOML reports before there are jobs to name (unknown keys,
+/// wrong types). Read from the text, since it did not deserialize.
+fn job_at(text: &str, offset: usize) -> Option<String> {
+    let mut lines: Vec<(usize, &str)> = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        lines.push((at, line.trim()));
+        at += line.len();
+    }
+    let here = lines.iter().rposition(|(start, _)| *start <= offset)?;
+    // The nearest header above decides; a job's sub-tables belong to the
+    // `[[job]]` above them.
+    let header = lines[..=here].iter().rposition(|(_, l)| {
+        l.starts_with('[') && !l.starts_with("[job.") && !l.starts_with("[[job.")
+    })?;
+    if !lines[header].1.starts_with("[[job]]") {
+        return None;
+    }
+    lines[header + 1..]
+        .iter()
+        .take_while(|(_, l)| !l.starts_with('['))
+        .find_map(|(_, l)| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "name").then_some(())?;
+            toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+                .ok()?
+                .remove("v")?
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
 /// Collects problems while validating, tagging each with line and job.
 pub(crate) struct Problems {
     pub(crate) list: Vec<Problem>,
@@ -447,7 +480,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             fail(vec![Problem {
                 line: e.span().map(|s| lines.of(s.start)),
-                job: None,
+                job: e.span().and_then(|s| job_at(text, s.start)),
                 message: e.message().trim().to_string(),
             }])
         })?;
@@ -807,6 +840,33 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("/etc/opsd/opsd.toml:6"), "{text}");
         assert!(text.contains("schedul"), "{text}");
+        assert!(text.contains("job `a`"), "{text}");
+    }
+
+    #[test]
+    fn the_http_listener_is_loopback_unless_configured() {
+        let c = parse("data_dir = \"/tmp/x\"\n").unwrap();
+        let addr = c.http.expect("on by default");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        let c = parse("data_dir = \"/tmp/x\"\n[http]\nenabled = false\n");
+        assert!(c.is_ok_and(|c| c.http.is_none()));
+    }
+
+    #[test]
+    fn a_key_error_in_a_jobs_sub_table_names_the_job() {
+        let e = parse(
+            "data_dir = \"/tmp/x\"\n[[job]]\nname = \"first\"\nplugin = \"p\"\nschedule = \"@daily\"\n\
+             [[job]]\nname = \"second\" # the one\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nfss = []\n",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(":11: job `second`: unknown field `fss`"),
+            "{text}"
+        );
+        // Outside any job, no job is named.
+        let e = parse("data_dir = \"/tmp/x\"\n[defaults]\nkeep = 3\n").unwrap_err();
+        assert!(!e.to_string().contains("job `"), "{e}");
     }
 
     #[test]
