@@ -3,7 +3,7 @@
 //! retention over two years of backups.
 
 use crate::pg::pg;
-use crate::util::{Env, text};
+use crate::util::{Env, SmallDisk, text};
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -464,47 +464,6 @@ path = "/app/.env"
     );
 }
 
-/// A 1 MiB tmpfs at `dir`, unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-
-/// Runs a privileged command: directly as root, else through `sudo -n`.
-fn privileged(args: &[&std::ffi::OsStr]) -> std::io::Result<std::process::Output> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        Command::new(args[0]).args(&args[1..]).output()
-    } else {
-        Command::new("sudo").arg("-n").args(args).output()
-    }
-}
-
-impl SmallDisk {
-    /// None (said on stderr) where tmpfs cannot be mounted: not root and
-    /// no password-less sudo.
-    fn mount(dir: std::path::PathBuf) -> Option<SmallDisk> {
-        std::fs::create_dir_all(&dir).unwrap();
-        let args = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs"].map(std::ffi::OsStr::new);
-        let mut all: Vec<&std::ffi::OsStr> = args.to_vec();
-        all.push(dir.as_os_str());
-        match privileged(&all) {
-            Ok(out) if out.status.success() => Some(SmallDisk(dir)),
-            Ok(out) => {
-                eprintln!("NOT RUN: cannot mount a 1 MiB tmpfs: {}", text(&out));
-                None
-            }
-            Err(e) => {
-                eprintln!("NOT RUN: cannot mount a 1 MiB tmpfs: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = privileged(&[std::ffi::OsStr::new("umount"), self.0.as_os_str()]);
-    }
-}
-
 #[test]
 fn a_full_disk_fails_the_backup_cleanly_and_the_daemon_carries_on() {
     let env = Env::new(&format!(
@@ -539,7 +498,7 @@ name = "env"
 path = "/app/.env"
 "#
     ));
-    let Some(_disk) = SmallDisk::mount(env.path("backups")) else {
+    let Some(_disk) = SmallDisk::mount(env.path("backups"), "1m") else {
         return;
     };
     std::fs::create_dir_all(env.path("app/uploads")).unwrap();

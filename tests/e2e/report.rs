@@ -335,3 +335,43 @@ fn the_demo_config_checks_and_its_jobs_run() {
         .expect("the demo report page");
     assert!(page.contains("demo-rotate"), "{page}");
 }
+
+#[test]
+fn a_full_report_grant_fails_cleanly_and_leaves_no_partial_file() {
+    let env = Env::new(JOBS);
+    let Some(_disk) = crate::util::SmallDisk::mount(env.path("reports"), "256k") else {
+        return;
+    };
+    // Leave two pages free: less than the HTML page needs.
+    std::fs::write(env.path("reports/filler"), vec![1u8; 248 << 10]).unwrap();
+    let daemon = env.daemon();
+    let rec = env.run_job("reports");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap_or_default();
+    eprintln!("report grant full: {error}");
+    assert!(
+        error.contains("writing /reports/report-")
+            && error.contains("the disk of grant /reports (")
+            && error.contains("is full"),
+        "{rec:#}"
+    );
+    let names: Vec<String> = std::fs::read_dir(env.path("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    // Room again: the next run writes every format, and the daemon never
+    // stopped answering.
+    std::fs::remove_file(env.path("reports/filler")).unwrap();
+    let (code, body) = env.socket_get("/v1/health");
+    assert_eq!(code, 200, "{body}");
+    let rec = env.run_job("reports");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    for ext in [".json", ".md", ".html"] {
+        let found = std::fs::read_dir(env.path("reports"))
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(ext));
+        assert!(found, "no {ext} report");
+    }
+    assert!(daemon.stop().success());
+}

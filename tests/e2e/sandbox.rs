@@ -365,6 +365,15 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "is not in the job's net grant",
         ),
         (
+            // A granted name admits the addresses it resolves to when the
+            // run starts, not whatever the plugin says it resolves to.
+            "tcp-name-elsewhere",
+            format!("action = \"tcp\"\naddress = \"127.0.0.2:{}\"", addr.rsplit(':').next().unwrap_or("1")),
+            format!("[job.grants]\nnet = [\"localhost:{}\"]", addr.rsplit(':').next().unwrap_or("1")),
+            "failed",
+            "is not in the job's net grant (localhost:",
+        ),
+        (
             "tcp-metadata",
             "action = \"tcp\"\naddress = \"169.254.169.254:80\"".into(),
             String::new(),

@@ -395,3 +395,47 @@ pub fn metric(rec: &Value, name: &str) -> f64 {
         .and_then(|m| m["value"].as_f64())
         .unwrap_or_else(|| panic!("no metric {name}: {rec:#}"))
 }
+
+/// A small tmpfs mounted at a directory, unmounted on drop: a full disk
+/// for tests.
+pub struct SmallDisk(PathBuf);
+
+/// Runs a privileged command: directly as root, else through `sudo -n`.
+fn privileged(args: &[&std::ffi::OsStr]) -> std::io::Result<std::process::Output> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Command::new(args[0]).args(&args[1..]).output()
+    } else {
+        Command::new("sudo").arg("-n").args(args).output()
+    }
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`1m`, `256k`) at `dir`; None (said on
+    /// stderr, so the skip shows) where that needs root and there is no
+    /// password-less sudo.
+    pub fn mount(dir: PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&dir).expect("create the mount point");
+        let options = format!("size={size}");
+        let args = ["mount", "-t", "tmpfs", "-o", &options, "tmpfs"].map(std::ffi::OsStr::new);
+        let mut all: Vec<&std::ffi::OsStr> = args.to_vec();
+        all.push(dir.as_os_str());
+        match privileged(&all) {
+            Ok(out) if out.status.success() => Some(SmallDisk(dir)),
+            Ok(out) => {
+                eprintln!("NOT RUN: cannot mount a {size} tmpfs: {}", text(&out));
+                None
+            }
+            Err(e) => {
+                eprintln!("NOT RUN: cannot mount a {size} tmpfs: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = privileged(&[std::ffi::OsStr::new("umount"), self.0.as_os_str()]);
+    }
+}

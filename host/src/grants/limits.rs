@@ -98,7 +98,10 @@ mod tests {
     fn process_cap_defaults_and_refuses_zero() {
         let raw = |t: &str| toml::from_str::<RawLimits>(t).expect("limits table");
         assert_eq!(Limits::from_raw(&raw("")).unwrap().processes, 64);
-        assert_eq!(Limits::from_raw(&raw("processes = 8")).unwrap().processes, 8);
+        assert_eq!(
+            Limits::from_raw(&raw("processes = 8")).unwrap().processes,
+            8
+        );
         let e = Limits::from_raw(&raw("processes = 0")).unwrap_err();
         assert!(e.contains("limits.processes"), "{e}");
     }

@@ -600,6 +600,14 @@ impl Runtime {
             ));
             exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
         }
+        if !exec.status.is_success() {
+            let full = crate::grants::fs::full_grants(&job.grants.fs);
+            if !full.is_empty() {
+                let said = exec.error.take().unwrap_or_default();
+                exec.error = Some(format!("{said}; {}", full.join("; ")));
+                req.log.push("error", "host", &full.join("; "));
+            }
+        }
         let denied = violations.take();
         if let Some(first) = denied.first() {
             let more = if denied.len() > 1 {

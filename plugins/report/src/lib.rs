@@ -229,14 +229,17 @@ impl Plugin for Report {
 }
 
 /// Writes a file through a temp file and a rename, so a reader never sees
-/// half a report.
+/// half a report; a write that fails (a full disk) leaves nothing behind.
 fn write_atomic(path: &str, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = format!("{path}.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 opsd_sdk::export_plugin!(Report);
