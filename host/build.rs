@@ -42,12 +42,18 @@ fn run() -> Result<(), String> {
         .ok_or("host crate has no parent directory")?
         .to_owned();
     let out_dir = PathBuf::from(env("OUT_DIR")?);
-    // OUT_DIR is <target>[/<triple>]/<profile>/build/<pkg>/out.
-    let target_dir = out_dir
-        .ancestors()
-        .nth(4)
-        .ok_or("unexpected OUT_DIR layout")?
-        .join("opsd-wasm");
+    // OUT_DIR is <target>[/<triple>]/<profile>/build/<pkg>/out. The fuzz
+    // build points OPSD_WASM_TARGET_DIR at the main build's, so it does not
+    // compile every plugin a second time.
+    println!("cargo:rerun-if-env-changed=OPSD_WASM_TARGET_DIR");
+    let target_dir = match std::env::var_os("OPSD_WASM_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => out_dir
+            .ancestors()
+            .nth(4)
+            .ok_or("unexpected OUT_DIR layout")?
+            .join("opsd-wasm"),
+    };
 
     for dir in [
         "plugins",
