@@ -22,6 +22,7 @@ const BUILTINS: &[(&str, &str)] = &[
 /// Purpose-built guests for tests; built, never embedded.
 const TEST_GUESTS: &[&str] = &[
     "opsd-test-hostile",
+    "opsd-test-stuck-describe",
     "opsd-test-command",
     "opsd-test-contract-010",
     // The Rust example plugin, so the tests can drop it into a daemon.

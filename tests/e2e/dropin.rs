@@ -178,7 +178,7 @@ fn bad_files_are_refused_with_the_reason_once() {
     let env = Env::new(JOBS);
     let daemon = env.daemon();
     let bytes = std::fs::read(guest("opsd-test-hostile")).unwrap();
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let cases: [(&str, Vec<u8>, &str); 5] = [
         (
             "garbage.wasm",
             b"this is not wasm at all".to_vec(),
@@ -198,6 +198,11 @@ fn bad_files_are_refused_with_the_reason_once() {
             "command.wasm",
             std::fs::read(guest("opsd-test-command")).unwrap(),
             "it does not export `describe`",
+        ),
+        (
+            "stuck.wasm",
+            std::fs::read(guest("opsd-test-stuck-describe")).unwrap(),
+            "describe() failed: did not answer within 5s",
         ),
     ];
     for (file, content, reason) in &cases {
