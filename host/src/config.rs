@@ -844,6 +844,39 @@ mod tests {
     }
 
     #[test]
+    fn quotas_apply_to_rw_grants_and_take_sizes() {
+        let job = |grant: &str| {
+            format!(
+                "data_dir = \"/tmp/x\"\n[[job]]\nname = \"q\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nfs = [{grant}]\n"
+            )
+        };
+        let c = parse(&job(
+            "{ host = \"/tmp\", guest = \"/t\", access = \"rw\", quota = \"8M\" }",
+        ))
+        .unwrap();
+        assert_eq!(c.jobs[0].grants.fs[0].quota, Some(8 << 20));
+        let e = parse(&job(
+            "{ host = \"/tmp\", guest = \"/t\", access = \"ro\", quota = \"8M\" }",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                ":7: job `q`: fs grant `/t` is read-only; a quota applies to `rw` grants only"
+            ),
+            "{e}"
+        );
+        let e = parse(&job(
+            "{ host = \"/tmp\", guest = \"/t\", access = \"rw\", quota = \"lots\" }",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("fs grant `/t` quota: `lots` is not a size"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_http_listener_is_loopback_unless_configured() {
         let c = parse("data_dir = \"/tmp/x\"\n").unwrap();
         let addr = c.http.expect("on by default");

@@ -330,6 +330,13 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "not-permitted",
         ),
         (
+            "fill-past-quota",
+            "action = \"fill\"\npath = \"/q/big.bin\"\nseconds = 4096".into(),
+            "[job.grants]\nfs = [{ host = \"quota\", guest = \"/q\", access = \"rw\", create = true, quota = \"8M\" }]".into(),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
             "write-ro",
             "action = \"write\"\npath = \"/data/x.txt\"".into(),
             ro.into(),
@@ -442,14 +449,14 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"for i in $(seq 200); do sleep 27.1828 & done; wait\"]".into(),
             "[job.grants]\nexec = [\"sh\"]\nlimits = { processes = 16 }".into(),
             "failed",
-            "fork",
+            "process limit: `sh` and what it started tried to run more than 16 processes",
         ),
         (
             "fork-bomb",
             "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"b(){ b|b& };b; sleep 27.1828\"]\nseconds = 2".into(),
             "[job.grants]\nexec = [\"sh\"]\nlimits = { processes = 32 }".into(),
             "failed",
-            "Timeout(2000)",
+            "process limit: `sh` and what it started tried to run more than 32",
         ),
         (
             // A child that leaves a process behind: the call returns and
@@ -481,7 +488,9 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     let daemon = env.daemon();
     let began = chrono::Utc::now();
     for (name, _, _, status, needle) in &cases {
-        ended_with(&env, name, status, needle);
+        let rec = ended_with(&env, name, status, needle);
+        let said = rec["error"].as_str().or(rec["summary"].as_str());
+        eprintln!("{name}: {}", said.unwrap_or_default());
     }
     let ended = chrono::Utc::now();
     eprintln!(

@@ -165,6 +165,19 @@ impl Containment {
         self.pgid = pid.and_then(|p| i32::try_from(p).ok());
     }
 
+    /// Whether a fork was refused because the cap was reached (known only
+    /// with a cgroup, whose `pids.events` counts refusals).
+    pub(crate) fn hit_cap(&self) -> bool {
+        let Some(dir) = &self.cgroup else {
+            return false;
+        };
+        std::fs::read_to_string(dir.join("pids.events"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("max "))
+            .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+    }
+
     /// Kills every process the call started: its process group, then any
     /// left in its cgroup (one that called setsid leaves the group, not
     /// the cgroup).

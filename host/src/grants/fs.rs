@@ -27,6 +27,8 @@ pub(crate) struct RawFsGrant {
     /// Create the host directory (and parents) when a run needs it.
     #[serde(default)]
     create: bool,
+    /// Most bytes the directory may hold while a run writes to it.
+    quota: Option<String>,
 }
 
 /// One host directory visible to the guest.
@@ -38,6 +40,9 @@ pub struct FsGrant {
     pub guest: String,
     pub access: Access,
     pub create: bool,
+    /// Most bytes the tree may hold during a run (`quota = "100M"`, rw
+    /// grants only): a run that fills it past this is stopped.
+    pub quota: Option<u64>,
 }
 
 pub(crate) fn from_raw(
@@ -74,6 +79,24 @@ pub(crate) fn from_raw(
             );
             continue;
         }
+        let quota = match &r.quota {
+            None => None,
+            Some(_) if r.access == Access::ReadOnly => {
+                problems.push(
+                    line,
+                    Some(job),
+                    format!("fs grant `{guest}` is read-only; a quota applies to `rw` grants only"),
+                );
+                continue;
+            }
+            Some(q) => match super::limits::parse_size(q) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    problems.push(line, Some(job), format!("fs grant `{guest}` quota: {e}"));
+                    continue;
+                }
+            },
+        };
         if out.iter().any(|g| g.guest == guest) {
             problems.push(
                 line,
@@ -87,6 +110,7 @@ pub(crate) fn from_raw(
             guest,
             access: r.access,
             create: r.create,
+            quota,
         });
     }
     out
@@ -476,6 +500,48 @@ pub fn full_grants(grants: &[FsGrant]) -> Vec<String> {
         .collect()
 }
 
+/// Bytes the files under `dir` hold (their lengths; symlinks are not
+/// followed), or None when it cannot be read.
+pub fn tree_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            if d == dir {
+                return None;
+            }
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    Some(total)
+}
+
+/// The first grant holding more than its quota, described for the run's
+/// error, with what to do.
+pub fn over_quota(grants: &[FsGrant]) -> Option<String> {
+    grants.iter().find_map(|g| {
+        let quota = g.quota?;
+        let held = tree_bytes(&g.host)?;
+        (held > quota).then(|| {
+            format!(
+                "quota: grant {} ({}) holds {} KiB, past its quota of {} KiB; the run was stopped (free space there or raise the grant's `quota`)",
+                g.guest,
+                g.host.display(),
+                held >> 10,
+                quota >> 10
+            )
+        })
+    })
+}
+
 /// Creates host directories of grants marked `create = true`.
 pub fn ensure_created(grants: &[FsGrant]) -> std::io::Result<()> {
     for g in grants.iter().filter(|g| g.create) {
@@ -494,6 +560,7 @@ mod tests {
             guest: guest.into(),
             access,
             create: false,
+            quota: None,
         }
     }
 

@@ -204,11 +204,13 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         Err(_) => {
             contained.kill_all();
             let _ = proc.wait().await;
+            note_cap(ctx, &contained, &program);
             return Err(ExecError::Timeout(limit.as_millis() as u64));
         }
     };
     // Whatever it left running would hold its output pipes open.
     contained.kill_all();
+    note_cap(ctx, &contained, &program);
     let (stdout, t1) = join_capture(out_task).await;
     let (stderr, t2) = join_capture(err_task).await;
     use std::os::unix::process::ExitStatusExt;
@@ -220,6 +222,17 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         truncated: t1 || t2,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Fails the run if the program ran into its process cap: what it did
+/// next (a shell's "Cannot fork") would not say which limit it was.
+fn note_cap(ctx: &ProcessContext<'_>, contained: &super::contain::Containment, program: &Program) {
+    if contained.hit_cap() {
+        ctx.violations.record(format!(
+            "process limit: `{}` and what it started tried to run more than {} processes at once; raise grants.limits.processes if the job needs more",
+            program.name, ctx.grants.limits.processes
+        ));
+    }
 }
 
 fn output_stdio(ctx: &ProcessContext<'_>, out: &Output) -> Result<Stdio, ExecError> {

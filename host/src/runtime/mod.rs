@@ -549,6 +549,10 @@ impl Runtime {
                 let (status, why) = req.cancel.reason();
                 return Execution::failed(status, why);
             }
+            why = quota_exceeded(&job.grants.fs) => {
+                req.log.push("error", "host", &why);
+                return Execution::failed(RunStatus::Failed, why);
+            }
         };
         let memory_hit = store.data().limiter.hit;
         let max_memory = store.data().limiter.max_bytes;
@@ -631,6 +635,37 @@ impl Runtime {
             }
         }
         exec
+    }
+}
+
+/// How often grants with a quota are measured during a run; a writer can
+/// pass its quota by what it writes in this long.
+const QUOTA_CHECK: Duration = Duration::from_millis(100);
+
+/// Resolves, with the reason, when a grant holds more than its quota; never
+/// when no grant has one. A slow walk (a big tree) is done less often, so
+/// measuring never costs more than a tenth of the time.
+async fn quota_exceeded(grants: &[grants::fs::FsGrant]) -> String {
+    let watched: Vec<_> = grants
+        .iter()
+        .filter(|g| g.quota.is_some())
+        .cloned()
+        .collect();
+    if watched.is_empty() {
+        return std::future::pending().await;
+    }
+    let watched = Arc::new(watched);
+    loop {
+        let began = Instant::now();
+        let now = watched.clone();
+        let over = tokio::task::spawn_blocking(move || grants::fs::over_quota(&now))
+            .await
+            .ok()
+            .flatten();
+        if let Some(why) = over {
+            return why;
+        }
+        tokio::time::sleep(QUOTA_CHECK.max(began.elapsed() * 10)).await;
     }
 }
 

@@ -98,6 +98,18 @@ impl Plugin for Hostile {
                 ))),
                 Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
             },
+            // Writes `seconds` MiB to `path`, a MiB at a time.
+            "fill" => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                let chunk = vec![0x5au8; 1 << 20];
+                for _ in 0..cfg.seconds {
+                    f.write_all(&chunk)
+                        .map_err(|e| PluginError::io(format!("writing {}", cfg.path), &e))?;
+                }
+                Ok(Outcome::ok(format!("wrote {} MiB", cfg.seconds)))
+            }
             "loop" => {
                 let mut x: u64 = 0;
                 loop {
