@@ -9,6 +9,7 @@
 //! - `POST /v1/jobs/{job}/run` with `{"dry_run": false}`: waits for the run
 //! - `POST /v1/jobs/{job}/enable` and `/disable`
 //! - `GET  /v1/plugins`: every plugin with its status
+//! - `GET  /v1/status`: the machine against thresholds and conditions
 //! - `GET  /v1/runs?job=&status=&since=&limit=`: history, newest first
 //! - `GET  /v1/runs/{id}` and `GET /v1/runs/{id}/log`
 //!
@@ -95,6 +96,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/v1/jobs/{job}/enable", post(enable))
         .route("/v1/jobs/{job}/disable", post(disable))
         .route("/v1/plugins", get(plugins))
+        .route("/v1/status", get(status))
         .route("/v1/runs", get(history))
         .route("/v1/report-input", get(report_input))
         .route("/v1/runs/{id}", get(run_record))
@@ -216,6 +218,14 @@ async fn run_job(
     )
         .into_response())
 }
+async fn status(State(ops): State<Arc<Ops>>) -> Response {
+    // Blocks a quarter second when the sampler has nothing yet.
+    match tokio::task::spawn_blocking(move || ops.status()).await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 async fn plugins(State(ops): State<Arc<Ops>>) -> Json<Vec<crate::plugins::PluginEntry>> {
     Json(ops.registry().list().await)
 }
@@ -426,6 +436,11 @@ impl Client {
     /// `GET /v1/schedule`.
     pub async fn schedule(&self) -> anyhow::Result<Vec<ScheduleEntry>> {
         self.request("GET", "/v1/schedule", None).await
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> anyhow::Result<crate::monitor::MachineStatus> {
+        self.request("GET", "/v1/status", None).await
     }
 
     /// `POST /v1/jobs/{job}/run`.

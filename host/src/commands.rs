@@ -34,6 +34,16 @@ impl Backend {
         )?)))
     }
 
+    async fn status(&self) -> anyhow::Result<crate::monitor::MachineStatus> {
+        match self {
+            Backend::Daemon(c) => c.status().await,
+            Backend::Local(ops) => {
+                let ops = ops.clone();
+                Ok(tokio::task::spawn_blocking(move || ops.status()).await?)
+            }
+        }
+    }
+
     async fn schedule(&self) -> anyhow::Result<Vec<ScheduleEntry>> {
         match self {
             Backend::Daemon(c) => c.schedule().await,
@@ -137,6 +147,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(config()?).await,
+        Command::Status { json } => {
+            let status = Backend::connect(config()?).await?.status().await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                use std::io::IsTerminal;
+                let colour =
+                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print(&cli::status_table(&status, colour))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedule { command } => match command {
             ScheduleCommand::List { json } => {
                 let entries = Backend::connect(config()?).await?.schedule().await?;

@@ -44,6 +44,9 @@ pub struct Config {
     /// kernel (it is paged in again from the compile cache file when next
     /// run), so a daemon whose jobs run daily does not hold it all day.
     pub release_idle_code_after: Duration,
+    /// How often the machine is sampled for `when` conditions, `opsd
+    /// status` and `/metrics`.
+    pub monitor_interval: Duration,
     pub jobs: Vec<Job>,
 }
 
@@ -72,7 +75,10 @@ pub struct Job {
     pub name: String,
     /// Name of the plugin (built-in or from `plugin_dir`).
     pub plugin: String,
+    /// [`Schedule::never`] for a job that runs only on `when`.
     pub schedule: Schedule,
+    /// Conditions on the machine that run the job when they hold.
+    pub when: Vec<crate::monitor::condition::Condition>,
     pub timezone: Tz,
     /// Wall-clock limit for one run.
     pub timeout: Duration,
@@ -96,11 +102,13 @@ impl Job {
     /// definition changed across restarts.
     pub fn definition_hash(&self) -> String {
         use sha2::{Digest, Sha256};
+        let when: Vec<String> = self.when.iter().map(|c| format!("{c:?}")).collect();
         let text = format!(
-            "{}\n{}\n{}\n{}\n{:?}\n{}\n{:?}\n{:?}",
+            "{}\n{}\n{}\n{:?}\n{}\n{:?}\n{}\n{:?}\n{:?}",
             self.name,
             self.plugin,
             self.schedule.as_str(),
+            when,
             self.timezone,
             self.timeout,
             self.config,
@@ -164,6 +172,8 @@ struct RawConfig {
     max_concurrent_runs: Option<Spanned<i64>>,
     release_idle_code_after: Option<Spanned<String>>,
     #[serde(default)]
+    monitor: RawMonitor,
+    #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
     plugins: RawPlugins,
@@ -179,6 +189,15 @@ struct RawPlugins {
     #[serde(default)]
     override_builtin: Vec<Spanned<String>>,
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    interval: Option<Spanned<String>>,
+}
+
+/// How often the machine is sampled unless `[monitor] interval` says.
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -255,16 +274,20 @@ with_job_settings! {
     #[serde(deny_unknown_fields)]
     struct RawJob {
         name: Spanned<String>,
-                plugin: Spanned<String>,
-        schedule: Spanned<String>,
+        plugin: Spanned<String>,
+        #[serde(default)]
+        schedule: Option<Spanned<String>>,
+        #[serde(default)]
+        when: Option<Spanned<crate::monitor::condition::RawWhen>>,
         #[serde(default)]
         plugin_sha256: Option<Spanned<String>>,
         #[serde(default = "yes")]
         enabled: bool,
         #[serde(default)]
         grants: grants::RawGrants,
-                #[serde(default)]
-        config: Option<Spanned<toml::Table>>,}
+        #[serde(default)]
+        config: Option<Spanned<toml::Table>>,
+    }
 }
 
 /// A job's own setting, else the `[defaults]` one.
@@ -545,6 +568,20 @@ impl Config {
                 DEFAULT_RELEASE_IDLE_CODE_AFTER
             }),
         };
+        let monitor_interval = match &raw.monitor.interval {
+            None => DEFAULT_MONITOR_INTERVAL,
+            Some(g) => match parse_duration(g.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(1) => d,
+                Ok(_) => {
+                    problems.push(lines.at(g), None, "[monitor] interval must be at least 1s");
+                    DEFAULT_MONITOR_INTERVAL
+                }
+                Err(e) => {
+                    problems.push(lines.at(g), None, format!("[monitor] interval: {e}"));
+                    DEFAULT_MONITOR_INTERVAL
+                }
+            },
+        };
         let mut notify = Vec::new();
         for n in &raw.notify {
             let url_text = n.get_ref().url.get_ref();
@@ -593,13 +630,34 @@ impl Config {
                     "a job with this name is already defined above",
                 );
             }
-            let schedule = match Schedule::parse(raw_job.schedule.get_ref()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    problems.push(lines.at(&raw_job.schedule), Some(&name), e.to_string());
+            let schedule = match &raw_job.schedule {
+                Some(text) => match Schedule::parse(text.get_ref()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        problems.push(lines.at(text), Some(&name), e.to_string());
+                        None
+                    }
+                },
+                None if raw_job.when.is_some() => Some(Schedule::never()),
+                None => {
+                    problems.push(
+                        line,
+                        Some(&name),
+                        "a job needs a `schedule` (e.g. schedule = \"0 2 * * *\"), a `when` condition, or both",
+                    );
                     None
                 }
             };
+            let mut when = Vec::new();
+            if let Some(raw_when) = &raw_job.when {
+                let at = lines.at(raw_when);
+                for c in raw_when.get_ref().clone().into_vec() {
+                    match crate::monitor::condition::Condition::from_raw(&c) {
+                        Ok(c) => when.push(c),
+                        Err(e) => problems.push(at, Some(&name), e),
+                    }
+                }
+            }
             let settings = job_settings(raw_job, &raw.defaults, &lines, &name, &mut problems);
             let pin = raw_job
                 .plugin_sha256
@@ -631,6 +689,7 @@ impl Config {
                     name,
                     plugin: raw_job.plugin.get_ref().clone(),
                     schedule,
+                    when,
                     timezone: settings.timezone,
                     timeout: settings.timeout,
                     policy: settings.policy,
@@ -693,6 +752,7 @@ impl Config {
         Ok(Config {
             max_concurrent_runs,
             release_idle_code_after,
+            monitor_interval,
             path,
             data_dir,
             plugin_dir,

@@ -37,6 +37,7 @@ pub mod config;
 pub mod daemon;
 pub mod grants;
 pub mod metrics;
+pub mod monitor;
 pub mod notify;
 pub mod ops;
 pub mod plugins;

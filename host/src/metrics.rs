@@ -220,8 +220,166 @@ impl Metrics {
                 p.sha256
             );
         }
+        system_metrics(w, ops, &config);
         process_metrics(w);
         out
+    }
+}
+
+/// The monitor's newest sample and where `when` conditions stand.
+fn system_metrics(w: &mut String, ops: &Ops, config: &crate::config::Config) {
+    let history = ops.monitor.history();
+    let Some((s, before)) = history.split_last() else {
+        return;
+    };
+    let mut one = |name: &str, kind: &str, help: &str, value: f64| {
+        header(w, name, kind, help);
+        let _ = writeln!(w, "{name} {value}");
+    };
+    one(
+        "opsd_system_cpu_percent",
+        "gauge",
+        "CPU busy, all CPUs, since the previous sample.",
+        s.cpu_percent,
+    );
+    one(
+        "opsd_system_memory_used_bytes",
+        "gauge",
+        "Memory in use.",
+        s.memory_used_bytes as f64,
+    );
+    one(
+        "opsd_system_memory_total_bytes",
+        "gauge",
+        "Memory installed.",
+        s.memory_total_bytes as f64,
+    );
+    one(
+        "opsd_system_swap_used_bytes",
+        "gauge",
+        "Swap in use.",
+        s.swap_used_bytes as f64,
+    );
+    one(
+        "opsd_system_swap_total_bytes",
+        "gauge",
+        "Swap configured.",
+        s.swap_total_bytes as f64,
+    );
+    one(
+        "opsd_system_network_errors_total",
+        "counter",
+        "Receive and transmit errors of all interfaces since boot.",
+        s.network_errors as f64,
+    );
+    if let Some(rate) = crate::monitor::network_errors_per_hour(s, before) {
+        one(
+            "opsd_system_network_errors_per_hour",
+            "gauge",
+            "Network errors over the last hour of samples.",
+            rate,
+        );
+    }
+    header(
+        w,
+        "opsd_system_load_average",
+        "gauge",
+        "Load average over 1, 5 and 15 minutes.",
+    );
+    for (period, v) in ["1m", "5m", "15m"].iter().zip(s.load) {
+        let _ = writeln!(w, "opsd_system_load_average{{period=\"{period}\"}} {v}");
+    }
+    let mut disks: Vec<&crate::monitor::DiskUse> = s.disks.iter().collect();
+    disks.extend(
+        s.watched
+            .iter()
+            .filter(|d| !s.disks.iter().any(|m| m.path == d.path)),
+    );
+    header(
+        w,
+        "opsd_system_disk_used_percent",
+        "gauge",
+        "How full each filesystem is, as df shows it.",
+    );
+    for d in &disks {
+        if let Some(p) = d.used_percent {
+            let _ = writeln!(
+                w,
+                "opsd_system_disk_used_percent{{mount=\"{}\"}} {p}",
+                escape(&d.path)
+            );
+        }
+    }
+    header(
+        w,
+        "opsd_system_disk_available_bytes",
+        "gauge",
+        "Bytes free to unprivileged users on each filesystem.",
+    );
+    for d in &disks {
+        let _ = writeln!(
+            w,
+            "opsd_system_disk_available_bytes{{mount=\"{}\"}} {}",
+            escape(&d.path),
+            d.available_bytes
+        );
+    }
+    if !s.probes.is_empty() {
+        header(
+            w,
+            "opsd_probe_latency_seconds",
+            "gauge",
+            "Answer time of each HTTP probe; +Inf when it failed.",
+        );
+        for p in &s.probes {
+            let v = p.seconds.map_or("+Inf".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                w,
+                "opsd_probe_latency_seconds{{url=\"{}\"}} {v}",
+                escape(&p.url)
+            );
+        }
+    }
+    let jobs: Vec<(&str, &[crate::monitor::condition::Condition])> = config
+        .jobs
+        .iter()
+        .filter(|j| !j.when.is_empty())
+        .map(|j| (j.name.as_str(), j.when.as_slice()))
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let states = ops.monitor.states(&jobs);
+    header(
+        w,
+        "opsd_condition_value",
+        "gauge",
+        "The figure each job condition watches.",
+    );
+    for c in &states {
+        if let Some(v) = c.value {
+            let _ = writeln!(
+                w,
+                "opsd_condition_value{{job=\"{}\",condition=\"{}\"}} {v}",
+                escape(&c.job),
+                escape(&c.condition)
+            );
+        }
+    }
+    header(
+        w,
+        "opsd_condition_holding",
+        "gauge",
+        "1 while a job condition is past its threshold.",
+    );
+    for c in &states {
+        let _ = writeln!(
+            w,
+            "opsd_condition_holding{{job=\"{}\",condition=\"{}\"}} {}",
+            escape(&c.job),
+            escape(&c.condition),
+            u8::from(c.holding_since.is_some())
+        );
     }
 }
 

@@ -46,8 +46,12 @@ pub struct ScheduleEntry {
     pub schedule: String,
     pub timezone: String,
     pub enabled: bool,
-    /// Next fire time; null when disabled or never (`@reboot`).
+    /// Next fire time; null when disabled or never (`@reboot`, or only
+    /// `when` conditions).
     pub next: Option<DateTime<Utc>>,
+    /// The job's `when` conditions, described.
+    #[serde(default)]
+    pub when: Vec<String>,
     /// When the last run started.
     pub last: Option<DateTime<Utc>>,
     pub last_status: Option<RunStatus>,
@@ -55,13 +59,15 @@ pub struct ScheduleEntry {
 }
 
 /// How and why a run starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Start {
     pub trigger: Trigger,
     /// The slot the run serves (now, for a manual run).
     pub scheduled: DateTime<Utc>,
     pub attempt: u32,
     pub dry_run: bool,
+    /// The `when` condition that started it, described.
+    pub condition: Option<String>,
 }
 
 impl Start {
@@ -72,6 +78,7 @@ impl Start {
             scheduled,
             attempt: 1,
             dry_run: false,
+            condition: None,
         }
     }
 }
@@ -98,6 +105,9 @@ pub const SAMPLE_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 /// How long system samples are kept.
 pub const SAMPLE_KEEP: chrono::Duration = chrono::Duration::days(400);
 
+/// Samples the daemon keeps in memory: an hour, enough for rates.
+pub const MONITOR_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Configuration, store, clock and runtime, ready to serve requests.
 pub struct Ops {
     /// Replaced whole on SIGHUP; runs keep the snapshot they started with.
@@ -113,6 +123,8 @@ pub struct Ops {
     tick: Mutex<Option<Instant>>,
     /// When the last system sample was kept.
     last_sample: Mutex<Option<DateTime<Utc>>>,
+    /// Recent samples of the machine and where `when` conditions stand.
+    pub monitor: crate::monitor::Monitor,
     /// Run counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Webhooks; set by the daemon.
@@ -185,6 +197,7 @@ fn schedule_entry(job: &Job, store: &Store, now: DateTime<Utc>) -> Result<Schedu
         timezone: job.timezone.name().to_owned(),
         enabled: job_enabled(job, &state),
         next: job_next_fire(job, &state, now),
+        when: job.when.iter().map(|c| c.describe()).collect(),
         last: state.last_started,
         last_status: state.last_status,
         last_run: state.last_run.clone(),
@@ -222,6 +235,7 @@ impl Ops {
             changed: tokio::sync::Notify::new(),
             tick: Mutex::new(None),
             last_sample: Mutex::new(None),
+            monitor: crate::monitor::Monitor::new(MONITOR_WINDOW),
             metrics: crate::metrics::Metrics::default(),
             notifier: Mutex::new(crate::notify::Notifier::default()),
             http_addr: Mutex::new(None),
@@ -330,8 +344,14 @@ impl Ops {
             // Reading every disk and the CPU takes milliseconds: never on
             // the scheduler's own turn.
             let store = self.store.clone();
+            // The monitor's samples of the last ten minutes, rolled up; a
+            // fresh reading when it has none (no sampler yet).
+            let rolled = self.monitor.rollup(now - SAMPLE_EVERY);
             let keep = move || {
-                let sample = crate::system::sample(now);
+                let sample = match rolled {
+                    Some(s) => crate::system::stored_sample(&s, now),
+                    None => crate::system::sample(now),
+                };
                 if let Err(e) = store.put_sample(&sample, SAMPLE_KEEP) {
                     tracing::warn!(error = %e, "could not keep a system sample");
                 }
@@ -341,6 +361,46 @@ impl Ops {
                 Err(_) => keep(),
             }
         }
+    }
+
+    /// The machine against the runbook's thresholds and the jobs' `when`
+    /// conditions: the daemon's samples, or a reading taken now when
+    /// there are none (no daemon; blocks for a quarter second, the least
+    /// time CPU usage can be measured over).
+    pub fn status(&self) -> crate::monitor::MachineStatus {
+        use crate::monitor::{MachineStatus, Sampler};
+        let config = self.config();
+        let jobs: Vec<(&str, &[crate::monitor::condition::Condition])> = config
+            .jobs
+            .iter()
+            .filter(|j| !j.when.is_empty())
+            .map(|j| (j.name.as_str(), j.when.as_slice()))
+            .collect();
+        let interval = config.monitor_interval;
+        if let Some(s) = MachineStatus::from_history(
+            "daemon",
+            interval,
+            &self.monitor.history(),
+            self.monitor.states(&jobs),
+        ) {
+            return s;
+        }
+        let watched: Vec<String> = config
+            .jobs
+            .iter()
+            .flat_map(|j| &j.when)
+            .filter_map(|c| match &c.metric {
+                crate::monitor::condition::Metric::DiskUsedPercent(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut sampler = Sampler::new();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let sample = sampler.sample(self.clock.now(), &watched, Vec::new());
+        let probe = crate::monitor::Monitor::new(MONITOR_WINDOW);
+        probe.push(sample.clone());
+        MachineStatus::from_history("now", interval, &[sample], probe.states(&jobs))
+            .expect("one sample was just taken")
     }
 
     /// Whether the scheduler loop is alive and the store takes writes.
@@ -596,6 +656,7 @@ impl Ops {
             start.dry_run,
         );
         rec.attempt = start.attempt;
+        rec.condition = start.condition.clone();
         rec.status = RunStatus::Skipped;
         rec.finished = Some(now);
         rec.duration_ms = Some(0);
@@ -633,6 +694,7 @@ impl Ops {
             start.dry_run,
         );
         rec.attempt = start.attempt;
+        rec.condition = start.condition.clone();
         let found = self.registry.find(&job.plugin).await.map_err(|e| e.to_string()).and_then(|f| match &job.plugin_sha256 {
             Some(pin) if *pin != f.plugin.sha256 => Err(format!(
                 "plugin `{}` from {} has sha256 {}, but the job pins plugin_sha256 = \"{pin}\"; update the pin, or restore the file it names",

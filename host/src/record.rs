@@ -82,6 +82,9 @@ pub enum Trigger {
     CatchUp,
     /// Another attempt after a failure.
     Retry,
+    /// A `when` condition on the machine held (the record's `condition`
+    /// says which).
+    Condition,
 }
 
 /// A number the plugin reported.
@@ -122,6 +125,10 @@ pub struct RunRecord {
     pub plugin_sha256: String,
     pub status: RunStatus,
     pub trigger: Trigger,
+    /// For a run a `when` condition started: which, and the figure then
+    /// (`disk_used_percent(/var) > 90 for 5m: 93.4`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// The fire time this run serves.
     pub scheduled: DateTime<Utc>,
     /// When the plugin started: after its plugin was loaded, the record
@@ -163,6 +170,7 @@ impl RunRecord {
             plugin_sha256: String::new(),
             status: RunStatus::Running,
             trigger,
+            condition: None,
             scheduled,
             started,
             finished: None,

@@ -118,6 +118,9 @@ pub async fn run(
     let clock = ops.clock.clone();
     let stopping = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    if ops.monitor.samples_itself() {
+        tokio::spawn(sample_machine(ops.clone(), stopping.clone()));
+    }
     let now = clock.now();
     // The loop is alive from here: health must not call a daemon that is
     // busy with its first pass (retention, catch-up) unhealthy.
@@ -176,6 +179,7 @@ pub async fn run(
                         &stopping,
                         job,
                         vec![(now, Trigger::Schedule)],
+                        None,
                     );
                 }
                 // Missed slots are looked for only when the job is the one
@@ -246,16 +250,30 @@ pub async fn run(
                     // Catch-up runs one after another, oldest first, then
                     // the slots due now: none is skipped as an overlap of
                     // its own catch-up.
-                    spawn_runs(&ops, &mut tasks, &stopping, job, due.run);
+                    spawn_runs(&ops, &mut tasks, &stopping, job, due.run, None);
                 } else {
                     for r in due.run {
-                        spawn_runs(&ops, &mut tasks, &stopping, job, vec![r]);
+                        spawn_runs(&ops, &mut tasks, &stopping, job, vec![r], None);
                     }
                 }
                 *slot = due.next;
             }
             if let Some(n) = *slot {
                 wake = wake.min(n);
+            }
+        }
+        // Jobs whose `when` condition has held long enough.
+        for fired in check_conditions(&ops, &config)? {
+            if let Some(job) = config.jobs.iter().find(|j| j.name == fired.job) {
+                tracing::info!(job = %job.name, condition = %fired.reason, "condition holds; running the job");
+                spawn_runs(
+                    &ops,
+                    &mut tasks,
+                    &stopping,
+                    job,
+                    vec![(fired.at, Trigger::Condition)],
+                    Some(fired.reason),
+                );
             }
         }
         // Slots that started no run have no run's flush to cover them.
@@ -294,6 +312,7 @@ pub async fn run(
         tokio::select! {
             _ = clock.sleep_until(wake) => {}
             _ = ops.changed.notified() => refresh = true,
+            _ = ops.monitor.sampled.notified() => {}
             _ = &mut shutdown => break,
         }
     }
@@ -333,6 +352,80 @@ pub async fn run(
     Ok(())
 }
 
+/// Checks every job's `when` conditions against the newest sample.
+fn check_conditions(
+    ops: &Ops,
+    config: &crate::config::Config,
+) -> anyhow::Result<Vec<crate::monitor::Fired>> {
+    let mut jobs = Vec::new();
+    for job in config.jobs.iter().filter(|j| !j.when.is_empty()) {
+        let state = ops.store.job_state(&job.name)?.unwrap_or_default();
+        jobs.push((
+            job.name.as_str(),
+            ops.is_enabled(job, &state),
+            job.when.as_slice(),
+        ));
+    }
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(ops.monitor.check(&jobs))
+}
+
+/// Samples the machine every `[monitor] interval` into the monitor until
+/// `stopping` fires: the probes first (they wait on the network), then
+/// sysinfo and statvfs on a blocking thread.
+async fn sample_machine(ops: Arc<Ops>, stopping: CancellationToken) {
+    use crate::monitor::{Probe, Sampler, condition::Metric, probe};
+    let Ok(mut sampler) = tokio::task::spawn_blocking(Sampler::new).await else {
+        return;
+    };
+    loop {
+        let config = ops.config();
+        let mut watched: Vec<String> = Vec::new();
+        let mut urls: Vec<String> = Vec::new();
+        for c in config.jobs.iter().flat_map(|j| &j.when) {
+            match &c.metric {
+                Metric::DiskUsedPercent(p) if !watched.contains(p) => watched.push(p.clone()),
+                Metric::HttpLatencySeconds(u) if !urls.contains(u) => urls.push(u.clone()),
+                _ => {}
+            }
+        }
+        let limit = config.monitor_interval.min(Duration::from_secs(30));
+        let probes = futures_util::future::join_all(urls.into_iter().map(|url| async move {
+            match probe::latency(&url, limit).await {
+                Ok(s) => Probe {
+                    url,
+                    seconds: Some(s),
+                    error: None,
+                },
+                Err(e) => Probe {
+                    url,
+                    seconds: None,
+                    error: Some(e),
+                },
+            }
+        }))
+        .await;
+        let taken = ops.clock.now();
+        let read = tokio::task::spawn_blocking(move || {
+            let sample = sampler.sample(taken, &watched, probes);
+            (sampler, sample)
+        })
+        .await;
+        let Ok((back, sample)) = read else {
+            tracing::error!("sampling the machine failed; conditions will not fire");
+            return;
+        };
+        sampler = back;
+        ops.monitor.push(sample);
+        tokio::select! {
+            _ = tokio::time::sleep(config.monitor_interval) => {}
+            _ = stopping.cancelled() => return,
+        }
+    }
+}
+
 /// Runs `slots` of `job` one after another in a task: jitter first, then
 /// retries with backoff while the policy allows. Nothing new starts once
 /// `stopping` fires.
@@ -342,6 +435,7 @@ fn spawn_runs(
     stopping: &CancellationToken,
     job: &Job,
     slots: Vec<(DateTime<Utc>, Trigger)>,
+    condition: Option<String>,
 ) {
     let ops = ops.clone();
     let stopping = stopping.clone();
@@ -359,11 +453,12 @@ fn spawn_runs(
                 }
             }
             let mut start = Start::new(trigger, slot);
+            start.condition = condition.clone();
             loop {
                 if stopping.is_cancelled() {
                     return;
                 }
-                let rec = match ops.run_job(&name, start).await {
+                let rec = match ops.run_job(&name, start.clone()).await {
                     Ok(rec) => rec,
                     Err(OpsError::AlreadyRunning { run, .. }) => {
                         tracing::warn!(job = %name, running = %run, "slot skipped: the previous run is still going");

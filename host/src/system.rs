@@ -92,3 +92,25 @@ pub fn sample(taken: chrono::DateTime<chrono::Utc>) -> crate::record::SystemSamp
             .collect(),
     }
 }
+
+/// A monitor sample as the store keeps it.
+pub fn stored_sample(
+    s: &crate::monitor::Sample,
+    taken: chrono::DateTime<chrono::Utc>,
+) -> crate::record::SystemSample {
+    crate::record::SystemSample {
+        taken,
+        cpu_percent: s.cpu_percent as f32,
+        memory_total_bytes: s.memory_total_bytes,
+        memory_used_bytes: s.memory_used_bytes,
+        disks: s
+            .disks
+            .iter()
+            .map(|d| crate::record::DiskSample {
+                mount_point: d.path.clone(),
+                total_bytes: d.total_bytes,
+                available_bytes: d.available_bytes,
+            })
+            .collect(),
+    }
+}

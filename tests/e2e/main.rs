@@ -13,6 +13,7 @@ mod daemon;
 mod dropin;
 mod log_rotate;
 mod logrotate_compat;
+mod monitor;
 mod polyglot;
 mod report;
 mod sandbox;

@@ -667,3 +667,94 @@ async fn clock_jumps_neither_storm_nor_repeat_slots() {
     }
     sim.stop().await;
 }
+
+/// `when` conditions on injected samples: CPU above 80 % for five minutes
+/// runs the job once, a dip ends the episode, the cooldown holds back the
+/// next one; network errors fire on their hourly rate. Runs say which
+/// condition started them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_conditions_fire_on_injected_samples_once_per_episode() {
+    let jobs = r#"
+[[job]]
+name = "cpu-watch"
+plugin = "test-hostile"
+schedule = "0 3 * * *"
+when = { metric = "cpu_percent", above = 80, for = "5m", cooldown = "30m" }
+[job.config]
+action = "ok"
+
+[[job]]
+name = "net-watch"
+plugin = "test-hostile"
+when = [{ metric = "network_errors_per_hour", above = 100 }]
+[job.config]
+action = "ok"
+"#;
+    let t0 = t("2026-11-28T12:00:00Z");
+    let mut sim = Sim::open(jobs, t0);
+    sim.ops.monitor.feed_externally();
+    sim.start().await;
+    // (minutes from t0, cpu percent, network errors since boot)
+    let mut fed = 0;
+    let mut feed = |from: i64, to: i64, cpu: f64, errors_per_step: u64| {
+        let mut steps = Vec::new();
+        let mut m = from * 2;
+        while m < to * 2 {
+            fed += errors_per_step;
+            steps.push((t0 + Duration::seconds(m * 30), cpu, fed));
+            m += 1;
+        }
+        steps
+    };
+    let mut plan = feed(0, 11, 95.0, 0);
+    plan.extend(feed(11, 12, 50.0, 0));
+    plan.extend(feed(12, 40, 95.0, 0));
+    // 20 errors every 30 s from 12:40: past 100 in the hour at 12:42:30.
+    plan.extend(feed(40, 43, 10.0, 20));
+    for (at, cpu, errors) in plan {
+        sim.set(at).await;
+        sim.ops.monitor.push(opsd::monitor::Sample {
+            taken: at,
+            cpu_percent: cpu,
+            memory_total_bytes: 1 << 30,
+            memory_used_bytes: 1 << 29,
+            network_errors: errors,
+            ..Default::default()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let cpu = sim.wait_runs("cpu-watch", 2).await;
+    let fired: Vec<_> = cpu
+        .iter()
+        .map(|r| (r.scheduled, r.trigger, r.condition.clone()))
+        .collect();
+    assert_eq!(
+        fired,
+        vec![
+            // Held from 12:00 for five minutes.
+            (
+                t("2026-11-28T12:05:00Z"),
+                Trigger::Condition,
+                Some("cpu_percent > 80 for 5m: 95.0".into())
+            ),
+            // Held again from 12:12 (after the dip at 12:11), but the
+            // cooldown lasts until 12:35.
+            (
+                t("2026-11-28T12:35:00Z"),
+                Trigger::Condition,
+                Some("cpu_percent > 80 for 5m: 95.0".into())
+            ),
+        ],
+        "{cpu:#?}"
+    );
+    assert!(cpu.iter().all(|r| r.status == RunStatus::Ok));
+    let net = sim.wait_runs("net-watch", 1).await;
+    assert_eq!(net.len(), 1, "{net:#?}");
+    assert_eq!(net[0].trigger, Trigger::Condition);
+    assert_eq!(net[0].scheduled, t("2026-11-28T12:42:30Z"), "{net:#?}");
+    assert_eq!(
+        net[0].condition.as_deref(),
+        Some("network_errors_per_hour > 100: 120.0")
+    );
+    sim.stop().await;
+}

@@ -106,6 +106,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The machine now against the runbook's thresholds and the jobs' `when` conditions
+    Status {
+        /// Print it as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration, and each job against what its plugin asks for
     Check,
     /// Plugins: built in, and dropped into plugin_dir; `plugin new` starts one

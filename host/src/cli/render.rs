@@ -86,6 +86,7 @@ pub fn schedule_table(
                         "NEXT" => match e.next {
                             Some(n) => fmt(n),
                             None if !e.enabled => "disabled".into(),
+                            None if !e.when.is_empty() => "on condition".into(),
                             None => "-".into(),
                         },
                         "LEFT" => e.next.map_or("-".into(), |n| {
@@ -543,6 +544,215 @@ pub fn terminal_width() -> Option<usize> {
     (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
+/// `23.5 GiB`, `70 KiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// How a figure stands against its limit, coloured on a terminal.
+#[derive(Clone, Copy, PartialEq)]
+enum Standing {
+    Ok,
+    /// Past the limit, not yet for as long as the limit asks.
+    High,
+    Over,
+    NoLimit,
+}
+
+fn standing_text(s: Standing, colour: bool, note: &str) -> String {
+    let (word, code) = match s {
+        Standing::Ok => ("ok", "32"),
+        Standing::High => ("high", "33"),
+        Standing::Over => ("OVER", "31;1"),
+        Standing::NoLimit => ("", ""),
+    };
+    let text = if note.is_empty() {
+        word.to_string()
+    } else {
+        format!("{word} {note}")
+    };
+    if colour && !code.is_empty() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text
+    }
+}
+
+/// `opsd status`: each figure against the runbook's limit, then the jobs'
+/// `when` conditions and how far each is from running its job.
+pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String {
+    use crate::monitor::{
+        CPU_LIMIT, CPU_LIMIT_FOR, DISK_LIMIT, MEMORY_LIMIT, NETWORK_ERRORS_LIMIT,
+    };
+    let s = &st.sample;
+    let over = |v: Option<f64>, limit: f64| match v {
+        Some(v) if v > limit => Standing::Over,
+        Some(_) => Standing::Ok,
+        None => Standing::NoLimit,
+    };
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} %"));
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |metric: String, now: String, limit: String, standing: Standing, note: &str| {
+        rows.push(vec![
+            metric,
+            now,
+            limit,
+            standing_text(standing, colour, note),
+        ]);
+    };
+    let busy = st.cpu_above_limit_for_seconds;
+    let (cpu_standing, cpu_note) = match busy {
+        Some(secs) if secs >= CPU_LIMIT_FOR.as_secs() => (
+            Standing::Over,
+            format!("for {}", human_duration(secs as i64)),
+        ),
+        Some(secs) => (
+            Standing::High,
+            format!("for {}", human_duration(secs as i64)),
+        ),
+        None => (Standing::Ok, String::new()),
+    };
+    row(
+        "cpu".into(),
+        format!("{:.1} %", s.cpu_percent),
+        format!(
+            "{CPU_LIMIT} % for {}",
+            humantime::format_duration(CPU_LIMIT_FOR)
+        ),
+        cpu_standing,
+        &cpu_note,
+    );
+    row(
+        "load".into(),
+        format!("{:.2} {:.2} {:.2}", s.load[0], s.load[1], s.load[2]),
+        "-".into(),
+        Standing::NoLimit,
+        "",
+    );
+    let memory = s.memory_used_percent();
+    row(
+        "memory".into(),
+        format!("{} of {}", pct(memory), human_bytes(s.memory_total_bytes)),
+        format!("{MEMORY_LIMIT} %"),
+        over(memory, MEMORY_LIMIT),
+        "",
+    );
+    row(
+        "swap".into(),
+        format!(
+            "{} of {}",
+            pct(s.swap_used_percent().or(Some(0.0))),
+            human_bytes(s.swap_total_bytes)
+        ),
+        "-".into(),
+        Standing::NoLimit,
+        "",
+    );
+    let mut disks: Vec<&crate::monitor::DiskUse> =
+        s.disks.iter().filter(|d| d.total_bytes > 0).collect();
+    disks.extend(
+        s.watched
+            .iter()
+            .filter(|d| !s.disks.iter().any(|m| m.path == d.path)),
+    );
+    for d in disks {
+        row(
+            format!("disk {}", d.path),
+            format!(
+                "{} ({} free)",
+                pct(d.used_percent),
+                human_bytes(d.available_bytes)
+            ),
+            format!("{DISK_LIMIT} %"),
+            over(d.used_percent, DISK_LIMIT),
+            "",
+        );
+    }
+    row(
+        "network errors".into(),
+        st.network_errors_per_hour
+            .map_or("- (no hour of samples yet)".into(), |r| {
+                format!("{r:.0} /h")
+            }),
+        format!("{NETWORK_ERRORS_LIMIT} /h"),
+        over(st.network_errors_per_hour, NETWORK_ERRORS_LIMIT),
+        "",
+    );
+    for p in &s.probes {
+        row(
+            format!("probe {}", p.url),
+            match (p.seconds, &p.error) {
+                (Some(v), _) => format!("{v:.3} s"),
+                (None, Some(e)) => format!("failed: {e}"),
+                (None, None) => "failed".into(),
+            },
+            "-".into(),
+            Standing::NoLimit,
+            "",
+        );
+    }
+    let source = match st.source.as_str() {
+        "daemon" => format!(
+            "the daemon's sample of {} (every {}s)",
+            when(s.taken),
+            st.interval_seconds
+        ),
+        _ => format!("read now, {} (no daemon is running)", when(s.taken)),
+    };
+    let mut out = format!("Machine: {source}\n\n");
+    out.push_str(&table(&["METRIC", "NOW", "LIMIT", "STATE"], &rows, None));
+    if !st.conditions.is_empty() {
+        let rows: Vec<Vec<String>> = st
+            .conditions
+            .iter()
+            .map(|c| {
+                let holds = c.value.is_some_and(|v| {
+                    if c.above {
+                        v > c.threshold
+                    } else {
+                        v < c.threshold
+                    }
+                });
+                let state = match (c.holding_since, holds) {
+                    (Some(since), _) => standing_text(
+                        Standing::Over,
+                        colour,
+                        &format!("since {}", human_duration((s.taken - since).num_seconds())),
+                    ),
+                    (None, true) => standing_text(Standing::High, colour, ""),
+                    (None, false) => standing_text(Standing::Ok, colour, ""),
+                };
+                let last = c.last_fired.map_or(String::new(), |t| {
+                    format!(
+                        " (last ran the job {} ago)",
+                        human_duration((s.taken - t).num_seconds())
+                    )
+                });
+                vec![
+                    c.job.clone(),
+                    c.condition.clone(),
+                    c.value.map_or("-".into(), |v| format!("{v:.1}")),
+                    format!("{state}{last}"),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["JOB", "WHEN", "NOW", "STATE"], &rows, None));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,6 +786,7 @@ mod tests {
                 last: Some(t("2026-11-28T01:00:04Z")),
                 last_status: Some(RunStatus::Ok),
                 last_run: None,
+                when: Vec::new(),
             },
             ScheduleEntry {
                 job: "rotate-app-logs".into(),
@@ -587,6 +798,7 @@ mod tests {
                 last: Some(t("2026-11-28T12:00:00Z")),
                 last_status: Some(RunStatus::Failed),
                 last_run: None,
+                when: Vec::new(),
             },
             ScheduleEntry {
                 job: "monthly-report".into(),
@@ -598,6 +810,19 @@ mod tests {
                 last: None,
                 last_status: None,
                 last_run: None,
+                when: Vec::new(),
+            },
+            ScheduleEntry {
+                job: "disk-cleanup".into(),
+                plugin: "log-rotate".into(),
+                schedule: String::new(),
+                timezone: "UTC".into(),
+                enabled: true,
+                next: None,
+                last: Some(t("2026-11-27T22:41:10Z")),
+                last_status: Some(RunStatus::Ok),
+                last_run: None,
+                when: vec!["disk_used_percent(/var) > 90 for 5m".into()],
             },
         ]
     }

@@ -333,6 +333,7 @@ impl history::Host for RunState {
             crate::record::Trigger::Manual => "manual",
             crate::record::Trigger::CatchUp => "catch-up",
             crate::record::Trigger::Retry => "retry",
+            crate::record::Trigger::Condition => "condition",
         }
         .to_owned();
         let attempt = rec.attempt;

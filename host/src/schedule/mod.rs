@@ -35,6 +35,8 @@ enum Kind {
     Cron(Box<CronExpr>),
     /// `@reboot`: once each time the daemon starts.
     Reboot,
+    /// No schedule: the job runs on its `when` conditions or by hand.
+    Never,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -83,6 +85,20 @@ impl Schedule {
             kind: Kind::Cron(Box::new(expr)),
             text,
         })
+    }
+
+    /// The schedule of a job that has none (it runs on conditions or by
+    /// hand); it never fires.
+    pub fn never() -> Schedule {
+        Schedule {
+            text: String::new(),
+            kind: Kind::Never,
+        }
+    }
+
+    /// Whether this is [`Schedule::never`].
+    pub fn is_never(&self) -> bool {
+        matches!(self.kind, Kind::Never)
     }
 
     /// The expression as written.

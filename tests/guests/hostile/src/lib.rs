@@ -98,6 +98,13 @@ impl Plugin for Hostile {
                 ))),
                 Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
             },
+            // Deletes `path`: a cleanup job.
+            "remove" => {
+                let len = std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("removing {}", cfg.path), &e))?;
+                Ok(Outcome::ok(format!("removed {} ({len} bytes)", cfg.path)))
+            }
             // Writes `seconds` MiB to `path`, a MiB at a time.
             "fill" => {
                 use std::io::Write;

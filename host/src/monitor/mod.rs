@@ -1,0 +1,536 @@
+//! Watching the machine: the daemon samples CPU, load, memory, swap, every
+//! filesystem, network error counters and HTTP probes every
+//! `[monitor] interval` into a bounded ring in memory, and jobs with a
+//! `when` condition run when a figure stays past its threshold (the
+//! runbook's monitoring table, automated). The store keeps a rolled-up
+//! sample every ten minutes for reports.
+//!
+//! [`Sampler`] reads the machine; [`Ring`] keeps recent samples;
+//! [`condition`] decides when a job fires. Tests feed samples to the ring
+//! directly.
+
+pub mod condition;
+pub mod probe;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// One reading of the machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub taken: DateTime<Utc>,
+    /// All CPUs, percent busy since the previous sample.
+    pub cpu_percent: f64,
+    /// 1, 5 and 15 minute load averages.
+    pub load: [f64; 3],
+    pub memory_total_bytes: u64,
+    pub memory_used_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_used_bytes: u64,
+    /// Every mounted filesystem sysinfo lists.
+    pub disks: Vec<DiskUse>,
+    /// The paths conditions watch, each on its own filesystem.
+    pub watched: Vec<DiskUse>,
+    /// Receive and transmit errors of all interfaces since boot.
+    pub network_errors: u64,
+    /// HTTP probes conditions name.
+    pub probes: Vec<Probe>,
+}
+
+/// How full one filesystem is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskUse {
+    /// The mount point, or for a watched path, the path.
+    pub path: String,
+    pub filesystem: String,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    /// Used against used plus available, as `df` shows it (blocks reserved
+    /// for root count as neither).
+    pub used_percent: Option<f64>,
+}
+
+/// One HTTP probe's answer time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub url: String,
+    /// None when it failed or timed out.
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+}
+
+impl Sample {
+    pub fn memory_used_percent(&self) -> Option<f64> {
+        (self.memory_total_bytes > 0)
+            .then(|| self.memory_used_bytes as f64 * 100.0 / self.memory_total_bytes as f64)
+    }
+
+    pub fn swap_used_percent(&self) -> Option<f64> {
+        (self.swap_total_bytes > 0)
+            .then(|| self.swap_used_bytes as f64 * 100.0 / self.swap_total_bytes as f64)
+    }
+}
+
+/// Network errors in the hour up to `sample`: the growth of the counter
+/// since the oldest of `history` (oldest first) within that hour. With
+/// less than an hour of samples it is the count so far, not scaled up, so
+/// a burst in the first minute does not read as a rate. None without an
+/// earlier sample; a counter that went down (a reboot, an interface gone)
+/// counts from zero.
+pub fn network_errors_per_hour(sample: &Sample, history: &[Sample]) -> Option<f64> {
+    let hour = chrono::Duration::hours(1);
+    let base = history
+        .iter()
+        .find(|s| s.taken >= sample.taken - hour && s.taken < sample.taken)?;
+    Some(sample.network_errors.saturating_sub(base.network_errors) as f64)
+}
+
+/// Recent samples, oldest first, at most `window` old.
+#[derive(Debug)]
+pub struct Ring {
+    samples: VecDeque<Sample>,
+    window: chrono::Duration,
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Ring::new(Duration::from_secs(3600))
+    }
+}
+
+impl Ring {
+    /// A ring keeping `window` of samples (at least an hour, for rates).
+    pub fn new(window: Duration) -> Ring {
+        Ring {
+            samples: VecDeque::new(),
+            window: chrono::Duration::from_std(window.max(Duration::from_secs(3600)))
+                .unwrap_or(chrono::Duration::hours(1)),
+        }
+    }
+
+    /// Adds a sample and forgets those older than the window (or newer
+    /// than it, after the clock stepped back).
+    pub fn push(&mut self, s: Sample) {
+        let (from, to) = (s.taken - self.window, s.taken);
+        self.samples.retain(|o| o.taken >= from && o.taken < to);
+        self.samples.push_back(s);
+    }
+
+    pub fn latest(&self) -> Option<&Sample> {
+        self.samples.back()
+    }
+
+    /// Every sample, oldest first.
+    pub fn all(&self) -> Vec<Sample> {
+        self.samples.iter().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Samples taken at or after `since`, oldest first.
+    pub fn since(&self, since: DateTime<Utc>) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(move |s| s.taken >= since)
+    }
+}
+
+/// A job's condition that holds and should run the job now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    pub job: String,
+    /// The condition described, with the figure that fired it.
+    pub reason: String,
+    /// When the sample that fired it was taken.
+    pub at: DateTime<Utc>,
+}
+
+/// Where one job's condition stands, for `opsd status` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionState {
+    pub job: String,
+    /// As `schedule list` shows it: `disk_used_percent(/var) > 90 for 5m`.
+    pub condition: String,
+    pub metric: String,
+    pub threshold: f64,
+    pub above: bool,
+    /// The latest figure; none when it could not be read.
+    pub value: Option<f64>,
+    /// Since when it has held, sample after sample.
+    pub holding_since: Option<DateTime<Utc>>,
+    /// When it last ran the job.
+    pub last_fired: Option<DateTime<Utc>>,
+}
+
+/// The daemon's view of the machine: recent samples and where each job
+/// condition stands. Samples come from the daemon's sampler, or from a
+/// test that pushes its own.
+#[derive(Default)]
+pub struct Monitor {
+    ring: std::sync::Mutex<Ring>,
+    /// Per (job, index of its condition).
+    episodes: std::sync::Mutex<std::collections::HashMap<(String, usize), condition::Episode>>,
+    /// The newest sample conditions were checked against.
+    checked: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Woken each time a sample arrives.
+    pub sampled: tokio::sync::Notify,
+    /// Set by tests that feed samples: the daemon's sampler then stays off.
+    external: std::sync::atomic::AtomicBool,
+}
+
+impl Monitor {
+    /// A monitor keeping `window` of samples in memory.
+    pub fn new(window: Duration) -> Monitor {
+        Monitor {
+            ring: std::sync::Mutex::new(Ring::new(window)),
+            ..Monitor::default()
+        }
+    }
+
+    /// Adds a sample and wakes whoever checks conditions.
+    pub fn push(&self, s: Sample) {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+        self.sampled.notify_one();
+    }
+
+    /// Samples come from the caller from now on, not the daemon's sampler.
+    pub fn feed_externally(&self) {
+        self.external
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the daemon should sample the machine itself.
+    pub fn samples_itself(&self) -> bool {
+        !self.external.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn latest(&self) -> Option<Sample> {
+        self.ring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latest()
+            .cloned()
+    }
+
+    /// Every sample in memory, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner()).all()
+    }
+
+    /// Mean CPU and the latest of everything else over samples since
+    /// `since`: what the store keeps every ten minutes.
+    pub fn rollup(&self, since: DateTime<Utc>) -> Option<Sample> {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let recent: Vec<&Sample> = ring.since(since).collect();
+        let mut out = (*recent.last()?).clone();
+        out.cpu_percent = recent.iter().map(|s| s.cpu_percent).sum::<f64>() / recent.len() as f64;
+        Some(out)
+    }
+
+    /// Checks the conditions of `jobs` (name, enabled, conditions) against
+    /// the newest sample, once per sample, and says which should run now.
+    pub fn check(&self, jobs: &[(&str, bool, &[condition::Condition])]) -> Vec<Fired> {
+        let history = self.history();
+        let Some(sample) = history.last() else {
+            return Vec::new();
+        };
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if *checked == Some(sample.taken) {
+                return Vec::new();
+            }
+            *checked = Some(sample.taken);
+        }
+        let before = &history[..history.len() - 1];
+        let mut episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
+        // Conditions of jobs gone or changed by a reload start afresh.
+        episodes.retain(|(job, i), _| jobs.iter().any(|(n, _, c)| n == job && *i < c.len()));
+        let mut fired = Vec::new();
+        for (job, enabled, conditions) in jobs {
+            for (i, cond) in conditions.iter().enumerate() {
+                let episode = episodes.entry((job.to_string(), i)).or_default();
+                let value = cond.metric.value(sample, before);
+                if !enabled {
+                    *episode = condition::Episode {
+                        value,
+                        ..Default::default()
+                    };
+                    continue;
+                }
+                if episode.observe(cond, sample.taken, value) {
+                    fired.push(Fired {
+                        job: job.to_string(),
+                        reason: format!(
+                            "{}: {}",
+                            cond.describe(),
+                            value.map_or("-".into(), |v| format!("{v:.1}"))
+                        ),
+                        at: sample.taken,
+                    });
+                }
+            }
+        }
+        fired
+    }
+
+    /// Where every condition of `jobs` stands.
+    pub fn states(&self, jobs: &[(&str, &[condition::Condition])]) -> Vec<ConditionState> {
+        let history = self.history();
+        let episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (job, conditions) in jobs {
+            for (i, cond) in conditions.iter().enumerate() {
+                let episode = episodes
+                    .get(&(job.to_string(), i))
+                    .cloned()
+                    .unwrap_or_default();
+                let value = episode.value.or_else(|| {
+                    let (last, before) = history.split_last()?;
+                    cond.metric.value(last, before)
+                });
+                let (threshold, above) = match cond.bound {
+                    condition::Bound::Above(t) => (t, true),
+                    condition::Bound::Below(t) => (t, false),
+                };
+                out.push(ConditionState {
+                    job: job.to_string(),
+                    condition: cond.describe(),
+                    metric: cond.metric.label(),
+                    threshold,
+                    above,
+                    value,
+                    holding_since: episode.since,
+                    last_fired: episode.last_fired,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The runbook's monitoring table, in percent (CPU for five minutes), and
+/// its network errors an hour: what `opsd status` holds figures against.
+pub const CPU_LIMIT: f64 = opsd_report_core::model::CPU_LIMIT;
+pub const CPU_LIMIT_FOR: Duration = Duration::from_secs(300);
+pub const MEMORY_LIMIT: f64 = opsd_report_core::model::MEMORY_LIMIT;
+pub const DISK_LIMIT: f64 = opsd_report_core::model::DISK_LIMIT;
+pub const NETWORK_ERRORS_LIMIT: f64 = 100.0;
+
+/// The machine against its thresholds: what `opsd status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MachineStatus {
+    /// `daemon` (the running daemon's newest sample) or `now` (read by
+    /// the command itself, when no daemon runs).
+    pub source: String,
+    pub interval_seconds: u64,
+    pub sample: Sample,
+    pub network_errors_per_hour: Option<f64>,
+    /// How long CPU has stayed above the runbook's limit, sample after
+    /// sample.
+    pub cpu_above_limit_for_seconds: Option<u64>,
+    pub conditions: Vec<ConditionState>,
+}
+
+impl MachineStatus {
+    /// Figures from `history` (oldest first; the newest is the sample).
+    pub fn from_history(
+        source: &str,
+        interval: Duration,
+        history: &[Sample],
+        conditions: Vec<ConditionState>,
+    ) -> Option<MachineStatus> {
+        let (sample, before) = history.split_last()?;
+        let busy_since = history
+            .iter()
+            .rev()
+            .take_while(|s| s.cpu_percent > CPU_LIMIT)
+            .last()
+            .map(|s| s.taken);
+        Some(MachineStatus {
+            source: source.into(),
+            interval_seconds: interval.as_secs(),
+            sample: sample.clone(),
+            network_errors_per_hour: network_errors_per_hour(sample, before),
+            cpu_above_limit_for_seconds: busy_since
+                .map(|t| (sample.taken - t).num_seconds().max(0) as u64),
+            conditions,
+        })
+    }
+}
+
+/// Reads the machine through sysinfo. CPU usage is a difference between
+/// two readings, so one sampler lives as long as the daemon.
+pub struct Sampler {
+    system: Option<sysinfo::System>,
+    networks: Option<sysinfo::Networks>,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sampler {
+    /// Takes the first CPU reading, the baseline of the first sample.
+    pub fn new() -> Sampler {
+        let system = sysinfo::System::new().ok().map(|mut s| {
+            s.refresh_cpu_usage();
+            s
+        });
+        Sampler {
+            system,
+            networks: sysinfo::Networks::new_with_refreshed_list().ok(),
+        }
+    }
+
+    /// The machine now, with the `watched` paths' filesystems and the
+    /// `probes` already measured. Blocking: reads /proc and every mount.
+    pub fn sample(
+        &mut self,
+        taken: DateTime<Utc>,
+        watched: &[String],
+        probes: Vec<Probe>,
+    ) -> Sample {
+        let mut s = Sample {
+            taken,
+            probes,
+            ..Sample::default()
+        };
+        if let Some(sys) = self.system.as_mut() {
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            s.cpu_percent = f64::from(sys.global_cpu_usage());
+            s.memory_total_bytes = sys.total_memory();
+            s.memory_used_bytes = sys.used_memory();
+            s.swap_total_bytes = sys.total_swap();
+            s.swap_used_bytes = sys.used_swap();
+        }
+        if let Ok(l) = sysinfo::System::load_average() {
+            s.load = [l.one, l.five, l.fifteen];
+        }
+        if let Some(n) = self.networks.as_mut() {
+            n.refresh(true);
+            s.network_errors = n
+                .values()
+                .map(|d| d.total_errors_on_received() + d.total_errors_on_transmitted())
+                .sum();
+        }
+        if let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() {
+            s.disks = disks
+                .iter()
+                .map(|d| {
+                    let path = d.mount_point().to_string_lossy().into_owned();
+                    let mut u = disk_use(&path).unwrap_or_default();
+                    u.path = path;
+                    u.filesystem = d.file_system().to_string_lossy().into_owned();
+                    if u.total_bytes == 0 {
+                        u.total_bytes = d.total_space();
+                        u.available_bytes = d.available_space();
+                    }
+                    u
+                })
+                .collect();
+        }
+        s.watched = watched
+            .iter()
+            .map(|p| {
+                disk_use(p).unwrap_or_else(|| DiskUse {
+                    path: p.clone(),
+                    ..DiskUse::default()
+                })
+            })
+            .collect();
+        s
+    }
+}
+
+/// How full the filesystem holding `path` is, read with statvfs(3).
+pub fn disk_use(path: &str) -> Option<DiskUse> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(std::path::Path::new(path).as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is NUL-terminated and `st` is read only after statvfs(3)
+    // returned 0, having written it.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    let unit = st.f_frsize;
+    let used = st.f_blocks.saturating_sub(st.f_bfree);
+    let usable = used + st.f_bavail;
+    Some(DiskUse {
+        path: path.to_owned(),
+        filesystem: String::new(),
+        total_bytes: st.f_blocks.saturating_mul(unit),
+        available_bytes: st.f_bavail.saturating_mul(unit),
+        used_percent: (usable > 0).then(|| used as f64 * 100.0 / usable as f64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("valid")
+    }
+
+    #[test]
+    fn network_errors_are_a_rate_over_the_last_hour() {
+        let s = |t: i64, errors: u64| Sample {
+            taken: at(t),
+            network_errors: errors,
+            ..Sample::default()
+        };
+        let history = vec![s(-7200, 0), s(-3600, 100), s(-1800, 150), s(0, 250)];
+        // From the sample an hour ago: 150 errors in one hour.
+        assert_eq!(network_errors_per_hour(&history[3], &history), Some(150.0));
+        // Half an hour of history: the count so far, not scaled up.
+        assert_eq!(
+            network_errors_per_hour(&history[3], &history[2..]),
+            Some(100.0)
+        );
+        // No history: no rate. A reset counter counts from zero.
+        assert_eq!(network_errors_per_hour(&history[3], &history[3..]), None);
+        assert_eq!(network_errors_per_hour(&s(600, 5), &[s(0, 250)]), Some(0.0));
+    }
+
+    #[test]
+    fn the_ring_keeps_its_window() {
+        let mut r = Ring::new(Duration::from_secs(3600));
+        for t in (0..=7200).step_by(600) {
+            r.push(Sample {
+                taken: at(t),
+                ..Sample::default()
+            });
+        }
+        assert_eq!(r.len(), 7, "an hour of ten-minute samples, both ends");
+        // The clock stepped back: later samples are dropped.
+        r.push(Sample {
+            taken: at(3000),
+            ..Sample::default()
+        });
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_real_sample_reads_this_machine() {
+        let mut sampler = Sampler::new();
+        let s = sampler.sample(Utc::now(), &["/".into()], Vec::new());
+        assert!(s.memory_total_bytes > 0);
+        let root = &s.watched[0];
+        assert!(
+            root.total_bytes > 0 && root.used_percent.is_some(),
+            "{root:?}"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Threshold triggers end to end: a real daemon samples a real (small,
+//! tmpfs) filesystem, and a cleanup job runs when it is too full, once
+//! per episode.
+
+use crate::util::{Env, SmallDisk, wait_for};
+use serde_json::Value;
+use std::time::Duration;
+
+fn runs(env: &Env, job: &str) -> Vec<Value> {
+    env.json(&["history", "--job", job, "--json"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_full_disk_runs_the_cleanup_job_once_per_episode() {
+    let env = Env::new("");
+    let var = env.path("var");
+    let Some(_disk) = SmallDisk::mount(var.clone(), "1m") else {
+        return;
+    };
+    env.write_config(&format!(
+        r#"
+[monitor]
+interval = "1s"
+
+[[job]]
+name = "cleanup"
+plugin = "test-hostile"
+when = {{ metric = "disk_used_percent", mount = "{}", above = 90, for = "2s", cooldown = "0s" }}
+[job.grants]
+fs = [{{ host = "var", guest = "/var", access = "rw" }}]
+[job.config]
+action = "remove"
+path = "/var/big.log"
+"#,
+        var.display()
+    ));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    let schedule = env.json(&["schedule", "list", "--json"]);
+    assert_eq!(schedule[0]["next"], Value::Null, "{schedule:#}");
+    assert_eq!(
+        schedule[0]["when"][0],
+        format!("disk_used_percent({}) > 90 for 2s", var.display()),
+        "{schedule:#}"
+    );
+
+    for episode in 1..=2 {
+        std::fs::write(var.join("big.log"), vec![7u8; 950 << 10]).unwrap();
+        let done = wait_for(Duration::from_secs(30), || {
+            let r = runs(&env, "cleanup");
+            (r.len() == episode && r[0]["status"] != "running").then_some(r)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "episode {episode}: no cleanup run: {:#?}",
+                runs(&env, "cleanup")
+            )
+        });
+        let rec = &done[0];
+        assert_eq!(rec["status"], "ok", "{rec:#}");
+        assert_eq!(rec["trigger"], "condition", "{rec:#}");
+        let why = rec["condition"].as_str().unwrap_or_default();
+        assert!(
+            why.starts_with(&format!(
+                "disk_used_percent({}) > 90 for 2s: 9",
+                var.display()
+            )),
+            "{rec:#}"
+        );
+        assert!(!var.join("big.log").exists());
+        // The disk is fine again: the episode is over and nothing else runs.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(runs(&env, "cleanup").len(), episode);
+    }
+
+    // `opsd status` shows the condition against its threshold.
+    let status = env.json(&["status", "--json"]);
+    let cond = &status["conditions"][0];
+    assert_eq!(cond["job"], "cleanup", "{status:#}");
+    assert!(
+        cond["value"].as_f64().is_some_and(|v| v < 90.0),
+        "{status:#}"
+    );
+    assert!(
+        status["sample"]["memory_total_bytes"].as_u64() > Some(0),
+        "{status:#}"
+    );
+    let (_, metrics) = crate::util::http_get(&env.http_addr(), "/metrics");
+    assert!(
+        metrics.contains("opsd_system_memory_used_bytes "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "opsd_system_disk_used_percent{{mount=\"{}\"}}",
+            var.display()
+        )),
+        "{metrics}"
+    );
+    assert!(daemon.stop().success());
+}
