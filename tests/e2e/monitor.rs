@@ -102,3 +102,78 @@ path = "/var/big.log"
     );
     assert!(daemon.stop().success());
 }
+
+/// A server that answers every request at once.
+fn quick_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
+    let quick = quick_server();
+    // Bound, then closed: connections are refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let job = |name: &str, addr: std::net::SocketAddr| {
+        format!(
+            "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nwhen = {{ metric = \"http_latency_seconds\", url = \"http://{addr}/health\", above = 2 }}\n[job.config]\naction = \"ok\"\n"
+        )
+    };
+    let env = Env::new(&format!(
+        "[monitor]\ninterval = \"1s\"\n{}{}",
+        job("api-slow", dead),
+        job("api-fine", quick)
+    ));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    let ran = wait_for(Duration::from_secs(30), || {
+        runs(&env, "api-slow")
+            .into_iter()
+            .find(|r| r["status"] == "ok")
+    })
+    .expect("the failing probe ran its job");
+    assert_eq!(ran["trigger"], "condition");
+    assert_eq!(
+        ran["condition"],
+        format!("http_latency_seconds(http://{dead}/health) > 2: inf"),
+        "{ran:#}"
+    );
+    let status = env.json(&["status", "--json"]);
+    let probes = status["sample"]["probes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let fine = probes
+        .iter()
+        .find(|p| p["url"] == format!("http://{quick}/health"))
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert!(
+        fine["seconds"].as_f64().is_some_and(|s| s < 2.0),
+        "{fine:#}"
+    );
+    let slow = probes
+        .iter()
+        .find(|p| p["url"] == format!("http://{dead}/health"))
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert!(
+        slow["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{slow:#}"
+    );
+    assert!(runs(&env, "api-fine").is_empty());
+    assert!(daemon.stop().success());
+}

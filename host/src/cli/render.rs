@@ -635,7 +635,10 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
     );
     row(
         "load".into(),
-        format!("{:.2} {:.2} {:.2}", s.load[0], s.load[1], s.load[2]),
+        format!(
+            "{:.2} {:.2} {:.2} ({} CPUs)",
+            s.load[0], s.load[1], s.load[2], s.cpu_count
+        ),
         "-".into(),
         Standing::NoLimit,
         "",

@@ -21,6 +21,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub taken: DateTime<Utc>,
+    /// Logical CPUs.
+    #[serde(default)]
+    pub cpu_count: u32,
     /// All CPUs, percent busy since the previous sample.
     pub cpu_percent: f64,
     /// 1, 5 and 15 minute load averages.
@@ -407,6 +410,7 @@ impl Sampler {
             sys.refresh_cpu_usage();
             sys.refresh_memory();
             s.cpu_percent = f64::from(sys.global_cpu_usage());
+            s.cpu_count = sys.cpus().len() as u32;
             s.memory_total_bytes = sys.total_memory();
             s.memory_used_bytes = sys.used_memory();
             s.swap_total_bytes = sys.total_swap();
