@@ -256,6 +256,8 @@ pub struct JobDetail {
     pub job: String,
     pub plugin: String,
     pub schedule: String,
+    /// `when` conditions, described.
+    pub when: Vec<String>,
     pub timezone: String,
     pub enabled: bool,
     pub next: Vec<DateTime<Utc>>,
@@ -298,6 +300,7 @@ impl JobDetail {
             job: job.name.clone(),
             plugin: job.plugin.clone(),
             schedule: job.schedule.as_str().to_owned(),
+            when: entry.when.clone(),
             timezone: job.timezone.name().to_owned(),
             enabled: entry.enabled,
             next: next.to_vec(),
@@ -356,10 +359,21 @@ impl JobDetail {
             self.job,
             if self.enabled { "enabled" } else { "disabled" }
         );
-        o.push_str(&format!(
-            "  plugin:    {}\n  schedule:  {} in {}\n",
-            self.plugin, self.schedule, self.timezone
-        ));
+        o.push_str(&format!("  plugin:    {}\n", self.plugin));
+        if !self.schedule.is_empty() {
+            o.push_str(&format!(
+                "  schedule:  {} in {}\n",
+                self.schedule, self.timezone
+            ));
+        }
+        for (i, w) in self.when.iter().enumerate() {
+            let label = if i == 0 {
+                "  when:      "
+            } else {
+                "             "
+            };
+            o.push_str(&format!("{label}{w}\n"));
+        }
         for (i, n) in self.next.iter().enumerate() {
             let label = if i == 0 {
                 "  next:      "
