@@ -13,27 +13,14 @@ use opsd::monitor::Sampler;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// CPU time (user + system) this process has used.
-fn cpu_time() -> Duration {
+/// CPU time (user + system) of `who`: this process (`RUSAGE_SELF`) or
+/// its waited-for children (`RUSAGE_CHILDREN`).
+fn cpu_time(who: libc::c_int) -> Duration {
     let mut u = std::mem::MaybeUninit::<libc::rusage>::uninit();
     // SAFETY: getrusage(2) writes the struct before it is read, when it
     // returns 0.
     let u = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) != 0 {
-            return Duration::ZERO;
-        }
-        u.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// CPU time of waited-for children.
-fn children_cpu_time() -> Duration {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: as in `cpu_time`.
-    let u = unsafe {
-        if libc::getrusage(libc::RUSAGE_CHILDREN, u.as_mut_ptr()) != 0 {
+        if libc::getrusage(who, u.as_mut_ptr()) != 0 {
             return Duration::ZERO;
         }
         u.assume_init()
@@ -67,14 +54,14 @@ fn main() {
     let mut sampler = Sampler::new();
     std::thread::sleep(Duration::from_millis(250));
     let mut walls = Vec::with_capacity(samples);
-    let cpu0 = cpu_time();
+    let cpu0 = cpu_time(libc::RUSAGE_SELF);
     for _ in 0..samples {
         let t = Instant::now();
         let s = sampler.sample(chrono::Utc::now(), &watched, Vec::new());
         walls.push(t.elapsed());
         std::hint::black_box(s);
     }
-    let cpu = (cpu_time() - cpu0).as_secs_f64() * 1e3 / samples as f64;
+    let cpu = (cpu_time(libc::RUSAGE_SELF) - cpu0).as_secs_f64() * 1e3 / samples as f64;
     let disks = sampler
         .sample(chrono::Utc::now(), &watched, Vec::new())
         .disks
@@ -84,7 +71,7 @@ fn main() {
     let script = "cat /proc/loadavg /proc/stat /proc/net/dev >/dev/null; free -b >/dev/null; df -P >/dev/null";
     let runs = (samples / 5).max(20);
     let mut shell = Vec::with_capacity(runs);
-    let child0 = children_cpu_time();
+    let child0 = cpu_time(libc::RUSAGE_CHILDREN);
     for _ in 0..runs {
         let t = Instant::now();
         let ok = Command::new("sh")
@@ -94,7 +81,7 @@ fn main() {
         shell.push(t.elapsed());
         assert!(ok, "the shell alternative failed: {script}");
     }
-    let shell_cpu = (children_cpu_time() - child0).as_secs_f64() * 1e3 / runs as f64;
+    let shell_cpu = (cpu_time(libc::RUSAGE_CHILDREN) - child0).as_secs_f64() * 1e3 / runs as f64;
 
     let (p50, p99) = (percentile(&mut walls, 0.5), percentile(&mut walls, 0.99));
     let (s50, s99) = (percentile(&mut shell, 0.5), percentile(&mut shell, 0.99));

@@ -477,6 +477,30 @@ impl Problems {
 }
 
 impl Config {
+    /// Jobs that have `when` conditions, with them.
+    pub fn conditions(&self) -> Vec<(&str, &[crate::monitor::condition::Condition])> {
+        self.jobs
+            .iter()
+            .filter(|j| !j.when.is_empty())
+            .map(|j| (j.name.as_str(), j.when.as_slice()))
+            .collect()
+    }
+
+    /// What the monitor must measure besides the machine's own figures:
+    /// the paths disk conditions watch and the URLs they probe, each once.
+    pub fn watched(&self) -> (Vec<String>, Vec<String>) {
+        use crate::monitor::condition::Metric;
+        let (mut paths, mut urls) = (Vec::new(), Vec::new());
+        for c in self.jobs.iter().flat_map(|j| &j.when) {
+            match &c.metric {
+                Metric::DiskUsedPercent(p) if !paths.contains(p) => paths.push(p.clone()),
+                Metric::HttpLatencySeconds(u) if !urls.contains(u) => urls.push(u.clone()),
+                _ => {}
+            }
+        }
+        (paths, urls)
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -340,12 +340,7 @@ fn system_metrics(w: &mut String, ops: &Ops, config: &crate::config::Config) {
             );
         }
     }
-    let jobs: Vec<(&str, &[crate::monitor::condition::Condition])> = config
-        .jobs
-        .iter()
-        .filter(|j| !j.when.is_empty())
-        .map(|j| (j.name.as_str(), j.when.as_slice()))
-        .collect();
+    let jobs = config.conditions();
     if jobs.is_empty() {
         return;
     }

@@ -370,12 +370,7 @@ impl Ops {
     pub fn status(&self) -> crate::monitor::MachineStatus {
         use crate::monitor::{MachineStatus, Sampler};
         let config = self.config();
-        let jobs: Vec<(&str, &[crate::monitor::condition::Condition])> = config
-            .jobs
-            .iter()
-            .filter(|j| !j.when.is_empty())
-            .map(|j| (j.name.as_str(), j.when.as_slice()))
-            .collect();
+        let jobs = config.conditions();
         let interval = config.monitor_interval;
         if let Some(s) = MachineStatus::from_history(
             "daemon",
@@ -385,15 +380,7 @@ impl Ops {
         ) {
             return s;
         }
-        let watched: Vec<String> = config
-            .jobs
-            .iter()
-            .flat_map(|j| &j.when)
-            .filter_map(|c| match &c.metric {
-                crate::monitor::condition::Metric::DiskUsedPercent(p) => Some(p.clone()),
-                _ => None,
-            })
-            .collect();
+        let (watched, _) = config.watched();
         let mut sampler = Sampler::new();
         std::thread::sleep(std::time::Duration::from_millis(250));
         let sample = sampler.sample(self.clock.now(), &watched, Vec::new());

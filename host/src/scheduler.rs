@@ -376,21 +376,13 @@ fn check_conditions(
 /// `stopping` fires: the probes first (they wait on the network), then
 /// sysinfo and statvfs on a blocking thread.
 async fn sample_machine(ops: Arc<Ops>, stopping: CancellationToken) {
-    use crate::monitor::{Probe, Sampler, condition::Metric, probe};
+    use crate::monitor::{Probe, Sampler, probe};
     let Ok(mut sampler) = tokio::task::spawn_blocking(Sampler::new).await else {
         return;
     };
     loop {
         let config = ops.config();
-        let mut watched: Vec<String> = Vec::new();
-        let mut urls: Vec<String> = Vec::new();
-        for c in config.jobs.iter().flat_map(|j| &j.when) {
-            match &c.metric {
-                Metric::DiskUsedPercent(p) if !watched.contains(p) => watched.push(p.clone()),
-                Metric::HttpLatencySeconds(u) if !urls.contains(u) => urls.push(u.clone()),
-                _ => {}
-            }
-        }
+        let (watched, urls) = config.watched();
         let limit = config.monitor_interval.min(Duration::from_secs(30));
         let probes = futures_util::future::join_all(urls.into_iter().map(|url| async move {
             match probe::latency(&url, limit).await {

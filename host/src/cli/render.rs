@@ -220,6 +220,9 @@ pub fn run_report(r: &RunRecord) -> String {
     {
         out.push_str(&format!("error: {e}\n"));
     }
+    if let Some(c) = &r.condition {
+        out.push_str(&format!("started because {c}\n"));
+    }
     for m in &r.metrics {
         out.push_str(&format!(
             "  {} = {}{}\n",
