@@ -934,6 +934,71 @@ mod tests {
     }
 
     #[test]
+    fn status_holds_figures_against_the_runbook_and_colours_only_a_terminal() {
+        use crate::monitor::{ConditionState, DiskUse, MachineStatus, Sample};
+        let taken = t("2026-11-28T12:00:00Z");
+        let disk = |path: &str, used: f64| DiskUse {
+            path: path.into(),
+            filesystem: "ext4".into(),
+            total_bytes: 100 << 30,
+            available_bytes: ((100.0 - used) * (1u64 << 30) as f64) as u64,
+            used_percent: Some(used),
+        };
+        let st = MachineStatus {
+            source: "daemon".into(),
+            interval_seconds: 15,
+            sample: Sample {
+                taken,
+                cpu_count: 2,
+                cpu_percent: 93.0,
+                load: [1.5, 1.0, 0.5],
+                memory_total_bytes: 8 << 30,
+                memory_used_bytes: 2 << 30,
+                disks: vec![disk("/", 40.0), disk("/var", 96.5)],
+                ..Sample::default()
+            },
+            network_errors_per_hour: Some(3.0),
+            cpu_above_limit_for_seconds: Some(120),
+            conditions: vec![ConditionState {
+                job: "clean-var".into(),
+                condition: "disk_used_percent(/var) > 90 for 5m".into(),
+                metric: "disk_used_percent(/var)".into(),
+                threshold: 90.0,
+                above: true,
+                value: Some(96.5),
+                holding_since: Some(taken - chrono::Duration::minutes(2)),
+                last_fired: None,
+            }],
+        };
+        let plain = status_table(&st, false);
+        let line = |start: &str| {
+            plain
+                .lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no {start} line:\n{plain}"))
+                .to_string()
+        };
+        assert!(line("cpu ").ends_with("high for 2min 0s"), "{plain}");
+        assert!(line("memory ").ends_with("ok"), "{plain}");
+        assert!(
+            line("disk /var ").contains("96.5 %") && line("disk /var ").ends_with("OVER"),
+            "{plain}"
+        );
+        assert!(
+            line("clean-var ").ends_with("OVER since 2min 0s"),
+            "{plain}"
+        );
+        assert!(!plain.contains('\x1b'), "{plain}");
+        let coloured = status_table(&st, true);
+        assert!(coloured.contains("\x1b[31;1mOVER\x1b[0m"), "{coloured}");
+        assert!(
+            coloured.contains("\x1b[33mhigh for 2min 0s\x1b[0m"),
+            "{coloured}"
+        );
+        assert!(coloured.contains("\x1b[32mok\x1b[0m"), "{coloured}");
+    }
+
+    #[test]
     fn tables_align_and_cut() {
         let t = table(&["A", "LONGER"], &[vec!["xxxx".into(), "y".into()]], None);
         assert_eq!(t, "A     LONGER\nxxxx  y\n");
