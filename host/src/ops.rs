@@ -124,7 +124,7 @@ pub struct Ops {
     /// When the last system sample was kept.
     last_sample: Mutex<Option<DateTime<Utc>>>,
     /// Recent samples of the machine and where `when` conditions stand.
-    pub monitor: crate::monitor::Monitor,
+    pub monitor: Arc<crate::monitor::Monitor>,
     /// Run counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Webhooks; set by the daemon.
@@ -235,7 +235,7 @@ impl Ops {
             changed: tokio::sync::Notify::new(),
             tick: Mutex::new(None),
             last_sample: Mutex::new(None),
-            monitor: crate::monitor::Monitor::new(MONITOR_WINDOW),
+            monitor: Arc::new(crate::monitor::Monitor::new(MONITOR_WINDOW)),
             metrics: crate::metrics::Metrics::default(),
             notifier: Mutex::new(crate::notify::Notifier::default()),
             http_addr: Mutex::new(None),
@@ -736,6 +736,7 @@ impl Ops {
                     dry_run: start.dry_run,
                     log: log.clone(),
                     store: Some(self.store.clone()),
+                    monitor: Some(self.monitor.clone()),
                     cancel,
                 };
                 let exec = self.registry.runtime().run(&plugin, req).await;

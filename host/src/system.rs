@@ -53,6 +53,15 @@ pub fn snapshot() -> SystemSnapshot {
     }
 }
 
+/// Network errors of all interfaces since boot, read now.
+pub fn network_errors_now() -> u64 {
+    let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
+    guard
+        .get_or_insert_with(Sampler::new)
+        .sample(chrono::Utc::now(), &[], Vec::new())
+        .network_errors
+}
+
 /// The machine now, as the store keeps it.
 pub fn sample(taken: chrono::DateTime<chrono::Utc>) -> crate::record::SystemSample {
     let s = {

@@ -132,9 +132,10 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
         )
     };
     let env = Env::new(&format!(
-        "[monitor]\ninterval = \"1s\"\n{}{}",
+        "[monitor]\ninterval = \"1s\"\n{}{}{}",
         job("api-slow", dead),
-        job("api-fine", quick)
+        job("api-fine", quick),
+        "[[job]]\nname = \"figures\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n[job.config]\naction = \"monitor\"\n"
     ));
     env.install_guest("opsd-test-hostile");
     let daemon = env.daemon();
@@ -175,5 +176,14 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
         "{slow:#}"
     );
     assert!(runs(&env, "api-fine").is_empty());
+    // Plugins see the same figures through system.monitor.
+    let seen = env.run_job("figures");
+    let summary = seen["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("network errors ")
+            && summary.contains(&format!("http://{dead}/health=failed"))
+            && summary.contains(&format!("http://{quick}/health=0.")),
+        "{seen:#}"
+    );
     assert!(daemon.stop().success());
 }

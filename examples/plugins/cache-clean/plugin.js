@@ -3,7 +3,7 @@
 // freed. A JavaScript opsd plugin, built by build.sh (rolldown, then
 // ComponentizeJS).
 
-import { log, progress } from 'opsd:plugin/log@0.1.1';
+import { log, progress } from 'opsd:plugin/log@0.1.2';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 import { parseConfig, selectVictims, human } from './select.js';
 

@@ -35,7 +35,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 pub const WASMTIME_VERSION: &str = env!("OPSD_WASMTIME_VERSION");
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.1";
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 /// How long `describe()` may take when a plugin is loaded.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -142,6 +142,8 @@ pub struct RunRequest<'a> {
     /// The configured jobs as the scheduler sees them, for the history
     /// interface's `jobs()`; computed only if the plugin asks.
     pub jobs: JobsSource,
+    /// The daemon's monitor, for `system.monitor`.
+    pub monitor: Option<Arc<crate::monitor::Monitor>>,
 }
 
 /// Lists the configured jobs on demand: reading every job's state costs
@@ -408,6 +410,7 @@ impl Runtime {
             log: log.clone(),
             store: None,
             jobs: no_jobs(),
+            monitor: None,
         });
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream("stdout"))
@@ -523,6 +526,7 @@ impl Runtime {
             log: req.log.clone(),
             store: req.store.clone(),
             jobs: req.jobs.clone(),
+            monitor: req.monitor.clone(),
         });
         let mut store = self.new_store(env, wasi, job.grants.limits.memory_bytes);
         let ctx = crate::bindings::opsd::plugin::types::Context {
@@ -921,20 +925,21 @@ mod tests {
                 "wasi:cli/environment@0.2.6".to_string(),
             ]
         };
-        // Plugins built for 0.1.0 keep working with a 0.1.1 host.
+        // Plugins built for 0.1.0 and 0.1.1 keep working with a 0.1.2 host.
         assert_eq!(
             check_contract(&imp("0.1.0"), &exports).unwrap(),
             Some("0.1.0".into())
         );
         assert!(check_contract(&imp("0.1.1"), &exports).is_ok());
+        assert!(check_contract(&imp("0.1.2"), &exports).is_ok());
         // A newer patch may call what this host lacks.
-        assert!(check_contract(&imp("0.1.2"), &exports).is_err());
+        assert!(check_contract(&imp("0.1.3"), &exports).is_err());
         let e = check_contract(&imp("0.2.0"), &exports)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.1"
+            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.2"
         );
         assert!(check_contract(&imp("1.0.0"), &exports).is_err());
         let e = check_contract(&imp("0.1.0"), &["run".to_string()])

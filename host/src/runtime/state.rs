@@ -23,6 +23,8 @@ pub struct RunEnv {
     pub store: Option<Store>,
     /// Every configured job, listed when the plugin asks.
     pub jobs: super::JobsSource,
+    /// The daemon's monitor, for `system.monitor`; none outside a run.
+    pub monitor: Option<Arc<crate::monitor::Monitor>>,
 }
 
 /// The `T` of `Store<T>`: one per run, dropped with the instance.
@@ -243,6 +245,34 @@ impl process::Host for RunState {
 impl system::Host for RunState {
     fn snapshot(&mut self) -> system::SystemSnapshot {
         crate::system::snapshot()
+    }
+
+    fn monitor(&mut self) -> system::MonitorFigures {
+        let history = self
+            .env
+            .monitor
+            .as_ref()
+            .map(|m| m.history())
+            .unwrap_or_default();
+        match history.split_last() {
+            Some((latest, before)) => system::MonitorFigures {
+                network_errors_total: latest.network_errors,
+                network_errors_last_hour: crate::monitor::network_errors_per_hour(latest, before)
+                    .map(|n| n as u64),
+                probes: latest
+                    .probes
+                    .iter()
+                    .map(|p| (p.url.clone(), p.seconds))
+                    .collect(),
+            },
+            // No daemon sampling (a test, or before its first sample):
+            // the counter read now.
+            None => system::MonitorFigures {
+                network_errors_total: crate::system::network_errors_now(),
+                network_errors_last_hour: None,
+                probes: Vec::new(),
+            },
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 // Test:    npm test
 // Install: cp {{name}}.wasm /var/lib/opsd/plugins/
 
-import { log } from 'opsd:plugin/log@0.1.1';
+import { log } from 'opsd:plugin/log@0.1.2';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 import { verdict } from './logic.js';
 

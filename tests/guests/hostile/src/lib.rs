@@ -98,6 +98,26 @@ impl Plugin for Hostile {
                 ))),
                 Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
             },
+            // Reports what the daemon's monitor measures (contract 0.1.2).
+            "monitor" => {
+                let m = opsd_sdk::system::monitor();
+                let probes: Vec<String> = m
+                    .probes
+                    .iter()
+                    .map(|(url, s)| {
+                        format!(
+                            "{url}={}",
+                            s.map_or("failed".into(), |s| format!("{s:.3}s"))
+                        )
+                    })
+                    .collect();
+                Ok(Outcome::ok(format!(
+                    "network errors {} total, {:?} in the last hour; probes {}",
+                    m.network_errors_total,
+                    m.network_errors_last_hour,
+                    probes.join(" ")
+                )))
+            }
             // Deletes `path`: a cleanup job.
             "remove" => {
                 let len = std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0);
