@@ -289,12 +289,7 @@ fn system_metrics(w: &mut String, ops: &Ops, config: &crate::config::Config) {
     for (period, v) in ["1m", "5m", "15m"].iter().zip(s.load) {
         let _ = writeln!(w, "opsd_system_load_average{{period=\"{period}\"}} {v}");
     }
-    let mut disks: Vec<&crate::monitor::DiskUse> = s.disks.iter().collect();
-    disks.extend(
-        s.watched
-            .iter()
-            .filter(|d| !s.disks.iter().any(|m| m.path == d.path)),
-    );
+    let disks = s.filesystems();
     header(
         w,
         "opsd_system_disk_used_percent",

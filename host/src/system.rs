@@ -20,15 +20,18 @@ pub fn prime() {
     }
 }
 
+/// The machine now, through the shared sampler.
+fn read(taken: chrono::DateTime<chrono::Utc>) -> crate::monitor::Sample {
+    let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
+    guard
+        .get_or_insert_with(Sampler::new)
+        .sample(taken, &[], Vec::new())
+}
+
 /// The machine now. Figures that cannot be read are zero.
 pub fn snapshot() -> SystemSnapshot {
     let now = chrono::Utc::now();
-    let s = {
-        let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .get_or_insert_with(Sampler::new)
-            .sample(now, &[], Vec::new())
-    };
+    let s = read(now);
     SystemSnapshot {
         hostname: sysinfo::System::host_name().unwrap_or_default(),
         taken_at: now.timestamp().max(0) as u64,
@@ -55,22 +58,12 @@ pub fn snapshot() -> SystemSnapshot {
 
 /// Network errors of all interfaces since boot, read now.
 pub fn network_errors_now() -> u64 {
-    let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
-    guard
-        .get_or_insert_with(Sampler::new)
-        .sample(chrono::Utc::now(), &[], Vec::new())
-        .network_errors
+    read(chrono::Utc::now()).network_errors
 }
 
 /// The machine now, as the store keeps it.
 pub fn sample(taken: chrono::DateTime<chrono::Utc>) -> crate::record::SystemSample {
-    let s = {
-        let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .get_or_insert_with(Sampler::new)
-            .sample(taken, &[], Vec::new())
-    };
-    stored_sample(&s, taken)
+    stored_sample(&read(taken), taken)
 }
 
 /// A monitor sample as the store keeps it.

@@ -5,6 +5,7 @@ use crate::ops::ScheduleEntry;
 use crate::plugins::{Inspection, PluginEntry};
 use crate::record::{LogLine, RunRecord};
 use chrono::{DateTime, Local, Utc};
+use opsd_report_core::render::bytes;
 use serde::Serialize;
 
 /// A time as people read it in tables: local, with weekday.
@@ -561,22 +562,6 @@ pub fn terminal_width() -> Option<usize> {
     (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
-/// `23.5 GiB`, `70 KiB`, `512 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// How a figure stands against its limit, coloured on a terminal.
 #[derive(Clone, Copy, PartialEq)]
 enum Standing {
@@ -663,7 +648,7 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
     let memory = s.memory_used_percent();
     row(
         "memory".into(),
-        format!("{} of {}", pct(memory), human_bytes(s.memory_total_bytes)),
+        format!("{} of {}", pct(memory), bytes(s.memory_total_bytes as f64)),
         format!("{MEMORY_LIMIT} %"),
         over(memory, MEMORY_LIMIT),
         "",
@@ -673,26 +658,26 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
         format!(
             "{} of {}",
             pct(s.swap_used_percent().or(Some(0.0))),
-            human_bytes(s.swap_total_bytes)
+            bytes(s.swap_total_bytes as f64)
         ),
         "-".into(),
         Standing::NoLimit,
         "",
     );
-    let mut disks: Vec<&crate::monitor::DiskUse> =
-        s.disks.iter().filter(|d| d.total_bytes > 0).collect();
-    disks.extend(
-        s.watched
-            .iter()
-            .filter(|d| !s.disks.iter().any(|m| m.path == d.path)),
-    );
-    for d in disks {
+    // Mounted filesystems of no size are pseudo ones; a watched path that
+    // cannot be read still shows, so a mistyped mount is seen.
+    let mounted = |d: &crate::monitor::DiskUse| s.disks.iter().any(|m| std::ptr::eq(m, d));
+    for d in s
+        .filesystems()
+        .into_iter()
+        .filter(|d| d.total_bytes > 0 || !mounted(d))
+    {
         row(
             format!("disk {}", d.path),
             format!(
                 "{} ({} free)",
                 pct(d.used_percent),
-                human_bytes(d.available_bytes)
+                bytes(d.available_bytes as f64)
             ),
             format!("{DISK_LIMIT} %"),
             over(d.used_percent, DISK_LIMIT),

@@ -462,22 +462,6 @@ fn group_id(name: &str) -> Option<u32> {
     }
 }
 
-/// Bytes free to an unprivileged writer on the filesystem holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string and `st` is written by
-    // statvfs(3) before it is read, only when it returns 0.
-    let st = unsafe {
-        if libc::statvfs(path.as_ptr(), st.as_mut_ptr()) != 0 {
-            return None;
-        }
-        st.assume_init()
-    };
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
-}
-
 /// Read-write grants whose filesystem is (nearly) full, described for a
 /// failed run's error: inside the sandbox a full disk often reaches the
 /// plugin as a bare "I/O error", and the operator needs to know which.
@@ -487,7 +471,7 @@ pub fn full_grants(grants: &[FsGrant]) -> Vec<String> {
         .iter()
         .filter(|g| g.access == Access::ReadWrite)
         .filter_map(|g| {
-            let free = free_bytes(&g.host)?;
+            let free = crate::monitor::disk_use(&g.host)?.available_bytes;
             (free < NEARLY_FULL).then(|| {
                 format!(
                     "the disk of grant {} ({}) is full: {} KiB free",

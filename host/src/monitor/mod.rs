@@ -70,6 +70,18 @@ impl Sample {
             .then(|| self.memory_used_bytes as f64 * 100.0 / self.memory_total_bytes as f64)
     }
 
+    /// Every filesystem once: the mounted ones, then watched paths on
+    /// filesystems not among them.
+    pub fn filesystems(&self) -> Vec<&DiskUse> {
+        let mut all: Vec<&DiskUse> = self.disks.iter().collect();
+        all.extend(
+            self.watched
+                .iter()
+                .filter(|d| !self.disks.iter().any(|m| m.path == d.path)),
+        );
+        all
+    }
+
     pub fn swap_used_percent(&self) -> Option<f64> {
         (self.swap_total_bytes > 0)
             .then(|| self.swap_used_bytes as f64 * 100.0 / self.swap_total_bytes as f64)
@@ -234,6 +246,13 @@ impl Monitor {
         let mut out = (*recent.last()?).clone();
         out.cpu_percent = recent.iter().map(|s| s.cpu_percent).sum::<f64>() / recent.len() as f64;
         Some(out)
+    }
+
+    /// Whether a sample has arrived that conditions were not checked
+    /// against yet.
+    pub fn has_unchecked(&self) -> bool {
+        let latest = self.latest().map(|s| s.taken);
+        latest.is_some() && *self.checked.lock().unwrap_or_else(|p| p.into_inner()) != latest
     }
 
     /// Checks the conditions of `jobs` (name, enabled, conditions) against
@@ -431,7 +450,7 @@ impl Sampler {
                 .iter()
                 .map(|d| {
                     let path = d.mount_point().to_string_lossy().into_owned();
-                    let mut u = disk_use(&path).unwrap_or_default();
+                    let mut u = disk_use(d.mount_point()).unwrap_or_default();
                     u.path = path;
                     u.filesystem = d.file_system().to_string_lossy().into_owned();
                     if u.total_bytes == 0 {
@@ -445,7 +464,7 @@ impl Sampler {
         s.watched = watched
             .iter()
             .map(|p| {
-                disk_use(p).unwrap_or_else(|| DiskUse {
+                disk_use(std::path::Path::new(p)).unwrap_or_else(|| DiskUse {
                     path: p.clone(),
                     ..DiskUse::default()
                 })
@@ -456,9 +475,9 @@ impl Sampler {
 }
 
 /// How full the filesystem holding `path` is, read with statvfs(3).
-pub fn disk_use(path: &str) -> Option<DiskUse> {
+pub fn disk_use(path: &std::path::Path) -> Option<DiskUse> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(std::path::Path::new(path).as_os_str().as_bytes()).ok()?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `c` is NUL-terminated and `st` is read only after statvfs(3)
     // returned 0, having written it.
@@ -472,7 +491,7 @@ pub fn disk_use(path: &str) -> Option<DiskUse> {
     let used = st.f_blocks.saturating_sub(st.f_bfree);
     let usable = used + st.f_bavail;
     Some(DiskUse {
-        path: path.to_owned(),
+        path: path.to_string_lossy().into_owned(),
         filesystem: String::new(),
         total_bytes: st.f_blocks.saturating_mul(unit),
         available_bytes: st.f_bavail.saturating_mul(unit),
