@@ -175,9 +175,20 @@ postrotate = ["touch", "{logs_s}/reloaded"]
     ));
     let rec = env.run_job("rotate");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    // The plugin names the rotation by its own clock during the run: the
+    // day the run started or, across midnight, the day it finished.
+    let day_of = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(rec[field].as_str().unwrap())
+            .unwrap()
+            .to_utc()
+            .format("%Y%m%d")
+            .to_string()
+    };
     let names = listing(&logs);
-    assert!(names.contains(&format!("app.log-{today}.gz")), "{names:?}");
+    let today = [day_of("started"), day_of("finished")]
+        .into_iter()
+        .find(|d| names.contains(&format!("app.log-{d}.gz")))
+        .unwrap_or_else(|| panic!("no app.log-DATE.gz for the run's days: {names:?}"));
     assert!(names.contains(&"reloaded".to_owned()), "{names:?}");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(logs.join("app.log"))

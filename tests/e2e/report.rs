@@ -13,6 +13,7 @@ const JOBS: &str = r#"
 name = "rotate"
 plugin = "log-rotate"
 schedule = "@daily"
+enabled = false # run by hand: never fires during a test
 [job.grants]
 fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
 [job.config]
@@ -23,6 +24,7 @@ missingok = true
 name = "broken"
 plugin = "log-rotate"
 schedule = "@daily"
+enabled = false # run by hand: never fires during a test
 [job.grants]
 fs = [{ host = "logs", guest = "/logs", access = "ro", create = true }]
 [job.config]
@@ -33,6 +35,7 @@ state_file = "/logs/.broken-state"
 name = "reports"
 plugin = "report"
 schedule = "5 0 * * *"
+enabled = false
 [job.grants]
 fs = [{ host = "reports", guest = "/reports", access = "rw", create = true }]
 [job.config]
@@ -61,12 +64,21 @@ fn history_env() -> Env {
     env
 }
 
+/// The day a report run names its files after: its slot's, in UTC (the
+/// jobs here have no time zone).
+fn slot_day(rec: &Value) -> String {
+    chrono::DateTime::parse_from_rfc3339(rec["scheduled"].as_str().expect("scheduled"))
+        .expect("RFC 3339")
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 #[test]
 fn known_runs_give_known_numbers_from_the_plugin_and_the_cli() {
     let env = history_env();
     let rec = env.run_job("reports");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let day = slot_day(&rec);
     let json_path = env.path(&format!("reports/report-weekly-{day}.json"));
     let report: Value = serde_json::from_slice(
         &std::fs::read(&json_path)
@@ -325,12 +337,14 @@ fn the_demo_config_checks_and_its_jobs_run() {
     let demo = dir.path().join("target/opsd-demo");
     std::fs::create_dir_all(demo.join("logs")).unwrap();
     std::fs::write(demo.join("logs/app.log"), "hello\n").unwrap();
+    let mut rec = Value::Null;
     for job in ["demo-rotate", "demo-report"] {
         let out = opsd(&["run", job, "--json"]);
         assert!(out.status.success(), "{job}: {}", text(&out));
+        rec = serde_json::from_slice(&out.stdout).unwrap();
     }
     assert!(demo.join("logs/app.log.1.gz").exists());
-    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let day = slot_day(&rec);
     let page = std::fs::read_to_string(demo.join(format!("reports/report-daily-{day}.html")))
         .expect("the demo report page");
     assert!(page.contains("demo-rotate"), "{page}");

@@ -159,10 +159,13 @@ impl Plugin for Report {
                     .ok_or_else(|| bad(format!("format `{f}`: use json, md, html or text")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        // The report stands for its slot: the period ends at the scheduled
+        // time and the file is named after that day in the job's zone, so a
+        // catch-up run at 00:01 still writes yesterday's report.
+        let slot = chrono::DateTime::parse_from_rfc3339(&ctx.scheduled).map_err(|e| {
+            PluginError::other("bad-context", format!("scheduled `{}`: {e}", ctx.scheduled))
+        })?;
+        let now = slot.timestamp();
         let period = Period::named(&cfg.period, now).ok_or_else(|| {
             bad(format!(
                 "period `{}`: use daily, weekly or monthly",
@@ -170,9 +173,7 @@ impl Plugin for Report {
             ))
         })?;
         let report = opsd_report_core::build(&gather(period), period);
-        let day = chrono::DateTime::from_timestamp(now, 0)
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_default();
+        let day = slot.format("%Y-%m-%d").to_string();
         let mut written = Vec::new();
         for f in formats {
             let path = format!(
