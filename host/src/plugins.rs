@@ -3,7 +3,7 @@
 //!
 //! The directory is kept as an index of files, each either ready (loaded,
 //! validated, described) or rejected (with the reason). A file is looked
-//! at only once its size and mtime have held still for [`SETTLE`] (a file
+//! at only once its size and change time have held still for [`SETTLE`] (a file
 //! being copied is never loaded half-written) and only when its content
 //! changed, so a bad file is reported once, not at every look. The daemon
 //! refreshes the index on inotify events and every [`RESCAN_EVERY`] as a
@@ -501,8 +501,11 @@ pub struct Inspection {
     pub info: Option<crate::runtime::PluginInfo>,
 }
 
-/// `.wasm` files directly in `dir` with size and mtime, sorted; a missing
-/// directory has none.
+/// `.wasm` files directly in `dir` with size and change time, sorted; a
+/// missing directory has none. The inode's change time, not its mtime:
+/// `cp -p`, `rsync -t` or `tar x` give a file being written an old mtime,
+/// which would pass for settled, but the kernel stamps ctime on every
+/// write.
 fn stat_wasm_files(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut files: Vec<(PathBuf, u64, Option<SystemTime>)> = std::fs::read_dir(dir)
         .into_iter()
@@ -511,8 +514,13 @@ fn stat_wasm_files(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .filter_map(|p| {
+            use std::os::unix::fs::MetadataExt;
             let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
-            Some((p, m.len(), m.modified().ok()))
+            let changed = u64::try_from(m.ctime()).ok().map(|s| {
+                SystemTime::UNIX_EPOCH
+                    + Duration::new(s, m.ctime_nsec().clamp(0, 999_999_999) as u32)
+            });
+            Some((p, m.len(), changed))
         })
         .collect();
     files.sort();

@@ -59,6 +59,7 @@ const JOBS: &str = r#"
 name = "quick"
 plugin = "test-hostile"
 schedule = "@yearly"
+enabled = false # run by hand: never fires during a test
 [job.config]
 action = "ok"
 
@@ -66,6 +67,7 @@ action = "ok"
 name = "long"
 plugin = "test-hostile"
 schedule = "@yearly"
+enabled = false # run by hand: never fires during a test
 [job.config]
 action = "sleep"
 seconds = 3
@@ -89,12 +91,16 @@ fn dropped_plugins_are_picked_up_replaced_and_removed_live() {
         "{rec:#}"
     );
 
-    // Copied in slowly, in chunks: never loaded (or refused) half-written.
+    // Copied in slowly, in chunks: never loaded (or refused) half-written,
+    // even with an old mtime on it all along, as `cp -p` or `tar x` may
+    // leave it (so only the change time says it is still being written).
     let mut f = std::fs::File::create(&dest).unwrap();
     let chunks: Vec<&[u8]> = bytes.chunks(bytes.len() / 4 + 1).collect();
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     for chunk in &chunks {
         f.write_all(chunk).unwrap();
         f.flush().unwrap();
+        f.set_modified(old).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         assert!(
             entry(&env, "hostile.wasm").is_none(),
@@ -248,7 +254,7 @@ fn name_clashes_are_refused_and_builtins_are_only_replaced_on_request() {
     let hostile = std::fs::read(guest("opsd-test-hostile")).unwrap();
     let log_rotate = std::fs::read(crate::util::guest_dir().join("opsd_log_rotate.wasm")).unwrap();
     let jobs = format!(
-        "{JOBS}\n[[job]]\nname = \"rotate\"\nplugin = \"log-rotate\"\nschedule = \"@yearly\"\n[job.grants]\nfs = [{{ host = \"logs\", guest = \"/logs\", access = \"rw\", create = true }}]\n[job.config]\npaths = [\"/logs/*.log\"]\nmissingok = true\n"
+        "{JOBS}\n[[job]]\nname = \"rotate\"\nplugin = \"log-rotate\"\nschedule = \"@yearly\"\nenabled = false\n[job.grants]\nfs = [{{ host = \"logs\", guest = \"/logs\", access = \"rw\", create = true }}]\n[job.config]\npaths = [\"/logs/*.log\"]\nmissingok = true\n"
     );
     let env = Env::new(&jobs);
     std::fs::write(env.path("plugins/a.wasm"), &hostile).unwrap();
