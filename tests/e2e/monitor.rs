@@ -135,7 +135,7 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
         "[monitor]\ninterval = \"1s\"\n{}{}{}",
         job("api-slow", dead),
         job("api-fine", quick),
-        "[[job]]\nname = \"figures\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n[job.config]\naction = \"monitor\"\n"
+        "[[job]]\nname = \"figures\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\nenabled = false\n[job.config]\naction = \"monitor\"\n"
     ));
     env.install_guest("opsd-test-hostile");
     let daemon = env.daemon();

@@ -125,12 +125,13 @@ fn age(path: &Path, days: u64) {
 
 fn jobs(origin: &str) -> String {
     let other = "http://127.0.0.1:9";
+    let far = crate::util::far_off();
     format!(
         r#"
 [[job]]
 name = "health"
 plugin = "http-check"
-schedule = "@yearly"
+schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
 [job.config]
@@ -140,7 +141,7 @@ expect_body = "ok"
 [[job]]
 name = "health-slow"
 plugin = "http-check"
-schedule = "@yearly"
+schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
 [job.config]
@@ -150,7 +151,7 @@ warn_ms = 100
 [[job]]
 name = "health-down"
 plugin = "http-check"
-schedule = "@yearly"
+schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
 [job.config]
@@ -159,7 +160,7 @@ url = "{origin}/down"
 [[job]]
 name = "health-elsewhere"
 plugin = "http-check"
-schedule = "@yearly"
+schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
 [job.config]
@@ -168,7 +169,7 @@ url = "{other}/health"
 [[job]]
 name = "clean-cache"
 plugin = "cache-clean"
-schedule = "@yearly"
+schedule = "{far}"
 [job.grants]
 fs = [{{ host = "cache", guest = "/cache", access = "rw", create = true }}]
 [job.config]
@@ -179,7 +180,7 @@ max_bytes = "3k"
 [[job]]
 name = "disks-fine"
 plugin = "disk-guard"
-schedule = "@yearly"
+schedule = "{far}"
 [job.config]
 warn_percent = 100
 fail_percent = 100
@@ -187,7 +188,7 @@ fail_percent = 100
 [[job]]
 name = "disks-full"
 plugin = "disk-guard"
-schedule = "@yearly"
+schedule = "{far}"
 [job.grants]
 fs = [{{ host = "logs", guest = "/var/log", access = "rw", create = true }}]
 [job.config]

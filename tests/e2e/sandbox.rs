@@ -7,7 +7,8 @@ use crate::util::{Env, text};
 /// and `extra` appended to the job (grants, timeout).
 fn hostile(name: &str, config: &str, extra: &str) -> String {
     format!(
-        "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n{extra}\n[job.config]\n{config}\n\n"
+        "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nschedule = \"{}\"\n{extra}\n[job.config]\n{config}\n\n",
+        crate::util::far_off()
     )
 }
 

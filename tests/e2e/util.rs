@@ -29,6 +29,22 @@ pub fn guest(name: &str) -> PathBuf {
     }
 }
 
+/// A schedule for jobs that a test runs by hand while a daemon is up: it
+/// fires once a year, on the 15th at 12:00 UTC of the month six months
+/// from now, so never while a test runs. `@daily` or `@yearly` would fire
+/// too if the test happened to run across midnight or New Year.
+/// Chosen once per test process, so every test (and every assertion in
+/// one) sees the same expression.
+pub fn far_off() -> String {
+    use chrono::Datelike;
+    static FAR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FAR.get_or_init(|| {
+        let month = (chrono::Utc::now().month0() + 6) % 12 + 1;
+        format!("0 12 15 {month} *")
+    })
+    .clone()
+}
+
 /// One test's world: a temp dir holding `opsd.toml`, `data/` and
 /// `plugins/`.
 pub struct Env {
