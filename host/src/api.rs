@@ -301,10 +301,58 @@ pub async fn serve(
     ops: Arc<Ops>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(ops))
+    axum::serve(OutsideSandboxes(listener), router(ops))
         .with_graceful_shutdown(shutdown)
         .await
         .context("control socket server")
+}
+
+/// The control socket's listener, refusing connections from programs a
+/// job started. They are kept from the socket already (the supervisor
+/// refuses their connect, the socket is 0600); this holds even for a job
+/// granted Unix sockets whose program races that check: the peer's PID
+/// namespace, or its pids cgroup, gives it away.
+struct OutsideSandboxes(UnixListener);
+
+impl axum::serve::Listener for OutsideSandboxes {
+    type Io = UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => match sandboxed_peer(&stream) {
+                    Some(pid) => tracing::warn!(
+                        pid,
+                        "refused a control socket connection from a program a job started"
+                    ),
+                    None => return (stream, addr),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// The peer's pid when it runs in a job's sandbox: another PID namespace
+/// than the daemon's, or one of the daemon's per-call pids cgroups.
+fn sandboxed_peer(stream: &UnixStream) -> Option<i32> {
+    let pid = stream.peer_cred().ok()?.pid()?;
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    if ns(&pid.to_string()) != ns("self") {
+        return Some(pid);
+    }
+    let marker = format!("/opsd-{}-", std::process::id());
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|c| c.contains(&marker))
+        .then_some(pid)
 }
 
 /// A connection to a running daemon's control socket.

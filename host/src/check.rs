@@ -18,6 +18,8 @@ pub enum Level {
     Error,
     /// Worth a look; the job may be fine.
     Warning,
+    /// How the job will run (what its programs may touch); not counted.
+    Note,
 }
 
 /// One thing `check` found.
@@ -34,6 +36,7 @@ impl fmt::Display for Finding {
         let level = match self.level {
             Level::Error => "error",
             Level::Warning => "warning",
+            Level::Note => "note",
         };
         write!(
             f,
@@ -55,6 +58,9 @@ pub async fn check(config: &Config, registry: &Registry) -> Vec<Finding> {
                 message,
             })
         };
+        if !job.grants.exec.programs.is_empty() {
+            sandbox_findings(job, &mut push);
+        }
         match registry.find(&job.plugin).await {
             Err(e) => push(Level::Error, job.line, e.to_string()),
             Ok(found) => {
@@ -75,6 +81,53 @@ pub async fn check(config: &Config, registry: &Registry) -> Vec<Finding> {
     }
     out.sort_by_key(|f| (f.line, f.level));
     out
+}
+
+/// What the programs of a job with an exec grant may touch, and whether
+/// this machine can hold them to it.
+fn sandbox_findings(job: &Job, push: &mut impl FnMut(Level, usize, String)) {
+    let support = crate::grants::confine::Support::get();
+    let missing = support.missing();
+    if !missing.is_empty() {
+        let level = match job.grants.children.mode {
+            crate::grants::confine::Mode::Strict => Level::Error,
+            crate::grants::confine::Mode::BestEffort => Level::Warning,
+        };
+        push(
+            level,
+            job.line,
+            format!(
+                "this machine cannot fully confine the programs the job runs: it lacks {}{}",
+                missing.join("; "),
+                if level == Level::Error {
+                    "; they will not start (set `[sandbox] exec = \"best-effort\"` to run them with less)"
+                } else {
+                    "; they run with less (best-effort)"
+                }
+            ),
+        );
+    }
+    for line in job.grants.child_sandbox() {
+        push(Level::Note, job.line, format!("its programs {line}"));
+    }
+    for p in &job.grants.exec.programs {
+        let mut started = p.runs.clone();
+        started.retain(|r| *r != p.real);
+        if !started.is_empty() {
+            let list: Vec<String> = started.iter().map(|r| r.display().to_string()).collect();
+            push(
+                Level::Note,
+                job.line,
+                format!(
+                    "`{}` ({}) starts {} in its stead; granting `{}` grants those too",
+                    p.name,
+                    p.real.display(),
+                    list.join(", "),
+                    p.name
+                ),
+            );
+        }
+    }
 }
 
 fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
@@ -114,7 +167,7 @@ fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
         }
     }
     for program in &caps.exec {
-        if job.grants.exec.lookup(program).is_err() {
+        if !job.grants.exec.names(program) {
             out.push((
                 Level::Warning,
                 format!("plugin {name} may run `{program}`, which the job does not grant; add it to `exec = [...]` if the job needs it"),

@@ -406,7 +406,10 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|f| f.level == crate::check::Level::Error)
         .count();
-    let warnings = findings.len() - errors;
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == crate::check::Level::Warning)
+        .count();
     text.push_str(&format!(
         "{file}: {} job{}, {errors} error{}, {warnings} warning{}\n",
         config.jobs.len(),

@@ -178,6 +178,8 @@ struct RawConfig {
     #[serde(default)]
     plugins: RawPlugins,
     #[serde(default)]
+    sandbox: grants::RawSandbox,
+    #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
@@ -285,6 +287,8 @@ with_job_settings! {
         enabled: bool,
         #[serde(default)]
         grants: grants::RawGrants,
+        #[serde(default)]
+        sandbox: grants::RawSandbox,
         #[serde(default)]
         config: Option<Spanned<toml::Table>>,
     }
@@ -696,8 +700,19 @@ impl Config {
                     "plugin_sha256 must be 64 hex digits (`opsd plugins list` shows each plugin's)",
                 );
             }
-            let grants =
-                grants::Grants::from_raw(&raw_job.grants, &base, &lines, &name, &mut problems);
+            let mode = raw_job
+                .sandbox
+                .exec
+                .or(raw.sandbox.exec)
+                .unwrap_or_default();
+            let grants = grants::Grants::from_raw(
+                &raw_job.grants,
+                mode,
+                &base,
+                &lines,
+                &name,
+                &mut problems,
+            );
             let config = raw_job
                 .config
                 .as_ref()
@@ -724,6 +739,27 @@ impl Config {
                     config_lines,
                     line: line.unwrap_or(0),
                 });
+            }
+        }
+        // A job's programs never reach what the daemon trusts through a
+        // Unix socket grant: its control socket drives every job.
+        let trusted = |p: &Path| {
+            let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
+            p == socket
+                || p == real(&socket)
+                || p.starts_with(real(&data_dir))
+                || p.starts_with(&data_dir)
+        };
+        for job in &jobs {
+            for u in job.grants.children.unix.iter().filter(|u| trusted(&u.path)) {
+                problems.push(
+                    Some(job.line),
+                    Some(&job.name),
+                    format!(
+                        "net grant `unix:{}` is opsd's own control socket or data directory; a job's programs may never reach it",
+                        u.path.display()
+                    ),
+                );
             }
         }
         let builtin_names: Vec<&str> = crate::plugins::builtins().iter().map(|b| b.name).collect();

@@ -66,7 +66,7 @@ fs = [
   {{ host = "log", guest = "/var/log/app", access = "ro", create = true }},
   {{ host = "state", guest = "/state", access = "rw", create = true }},
 ]
-exec = ["{npm}"]
+exec = ["{npm}", "cat"]
 [job.config]
 state_file = "/state/audit.json"
 secrets = {{ paths = ["/srv/app"] }}

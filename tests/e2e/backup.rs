@@ -48,7 +48,8 @@ fs = [
   {{ host = "backups", guest = "/backups", access = "rw", create = true }},
   {{ host = "app", guest = "/app", access = "ro", create = true }},
 ]
-exec = ["pg_dump", "pg_restore", "pg_dumpall", "psql", "tar"]
+exec = ["pg_dump", "pg_restore", "pg_dumpall", "psql", "tar", "gzip", "sh"]
+net = ["{unix}"]
 [job.config]
 target = "/backups"
 verify = "{verify}"
@@ -60,7 +61,8 @@ database = "{db}"
 globals = true
 {extra_sources}
 "#,
-        conn = pg().conn_toml()
+        conn = pg().conn_toml(),
+        unix = pg().unix_grant()
     )
 }
 
@@ -487,7 +489,14 @@ fs = [
   {{ host = "backups", guest = "/backups", access = "rw" }},
   {{ host = "app", guest = "/app", access = "ro", create = true }},
 ]
-exec = ["tar"]
+# tar --gzip runs its compressor through `sh -c`: pinned, so this sh runs
+# gzip and nothing else.
+exec = [
+  "tar",
+  "gzip",
+  {{ program = "sh", args = ["-c", "gzip"] }},
+  {{ program = "sh", args = ["-c", "gzip -d"] }},
+]
 [job.config]
 target = "/backups"
 {APP_SOURCES}

@@ -54,13 +54,23 @@ fn public_key_of(args: &[&str], path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn acme_env(net: &str, with_ca: bool, extra: &str) -> Env {
+/// A cert-renew job against Pebble; `extra` goes into `[job.config]`,
+/// `deploy_dir` (a host directory the deploy hook writes to) is granted.
+fn acme_env(net: &str, with_ca: bool, extra: &str, deploy_dir: Option<&Path>) -> Env {
     let p = pebble();
     let ca = if with_ca {
         format!("ca = [\"{}\"]\n", p.tls_ca.display())
     } else {
         String::new()
     };
+    let deploy = deploy_dir
+        .map(|d| {
+            format!(
+                "  {{ host = \"{0}\", guest = \"{0}\", access = \"rw\" }},\n",
+                d.display()
+            )
+        })
+        .unwrap_or_default();
     let env = Env::new(&format!(
         r#"
 [[job]]
@@ -71,7 +81,7 @@ schedule = "17 3 * * *"
 fs = [
   {{ host = "ssl", guest = "/etc/ssl/opsd", access = "rw", create = true }},
   {{ host = "www", guest = "/var/www/html", access = "rw", create = true }},
-]
+{deploy}]
 net = ["{net}"]
 {ca}exec = ["touch"]
 [job.config]
@@ -101,6 +111,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
         &p.origin,
         true,
         &format!("deploy_hook = [\"touch\", \"{}\"]", marker.display()),
+        Some(deployed.path()),
     );
     let chain = env.path("ssl/opsd.test/fullchain.pem");
     let key = env.path("ssl/opsd.test/privkey.pem");
@@ -161,7 +172,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
 
 #[test]
 fn a_dry_run_writes_nothing() {
-    let env = acme_env(&pebble().origin, true, "");
+    let env = acme_env(&pebble().origin, true, "", None);
     let out = env.run(&["run", "certs", "--dry-run", "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], "ok", "{rec:#}");
@@ -172,7 +183,7 @@ fn a_dry_run_writes_nothing() {
 
 #[test]
 fn a_denied_origin_fails_and_says_which_grant() {
-    let env = acme_env("https://acme.opsd.test", true, "");
+    let env = acme_env("https://acme.opsd.test", true, "", None);
     let rec = env.run_job("certs");
     assert_eq!(rec["status"], "failed", "{rec:#}");
     let error = rec["error"].as_str().unwrap();
@@ -186,7 +197,7 @@ fn a_denied_origin_fails_and_says_which_grant() {
 
 #[test]
 fn an_untrusted_server_certificate_points_at_the_ca_grant() {
-    let env = acme_env(&pebble().origin, false, "");
+    let env = acme_env(&pebble().origin, false, "", None);
     let rec = env.run_job("certs");
     assert_eq!(rec["status"], "failed", "{rec:#}");
     let logs = env.json(&["logs", rec["id"].as_str().unwrap(), "--json"]);
@@ -211,7 +222,10 @@ fn command_mode_runs_certbot_and_reads_its_summary() {
     )
     .unwrap();
     std::fs::set_permissions(&certbot, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let marker = dir.path().join("reloaded");
+    // The deploy hook writes elsewhere: a program inside a read-write
+    // grant is refused (the plugin could rewrite it).
+    let hook_dir = tempfile::tempdir().unwrap();
+    let marker = hook_dir.path().join("reloaded");
     let env = Env::new(&format!(
         r#"
 [[job]]
@@ -220,13 +234,15 @@ plugin = "cert-renew"
 schedule = "@daily"
 [job.grants]
 exec = ["{certbot}", "touch"]
+fs = [{{ host = "{dir}", guest = "/hook", access = "rw" }}]
 [job.config]
 mode = "command"
 command = ["{certbot}", "renew"]
 deploy_hook = ["touch", "{marker}"]
 "#,
         certbot = certbot.display(),
-        marker = marker.display()
+        marker = marker.display(),
+        dir = hook_dir.path().display()
     ));
     let rec = env.run_job("certbot");
     assert_eq!(rec["status"], "ok", "{rec:#}");

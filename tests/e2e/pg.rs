@@ -205,6 +205,16 @@ impl Pg {
     }
 
     /// The `postgres = {...}` connection table for a job config.
+    /// The net grant that lets a job's programs reach this server's socket.
+    pub fn unix_grant(&self) -> String {
+        format!(
+            "unix:{}",
+            self.socket_dir
+                .join(format!(".s.PGSQL.{}", self.port))
+                .display()
+        )
+    }
+
     pub fn conn_toml(&self) -> String {
         format!(
             "{{ host = \"{}\", port = {}, user = \"postgres\" }}",

@@ -268,7 +268,7 @@ fn a_child_outliving_the_timeout_is_killed_with_its_group() {
     let env = env_with(&[hostile(
         "hang",
         "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"sleep 31.4159 & sleep 31.4159\"]",
-        "timeout = \"1s\"\n[job.grants]\nexec = [\"sh\"]",
+        "timeout = \"1s\"\n[job.grants]\nexec = [\"sh\", \"sleep\"]",
     )]);
     let rec = failed_with(&env, "hang", "timeout", "timeout");
     assert!(rec["duration_ms"].as_u64().unwrap() < 10_000, "{rec:#}");
@@ -287,33 +287,51 @@ fn a_child_outliving_the_timeout_is_killed_with_its_group() {
 /// through a live daemon while a job fires every second beside them.
 #[test]
 fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
+    // The world first: the cases name its paths (the daemon's store).
+    let env = Env::new("");
+    let store = env.path("data");
+    let socket = env.path("data/opsd.sock");
+    let suid = setuid_id(&env);
+    let outsider = std::process::Command::new("sleep")
+        .arg("27.1829")
+        .spawn()
+        .expect("sleep");
     let rw = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]";
     let ro = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"ro\", create = true }]";
     let addr = tiny_http_server().to_string();
+    let port = addr.rsplit(':').next().unwrap_or("1").to_owned();
+    // A plugin that runs `program args` and pretends all went well: only
+    // the host's refusal can fail the run.
+    let hides = |program: &str, args: &[&str]| {
+        format!("action = \"exec-swallow\"\nprogram = \"{program}\"\nargs = {args:?}")
+    };
+    let runs = |program: &str, args: &[&str]| {
+        format!("action = \"exec\"\nprogram = \"{program}\"\nargs = {args:?}")
+    };
     let tcp = format!("action = \"tcp\"\naddress = \"{addr}\"");
     let http = format!("action = \"http\"\naddress = \"{addr}\"");
-    let cases: Vec<(&str, String, String, &str, &str)> = vec![
+    let cases: Vec<(&str, String, String, &str, String)> = vec![
         // (job, config, grants and limits, status, the reason must contain)
         (
             "abs-path",
             "action = \"read\"\npath = \"/etc/passwd\"".into(),
             rw.into(),
             "failed",
-            "is outside the job's filesystem grants",
+            "is outside the job's filesystem grants".into(),
         ),
         (
             "dotdot-path",
             "action = \"write\"\npath = \"/data/../escape\"".into(),
             rw.into(),
             "failed",
-            "contains `..`",
+            "contains `..`".into(),
         ),
         (
             "host-symlink-out",
             "action = \"read\"\npath = \"/data/hostlink\"".into(),
             rw.into(),
             "failed",
-            "denied by the job's grants: fs /data",
+            "denied by the job's grants: fs /data".into(),
         ),
         (
             "plugin-symlink-out",
@@ -321,56 +339,56 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
                 .into(),
             rw.into(),
             "failed",
-            "denied by the job's grants: fs /data",
+            "denied by the job's grants: fs /data".into(),
         ),
         (
             "plugin-symlink-abs",
             "action = \"symlink\"\nprogram = \"/etc/passwd\"\npath = \"/data/l1\"".into(),
             rw.into(),
             "failed",
-            "not-permitted",
+            "not-permitted".into(),
         ),
         (
             "fill-past-quota",
             "action = \"fill\"\npath = \"/q/big.bin\"\nseconds = 4096".into(),
             "[job.grants]\nfs = [{ host = \"quota\", guest = \"/q\", access = \"rw\", create = true, quota = \"8M\" }]".into(),
             "failed",
-            "quota: grant /q (",
+            "quota: grant /q (".into(),
         ),
         (
             "write-ro",
             "action = \"write\"\npath = \"/data/x.txt\"".into(),
             ro.into(),
             "failed",
-            "(ro); add or widen an `fs` grant",
+            "(ro); add or widen an `fs` grant".into(),
         ),
         (
             "exec-unlisted",
             "action = \"exec-swallow\"\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"id\"]".into(),
             String::new(),
             "failed",
-            "is not in the job's exec grant",
+            "is not in the job's exec grant".into(),
         ),
         (
             "exec-path-trick",
             "action = \"exec-swallow\"\nprogram = \"/usr/bin/../bin/sh\"".into(),
             "[job.grants]\nexec = [\"echo\"]".into(),
             "failed",
-            "not in the job's exec grant (echo)",
+            "not in the job's exec grant (echo)".into(),
         ),
         (
             "tcp-ungranted",
             tcp.clone(),
             String::new(),
             "failed",
-            "is not in the job's net grant (none)",
+            "is not in the job's net grant (none)".into(),
         ),
         (
             "tcp-loopback-other-port",
             "action = \"tcp\"\naddress = \"127.0.0.1:1\"".into(),
             format!("[job.grants]\nnet = [\"{addr}\"]"),
             "failed",
-            "is not in the job's net grant",
+            "is not in the job's net grant".into(),
         ),
         (
             // A granted name admits the addresses it resolves to when the
@@ -379,101 +397,229 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             format!("action = \"tcp\"\naddress = \"127.0.0.2:{}\"", addr.rsplit(':').next().unwrap_or("1")),
             format!("[job.grants]\nnet = [\"localhost:{}\"]", addr.rsplit(':').next().unwrap_or("1")),
             "failed",
-            "is not in the job's net grant (localhost:",
+            "is not in the job's net grant (localhost:".into(),
         ),
         (
             "tcp-metadata",
             "action = \"tcp\"\naddress = \"169.254.169.254:80\"".into(),
             String::new(),
             "failed",
-            "is not in the job's net grant (none)",
+            "is not in the job's net grant (none)".into(),
         ),
         (
             "http-ungranted",
             http.clone(),
             String::new(),
             "failed",
-            "is not in the job's net grant (none)",
+            "is not in the job's net grant (none)".into(),
         ),
         (
             "infinite-loop",
             "action = \"loop\"".into(),
             "timeout = \"1s\"".into(),
             "timeout",
-            "exceeded the job's timeout of 1s",
+            "exceeded the job's timeout of 1s".into(),
         ),
         (
             "deep-recursion",
             "action = \"recurse\"".into(),
             String::new(),
             "failed",
-            "stack overflow",
+            "stack overflow".into(),
         ),
         (
             "memory-bomb",
             "action = \"memory\"".into(),
             "[job.grants]\nlimits = { memory = \"64M\" }".into(),
             "failed",
-            "memory limit",
+            "memory limit".into(),
         ),
         (
             "huge-return",
             "action = \"huge-summary\"\nseconds = 32".into(),
             String::new(),
             "failed",
-            "outcome limit: the plugin returned a summary of 33554432 bytes",
+            "outcome limit: the plugin returned a summary of 33554432 bytes".into(),
         ),
         (
             "log-spam",
             "action = \"log-spam\"\nseconds = 100".into(),
             String::new(),
             "failed",
-            "log limit",
+            "log limit".into(),
         ),
         (
             "trap-mid-write",
             "action = \"trap-mid-write\"\npath = \"/data/half.bin\"".into(),
             rw.into(),
             "failed",
-            "plugin crashed",
+            "plugin crashed".into(),
         ),
         (
             "panic",
             "action = \"panic\"".into(),
             String::new(),
             "failed",
-            "deliberate panic",
+            "deliberate panic".into(),
         ),
         (
             // 200 background sleeps against a cap of 16 processes.
             "process-cap",
             "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"for i in $(seq 200); do sleep 27.1828 & done; wait\"]".into(),
-            "[job.grants]\nexec = [\"sh\"]\nlimits = { processes = 16 }".into(),
+            "[job.grants]\nexec = [\"sh\", \"seq\", \"sleep\"]\nlimits = { processes = 16 }".into(),
             "failed",
-            "process limit: `sh` and what it started tried to run more than 16 processes",
+            "process limit: `sh` and what it started tried to run more than 16 processes".into(),
         ),
         (
             "fork-bomb",
             "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"b(){ b|b& };b; sleep 27.1828\"]\nseconds = 2".into(),
-            "[job.grants]\nexec = [\"sh\"]\nlimits = { processes = 32 }".into(),
+            "[job.grants]\nexec = [\"sh\", \"sleep\"]\nlimits = { processes = 32 }".into(),
             "failed",
-            "process limit: `sh` and what it started tried to run more than 32",
+            "process limit: `sh` and what it started tried to run more than 32".into(),
         ),
         (
-            // A child that leaves a process behind: the call returns and
-            // the leftover is killed, not left to hold the output pipe.
+            // A child that leaves a process behind, in a session of its
+            // own: the call returns and the leftover is killed, not left
+            // to hold the output pipe.
             "orphan",
-            "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"sleep 27.1828 & echo started\"]".into(),
+            "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"setsid sleep 27.1828 & echo started\"]".into(),
+            "[job.grants]\nexec = [\"sh\", \"setsid\", \"sleep\"]".into(),
+            "ok",
+            "started".into(),
+        ),
+        // Programs a plugin starts are held by the same grants.
+        (
+            "child-reads-shadow",
+            hides("cat", &["/etc/shadow"]),
+            "[job.grants]\nexec = [\"cat\"]".into(),
+            "failed",
+            "confined `cat` was refused /etc/shadow".into(),
+        ),
+        (
+            "child-reads-the-store",
+            hides("sh", &["-c", &format!("ls {}; cat {}/db", store.display(), store.display())]),
+            "[job.grants]\nexec = [\"sh\", \"ls\", \"cat\"]".into(),
+            "failed",
+            format!("confined `sh` was refused {}", store.display()),
+        ),
+        (
+            "child-writes-outside",
+            hides("cp", &["/etc/passwd", "/etc/opsd-escape-cp"]),
+            format!("{rw}\nexec = [\"cp\"]"),
+            "failed",
+            "confined `cp` was refused /etc/opsd-escape-cp".into(),
+        ),
+        (
+            "tar-writes-outside",
+            hides("tar", &["-cf", "/etc/opsd-escape.tar", "-C", "/tmp", "."]),
+            format!("{rw}\nexec = [\"tar\"]"),
+            "failed",
+            "confined `tar` was refused /etc/opsd-escape.tar".into(),
+        ),
+        (
+            "find-exec",
+            hides("find", &["/usr/bin/id", "-exec", "id", ";"]),
+            "[job.grants]\nexec = [\"find\"]".into(),
+            "failed",
+            "confined `find` tried to run /usr/bin/id".into(),
+        ),
+        (
+            "tar-checkpoint-exec",
+            hides("tar", &["-cf", "/dev/null", "--checkpoint=1", "--checkpoint-action=exec=id", "/etc/passwd"]),
+            "[job.grants]\nexec = [\"tar\"]".into(),
+            "failed",
+            "confined `tar` tried to run".into(),
+        ),
+        (
+            "sed-e",
+            hides("sed", &["-n", "1e id", "/etc/passwd"]),
+            "[job.grants]\nexec = [\"sed\"]".into(),
+            "failed",
+            "confined `sed` tried to run".into(),
+        ),
+        (
+            "awk-system",
+            hides("awk", &["BEGIN { system(\"id\") }"]),
+            "[job.grants]\nexec = [\"awk\"]".into(),
+            "failed",
+            "confined `awk` tried to run".into(),
+        ),
+        (
+            "env-exec",
+            hides("env", &["id"]),
+            "[job.grants]\nexec = [\"env\"]".into(),
+            "failed",
+            "confined `env` tried to run /usr/bin/id".into(),
+        ),
+        (
+            "curl-other-port",
+            hides("curl", &["-sS", "--max-time", "2", "http://127.0.0.1:1/"]),
+            format!("[job.grants]\nexec = [\"curl\"]\nnet = [\"{addr}\"]"),
+            "failed",
+            "confined `curl` tried to connect to 127.0.0.1:1, which the job's net grant".into(),
+        ),
+        (
+            "bash-dev-tcp-no-net",
+            hides("bash", &["-c", &format!("echo hi > /dev/tcp/127.0.0.1/{port}")]),
+            "[job.grants]\nexec = [\"bash\"]".into(),
+            "failed",
+            format!("confined `bash` tried to connect to 127.0.0.1:{port}; the job grants no network"),
+        ),
+        (
+            "curl-control-socket",
+            hides("curl", &["-sS", "--unix-socket", &socket.display().to_string(), "-X", "POST", "http://opsd/v1/jobs/heartbeat/run"]),
+            "[job.grants]\nexec = [\"curl\"]".into(),
+            "failed",
+            format!("confined `curl` tried to connect to the Unix socket {}", socket.display()),
+        ),
+        (
+            "signal-the-daemon",
+            hides("sh", &["-c", "kill -TERM $PPID; kill -KILL -1; kill -TERM 0; exit 0"]),
             "[job.grants]\nexec = [\"sh\"]".into(),
             "ok",
-            "started",
+            "pretended all was well".into(),
+        ),
+        (
+            "signal-an-outsider",
+            hides("kill", &["-TERM", &outsider.id().to_string()]),
+            "[job.grants]\nexec = [\"kill\"]".into(),
+            "failed",
+            format!("confined `kill` tried to signal process {}, which is not one it started", outsider.id()),
+        ),
+        (
+            "own-descriptors",
+            runs("ls", &["-1", "/proc/self/fd"]),
+            "[job.grants]\nexec = [\"ls\"]".into(),
+            "ok",
+            "0\n1\n2\n3".into(),
+        ),
+        (
+            "no-privileges",
+            runs("sh", &["-c", "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '"]),
+            "[job.grants]\nexec = [\"sh\", \"grep\", \"tr\"]".into(),
+            "ok",
+            "CapPrm: 0000000000000000\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\nNoNewPrivs: 1".into(),
+        ),
+        (
+            "setuid-gains-nothing",
+            runs(&suid.display().to_string(), &[]),
+            format!("[job.grants]\nuser = \"nobody\"\nexec = [\"{}\"]", suid.display()),
+            "ok",
+            "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)".into(),
+        ),
+        (
+            "argv-outside-a-pin",
+            hides("sh", &["-c", "id"]),
+            "[job.grants]\nexec = [{ program = \"sh\", args = [\"-c\", \"true\"] }]".into(),
+            "failed",
+            "`sh` with arguments [\"-c\", \"id\"] is not allowed by the job's exec grant, which pins it to args = [\"-c\", \"true\"]".into(),
         ),
         (
             "output-flood",
             "action = \"exec-count\"\nprogram = \"head\"\nargs = [\"-c\", \"100000000\", \"/dev/zero\"]".into(),
             "[job.grants]\nexec = [\"head\"]\nlimits = { output = \"1M\" }".into(),
             "ok",
-            "kept 1048576 bytes of stdout, truncated true",
+            "kept 1048576 bytes of stdout, truncated true".into(),
         ),
     ];
     let mut jobs: Vec<String> = cases
@@ -483,7 +629,8 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     jobs.push(
         "[[job]]\nname = \"heartbeat\"\nplugin = \"test-hostile\"\nschedule = \"* * * * * *\"\n[job.config]\naction = \"ok\"\n".into(),
     );
-    let env = env_with(&jobs);
+    env.write_config(&jobs.concat());
+    env.install_guest("opsd-test-hostile");
     std::fs::create_dir_all(env.path("data")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", env.path("data/hostlink")).unwrap();
     let daemon = env.daemon();
@@ -501,6 +648,18 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     );
     assert!(!std::path::Path::new("/etc/opsd-escape-test").exists());
     assert!(!env.path("escape").exists());
+    assert!(!std::path::Path::new("/etc/opsd-escape-cp").exists());
+    assert!(!std::path::Path::new("/etc/opsd-escape.tar").exists());
+    // The process outside every sandbox was not signalled.
+    let mut outsider = outsider;
+    let status = outsider.try_wait().unwrap();
+    assert!(status.is_none(), "the outsider was killed: {status:?}");
+    outsider.kill().unwrap();
+    let fds = env.run_job("own-descriptors");
+    assert_eq!(
+        fds["summary"], "0\n1\n2\n3",
+        "exactly stdio, and ls's own: {fds:#}"
+    );
     // No process a plugin started outlived its call.
     let left = std::process::Command::new("pgrep")
         .args(["-f", "sleep 27.1828"])
@@ -551,6 +710,21 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
         );
     }
     daemon.stop();
+}
+
+/// A copy of `id` owned by root with the setuid bit, where `nobody` can
+/// run it: what a job's program might find to raise its privileges.
+fn setuid_id(env: &Env) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.path("suid");
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = dir.join("id");
+    std::fs::copy("/usr/bin/id", &id).unwrap();
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    for d in [env.path(""), dir] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    id
 }
 
 /// Every file under `dir` whose bytes contain `needle`.

@@ -7,7 +7,8 @@ use std::process::Command;
 
 fn job(name: &str, db: &str, extra: &str) -> String {
     format!(
-        "[[job]]\nname = \"{name}\"\nplugin = \"vacuum\"\nschedule = \"@weekly\"\n[job.grants]\nexec = [\"vacuumdb\", \"reindexdb\", \"psql\"]\n[job.config]\npostgres = {}\n[[job.config.databases]]\nname = \"{db}\"\n{extra}\n\n",
+        "[[job]]\nname = \"{name}\"\nplugin = \"vacuum\"\nschedule = \"@weekly\"\n[job.grants]\nexec = [\"vacuumdb\", \"reindexdb\", \"psql\"]\nnet = [\"{}\"]\n[job.config]\npostgres = {}\n[[job.config.databases]]\nname = \"{db}\"\n{extra}\n\n",
+        pg().unix_grant(),
         pg().conn_toml()
     )
 }

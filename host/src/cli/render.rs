@@ -290,6 +290,9 @@ pub struct GrantsView {
     pub exec: Vec<String>,
     pub net: String,
     pub env: Vec<String>,
+    /// What the programs the job starts may do (empty without an exec
+    /// grant).
+    pub programs: Vec<String>,
 }
 
 impl JobDetail {
@@ -348,6 +351,11 @@ impl JobDetail {
                     .collect(),
                 net: job.grants.net.describe(),
                 env: job.grants.env.clone(),
+                programs: if job.grants.exec.programs.is_empty() {
+                    Vec::new()
+                } else {
+                    job.grants.child_sandbox()
+                },
             },
             config: job.config.clone(),
             recent: recent.to_vec(),
@@ -432,6 +440,14 @@ impl JobDetail {
             self.grants.net,
             list_or_none(&self.grants.env)
         ));
+        for (i, line) in self.grants.programs.iter().enumerate() {
+            let label = if i == 0 {
+                "  programs:  "
+            } else {
+                "             "
+            };
+            o.push_str(&format!("{label}{line}\n"));
+        }
         if !self.recent.is_empty() {
             o.push_str("\nRecent runs:\n");
             o.push_str(&history_table(&self.recent, None));

@@ -10,6 +10,7 @@
 //! the guest, so a plugin that swallows the error still has its run marked
 //! failed, with a message that says which grant to add.
 
+pub mod confine;
 mod contain;
 pub mod fs;
 pub mod limits;
@@ -34,7 +35,7 @@ pub(crate) struct RawGrants {
     #[serde(default)]
     fs: Vec<Spanned<fs::RawFsGrant>>,
     #[serde(default)]
-    exec: Vec<Spanned<String>>,
+    exec: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     net: Vec<Spanned<String>>,
     #[serde(default)]
@@ -43,6 +44,19 @@ pub(crate) struct RawGrants {
     env: Vec<Spanned<String>>,
     #[serde(default)]
     limits: Option<Spanned<limits::RawLimits>>,
+    /// Run the job's programs as this user (opsd as root only).
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    /// More paths the job's programs may read besides the system base.
+    #[serde(default)]
+    system_paths: Vec<Spanned<String>>,
+}
+
+/// `[sandbox]` and `[job.sandbox]`: how strictly programs are confined.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSandbox {
+    pub(crate) exec: Option<confine::Mode>,
 }
 
 /// Everything one job may use, validated and resolved.
@@ -55,6 +69,8 @@ pub struct Grants {
     /// and its child processes.
     pub env: Vec<String>,
     pub limits: Limits,
+    /// What the programs it starts run as and may read besides the grants.
+    pub children: confine::ChildPolicy,
 }
 
 impl Grants {
@@ -62,6 +78,7 @@ impl Grants {
     /// `None` returned when any were found.
     pub(crate) fn from_raw(
         raw: &RawGrants,
+        mode: confine::Mode,
         base: &Path,
         lines: &Lines<'_>,
         job: &str,
@@ -69,8 +86,31 @@ impl Grants {
     ) -> Option<Grants> {
         let before = problems.list.len();
         let fs = fs::from_raw(&raw.fs, base, lines, job, problems);
-        let exec = process::ExecPolicy::from_raw(&raw.exec, base, lines, job, problems);
-        let mut net = net::NetPolicy::from_raw(&raw.net, lines, job, problems);
+        let exec = process::ExecPolicy::from_raw(&raw.exec, base, &fs, lines, job, problems);
+        let (unix_raw, net_raw): (Vec<_>, Vec<_>) = raw
+            .net
+            .iter()
+            .cloned()
+            .partition(|e| e.get_ref().starts_with("unix:"));
+        let mut unix = Vec::new();
+        for entry in &unix_raw {
+            let path = Path::new(&entry.get_ref()["unix:".len()..]);
+            if path.is_absolute() {
+                unix.push(confine::UnixGrant {
+                    path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
+                });
+            } else {
+                problems.push(
+                    lines.at(entry),
+                    Some(job),
+                    format!(
+                        "net grant `{}`: a Unix socket is named by its absolute path, such as \"unix:/run/postgresql/.s.PGSQL.5432\"",
+                        entry.get_ref()
+                    ),
+                );
+            }
+        }
+        let mut net = net::NetPolicy::from_raw(&net_raw, lines, job, problems);
         net.load_ca(&raw.ca, base, lines, job, problems);
         let mut env = Vec::new();
         for name in &raw.env {
@@ -104,13 +144,123 @@ impl Grants {
                 }
             },
         };
+        let run_as = raw.user.as_ref().and_then(|u| {
+            confine::RunAs::lookup(
+                u.get_ref(),
+                raw.group.as_ref().map(|g| g.get_ref().as_str()),
+            )
+            .map_err(|e| problems.push(lines.at(u), Some(job), format!("grants.user: {e}")))
+            .ok()
+        });
+        if let (None, Some(g)) = (&raw.user, &raw.group) {
+            problems.push(
+                lines.at(g),
+                Some(job),
+                "grants.group needs grants.user: name the user the programs run as",
+            );
+        }
+        let mut system_paths = Vec::new();
+        for p in &raw.system_paths {
+            let path = Path::new(p.get_ref());
+            if path.is_absolute() {
+                system_paths.push(path.to_owned());
+            } else {
+                problems.push(
+                    lines.at(p),
+                    Some(job),
+                    format!(
+                        "system_paths entry `{}` must be absolute, such as \"/etc/postgresql-common\"",
+                        p.get_ref()
+                    ),
+                );
+            }
+        }
         (problems.list.len() == before).then_some(Grants {
             fs,
             exec,
             net,
             env,
             limits,
+            children: confine::ChildPolicy {
+                mode,
+                run_as,
+                system_paths,
+                unix,
+            },
         })
+    }
+
+    /// What the programs this job starts may do, in words, one line per
+    /// kind, for `opsd check`, `opsd schedule show` and a run's log.
+    pub fn child_sandbox(&self) -> Vec<String> {
+        let support = confine::Support::get();
+        let mut out = Vec::new();
+        out.push(match (&self.children.run_as, support.root) {
+            (Some(r), _) => format!(
+                "run as user {} (uid {}, gid {}), with no capabilities and no way to gain any (no_new_privs)",
+                r.user, r.uid, r.gid
+            ),
+            (None, true) => "run as root with no capabilities and no way to gain any (no_new_privs); set grants.user to run them as another user".into(),
+            (None, false) => "run as opsd's own user, with no way to gain privileges (no_new_privs)".into(),
+        });
+        let mut reads: Vec<String> = vec!["the system base".into()];
+        reads.extend(self.fs.iter().map(|g| g.host.display().to_string()));
+        reads.extend(
+            self.children
+                .system_paths
+                .iter()
+                .map(|p| p.display().to_string()),
+        );
+        out.push(format!("read {}", reads.join(", ")));
+        let writes: Vec<String> = self
+            .fs
+            .iter()
+            .filter(|g| g.access == Access::ReadWrite)
+            .map(|g| g.host.display().to_string())
+            .collect();
+        out.push(if writes.is_empty() {
+            "write nothing".into()
+        } else {
+            format!("write {} only", writes.join(", "))
+        });
+        out.push(format!(
+            "run {} only (and what the kernel needs to start them)",
+            self.exec.describe()
+        ));
+        let mut net = if self.net.is_empty() {
+            "connect nowhere: no network at all".to_owned()
+        } else {
+            format!(
+                "connect by TCP only to {} (UDP stays open, for DNS among others)",
+                self.net.describe()
+            )
+        };
+        if !self.children.unix.is_empty() {
+            let unix: Vec<String> = self
+                .children
+                .unix
+                .iter()
+                .map(|u| u.path.display().to_string())
+                .collect();
+            net.push_str(&format!("; Unix sockets {}", unix.join(", ")));
+        }
+        out.push(net);
+        out.push(
+            "see and signal only processes they started (own PID namespace); no descriptor but stdin, stdout and stderr".into(),
+        );
+        let missing = support.missing();
+        if !missing.is_empty() {
+            out.push(match self.children.mode {
+                confine::Mode::Strict => format!(
+                    "cannot start on this machine, which lacks {} (set `[sandbox] exec = \"best-effort\"` to run them with less)",
+                    missing.join("; ")
+                ),
+                confine::Mode::BestEffort => {
+                    format!("run with less on this machine (best-effort): it lacks {}", missing.join("; "))
+                }
+            });
+        }
+        out
     }
 
     /// The granted environment variables that the daemon has, with values.

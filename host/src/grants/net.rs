@@ -169,6 +169,30 @@ impl NetPolicy {
         ResolvedNet { allowed }
     }
 
+    /// What the programs a job starts may connect to: every entry, HTTP
+    /// origins included (a granted `curl` or `certbot` speaks HTTP
+    /// itself), names resolved now, and the granted port ranges (for
+    /// Landlock, which sees ports only). A `*.domain` origin cannot be
+    /// resolved ahead: any address on its port is let through.
+    pub async fn resolve_for_children(&self) -> (ResolvedNet, Vec<(u16, u16)>) {
+        let mut allowed = Vec::new();
+        for r in &self.rules {
+            match &r.host {
+                HostPattern::Any | HostPattern::Suffix(_) => allowed.push((None, r.ports)),
+                HostPattern::Net(n) => allowed.push((Some(*n), r.ports)),
+                HostPattern::Name(name) => {
+                    if let Ok(addrs) = tokio::net::lookup_host((name.as_str(), r.ports.0)).await {
+                        for a in addrs {
+                            allowed.push((Some(IpNet::from(a.ip().to_canonical())), r.ports));
+                        }
+                    }
+                }
+            }
+        }
+        let ports = self.rules.iter().map(|r| r.ports).collect();
+        (ResolvedNet { allowed }, ports)
+    }
+
     /// Whether an HTTP request to this origin is granted.
     pub fn allows_http(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         let scheme = scheme.to_ascii_lowercase();

@@ -2,22 +2,55 @@
 //! when the config loads, and the host side of the plugin's
 //! `process.run` import.
 //!
-//! A child gets exactly the argv the plugin passed (no shell), an
-//! environment cleared down to the granted variables, a working directory
-//! inside a grant, a time limit that never outlives the job's, and output
-//! capped or sent straight to a granted file. It and everything it starts
-//! are capped in number (`grants.limits.processes`) and killed when the
-//! call returns, times out or its run ends: a program may not leave
-//! processes behind, as systemd does not let a oneshot service.
+//! A child gets exactly the argv the plugin passed (no shell), which a
+//! grant may pin; an environment cleared down to the granted variables; a
+//! working directory inside a grant (an empty, unreadable one when the
+//! job has none); a time limit that never outlives the job's; and output
+//! capped or sent straight to a granted file. It runs confined to the
+//! job's grants ([`super::confine`]). It and everything it starts are
+//! capped in number (`grants.limits.processes`) and killed when the call
+//! returns, times out or its run ends: a program may not leave processes
+//! behind, as systemd does not let a oneshot service.
 
+use super::confine::{self, rules};
 use super::{Grants, Violations, fs};
 use crate::bindings::opsd::plugin::process::{Command, ExecError, Exit, Input, Output};
 use crate::config::{Lines, Problems};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use toml::Spanned;
+
+/// The arguments an exec grant entry allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Args {
+    /// `exec = ["gzip"]`: any.
+    Any,
+    /// `{ program = "systemctl", args = ["reload", "nginx"] }`: exactly.
+    Exactly(Vec<String>),
+    /// `args = ["-C", "/srv", "*"]`: this prefix, then anything.
+    Prefix(Vec<String>),
+}
+
+impl Args {
+    /// Whether `args` (without argv\[0\]) are allowed.
+    pub fn allows(&self, args: &[String]) -> bool {
+        match self {
+            Args::Any => true,
+            Args::Exactly(want) => want == args,
+            Args::Prefix(want) => args.starts_with(want),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Args::Any => "any arguments".into(),
+            Args::Exactly(a) => format!("args = {a:?}"),
+            Args::Prefix(a) => format!("args = {:?}", [&a[..], &["*".to_owned()]].concat()),
+        }
+    }
+}
 
 /// One allowed program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +59,17 @@ pub struct Program {
     pub name: String,
     /// Absolute path found when the config loaded; this is what runs.
     pub path: PathBuf,
+    /// `path` with every symlink resolved: what the kernel runs, and what
+    /// a confined child's exec is compared with.
+    pub real: PathBuf,
+    /// What the kernel needs to start it: a script's interpreter, an ELF
+    /// file's loader (execute rights, never run on their own).
+    pub needs: Vec<PathBuf>,
+    /// Programs it starts in its stead: what `#!/usr/bin/env X` runs, and
+    /// what a known wrapper runs (Debian's `pg_dump` is `pg_wrapper`,
+    /// which runs `/usr/lib/postgresql/N/bin/pg_dump`).
+    pub runs: Vec<PathBuf>,
+    pub args: Args,
 }
 
 /// The programs a job may run.
@@ -35,20 +79,41 @@ pub struct ExecPolicy {
 }
 
 impl ExecPolicy {
+    /// Reads `exec = [...]`; `fs` are the job's grants, for refusing a
+    /// program the plugin could rewrite.
     pub(crate) fn from_raw(
-        raw: &[Spanned<String>],
+        raw: &[Spanned<toml::Value>],
         base: &Path,
+        fs: &[fs::FsGrant],
         lines: &Lines<'_>,
         job: &str,
         problems: &mut Problems,
     ) -> ExecPolicy {
         let mut programs = Vec::new();
         for entry in raw {
-            match resolve_program(entry.get_ref(), base) {
-                Ok(path) => programs.push(Program {
-                    name: entry.get_ref().clone(),
+            let parsed = parse_entry(entry.get_ref()).and_then(|(name, args)| {
+                let path = resolve_program(&name, base)?;
+                let real = path
+                    .canonicalize()
+                    .map_err(|e| format!("exec grant `{name}`: {}: {e}", path.display()))?;
+                let mut needs = Vec::new();
+                let mut runs = wrapped(&real, &name);
+                interpreters(&real, &mut needs, &mut runs, 0);
+                for r in runs.clone() {
+                    interpreters(&r, &mut needs, &mut runs, 0);
+                }
+                writable_by_job(&name, [&path, &real].into_iter().chain(&needs), fs)?;
+                Ok(Program {
+                    name,
                     path,
-                }),
+                    real,
+                    needs,
+                    runs,
+                    args,
+                })
+            });
+            match parsed {
+                Ok(p) => programs.push(p),
                 Err(e) => problems.push(lines.at(entry), Some(job), e),
             }
         }
@@ -56,23 +121,246 @@ impl ExecPolicy {
     }
 
     /// The program a plugin asked for, matched exactly against the name
-    /// or the resolved path; anything else (`/usr/bin/../bin/sh`) is
-    /// refused.
-    pub fn lookup(&self, requested: &str) -> Result<&Program, String> {
-        self.programs
+    /// or the resolved path (anything else, such as `/usr/bin/../bin/sh`,
+    /// is refused), with arguments its grant allows.
+    pub fn lookup(&self, requested: &str, args: &[String]) -> Result<&Program, String> {
+        let named: Vec<&Program> = self
+            .programs
             .iter()
-            .find(|p| p.name == requested || p.path.as_os_str() == requested)
+            .filter(|p| p.name == requested || p.path.as_os_str() == requested)
+            .collect();
+        if named.is_empty() {
+            return Err(format!(
+                "program `{requested}` is not in the job's exec grant ({}); add it to `exec = [...]`",
+                self.describe()
+            ));
+        }
+        named
+            .iter()
+            .find(|p| p.args.allows(args))
+            .copied()
             .ok_or_else(|| {
+                let allowed: Vec<String> = named.iter().map(|p| p.args.describe()).collect();
                 format!(
-                    "program `{requested}` is not in the job's exec grant ({}); add it to `exec = [...]`",
-                    if self.programs.is_empty() {
-                        "empty".to_string()
-                    } else {
-                        self.programs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                    }
+                    "`{requested}` with arguments {args:?} is not allowed by the job's exec grant, which pins it to {}; add an entry such as {{ program = \"{requested}\", args = {args:?} }} if the job needs it",
+                    allowed.join(" or ")
                 )
             })
     }
+
+    /// Whether some entry names `program`, whatever its arguments.
+    pub fn names(&self, program: &str) -> bool {
+        self.programs
+            .iter()
+            .any(|p| p.name == program || p.path.as_os_str() == program)
+    }
+
+    /// The entries as written, for messages.
+    pub fn describe(&self) -> String {
+        if self.programs.is_empty() {
+            return "empty".into();
+        }
+        self.programs
+            .iter()
+            .map(|p| match &p.args {
+                Args::Any => p.name.clone(),
+                a => format!("{} ({})", p.name, a.describe()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What a confined child may run on its own: canonical paths with the
+    /// arguments each entry allows (what a program runs in its stead takes
+    /// any).
+    pub fn runnable(&self) -> Vec<(PathBuf, Args)> {
+        let mut out: Vec<(PathBuf, Args)> = Vec::new();
+        for p in &self.programs {
+            out.push((p.real.clone(), p.args.clone()));
+            out.extend(p.runs.iter().map(|r| (r.clone(), Args::Any)));
+        }
+        out.dedup();
+        out
+    }
+
+    /// Every file a confined child needs execute rights on.
+    pub fn executable(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.runnable().into_iter().map(|(p, _)| p).collect();
+        out.extend(self.programs.iter().flat_map(|p| p.needs.iter().cloned()));
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Refuses a program inside the job's read-write grants: the plugin
+/// could replace what runs.
+fn writable_by_job<'a>(
+    name: &str,
+    files: impl Iterator<Item = &'a PathBuf>,
+    fs: &[fs::FsGrant],
+) -> Result<(), String> {
+    let roots: Vec<(&fs::FsGrant, PathBuf)> = fs
+        .iter()
+        .filter(|g| g.access == fs::Access::ReadWrite)
+        .map(|g| (g, g.host.canonicalize().unwrap_or_else(|_| g.host.clone())))
+        .collect();
+    for file in files {
+        if let Some((g, _)) = roots
+            .iter()
+            .find(|(g, root)| file.starts_with(root) || file.starts_with(&g.host))
+        {
+            return Err(format!(
+                "exec grant `{name}`: {} is inside the job's read-write grant {} -> {}, so the plugin could replace what runs; install the program outside what the job may write",
+                file.display(),
+                g.guest,
+                g.host.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `"gzip"` or `{ program = "systemctl", args = ["reload", "nginx"] }`.
+fn parse_entry(v: &toml::Value) -> Result<(String, Args), String> {
+    match v {
+        toml::Value::String(s) => Ok((s.clone(), Args::Any)),
+        toml::Value::Table(t) => {
+            if let Some(k) = t.keys().find(|k| *k != "program" && *k != "args") {
+                return Err(format!(
+                    "exec grant: unknown key `{k}`; an entry is \"program\" or {{ program = \"...\", args = [...] }}"
+                ));
+            }
+            let program = t
+                .get("program")
+                .and_then(toml::Value::as_str)
+                .ok_or("exec grant: a table entry needs `program = \"...\"`")?
+                .to_owned();
+            let args = match t.get("args") {
+                None => Args::Any,
+                Some(toml::Value::Array(a)) => {
+                    let mut list = a
+                        .iter()
+                        .map(|x| {
+                            x.as_str().map(str::to_owned).ok_or_else(|| {
+                                format!("exec grant `{program}`: every argument is a string")
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if list.last().is_some_and(|l| l == "*") {
+                        list.pop();
+                        Args::Prefix(list)
+                    } else {
+                        Args::Exactly(list)
+                    }
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "exec grant `{program}`: `args` is a list of strings, ending in \"*\" to allow anything after"
+                    ));
+                }
+            };
+            Ok((program, args))
+        }
+        _ => Err(
+            "exec grant: an entry is a program name or { program = \"...\", args = [...] }".into(),
+        ),
+    }
+}
+
+/// What the kernel runs to start `file` (a script's interpreter and its
+/// own, an ELF file's loader) into `needs`, and what `#!/usr/bin/env X`
+/// makes env run into `runs`. Canonical paths.
+fn interpreters(file: &Path, needs: &mut Vec<PathBuf>, runs: &mut Vec<PathBuf>, depth: u8) {
+    use std::io::Read;
+    if depth > 4 {
+        return;
+    }
+    let mut head = vec![0u8; 64 << 10];
+    let n = std::fs::File::open(file)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    head.truncate(n);
+    let (interp, via_env) = if head.starts_with(b"#!") {
+        let line = head[2..].split(|b| *b == b'\n').next().unwrap_or_default();
+        let text = String::from_utf8_lossy(line);
+        let mut words = text.split_whitespace();
+        let interp = words.next().map(PathBuf::from);
+        let via_env = interp
+            .as_ref()
+            .filter(|i| i.ends_with("env"))
+            .and(words.find(|w| !w.starts_with('-')))
+            .and_then(|name| resolve_program(name, Path::new("/")).ok());
+        (interp, via_env)
+    } else {
+        (elf_interpreter(&head), None)
+    };
+    for (f, run) in [(interp, false), (via_env, true)] {
+        let Some(real) = f.and_then(|f| f.canonicalize().ok()) else {
+            continue;
+        };
+        let list = if run { &mut *runs } else { &mut *needs };
+        if !list.contains(&real) {
+            list.push(real.clone());
+            interpreters(&real, needs, runs, depth + 1);
+        }
+    }
+}
+
+/// The `PT_INTERP` of a little-endian ELF file (its dynamic loader).
+fn elf_interpreter(b: &[u8]) -> Option<PathBuf> {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[5] != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let wide = b[4] == 2;
+    let (phoff, size, count) = if wide {
+        (u64_at(0x20)? as usize, u16_at(0x36)?, u16_at(0x38)?)
+    } else {
+        (u32_at(0x1c)? as usize, u16_at(0x2a)?, u16_at(0x2c)?)
+    };
+    for i in 0..usize::from(count) {
+        let at = phoff + i * usize::from(size);
+        if u32_at(at)? != 3 {
+            continue; // not PT_INTERP
+        }
+        let (off, len) = if wide {
+            (u64_at(at + 8)? as usize, u64_at(at + 32)? as usize)
+        } else {
+            (u32_at(at + 4)? as usize, u32_at(at + 16)? as usize)
+        };
+        let raw = b.get(off..off + len)?;
+        let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
+        return Some(PathBuf::from(
+            String::from_utf8_lossy(&raw[..end]).into_owned(),
+        ));
+    }
+    None
+}
+
+/// Known wrappers that run another program in their stead: Debian's
+/// `pg_wrapper` behind `pg_dump`, `psql`, `vacuumdb`... runs the tool of
+/// each installed PostgreSQL version. Granting the name grants those.
+fn wrapped(real: &Path, name: &str) -> Vec<PathBuf> {
+    const PG_WRAPPER: &str = "/usr/share/postgresql-common/pg_wrapper";
+    if real != Path::new(PG_WRAPPER) {
+        return Vec::new();
+    }
+    let tool = Path::new(name)
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_default();
+    let mut out: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|v| v.path().join("bin").join(&tool))
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
+    out.sort();
+    out
 }
 
 /// Finds a program as the config names it: an absolute path (or one
@@ -114,6 +402,11 @@ pub struct ProcessContext<'a> {
     pub violations: &'a Violations,
     /// The job's own deadline; no child outlives it.
     pub deadline: Instant,
+    /// An empty directory children of a job without fs grants start in
+    /// (not `/`, where relative paths would name the whole system).
+    pub idle_dir: &'a Path,
+    /// Notes for the run's log (what best-effort confinement left out).
+    pub notes: &'a (dyn Fn(&str) + Sync),
 }
 
 fn deny(ctx: &ProcessContext<'_>, message: String) -> ExecError {
@@ -121,18 +414,21 @@ fn deny(ctx: &ProcessContext<'_>, message: String) -> ExecError {
     ExecError::Denied(message)
 }
 
+/// How long output may still arrive after the program exited and what it
+/// left was killed; a descriptor passed somewhere else cannot hold the
+/// call open longer.
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs one command on a plugin's behalf, as far as the grants allow.
 pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecError> {
     let program = ctx
         .grants
         .exec
-        .lookup(&cmd.program)
+        .lookup(&cmd.program, &cmd.args)
         .map_err(|m| deny(ctx, m))?
         .clone();
     let mut child = tokio::process::Command::new(&program.path);
     child.args(&cmd.args).env_clear().kill_on_drop(true);
-    let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
-    contained.apply(&mut child);
     for (name, value) in ctx.grants.env_values() {
         child.env(name, value);
     }
@@ -153,7 +449,7 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
             .grants
             .fs
             .first()
-            .map_or_else(|| PathBuf::from("/"), |g| g.host.clone()),
+            .map_or_else(|| ctx.idle_dir.to_owned(), |g| g.host.clone()),
     };
     child.current_dir(&cwd);
 
@@ -169,15 +465,34 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     child.stdout(output_stdio(ctx, &cmd.stdout)?);
     child.stderr(output_stdio(ctx, &cmd.stderr)?);
 
+    let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
+    contained.apply(&mut child);
+    let mut launch = confined(ctx, &program).await.map_err(|m| deny(ctx, m))?;
+    for note in &launch.notes {
+        (ctx.notes)(&format!("`{}` runs {note}", program.name));
+    }
+    launch.apply(&mut child);
+
     let budget = ctx.deadline.saturating_duration_since(Instant::now());
     let limit = cmd
         .timeout_ms
-        .map(std::time::Duration::from_millis)
+        .map(Duration::from_millis)
         .map_or(budget, |t| t.min(budget));
     let started = Instant::now();
-    let mut proc = child
-        .spawn()
-        .map_err(|e| ExecError::Spawn(format!("{}: {e}", program.path.display())))?;
+    let mut proc = match child.spawn() {
+        Ok(p) => p,
+        Err(e) => {
+            let step = launch
+                .failed_step()
+                .map(|s| format!(" (confining it: {s})"))
+                .unwrap_or_default();
+            return Err(ExecError::Spawn(format!(
+                "{}{step}: {e}",
+                program.path.display()
+            )));
+        }
+    };
+    launch.spawned();
     let pid = proc.id();
     contained.started(pid);
     tracing::debug!(program = %program.path.display(), args = ?cmd.args, pid, "exec");
@@ -197,22 +512,23 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         .take()
         .map(|s| tokio::spawn(read_capped(s, cap)));
 
-    let status = match tokio::time::timeout(limit, proc.wait()).await {
+    let waited = tokio::time::timeout(limit, proc.wait()).await;
+    // Whatever it left running would hold its output pipes open.
+    contained.kill_all();
+    launch.finish();
+    note_cap(ctx, &contained, &program);
+    let status = match waited {
         Ok(status) => {
             status.map_err(|e| ExecError::Io(format!("waiting for {}: {e}", program.name)))?
         }
         Err(_) => {
-            contained.kill_all();
             let _ = proc.wait().await;
-            note_cap(ctx, &contained, &program);
             return Err(ExecError::Timeout(limit.as_millis() as u64));
         }
     };
-    // Whatever it left running would hold its output pipes open.
-    contained.kill_all();
-    note_cap(ctx, &contained, &program);
     let (stdout, t1) = join_capture(out_task).await;
     let (stderr, t2) = join_capture(err_task).await;
+    note_refusals(ctx, &program, &stderr);
     use std::os::unix::process::ExitStatusExt;
     Ok(Exit {
         code: status.code(),
@@ -222,6 +538,128 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         truncated: t1 || t2,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Prepares the confinement of one call of `program` from the job's
+/// grants.
+async fn confined(ctx: &ProcessContext<'_>, program: &Program) -> Result<confine::Launch, String> {
+    let g = ctx.grants;
+    let mut plan = rules::Plan::with_base(&g.children.system_paths);
+    for grant in &g.fs {
+        let allow = match grant.access {
+            fs::Access::ReadOnly => rules::Allow::Read,
+            fs::Access::ReadWrite => rules::Allow::ReadWrite,
+        };
+        plan.paths.push((grant.host.clone(), allow));
+    }
+    plan.paths.extend(
+        g.exec
+            .executable()
+            .into_iter()
+            .map(|p| (p, rules::Allow::Execute)),
+    );
+    let network = !g.net.is_empty();
+    let net = if network {
+        let (resolved, ports) = g.net.resolve_for_children().await;
+        plan.tcp_connect = rules::ports(&ports).map(|mut p| {
+            // DNS over TCP, for answers too long for UDP.
+            p.push(53);
+            p
+        });
+        Some(resolved)
+    } else {
+        // No network namespace to leave: connecting and binding TCP is
+        // refused by Landlock too, in case namespaces are unavailable.
+        plan.tcp_connect = Some(Vec::new());
+        None
+    };
+    confine::Launch::prepare(confine::launch::Request {
+        mode: g.children.mode,
+        plan: &plan,
+        network,
+        run_as: g.children.run_as.as_ref(),
+        unix_granted: !g.children.unix.is_empty(),
+        rules: confine::supervisor::Rules {
+            program: program.name.clone(),
+            exec: g.exec.runnable(),
+            exec_described: g.exec.describe(),
+            net,
+            net_described: g.net.describe(),
+            resolvers: confine::supervisor::resolvers(),
+            unix: g.children.unix.clone(),
+            violations: ctx.violations.clone(),
+            refused: Default::default(),
+        },
+    })
+}
+
+/// Names what Landlock refused a program, from its own error output: a
+/// line that says "Permission denied" about a path the job's programs
+/// may not touch. Landlock tells only the program; this is how the run
+/// learns of it (and fails) even when the plugin ignores the exit status.
+fn note_refusals(ctx: &ProcessContext<'_>, program: &Program, stderr: &[u8]) {
+    let text = String::from_utf8_lossy(stderr);
+    for line in text
+        .lines()
+        .filter(|l| l.contains("Permission denied") || l.contains("Operation not permitted"))
+    {
+        let writing = WRITE_WORDS.iter().any(|w| line.contains(w));
+        let Some(path) = line
+            .split(|c: char| c.is_whitespace() || "`'\"‘’,():;".contains(c))
+            .find(|t| {
+                t.starts_with('/')
+                    && t.len() > 1
+                    // "/usr/bin/touch: cannot touch ...": the program
+                    // naming itself.
+                    && !ctx.grants.exec.names(t)
+                    && Path::new(t) != program.path
+                    && !allowed_to_children(ctx.grants, Path::new(t), writing)
+            })
+        else {
+            continue;
+        };
+        ctx.violations.record(format!(
+            "confined `{}` was refused {path}: its programs may touch only the job's fs grants ({}) and the system base; add a grant (or `system_paths = [...]` for reading) if the job needs it",
+            program.name,
+            fs::describe(&ctx.grants.fs)
+        ));
+        return;
+    }
+}
+
+/// Words of a program's error that say it was changing a file, not
+/// reading it (coreutils, tar, shells).
+const WRITE_WORDS: &[&str] = &[
+    "creat",
+    "writ",
+    "remov",
+    "touch",
+    "mkdir",
+    "make",
+    "move",
+    "renam",
+    "unlink",
+    "truncat",
+    "overwrit",
+    "chmod",
+    "chown",
+    "setting times",
+    "Read-only",
+];
+
+/// Whether a confined child may read (or, `writing`, change) `path`.
+fn allowed_to_children(g: &Grants, path: &Path, writing: bool) -> bool {
+    let rw =
+        g.fs.iter()
+            .any(|f| f.access == fs::Access::ReadWrite && path.starts_with(&f.host));
+    if writing {
+        return rw || confine::SYSTEM_DEVICES.iter().any(|p| path.starts_with(p));
+    }
+    rw || g.fs.iter().any(|f| path.starts_with(&f.host))
+        || g.children.system_paths.iter().any(|p| path.starts_with(p))
+        || confine::SYSTEM_BASE.iter().any(|p| path.starts_with(p))
+        || confine::SYSTEM_DEVICES.iter().any(|p| path.starts_with(p))
+        || confine::SYSTEM_RANDOM.iter().any(|p| path.starts_with(p))
 }
 
 /// Fails the run if the program ran into its process cap: what it did
@@ -269,10 +707,20 @@ async fn read_capped<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> (Vec<u8>, bo
     (kept, truncated)
 }
 
+/// The output a reader collected, waiting at most [`DRAIN`] for the
+/// stream to end (the program and everything it started are gone by
+/// now; only a descriptor that escaped could hold it open).
 async fn join_capture(task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>) -> (Vec<u8>, bool) {
-    match task {
-        Some(t) => t.await.unwrap_or_default(),
-        None => (Vec::new(), false),
+    let Some(t) = task else {
+        return (Vec::new(), false);
+    };
+    let abort = t.abort_handle();
+    match tokio::time::timeout(DRAIN, t).await {
+        Ok(r) => r.unwrap_or_default(),
+        Err(_) => {
+            abort.abort();
+            (Vec::new(), true)
+        }
     }
 }
 
@@ -280,24 +728,91 @@ async fn join_capture(task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>) ->
 mod tests {
     use super::*;
 
+    fn program(name: &str, args: Args) -> Program {
+        let path = resolve_program(name, Path::new("/")).unwrap();
+        Program {
+            name: name.into(),
+            real: path.canonicalize().unwrap(),
+            path,
+            needs: Vec::new(),
+            runs: Vec::new(),
+            args,
+        }
+    }
+
     #[test]
     fn resolves_bare_names_on_path_and_refuses_tricks() {
         let p = resolve_program("sh", Path::new("/")).unwrap();
         assert!(p.is_absolute());
         let policy = ExecPolicy {
-            programs: vec![Program {
-                name: "sh".into(),
-                path: p.clone(),
-            }],
+            programs: vec![program("sh", Args::Any)],
         };
-        assert!(policy.lookup("sh").is_ok());
-        assert!(policy.lookup(p.to_str().unwrap()).is_ok());
-        let e = policy.lookup("/usr/bin/../bin/sh").unwrap_err();
+        assert!(policy.lookup("sh", &[]).is_ok());
+        assert!(policy.lookup(p.to_str().unwrap(), &[]).is_ok());
+        let e = policy.lookup("/usr/bin/../bin/sh", &[]).unwrap_err();
         assert!(e.contains("not in the job's exec grant"), "{e}");
         assert!(
             resolve_program("no-such-program-opsd", Path::new("/"))
                 .unwrap_err()
                 .contains("PATH")
         );
+    }
+
+    #[test]
+    fn pinned_arguments_match_exactly_or_by_prefix() {
+        let reload = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let policy = ExecPolicy {
+            programs: vec![
+                program("sh", Args::Exactly(reload(&["-c", "true"]))),
+                program("env", Args::Prefix(reload(&["-i"]))),
+            ],
+        };
+        assert!(policy.lookup("sh", &reload(&["-c", "true"])).is_ok());
+        let e = policy.lookup("sh", &reload(&["-c", "id"])).unwrap_err();
+        assert!(e.contains("pins it to args = [\"-c\", \"true\"]"), "{e}");
+        assert!(policy.lookup("env", &reload(&["-i", "x=1"])).is_ok());
+        assert!(policy.lookup("env", &reload(&["x=1"])).is_err());
+        assert_eq!(
+            parse_entry(&toml::Value::Table(
+                toml::from_str("program = \"env\"\nargs = [\"-i\", \"*\"]").unwrap()
+            ))
+            .unwrap()
+            .1,
+            Args::Prefix(reload(&["-i"]))
+        );
+        assert!(
+            parse_entry(&toml::Value::Table(
+                toml::from_str("program = \"env\"\nargv = []").unwrap()
+            ))
+            .unwrap_err()
+            .contains("unknown key `argv`")
+        );
+    }
+
+    #[test]
+    fn finds_what_the_kernel_needs_to_start_a_program() {
+        let sh = resolve_program("sh", Path::new("/"))
+            .unwrap()
+            .canonicalize()
+            .unwrap();
+        let (mut needs, mut runs) = (Vec::new(), Vec::new());
+        interpreters(&sh, &mut needs, &mut runs, 0);
+        assert!(
+            needs
+                .iter()
+                .any(|n| n.to_string_lossy().contains("ld-linux")),
+            "{needs:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hook");
+        std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+        let (mut needs, mut runs) = (Vec::new(), Vec::new());
+        interpreters(&script, &mut needs, &mut runs, 0);
+        assert_eq!(needs.first(), Some(&sh), "{needs:?}");
+        assert!(runs.is_empty());
+        std::fs::write(&script, "#!/usr/bin/env -S sh -e\necho hi\n").unwrap();
+        let (mut needs, mut runs) = (Vec::new(), Vec::new());
+        interpreters(&script, &mut needs, &mut runs, 0);
+        assert_eq!(runs, [sh], "env runs sh: {needs:?}");
     }
 }

@@ -224,6 +224,9 @@ pub struct Runtime {
     cache: CompileCache,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     ticker: Ticker,
+    /// An empty directory beside the cache, where the programs of a job
+    /// with no fs grant start.
+    idle_dir: PathBuf,
 }
 
 impl Runtime {
@@ -240,7 +243,12 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
         crate::system::prime();
+        let idle_dir = cache_dir.with_file_name("idle");
+        if let Err(e) = std::fs::create_dir_all(&idle_dir) {
+            tracing::warn!(dir = %idle_dir.display(), error = %e, "cannot make the idle directory for programs");
+        }
         Ok(Runtime {
+            idle_dir,
             cache: CompileCache::new(cache_dir, &engine),
             ticker: Ticker::start(engine.clone())?,
             engine,
@@ -411,6 +419,8 @@ impl Runtime {
             store: None,
             jobs: no_jobs(),
             monitor: None,
+            idle_dir: self.idle_dir.clone(),
+            sandbox_logged: Default::default(),
         });
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream("stdout"))
@@ -527,6 +537,8 @@ impl Runtime {
             store: req.store.clone(),
             jobs: req.jobs.clone(),
             monitor: req.monitor.clone(),
+            idle_dir: self.idle_dir.clone(),
+            sandbox_logged: Default::default(),
         });
         let mut store = self.new_store(env, wasi, job.grants.limits.memory_bytes);
         let ctx = crate::bindings::opsd::plugin::types::Context {

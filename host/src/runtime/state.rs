@@ -25,6 +25,10 @@ pub struct RunEnv {
     pub jobs: super::JobsSource,
     /// The daemon's monitor, for `system.monitor`; none outside a run.
     pub monitor: Option<Arc<crate::monitor::Monitor>>,
+    /// Where programs of a job with no fs grant start.
+    pub idle_dir: std::path::PathBuf,
+    /// Whether the run's log says already what its programs may touch.
+    pub sandbox_logged: std::sync::atomic::AtomicBool,
 }
 
 /// The `T` of `Store<T>`: one per run, dropped with the instance.
@@ -215,10 +219,23 @@ impl process::Host for RunState {
     async fn run(&mut self, cmd: process::Command) -> Result<process::Exit, process::ExecError> {
         let env = self.env.clone();
         let program = cmd.program.clone();
+        if !env
+            .sandbox_logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            env.log.push(
+                "info",
+                "host",
+                &format!("programs {}", env.grants.child_sandbox().join("; ")),
+            );
+        }
+        let note = |line: &str| env.log.push("info", "host", line);
         let ctx = grants::process::ProcessContext {
             grants: &env.grants,
             violations: &env.violations,
             deadline: env.deadline,
+            idle_dir: &env.idle_dir,
+            notes: &note,
         };
         let result = grants::process::run(&ctx, cmd).await;
         match &result {

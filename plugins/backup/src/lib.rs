@@ -58,6 +58,10 @@ impl Plugin for Backup {
         .wants_exec("pg_dumpall")
         .wants_exec("psql")
         .wants_exec("tar")
+        // tar --gzip runs `sh -c gzip` (and `sh -c "gzip -d"` to read
+        // back); pg_dumpall runs pg_dump through `sh -c`.
+        .wants_exec("gzip")
+        .wants_exec("sh")
         .config_schema(SCHEMA)
         .suggested_schedule("0 3 * * *")
     }

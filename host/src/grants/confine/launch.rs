@@ -1,0 +1,646 @@
+//! Starting one confined child: everything is prepared in the daemon
+//! (ruleset, filter, descriptors, ids), and the forked child only makes
+//! system calls on it before `exec`, as the time between fork and exec in
+//! a threaded program requires (no allocation, no locks).
+//!
+//! The forked child first enters the namespaces, then forks once more:
+//! the grandchild is PID 1 of the new PID namespace and becomes the
+//! program; the child stays outside, holding nothing open, and mirrors
+//! the grandchild's exit status, so the daemon waits on it as on the
+//! program itself. When the program exits, the kernel kills whatever is
+//! left in its namespace.
+
+use super::supervisor::{Rules, Supervisor};
+use super::{Mode, Support, rules, seccomp};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// Steps of the child's setup, for the message when one fails.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Step {
+    Network = 1,
+    PidNamespace,
+    MountNamespace,
+    UserNamespace,
+    Fork,
+    Capabilities,
+    SwitchUser,
+    NoNewPrivs,
+    Descriptors,
+    Landlock,
+    Seccomp,
+    Supervisor,
+}
+
+impl Step {
+    fn from_byte(b: u8) -> Option<Step> {
+        use Step::*;
+        [
+            Network,
+            PidNamespace,
+            MountNamespace,
+            UserNamespace,
+            Fork,
+            Capabilities,
+            SwitchUser,
+            NoNewPrivs,
+            Descriptors,
+            Landlock,
+            Seccomp,
+            Supervisor,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 == b)
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Step::Network => "joining the empty network namespace",
+            Step::PidNamespace => "making its PID namespace",
+            Step::MountNamespace => "mounting its own /proc",
+            Step::UserNamespace => "making its user namespace",
+            Step::Fork => "starting it as PID 1 of its namespace",
+            Step::Capabilities => "dropping capabilities",
+            Step::SwitchUser => "switching to the job's user",
+            Step::NoNewPrivs => "setting no_new_privs",
+            Step::Descriptors => "closing inherited descriptors",
+            Step::Landlock => "applying the Landlock ruleset",
+            Step::Seccomp => "installing the seccomp filter",
+            Step::Supervisor => "handing the seccomp listener to the daemon",
+        }
+    }
+}
+
+/// What one exec call's child is confined by.
+pub(crate) struct Request<'a> {
+    pub mode: Mode,
+    pub plan: &'a rules::Plan,
+    /// Whether the job grants any network.
+    pub network: bool,
+    pub run_as: Option<&'a super::RunAs>,
+    pub unix_granted: bool,
+    pub rules: Rules,
+}
+
+/// Everything the child needs, prepared; plain data only, moved into the
+/// pre-exec closure.
+struct Setup {
+    root: bool,
+    netns: Option<i32>,
+    new_namespaces: bool,
+    uid_map: CString,
+    gid_map: CString,
+    run_as: Option<(u32, u32, Vec<libc::gid_t>)>,
+    last_cap: u32,
+    ruleset: Option<i32>,
+    filter: Option<Vec<libc::sock_filter>>,
+    socket: Option<i32>,
+    report: i32,
+}
+
+// SAFETY: `sock_filter` is plain data (integers); the struct holds no
+// pointers into shared state.
+unsafe impl Send for Setup {}
+// SAFETY: as above; the closure only reads it.
+unsafe impl Sync for Setup {}
+
+/// A prepared launch; keep it until the child has been spawned.
+pub(crate) struct Launch {
+    setup: Option<Setup>,
+    /// Descriptors the child uses; closed in the daemon once it spawned.
+    child_side: Vec<OwnedFd>,
+    report_read: Option<OwnedFd>,
+    supervisor: Option<Supervisor>,
+    /// What best-effort mode left out, for the run's log.
+    pub notes: Vec<String>,
+}
+
+impl Launch {
+    /// Prepares a launch, or says why this machine cannot confine as
+    /// `mode` requires.
+    pub fn prepare(req: Request<'_>) -> Result<Launch, String> {
+        let support = Support::get();
+        let mut notes = Vec::new();
+        let missing = support.missing();
+        if !missing.is_empty() {
+            match req.mode {
+                Mode::Strict => {
+                    return Err(format!(
+                        "this machine cannot confine programs as the job's sandbox requires: it lacks {}; fix that, or set `[sandbox] exec = \"best-effort\"` (or the job's own `[job.sandbox]`) to run them with what there is",
+                        missing.join("; ")
+                    ));
+                }
+                Mode::BestEffort => notes.extend(missing.iter().map(|m| format!("without {m}"))),
+            }
+        }
+        if req.run_as.is_some() && !support.root {
+            return Err(
+                "grants.user needs opsd to run as root: only root may switch users".to_owned(),
+            );
+        }
+        let mut child_side = Vec::new();
+        let ruleset = if support.landlock_abi > 0 {
+            let (fd, _skipped) = rules::build(req.plan, req.mode)?;
+            let raw = fd.as_raw_fd();
+            child_side.push(fd);
+            Some(raw)
+        } else {
+            None
+        };
+        let (filter, socket, supervisor) = if support.seccomp_notify.is_ok() {
+            let (ours, theirs) = socket_pair().map_err(|e| format!("socketpair: {e}"))?;
+            let raw = theirs.as_raw_fd();
+            child_side.push(theirs);
+            let sup = Supervisor::start(ours, Arc::new(req.rules))
+                .map_err(|e| format!("starting the exec supervisor: {e}"))?;
+            (
+                Some(seccomp::filter(req.unix_granted)),
+                Some(raw),
+                Some(sup),
+            )
+        } else {
+            (None, None, None)
+        };
+        let (report_read, report_write) = pipe().map_err(|e| format!("pipe: {e}"))?;
+        let report = report_write.as_raw_fd();
+        child_side.push(report_write);
+        let namespaces = support.namespaces.is_ok();
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let setup = Setup {
+            root: support.root,
+            netns: if support.root && !req.network && namespaces {
+                support.empty_netns()
+            } else {
+                None
+            },
+            new_namespaces: namespaces,
+            uid_map: CString::new(format!("{uid} {uid} 1")).unwrap_or_default(),
+            gid_map: CString::new(format!("{gid} {gid} 1")).unwrap_or_default(),
+            run_as: req.run_as.map(|r| {
+                (
+                    r.uid,
+                    r.gid,
+                    r.groups.iter().map(|g| *g as libc::gid_t).collect(),
+                )
+            }),
+            last_cap: last_cap(),
+            ruleset,
+            filter,
+            socket,
+            report,
+        };
+        if !support.root && req.network && namespaces {
+            // Unprivileged: a fresh network namespace is the only kind
+            // there is, so a job with network grants keeps the host's.
+            notes.push("network: the host's (opsd is not root)".into());
+        }
+        Ok(Launch {
+            setup: Some(setup),
+            child_side,
+            report_read: Some(report_read),
+            supervisor,
+            notes,
+        })
+    }
+
+    /// Adds the confinement to `cmd`, after any other pre-exec step.
+    pub fn apply(&mut self, cmd: &mut tokio::process::Command) {
+        let Some(setup) = self.setup.take() else {
+            return;
+        };
+        // SAFETY: `confine_child` runs between fork and exec and makes
+        // only system calls on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || confine_child(&setup));
+        }
+    }
+
+    /// Closes the daemon's copies of what the child used.
+    pub fn spawned(&mut self) {
+        self.child_side.clear();
+    }
+
+    /// Which step failed, after a failed spawn.
+    pub fn failed_step(&mut self) -> Option<&'static str> {
+        self.child_side.clear();
+        let fd = self.report_read.take()?;
+        let mut b = [0u8; 1];
+        // SAFETY: reading one byte into a live buffer; the write end is
+        // closed, so this does not block.
+        let n = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        (n == 1)
+            .then(|| Step::from_byte(b[0]).map(Step::words))
+            .flatten()
+    }
+
+    /// Lets the supervisor run on by itself: it ends when the last
+    /// process carrying the filter does.
+    pub fn finish(mut self) {
+        drop(self.supervisor.take());
+    }
+}
+
+fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: socketpair fills the two-element array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The highest capability number this kernel knows.
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+/// Whether namespaces can be made here: a forked child tries.
+pub(super) fn probe_namespaces(root: bool) -> Result<(), String> {
+    let flags = if root {
+        libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS
+    } else {
+        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS
+    };
+    // SAFETY: the child only calls unshare and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: async-signal-safe calls in the forked child.
+        unsafe {
+            let rc = libc::unshare(flags);
+            let errno = if rc == 0 {
+                0
+            } else {
+                *libc::__errno_location()
+            };
+            libc::_exit(errno.min(255));
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child we just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        errno => Err(format!(
+            "unshare: {} ({})",
+            std::io::Error::from_raw_os_error(errno),
+            if root {
+                "a container or a seccomp profile that forbids namespaces"
+            } else {
+                "user namespaces are off: sysctl kernel.unprivileged_userns_clone or user.max_user_namespaces"
+            }
+        )),
+    }
+}
+
+/// Notes the failing step for the daemon and returns the error.
+fn fail(s: &Setup, step: Step) -> std::io::Error {
+    let e = std::io::Error::last_os_error();
+    let b = [step as u8];
+    // SAFETY: write(2) of one byte from a live buffer.
+    unsafe {
+        libc::write(s.report, b.as_ptr().cast(), 1);
+    }
+    e
+}
+
+macro_rules! check {
+    ($s:expr, $step:expr, $rc:expr) => {
+        if ($rc) < 0 {
+            return Err(fail($s, $step));
+        }
+    };
+}
+
+/// Runs in the forked child: namespaces, privileges, descriptors,
+/// Landlock and seccomp, in that order (each later step needs what the
+/// earlier ones still had: namespaces need capabilities, the filter needs
+/// `no_new_privs`).
+fn confine_child(s: &Setup) -> std::io::Result<()> {
+    // SAFETY (whole function): only system calls, on memory prepared
+    // before the fork; no allocation.
+    unsafe {
+        let mut pid_namespace = false;
+        if s.new_namespaces {
+            if s.root {
+                if let Some(fd) = s.netns {
+                    check!(s, Step::Network, libc::setns(fd, libc::CLONE_NEWNET));
+                }
+                check!(
+                    s,
+                    Step::PidNamespace,
+                    libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS)
+                );
+            } else {
+                check!(
+                    s,
+                    Step::UserNamespace,
+                    libc::unshare(
+                        libc::CLONE_NEWUSER
+                            | libc::CLONE_NEWNET
+                            | libc::CLONE_NEWPID
+                            | libc::CLONE_NEWNS
+                    )
+                );
+                check!(
+                    s,
+                    Step::UserNamespace,
+                    write_file(c"/proc/self/setgroups", b"deny")
+                );
+                check!(
+                    s,
+                    Step::UserNamespace,
+                    write_file(c"/proc/self/uid_map", s.uid_map.as_bytes())
+                );
+                check!(
+                    s,
+                    Step::UserNamespace,
+                    write_file(c"/proc/self/gid_map", s.gid_map.as_bytes())
+                );
+            }
+            // Mounts made from here on stay in this namespace.
+            check!(
+                s,
+                Step::MountNamespace,
+                libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null()
+                )
+            );
+            pid_namespace = true;
+        }
+        if pid_namespace {
+            // fork(2) without glibc's atfork handlers.
+            let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+            check!(s, Step::Fork, pid);
+            if pid > 0 {
+                relay(pid as libc::pid_t);
+            }
+            // PID 1 of the new namespace: dies with the relay.
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // A /proc of its own namespace: /proc/self works for every
+            // process it starts, and no other process is there to see.
+            check!(
+                s,
+                Step::MountNamespace,
+                libc::mount(
+                    c"proc".as_ptr(),
+                    c"/proc".as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null()
+                )
+            );
+        }
+        // Capabilities (when there are any to drop: as root, or inside
+        // the user namespace): the bounding set first (it needs
+        // CAP_SETPCAP), then lock root out of ever regaining them on exec.
+        let privileged = s.root || pid_namespace;
+        for cap in 0..=s.last_cap {
+            if !privileged {
+                break;
+            }
+            libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+        }
+        let bits = libc::SECBIT_NOROOT
+            | libc::SECBIT_NOROOT_LOCKED
+            | libc::SECBIT_NO_SETUID_FIXUP
+            | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+            | libc::SECBIT_KEEP_CAPS_LOCKED
+            | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+            | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+        if privileged {
+            check!(
+                s,
+                Step::Capabilities,
+                libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0)
+            );
+        }
+        if let Some((uid, gid, groups)) = &s.run_as {
+            check!(
+                s,
+                Step::SwitchUser,
+                libc::setgroups(groups.len(), groups.as_ptr())
+            );
+            check!(s, Step::SwitchUser, libc::setresgid(*gid, *gid, *gid));
+            check!(s, Step::SwitchUser, libc::setresuid(*uid, *uid, *uid));
+        }
+        if privileged {
+            check!(s, Step::Capabilities, drop_all_capabilities());
+        }
+        check!(
+            s,
+            Step::Capabilities,
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0
+            )
+        );
+        check!(
+            s,
+            Step::NoNewPrivs,
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        );
+        // Nothing but stdin, stdout and stderr survives the exec.
+        check!(
+            s,
+            Step::Descriptors,
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC
+            )
+        );
+        if let Some(ruleset) = s.ruleset {
+            // Its own /proc (read only): a private one in its namespace,
+            // else just its own entry (then what it starts has none).
+            let own = libc::open(
+                if pid_namespace {
+                    c"/proc".as_ptr()
+                } else {
+                    c"/proc/self".as_ptr()
+                },
+                libc::O_PATH | libc::O_CLOEXEC,
+            );
+            if own >= 0 {
+                let attr = PathBeneathAttr {
+                    allowed_access: LANDLOCK_READ,
+                    parent_fd: own,
+                };
+                libc::syscall(
+                    libc::SYS_landlock_add_rule,
+                    ruleset,
+                    1u32, // LANDLOCK_RULE_PATH_BENEATH
+                    &attr as *const PathBeneathAttr,
+                    0u32,
+                );
+                libc::close(own);
+            }
+            check!(
+                s,
+                Step::Landlock,
+                libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32)
+            );
+        }
+        if let (Some(filter), Some(socket)) = (&s.filter, s.socket) {
+            let listener = match seccomp::install(filter) {
+                Ok(fd) => fd,
+                Err(_) => return Err(fail(s, Step::Seccomp)),
+            };
+            check!(s, Step::Supervisor, send_fd(socket, listener));
+            libc::close(listener);
+        }
+    }
+    Ok(())
+}
+
+/// `struct landlock_path_beneath_attr`.
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR.
+const LANDLOCK_READ: u64 = (1 << 2) | (1 << 3);
+
+/// The relay: holds nothing open, waits for the program and leaves the
+/// way it did, so the daemon sees the program's own exit status.
+unsafe fn relay(child: libc::pid_t) -> ! {
+    // SAFETY: system calls only, in the forked child.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(child, &mut status, 0);
+            if r == child {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        let sig = libc::WTERMSIG(status);
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig)
+    }
+}
+
+unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> libc::c_int {
+    // SAFETY: open/write/close on a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return -1;
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+        if n == data.len() as isize { 0 } else { -1 }
+    }
+}
+
+/// capset(2) to nothing: no effective, permitted or inheritable
+/// capability.
+unsafe fn drop_all_capabilities() -> libc::c_long {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads the header and two data structs.
+    unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) }
+}
+
+/// Sends one descriptor over a Unix socket.
+unsafe fn send_fd(socket: i32, fd: i32) -> libc::ssize_t {
+    // SAFETY: every pointer in `msg` refers to a live stack buffer; the
+    // CMSG macros stay inside `control`.
+    unsafe {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut control = [0u64; 4];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL)
+    }
+}
