@@ -321,11 +321,10 @@ impl axum::serve::Listener for OutsideSandboxes {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.0.accept().await {
-                Ok((stream, addr)) => match sandboxed_peer(&stream) {
-                    Some(pid) => tracing::warn!(
-                        pid,
-                        "refused a control socket connection from a program a job started"
-                    ),
+                Ok((stream, addr)) => match refused_peer(&stream) {
+                    Some((pid, why)) => {
+                        tracing::warn!(pid, "refused a control socket connection from {why}")
+                    }
                     None => return (stream, addr),
                 },
                 Err(e) => {
@@ -341,18 +340,28 @@ impl axum::serve::Listener for OutsideSandboxes {
     }
 }
 
-/// The peer's pid when it runs in a job's sandbox: another PID namespace
-/// than the daemon's, or one of the daemon's per-call pids cgroups.
-fn sandboxed_peer(stream: &UnixStream) -> Option<i32> {
-    let pid = stream.peer_cred().ok()?.pid()?;
+/// The peer's pid when it may not drive the daemon: it runs in a job's
+/// sandbox (another PID namespace than the daemon's, or one of the
+/// daemon's per-call pids cgroups), or as a user other than root and the
+/// daemon's.
+fn refused_peer(stream: &UnixStream) -> Option<(i32, &'static str)> {
+    let cred = stream.peer_cred().ok()?;
+    let pid = cred.pid()?;
+    // Only root and the daemon's own user drive it, whatever the file's
+    // mode says.
+    // SAFETY: geteuid(2) has no preconditions.
+    if cred.uid() != 0 && cred.uid() != unsafe { libc::geteuid() } {
+        return Some((pid, "a user who may not drive opsd"));
+    }
+    let sandboxed = (pid, "a program a job started");
     let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
     if ns(&pid.to_string()) != ns("self") {
-        return Some(pid);
+        return Some(sandboxed);
     }
     let marker = format!("/opsd-{}-", std::process::id());
     std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|c| c.contains(&marker))
-        .then_some(pid)
+        .then_some(sandboxed)
 }
 
 /// A connection to a running daemon's control socket.

@@ -997,6 +997,82 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_modes_users_and_program_grants_are_checked() {
+        let job = |grants: &str, extra: &str| {
+            format!(
+                "data_dir = \"/tmp/x\"\n{extra}\n[[job]]\nname = \"j\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\n{grants}\n"
+            )
+        };
+        use crate::grants::confine::Mode;
+        let c = parse(&job("exec = [\"sh\"]", "")).unwrap();
+        assert_eq!(c.jobs[0].grants.children.mode, Mode::Strict);
+        let c = parse(&job("exec = [\"sh\"]", "[sandbox]\nexec = \"best-effort\"")).unwrap();
+        assert_eq!(c.jobs[0].grants.children.mode, Mode::BestEffort);
+        let c = parse(&format!(
+            "{}[job.sandbox]\nexec = \"best-effort\"\n",
+            job("exec = [\"sh\"]", "")
+        ))
+        .unwrap();
+        assert_eq!(c.jobs[0].grants.children.mode, Mode::BestEffort);
+        assert!(parse(&job("", "[sandbox]\nexec = \"lax\"")).is_err());
+
+        let c = parse(&job("user = \"nobody\"\nexec = [\"id\"]", "")).unwrap();
+        let r = c.jobs[0].grants.children.run_as.as_ref().unwrap();
+        assert_eq!((r.uid, r.user.as_str()), (65534, "nobody"));
+        let cases = [
+            (
+                "user = \"no-such-user-opsd\"",
+                "grants.user: user `no-such-user-opsd` does not exist",
+            ),
+            ("group = \"nogroup\"", "grants.group needs grants.user"),
+            (
+                "system_paths = [\"etc/pg\"]",
+                "system_paths entry `etc/pg` must be absolute",
+            ),
+            (
+                "net = [\"unix:run/pg.sock\"]",
+                "a Unix socket is named by its absolute path",
+            ),
+            (
+                "net = [\"unix:/tmp/x/opsd.sock\"]",
+                "is opsd's own control socket or data directory",
+            ),
+            (
+                "exec = [{ program = \"sh\", argv = [] }]",
+                "exec grant: unknown key `argv`",
+            ),
+            (
+                "exec = [{ program = \"sh\", args = \"-c\" }]",
+                "`args` is a list of strings",
+            ),
+            ("exec = [{ args = [] }]", "a table entry needs `program"),
+        ];
+        for (grants, want) in cases {
+            let e = parse(&job(grants, "")).unwrap_err().to_string();
+            assert!(e.contains(want), "{grants}: {e}");
+        }
+        // A program the plugin may rewrite is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let grants = format!(
+            "fs = [{{ host = \"{d}\", guest = \"/d\", access = \"rw\" }}]\nexec = [\"{t}\"]",
+            d = dir.path().display(),
+            t = tool.display()
+        );
+        let e = parse(&job(&grants, "")).unwrap_err().to_string();
+        assert!(
+            e.contains("is inside the job's read-write grant /d")
+                && e.contains("could replace what runs"),
+            "{e}"
+        );
+        let ro = grants.replace("\"rw\"", "\"ro\"");
+        assert!(parse(&job(&ro, "")).is_ok());
+    }
+
+    #[test]
     fn the_http_listener_is_loopback_unless_configured() {
         let c = parse("data_dir = \"/tmp/x\"\n").unwrap();
         let addr = c.http.expect("on by default");

@@ -8,6 +8,7 @@ mod util;
 mod audit;
 mod backup;
 mod cert_renew;
+mod children;
 mod crash;
 mod daemon;
 mod dropin;

@@ -300,6 +300,30 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     let ro = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"ro\", create = true }]";
     let addr = tiny_http_server().to_string();
     let port = addr.rsplit(':').next().unwrap_or("1").to_owned();
+    let data = env.path("data").display().to_string();
+    // A root-only file no job grants: a program running as root owns it.
+    let root_only = env.path("root-only");
+    std::fs::write(&root_only, "mine\n").unwrap();
+    std::fs::set_permissions(
+        &root_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let root_only = root_only.display().to_string();
+    // A System V shared memory segment on the host.
+    let shm = std::process::Command::new("ipcmk")
+        .args(["-M", "4096"])
+        .output()
+        .expect("ipcmk");
+    let shm_id = String::from_utf8_lossy(&shm.stdout)
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let python = |code: &str| -> Vec<&'static str> {
+        vec!["-c", Box::leak(code.to_owned().into_boxed_str())]
+    };
     // A plugin that runs `program args` and pretends all went well: only
     // the host's refusal can fail the run.
     let hides = |program: &str, args: &[&str]| {
@@ -614,6 +638,91 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "failed",
             "`sh` with arguments [\"-c\", \"id\"] is not allowed by the job's exec grant, which pins it to args = [\"-c\", \"true\"]".into(),
         ),
+        // What a first review broke, each now refused.
+        (
+            "chmod-as-root",
+            hides("chmod", &["0666", &root_only]),
+            "[job.grants]\nexec = [\"chmod\"]".into(),
+            "failed",
+            format!("confined `chmod` tried to change the mode, owner, times or attributes of {root_only}"),
+        ),
+        (
+            "backdate-as-root",
+            hides("touch", &["-c", "-d", "2001-01-01", &root_only]),
+            "[job.grants]\nexec = [\"touch\"]".into(),
+            "failed",
+            "confined `touch` tried to change the mode, owner, times or attributes of".into(),
+        ),
+        (
+            "ld-so-runs-anything",
+            hides("sh", &["-c", "/lib64/ld-linux-x86-64.so.2 /usr/bin/id"]),
+            "[job.grants]\nexec = [\"sh\"]".into(),
+            "failed",
+            "ld-linux-x86-64.so.2, which the job's exec grant (sh) does not name".into(),
+        ),
+        (
+            "ld-so-through-proc",
+            hides("sh", &["-c", "cd /lib64 && /proc/1/cwd/ld-linux-x86-64.so.2 /usr/bin/id"]),
+            "[job.grants]\nexec = [\"sh\"]".into(),
+            "failed",
+            "which could not be checked".into(),
+        ),
+        (
+            "preload-from-a-grant",
+            runs("sh", &["-c", &format!("cp /usr/lib/x86_64-linux-gnu/libm.so.6 {data}/x.so && LD_PRELOAD={data}/x.so id -u 2>&1")]),
+            format!("{rw}\nexec = [\"sh\", \"cp\", \"id\"]"),
+            "ok",
+            "cannot be preloaded".into(),
+        ),
+        (
+            "memfd-exec",
+            hides("/usr/bin/python3", &python("import os; fd = os.memfd_create('x'); os.write(fd, open('/usr/bin/id', 'rb').read()); os.execve(fd, ['id'], {})")),
+            "[job.grants]\nexec = [\"/usr/bin/python3\"]".into(),
+            "failed",
+            "confined `/usr/bin/python3` tried to run /memfd:x".into(),
+        ),
+        (
+            "unix-datagrams",
+            runs("/usr/bin/python3", &python("import socket, errno\nfor name, make in [('dgram', lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)), ('raw', lambda: socket.socket(socket.AF_UNIX, socket.SOCK_RAW)), ('pair', lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM))]:\n    try:\n        make(); print(name, 'allowed')\n    except OSError as e:\n        print(name, errno.errorcode[e.errno])")),
+            "[job.grants]\nexec = [\"/usr/bin/python3\"]".into(),
+            "ok",
+            "dgram EACCES\nraw EACCES\npair EACCES".into(),
+        ),
+        (
+            "vsock",
+            hides("/usr/bin/python3", &python("import socket; socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)")),
+            "[job.grants]\nexec = [\"/usr/bin/python3\"]".into(),
+            "failed",
+            "tried to open a socket of address family 40 (vsock, to the hypervisor)".into(),
+        ),
+        (
+            "tcp-fast-open",
+            hides("/usr/bin/python3", &python(&format!("import socket; s = socket.socket(); s.sendto(b'x', socket.MSG_FASTOPEN, ('127.0.0.1', {port}))"))),
+            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"127.0.0.1:1\"]"),
+            "failed",
+            "tried TCP Fast Open".into(),
+        ),
+        (
+            "listen",
+            hides("/usr/bin/python3", &python("import socket; s = socket.socket(); s.listen()")),
+            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"{addr}\"]"),
+            "failed",
+            "tried to listen for connections".into(),
+        ),
+        (
+            "host-shared-memory",
+            runs("cat", &["/proc/sysvipc/shm"]),
+            "[job.grants]\nexec = [\"cat\"]".into(),
+            "ok",
+            "key".into(),
+        ),
+        (
+            "pinned-argv-overflow",
+            hides("sh", &["-c", &format!("ls {data} $(printf %05000d 0) /etc/ssl")]),
+            format!("{rw}\nexec = [\"sh\", {{ program = \"ls\", args = [\"{data}\"] }}]"),
+            "failed",
+            "with arguments too long to check".into(),
+        ),
         (
             "output-flood",
             "action = \"exec-count\"\nprogram = \"head\"\nargs = [\"-c\", \"100000000\", \"/dev/zero\"]".into(),
@@ -650,6 +759,22 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     assert!(!env.path("escape").exists());
     assert!(!std::path::Path::new("/etc/opsd-escape-cp").exists());
     assert!(!std::path::Path::new("/etc/opsd-escape.tar").exists());
+    // The root-only file kept its mode; the host's shared memory was not
+    // to be seen.
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&root_only).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    let shm = env.run_job("host-shared-memory");
+    assert_eq!(
+        shm["summary"].as_str().unwrap_or_default().lines().count(),
+        1,
+        "only the header: {shm:#}"
+    );
+    let _ = std::process::Command::new("ipcrm")
+        .args(["-m", &shm_id])
+        .status();
     // The process outside every sandbox was not signalled.
     let mut outsider = outsider;
     let status = outsider.try_wait().unwrap();

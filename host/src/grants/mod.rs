@@ -278,12 +278,13 @@ impl Grants {
 pub struct Violations(Arc<Mutex<Vec<String>>>);
 
 impl Violations {
-    /// Records a denial.
+    /// Records a denial; the first hundred of a run are kept and logged, so
+    /// a plugin looping on refused calls cannot flood the daemon's log.
     pub fn record(&self, message: String) {
-        tracing::warn!(denied = %message, "grant violation");
         if let Ok(mut v) = self.0.lock()
             && v.len() < 100
         {
+            tracing::warn!(denied = %message, "grant violation");
             v.push(message);
         }
     }

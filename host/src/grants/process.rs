@@ -528,7 +528,7 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     };
     let (stdout, t1) = join_capture(out_task).await;
     let (stderr, t2) = join_capture(err_task).await;
-    note_refusals(ctx, &program, &stderr);
+    note_refusals(ctx, &program, &cwd, &stderr);
     use std::os::unix::process::ExitStatusExt;
     Ok(Exit {
         code: status.code(),
@@ -579,6 +579,12 @@ async fn confined(ctx: &ProcessContext<'_>, program: &Program) -> Result<confine
         network,
         run_as: g.children.run_as.as_ref(),
         unix_granted: !g.children.unix.is_empty(),
+        writable: g
+            .fs
+            .iter()
+            .filter(|f| f.access == fs::Access::ReadWrite)
+            .map(|f| f.host.clone())
+            .collect(),
         rules: confine::supervisor::Rules {
             program: program.name.clone(),
             exec: g.exec.runnable(),
@@ -597,7 +603,7 @@ async fn confined(ctx: &ProcessContext<'_>, program: &Program) -> Result<confine
 /// line that says "Permission denied" about a path the job's programs
 /// may not touch. Landlock tells only the program; this is how the run
 /// learns of it (and fails) even when the plugin ignores the exit status.
-fn note_refusals(ctx: &ProcessContext<'_>, program: &Program, stderr: &[u8]) {
+fn note_refusals(ctx: &ProcessContext<'_>, program: &Program, cwd: &Path, stderr: &[u8]) {
     let text = String::from_utf8_lossy(stderr);
     for line in text
         .lines()
@@ -606,18 +612,16 @@ fn note_refusals(ctx: &ProcessContext<'_>, program: &Program, stderr: &[u8]) {
         let writing = WRITE_WORDS.iter().any(|w| line.contains(w));
         let Some(path) = line
             .split(|c: char| c.is_whitespace() || "`'\"‘’,():;".contains(c))
-            .find(|t| {
-                t.starts_with('/')
-                    && t.len() > 1
-                    // "/usr/bin/touch: cannot touch ...": the program
-                    // naming itself.
-                    && !ctx.grants.exec.names(t)
-                    && Path::new(t) != program.path
-                    && !allowed_to_children(ctx.grants, Path::new(t), writing)
-            })
+            .filter(|t| t.len() > 1 && t.contains('/'))
+            // "/usr/bin/touch: cannot touch ...": the program naming
+            // itself.
+            .filter(|t| !ctx.grants.exec.names(t) && Path::new(t) != program.path)
+            .map(|t| lexically_absolute(cwd, t))
+            .find(|p| !allowed_to_children(ctx.grants, p, writing))
         else {
             continue;
         };
+        let path = path.display();
         ctx.violations.record(format!(
             "confined `{}` was refused {path}: its programs may touch only the job's fs grants ({}) and the system base; add a grant (or `system_paths = [...]` for reading) if the job needs it",
             program.name,
@@ -625,6 +629,23 @@ fn note_refusals(ctx: &ProcessContext<'_>, program: &Program, stderr: &[u8]) {
         ));
         return;
     }
+}
+
+/// `path` from `cwd`, with `.` and `..` resolved as written (what a
+/// program's message names, not what the file system holds now).
+fn lexically_absolute(cwd: &Path, path: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in cwd.join(path).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Words of a program's error that say it was changing a file, not

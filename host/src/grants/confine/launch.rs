@@ -59,7 +59,7 @@ impl Step {
         match self {
             Step::Network => "joining the empty network namespace",
             Step::PidNamespace => "making its PID namespace",
-            Step::MountNamespace => "mounting its own /proc",
+            Step::MountNamespace => "mounting its own /proc and its grants",
             Step::UserNamespace => "making its user namespace",
             Step::Fork => "starting it as PID 1 of its namespace",
             Step::Capabilities => "dropping capabilities",
@@ -81,6 +81,10 @@ pub(crate) struct Request<'a> {
     pub network: bool,
     pub run_as: Option<&'a super::RunAs>,
     pub unix_granted: bool,
+    /// Directories the plugin may write: mounted noexec for the child, so
+    /// nothing the plugin wrote there runs or loads as code (a library
+    /// through LD_PRELOAD included).
+    pub writable: Vec<std::path::PathBuf>,
     pub rules: Rules,
 }
 
@@ -95,6 +99,8 @@ struct Setup {
     run_as: Option<(u32, u32, Vec<libc::gid_t>)>,
     last_cap: u32,
     ruleset: Option<i32>,
+    /// The job's rw grants, remounted noexec in the child's namespace.
+    writable: Vec<CString>,
     filter: Option<Vec<libc::sock_filter>>,
     socket: Option<i32>,
     report: i32,
@@ -155,11 +161,11 @@ impl Launch {
             child_side.push(theirs);
             let sup = Supervisor::start(ours, Arc::new(req.rules))
                 .map_err(|e| format!("starting the exec supervisor: {e}"))?;
-            (
-                Some(seccomp::filter(req.unix_granted)),
-                Some(raw),
-                Some(sup),
-            )
+            let policy = seccomp::Policy {
+                unix_allowed: req.unix_granted,
+                as_root: support.root && req.run_as.is_none(),
+            };
+            (Some(seccomp::filter(&policy)), Some(raw), Some(sup))
         } else {
             (None, None, None)
         };
@@ -188,6 +194,11 @@ impl Launch {
             }),
             last_cap: last_cap(),
             ruleset,
+            writable: req
+                .writable
+                .iter()
+                .filter_map(|p| CString::new(p.as_os_str().as_encoded_bytes()).ok())
+                .collect(),
             filter,
             socket,
             report,
@@ -282,9 +293,13 @@ fn last_cap() -> u32 {
 /// Whether namespaces can be made here: a forked child tries.
 pub(super) fn probe_namespaces(root: bool) -> Result<(), String> {
     let flags = if root {
-        libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS
+        libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWIPC
     } else {
-        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS
+        libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
     };
     // SAFETY: the child only calls unshare and _exit.
     let pid = unsafe { libc::fork() };
@@ -356,7 +371,7 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
                 check!(
                     s,
                     Step::PidNamespace,
-                    libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS)
+                    libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC)
                 );
             } else {
                 check!(
@@ -367,6 +382,7 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
                             | libc::CLONE_NEWNET
                             | libc::CLONE_NEWPID
                             | libc::CLONE_NEWNS
+                            | libc::CLONE_NEWIPC
                     )
                 );
                 check!(
@@ -427,6 +443,37 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
                     std::ptr::null()
                 )
             );
+            for dir in &s.writable {
+                check!(
+                    s,
+                    Step::MountNamespace,
+                    libc::mount(
+                        dir.as_ptr(),
+                        dir.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null()
+                    )
+                );
+                check!(
+                    s,
+                    Step::MountNamespace,
+                    libc::mount(
+                        std::ptr::null(),
+                        dir.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND
+                            | libc::MS_REMOUNT
+                            | libc::MS_NOEXEC
+                            | libc::MS_NOSUID
+                            | libc::MS_NODEV,
+                        std::ptr::null()
+                    )
+                );
+            }
+            // No executable memfds in this namespace (Linux 6.3+; older
+            // kernels have no such knob, and the write fails harmlessly).
+            write_file(c"/proc/sys/vm/memfd_noexec", b"2");
         }
         // Capabilities (when there are any to drop: as root, or inside
         // the user namespace): the bounding set first (it needs

@@ -44,24 +44,6 @@ const fn arg_low(n: u32) -> u32 {
     16 + 8 * n
 }
 
-fn stmt(code: u32, k: u32) -> sock_filter {
-    sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
-
 const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
 const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
@@ -69,14 +51,158 @@ const JSET: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
 const RET: u32 = libc::BPF_RET | libc::BPF_K;
 const AND: u32 = libc::BPF_ALU | libc::BPF_AND | libc::BPF_K;
 
-/// The filter; `unix_allowed` (the job grants a Unix socket) lets its
-/// programs make Unix datagram sockets too.
-pub fn filter(unix_allowed: bool) -> Vec<sock_filter> {
-    // (syscall, what happens) for calls decided on their number alone.
+const fn arg_high(n: u32) -> u32 {
+    20 + 8 * n
+}
+
+/// Where a conditional jump goes: on to the next instruction, or to a
+/// label placed later.
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    Label(&'static str),
+}
+
+/// A classic-BPF program with forward labels, resolved by [`Asm::finish`];
+/// labels are local to the block they are placed in (each syscall's).
+struct Asm {
+    ins: Vec<(u32, To, To, u32)>,
+    /// (label, instruction index) of the current block.
+    labels: Vec<(&'static str, usize)>,
+    out: Vec<sock_filter>,
+}
+
+impl Asm {
+    fn new() -> Asm {
+        Asm {
+            ins: Vec::new(),
+            labels: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn op(&mut self, code: u32, k: u32) -> &mut Self {
+        self.ins.push((code, To::Next, To::Next, k));
+        self
+    }
+
+    fn jump(&mut self, code: u32, k: u32, jt: To, jf: To) -> &mut Self {
+        self.ins.push((code, jt, jf, k));
+        self
+    }
+
+    fn ret(&mut self, action: u32) -> &mut Self {
+        self.op(RET, action)
+    }
+
+    fn label(&mut self, name: &'static str) -> &mut Self {
+        self.labels.push((name, self.ins.len()));
+        self
+    }
+
+    /// Ends a block: resolves its labels and appends it.
+    fn flush(&mut self) {
+        let at = |to: To, i: usize, labels: &[(&str, usize)]| -> u8 {
+            match to {
+                To::Next => 0,
+                To::Label(l) => {
+                    let target = labels
+                        .iter()
+                        .find(|(n, _)| *n == l)
+                        .map(|(_, t)| *t)
+                        .unwrap_or(i + 1);
+                    u8::try_from(target - i - 1).unwrap_or(0)
+                }
+            }
+        };
+        for (i, (code, jt, jf, k)) in self.ins.iter().enumerate() {
+            self.out.push(sock_filter {
+                code: *code as u16,
+                jt: at(*jt, i, &self.labels),
+                jf: at(*jf, i, &self.labels),
+                k: *k,
+            });
+        }
+        self.ins.clear();
+        self.labels.clear();
+    }
+
+    /// A block for one syscall: skipped unless the number matches; `body`
+    /// must end in a return.
+    fn syscall(&mut self, nr: libc::c_long, body: impl FnOnce(&mut Asm)) {
+        self.op(LD_W_ABS, NR)
+            .jump(JEQ, nr as u32, To::Next, To::Label("skip"));
+        body(self);
+        self.label("skip");
+        self.flush();
+    }
+
+    fn finish(mut self) -> Vec<sock_filter> {
+        self.flush();
+        self.out
+    }
+}
+
+/// What a confined child may not do, and what it must ask about.
+pub struct Policy {
+    /// The job grants a Unix socket: its programs may make Unix sockets of
+    /// any type (their connects are still checked).
+    pub unix_allowed: bool,
+    /// The programs run as root: they own every root file, so changing a
+    /// file's mode, owner, times or attributes is refused (and named by
+    /// the supervisor), which Landlock does not cover.
+    pub as_root: bool,
+}
+
+/// Calls a root child may not make: they change what a file is, and root
+/// owns every root file.
+const METADATA: &[libc::c_long] = &[
+    libc::SYS_chmod,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_chown,
+    libc::SYS_fchown,
+    libc::SYS_lchown,
+    libc::SYS_fchownat,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
+    SYS_SETXATTRAT,
+    SYS_REMOVEXATTRAT,
+];
+
+/// setxattrat(2) and removexattrat(2), Linux 6.13 (not in libc yet).
+#[cfg(target_arch = "x86_64")]
+const SYS_SETXATTRAT: libc::c_long = 463;
+#[cfg(target_arch = "x86_64")]
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+#[cfg(target_arch = "aarch64")]
+const SYS_SETXATTRAT: libc::c_long = 463;
+#[cfg(target_arch = "aarch64")]
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+/// Setting times to now needs only write access (anyone who may write
+/// may do it by writing); setting them to a chosen time is the owner's.
+/// (syscall, index of its `times` argument).
+const SET_TIMES: &[(libc::c_long, u32)] = &[
+    (libc::SYS_utime, 1),
+    (libc::SYS_utimes, 1),
+    (libc::SYS_futimesat, 2),
+    (libc::SYS_utimensat, 2),
+];
+
+/// The filter of one confined child.
+pub fn filter(policy: &Policy) -> Vec<sock_filter> {
+    // Calls decided on their number alone.
     let by_number: &[(libc::c_long, u32)] = &[
         (libc::SYS_execve, RET_NOTIFY),
         (libc::SYS_execveat, RET_NOTIFY),
         (libc::SYS_connect, RET_NOTIFY),
+        (libc::SYS_listen, RET_NOTIFY),
         (libc::SYS_kill, RET_NOTIFY),
         (libc::SYS_tkill, RET_NOTIFY),
         (libc::SYS_tgkill, RET_NOTIFY),
@@ -95,42 +221,93 @@ pub fn filter(unix_allowed: bool) -> Vec<sock_filter> {
         (libc::SYS_perf_event_open, ret_errno(libc::EPERM)),
         (libc::SYS_userfaultfd, ret_errno(libc::EPERM)),
         (libc::SYS_ptrace, ret_errno(libc::EPERM)),
+        (libc::SYS_open_by_handle_at, ret_errno(libc::EPERM)),
     ];
-    let mut f = vec![
-        stmt(LD_W_ABS, ARCH_AT),
-        jump(JEQ, ARCH, 1, 0),
-        stmt(RET, RET_KILL),
-        stmt(LD_W_ABS, NR),
-    ];
+    let mut a = Asm::new();
+    a.op(LD_W_ABS, ARCH_AT)
+        .jump(JEQ, ARCH, To::Label("arch"), To::Next)
+        .ret(RET_KILL)
+        .label("arch");
     #[cfg(target_arch = "x86_64")]
-    {
-        f.push(jump(JGE, X32_BIT, 0, 1));
-        f.push(stmt(RET, ret_errno(libc::ENOSYS)));
-    }
+    a.op(LD_W_ABS, NR)
+        .jump(JGE, X32_BIT, To::Next, To::Label("native"))
+        .ret(ret_errno(libc::ENOSYS))
+        .label("native");
+    a.flush();
     for (nr, action) in by_number {
-        f.push(jump(JEQ, *nr as u32, 0, 1));
-        f.push(stmt(RET, *action));
+        a.syscall(*nr, |a| {
+            a.ret(*action);
+        });
+    }
+    if policy.as_root {
+        for nr in METADATA {
+            a.syscall(*nr, |a| {
+                a.ret(RET_NOTIFY);
+            });
+        }
+        for (nr, times) in SET_TIMES {
+            a.syscall(*nr, |a| {
+                a.op(LD_W_ABS, arg_low(*times))
+                    .jump(JEQ, 0, To::Next, To::Label("chosen"))
+                    .op(LD_W_ABS, arg_high(*times))
+                    .jump(JEQ, 0, To::Label("now"), To::Next)
+                    .label("chosen")
+                    .ret(RET_NOTIFY)
+                    .label("now")
+                    .ret(RET_ALLOW);
+            });
+        }
     }
     // clone(flags, ...): no new namespaces.
-    f.push(jump(JEQ, libc::SYS_clone as u32, 0, 4));
-    f.push(stmt(LD_W_ABS, arg_low(0)));
-    f.push(jump(JSET, CLONE_NEW_ANY, 0, 1));
-    f.push(stmt(RET, ret_errno(libc::EPERM)));
-    f.push(stmt(RET, RET_ALLOW));
-    // Unix datagram sockets can send to any socket path without a
-    // connect the supervisor sees: none unless Unix sockets are granted
-    // (stream sockets must connect, and that is checked).
-    if !unix_allowed {
-        f.push(jump(JEQ, libc::SYS_socket as u32, 0, 6));
-        f.push(stmt(LD_W_ABS, arg_low(0)));
-        f.push(jump(JEQ, libc::AF_UNIX as u32, 0, 4));
-        f.push(stmt(LD_W_ABS, arg_low(1)));
-        f.push(stmt(AND, 0xf));
-        f.push(jump(JEQ, libc::SOCK_DGRAM as u32, 0, 1));
-        f.push(stmt(RET, ret_errno(libc::EACCES)));
+    a.syscall(libc::SYS_clone, |a| {
+        a.op(LD_W_ABS, arg_low(0))
+            .jump(JSET, CLONE_NEW_ANY, To::Next, To::Label("ok"))
+            .ret(ret_errno(libc::EPERM))
+            .label("ok")
+            .ret(RET_ALLOW);
+    });
+    // Sockets: Unix, IP and netlink only (no vsock to the hypervisor, no
+    // packet sockets: the supervisor refuses and names others). A Unix
+    // socket must connect, where the supervisor checks it, unless Unix
+    // sockets are granted: a datagram socket could send to any path
+    // without connecting (refused quietly: syslog(3) tries one on its own).
+    let unix = policy.unix_allowed;
+    for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+        a.syscall(nr, |a| {
+            a.op(LD_W_ABS, arg_low(0))
+                .jump(JEQ, libc::AF_INET as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::AF_INET6 as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::AF_NETLINK as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::AF_UNIX as u32, To::Label("unix"), To::Next)
+                .ret(RET_NOTIFY)
+                .label("unix");
+            if !unix {
+                a.op(LD_W_ABS, arg_low(1))
+                    .op(AND, 0xf)
+                    .jump(JEQ, libc::SOCK_STREAM as u32, To::Label("ok"), To::Next)
+                    .jump(JEQ, libc::SOCK_SEQPACKET as u32, To::Label("ok"), To::Next)
+                    .ret(ret_errno(libc::EACCES));
+            }
+            a.label("ok").ret(RET_ALLOW);
+        });
     }
-    f.push(stmt(RET, RET_ALLOW));
-    f
+    // TCP Fast Open connects inside sendto/sendmsg, past connect(2) and
+    // Landlock's connect check: the supervisor refuses and names it.
+    for (nr, flags) in [
+        (libc::SYS_sendto, 3),
+        (libc::SYS_sendmsg, 2),
+        (libc::SYS_sendmmsg, 3),
+    ] {
+        a.syscall(nr, |a| {
+            a.op(LD_W_ABS, arg_low(flags))
+                .jump(JSET, libc::MSG_FASTOPEN as u32, To::Next, To::Label("ok"))
+                .ret(RET_NOTIFY)
+                .label("ok")
+                .ret(RET_ALLOW);
+        });
+    }
+    a.ret(RET_ALLOW);
+    a.finish()
 }
 
 /// Installs `filter` on the calling thread and returns the listener
@@ -190,8 +367,11 @@ mod tests {
 
     #[test]
     fn jumps_stay_inside_the_program() {
-        for unix in [false, true] {
-            let f = filter(unix);
+        for (unix_allowed, as_root) in [(false, false), (true, true)] {
+            let f = filter(&Policy {
+                unix_allowed,
+                as_root,
+            });
             for (i, ins) in f.iter().enumerate() {
                 if u32::from(ins.code) & 0x07 == libc::BPF_JMP {
                     assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < f.len(), "{i}");

@@ -52,13 +52,14 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Records a refusal of `what` once per call.
+    /// Records a refusal of `what` once per call (the first thousand
+    /// kinds: a program looping on refused calls must not grow the daemon).
     fn refuse(&self, what: &str, message: String) {
         let first = self
             .refused
             .lock()
-            .map(|mut r| r.insert(what.to_owned()))
-            .unwrap_or(true);
+            .map(|mut r| r.len() < 1000 && r.insert(what.to_owned()))
+            .unwrap_or(false);
         if first {
             self.violations.record(message);
         }
@@ -203,13 +204,13 @@ fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict
             (args[0] as i32, args[1], args[2], args[4] as i32)
         };
         let Some(raw) = read_c_string(pid, ptr) else {
-            return Verdict::Continue;
+            return Verdict::Refuse(libc::EFAULT);
         };
         let argv = read_argv(pid, argv);
         if !still_valid(listener, n.id) {
-            return Verdict::Continue;
+            return Verdict::Refuse(libc::ESRCH);
         }
-        exec_verdict(pid, dirfd, &raw, &argv, flags, rules)
+        exec_verdict(pid, dirfd, &raw, argv.as_deref(), flags, rules)
     } else if [
         libc::SYS_kill,
         libc::SYS_tkill,
@@ -226,15 +227,96 @@ fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict
     } else if nr == libc::SYS_connect {
         let len = (args[2] as usize).min(128);
         let Some(addr) = read_bytes(pid, args[1], len) else {
-            return Verdict::Continue;
+            return Verdict::Refuse(libc::EFAULT);
         };
         if !still_valid(listener, n.id) {
-            return Verdict::Continue;
+            return Verdict::Refuse(libc::ESRCH);
         }
         connect_verdict(pid, &addr, rules)
+    } else if nr == libc::SYS_socket || nr == libc::SYS_socketpair {
+        let family = args[0] as i32;
+        rules.refuse(
+            &format!("family {family}"),
+            format!(
+                "confined `{}` tried to open a socket of address family {family} ({}); a job's programs may use IP, Unix and netlink sockets only",
+                rules.program,
+                family_name(family)
+            ),
+        );
+        Verdict::Refuse(libc::EAFNOSUPPORT)
+    } else if [libc::SYS_sendto, libc::SYS_sendmsg, libc::SYS_sendmmsg].contains(&nr) {
+        rules.refuse(
+            "fastopen",
+            format!(
+                "confined `{}` tried TCP Fast Open, a connect that skips the job's net grant checks; use a plain connect",
+                rules.program
+            ),
+        );
+        Verdict::Refuse(libc::EOPNOTSUPP)
+    } else if nr == libc::SYS_listen {
+        rules.refuse(
+            "listen",
+            format!(
+                "confined `{}` tried to listen for connections; a job's programs may only connect out",
+                rules.program
+            ),
+        );
+        Verdict::Refuse(libc::EACCES)
     } else {
-        Verdict::Continue
+        // What is left of what the filter sends: the calls that change a
+        // file's mode, owner, times or attributes, for a root child.
+        let what = metadata_target(pid, nr, &args);
+        rules.refuse(
+            &format!("metadata {what}"),
+            format!(
+                "confined `{}` tried to change the mode, owner, times or attributes of {what}; its programs run as root, which owns every root file, so they may not (set grants.user to run them as a user if the job must)",
+                rules.program
+            ),
+        );
+        Verdict::Refuse(libc::EPERM)
     }
+}
+
+fn family_name(family: i32) -> &'static str {
+    match family {
+        libc::AF_VSOCK => "vsock, to the hypervisor",
+        libc::AF_PACKET => "packet",
+        libc::AF_BLUETOOTH => "bluetooth",
+        libc::AF_ALG => "kernel crypto",
+        libc::AF_XDP => "XDP",
+        _ => "not granted",
+    }
+}
+
+/// The file a metadata call names, for the message: its path, or what
+/// its descriptor is.
+fn metadata_target(pid: u32, nr: libc::c_long, args: &[u64; 6]) -> String {
+    let by_fd = [
+        libc::SYS_fchmod,
+        libc::SYS_fchown,
+        libc::SYS_fsetxattr,
+        libc::SYS_fremovexattr,
+    ];
+    let by_path = [
+        libc::SYS_chmod,
+        libc::SYS_chown,
+        libc::SYS_lchown,
+        libc::SYS_setxattr,
+        libc::SYS_lsetxattr,
+        libc::SYS_removexattr,
+        libc::SYS_lremovexattr,
+        libc::SYS_utime,
+        libc::SYS_utimes,
+    ];
+    let shown = if by_fd.contains(&nr) {
+        fd_path(pid, args[0] as i32).map(|p| p.display().to_string())
+    } else if by_path.contains(&nr) {
+        read_c_string(pid, args[0]).map(|b| String::from_utf8_lossy(&b).into_owned())
+    } else {
+        // *at(dirfd, path, ...)
+        read_c_string(pid, args[1]).map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    shown.unwrap_or_else(|| "a file".into())
 }
 
 fn still_valid(listener: &OwnedFd, id: u64) -> bool {
@@ -253,79 +335,158 @@ fn exec_verdict(
     pid: u32,
     dirfd: i32,
     raw: &[u8],
-    argv: &[String],
+    argv: Option<&[String]>,
     flags: i32,
     rules: &Rules,
 ) -> Verdict {
     let named = Path::new(std::ffi::OsStr::from_bytes(raw));
-    let path = if raw.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
-        fd_path(pid, dirfd)
-    } else if named.is_absolute() {
-        Some(in_caller(pid, named))
-    } else {
-        let base = if dirfd == libc::AT_FDCWD {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
-        } else {
-            fd_path(pid, dirfd)
-        };
-        base.map(|b| b.join(named))
+    let file = match open_in_caller(pid, dirfd, named, flags) {
+        Ok(f) => f,
+        // Not there: the kernel would say so too (a PATH search tries
+        // several names).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+            return Verdict::Refuse(e.raw_os_error().unwrap_or(libc::ENOENT));
+        }
+        Err(e) => {
+            rules.refuse(
+                &format!("unresolved {}", named.display()),
+                format!(
+                    "confined `{}` tried to run {}, which could not be checked ({e}); a program may run only what the job's exec grant names, by a plain path",
+                    rules.program,
+                    named.display()
+                ),
+            );
+            return Verdict::Refuse(libc::EACCES);
+        }
     };
-    let Some(path) = path else {
-        return Verdict::Continue;
-    };
-    // A name that is not there fails on its own (a PATH search tries
-    // several); what is there must be granted.
-    let Ok(real) = std::fs::canonicalize(&path) else {
-        return Verdict::Continue;
-    };
-    let given = argv.get(1..).unwrap_or_default();
+    let id = file_id(&file);
+    let shown = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| named.display().to_string());
     let entries: Vec<&Args> = rules
         .exec
         .iter()
-        .filter(|(p, _)| *p == real)
+        .filter(|(p, _)| id.is_some() && std::fs::metadata(p).ok().map(|m| meta_id(&m)) == id)
         .map(|(_, a)| a)
         .collect();
-    if entries.iter().any(|a| a.allows(given)) {
-        return Verdict::Continue;
-    }
-    let shown = if real == path {
-        real.display().to_string()
-    } else {
-        format!("{} (as {})", real.display(), path.display())
-    };
     if entries.is_empty() {
         rules.refuse(
-            &real.to_string_lossy(),
+            &shown,
             format!(
                 "confined `{}` tried to run {shown}, which the job's exec grant ({}) does not name; add it to `exec = [...]` if the job needs it",
                 rules.program, rules.exec_described
             ),
         );
-    } else {
+        return Verdict::Refuse(libc::EACCES);
+    }
+    if entries.iter().any(|a| matches!(a, Args::Any)) {
+        return Verdict::Continue;
+    }
+    // Pinned: every argument must be read to be matched.
+    let Some(argv) = argv else {
         rules.refuse(
-            &format!("{} {given:?}", real.display()),
+            &format!("{shown} unreadable arguments"),
             format!(
-                "confined `{}` tried to run {shown} with arguments {given:?}, which the job's exec grant ({}) does not allow; add an entry with those `args` if the job needs it",
+                "confined `{}` tried to run {shown} with arguments too long to check against the job's exec grant ({})",
                 rules.program, rules.exec_described
             ),
         );
+        return Verdict::Refuse(libc::E2BIG);
+    };
+    let given = argv.get(1..).unwrap_or_default();
+    if entries.iter().any(|a| a.allows(given)) {
+        return Verdict::Continue;
     }
+    rules.refuse(
+        &format!("{shown} {given:?}"),
+        format!(
+            "confined `{}` tried to run {shown} with arguments {given:?}, which the job's exec grant ({}) does not allow; add an entry with those `args` if the job needs it",
+            rules.program, rules.exec_described
+        ),
+    );
     Verdict::Refuse(libc::EACCES)
 }
 
-/// `path` as the caller means it: `/proc/self` and `/dev/fd` are its own.
-fn in_caller(pid: u32, path: &Path) -> PathBuf {
-    let text = path.to_string_lossy();
-    for (prefix, to) in [
-        ("/proc/self/", format!("/proc/{pid}/")),
-        ("/proc/thread-self/", format!("/proc/{pid}/")),
-        ("/dev/fd/", format!("/proc/{pid}/fd/")),
-    ] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            return PathBuf::from(format!("{to}{rest}"));
+/// Opens what a caller's `execveat(dirfd, path, ..., flags)` names, as the
+/// caller sees it: inside its root and mounts (its own /proc), symlinks
+/// resolved there, magic links refused (the kernel would follow them, so
+/// refusing is the safe side).
+fn open_in_caller(
+    pid: u32,
+    dirfd: i32,
+    named: &Path,
+    flags: i32,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::ffi::OsStrExt as _;
+    if named.as_os_str().is_empty() {
+        if flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
         }
+        // fexecve: the descriptor's own file.
+        return std::fs::File::open(format!("/proc/{pid}/fd/{dirfd}"))
+            .or_else(|_| open_path(&format!("/proc/{pid}/fd/{dirfd}")));
     }
-    path.to_owned()
+    let full = if named.is_absolute() {
+        named.to_owned()
+    } else {
+        let base = if dirfd == libc::AT_FDCWD {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))?
+        } else {
+            std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))?
+        };
+        if !base.is_absolute() {
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
+        base.join(named)
+    };
+    let root = open_path(&format!("/proc/{pid}/root"))?;
+    let path = std::ffi::CString::new(full.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut how: libc::open_how = unsafe_zeroed_open_how();
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+        how.flags |= libc::O_NOFOLLOW as u64;
+    }
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads `path` and `how`, both alive for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor, owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd as i32) })
+}
+
+fn unsafe_zeroed_open_how() -> libc::open_how {
+    // SAFETY: open_how is plain integers; all zero is valid.
+    unsafe { std::mem::zeroed() }
+}
+
+/// An `O_PATH` descriptor, symlinks (and magic links) followed.
+fn open_path(path: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+}
+
+/// (device, inode): the file itself, whatever path reached it.
+fn file_id(f: &std::fs::File) -> Option<(u64, u64)> {
+    f.metadata().ok().map(|m| meta_id(&m))
+}
+
+fn meta_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
 }
 
 fn fd_path(pid: u32, fd: i32) -> Option<PathBuf> {
@@ -416,20 +577,21 @@ fn unix_verdict(pid: u32, path: &[u8], rules: &Rules) -> Verdict {
         return Verdict::Refuse(libc::EACCES);
     }
     let named = Path::new(std::ffi::OsStr::from_bytes(&path[..end]));
-    let full = if named.is_absolute() {
-        in_caller(pid, named)
-    } else {
-        match std::fs::read_link(format!("/proc/{pid}/cwd")) {
-            Ok(cwd) => cwd.join(named),
-            Err(_) => return Verdict::Refuse(libc::EACCES),
-        }
-    };
-    // What the kernel will reach: a granted name made a symlink to
-    // something else is something else.
-    let real = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
-    if rules.unix.iter().any(|g| g.path == real) {
+    // What the kernel will reach, as the caller sees it: a granted name
+    // made a symlink to something else is something else.
+    let reached = open_in_caller(pid, libc::AT_FDCWD, named, 0).ok();
+    let id = reached.as_ref().and_then(file_id);
+    if id.is_some()
+        && rules
+            .unix
+            .iter()
+            .any(|g| std::fs::metadata(&g.path).ok().map(|m| meta_id(&m)) == id)
+    {
         return Verdict::Continue;
     }
+    let real = reached
+        .and_then(|f| std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok())
+        .unwrap_or_else(|| named.to_owned());
     let text = real.to_string_lossy();
     if !QUIET_UNIX.iter().any(|q| text.starts_with(q)) {
         rules.refuse(
@@ -466,27 +628,32 @@ fn read_c_string(pid: u32, addr: u64) -> Option<Vec<u8>> {
     None
 }
 
-/// Reads a NULL-terminated array of string pointers (an argv), at most
-/// 256 entries; what cannot be read ends it.
-fn read_argv(pid: u32, addr: u64) -> Vec<String> {
+/// Reads a NULL-terminated array of string pointers (an argv); `None`
+/// when it cannot be read whole (more than 4096 arguments, or one past
+/// 4 KiB): pinned arguments are then refused rather than half-matched.
+fn read_argv(pid: u32, addr: u64) -> Option<Vec<String>> {
     let mut out = Vec::new();
     if addr == 0 {
-        return out;
+        return Some(out);
     }
-    let Some(raw) = read_bytes(pid, addr, 8 * 256) else {
-        return out;
-    };
-    for chunk in raw.chunks_exact(8) {
-        let ptr = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        if ptr == 0 {
-            break;
+    let mut at = addr;
+    loop {
+        let raw = read_bytes(pid, at, 8 * 64)?;
+        if raw.len() < 8 {
+            return None;
         }
-        match read_c_string(pid, ptr) {
-            Some(s) => out.push(String::from_utf8_lossy(&s).into_owned()),
-            None => break,
+        for chunk in raw.chunks_exact(8) {
+            let ptr = u64::from_ne_bytes(chunk.try_into().ok()?);
+            if ptr == 0 {
+                return Some(out);
+            }
+            if out.len() >= 4096 {
+                return None;
+            }
+            out.push(String::from_utf8_lossy(&read_c_string(pid, ptr)?).into_owned());
         }
+        at += (raw.len() - raw.len() % 8) as u64;
     }
-    out
 }
 
 fn read_bytes(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {

@@ -1,0 +1,280 @@
+//! The programs a plugin starts: what `opsd check` and `schedule show`
+//! say they may touch, a job's `user`, the control socket refusing a
+//! sandboxed peer, a daemon without root, and a machine without the
+//! namespaces strict confinement needs. The hostile cases themselves run
+//! in `sandbox::every_hostile_plugin_is_contained_...`.
+
+use crate::util::{Env, text};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+/// A job of the hostile test guest running `program args` (its stdout is
+/// the run's summary).
+fn job(name: &str, program: &str, args: &[&str], grants: &str) -> String {
+    format!(
+        "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nschedule = \"{}\"\n[job.grants]\n{grants}\n[job.config]\naction = \"exec\"\nprogram = \"{program}\"\nargs = {args:?}\n\n",
+        crate::util::far_off()
+    )
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn check_and_schedule_show_say_what_programs_may_touch() {
+    let env = Env::new(&job(
+        "dump",
+        "tar",
+        &["-cf", "/out/x.tar", "/in"],
+        "fs = [\n  { host = \"in\", guest = \"/in\", access = \"ro\", create = true },\n  { host = \"out\", guest = \"/out\", access = \"rw\", create = true },\n]\nexec = [\"tar\", { program = \"sh\", args = [\"-c\", \"gzip\"] }]\nnet = [\"127.0.0.1:5432\"]",
+    ));
+    env.install_guest("opsd-test-hostile");
+    let out = env.run(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let file = env.path("opsd.toml").display().to_string();
+    for want in [
+        "job `dump`: note: its programs run as root with no capabilities and no way to gain any (no_new_privs); set grants.user to run them as another user",
+        &format!(
+            "job `dump`: note: its programs read the system base, {}, {}",
+            env.path("in").display(),
+            env.path("out").display()
+        ),
+        &format!(
+            "job `dump`: note: its programs write {} only",
+            env.path("out").display()
+        ),
+        "job `dump`: note: its programs run tar, sh (args = [\"-c\", \"gzip\"]) only (and what the kernel needs to start them)",
+        "job `dump`: note: its programs connect by TCP only to 127.0.0.1:5432 (UDP stays open, for DNS among others)",
+        "job `dump`: note: its programs see and signal only processes they started (own PID namespace)",
+    ] {
+        assert!(said.contains(want), "missing {want:?} in:\n{said}");
+    }
+    assert!(said.contains(&format!("{file}: 1 job, 0 errors")), "{said}");
+    let show = env.run(&["schedule", "show", "dump"]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("  programs:  run as root with no capabilities")
+            && shown.contains("connect by TCP only to 127.0.0.1:5432"),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.run(&["schedule", "show", "dump", "--json"]).stdout).unwrap();
+    assert!(
+        json["grants"]["programs"]
+            .as_array()
+            .is_some_and(|l| l.len() >= 6),
+        "{json:#}"
+    );
+}
+
+#[test]
+fn a_jobs_user_runs_its_programs_and_writes_only_its_grant() {
+    let env = Env::new(&job(
+        "as-nobody",
+        "sh",
+        &[
+            "-c",
+            "id -un; echo hi > mine; echo more > /etc/opsd-nobody-test; echo exit=$?",
+        ],
+        "user = \"nobody\"\nfs = [{ host = \"out\", guest = \"/out\", access = \"rw\", create = true }]\nexec = [\"sh\", \"id\"]",
+    ));
+    env.install_guest("opsd-test-hostile");
+    // The grant belongs to the job's user, as its operator would set it up.
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    std::os::unix::fs::chown(env.path("out"), Some(65534), Some(65534)).unwrap();
+    chmod(&env.path(""), 0o755);
+    let rec = env.run_job("as-nobody");
+    assert_eq!(
+        rec["status"], "failed",
+        "the write to /etc is refused: {rec:#}"
+    );
+    let error = rec["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("confined `sh` was refused /etc/opsd-nobody-test"),
+        "{rec:#}"
+    );
+    assert!(!std::path::Path::new("/etc/opsd-nobody-test").exists());
+    use std::os::unix::fs::MetadataExt;
+    let mine = std::fs::metadata(env.path("out/mine")).unwrap();
+    assert_eq!(mine.uid(), 65534, "written as the job's user");
+    let log = text(&env.run(&["logs", rec["id"].as_str().unwrap()]));
+    assert!(
+        log.contains("programs run as user nobody (uid 65534, gid 65534)"),
+        "the run's log says what its programs may do: {log}"
+    );
+}
+
+#[test]
+fn the_control_socket_refuses_a_peer_in_another_pid_namespace() {
+    let env = Env::new("");
+    let daemon = env.daemon();
+    let socket = env.path("data/opsd.sock");
+    // What a sandboxed program racing its supervisor would look like: a
+    // root process, allowed by the file mode, in a PID namespace of its own.
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "--unix-socket",
+        ])
+        .arg(&socket)
+        .arg("http://opsd/v1/health")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "answered: {}", text(&out));
+    let (code, _) = env.socket_get("/v1/health");
+    assert_eq!(code, 200, "the daemon still serves its own");
+    // A socket whose mode was widened by mistake still serves only root
+    // and opsd's own user.
+    for p in ["", "data"] {
+        chmod(&env.path(p), 0o755);
+    }
+    chmod(&socket, 0o666);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["curl", "-sS", "--max-time", "5", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://opsd/v1/health")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "answered nobody: {}", text(&out));
+    assert!(
+        daemon
+            .log()
+            .contains("refused a control socket connection from a user who may not drive opsd"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("refused a control socket connection from a program a job started"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_daemon_without_root_confines_its_programs_in_a_user_namespace() {
+    let env = Env::new(
+        &[
+            job("who", "id", &["-u"], "exec = [\"id\"]"),
+            // From its working directory, DATA_DIR/idle.
+            job("peek", "cat", &["../../secret"], "exec = [\"cat\"]"),
+            job(
+                "call",
+                "curl",
+                &["-sS", "--max-time", "2", "http://127.0.0.1:9/"],
+                "exec = [\"curl\"]",
+            ),
+        ]
+        .concat(),
+    );
+    env.install_guest("opsd-test-hostile");
+    // A world-readable file nobody granted, beside the store.
+    std::fs::write(env.path("secret"), "not yours\n").unwrap();
+    chmod(&env.path("secret"), 0o644);
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    for p in [
+        "",
+        "data",
+        "plugins",
+        "plugins/opsd-test-hostile.wasm",
+        "opsd.toml",
+    ] {
+        std::os::unix::fs::chown(env.path(p), Some(65534), Some(65534)).unwrap();
+    }
+    let as_nobody = |job: &str| -> serde_json::Value {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(crate::util::opsd_bin())
+            .arg("--config")
+            .arg(env.path("opsd.toml"))
+            .args(["run", job, "--json"]);
+        let out = c.output().unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{job}: not JSON ({e}): {}", text(&out)))
+    };
+    let who = as_nobody("who");
+    assert_eq!(who["status"], "ok", "{who:#}");
+    assert_eq!(who["summary"], "65534");
+    let peek = as_nobody("peek");
+    assert_eq!(peek["status"], "failed", "{peek:#}");
+    assert!(
+        peek["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!(
+                "confined `cat` was refused {}",
+                env.path("secret").display()
+            )),
+        "{peek:#}"
+    );
+    let call = as_nobody("call");
+    assert_eq!(call["status"], "failed", "{call:#}");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the job grants no network"),
+        "{call:#}"
+    );
+}
+
+#[test]
+fn without_namespaces_strict_jobs_refuse_to_start_programs_and_best_effort_ones_say_what_they_lack()
+{
+    let env = Env::new(
+        &[
+            job("strict", "id", &["-u"], "exec = [\"id\"]"),
+            job("lax", "id", &["-u"], "exec = [\"id\"]").replace(
+                "[job.config]",
+                "[job.sandbox]\nexec = \"best-effort\"\n[job.config]",
+            ),
+        ]
+        .concat(),
+    );
+    env.install_guest("opsd-test-hostile");
+    // A container that forbids network namespaces, as some do: a user
+    // namespace whose limit of them is 0.
+    let contained = |args: &[&str]| {
+        let script = format!(
+            "echo 0 > /proc/sys/user/max_net_namespaces && exec \"$0\" --config '{}' \"$@\"",
+            env.path("opsd.toml").display()
+        );
+        Command::new("unshare")
+            .args(["--user", "--map-root-user", "sh", "-c", &script])
+            .arg(crate::util::opsd_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = contained(&["run", "strict", "--json"]);
+    let strict: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(strict["status"], "failed", "{strict:#}");
+    let error = strict["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("this machine cannot confine programs as the job's sandbox requires: it lacks namespaces")
+            && error.contains("[sandbox] exec = \"best-effort\""),
+        "{strict:#}"
+    );
+    let out = contained(&["run", "lax", "--json"]);
+    let lax: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(lax["status"], "ok", "{lax:#}");
+    let log = text(&contained(&["logs", lax["id"].as_str().unwrap()]));
+    assert!(log.contains("`id` runs without namespaces"), "{log}");
+    let check = String::from_utf8_lossy(&contained(&["check"]).stdout).into_owned();
+    assert!(
+        check.contains("job `strict`: error: this machine cannot fully confine the programs the job runs: it lacks namespaces")
+            && check.contains("job `lax`: warning: this machine cannot fully confine"),
+        "{check}"
+    );
+}
