@@ -698,7 +698,7 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
         (
             "tcp-fast-open",
             hides("/usr/bin/python3", &python(&format!("import socket; s = socket.socket(); s.sendto(b'x', socket.MSG_FASTOPEN, ('127.0.0.1', {port}))"))),
-            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"127.0.0.1:1\"]"),
+            "[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"127.0.0.1:1\"]".into(),
             "failed",
             "tried TCP Fast Open".into(),
         ),
