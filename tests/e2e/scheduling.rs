@@ -89,7 +89,21 @@ impl Sim {
         } = self;
         drop(ops);
         let config = Config::load(&env.path("opsd.toml")).expect("config");
-        let ops = Arc::new(Ops::open(config, clock.clone()).expect("reopen ops"));
+        // sled lets go of its file lock from a background thread after the
+        // last handle is dropped: wait for that, as a restart would.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let ops = loop {
+            match Ops::open(config.clone(), clock.clone()) {
+                Ok(ops) => break Arc::new(ops),
+                Err(e)
+                    if format!("{e:#}").contains("in use by another process")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen ops: {e:#}"),
+            }
+        };
         Sim {
             env,
             clock,

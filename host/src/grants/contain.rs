@@ -33,23 +33,34 @@ fn pids_parent() -> Option<&'static Path> {
     PARENT
         .get_or_init(|| {
             let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-            let candidates = own.lines().filter_map(|line| {
+            let candidates = own.lines().flat_map(|line| {
                 let mut parts = line.splitn(3, ':');
-                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                let path = path.trim_start_matches('/');
+                let (controllers, path) = match (parts.next(), parts.next(), parts.next()) {
+                    (Some(_), Some(c), Some(p)) => (c, p.trim_start_matches('/')),
+                    _ => return Vec::new(),
+                };
                 if controllers.split(',').any(|c| c == "pids") {
-                    Some(Path::new("/sys/fs/cgroup/pids").join(path))
+                    vec![Path::new("/sys/fs/cgroup/pids").join(path)]
                 } else if controllers.is_empty() {
-                    // cgroup v2: usable when pids is enabled for children.
-                    let dir = Path::new("/sys/fs/cgroup").join(path);
-                    let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control"))
-                        .unwrap_or_default();
-                    enabled
-                        .split_whitespace()
-                        .any(|c| c == "pids")
-                        .then_some(dir)
+                    // cgroup v2: usable where pids is enabled for children:
+                    // the daemon's own cgroup, or the one above it (under
+                    // systemd's Delegate=pids with DelegateSubgroup=, the
+                    // daemon sits in a leaf of the delegated service
+                    // cgroup, whose other children may be its calls').
+                    let own = Path::new("/sys/fs/cgroup").join(path);
+                    let above = own.parent().map(Path::to_path_buf);
+                    [Some(own), above]
+                        .into_iter()
+                        .flatten()
+                        .filter(|dir| {
+                            std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+                                .unwrap_or_default()
+                                .split_whitespace()
+                                .any(|c| c == "pids")
+                        })
+                        .collect()
                 } else {
-                    None
+                    Vec::new()
                 }
             });
             for dir in candidates {
@@ -214,18 +225,61 @@ impl Containment {
 impl Drop for Containment {
     fn drop(&mut self) {
         self.kill_all();
-        if let Some(dir) = &self.cgroup {
-            // Killed processes leave the cgroup as they exit, which takes
-            // the kernel a moment.
-            for _ in 0..200 {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => return,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-                }
+        if let Some(dir) = self.cgroup.take() {
+            // Usually empty by now and gone at once; killed processes
+            // leave it as they exit, which takes the kernel a moment, and
+            // the call need not wait for that.
+            if std::fs::remove_dir(&dir).is_err() {
+                reap_later(dir);
             }
-            tracing::warn!(cgroup = %dir.display(), "could not remove a run's pids cgroup");
         }
+    }
+}
+
+/// Removes cgroups that still held processes when their call ended, on a
+/// thread of its own: killing what is left again, then retrying.
+fn reap_later(dir: PathBuf) {
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Sender, channel};
+    static REAPER: OnceLock<Option<Mutex<Sender<PathBuf>>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = channel::<PathBuf>();
+        std::thread::Builder::new()
+            .name("opsd-cgroup-reaper".into())
+            .spawn(move || {
+                for dir in rx {
+                    let leftover = Containment {
+                        cgroup: Some(dir.clone()),
+                        join: None,
+                        nproc: None,
+                        pgid: None,
+                    };
+                    for _ in 0..2000 {
+                        leftover.kill_all();
+                        match std::fs::remove_dir(&dir) {
+                            Ok(()) => break,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                        }
+                    }
+                    if dir.exists() {
+                        tracing::warn!(cgroup = %dir.display(), "could not remove a run's pids cgroup");
+                    }
+                    // Nothing left to kill or remove on drop.
+                    let mut leftover = leftover;
+                    leftover.cgroup = None;
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    match reaper {
+        Some(tx) => {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(dir);
+            }
+        }
+        None => tracing::warn!(cgroup = %dir.display(), "could not remove a run's pids cgroup"),
     }
 }
 

@@ -467,7 +467,9 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
 
     let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
     contained.apply(&mut child);
-    let mut launch = confined(ctx, &program).await.map_err(|m| deny(ctx, m))?;
+    let mut launch = confined(ctx, &program, &cwd)
+        .await
+        .map_err(|m| deny(ctx, m))?;
     for note in &launch.notes {
         (ctx.notes)(&format!("`{}` runs {note}", program.name));
     }
@@ -542,7 +544,11 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
 
 /// Prepares the confinement of one call of `program` from the job's
 /// grants.
-async fn confined(ctx: &ProcessContext<'_>, program: &Program) -> Result<confine::Launch, String> {
+async fn confined(
+    ctx: &ProcessContext<'_>,
+    program: &Program,
+    cwd: &Path,
+) -> Result<confine::Launch, String> {
     let g = ctx.grants;
     let mut plan = rules::Plan::with_base(&g.children.system_paths);
     for grant in &g.fs {
@@ -585,6 +591,8 @@ async fn confined(ctx: &ProcessContext<'_>, program: &Program) -> Result<confine
             .filter(|f| f.access == fs::Access::ReadWrite)
             .map(|f| f.host.clone())
             .collect(),
+        processes: g.limits.processes,
+        cwd,
         rules: confine::supervisor::Rules {
             program: program.name.clone(),
             exec: g.exec.runnable(),
@@ -599,16 +607,22 @@ async fn confined(ctx: &ProcessContext<'_>, program: &Program) -> Result<confine
     })
 }
 
-/// Names what Landlock refused a program, from its own error output: a
-/// line that says "Permission denied" about a path the job's programs
-/// may not touch. Landlock tells only the program; this is how the run
+/// Names what the sandbox refused a program, from its own error output:
+/// a line that says "Permission denied" (Landlock) or "Read-only file
+/// system" (its view of the system) about a path the job's programs may
+/// not touch. Landlock tells only the program; this is how the run
 /// learns of it (and fails) even when the plugin ignores the exit status.
 fn note_refusals(ctx: &ProcessContext<'_>, program: &Program, cwd: &Path, stderr: &[u8]) {
     let text = String::from_utf8_lossy(stderr);
-    for line in text
-        .lines()
-        .filter(|l| l.contains("Permission denied") || l.contains("Operation not permitted"))
-    {
+    for line in text.lines().filter(|l| {
+        [
+            "Permission denied",
+            "Operation not permitted",
+            "Read-only file system",
+        ]
+        .iter()
+        .any(|m| l.contains(m))
+    }) {
         let writing = WRITE_WORDS.iter().any(|w| line.contains(w));
         let Some(path) = line
             .split(|c: char| c.is_whitespace() || "`'\"‘’,():;".contains(c))
@@ -651,6 +665,7 @@ fn lexically_absolute(cwd: &Path, path: &str) -> PathBuf {
 /// Words of a program's error that say it was changing a file, not
 /// reading it (coreutils, tar, shells).
 const WRITE_WORDS: &[&str] = &[
+    "chang",
     "creat",
     "writ",
     "remov",

@@ -59,7 +59,9 @@ impl Step {
         match self {
             Step::Network => "joining the empty network namespace",
             Step::PidNamespace => "making its PID namespace",
-            Step::MountNamespace => "mounting its own /proc and its grants",
+            Step::MountNamespace => {
+                "mounting its own /proc, the file system read-only and its grants"
+            }
             Step::UserNamespace => "making its user namespace",
             Step::Fork => "starting it as PID 1 of its namespace",
             Step::Capabilities => "dropping capabilities",
@@ -85,6 +87,10 @@ pub(crate) struct Request<'a> {
     /// nothing the plugin wrote there runs or loads as code (a library
     /// through LD_PRELOAD included).
     pub writable: Vec<std::path::PathBuf>,
+    /// `grants.limits.processes`.
+    pub processes: u32,
+    /// Where the program starts.
+    pub cwd: &'a std::path::Path,
     pub rules: Rules,
 }
 
@@ -99,8 +105,18 @@ struct Setup {
     run_as: Option<(u32, u32, Vec<libc::gid_t>)>,
     last_cap: u32,
     ruleset: Option<i32>,
+    /// What the filter allows and asks about; made into `filter` once the
+    /// command is known.
+    policy: Option<seccomp::Policy>,
     /// The job's rw grants, remounted noexec in the child's namespace.
     writable: Vec<CString>,
+    /// The working directory, entered again once the grants are mounted
+    /// (the one inherited is on the mount made read-only).
+    cwd: Option<CString>,
+    /// `pid_max` of the child's PID namespace: a cap on its processes
+    /// even where no pids cgroup can be made (the kernel's floor is 301),
+    /// when the kernel keeps it per namespace.
+    pid_max: Option<CString>,
     filter: Option<Vec<libc::sock_filter>>,
     socket: Option<i32>,
     report: i32,
@@ -163,9 +179,12 @@ impl Launch {
                 .map_err(|e| format!("starting the exec supervisor: {e}"))?;
             let policy = seccomp::Policy {
                 unix_allowed: req.unix_granted,
-                as_root: support.root && req.run_as.is_none(),
+                // Without a mount namespace there is no read-only view of
+                // the system to refuse a root child's metadata changes.
+                as_root: support.root && req.run_as.is_none() && support.namespaces.is_err(),
+                first_exec: None,
             };
-            (Some(seccomp::filter(&policy)), Some(raw), Some(sup))
+            (Some(policy), Some(raw), Some(sup))
         } else {
             (None, None, None)
         };
@@ -194,12 +213,18 @@ impl Launch {
             }),
             last_cap: last_cap(),
             ruleset,
+            pid_max: support
+                .pid_max_per_namespace
+                .then(|| CString::new(req.processes.saturating_add(1).max(301).to_string()).ok())
+                .flatten(),
+            cwd: CString::new(req.cwd.as_os_str().as_encoded_bytes()).ok(),
             writable: req
                 .writable
                 .iter()
                 .filter_map(|p| CString::new(p.as_os_str().as_encoded_bytes()).ok())
                 .collect(),
-            filter,
+            policy: filter,
+            filter: None,
             socket,
             report,
         };
@@ -219,9 +244,16 @@ impl Launch {
 
     /// Adds the confinement to `cmd`, after any other pre-exec step.
     pub fn apply(&mut self, cmd: &mut tokio::process::Command) {
-        let Some(setup) = self.setup.take() else {
+        let Some(mut setup) = self.setup.take() else {
             return;
         };
+        if let Some(mut policy) = setup.policy.take() {
+            // The exec of the program itself needs no supervisor: std hands
+            // execve(2) the very buffer `get_program` shows (if it ever
+            // copies it, that exec is simply checked like the others).
+            policy.first_exec = Some(cmd.as_std().get_program().as_encoded_bytes().as_ptr() as u64);
+            setup.filter = Some(seccomp::filter(&policy));
+        }
         // SAFETY: `confine_child` runs between fork and exec and makes
         // only system calls on data prepared before the fork.
         unsafe {
@@ -443,6 +475,18 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
                     std::ptr::null()
                 )
             );
+            // No executable memfds in this namespace (Linux 6.3+; older
+            // kernels lack the knob and the write fails harmlessly), and
+            // no more processes than the cap, cgroup or not (only where
+            // the kernel keeps pid_max per namespace).
+            write_file(c"/proc/sys/vm/memfd_noexec", b"2");
+            if let Some(max) = &s.pid_max {
+                write_file(c"/proc/sys/kernel/pid_max", max.as_bytes());
+            }
+            // The whole file system read-only but the rw grants, which are
+            // noexec: root owns every root file, and Landlock does not
+            // cover changing a file's mode, owner, times or attributes;
+            // a read-only mount refuses them all.
             for dir in &s.writable {
                 check!(
                     s,
@@ -455,25 +499,27 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
                         std::ptr::null()
                     )
                 );
+            }
+            check!(
+                s,
+                Step::MountNamespace,
+                mount_setattr(c"/", libc::AT_RECURSIVE as u32, ATTR_RDONLY, 0)
+            );
+            for dir in &s.writable {
                 check!(
                     s,
                     Step::MountNamespace,
-                    libc::mount(
-                        std::ptr::null(),
-                        dir.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND
-                            | libc::MS_REMOUNT
-                            | libc::MS_NOEXEC
-                            | libc::MS_NOSUID
-                            | libc::MS_NODEV,
-                        std::ptr::null()
+                    mount_setattr(
+                        dir,
+                        libc::AT_RECURSIVE as u32,
+                        ATTR_NOEXEC | ATTR_NOSUID | ATTR_NODEV,
+                        ATTR_RDONLY
                     )
                 );
             }
-            // No executable memfds in this namespace (Linux 6.3+; older
-            // kernels have no such knob, and the write fails harmlessly).
-            write_file(c"/proc/sys/vm/memfd_noexec", b"2");
+            if let Some(cwd) = &s.cwd {
+                check!(s, Step::MountNamespace, libc::chdir(cwd.as_ptr()));
+            }
         }
         // Capabilities (when there are any to drop: as root, or inside
         // the user namespace): the bounding set first (it needs
@@ -579,6 +625,39 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+const ATTR_RDONLY: u64 = 0x1;
+const ATTR_NOSUID: u64 = 0x2;
+const ATTR_NODEV: u64 = 0x4;
+const ATTR_NOEXEC: u64 = 0x8;
+
+/// mount_setattr(2) on `path` (and, with AT_RECURSIVE, the mounts below).
+unsafe fn mount_setattr(path: &std::ffi::CStr, flags: u32, set: u64, clear: u64) -> libc::c_long {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (sized as passed) and the path.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    }
 }
 
 /// `struct landlock_path_beneath_attr`.

@@ -202,6 +202,10 @@ pub struct Support {
     pub namespaces: Result<(), String>,
     /// seccomp user notification works, and why not.
     pub seccomp_notify: Result<(), String>,
+    /// `kernel.pid_max` belongs to each PID namespace (Linux 6.14): a cap
+    /// on a child's processes without a cgroup. On older kernels it is
+    /// the whole machine's, and never written.
+    pub pid_max_per_namespace: bool,
 }
 
 /// The oldest Landlock ABI strict mode accepts: 6 (Linux 6.12) scopes
@@ -242,6 +246,7 @@ impl Support {
             root,
             namespaces,
             seccomp_notify: seccomp::probe(),
+            pid_max_per_namespace: kernel_at_least(6, 14),
         };
         tracing::debug!(?s.landlock_abi, root, namespaces = ?s.namespaces, seccomp = ?s.seccomp_notify, "child confinement support");
         s
@@ -291,6 +296,17 @@ impl Support {
     pub(crate) fn empty_netns(&self) -> Option<i32> {
         self.empty_netns.as_ref().map(AsRawFd::as_raw_fd)
     }
+}
+
+/// Whether the running kernel is `major.minor` or later.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
 }
 
 /// An empty network namespace (a loopback that is down, nothing else),

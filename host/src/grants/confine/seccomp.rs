@@ -127,19 +127,101 @@ impl Asm {
         self.labels.clear();
     }
 
-    /// A block for one syscall: skipped unless the number matches; `body`
-    /// must end in a return.
-    fn syscall(&mut self, nr: libc::c_long, body: impl FnOnce(&mut Asm)) {
-        self.op(LD_W_ABS, NR)
-            .jump(JEQ, nr as u32, To::Next, To::Label("skip"));
-        body(self);
-        self.label("skip");
-        self.flush();
-    }
-
     fn finish(mut self) -> Vec<sock_filter> {
         self.flush();
         self.out
+    }
+}
+
+/// What one syscall number leads to.
+enum Then {
+    /// This action, whatever the arguments.
+    Ret(u32),
+    /// A block that looks at the arguments (it ends in returns).
+    Block(Vec<sock_filter>),
+}
+
+/// A filter as a dispatch on the syscall number: the number is loaded
+/// once, compared with each listed call in turn, and anything not listed
+/// is allowed. Small, so the kernel compiles it quickly at every exec.
+struct Dispatch {
+    rules: Vec<(libc::c_long, Then)>,
+}
+
+impl Dispatch {
+    fn ret(&mut self, nr: libc::c_long, action: u32) {
+        self.rules.push((nr, Then::Ret(action)));
+    }
+
+    fn block(&mut self, nr: libc::c_long, body: impl FnOnce(&mut Asm)) {
+        let mut a = Asm::new();
+        body(&mut a);
+        self.rules.push((nr, Then::Block(a.finish())));
+    }
+
+    /// `header` (arch checks), then the dispatch, `RET ALLOW`, the blocks
+    /// and the shared returns.
+    fn finish(self, header: Vec<sock_filter>) -> Vec<sock_filter> {
+        let mut returns: Vec<u32> = Vec::new();
+        for (_, then) in &self.rules {
+            if let Then::Ret(a) = then
+                && !returns.contains(a)
+            {
+                returns.push(*a);
+            }
+        }
+        let n = self.rules.len();
+        let dispatch_at = header.len() + 1; // after LD nr
+        let blocks_at = dispatch_at + n + 1; // after RET ALLOW
+        let mut block_start = Vec::new();
+        let mut at = blocks_at;
+        for (_, then) in &self.rules {
+            block_start.push(at);
+            if let Then::Block(b) = then {
+                at += b.len();
+            }
+        }
+        let returns_at = at;
+        let mut out = header;
+        out.push(sock_filter {
+            code: LD_W_ABS as u16,
+            jt: 0,
+            jf: 0,
+            k: NR,
+        });
+        for (i, (nr, then)) in self.rules.iter().enumerate() {
+            let here = dispatch_at + i;
+            let target = match then {
+                Then::Ret(a) => returns_at + returns.iter().position(|r| r == a).unwrap_or(0),
+                Then::Block(_) => block_start[i],
+            };
+            out.push(sock_filter {
+                code: JEQ as u16,
+                jt: u8::try_from(target - here - 1).expect("filter jumps fit in a byte"),
+                jf: 0,
+                k: *nr as u32,
+            });
+        }
+        out.push(sock_filter {
+            code: RET as u16,
+            jt: 0,
+            jf: 0,
+            k: RET_ALLOW,
+        });
+        for (_, then) in self.rules {
+            if let Then::Block(b) = then {
+                out.extend(b);
+            }
+        }
+        for a in returns {
+            out.push(sock_filter {
+                code: RET as u16,
+                jt: 0,
+                jf: 0,
+                k: a,
+            });
+        }
+        out
     }
 }
 
@@ -148,10 +230,16 @@ pub struct Policy {
     /// The job grants a Unix socket: its programs may make Unix sockets of
     /// any type (their connects are still checked).
     pub unix_allowed: bool,
-    /// The programs run as root: they own every root file, so changing a
-    /// file's mode, owner, times or attributes is refused (and named by
-    /// the supervisor), which Landlock does not cover.
+    /// The programs run as root with no mount namespace to show them the
+    /// system read-only: they own every root file, so changing a file's
+    /// mode, owner, times or attributes is refused (and named by the
+    /// supervisor), which Landlock does not cover.
     pub as_root: bool,
+    /// The address of the program path the child's own `execve` passes:
+    /// that one exec, the program's, goes through without asking (a later
+    /// exec with the same pointer finds a new address space there, and
+    /// Landlock still holds it to the granted files).
+    pub first_exec: Option<u64>,
 }
 
 /// Calls a root child may not make: they change what a file is, and root
@@ -223,30 +311,37 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
         (libc::SYS_ptrace, ret_errno(libc::EPERM)),
         (libc::SYS_open_by_handle_at, ret_errno(libc::EPERM)),
     ];
-    let mut a = Asm::new();
-    a.op(LD_W_ABS, ARCH_AT)
+    let mut head = Asm::new();
+    head.op(LD_W_ABS, ARCH_AT)
         .jump(JEQ, ARCH, To::Label("arch"), To::Next)
         .ret(RET_KILL)
         .label("arch");
     #[cfg(target_arch = "x86_64")]
-    a.op(LD_W_ABS, NR)
+    head.op(LD_W_ABS, NR)
         .jump(JGE, X32_BIT, To::Next, To::Label("native"))
         .ret(ret_errno(libc::ENOSYS))
         .label("native");
-    a.flush();
-    for (nr, action) in by_number {
-        a.syscall(*nr, |a| {
-            a.ret(*action);
+    let mut d = Dispatch { rules: Vec::new() };
+    if let Some(ptr) = policy.first_exec {
+        d.block(libc::SYS_execve, |a| {
+            a.op(LD_W_ABS, arg_low(0))
+                .jump(JEQ, ptr as u32, To::Next, To::Label("ask"))
+                .op(LD_W_ABS, arg_high(0))
+                .jump(JEQ, (ptr >> 32) as u32, To::Next, To::Label("ask"))
+                .ret(RET_ALLOW)
+                .label("ask")
+                .ret(RET_NOTIFY);
         });
+    }
+    for (nr, action) in by_number {
+        d.ret(*nr, *action);
     }
     if policy.as_root {
         for nr in METADATA {
-            a.syscall(*nr, |a| {
-                a.ret(RET_NOTIFY);
-            });
+            d.ret(*nr, RET_NOTIFY);
         }
         for (nr, times) in SET_TIMES {
-            a.syscall(*nr, |a| {
+            d.block(*nr, |a| {
                 a.op(LD_W_ABS, arg_low(*times))
                     .jump(JEQ, 0, To::Next, To::Label("chosen"))
                     .op(LD_W_ABS, arg_high(*times))
@@ -259,7 +354,7 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
         }
     }
     // clone(flags, ...): no new namespaces.
-    a.syscall(libc::SYS_clone, |a| {
+    d.block(libc::SYS_clone, |a| {
         a.op(LD_W_ABS, arg_low(0))
             .jump(JSET, CLONE_NEW_ANY, To::Next, To::Label("ok"))
             .ret(ret_errno(libc::EPERM))
@@ -273,7 +368,7 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
     // without connecting (refused quietly: syslog(3) tries one on its own).
     let unix = policy.unix_allowed;
     for nr in [libc::SYS_socket, libc::SYS_socketpair] {
-        a.syscall(nr, |a| {
+        d.block(nr, |a| {
             a.op(LD_W_ABS, arg_low(0))
                 .jump(JEQ, libc::AF_INET as u32, To::Label("ok"), To::Next)
                 .jump(JEQ, libc::AF_INET6 as u32, To::Label("ok"), To::Next)
@@ -298,7 +393,7 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
         (libc::SYS_sendmsg, 2),
         (libc::SYS_sendmmsg, 3),
     ] {
-        a.syscall(nr, |a| {
+        d.block(nr, |a| {
             a.op(LD_W_ABS, arg_low(flags))
                 .jump(JSET, libc::MSG_FASTOPEN as u32, To::Next, To::Label("ok"))
                 .ret(RET_NOTIFY)
@@ -306,8 +401,7 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
                 .ret(RET_ALLOW);
         });
     }
-    a.ret(RET_ALLOW);
-    a.finish()
+    d.finish(head.finish())
 }
 
 /// Installs `filter` on the calling thread and returns the listener
@@ -371,6 +465,7 @@ mod tests {
             let f = filter(&Policy {
                 unix_allowed,
                 as_root,
+                first_exec: Some(0x7f00_1234_5678),
             });
             for (i, ins) in f.iter().enumerate() {
                 if u32::from(ins.code) & 0x07 == libc::BPF_JMP {
