@@ -4,9 +4,10 @@
 //! namespaces strict confinement needs. The hostile cases themselves run
 //! in `sandbox::every_hostile_plugin_is_contained_...`.
 
-use crate::util::{Env, text};
+use crate::util::{Env, text, wait_for};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::Duration;
 
 /// A job of the hostile test guest running `program args` (its stdout is
 /// the run's summary).
@@ -75,13 +76,17 @@ fn a_jobs_user_runs_its_programs_and_writes_only_its_grant() {
         "sh",
         &[
             "-c",
-            "id -un; echo hi > mine; echo more > /etc/opsd-nobody-test; echo exit=$?",
+            "id -un; echo hi > mine; echo more > /etc/opsd-nobody-test; chmod 666 ../nobodys; echo exit=$?",
         ],
-        "user = \"nobody\"\nfs = [{ host = \"out\", guest = \"/out\", access = \"rw\", create = true }]\nexec = [\"sh\", \"id\"]",
+        "user = \"nobody\"\nfs = [{ host = \"out\", guest = \"/out\", access = \"rw\", create = true }]\nexec = [\"sh\", \"id\", \"chmod\"]",
     ));
     env.install_guest("opsd-test-hostile");
-    // The grant belongs to the job's user, as its operator would set it up.
+    // The grant belongs to the job's user, as its operator would set it up;
+    // so does a file outside it, which stays as it is.
     std::fs::create_dir_all(env.path("out")).unwrap();
+    std::fs::write(env.path("nobodys"), "x").unwrap();
+    chmod(&env.path("nobodys"), 0o644);
+    std::os::unix::fs::chown(env.path("nobodys"), Some(65534), Some(65534)).unwrap();
     std::os::unix::fs::chown(env.path("out"), Some(65534), Some(65534)).unwrap();
     chmod(&env.path(""), 0o755);
     let rec = env.run_job("as-nobody");
@@ -95,6 +100,15 @@ fn a_jobs_user_runs_its_programs_and_writes_only_its_grant() {
         "{rec:#}"
     );
     assert!(!std::path::Path::new("/etc/opsd-nobody-test").exists());
+    assert_eq!(
+        std::fs::metadata(env.path("nobodys"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644,
+        "the job's user may not change its files outside the grants"
+    );
     use std::os::unix::fs::MetadataExt;
     let mine = std::fs::metadata(env.path("out/mine")).unwrap();
     assert_eq!(mine.uid(), 65534, "written as the job's user");
@@ -277,4 +291,73 @@ fn without_namespaces_strict_jobs_refuse_to_start_programs_and_best_effort_ones_
             && check.contains("job `lax`: warning: this machine cannot fully confine"),
         "{check}"
     );
+}
+
+#[test]
+fn a_killed_daemon_takes_its_programs_with_it_and_the_next_one_clears_their_cgroups() {
+    let env = Env::new(&format!(
+        "shutdown_grace = \"1s\"\n\n{}",
+        job(
+            "long",
+            "sh",
+            &["-c", "sleep 31.6228 & sleep 31.6228"],
+            "exec = [\"sh\", \"sleep\"]",
+        )
+    ));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    let client = env
+        .cmd(&["run", "long", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || {
+        let out = Command::new("pgrep")
+            .args(["-f", "sleep 31.6228"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    wait_for(Duration::from_secs(10), || (running() >= 2).then_some(()))
+        .expect("the program started");
+    let cgroups = |pid: u32| {
+        std::fs::read_dir("/sys/fs/cgroup/pids")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("opsd-{pid}-"))
+            })
+            .count()
+    };
+    let pid = daemon.pid();
+    daemon.kill9();
+    let mut client = client;
+    let _ = client.wait();
+    wait_for(Duration::from_secs(10), || (running() == 0).then_some(()))
+        .unwrap_or_else(|| panic!("{} programs outlived the daemon", running()));
+    // What the killed daemon left in the pids hierarchy goes when the next
+    // one first confines a program.
+    let next = env.daemon();
+    let mut run = env
+        .cmd(&["run", "long", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || (running() >= 2).then_some(()))
+        .expect("the program started again");
+    if std::path::Path::new("/sys/fs/cgroup/pids").exists() {
+        wait_for(Duration::from_secs(10), || {
+            (cgroups(pid) == 0).then_some(())
+        })
+        .unwrap_or_else(|| panic!("cgroups of pid {pid} stay"));
+    }
+    assert!(next.stop().success());
+    let _ = run.wait();
+    wait_for(Duration::from_secs(10), || (running() == 0).then_some(()))
+        .expect("stopping the daemon ended its programs");
 }

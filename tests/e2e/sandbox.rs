@@ -723,6 +723,87 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "failed",
             "with arguments too long to check".into(),
         ),
+        // What a second review broke, each now refused.
+        (
+            "preload-from-the-cwd",
+            runs("sh", &["-c", "cp /usr/lib/x86_64-linux-gnu/libm.so.6 x.so && LD_PRELOAD=./x.so id -u 2>&1"]),
+            format!("{rw}\nexec = [\"sh\", \"cp\", \"id\"]"),
+            "ok",
+            "cannot be preloaded".into(),
+        ),
+        (
+            "preload-its-own-output",
+            format!(
+                "{}\nstdout = \"/data/o.so\"",
+                runs("sh", &["-c", &format!("cat /usr/lib/x86_64-linux-gnu/libm.so.6; LD_PRELOAD=/proc/self/fd/1 id -u > {data}/preloaded.txt 2>&1")])
+            ),
+            format!("{rw}\nexec = [\"sh\", \"cat\", \"id\"]"),
+            "ok",
+            String::new(),
+        ),
+        (
+            "exec-through-a-swappable-link",
+            hides("sh", &["-c", &format!("ln -sf /usr/bin/id {data}/l && {data}/l")]),
+            format!("{rw}\nexec = [\"sh\", \"ln\", \"id\"]"),
+            "failed",
+            format!("by a path through {data}, a directory the job may write"),
+        ),
+        (
+            "ip-address-on-a-unix-socket",
+            runs("/usr/bin/python3", &python(&format!("import ctypes, socket\ns = socket.socket(socket.AF_UNIX)\nlibc = ctypes.CDLL(None, use_errno=True)\naddr = bytes([2, 0]) + ({port}).to_bytes(2, 'big') + bytes([127, 0, 0, 1]) + bytes(8)\nprint(libc.connect(s.fileno(), addr, 16), ctypes.get_errno())"))),
+            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"{addr}\"]"),
+            "ok",
+            "-1 22".into(),
+        ),
+        (
+            "mptcp",
+            runs("/usr/bin/python3", &python("import socket, errno\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); print('allowed')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])")),
+            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"{addr}\"]"),
+            "ok",
+            "EPROTONOSUPPORT".into(),
+        ),
+        (
+            "touch-a-host-file",
+            hides("touch", &[&root_only]),
+            "[job.grants]\nexec = [\"touch\"]".into(),
+            "failed",
+            format!("confined `touch` was refused {root_only}"),
+        ),
+        (
+            "inode-flags",
+            runs("/usr/bin/python3", &python(&format!("import fcntl, errno, struct\nf = open('{root_only}')\ntry:\n    fcntl.ioctl(f, 0x40086602, struct.pack('l', 0x10)); print('set')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])"))),
+            "[job.grants]\nexec = [\"/usr/bin/python3\"]\nsystem_paths = [\"/tmp\"]".into(),
+            "ok",
+            "EROFS".into(),
+        ),
+        (
+            "fifo-as-output",
+            format!("{}\nstdout = \"/data/fifo\"", runs("true", &[])),
+            format!("{rw}\nexec = [\"true\"]"),
+            "failed",
+            "`/data/fifo` is not a regular file".into(),
+        ),
+        (
+            "fexecve-a-fifo",
+            hides("/usr/bin/python3", &python(&format!("import os\nos.mkfifo('{data}/p2')\nfd = os.open('{data}/p2', os.O_RDONLY | os.O_NONBLOCK)\nos.execve(fd, ['x'], {{}})"))),
+            format!("{rw}\nexec = [\"/usr/bin/python3\"]"),
+            "failed",
+            format!("confined `/usr/bin/python3` tried to run {data}/p2"),
+        ),
+        (
+            "pinned-argv-flood",
+            hides("sh", &["-c", &format!("ls {data} $(seq 1 20000)")]),
+            format!("{rw}\nexec = [\"sh\", \"seq\", {{ program = \"ls\", args = [\"{data}\"] }}]"),
+            "failed",
+            "tried to run /usr/bin/ls with arguments".into(),
+        ),
+        (
+            "pinned-program-with-a-preload",
+            hides("env", &["LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libm.so.6", "id", "-u"]),
+            "[job.grants]\nexec = [\"env\", { program = \"id\", args = [\"-u\"] }]".into(),
+            "failed",
+            "with `LD_PRELOAD` in its environment".into(),
+        ),
         (
             "output-flood",
             "action = \"exec-count\"\nprogram = \"head\"\nargs = [\"-c\", \"100000000\", \"/dev/zero\"]".into(),
@@ -741,6 +822,11 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     env.write_config(&jobs.concat());
     env.install_guest("opsd-test-hostile");
     std::fs::create_dir_all(env.path("data")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(env.path("data/fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(fifo.success());
     std::os::unix::fs::symlink("/etc/passwd", env.path("data/hostlink")).unwrap();
     let daemon = env.daemon();
     let began = chrono::Utc::now();
@@ -780,6 +866,16 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     let status = outsider.try_wait().unwrap();
     assert!(status.is_none(), "the outsider was killed: {status:?}");
     outsider.kill().unwrap();
+    let preloaded = std::fs::read_to_string(env.path("data/preloaded.txt")).unwrap_or_default();
+    assert!(
+        preloaded.contains("cannot be preloaded"),
+        "a program's own output file is no code to it: {preloaded}"
+    );
+    let flood = env.run_job("pinned-argv-flood");
+    assert!(
+        flood["error"].as_str().unwrap_or_default().len() < 8192,
+        "a refusal names a huge argv briefly"
+    );
     let fds = env.run_job("own-descriptors");
     assert_eq!(
         fds["summary"], "0\n1\n2\n3",

@@ -189,6 +189,11 @@ impl Daemon {
     }
 
     /// Kills the daemon with SIGKILL, as a crash or the OOM killer would.
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn kill9(mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL daemon");

@@ -69,6 +69,7 @@ fn pids_parent() -> Option<&'static Path> {
                     let usable = probe.join("pids.max").exists();
                     let _ = std::fs::remove_dir(&probe);
                     if usable {
+                        reap_left_behind(&dir);
                         return Some(dir);
                     }
                 }
@@ -232,6 +233,27 @@ impl Drop for Containment {
             if std::fs::remove_dir(&dir).is_err() {
                 reap_later(dir);
             }
+        }
+    }
+}
+
+/// Kills and removes what an opsd that died (kill -9, a crash) left: its
+/// calls' cgroups, named after its pid, and whatever is still in them.
+fn reap_left_behind(parent: &Path) {
+    let own = std::process::id().to_string();
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("opsd-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let alive =
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "opsd");
+        if pid != own && pid != "probe" && !alive {
+            tracing::info!(cgroup = %entry.path().display(), "removing a pids cgroup an earlier opsd left");
+            reap_later(entry.path());
         }
     }
 }

@@ -218,26 +218,69 @@ pub fn open_write(
             grant.host.display()
         ));
     }
+    use cap_std::fs::OpenOptionsExt;
     let mut opts = cap_std::fs::OpenOptions::new();
-    opts.write(true).create(true);
+    // Non-blocking: a FIFO put there would make the open wait forever.
+    opts.write(true).create(true).custom_flags(libc::O_NONBLOCK);
     if append {
         opts.append(true);
     } else {
         opts.truncate(true);
     }
-    open_root(grant)
-        .and_then(|d| d.open_with(&rel, &opts))
+    let root =
+        open_root(grant).map_err(|e| format!("cannot open `{guest_path}` for writing: {e}"))?;
+    not_special(&root, &rel, guest_path)?;
+    root.open_with(&rel, &opts)
         .map(cap_std::fs::File::into_std)
         .map_err(|e| format!("cannot open `{guest_path}` for writing: {e}"))
+        .and_then(|f| regular(f, guest_path))
+}
+
+/// Refuses a path that is there and is not a regular file, before it is
+/// opened (a FIFO without a reader would refuse a writer with a puzzling
+/// "no such device").
+fn not_special(root: &cap_std::fs::Dir, rel: &Path, guest_path: &str) -> Result<(), String> {
+    match root.symlink_metadata(rel) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => Err(format!(
+            "`{guest_path}` is not a regular file; a program's input and output files must be"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `f` if it is a regular file, made blocking again: a program's input or
+/// output is never a FIFO, device or socket the plugin placed there.
+fn regular(f: std::fs::File, guest_path: &str) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let m = f.metadata().map_err(|e| format!("`{guest_path}`: {e}"))?;
+    if !m.is_file() {
+        return Err(format!(
+            "`{guest_path}` is not a regular file; a program's input and output files must be"
+        ));
+    }
+    // SAFETY: fcntl on a descriptor we own, flags read then written.
+    unsafe {
+        let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(f)
 }
 
 /// Opens a guest path for reading on the guest's behalf (a child's input).
 pub fn open_read(grants: &[FsGrant], guest_path: &str) -> Result<std::fs::File, String> {
+    use cap_std::fs::OpenOptionsExt;
     let (grant, rel) = locate(grants, guest_path)?;
-    open_root(grant)
-        .and_then(|d| d.open(&rel))
+    let mut opts = cap_std::fs::OpenOptions::new();
+    opts.read(true).custom_flags(libc::O_NONBLOCK);
+    let root =
+        open_root(grant).map_err(|e| format!("cannot open `{guest_path}` for reading: {e}"))?;
+    not_special(&root, &rel, guest_path)?;
+    root.open_with(&rel, &opts)
         .map(cap_std::fs::File::into_std)
         .map_err(|e| format!("cannot open `{guest_path}` for reading: {e}"))
+        .and_then(|f| regular(f, guest_path))
 }
 
 /// The host directory for a guest directory (a child's working

@@ -454,16 +454,22 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     child.current_dir(&cwd);
 
     let mut stdin_bytes = None;
+    let mut relays: Vec<FileRelay> = Vec::new();
     child.stdin(match &cmd.stdin {
         Input::None => Stdio::null(),
         Input::Bytes(b) => {
             stdin_bytes = Some(b.clone());
             Stdio::piped()
         }
-        Input::File(p) => Stdio::from(fs::open_read(&ctx.grants.fs, p).map_err(|m| deny(ctx, m))?),
+        Input::File(p) => {
+            let file = fs::open_read(&ctx.grants.fs, p).map_err(|m| deny(ctx, m))?;
+            let (stdio, relay) = FileRelay::input(file, p).map_err(|e| io_error(&program, e))?;
+            relays.push(relay);
+            stdio
+        }
     });
-    child.stdout(output_stdio(ctx, &cmd.stdout)?);
-    child.stderr(output_stdio(ctx, &cmd.stderr)?);
+    child.stdout(output_stdio(ctx, &cmd.stdout, &program, &mut relays)?);
+    child.stderr(output_stdio(ctx, &cmd.stderr, &program, &mut relays)?);
 
     let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
     contained.apply(&mut child);
@@ -495,6 +501,9 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         }
     };
     launch.spawned();
+    // The command holds the program's ends of the relays' pipes: they
+    // must close here for a relay to see the end of its stream.
+    drop(child);
     let pid = proc.id();
     contained.started(pid);
     tracing::debug!(program = %program.path.display(), args = ?cmd.args, pid, "exec");
@@ -530,6 +539,9 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     };
     let (stdout, t1) = join_capture(out_task).await;
     let (stderr, t2) = join_capture(err_task).await;
+    for relay in relays {
+        relay.finish(&program).await?;
+    }
     note_refusals(ctx, &program, &cwd, &stderr);
     use std::os::unix::process::ExitStatusExt;
     Ok(Exit {
@@ -584,7 +596,6 @@ async fn confined(
         plan: &plan,
         network,
         run_as: g.children.run_as.as_ref(),
-        unix_granted: !g.children.unix.is_empty(),
         writable: g
             .fs
             .iter()
@@ -601,6 +612,13 @@ async fn confined(
             net_described: g.net.describe(),
             resolvers: confine::supervisor::resolvers(),
             unix: g.children.unix.clone(),
+            writable: g
+                .fs
+                .iter()
+                .filter(|f| f.access == fs::Access::ReadWrite)
+                .map(|f| f.host.canonicalize().unwrap_or_else(|_| f.host.clone()))
+                .collect(),
+            env: g.env.clone(),
             violations: ctx.violations.clone(),
             refused: Default::default(),
         },
@@ -709,17 +727,143 @@ fn note_cap(ctx: &ProcessContext<'_>, contained: &super::contain::Containment, p
     }
 }
 
-fn output_stdio(ctx: &ProcessContext<'_>, out: &Output) -> Result<Stdio, ExecError> {
-    Ok(match out {
-        Output::Capture => Stdio::piped(),
-        Output::Discard => Stdio::null(),
-        Output::File(p) => {
-            Stdio::from(fs::open_write(&ctx.grants.fs, p, false).map_err(|m| deny(ctx, m))?)
+fn output_stdio(
+    ctx: &ProcessContext<'_>,
+    out: &Output,
+    program: &Program,
+    relays: &mut Vec<FileRelay>,
+) -> Result<Stdio, ExecError> {
+    let (path, append) = match out {
+        Output::Capture => return Ok(Stdio::piped()),
+        Output::Discard => return Ok(Stdio::null()),
+        Output::File(p) => (p, false),
+        Output::Append(p) => (p, true),
+    };
+    let file = fs::open_write(&ctx.grants.fs, path, append).map_err(|m| deny(ctx, m))?;
+    let (stdio, relay) = FileRelay::output(file, path).map_err(|e| io_error(program, e))?;
+    relays.push(relay);
+    Ok(stdio)
+}
+
+fn io_error(program: &Program, e: std::io::Error) -> ExecError {
+    ExecError::Io(format!("{}: {e}", program.name))
+}
+
+/// A file a program reads or writes as its stdin, stdout or stderr,
+/// copied by the daemon through a pipe: the program never holds the file
+/// itself, which lies on the host's mount (not the `noexec` one the
+/// program sees), so it cannot map it as code. The copy moves pages in
+/// the kernel (splice), so a 10 GB dump costs no memory and little CPU.
+struct FileRelay {
+    path: String,
+    copy: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl FileRelay {
+    /// The program writes a pipe; the daemon copies it into `file`.
+    fn output(file: std::fs::File, path: &str) -> std::io::Result<(Stdio, FileRelay)> {
+        let (read, write) = pipe()?;
+        let copy =
+            tokio::task::spawn_blocking(move || splice_all(read, std::os::fd::OwnedFd::from(file)));
+        Ok((
+            Stdio::from(write),
+            FileRelay {
+                path: path.to_owned(),
+                copy,
+            },
+        ))
+    }
+
+    /// The daemon copies `file` into a pipe the program reads.
+    fn input(file: std::fs::File, path: &str) -> std::io::Result<(Stdio, FileRelay)> {
+        let (read, write) = pipe()?;
+        let copy = tokio::task::spawn_blocking(move || {
+            match splice_all(std::os::fd::OwnedFd::from(file), write) {
+                // The program stopped reading: its business.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            }
+        });
+        Ok((
+            Stdio::from(read),
+            FileRelay {
+                path: path.to_owned(),
+                copy,
+            },
+        ))
+    }
+
+    /// Waits for the copy (at most [`DRAIN`]: the program is gone) and
+    /// fails the call if it could not be made whole, so a short file is
+    /// never taken for a good one.
+    async fn finish(self, program: &Program) -> Result<(), ExecError> {
+        let abort = self.copy.abort_handle();
+        match tokio::time::timeout(DRAIN, self.copy).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(ExecError::Io(format!(
+                "copying `{}`'s stream {} {}: {e}",
+                program.name, "to or from", self.path
+            ))),
+            Ok(Err(e)) => Err(ExecError::Io(format!("{}: {e}", self.path))),
+            Err(_) => {
+                abort.abort();
+                Err(ExecError::Io(format!(
+                    "copying `{}`'s stream {} {} did not finish",
+                    program.name, "to or from", self.path
+                )))
+            }
         }
-        Output::Append(p) => {
-            Stdio::from(fs::open_write(&ctx.grants.fs, p, true).map_err(|m| deny(ctx, m))?)
-        }
+    }
+}
+
+fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and ours.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
     })
+}
+
+/// Copies `from` to its end into `to`, by splice(2) (one side is a pipe),
+/// else read and write (splice refuses files opened for appending).
+fn splice_all(from: std::os::fd::OwnedFd, to: std::os::fd::OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: splice between two descriptors we own.
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::SPLICE_F_MOVE,
+            )
+        };
+        match n {
+            0 => return Ok(()),
+            n if n > 0 => continue,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EINVAL) => break,
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    let mut from = std::fs::File::from(from);
+    let mut to = std::fs::File::from(to);
+    std::io::copy(&mut from, &mut to).map(|_| ())
 }
 
 /// Reads a stream to its end, keeping at most `cap` bytes so a flood

@@ -82,7 +82,6 @@ pub(crate) struct Request<'a> {
     /// Whether the job grants any network.
     pub network: bool,
     pub run_as: Option<&'a super::RunAs>,
-    pub unix_granted: bool,
     /// Directories the plugin may write: mounted noexec for the child, so
     /// nothing the plugin wrote there runs or loads as code (a library
     /// through LD_PRELOAD included).
@@ -97,6 +96,8 @@ pub(crate) struct Request<'a> {
 /// Everything the child needs, prepared; plain data only, moved into the
 /// pre-exec closure.
 struct Setup {
+    /// The daemon: if it dies, the relay kills the program.
+    daemon: libc::pid_t,
     root: bool,
     netns: Option<i32>,
     new_namespaces: bool,
@@ -178,7 +179,6 @@ impl Launch {
             let sup = Supervisor::start(ours, Arc::new(req.rules))
                 .map_err(|e| format!("starting the exec supervisor: {e}"))?;
             let policy = seccomp::Policy {
-                unix_allowed: req.unix_granted,
                 // Without a mount namespace there is no read-only view of
                 // the system to refuse a root child's metadata changes.
                 as_root: support.root && req.run_as.is_none() && support.namespaces.is_err(),
@@ -195,6 +195,7 @@ impl Launch {
         // SAFETY: getuid/getgid have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let setup = Setup {
+            daemon: std::process::id() as libc::pid_t,
             root: support.root,
             netns: if support.root && !req.network && namespaces {
                 support.empty_netns()
@@ -452,7 +453,7 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
             let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
             check!(s, Step::Fork, pid);
             if pid > 0 {
-                relay(pid as libc::pid_t);
+                relay(pid as libc::pid_t, s.daemon);
             }
             // PID 1 of the new namespace: dies with the relay.
             libc::prctl(
@@ -671,11 +672,40 @@ struct PathBeneathAttr {
 const LANDLOCK_READ: u64 = (1 << 2) | (1 << 3);
 
 /// The relay: holds nothing open, waits for the program and leaves the
-/// way it did, so the daemon sees the program's own exit status.
-unsafe fn relay(child: libc::pid_t) -> ! {
+/// way it did, so the daemon sees the program's own exit status; if the
+/// daemon dies first, it kills the program (and so its whole namespace).
+unsafe fn relay(child: libc::pid_t, daemon: libc::pid_t) -> ! {
     // SAFETY: system calls only, in the forked child.
     unsafe {
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let program = libc::syscall(libc::SYS_pidfd_open, child, 0u32) as i32;
+        let opsd = libc::syscall(libc::SYS_pidfd_open, daemon, 0u32) as i32;
+        if libc::getppid() != daemon {
+            libc::kill(child, libc::SIGKILL);
+        } else if program >= 0 && opsd >= 0 {
+            let mut fds = [
+                libc::pollfd {
+                    fd: program,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: opsd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            loop {
+                let n = libc::poll(fds.as_mut_ptr(), 2, -1);
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                if n > 0 && fds[1].revents != 0 {
+                    libc::kill(child, libc::SIGKILL);
+                }
+                break;
+            }
+        }
         let mut status = 0;
         loop {
             let r = libc::waitpid(child, &mut status, 0);

@@ -20,6 +20,9 @@ const ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
+/// IPPROTO_MPTCP (not in libc).
+const IPPROTO_MPTCP: u32 = 262;
+
 /// `clone` flags that make namespaces.
 const CLONE_NEW_ANY: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
@@ -227,9 +230,6 @@ impl Dispatch {
 
 /// What a confined child may not do, and what it must ask about.
 pub struct Policy {
-    /// The job grants a Unix socket: its programs may make Unix sockets of
-    /// any type (their connects are still checked).
-    pub unix_allowed: bool,
     /// The programs run as root with no mount namespace to show them the
     /// system read-only: they own every root file, so changing a file's
     /// mode, owner, times or attributes is refused (and named by the
@@ -362,28 +362,31 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
             .ret(RET_ALLOW);
     });
     // Sockets: Unix, IP and netlink only (no vsock to the hypervisor, no
-    // packet sockets: the supervisor refuses and names others). A Unix
-    // socket must connect, where the supervisor checks it, unless Unix
-    // sockets are granted: a datagram socket could send to any path
-    // without connecting (refused quietly: syslog(3) tries one on its own).
-    let unix = policy.unix_allowed;
+    // packet sockets: the supervisor refuses and names others); no MPTCP,
+    // which Landlock's TCP rules do not see. Unix sockets stream only:
+    // a datagram one sends to any socket path without a connect for the
+    // supervisor to check (refused quietly: syslog(3) tries one on its
+    // own).
     for nr in [libc::SYS_socket, libc::SYS_socketpair] {
         d.block(nr, |a| {
             a.op(LD_W_ABS, arg_low(0))
-                .jump(JEQ, libc::AF_INET as u32, To::Label("ok"), To::Next)
-                .jump(JEQ, libc::AF_INET6 as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::AF_INET as u32, To::Label("ip"), To::Next)
+                .jump(JEQ, libc::AF_INET6 as u32, To::Label("ip"), To::Next)
                 .jump(JEQ, libc::AF_NETLINK as u32, To::Label("ok"), To::Next)
                 .jump(JEQ, libc::AF_UNIX as u32, To::Label("unix"), To::Next)
                 .ret(RET_NOTIFY)
-                .label("unix");
-            if !unix {
-                a.op(LD_W_ABS, arg_low(1))
-                    .op(AND, 0xf)
-                    .jump(JEQ, libc::SOCK_STREAM as u32, To::Label("ok"), To::Next)
-                    .jump(JEQ, libc::SOCK_SEQPACKET as u32, To::Label("ok"), To::Next)
-                    .ret(ret_errno(libc::EACCES));
-            }
-            a.label("ok").ret(RET_ALLOW);
+                .label("ip")
+                .op(LD_W_ABS, arg_low(2))
+                .jump(JEQ, IPPROTO_MPTCP, To::Next, To::Label("ok"))
+                .ret(ret_errno(libc::EPROTONOSUPPORT))
+                .label("unix")
+                .op(LD_W_ABS, arg_low(1))
+                .op(AND, 0xf)
+                .jump(JEQ, libc::SOCK_STREAM as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::SOCK_SEQPACKET as u32, To::Label("ok"), To::Next)
+                .ret(ret_errno(libc::EACCES))
+                .label("ok")
+                .ret(RET_ALLOW);
         });
     }
     // TCP Fast Open connects inside sendto/sendmsg, past connect(2) and
@@ -461,9 +464,8 @@ mod tests {
 
     #[test]
     fn jumps_stay_inside_the_program() {
-        for (unix_allowed, as_root) in [(false, false), (true, true)] {
+        for as_root in [false, true] {
             let f = filter(&Policy {
-                unix_allowed,
                 as_root,
                 first_exec: Some(0x7f00_1234_5678),
             });

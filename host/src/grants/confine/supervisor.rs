@@ -45,6 +45,13 @@ pub struct Rules {
     /// any network is granted, so granted names resolve.
     pub resolvers: Vec<IpAddr>,
     pub unix: Vec<UnixGrant>,
+    /// Directories the job may write (canonical): a path that passes
+    /// through one can be swapped between this check and the kernel's.
+    pub writable: Vec<PathBuf>,
+    /// Names of the job's env grant: with the harmless ones a shell sets,
+    /// all a program with pinned arguments may get (`BASH_ENV`,
+    /// `PYTHONPATH` or `LD_PRELOAD` would change what it runs).
+    pub env: Vec<String>,
     pub violations: Violations,
     /// What was refused already: a shell's PATH search tries `/usr/bin/ls`
     /// and `/bin/ls`, one refusal to report.
@@ -58,12 +65,25 @@ impl Rules {
         let first = self
             .refused
             .lock()
-            .map(|mut r| r.len() < 1000 && r.insert(what.to_owned()))
+            .map(|mut r| r.len() < 1000 && r.insert(clip(what, 256)))
             .unwrap_or(false);
         if first {
-            self.violations.record(message);
+            self.violations.record(clip(&message, 2048));
         }
     }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked
+/// when cut: what a program passes may be megabytes.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// The supervisor thread of one exec call; it ends by itself once every
@@ -206,11 +226,17 @@ fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict
         let Some(raw) = read_c_string(pid, ptr) else {
             return Verdict::Refuse(libc::EFAULT);
         };
+        let envp = if nr == libc::SYS_execve {
+            args[2]
+        } else {
+            args[3]
+        };
         let argv = read_argv(pid, argv);
+        let envp = read_argv(pid, envp);
         if !still_valid(listener, n.id) {
             return Verdict::Refuse(libc::ESRCH);
         }
-        exec_verdict(pid, dirfd, &raw, argv.as_deref(), flags, rules)
+        exec_verdict(pid, dirfd, &raw, argv.as_deref(), envp, flags, rules)
     } else if [
         libc::SYS_kill,
         libc::SYS_tkill,
@@ -229,10 +255,21 @@ fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict
         let Some(addr) = read_bytes(pid, args[1], len) else {
             return Verdict::Refuse(libc::EFAULT);
         };
+        // What the socket is, not what the address says: an address read
+        // as IP could be rewritten into a Unix path before the kernel
+        // reads it, and only a Unix socket would take that.
+        let domain = socket_domain(pid, args[0] as i32);
         if !still_valid(listener, n.id) {
             return Verdict::Refuse(libc::ESRCH);
         }
-        connect_verdict(pid, &addr, rules)
+        let family = addr
+            .get(..2)
+            .map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])));
+        match (domain, family) {
+            (Some(libc::AF_UNIX), Some(libc::AF_UNIX)) => connect_verdict(pid, &addr, rules),
+            (Some(libc::AF_UNIX), _) | (None, _) => Verdict::Refuse(libc::EINVAL),
+            _ => connect_verdict(pid, &addr, rules),
+        }
     } else if nr == libc::SYS_socket || nr == libc::SYS_socketpair {
         let family = args[0] as i32;
         rules.refuse(
@@ -319,6 +356,38 @@ fn metadata_target(pid: u32, nr: libc::c_long, args: &[u64; 6]) -> String {
     shown.unwrap_or_else(|| "a file".into())
 }
 
+/// The address family of a caller's socket, from a copy of its
+/// descriptor (pidfd_getfd).
+fn socket_domain(pid: u32, fd: i32) -> Option<i32> {
+    // SAFETY: pidfd_open and pidfd_getfd return new descriptors we own.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if pidfd < 0 {
+        return None;
+    }
+    // SAFETY: a new descriptor, owned here.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: as above.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0u32) };
+    if copy < 0 {
+        return None;
+    }
+    // SAFETY: a new descriptor, owned here.
+    let copy = unsafe { OwnedFd::from_raw_fd(copy as i32) };
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one int into `domain`.
+    let rc = unsafe {
+        libc::getsockopt(
+            copy.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(domain)
+}
+
 fn still_valid(listener: &OwnedFd, id: u64) -> bool {
     let mut id = id;
     // SAFETY: ID_VALID reads the u64 we pass.
@@ -336,10 +405,23 @@ fn exec_verdict(
     dirfd: i32,
     raw: &[u8],
     argv: Option<&[String]>,
+    envp: Option<Vec<String>>,
     flags: i32,
     rules: &Rules,
 ) -> Verdict {
     let named = Path::new(std::ffi::OsStr::from_bytes(raw));
+    if let Some(dir) = writable_on_the_way(pid, dirfd, named, flags, &rules.writable) {
+        rules.refuse(
+            &format!("through {}", dir.display()),
+            format!(
+                "confined `{}` tried to run {} by a path through {}, a directory the job may write (what it names could change under the check); run programs by their installed paths",
+                rules.program,
+                named.display(),
+                dir.display()
+            ),
+        );
+        return Verdict::Refuse(libc::EACCES);
+    }
     let file = match open_in_caller(pid, dirfd, named, flags) {
         Ok(f) => f,
         // Not there: the kernel would say so too (a PATH search tries
@@ -395,7 +477,29 @@ fn exec_verdict(
     };
     let given = argv.get(1..).unwrap_or_default();
     if entries.iter().any(|a| a.allows(given)) {
-        return Verdict::Continue;
+        return match envp.map(|e| unpinned_variable(&e, &rules.env)) {
+            Some(None) => Verdict::Continue,
+            Some(Some(name)) => {
+                rules.refuse(
+                    &format!("{shown} env {name}"),
+                    format!(
+                        "confined `{}` tried to run {shown}, which the job's exec grant pins, with `{name}` in its environment, which could change what it runs; only the job's env grant and a shell's own variables pass",
+                        rules.program
+                    ),
+                );
+                Verdict::Refuse(libc::EACCES)
+            }
+            None => {
+                rules.refuse(
+                    &format!("{shown} unreadable environment"),
+                    format!(
+                        "confined `{}` tried to run {shown} with an environment too large to check against the job's exec grant",
+                        rules.program
+                    ),
+                );
+                Verdict::Refuse(libc::E2BIG)
+            }
+        };
     }
     rules.refuse(
         &format!("{shown} {given:?}"),
@@ -405,6 +509,89 @@ fn exec_verdict(
         ),
     );
     Verdict::Refuse(libc::EACCES)
+}
+
+/// Variables a shell sets on its own, harmless to any program.
+const SHELL_VARIABLES: &[&str] = &[
+    "PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "_", "LANG", "LANGUAGE", "TERM", "TZ", "USER",
+    "LOGNAME", "SHELL", "COLUMNS", "LINES",
+];
+
+/// The first variable of `envp` neither granted nor a shell's own.
+fn unpinned_variable(envp: &[String], granted: &[String]) -> Option<String> {
+    envp.iter()
+        .map(|kv| kv.split('=').next().unwrap_or(kv))
+        .find(|name| {
+            !SHELL_VARIABLES.contains(name)
+                && !name.starts_with("LC_")
+                && !granted.iter().any(|g| g == name)
+        })
+        .map(str::to_owned)
+}
+
+/// The first directory the job may write that resolving `named` passes
+/// through, as the caller sees its file system (symlinks followed by
+/// hand, so the kernel follows none for us but `/proc/PID/root`).
+fn writable_on_the_way(
+    pid: u32,
+    dirfd: i32,
+    named: &Path,
+    flags: i32,
+    writable: &[PathBuf],
+) -> Option<PathBuf> {
+    use std::path::Component;
+    let inside = |p: &Path| writable.iter().find(|w| p.starts_with(w)).cloned();
+    let start = if named.as_os_str().is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        return None;
+    } else if named.is_absolute() {
+        PathBuf::from("/")
+    } else if dirfd == libc::AT_FDCWD {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()?
+    };
+    let root = format!("/proc/{pid}/root");
+    let mut pending: Vec<std::ffi::OsString> = named
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut current = start;
+    let mut links = 0;
+    while let Some(c) = pending.pop() {
+        if let Some(w) = inside(&current) {
+            return Some(w);
+        }
+        if c == ".." {
+            current.pop();
+            continue;
+        }
+        let next = current.join(&c);
+        let seen = format!("{root}{}", next.display());
+        match std::fs::symlink_metadata(&seen) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                let target = std::fs::read_link(&seen).ok()?;
+                if links > 40 {
+                    return Some(current);
+                }
+                if target.is_absolute() {
+                    current = PathBuf::from("/");
+                }
+                pending.extend(target.components().rev().filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_owned()),
+                    Component::ParentDir => Some("..".into()),
+                    _ => None,
+                }));
+            }
+            _ => current = next,
+        }
+    }
+    None
 }
 
 /// Opens what a caller's `execveat(dirfd, path, ..., flags)` names, as the
@@ -422,9 +609,9 @@ fn open_in_caller(
         if flags & libc::AT_EMPTY_PATH == 0 {
             return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
         }
-        // fexecve: the descriptor's own file.
-        return std::fs::File::open(format!("/proc/{pid}/fd/{dirfd}"))
-            .or_else(|_| open_path(&format!("/proc/{pid}/fd/{dirfd}")));
+        // fexecve: the descriptor's own file (O_PATH: a FIFO's open would
+        // wait for a writer).
+        return open_path(&format!("/proc/{pid}/fd/{dirfd}"));
     }
     let full = if named.is_absolute() {
         named.to_owned()
@@ -577,6 +764,18 @@ fn unix_verdict(pid: u32, path: &[u8], rules: &Rules) -> Verdict {
         return Verdict::Refuse(libc::EACCES);
     }
     let named = Path::new(std::ffi::OsStr::from_bytes(&path[..end]));
+    if let Some(dir) = writable_on_the_way(pid, libc::AT_FDCWD, named, 0, &rules.writable) {
+        rules.refuse(
+            &format!("unix through {}", dir.display()),
+            format!(
+                "confined `{}` tried to connect to the Unix socket {} by a path through {}, a directory the job may write; name the socket by its own path",
+                rules.program,
+                named.display(),
+                dir.display()
+            ),
+        );
+        return Verdict::Refuse(libc::EACCES);
+    }
     // What the kernel will reach, as the caller sees it: a granted name
     // made a symlink to something else is something else.
     let reached = open_in_caller(pid, libc::AT_FDCWD, named, 0).ok();
