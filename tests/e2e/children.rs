@@ -361,3 +361,62 @@ fn a_killed_daemon_takes_its_programs_with_it_and_the_next_one_clears_their_cgro
     wait_for(Duration::from_secs(10), || (running() == 0).then_some(()))
         .expect("stopping the daemon ended its programs");
 }
+
+#[test]
+fn a_granted_tmp_is_private_to_each_call_and_apt_audits_confined() {
+    // Outside /tmp: the private one would hide it.
+    let parent = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let env = Env::new_in(
+        parent,
+        &[
+            job(
+                "scratch",
+                "sh",
+                &["-c", "ls -A /tmp | wc -l; echo hi > /tmp/x && cat /tmp/x"],
+                "exec = [\"sh\", \"ls\", \"wc\", \"cat\"]\ntmp = \"1M\"",
+            ),
+            // The audit plugin's apt check, as the README grants it.
+            "[[job]]\nname = \"apt\"\nplugin = \"audit\"\nschedule = \"@yearly\"\nenabled = false\n[job.grants]\nfs = [{ host = \"state\", guest = \"/state\", access = \"rw\", create = true }]\nexec = [\"apt\", \"dpkg\"]\ntmp = \"16M\"\nsystem_paths = [\"/etc/apt\", \"/var/lib/apt\", \"/var/lib/dpkg\", \"/var/cache/apt\"]\n[job.config]\nstate_file = \"/state/audit.json\"\napt = {}\n".to_owned(),
+        ]
+        .concat(),
+    );
+    env.install_guest("opsd-test-hostile");
+    for _ in 0..2 {
+        let rec = env.run_job("scratch");
+        assert_eq!(rec["status"], "ok", "{rec:#}");
+        assert_eq!(rec["summary"], "0\nhi", "an empty /tmp each time: {rec:#}");
+    }
+    assert!(
+        !std::path::Path::new("/tmp/x").exists(),
+        "not the host's /tmp"
+    );
+    if Command::new("apt").arg("--version").output().is_ok() {
+        let rec = env.run_job("apt");
+        assert!(
+            rec["status"] == "ok" || rec["status"] == "warning",
+            "apt ran confined: {rec:#}"
+        );
+        assert!(
+            !rec["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("could not check"),
+            "{rec:#}"
+        );
+    }
+    // A private /tmp would hide a grant there: refused when the config
+    // loads.
+    let there = Env::new(&job(
+        "t",
+        "true",
+        &[],
+        "fs = [{ host = \"g\", guest = \"/g\", access = \"rw\", create = true }]\nexec = [\"true\"]\ntmp = \"1M\"",
+    ));
+    let out = there.run(&["check"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("grants.tmp gives the job's programs a /tmp of their own, which would hide"),
+        "{}",
+        text(&out)
+    );
+}

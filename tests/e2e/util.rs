@@ -54,9 +54,16 @@ pub struct Env {
 impl Env {
     /// A new world whose config is `data_dir`/`plugin_dir` plus `jobs`.
     pub fn new(jobs: &str) -> Env {
+        Env::new_in(&std::env::temp_dir(), jobs)
+    }
+
+    /// A world under `parent` rather than the temp directory (a job with
+    /// a private /tmp must name nothing there).
+    pub fn new_in(parent: &Path, jobs: &str) -> Env {
+        std::fs::create_dir_all(parent).expect("parent of the world");
         let dir = tempfile::Builder::new()
             .prefix("opsd-e2e")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("tempdir");
         let env = Env { dir };
         std::fs::create_dir_all(env.path("plugins")).expect("plugins dir");

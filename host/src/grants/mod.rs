@@ -50,6 +50,8 @@ pub(crate) struct RawGrants {
     /// More paths the job's programs may read besides the system base.
     #[serde(default)]
     system_paths: Vec<Spanned<String>>,
+    /// A private /tmp of this size for the job's programs.
+    tmp: Option<Spanned<String>>,
 }
 
 /// `[sandbox]` and `[job.sandbox]`: how strictly programs are confined.
@@ -175,6 +177,33 @@ impl Grants {
                 );
             }
         }
+        let tmp = raw.tmp.as_ref().and_then(|t| {
+            let size = limits::parse_size(t.get_ref())
+                .map_err(|e| problems.push(lines.at(t), Some(job), format!("grants.tmp: {e}")))
+                .ok()?;
+            // The private /tmp covers the host's: nothing the job names
+            // may live there.
+            let hidden = fs
+                .iter()
+                .map(|g| g.host.clone())
+                .chain(system_paths.iter().cloned())
+                .chain(exec.programs.iter().map(|p| p.path.clone()))
+                .find(|p| p.starts_with("/tmp"));
+            match hidden {
+                Some(p) => {
+                    problems.push(
+                        lines.at(t),
+                        Some(job),
+                        format!(
+                            "grants.tmp gives the job's programs a /tmp of their own, which would hide {}; move it out of /tmp or drop `tmp`",
+                            p.display()
+                        ),
+                    );
+                    None
+                }
+                None => Some(size),
+            }
+        });
         (problems.list.len() == before).then_some(Grants {
             fs,
             exec,
@@ -186,6 +215,7 @@ impl Grants {
                 run_as,
                 system_paths,
                 unix,
+                tmp,
             },
         })
     }
@@ -218,6 +248,10 @@ impl Grants {
             .filter(|g| g.access == Access::ReadWrite)
             .map(|g| g.host.display().to_string())
             .collect();
+        let mut writes = writes;
+        if let Some(size) = self.children.tmp {
+            writes.push(format!("a private /tmp of {} MiB", size >> 20));
+        }
         out.push(if writes.is_empty() {
             "write nothing".into()
         } else {

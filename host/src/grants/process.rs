@@ -604,6 +604,7 @@ async fn confined(
             .collect(),
         processes: g.limits.processes,
         cwd,
+        tmp: g.children.tmp,
         rules: confine::supervisor::Rules {
             program: program.name.clone(),
             exec: g.exec.runnable(),

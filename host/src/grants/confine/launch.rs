@@ -90,6 +90,8 @@ pub(crate) struct Request<'a> {
     pub processes: u32,
     /// Where the program starts.
     pub cwd: &'a std::path::Path,
+    /// Size of a private /tmp (`grants.tmp`), if any.
+    pub tmp: Option<u64>,
     pub rules: Rules,
 }
 
@@ -114,6 +116,10 @@ struct Setup {
     /// The working directory, entered again once the grants are mounted
     /// (the one inherited is on the mount made read-only).
     cwd: Option<CString>,
+    /// Mount options of a private /tmp (`size=...`), when granted.
+    tmp: Option<CString>,
+    /// The Landlock rights of a read-write grant, for that /tmp.
+    tmp_rights: u64,
     /// `pid_max` of the child's PID namespace: a cap on its processes
     /// even where no pids cgroup can be made (the kernel's floor is 301),
     /// when the kernel keeps it per namespace.
@@ -219,6 +225,10 @@ impl Launch {
                 .then(|| CString::new(req.processes.saturating_add(1).max(301).to_string()).ok())
                 .flatten(),
             cwd: CString::new(req.cwd.as_os_str().as_encoded_bytes()).ok(),
+            tmp: req
+                .tmp
+                .and_then(|size| CString::new(format!("size={size},mode=1777")).ok()),
+            tmp_rights: rules::Allow::ReadWrite.bits(),
             writable: req
                 .writable
                 .iter()
@@ -484,6 +494,20 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
             if let Some(max) = &s.pid_max {
                 write_file(c"/proc/sys/kernel/pid_max", max.as_bytes());
             }
+            // A private /tmp, gone with the namespace.
+            if let Some(options) = &s.tmp {
+                check!(
+                    s,
+                    Step::MountNamespace,
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        c"/tmp".as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        options.as_ptr().cast()
+                    )
+                );
+            }
             // The whole file system read-only but the rw grants, which are
             // noexec: root owns every root file, and Landlock does not
             // cover changing a file's mode, owner, times or attributes;
@@ -518,8 +542,19 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
                     )
                 );
             }
-            if let Some(cwd) = &s.cwd {
-                check!(s, Step::MountNamespace, libc::chdir(cwd.as_ptr()));
+            if s.tmp.is_some() {
+                check!(
+                    s,
+                    Step::MountNamespace,
+                    mount_setattr(c"/tmp", 0, 0, ATTR_RDONLY)
+                );
+            }
+            if let Some(cwd) = &s.cwd
+                && libc::chdir(cwd.as_ptr()) != 0
+            {
+                // Hidden under a private /tmp (a data directory there):
+                // nowhere is as good as anywhere for a job without grants.
+                check!(s, Step::MountNamespace, libc::chdir(c"/".as_ptr()));
             }
         }
         // Capabilities (when there are any to drop: as root, or inside
@@ -588,27 +623,17 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
         if let Some(ruleset) = s.ruleset {
             // Its own /proc (read only): a private one in its namespace,
             // else just its own entry (then what it starts has none).
-            let own = libc::open(
+            add_path_rule(
+                ruleset,
                 if pid_namespace {
-                    c"/proc".as_ptr()
+                    c"/proc"
                 } else {
-                    c"/proc/self".as_ptr()
+                    c"/proc/self"
                 },
-                libc::O_PATH | libc::O_CLOEXEC,
+                LANDLOCK_READ,
             );
-            if own >= 0 {
-                let attr = PathBeneathAttr {
-                    allowed_access: LANDLOCK_READ,
-                    parent_fd: own,
-                };
-                libc::syscall(
-                    libc::SYS_landlock_add_rule,
-                    ruleset,
-                    1u32, // LANDLOCK_RULE_PATH_BENEATH
-                    &attr as *const PathBeneathAttr,
-                    0u32,
-                );
-                libc::close(own);
+            if pid_namespace && s.tmp.is_some() {
+                add_path_rule(ruleset, c"/tmp", s.tmp_rights);
             }
             check!(
                 s,
@@ -658,6 +683,31 @@ unsafe fn mount_setattr(path: &std::ffi::CStr, flags: u32, set: u64, clear: u64)
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
+    }
+}
+
+/// Adds a path-beneath rule for `path` to `ruleset` (between fork and
+/// exec: system calls only). A path that cannot be opened gets none.
+unsafe fn add_path_rule(ruleset: i32, path: &std::ffi::CStr, rights: u64) {
+    // SAFETY: open/landlock_add_rule/close on a NUL-terminated path and a
+    // live attribute struct.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        if fd < 0 {
+            return;
+        }
+        let attr = PathBeneathAttr {
+            allowed_access: rights,
+            parent_fd: fd,
+        };
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            1u32, // LANDLOCK_RULE_PATH_BENEATH
+            &attr as *const PathBeneathAttr,
+            0u32,
+        );
+        libc::close(fd);
     }
 }
 

@@ -184,6 +184,8 @@ pub struct ChildPolicy {
     pub system_paths: Vec<PathBuf>,
     /// `net = ["unix:/path"]`: Unix sockets the programs may connect to.
     pub unix: Vec<UnixGrant>,
+    /// `grants.tmp = "64M"`: a private /tmp of that size for the programs.
+    pub tmp: Option<u64>,
 }
 
 /// What this kernel offers for confinement, found once.

@@ -29,6 +29,11 @@ pub enum Allow {
 }
 
 impl Allow {
+    /// The Landlock access bits, for a rule the child adds itself.
+    pub fn bits(self) -> u64 {
+        self.rights().bits()
+    }
+
     fn rights(self) -> BitFlags<AccessFs> {
         let read = AccessFs::ReadFile | AccessFs::ReadDir;
         match self {
