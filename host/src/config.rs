@@ -741,6 +741,47 @@ impl Config {
                 });
             }
         }
+        // Nothing a plugin may write is something the daemon trusts: its
+        // store and compile cache (data_dir, which holds other jobs'
+        // history too: not even read), its control socket, the plugins it
+        // loads.
+        let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
+        let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        for job in &jobs {
+            for g in &job.grants.fs {
+                let host = real(&g.host);
+                let rw = g.access == grants::Access::ReadWrite;
+                let clash = if host.starts_with(real(&data_dir))
+                    || (rw && overlaps(&host, &real(&data_dir)))
+                {
+                    Some(format!(
+                        "opsd's data directory {} (its store, with every job's history, its compile cache and control socket)",
+                        data_dir.display()
+                    ))
+                } else if rw && overlaps(&host, &real(&plugin_dir)) {
+                    Some(format!(
+                        "opsd's plugin directory {} (the code it loads)",
+                        plugin_dir.display()
+                    ))
+                } else if rw && real(&socket).starts_with(&host) {
+                    Some(format!("opsd's control socket {}", socket.display()))
+                } else {
+                    None
+                };
+                if let Some(what) = clash {
+                    problems.push(
+                        Some(job.line),
+                        Some(&job.name),
+                        format!(
+                            "fs grant {} -> {} ({}) reaches {what}; a plugin may never touch what opsd trusts: grant a directory outside it",
+                            g.guest,
+                            g.host.display(),
+                            if rw { "rw" } else { "ro" }
+                        ),
+                    );
+                }
+            }
+        }
         // A job's programs never reach what the daemon trusts through a
         // Unix socket grant: its control socket drives every job.
         let trusted = |p: &Path| {
@@ -967,7 +1008,7 @@ mod tests {
     fn quotas_apply_to_rw_grants_and_take_sizes() {
         let job = |grant: &str| {
             format!(
-                "data_dir = \"/tmp/x\"\n[[job]]\nname = \"q\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nfs = [{grant}]\n"
+                "data_dir = \"/var/lib/opsd-test\"\n[[job]]\nname = \"q\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nfs = [{grant}]\n"
             )
         };
         let c = parse(&job(
@@ -1032,6 +1073,14 @@ mod tests {
             (
                 "net = [\"unix:run/pg.sock\"]",
                 "a Unix socket is named by its absolute path",
+            ),
+            (
+                "fs = [{ host = \"/tmp/x/cache\", guest = \"/c\", access = \"ro\", create = true }]",
+                "reaches opsd's data directory /tmp/x (its store",
+            ),
+            (
+                "fs = [{ host = \"/tmp\", guest = \"/t\", access = \"rw\" }]",
+                "fs grant /t -> /tmp (rw) reaches opsd's data directory",
             ),
             (
                 "net = [\"unix:/tmp/x/opsd.sock\"]",

@@ -123,7 +123,7 @@ fn a_jobs_user_runs_its_programs_and_writes_only_its_grant() {
 fn the_control_socket_refuses_a_peer_in_another_pid_namespace() {
     let env = Env::new("");
     let daemon = env.daemon();
-    let socket = env.path("data/opsd.sock");
+    let socket = env.path("state/opsd.sock");
     // What a sandboxed program racing its supervisor would look like: a
     // root process, allowed by the file mode, in a PID namespace of its own.
     let out = Command::new("unshare")
@@ -145,7 +145,7 @@ fn the_control_socket_refuses_a_peer_in_another_pid_namespace() {
     assert_eq!(code, 200, "the daemon still serves its own");
     // A socket whose mode was widened by mistake still serves only root
     // and opsd's own user.
-    for p in ["", "data"] {
+    for p in ["", "state"] {
         chmod(&env.path(p), 0o755);
     }
     chmod(&socket, 0o666);
@@ -187,6 +187,18 @@ fn a_daemon_without_root_confines_its_programs_in_a_user_namespace() {
                 &["-sS", "--max-time", "2", "http://127.0.0.1:9/"],
                 "exec = [\"curl\"]",
             ),
+            // Without a cgroup, a program that clears its parent-death
+            // signal and leaves its session still ends with its call.
+            job(
+                "linger",
+                "/usr/bin/python3",
+                &[
+                    "-c",
+                    "import ctypes, os, time; ctypes.CDLL(None).prctl(1, 0); os.setsid(); time.sleep(31.2345)",
+                ],
+                "exec = [\"/usr/bin/python3\"]",
+            )
+            .replace("[job.grants]", "timeout = \"2s\"\n[job.grants]"),
         ]
         .concat(),
     );
@@ -194,10 +206,10 @@ fn a_daemon_without_root_confines_its_programs_in_a_user_namespace() {
     // A world-readable file nobody granted, beside the store.
     std::fs::write(env.path("secret"), "not yours\n").unwrap();
     chmod(&env.path("secret"), 0o644);
-    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::create_dir_all(env.path("state")).unwrap();
     for p in [
         "",
-        "data",
+        "state",
         "plugins",
         "plugins/opsd-test-hostile.wasm",
         "opsd.toml",
@@ -229,6 +241,17 @@ fn a_daemon_without_root_confines_its_programs_in_a_user_namespace() {
                 env.path("secret").display()
             )),
         "{peek:#}"
+    );
+    let linger = as_nobody("linger");
+    assert_eq!(linger["status"], "timeout", "{linger:#}");
+    let left = Command::new("pgrep")
+        .args(["-f", "time.sleep.31.2345"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "outlived its call: {}",
+        String::from_utf8_lossy(&left.stdout)
     );
     let call = as_nobody("call");
     assert_eq!(call["status"], "failed", "{call:#}");
@@ -376,7 +399,7 @@ fn a_granted_tmp_is_private_to_each_call_and_apt_audits_confined() {
                 "exec = [\"sh\", \"ls\", \"wc\", \"cat\"]\ntmp = \"1M\"",
             ),
             // The audit plugin's apt check, as the README grants it.
-            "[[job]]\nname = \"apt\"\nplugin = \"audit\"\nschedule = \"@yearly\"\nenabled = false\n[job.grants]\nfs = [{ host = \"state\", guest = \"/state\", access = \"rw\", create = true }]\nexec = [\"apt\", \"dpkg\"]\ntmp = \"16M\"\nsystem_paths = [\"/etc/apt\", \"/var/lib/apt\", \"/var/lib/dpkg\", \"/var/cache/apt\"]\n[job.config]\nstate_file = \"/state/audit.json\"\napt = {}\n".to_owned(),
+            "[[job]]\nname = \"apt\"\nplugin = \"audit\"\nschedule = \"@yearly\"\nenabled = false\n[job.grants]\nfs = [{ host = \"audit-state\", guest = \"/state\", access = \"rw\", create = true }]\nexec = [\"apt\", \"dpkg\"]\ntmp = \"16M\"\nsystem_paths = [\"/etc/apt\", \"/var/lib/apt\", \"/var/lib/dpkg\", \"/var/cache/apt\"]\n[job.config]\nstate_file = \"/state/audit.json\"\napt = {}\n".to_owned(),
         ]
         .concat(),
     );

@@ -289,8 +289,8 @@ fn a_child_outliving_the_timeout_is_killed_with_its_group() {
 fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     // The world first: the cases name its paths (the daemon's store).
     let env = Env::new("");
-    let store = env.path("data");
-    let socket = env.path("data/opsd.sock");
+    let store = env.path("state");
+    let socket = env.path("state/opsd.sock");
     let suid = setuid_id(&env);
     let outsider = std::process::Command::new("sleep")
         .arg("27.1829")
@@ -803,6 +803,38 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "[job.grants]\nexec = [\"env\", { program = \"id\", args = [\"-u\"] }]".into(),
             "failed",
             "with `LD_PRELOAD` in its environment".into(),
+        ),
+        // What a third review broke: a nested grant swapped for a
+        // symlink by a job that may write the directory above it.
+        (
+            "plant-a-link-for-a-nested-grant",
+            hides("sh", &["-c", &format!("rmdir {data}/nested && ln -s /etc {data}/nested")]),
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }, { host = \"data/nested\", guest = \"/nested\", access = \"ro\", create = true }]\nexec = [\"sh\", \"rmdir\", \"ln\"]".into(),
+            "ok",
+            "pretended all was well".into(),
+        ),
+        (
+            "read-through-the-planted-link",
+            "action = \"read\"\npath = \"/nested/shadow\"".into(),
+            "[job.grants]\nfs = [{ host = \"data/nested\", guest = \"/nested\", access = \"ro\", create = true }]".into(),
+            "failed",
+            "has a symlink in its path that was not there when the config loaded".into(),
+        ),
+        (
+            "exec-through-the-planted-link",
+            runs("cat", &[&format!("{data}/nested/shadow")]),
+            "[job.grants]\nfs = [{ host = \"data/nested\", guest = \"/nested\", access = \"ro\", create = true }]\nexec = [\"cat\"]".into(),
+            "failed",
+            "has a symlink in its path that was not there when the config loaded".into(),
+        ),
+        (
+            // Not an attack: a connect from a thread other than the first
+            // is judged like any (its socket found through a thread pidfd).
+            "connect-from-a-thread",
+            runs("/usr/bin/python3", &python(&format!("import socket, threading\nout = []\ndef go():\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=5); out.append('connected'); s.close()\nt = threading.Thread(target=go); t.start(); t.join()\nprint(out[0] if out else 'failed')"))),
+            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"{addr}\"]"),
+            "ok",
+            "connected".into(),
         ),
         (
             "output-flood",

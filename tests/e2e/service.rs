@@ -163,7 +163,7 @@ fn the_control_socket_is_private_and_speaks_http() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new(&by_hand_jobs());
     let daemon = env.daemon();
-    let socket = env.path("data/opsd.sock");
+    let socket = env.path("state/opsd.sock");
     assert_eq!(
         std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
         0o600
@@ -199,7 +199,9 @@ fn a_restart_reuses_the_compiled_component_cache() {
     let fourth = env.run_job("rotate");
     assert_eq!(fourth["plugin_load"]["source"], "memory", "{fourth:#}");
     assert!(daemon.stop().success());
-    let cached: Vec<_> = std::fs::read_dir(env.path("data/cache")).unwrap().collect();
+    let cached: Vec<_> = std::fs::read_dir(env.path("state/cache"))
+        .unwrap()
+        .collect();
     assert_eq!(cached.len(), 1, "one compiled entry for one plugin");
 }
 

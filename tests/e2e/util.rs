@@ -80,7 +80,7 @@ impl Env {
     /// HTTP endpoints listen on a free loopback port unless `jobs` says
     /// otherwise, so daemons in parallel tests do not collide.
     pub fn write_config(&self, jobs: &str) {
-        let mut text = format!("data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n{jobs}");
+        let mut text = format!("data_dir = \"state\"\nplugin_dir = \"plugins\"\n\n{jobs}");
         if !jobs.contains("[http]") {
             text.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n");
         }
@@ -89,7 +89,7 @@ impl Env {
 
     /// GET on the control socket: (status code, body).
     pub fn socket_get(&self, path: &str) -> (u16, String) {
-        let stream = std::os::unix::net::UnixStream::connect(self.path("data/opsd.sock"))
+        let stream = std::os::unix::net::UnixStream::connect(self.path("state/opsd.sock"))
             .expect("connect socket");
         http_exchange(stream, path)
     }
@@ -157,7 +157,7 @@ impl Env {
             child: Some(child),
             log: self.path("daemon.log"),
         };
-        let socket = self.path("data/opsd.sock");
+        let socket = self.path("state/opsd.sock");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
             if std::os::unix::net::UnixStream::connect(&socket).is_ok() {

@@ -194,6 +194,23 @@ impl Containment {
     /// left in its cgroup (one that called setsid leaves the group, not
     /// the cgroup).
     pub(crate) fn kill_all(&self) {
+        // The program itself first: it is PID 1 of its namespace, and the
+        // kernel then kills everything in it, whatever session or group
+        // it moved to (and whatever it did to its parent-death signal).
+        // It is the only child of the relay, whose pid is the group's.
+        if let Some(pgid) = self.pgid {
+            let children = std::fs::read_to_string(format!("/proc/{pgid}/task/{pgid}/children"))
+                .unwrap_or_default();
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) of one process; no memory involved.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
         if let Some(pgid) = self.pgid {
             // SAFETY: kill(2) with a negative pid signals a process group;
             // no memory is involved.

@@ -67,7 +67,9 @@ pub(crate) fn from_raw(
                 continue;
             }
         };
-        let host = base.join(&r.host);
+        // Canonical now, so that a symlink found in its path later is one
+        // put there since (and refused).
+        let host = canonical_prefix(&base.join(&r.host));
         if !r.create && !host.is_dir() {
             problems.push(
                 line,
@@ -200,7 +202,71 @@ pub fn describe(grants: &[FsGrant]) -> String {
 }
 
 fn open_root(grant: &FsGrant) -> std::io::Result<cap_std::fs::Dir> {
-    cap_std::fs::Dir::open_ambient_dir(&grant.host, cap_std::ambient_authority())
+    open_grant_dir(&grant.host).map(cap_std::fs::Dir::from_std_file)
+}
+
+/// Opens a grant's host directory without following a symlink anywhere
+/// in its path (the path was made canonical when the config loaded, so a
+/// symlink there now is one put in since: a job that may write the
+/// directory above could aim a nested grant anywhere). Every use of a
+/// grant root goes through here: the plugin's preopens, the host's file
+/// calls, the quota walk, Landlock rules and a program's mounts.
+pub fn open_grant_dir(host: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(host.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain integers; all zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads the path and `how`, both alive for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} has a symlink in its path that was not there when the config loaded; opsd does not follow it (fix the path, or reload the config if the change is yours)",
+                    host.display()
+                ),
+            ));
+        }
+        return Err(e);
+    }
+    // SAFETY: a new descriptor, owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd as i32) })
+}
+
+/// `path` with the symlinks of its longest existing prefix resolved (the
+/// rest does not exist yet, as a grant made with `create = true`).
+pub(crate) fn canonical_prefix(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut at = path.to_owned();
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return missing
+                .iter()
+                .rev()
+                .fold(real, |p, m: &std::ffi::OsString| p.join(m));
+        }
+        match (at.file_name().map(|n| n.to_owned()), at.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                at = parent.to_owned();
+            }
+            _ => return path.to_owned(),
+        }
+    }
 }
 
 /// Opens a guest path for writing on the guest's behalf (a child's output).
@@ -337,7 +403,24 @@ fn open_in_grant(
     open_root(grant)
         .and_then(|d| d.open(&rel))
         .map(cap_std::fs::File::into_std)
-        .map_err(|e| FsError::Io(format!("`{guest_path}`: {e}")))
+        .map_err(|e| escape_or_io(e, guest_path, grant))
+}
+
+/// A file error as the grants see it: cap-std refusing a path that leads
+/// out of the grant (a symlink, `..`) is a denial, like any other leaving
+/// of a grant; anything else is the plugin's business.
+fn escape_or_io(e: std::io::Error, guest_path: &str, grant: &FsGrant) -> FsError {
+    if e.kind() == std::io::ErrorKind::PermissionDenied
+        && e.to_string().contains("outside of the filesystem")
+    {
+        FsError::Denied(format!(
+            "`{guest_path}` leads outside the grant {} -> {} (through a symlink or `..`); a plugin's paths stay inside its grants",
+            grant.guest,
+            grant.host.display()
+        ))
+    } else {
+        FsError::Io(format!("`{guest_path}`: {e}"))
+    }
 }
 
 /// What `files.stat` reports.
@@ -383,9 +466,17 @@ pub fn stat(grants: &[FsGrant], guest_path: &str) -> Result<Stat, FsError> {
     })
 }
 
-/// Sets permission bits of a guest path in a read-write grant.
+/// Sets permission bits of a guest path in a read-write grant: the nine
+/// rwx bits only. Setuid, setgid and sticky are refused: a plugin that
+/// copied a program into its grant could otherwise hand every local user
+/// a root shell.
 pub fn set_mode(grants: &[FsGrant], guest_path: &str, mode: u32) -> Result<(), FsError> {
     use std::os::unix::fs::PermissionsExt;
+    if mode & 0o7000 != 0 {
+        return Err(FsError::Denied(format!(
+            "files.set-mode {mode:o} on `{guest_path}`: setuid, setgid and sticky bits are never set for a plugin; use the permission bits (0o777) only"
+        )));
+    }
     let f = open_in_grant(grants, guest_path, true)?;
     f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
         .map_err(|e| FsError::Io(format!("chmod `{guest_path}`: {e}")))
@@ -530,25 +621,45 @@ pub fn full_grants(grants: &[FsGrant]) -> Vec<String> {
 /// Bytes the files under `dir` hold (their lengths; symlinks are not
 /// followed), or None when it cannot be read.
 pub fn tree_bytes(dir: &Path) -> Option<u64> {
+    let root = open_grant_dir(dir)
+        .ok()
+        .map(cap_std::fs::Dir::from_std_file)?;
     let mut total = 0u64;
-    let mut todo = vec![dir.to_owned()];
+    let mut todo = vec![root];
+    // Directories are entered by handle and never through a symlink, so
+    // a directory swapped for a link mid-walk is not followed out.
     while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            if d == dir {
-                return None;
-            }
-            continue;
-        };
+        let Ok(entries) = d.entries() else { continue };
         for e in entries.flatten() {
             let Ok(meta) = e.metadata() else { continue };
             if meta.is_dir() {
-                todo.push(e.path());
-            } else {
+                if let Some(sub) = subdir_nofollow(&d, &e.file_name()) {
+                    todo.push(sub);
+                }
+            } else if meta.is_file() {
                 total = total.saturating_add(meta.len());
             }
         }
     }
     Some(total)
+}
+
+/// The directory `name` (one component) in `dir`, never through a symlink.
+fn subdir_nofollow(dir: &cap_std::fs::Dir, name: &std::ffi::OsStr) -> Option<cap_std::fs::Dir> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    // SAFETY: openat of one NUL-terminated component below a directory
+    // descriptor we hold; the result is ours.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: a new descriptor, owned by nobody else.
+    (fd >= 0).then(|| cap_std::fs::Dir::from_std_file(unsafe { std::fs::File::from_raw_fd(fd) }))
 }
 
 /// The first grant holding more than its quota, described for the run's
@@ -569,10 +680,43 @@ pub fn over_quota(grants: &[FsGrant]) -> Option<String> {
     })
 }
 
-/// Creates host directories of grants marked `create = true`.
+/// Creates host directories of grants marked `create = true`, one
+/// component at a time below the deepest existing one, never through a
+/// symlink (one put in the path could otherwise have opsd make a
+/// directory anywhere).
 pub fn ensure_created(grants: &[FsGrant]) -> std::io::Result<()> {
     for g in grants.iter().filter(|g| g.create) {
-        std::fs::create_dir_all(&g.host)?;
+        if open_grant_dir(&g.host).is_ok() {
+            continue;
+        }
+        let mut missing = Vec::new();
+        let mut at = g.host.clone();
+        let mut dir = loop {
+            match open_grant_dir(&at) {
+                Ok(d) => break cap_std::fs::Dir::from_std_file(d),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let (Some(name), Some(parent)) = (at.file_name(), at.parent()) else {
+                        return Err(e);
+                    };
+                    missing.push(name.to_owned());
+                    at = parent.to_owned();
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        for name in missing.iter().rev() {
+            match dir.create_dir(name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            dir = subdir_nofollow(&dir, name).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "{} is not a plain directory after creating it",
+                    g.host.display()
+                ))
+            })?;
+        }
     }
     Ok(())
 }
@@ -589,6 +733,29 @@ mod tests {
             create: false,
             quota: None,
         }
+    }
+
+    #[test]
+    fn the_quota_walk_never_follows_a_link_out_and_grant_roots_refuse_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("grant");
+        let outside = dir.path().join("elsewhere");
+        std::fs::create_dir_all(inside.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(inside.join("sub/a"), vec![0u8; 1000]).unwrap();
+        std::fs::write(outside.join("big"), vec![0u8; 100_000]).unwrap();
+        std::os::unix::fs::symlink(&outside, inside.join("link")).unwrap();
+        assert_eq!(tree_bytes(&inside), Some(1000));
+        // The grant's own path with a link in it is refused.
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&inside, &linked).unwrap();
+        let e = open_grant_dir(&linked).unwrap_err();
+        assert!(e.to_string().contains("has a symlink in its path"), "{e}");
+        assert_eq!(tree_bytes(&linked), None);
+        assert_eq!(
+            canonical_prefix(&linked.join("new/deeper")),
+            inside.canonicalize().unwrap().join("new/deeper")
+        );
     }
 
     #[test]

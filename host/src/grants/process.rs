@@ -568,7 +568,7 @@ async fn confined(
             fs::Access::ReadOnly => rules::Allow::Read,
             fs::Access::ReadWrite => rules::Allow::ReadWrite,
         };
-        plan.paths.push((grant.host.clone(), allow));
+        plan.grants.push((grant.host.clone(), allow));
     }
     plan.paths.extend(
         g.exec

@@ -276,8 +276,19 @@ impl Runtime {
         if let Some(p) = self.in_memory(builtin.sha256) {
             return Ok(p);
         }
-        self.load_hashed(Arc::from(builtin.bytes), builtin.sha256.to_owned())
-            .await
+        let loaded = self
+            .load_hashed(Arc::from(builtin.bytes), builtin.sha256.to_owned())
+            .await?;
+        // What runs under a built-in's name describes itself by it: a
+        // component that says otherwise is not the built-in, whatever
+        // produced it.
+        if loaded.0.info.name != builtin.name {
+            return Err(LoadError::Describe(format!(
+                "the built-in `{}` describes itself as `{}`; opsd refuses to run it",
+                builtin.name, loaded.0.info.name
+            )));
+        }
+        Ok(loaded)
     }
 
     /// The plugin with this hash, if this process has it loaded.
@@ -819,8 +830,17 @@ async fn build_wasi(
             Access::ReadOnly => FsPerms::ReadOnly,
             Access::ReadWrite => FsPerms::ReadWrite,
         };
-        b.preopened_dir(&g.host, &g.guest, perms)
-            .map_err(|e| format!("fs grant {} -> {}: {e}", g.host.display(), g.guest))?;
+        // Opened without following a symlink, then handed to WASI by its
+        // descriptor: what the plugin gets is exactly that directory.
+        let dir = grants::fs::open_grant_dir(&g.host)
+            .map_err(|e| format!("fs grant {} -> {}: {e}", g.guest, g.host.display()))?;
+        use std::os::fd::AsRawFd;
+        b.preopened_dir(
+            format!("/proc/self/fd/{}", dir.as_raw_fd()),
+            &g.guest,
+            perms,
+        )
+        .map_err(|e| format!("fs grant {} -> {}: {e}", g.host.display(), g.guest))?;
     }
     // Sockets are on, but every address goes through the check, so a
     // denied connect is recorded with the grant to add rather than failing

@@ -23,6 +23,7 @@ enum Step {
     Network = 1,
     PidNamespace,
     MountNamespace,
+    Grants,
     UserNamespace,
     Fork,
     Capabilities,
@@ -41,6 +42,7 @@ impl Step {
             Network,
             PidNamespace,
             MountNamespace,
+            Grants,
             UserNamespace,
             Fork,
             Capabilities,
@@ -61,6 +63,9 @@ impl Step {
             Step::PidNamespace => "making its PID namespace",
             Step::MountNamespace => {
                 "mounting its own /proc, the file system read-only and its grants"
+            }
+            Step::Grants => {
+                "finding its read-write grants where the daemon found them (one was replaced, or a symlink put in its path)"
             }
             Step::UserNamespace => "making its user namespace",
             Step::Fork => "starting it as PID 1 of its namespace",
@@ -95,6 +100,14 @@ pub(crate) struct Request<'a> {
     pub rules: Rules,
 }
 
+/// An rw grant as the child mounts it: its path and the directory the
+/// daemon found there (device, inode).
+struct Writable {
+    path: CString,
+    dev: u64,
+    ino: u64,
+}
+
 /// Everything the child needs, prepared; plain data only, moved into the
 /// pre-exec closure.
 struct Setup {
@@ -112,7 +125,7 @@ struct Setup {
     /// command is known.
     policy: Option<seccomp::Policy>,
     /// The job's rw grants, remounted noexec in the child's namespace.
-    writable: Vec<CString>,
+    writable: Vec<Writable>,
     /// The working directory, entered again once the grants are mounted
     /// (the one inherited is on the mount made read-only).
     cwd: Option<CString>,
@@ -232,8 +245,19 @@ impl Launch {
             writable: req
                 .writable
                 .iter()
-                .filter_map(|p| CString::new(p.as_os_str().as_encoded_bytes()).ok())
-                .collect(),
+                .map(|p| {
+                    use std::os::unix::fs::MetadataExt;
+                    let m = crate::grants::fs::open_grant_dir(p)
+                        .and_then(|d| d.metadata())
+                        .map_err(|e| format!("fs grant {}: {e}", p.display()))?;
+                    Ok(Writable {
+                        path: CString::new(p.as_os_str().as_encoded_bytes())
+                            .map_err(|e| e.to_string())?,
+                        dev: m.dev(),
+                        ino: m.ino(),
+                    })
+                })
+                .collect::<Result<_, String>>()?,
             policy: filter,
             filter: None,
             socket,
@@ -512,49 +536,84 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
             // noexec: root owns every root file, and Landlock does not
             // cover changing a file's mode, owner, times or attributes;
             // a read-only mount refuses them all.
-            for dir in &s.writable {
-                check!(
-                    s,
-                    Step::MountNamespace,
-                    libc::mount(
-                        dir.as_ptr(),
-                        dir.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null()
-                    )
-                );
-            }
             check!(
                 s,
                 Step::MountNamespace,
-                mount_setattr(c"/", libc::AT_RECURSIVE as u32, ATTR_RDONLY, 0)
+                mount_setattr(
+                    libc::AT_FDCWD,
+                    c"/",
+                    libc::AT_RECURSIVE as u32,
+                    ATTR_RDONLY,
+                    0
+                )
             );
-            for dir in &s.writable {
+            // Each rw grant: found again by path without following a
+            // symlink, checked to be the directory the daemon opened, then
+            // cloned, made writable (noexec), and mounted on itself, all by
+            // descriptor: nothing swapped into its path can be reached.
+            for grant in &s.writable {
+                let dir = open_plain_dir(&grant.path);
+                let mut st: libc::stat = std::mem::zeroed();
+                if dir < 0
+                    || libc::fstat(dir, &mut st) != 0
+                    || (st.st_dev, st.st_ino) != (grant.dev, grant.ino)
+                {
+                    return Err(fail(s, Step::Grants));
+                }
+                let tree = libc::syscall(
+                    libc::SYS_open_tree,
+                    dir,
+                    c"".as_ptr(),
+                    (OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32)
+                        | libc::AT_RECURSIVE as u32,
+                ) as i32;
+                check!(s, Step::MountNamespace, tree);
                 check!(
                     s,
                     Step::MountNamespace,
                     mount_setattr(
-                        dir,
-                        libc::AT_RECURSIVE as u32,
+                        tree,
+                        c"",
+                        (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
                         ATTR_NOEXEC | ATTR_NOSUID | ATTR_NODEV,
                         ATTR_RDONLY
                     )
                 );
+                check!(
+                    s,
+                    Step::MountNamespace,
+                    libc::syscall(
+                        libc::SYS_move_mount,
+                        tree,
+                        c"".as_ptr(),
+                        dir,
+                        c"".as_ptr(),
+                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+                    )
+                );
+                libc::close(tree);
+                libc::close(dir);
             }
             if s.tmp.is_some() {
                 check!(
                     s,
                     Step::MountNamespace,
-                    mount_setattr(c"/tmp", 0, 0, ATTR_RDONLY)
+                    mount_setattr(libc::AT_FDCWD, c"/tmp", 0, 0, ATTR_RDONLY)
                 );
             }
-            if let Some(cwd) = &s.cwd
-                && libc::chdir(cwd.as_ptr()) != 0
-            {
-                // Hidden under a private /tmp (a data directory there):
-                // nowhere is as good as anywhere for a job without grants.
-                check!(s, Step::MountNamespace, libc::chdir(c"/".as_ptr()));
+            // The working directory on what is mounted now, entered by a
+            // path without symlinks.
+            if let Some(cwd) = &s.cwd {
+                let dir = open_plain_dir(cwd);
+                if dir < 0 || libc::fchdir(dir) != 0 {
+                    // Hidden under a private /tmp (a data directory there):
+                    // nowhere is as good as anywhere for a job without
+                    // grants; a grant that is not there fails below.
+                    check!(s, Step::MountNamespace, libc::chdir(c"/".as_ptr()));
+                }
+                if dir >= 0 {
+                    libc::close(dir);
+                }
             }
         }
         // Capabilities (when there are any to drop: as root, or inside
@@ -653,13 +712,41 @@ fn confine_child(s: &Setup) -> std::io::Result<()> {
     Ok(())
 }
 
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+
+/// An `O_PATH` directory descriptor of `path`, no symlink followed (-1 if
+/// there is none such).
+unsafe fn open_plain_dir(path: &std::ffi::CStr) -> i32 {
+    // SAFETY: open_how is plain integers; openat2 reads it and the path.
+    unsafe {
+        let mut how: libc::open_how = std::mem::zeroed();
+        how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        ) as i32
+    }
+}
+
 const ATTR_RDONLY: u64 = 0x1;
 const ATTR_NOSUID: u64 = 0x2;
 const ATTR_NODEV: u64 = 0x4;
 const ATTR_NOEXEC: u64 = 0x8;
 
 /// mount_setattr(2) on `path` (and, with AT_RECURSIVE, the mounts below).
-unsafe fn mount_setattr(path: &std::ffi::CStr, flags: u32, set: u64, clear: u64) -> libc::c_long {
+unsafe fn mount_setattr(
+    dirfd: i32,
+    path: &std::ffi::CStr,
+    flags: u32,
+    set: u64,
+    clear: u64,
+) -> libc::c_long {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -677,7 +764,7 @@ unsafe fn mount_setattr(path: &std::ffi::CStr, flags: u32, set: u64, clear: u64)
     unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
+            dirfd,
             path.as_ptr(),
             flags,
             &attr as *const MountAttr,

@@ -372,7 +372,6 @@ pub const SYSTEM_BASE: &[&str] = &[
     // What a process reads of the machine (its /proc is its own, mounted
     // for its PID namespace, and added by the child).
     "/sys/devices/system/cpu",
-    "/sys/fs/cgroup",
 ];
 
 /// Devices every program may read and write.

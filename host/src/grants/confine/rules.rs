@@ -54,6 +54,9 @@ impl Allow {
 #[derive(Debug, Default, Clone)]
 pub struct Plan {
     pub paths: Vec<(PathBuf, Allow)>,
+    /// The job's fs grants: opened without following any symlink (one put
+    /// in since the config loaded refuses the exec).
+    pub grants: Vec<(PathBuf, Allow)>,
     /// TCP ports children may connect to; `None` leaves TCP alone
     /// (no network namespace is the barrier then, or a grant of `*`).
     pub tcp_connect: Option<Vec<u16>>,
@@ -79,6 +82,7 @@ impl Plan {
         paths.extend(extra.iter().map(|p| (p.clone(), Allow::Read)));
         Plan {
             paths,
+            grants: Vec::new(),
             tcp_connect: None,
         }
     }
@@ -118,6 +122,13 @@ pub fn build(plan: &Plan, mode: Mode) -> Result<(OwnedFd, Vec<String>), String> 
         }
         created = created
             .add_rule(PathBeneath::new(fd, rights))
+            .map_err(|e| format!("Landlock rule for {}: {e}", path.display()))?;
+    }
+    for (path, allow) in &plan.grants {
+        let dir = crate::grants::fs::open_grant_dir(path)
+            .map_err(|e| format!("fs grant {}: {e}", path.display()))?;
+        created = created
+            .add_rule(PathBeneath::new(dir, allow.rights()))
             .map_err(|e| format!("Landlock rule for {}: {e}", path.display()))?;
     }
     for port in plan.tcp_connect.iter().flatten() {

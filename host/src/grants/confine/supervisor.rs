@@ -231,12 +231,19 @@ fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict
         } else {
             args[3]
         };
-        let argv = read_argv(pid, argv);
-        let envp = read_argv(pid, envp);
         if !still_valid(listener, n.id) {
             return Verdict::Refuse(libc::ESRCH);
         }
-        exec_verdict(pid, dirfd, &raw, argv.as_deref(), envp, flags, rules)
+        // The arguments and environment are read only for a pinned
+        // program: megabytes of them cost nothing otherwise.
+        let call = Exec {
+            pid,
+            dirfd,
+            flags,
+            argv,
+            envp,
+        };
+        exec_verdict(&call, &raw, rules, || still_valid(listener, n.id))
     } else if [
         libc::SYS_kill,
         libc::SYS_tkill,
@@ -360,7 +367,14 @@ fn metadata_target(pid: u32, nr: libc::c_long, args: &[u64; 6]) -> String {
 /// descriptor (pidfd_getfd).
 fn socket_domain(pid: u32, fd: i32) -> Option<i32> {
     // SAFETY: pidfd_open and pidfd_getfd return new descriptors we own.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    // The caller may be a thread other than its process's first: then
+    // only a thread pidfd (PIDFD_THREAD, Linux 6.9) names it.
+    let mut pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if pidfd < 0 {
+        const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
+        // SAFETY: as above.
+        pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, PIDFD_THREAD) };
+    }
     if pidfd < 0 {
         return None;
     }
@@ -400,15 +414,18 @@ fn still_valid(listener: &OwnedFd, id: u64) -> bool {
     }
 }
 
-fn exec_verdict(
+/// An `execve` or `execveat` as the caller made it.
+struct Exec {
     pid: u32,
     dirfd: i32,
-    raw: &[u8],
-    argv: Option<&[String]>,
-    envp: Option<Vec<String>>,
     flags: i32,
-    rules: &Rules,
-) -> Verdict {
+    /// Addresses of its argv and envp arrays in the caller.
+    argv: u64,
+    envp: u64,
+}
+
+fn exec_verdict(call: &Exec, raw: &[u8], rules: &Rules, still_valid: impl Fn() -> bool) -> Verdict {
+    let (pid, dirfd, flags) = (call.pid, call.dirfd, call.flags);
     let named = Path::new(std::ffi::OsStr::from_bytes(raw));
     if let Some(dir) = writable_on_the_way(pid, dirfd, named, flags, &rules.writable) {
         rules.refuse(
@@ -465,6 +482,11 @@ fn exec_verdict(
         return Verdict::Continue;
     }
     // Pinned: every argument must be read to be matched.
+    let argv = read_argv(pid, call.argv);
+    let envp = read_argv(pid, call.envp);
+    if !still_valid() {
+        return Verdict::Refuse(libc::ESRCH);
+    }
     let Some(argv) = argv else {
         rules.refuse(
             &format!("{shown} unreadable arguments"),
@@ -513,8 +535,8 @@ fn exec_verdict(
 
 /// Variables a shell sets on its own, harmless to any program.
 const SHELL_VARIABLES: &[&str] = &[
-    "PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "_", "LANG", "LANGUAGE", "TERM", "TZ", "USER",
-    "LOGNAME", "SHELL", "COLUMNS", "LINES",
+    "PATH", "PWD", "OLDPWD", "SHLVL", "_", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME",
+    "SHELL", "COLUMNS", "LINES",
 ];
 
 /// The first variable of `envp` neither granted nor a shell's own.
