@@ -751,9 +751,7 @@ impl Config {
             for g in &job.grants.fs {
                 let host = real(&g.host);
                 let rw = g.access == grants::Access::ReadWrite;
-                let clash = if host.starts_with(real(&data_dir))
-                    || (rw && overlaps(&host, &real(&data_dir)))
-                {
+                let clash = if overlaps(&host, &real(&data_dir)) {
                     Some(format!(
                         "opsd's data directory {} (its store, with every job's history, its compile cache and control socket)",
                         data_dir.display()
@@ -777,6 +775,42 @@ impl Config {
                             g.guest,
                             g.host.display(),
                             if rw { "rw" } else { "ro" }
+                        ),
+                    );
+                }
+            }
+        }
+        // No job may rewrite a program another job runs: a program inside
+        // any job's rw grant would run what that job's plugin put there,
+        // with the other job's grants.
+        for job in &jobs {
+            for p in &job.grants.exec.programs {
+                let files: Vec<&PathBuf> = std::iter::once(&p.real).chain(&p.needs).collect();
+                // (the job's own grants are checked where its exec grant
+                // is read, with the entry's line)
+                let writer = jobs
+                    .iter()
+                    .filter(|o| o.name != job.name)
+                    .find_map(|other| {
+                        other
+                            .grants
+                            .fs
+                            .iter()
+                            .filter(|g| g.access == grants::Access::ReadWrite)
+                            .find(|g| files.iter().any(|f| f.starts_with(real(&g.host))))
+                            .map(|g| (other, g))
+                    });
+                if let Some((other, g)) = writer {
+                    problems.push(
+                        Some(job.line),
+                        Some(&job.name),
+                        format!(
+                            "exec grant `{}` ({}) lies in job `{}`'s read-write grant {} -> {}, so that job's plugin could replace what this job runs; install the program outside what any job may write",
+                            p.name,
+                            p.real.display(),
+                            other.name,
+                            g.guest,
+                            g.host.display()
                         ),
                     );
                 }
@@ -1119,6 +1153,28 @@ mod tests {
         );
         let ro = grants.replace("\"rw\"", "\"ro\"");
         assert!(parse(&job(&ro, "")).is_ok());
+        // Nor may another job's plugin rewrite it.
+        let two = format!(
+            "data_dir = \"/tmp/x\"\n[[job]]\nname = \"writer\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nfs = [{{ host = \"{d}\", guest = \"/d\", access = \"rw\" }}]\n[[job]]\nname = \"runner\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nexec = [\"{t}\"]\n",
+            d = dir.path().display(),
+            t = tool.display()
+        );
+        let e = parse(&two).unwrap_err().to_string();
+        assert!(
+            e.contains("job `runner`") && e.contains("lies in job `writer`'s read-write grant /d"),
+            "{e}"
+        );
+        // A grant above the data directory would read the store.
+        let e = parse(&job(
+            "fs = [{ host = \"/tmp\", guest = \"/t\", access = \"ro\" }]",
+            "",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("fs grant /t -> /tmp (ro) reaches opsd's data directory"),
+            "{e}"
+        );
     }
 
     #[test]

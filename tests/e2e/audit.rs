@@ -64,7 +64,7 @@ fs = [
   {{ host = "srv", guest = "/srv", access = "ro", create = true }},
   {{ host = "backups", guest = "/backups", access = "ro", create = true }},
   {{ host = "log", guest = "/var/log/app", access = "ro", create = true }},
-  {{ host = "state", guest = "/state", access = "rw", create = true }},
+  {{ host = "audit-state", guest = "/state", access = "rw", create = true }},
 ]
 exec = ["{npm}", "cat"]
 [job.config]
@@ -165,6 +165,7 @@ path = "/var/log/app/agent.log"
     );
     assert!(section(&rec, "new").is_empty(), "{rec:#}");
     let state: Value =
-        serde_json::from_slice(&std::fs::read(env.path("state/audit.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(env.path("audit-state/audit.json")).unwrap())
+            .unwrap();
     assert_eq!(state["version"], 1, "{}", text(&env.run(&["history"])));
 }

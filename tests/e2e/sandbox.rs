@@ -594,7 +594,7 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             hides("curl", &["-sS", "--unix-socket", &socket.display().to_string(), "-X", "POST", "http://opsd/v1/jobs/heartbeat/run"]),
             "[job.grants]\nexec = [\"curl\"]".into(),
             "failed",
-            format!("confined `curl` tried to connect to the Unix socket {}", socket.display()),
+            "confined `curl` tried to open a Unix socket; the job grants none".into(),
         ),
         (
             "signal-the-daemon",
@@ -751,7 +751,7 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
         (
             "ip-address-on-a-unix-socket",
             runs("/usr/bin/python3", &python(&format!("import ctypes, socket\ns = socket.socket(socket.AF_UNIX)\nlibc = ctypes.CDLL(None, use_errno=True)\naddr = bytes([2, 0]) + ({port}).to_bytes(2, 'big') + bytes([127, 0, 0, 1]) + bytes(8)\nprint(libc.connect(s.fileno(), addr, 16), ctypes.get_errno())"))),
-            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"{addr}\"]"),
+            format!("[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"{addr}\", \"unix:/run/opsd-test-no-such.sock\"]"),
             "ok",
             "-1 22".into(),
         ),
@@ -827,6 +827,35 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "failed",
             "has a symlink in its path that was not there when the config loaded".into(),
         ),
+        // What a fourth review broke.
+        (
+            "setuid-in-a-grant",
+            hides("sh", &["-c", "cp /usr/bin/dash rootsh && chmod 4755 rootsh"]),
+            format!("{rw}\nexec = [\"sh\", \"cp\", \"chmod\"]"),
+            "failed",
+            "the setuid or setgid bit, which a job's programs never may".into(),
+        ),
+        (
+            "setuid-by-creation",
+            hides("/usr/bin/python3", &python(&format!("import os\nos.close(os.open('{data}/made', os.O_CREAT | os.O_WRONLY, 0o4755))"))),
+            format!("{rw}\nexec = [\"/usr/bin/python3\"]"),
+            "failed",
+            "the setuid or setgid bit, which a job's programs never may".into(),
+        ),
+        (
+            "unix-address-of-two-bytes",
+            hides("/usr/bin/python3", &python("import ctypes, socket\ns = socket.socket(socket.AF_UNIX)\nctypes.CDLL(None).connect(s.fileno(), bytes([1, 0]), 2)\nos = __import__('os'); os.execv('/usr/bin/id', ['id'])")),
+            "[job.grants]\nexec = [\"/usr/bin/python3\"]\nnet = [\"unix:/run/opsd-test-no-such.sock\"]".into(),
+            "failed",
+            "tried to connect to the abstract Unix socket @; programs may reach only Unix sockets the job grants by path (and 1 more denials)".into(),
+        ),
+        (
+            "hide-bytes-below-many-directories",
+            hides("sh", &["-c", "for i in $(seq 2000); do mkdir d$i; done; head -c 30000000 /dev/zero > d2000/big; sleep 2"]),
+            "[job.grants]\nfs = [{ host = \"wide\", guest = \"/wide\", access = \"rw\", create = true, quota = \"8M\" }]\nexec = [\"sh\", \"seq\", \"mkdir\", \"head\", \"sleep\"]".into(),
+            "failed",
+            "quota: grant /wide (".into(),
+        ),
         (
             // Not an attack: a connect from a thread other than the first
             // is judged like any (its socket found through a thread pidfd).
@@ -877,6 +906,13 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     assert!(!env.path("escape").exists());
     assert!(!std::path::Path::new("/etc/opsd-escape-cp").exists());
     assert!(!std::path::Path::new("/etc/opsd-escape.tar").exists());
+    for planted in ["rootsh", "made"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(env.path(&format!("data/{planted}")))
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        assert_eq!(mode & 0o6000, 0, "{planted} is setuid: {mode:o}");
+    }
     // The root-only file kept its mode; the host's shared memory was not
     // to be seen.
     use std::os::unix::fs::PermissionsExt as _;
@@ -1042,4 +1078,52 @@ fn a_granted_secret_never_reaches_logs_records_or_reports() {
         files_containing(env.path("").as_path(), SECRET.as_bytes()),
         Vec::<std::path::PathBuf>::new()
     );
+}
+
+/// A FIFO in a grant, where a plugin's file calls or a program's database
+/// should be: the run ends (at its timeout at worst) and the daemon keeps
+/// serving.
+#[test]
+fn a_fifo_in_a_grant_wedges_nothing() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "fifo-db"
+plugin = "vacuum"
+schedule = "@weekly"
+timeout = "3s"
+[job.grants]
+exec = ["sqlite3"]
+fs = [{ host = "db", guest = "/db", access = "rw", create = true }]
+[job.config]
+[[job.config.sqlite]]
+path = "/db/app.db"
+
+[[job]]
+name = "beat"
+plugin = "test-hostile"
+schedule = "* * * * * *"
+[job.config]
+action = "ok"
+"#,
+    );
+    env.install_guest("opsd-test-hostile");
+    std::fs::create_dir_all(env.path("db")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(env.path("db/app.db"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let daemon = env.daemon();
+    let started = std::time::Instant::now();
+    let rec = env.run_job("fifo-db");
+    assert_ne!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{rec:#}"
+    );
+    let (code, body) = env.socket_get("/v1/health");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(env.run_job("beat")["status"], "ok");
+    assert!(daemon.stop().success());
 }

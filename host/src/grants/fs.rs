@@ -400,8 +400,13 @@ fn open_in_grant(
             grant.host.display()
         )));
     }
+    use cap_std::fs::OpenOptionsExt;
+    let mut opts = cap_std::fs::OpenOptions::new();
+    // Non-blocking: a FIFO a program left there would hold the open (and
+    // the thread making it) forever.
+    opts.read(true).custom_flags(libc::O_NONBLOCK);
     open_root(grant)
-        .and_then(|d| d.open(&rel))
+        .and_then(|d| d.open_with(&rel, &opts))
         .map(cap_std::fs::File::into_std)
         .map_err(|e| escape_or_io(e, guest_path, grant))
 }
@@ -625,23 +630,42 @@ pub fn tree_bytes(dir: &Path) -> Option<u64> {
         .ok()
         .map(cap_std::fs::Dir::from_std_file)?;
     let mut total = 0u64;
-    let mut todo = vec![root];
-    // Directories are entered by handle and never through a symlink, so
-    // a directory swapped for a link mid-walk is not followed out.
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = d.entries() else { continue };
-        for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                if let Some(sub) = subdir_nofollow(&d, &e.file_name()) {
-                    todo.push(sub);
+    walk(&root, 0, &mut total).then_some(total)
+}
+
+/// Deepest a quota walk goes: a deeper tree is not measured, and counts as
+/// over its quota (a plugin could otherwise hide bytes below the walk).
+const WALK_DEPTH: usize = 256;
+
+/// Adds the sizes below `dir` to `total`, depth first, holding open only
+/// the directories on the way down (not every one found), entering none
+/// through a symlink. False when some part could not be measured.
+fn walk(dir: &cap_std::fs::Dir, depth: usize, total: &mut u64) -> bool {
+    if depth > WALK_DEPTH {
+        return false;
+    }
+    let Ok(entries) = dir.entries() else {
+        return false;
+    };
+    for e in entries {
+        let Ok(e) = e else { return false };
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            match subdir_nofollow(dir, &e.file_name()) {
+                Some(sub) => {
+                    if !walk(&sub, depth + 1, total) {
+                        return false;
+                    }
                 }
-            } else if meta.is_file() {
-                total = total.saturating_add(meta.len());
+                // Gone since it was listed: nothing to count.
+                None if dir.symlink_metadata(e.file_name()).is_err() => {}
+                None => return false,
             }
+        } else if meta.is_file() {
+            *total = total.saturating_add(meta.len());
         }
     }
-    Some(total)
+    true
 }
 
 /// The directory `name` (one component) in `dir`, never through a symlink.
@@ -667,7 +691,13 @@ fn subdir_nofollow(dir: &cap_std::fs::Dir, name: &std::ffi::OsStr) -> Option<cap
 pub fn over_quota(grants: &[FsGrant]) -> Option<String> {
     grants.iter().find_map(|g| {
         let quota = g.quota?;
-        let held = tree_bytes(&g.host)?;
+        let Some(held) = tree_bytes(&g.host) else {
+            return Some(format!(
+                "quota: grant {} ({}) could not be measured (deeper than {WALK_DEPTH} levels, or a directory that cannot be opened); the run was stopped",
+                g.guest,
+                g.host.display()
+            ));
+        };
         (held > quota).then(|| {
             format!(
                 "quota: grant {} ({}) holds {} KiB, past its quota of {} KiB; the run was stopped (free space there or raise the grant's `quota`)",
@@ -746,6 +776,14 @@ mod tests {
         std::fs::write(outside.join("big"), vec![0u8; 100_000]).unwrap();
         std::os::unix::fs::symlink(&outside, inside.join("link")).unwrap();
         assert_eq!(tree_bytes(&inside), Some(1000));
+        // A deep tree holds only its depth open, and past the limit is
+        // not measured.
+        let mut deep = inside.join("deep");
+        for _ in 0..(WALK_DEPTH + 2) {
+            deep = deep.join("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(tree_bytes(&inside), None);
         // The grant's own path with a link in it is refused.
         let linked = dir.path().join("linked");
         std::os::unix::fs::symlink(&inside, &linked).unwrap();

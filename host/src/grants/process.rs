@@ -596,6 +596,7 @@ async fn confined(
         plan: &plan,
         network,
         run_as: g.children.run_as.as_ref(),
+        unix_granted: !g.children.unix.is_empty(),
         writable: g
             .fs
             .iter()

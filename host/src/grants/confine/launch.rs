@@ -87,6 +87,8 @@ pub(crate) struct Request<'a> {
     /// Whether the job grants any network.
     pub network: bool,
     pub run_as: Option<&'a super::RunAs>,
+    /// The job grants a Unix socket.
+    pub unix_granted: bool,
     /// Directories the plugin may write: mounted noexec for the child, so
     /// nothing the plugin wrote there runs or loads as code (a library
     /// through LD_PRELOAD included).
@@ -198,6 +200,7 @@ impl Launch {
             let sup = Supervisor::start(ours, Arc::new(req.rules))
                 .map_err(|e| format!("starting the exec supervisor: {e}"))?;
             let policy = seccomp::Policy {
+                unix_allowed: req.unix_granted,
                 // Without a mount namespace there is no read-only view of
                 // the system to refuse a root child's metadata changes.
                 as_root: support.root && req.run_as.is_none() && support.namespaces.is_err(),

@@ -20,8 +20,11 @@ const ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
-/// IPPROTO_MPTCP (not in libc).
-const IPPROTO_MPTCP: u32 = 262;
+/// S_ISUID | S_ISGID.
+const SETID_BITS: u32 = 0o6000;
+
+/// Open flags that create a file (O_CREAT, __O_TMPFILE).
+const CREATES: u32 = libc::O_CREAT as u32 | 0x0040_0000;
 
 /// `clone` flags that make namespaces.
 const CLONE_NEW_ANY: u32 = (libc::CLONE_NEWNS
@@ -230,6 +233,10 @@ impl Dispatch {
 
 /// What a confined child may not do, and what it must ask about.
 pub struct Policy {
+    /// The job grants a Unix socket: its programs may make Unix stream
+    /// sockets (their connects checked, with the race the README names);
+    /// else none at all, so no connect can be re-aimed at one.
+    pub unix_allowed: bool,
     /// The programs run as root with no mount namespace to show them the
     /// system read-only: they own every root file, so changing a file's
     /// mode, owner, times or attributes is refused (and named by the
@@ -310,6 +317,9 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
         (libc::SYS_userfaultfd, ret_errno(libc::EPERM)),
         (libc::SYS_ptrace, ret_errno(libc::EPERM)),
         (libc::SYS_open_by_handle_at, ret_errno(libc::EPERM)),
+        // Its mode sits in a struct the filter cannot read; C libraries
+        // use openat, and callers of openat2 fall back on ENOSYS.
+        (libc::SYS_openat2, ret_errno(libc::ENOSYS)),
     ];
     let mut head = Asm::new();
     head.op(LD_W_ABS, ARCH_AT)
@@ -362,12 +372,17 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
             .ret(RET_ALLOW);
     });
     // Sockets: Unix, IP and netlink only (no vsock to the hypervisor, no
-    // packet sockets: the supervisor refuses and names others); no MPTCP,
-    // which Landlock's TCP rules do not see. Unix sockets stream only:
-    // a datagram one sends to any socket path without a connect for the
-    // supervisor to check (refused quietly: syslog(3) tries one on its
-    // own).
+    // packet sockets: the supervisor refuses and names others). IP as TCP,
+    // UDP or ping only: no MPTCP or SCTP, which Landlock's TCP rules and
+    // the connect check do not see. Unix sockets stream only (a datagram
+    // one sends to any socket path without a connect to check), and only
+    // when the job grants one: a checked connect could be re-aimed at
+    // another socket before the kernel reads it. Refused quietly for a
+    // non-blocking socket (name lookups try nscd's on their own), named
+    // otherwise.
+    let unix = policy.unix_allowed;
     for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+        let pair = nr == libc::SYS_socketpair;
         d.block(nr, |a| {
             a.op(LD_W_ABS, arg_low(0))
                 .jump(JEQ, libc::AF_INET as u32, To::Label("ip"), To::Next)
@@ -376,15 +391,80 @@ pub fn filter(policy: &Policy) -> Vec<sock_filter> {
                 .jump(JEQ, libc::AF_UNIX as u32, To::Label("unix"), To::Next)
                 .ret(RET_NOTIFY)
                 .label("ip")
+                .op(LD_W_ABS, arg_low(1))
+                .op(AND, 0xf)
+                .jump(
+                    JEQ,
+                    libc::SOCK_SEQPACKET as u32,
+                    To::Label("proto-refused"),
+                    To::Next,
+                )
                 .op(LD_W_ABS, arg_low(2))
-                .jump(JEQ, IPPROTO_MPTCP, To::Next, To::Label("ok"))
+                .jump(JEQ, 0, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::IPPROTO_TCP as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::IPPROTO_UDP as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::IPPROTO_ICMP as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::IPPROTO_ICMPV6 as u32, To::Label("ok"), To::Next)
+                .label("proto-refused")
                 .ret(ret_errno(libc::EPROTONOSUPPORT))
                 .label("unix")
                 .op(LD_W_ABS, arg_low(1))
                 .op(AND, 0xf)
-                .jump(JEQ, libc::SOCK_STREAM as u32, To::Label("ok"), To::Next)
-                .jump(JEQ, libc::SOCK_SEQPACKET as u32, To::Label("ok"), To::Next)
+                .jump(JEQ, libc::SOCK_STREAM as u32, To::Label("stream"), To::Next)
+                .jump(
+                    JEQ,
+                    libc::SOCK_SEQPACKET as u32,
+                    To::Label("stream"),
+                    To::Next,
+                )
                 .ret(ret_errno(libc::EACCES))
+                .label("stream");
+            if !(unix || pair) {
+                // A pair is connected already, to itself.
+                a.op(LD_W_ABS, arg_low(1))
+                    .jump(
+                        JSET,
+                        libc::SOCK_NONBLOCK as u32,
+                        To::Next,
+                        To::Label("named"),
+                    )
+                    .ret(ret_errno(libc::EACCES))
+                    .label("named")
+                    .ret(RET_NOTIFY);
+            }
+            a.label("ok").ret(RET_ALLOW);
+        });
+    }
+    // No setuid or setgid bit, whoever the program runs as: the file would
+    // keep it on the host, where its grant is no `nosuid` mount. (mode
+    // argument of chmod and friends, and of open and mknod that create.)
+    for (nr, mode) in [
+        (libc::SYS_chmod, 1),
+        (libc::SYS_fchmod, 1),
+        (libc::SYS_fchmodat, 2),
+        (libc::SYS_fchmodat2, 2),
+        (libc::SYS_creat, 1),
+        (libc::SYS_mknod, 1),
+        (libc::SYS_mknodat, 2),
+    ] {
+        if policy.as_root && METADATA.contains(&nr) {
+            continue;
+        }
+        d.block(nr, |a| {
+            a.op(LD_W_ABS, arg_low(mode))
+                .jump(JSET, SETID_BITS, To::Next, To::Label("ok"))
+                .ret(RET_NOTIFY)
+                .label("ok")
+                .ret(RET_ALLOW);
+        });
+    }
+    for (nr, flags, mode) in [(libc::SYS_open, 1, 2), (libc::SYS_openat, 2, 3)] {
+        d.block(nr, |a| {
+            a.op(LD_W_ABS, arg_low(flags))
+                .jump(JSET, CREATES, To::Next, To::Label("ok"))
+                .op(LD_W_ABS, arg_low(mode))
+                .jump(JSET, SETID_BITS, To::Next, To::Label("ok"))
+                .ret(RET_NOTIFY)
                 .label("ok")
                 .ret(RET_ALLOW);
         });
@@ -466,6 +546,7 @@ mod tests {
     fn jumps_stay_inside_the_program() {
         for as_root in [false, true] {
             let f = filter(&Policy {
+                unix_allowed: as_root,
                 as_root,
                 first_exec: Some(0x7f00_1234_5678),
             });

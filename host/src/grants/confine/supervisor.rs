@@ -184,7 +184,20 @@ fn serve(listener: &OwnedFd, rules: &Rules) {
             // ENOENT: the caller died before we read it.
             continue;
         }
-        let verdict = decide(listener, &notif, rules);
+        // A bug here must not let calls through: a panic refuses.
+        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decide(listener, &notif, rules)
+        }))
+        .unwrap_or_else(|_| {
+            rules.refuse(
+                "supervisor error",
+                format!(
+                    "the exec supervisor failed checking a call of confined `{}`; it was refused",
+                    rules.program
+                ),
+            );
+            Verdict::Refuse(libc::EACCES)
+        });
         let mut resp = libc::seccomp_notif_resp {
             id: notif.id,
             val: 0,
@@ -277,6 +290,27 @@ fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict
             (Some(libc::AF_UNIX), _) | (None, _) => Verdict::Refuse(libc::EINVAL),
             _ => connect_verdict(pid, &addr, rules),
         }
+    } else if (nr == libc::SYS_socket || nr == libc::SYS_socketpair)
+        && args[0] as i32 == libc::AF_UNIX
+    {
+        rules.refuse(
+            "unix socket",
+            format!(
+                "confined `{}` tried to open a Unix socket; the job grants none, so its programs may reach no Unix socket; add net = [\"unix:/path/of/the/socket\"] if the job needs one",
+                rules.program
+            ),
+        );
+        Verdict::Refuse(libc::EACCES)
+    } else if setid_call(nr, &args) {
+        let what = metadata_target(pid, nr, &args);
+        rules.refuse(
+            &format!("setid {what}"),
+            format!(
+                "confined `{}` tried to give {what} the setuid or setgid bit, which a job's programs never may (the file would keep it outside the sandbox)",
+                rules.program
+            ),
+        );
+        Verdict::Refuse(libc::EPERM)
     } else if nr == libc::SYS_socket || nr == libc::SYS_socketpair {
         let family = args[0] as i32;
         rules.refuse(
@@ -332,6 +366,31 @@ fn family_name(family: i32) -> &'static str {
     }
 }
 
+/// Whether a call the filter sent asks for a setuid or setgid bit (the
+/// filter sends these calls only then, unless they all go to the
+/// supervisor for a root child without a mount namespace).
+fn setid_call(nr: libc::c_long, args: &[u64; 6]) -> bool {
+    let mode = match nr {
+        n if n == libc::SYS_chmod
+            || n == libc::SYS_fchmod
+            || n == libc::SYS_creat
+            || n == libc::SYS_mknod =>
+        {
+            args[1]
+        }
+        n if n == libc::SYS_fchmodat
+            || n == libc::SYS_fchmodat2
+            || n == libc::SYS_mknodat
+            || n == libc::SYS_open =>
+        {
+            args[2]
+        }
+        n if n == libc::SYS_openat => args[3],
+        _ => return false,
+    };
+    mode & 0o6000 != 0
+}
+
 /// The file a metadata call names, for the message: its path, or what
 /// its descriptor is.
 fn metadata_target(pid: u32, nr: libc::c_long, args: &[u64; 6]) -> String {
@@ -342,6 +401,9 @@ fn metadata_target(pid: u32, nr: libc::c_long, args: &[u64; 6]) -> String {
         libc::SYS_fremovexattr,
     ];
     let by_path = [
+        libc::SYS_open,
+        libc::SYS_creat,
+        libc::SYS_mknod,
         libc::SYS_chmod,
         libc::SYS_chown,
         libc::SYS_lchown,
@@ -775,7 +837,8 @@ fn unix_verdict(pid: u32, path: &[u8], rules: &Rules) -> Verdict {
     let end = path.iter().position(|b| *b == 0).unwrap_or(path.len());
     if end == 0 {
         // Abstract: Landlock keeps the child to its own sandbox's.
-        let name = String::from_utf8_lossy(&path[1..path.len().min(64)]).into_owned();
+        let name = String::from_utf8_lossy(path.get(1..path.len().min(64)).unwrap_or_default())
+            .into_owned();
         rules.refuse(
             &format!("@{name}"),
             format!(
