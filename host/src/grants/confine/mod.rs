@@ -295,6 +295,9 @@ impl Support {
         }
     }
 
+    /// The one empty network namespace every job without a network
+    /// grant joins (made once: a namespace per call costs a synchronize_rcu
+    /// in the kernel, milliseconds).
     pub(crate) fn empty_netns(&self) -> Option<i32> {
         self.empty_netns.as_ref().map(AsRawFd::as_raw_fd)
     }

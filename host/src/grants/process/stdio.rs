@@ -1,0 +1,192 @@
+//! A program's standard streams: captured (capped), discarded, or
+//! relayed by the daemon to and from granted files, so the program never
+//! holds a file on the host's mount.
+
+use super::{DRAIN, ProcessContext, Program, deny};
+use crate::bindings::opsd::plugin::process::{ExecError, Output};
+use crate::grants::fs;
+use std::process::Stdio;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The program's stdout or stderr as the plugin asked: a pipe the daemon
+/// reads, nothing, or a relay into a file its grants let it write.
+pub(super) fn output_stdio(
+    ctx: &ProcessContext<'_>,
+    out: &Output,
+    program: &Program,
+    relays: &mut Vec<FileRelay>,
+) -> Result<Stdio, ExecError> {
+    let (path, append) = match out {
+        Output::Capture => return Ok(Stdio::piped()),
+        Output::Discard => return Ok(Stdio::null()),
+        Output::File(p) => (p, false),
+        Output::Append(p) => (p, true),
+    };
+    let file = fs::open_write(&ctx.grants.fs, path, append).map_err(|m| deny(ctx, m))?;
+    let (stdio, relay) = FileRelay::output(file, path).map_err(|e| io_error(program, e))?;
+    relays.push(relay);
+    Ok(stdio)
+}
+
+/// An I/O failure setting up or relaying the program's streams.
+pub(super) fn io_error(program: &Program, e: std::io::Error) -> ExecError {
+    ExecError::Io(format!("{}: {e}", program.name))
+}
+
+/// A file a program reads or writes as its stdin, stdout or stderr,
+/// copied by the daemon through a pipe: the program never holds the file
+/// itself, which lies on the host's mount (not the `noexec` one the
+/// program sees), so it cannot map it as code. The copy moves pages in
+/// the kernel (splice), so a 10 GB dump costs no memory and little CPU.
+pub(super) struct FileRelay {
+    path: String,
+    copy: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl FileRelay {
+    /// The program writes a pipe; the daemon copies it into `file`.
+    pub(super) fn output(file: std::fs::File, path: &str) -> std::io::Result<(Stdio, FileRelay)> {
+        let (read, write) = pipe()?;
+        let copy =
+            tokio::task::spawn_blocking(move || splice_all(read, std::os::fd::OwnedFd::from(file)));
+        Ok((
+            Stdio::from(write),
+            FileRelay {
+                path: path.to_owned(),
+                copy,
+            },
+        ))
+    }
+
+    /// The daemon copies `file` into a pipe the program reads.
+    pub(super) fn input(file: std::fs::File, path: &str) -> std::io::Result<(Stdio, FileRelay)> {
+        let (read, write) = pipe()?;
+        let copy = tokio::task::spawn_blocking(move || {
+            match splice_all(std::os::fd::OwnedFd::from(file), write) {
+                // The program stopped reading: its business.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            }
+        });
+        Ok((
+            Stdio::from(read),
+            FileRelay {
+                path: path.to_owned(),
+                copy,
+            },
+        ))
+    }
+
+    /// Waits for the copy (at most [`DRAIN`]: the program is gone) and
+    /// fails the call if it could not be made whole, so a short file is
+    /// never taken for a good one.
+    pub(super) async fn finish(self, program: &Program) -> Result<(), ExecError> {
+        let abort = self.copy.abort_handle();
+        match tokio::time::timeout(DRAIN, self.copy).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(ExecError::Io(format!(
+                "copying `{}`'s stream {} {}: {e}",
+                program.name, "to or from", self.path
+            ))),
+            Ok(Err(e)) => Err(ExecError::Io(format!("{}: {e}", self.path))),
+            Err(_) => {
+                abort.abort();
+                Err(ExecError::Io(format!(
+                    "copying `{}`'s stream {} {} did not finish",
+                    program.name, "to or from", self.path
+                )))
+            }
+        }
+    }
+}
+
+/// A blocking pipe (the relay's copy runs on a blocking thread).
+fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new and ours.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Copies `from` to its end into `to`, by splice(2) (one side is a pipe),
+/// else read and write (splice refuses files opened for appending).
+fn splice_all(from: std::os::fd::OwnedFd, to: std::os::fd::OwnedFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: splice between two descriptors we own.
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::SPLICE_F_MOVE,
+            )
+        };
+        match n {
+            0 => return Ok(()),
+            n if n > 0 => continue,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EINVAL) => break,
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    let mut from = std::fs::File::from(from);
+    let mut to = std::fs::File::from(to);
+    std::io::copy(&mut from, &mut to).map(|_| ())
+}
+
+/// Reads a stream to its end, keeping at most `cap` bytes so a flood
+/// neither blocks the child nor fills memory.
+pub(super) async fn read_capped<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                if room < n {
+                    truncated = true;
+                }
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+/// The output a reader collected, waiting at most [`DRAIN`] for the
+/// stream to end (the program and everything it started are gone by
+/// now; only a descriptor that escaped could hold it open).
+pub(super) async fn join_capture(
+    task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>,
+) -> (Vec<u8>, bool) {
+    let Some(t) = task else {
+        return (Vec::new(), false);
+    };
+    let abort = t.abort_handle();
+    match tokio::time::timeout(DRAIN, t).await {
+        Ok(r) => r.unwrap_or_default(),
+        Err(_) => {
+            abort.abort();
+            (Vec::new(), true)
+        }
+    }
+}
