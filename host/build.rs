@@ -23,6 +23,7 @@ const BUILTINS: &[(&str, &str)] = &[
 const TEST_GUESTS: &[&str] = &[
     "opsd-test-hostile",
     "opsd-test-stuck-describe",
+    "opsd-test-huge-describe",
     "opsd-test-command",
     "opsd-test-contract-010",
     // The Rust example plugin, so the tests can drop it into a daemon.

@@ -195,6 +195,20 @@ fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
             format!("plugin {name} uses the network and the job grants none; add `net = [...]`"),
         ));
     }
+    match job.grants.history {
+        crate::grants::HistoryScope::All => out.push((
+            Level::Note,
+            format!("plugin {name} may read every job's run history (grants.history = \"all\")"),
+        )),
+        // The built-in report summarises every job.
+        crate::grants::HistoryScope::Own if info.name == "report" => out.push((
+            Level::Warning,
+            format!(
+                "plugin {name} reports on every job, but the job lets it read only its own runs; add `history = \"all\"` to its [job.grants]"
+            ),
+        )),
+        crate::grants::HistoryScope::Own => {}
+    }
     if !caps.net && !job.grants.net.is_empty() {
         out.push((
             Level::Warning,

@@ -126,15 +126,20 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let job = |name: &str, addr: std::net::SocketAddr| {
+    // A health-check URL may carry a token in its query: the operator
+    // sees it, a plugin does not.
+    let job = |name: &str, url: String| {
         format!(
-            "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nwhen = {{ metric = \"http_latency_seconds\", url = \"http://{addr}/health\", above = 2 }}\n[job.config]\naction = \"ok\"\n"
+            "[[job]]\nname = \"{name}\"\nplugin = \"test-hostile\"\nwhen = {{ metric = \"http_latency_seconds\", url = \"{url}\", above = 2 }}\n[job.config]\naction = \"ok\"\n"
         )
     };
     let env = Env::new(&format!(
         "[monitor]\ninterval = \"1s\"\n{}{}{}",
-        job("api-slow", dead),
-        job("api-fine", quick),
+        job("api-slow", format!("http://{dead}/health")),
+        job(
+            "api-fine",
+            format!("http://{quick}/health?token=probe-s3cr3t")
+        ),
         "[[job]]\nname = \"figures\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\nenabled = false\n[job.config]\naction = \"monitor\"\n"
     ));
     env.install_guest("opsd-test-hostile");
@@ -158,7 +163,7 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
         .unwrap_or_default();
     let fine = probes
         .iter()
-        .find(|p| p["url"] == format!("http://{quick}/health"))
+        .find(|p| p["url"] == format!("http://{quick}/health?token=probe-s3cr3t"))
         .unwrap_or_else(|| panic!("{status:#}"));
     assert!(
         fine["seconds"].as_f64().is_some_and(|s| s < 2.0),
@@ -182,7 +187,8 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
     assert!(
         summary.starts_with("network errors ")
             && summary.contains(&format!("http://{dead}/health=failed"))
-            && summary.contains(&format!("http://{quick}/health=0.")),
+            && summary.contains(&format!("http://{quick}/health=0."))
+            && !summary.contains("s3cr3t"),
         "{seen:#}"
     );
     assert!(daemon.stop().success());

@@ -38,6 +38,7 @@ schedule = "5 0 * * *"
 enabled = false
 [job.grants]
 fs = [{ host = "reports", guest = "/reports", access = "rw", create = true }]
+history = "all"
 [job.config]
 output_dir = "/reports"
 period = "weekly"

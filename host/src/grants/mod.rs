@@ -52,6 +52,8 @@ pub(crate) struct RawGrants {
     system_paths: Vec<Spanned<String>>,
     /// A private /tmp of this size for the job's programs.
     tmp: Option<Spanned<String>>,
+    /// Whose runs the plugin may read: "own" (default) or "all".
+    history: Option<Spanned<String>>,
 }
 
 /// `[sandbox]` and `[job.sandbox]`: how strictly programs are confined.
@@ -73,6 +75,18 @@ pub struct Grants {
     pub limits: Limits,
     /// What the programs it starts run as and may read besides the grants.
     pub children: confine::ChildPolicy,
+    /// Whose run history the plugin may read.
+    pub history: HistoryScope,
+}
+
+/// `grants.history`: a run's record can hold what another job's plugin
+/// saw (paths, hosts, a database's name), so a plugin reads only its own
+/// job's history unless the job is granted every job's, as a report is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HistoryScope {
+    #[default]
+    Own,
+    All,
 }
 
 impl Grants {
@@ -204,6 +218,20 @@ impl Grants {
                 None => Some(size),
             }
         });
+        let history = match raw.history.as_ref().map(|h| (h, h.get_ref().as_str())) {
+            None | Some((_, "own")) => HistoryScope::Own,
+            Some((_, "all")) => HistoryScope::All,
+            Some((h, other)) => {
+                problems.push(
+                    lines.at(h),
+                    Some(job),
+                    format!(
+                        "grants.history = \"{other}\": say \"own\" (the job's own runs, the default) or \"all\" (every job's, for a report)"
+                    ),
+                );
+                HistoryScope::Own
+            }
+        };
         (problems.list.len() == before).then_some(Grants {
             fs,
             exec,
@@ -217,6 +245,7 @@ impl Grants {
                 unix,
                 tmp,
             },
+            history,
         })
     }
 

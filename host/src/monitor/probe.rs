@@ -20,6 +20,27 @@ pub async fn latency(url: &str, limit: Duration) -> Result<f64, String> {
     }
 }
 
+/// A probe URL as a plugin may see it: scheme, host, port and path, with
+/// no user, password, query or fragment (where health-check URLs carry
+/// their tokens). Another job's condition is the operator's, not the
+/// plugin's.
+pub fn url_without_secrets(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match scheme {
+        Some(s) => format!("{s}://{host}{path}"),
+        None => format!("{host}{path}"),
+    }
+}
+
 async fn get(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let https = uri.scheme_str() == Some("https");
@@ -70,4 +91,22 @@ where
     let answer = sender.send_request(request).await;
     driver.abort();
     answer.map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_shown_to_plugins_has_no_credentials_or_query() {
+        use super::url_without_secrets as u;
+        assert_eq!(
+            u("https://user:pw@host:8443/health?token=abc#x"),
+            "https://host:8443/health"
+        );
+        assert_eq!(
+            u("http://127.0.0.1:3000/health"),
+            "http://127.0.0.1:3000/health"
+        );
+        assert_eq!(u("http://h?k=v"), "http://h");
+        assert_eq!(u("http://a@b@host/p@q"), "http://host/p@q");
+    }
 }

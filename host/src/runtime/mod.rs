@@ -129,6 +129,61 @@ impl Execution {
     }
 }
 
+/// Largest parts of a `describe()` answer opsd keeps: a plugin's own
+/// words are shown in tables and kept for every loaded plugin, so a
+/// plugin may not fill the daemon's memory or an operator's screen
+/// through them. Generous for any real plugin (the built-ins' schemas are
+/// under 4 KiB).
+const DESCRIBE_LIMITS: [(&str, usize); 5] = [
+    ("name", 64),
+    ("version", 64),
+    ("description", 1024),
+    ("config schema", 64 * 1024),
+    ("suggested schedule", 256),
+];
+
+/// Refuses a `describe()` answer past [`DESCRIBE_LIMITS`], or asking for
+/// more than 64 directories or programs, naming the part and the limit.
+fn describe_within_limits(
+    d: &crate::bindings::opsd::plugin::types::Description,
+) -> Result<(), String> {
+    let sizes = [
+        d.name.len(),
+        d.version.len(),
+        d.description.len(),
+        d.config_schema.len(),
+        d.suggested_schedule.as_ref().map_or(0, String::len),
+    ];
+    for ((what, max), size) in DESCRIBE_LIMITS.iter().zip(sizes) {
+        if size > *max {
+            return Err(format!(
+                "its {what} is {size} bytes; opsd accepts at most {max} (a plugin's description must stay small: put long text in its documentation)"
+            ));
+        }
+    }
+    let caps = &d.capabilities;
+    if caps.fs.len() > 64 || caps.exec.len() > 64 {
+        return Err(format!(
+            "it asks for {} directories and {} programs; opsd accepts at most 64 of each",
+            caps.fs.len(),
+            caps.exec.len()
+        ));
+    }
+    let longest = caps
+        .fs
+        .iter()
+        .flat_map(|f| [f.guest.len(), f.reason.len()])
+        .chain(caps.exec.iter().map(String::len))
+        .max()
+        .unwrap_or(0);
+    if longest > 4096 {
+        return Err(format!(
+            "one of the directories or programs it asks for (or a reason) is {longest} bytes; opsd accepts at most 4096"
+        ));
+    }
+    Ok(())
+}
+
 /// One run's inputs.
 pub struct RunRequest<'a> {
     pub job: &'a Job,
@@ -423,6 +478,7 @@ impl Runtime {
     async fn describe(&self, pre: &PluginPre<RunState>) -> Result<PluginInfo, LoadError> {
         let log = RunLog::new("(describe)", "-", 64 * 1024);
         let env = Arc::new(RunEnv {
+            job: "(describe)".into(),
             grants: Grants::default(),
             violations: Violations::default(),
             deadline: Instant::now() + DESCRIBE_TIMEOUT,
@@ -458,6 +514,7 @@ impl Runtime {
             Ok(Err(e)) => return Err(LoadError::Describe(trap_message(&e, &log))),
             Ok(Ok(d)) => d,
         };
+        describe_within_limits(&d).map_err(LoadError::Describe)?;
         if d.name.is_empty()
             || !d
                 .name
@@ -523,11 +580,16 @@ impl Runtime {
         exec.summary = secrets.mask(&exec.summary);
         exec.details = secrets.mask(&exec.details);
         exec.error = exec.error.map(|e| secrets.mask(&e));
+        // Every field a plugin returns, so a secret cannot be stored
+        // through the one left out.
         for m in &mut exec.metrics {
             m.name = secrets.mask(&m.name);
+            m.unit = m.unit.take().map(|u| secrets.mask(&u));
         }
         for a in &mut exec.artifacts {
             a.path = secrets.mask(&a.path);
+            a.kind = secrets.mask(&a.kind);
+            a.sha256 = a.sha256.take().map(|h| secrets.mask(&h));
         }
         exec
     }
@@ -541,6 +603,7 @@ impl Runtime {
             Err(e) => return Execution::failed(RunStatus::Failed, e),
         };
         let env = Arc::new(RunEnv {
+            job: job.name.clone(),
             grants: job.grants.clone(),
             violations: violations.clone(),
             deadline,

@@ -15,6 +15,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 /// Everything a run lends its instance; shared with checks that run
 /// outside the store (socket checks).
 pub struct RunEnv {
+    /// The job this run belongs to: the history it may read by default.
+    pub job: String,
     pub grants: Grants,
     pub violations: Violations,
     pub deadline: Instant,
@@ -279,7 +281,12 @@ impl system::Host for RunState {
                 probes: latest
                     .probes
                     .iter()
-                    .map(|p| (p.url.clone(), p.seconds))
+                    .map(|p| {
+                        (
+                            crate::monitor::probe::url_without_secrets(&p.url),
+                            p.seconds,
+                        )
+                    })
                     .collect(),
             },
             // No daemon sampling (a test, or before its first sample):
@@ -344,6 +351,22 @@ impl RunState {
     }
 }
 
+impl RunState {
+    /// Whether this run may read `job`'s history; a refusal is a
+    /// violation, like any other.
+    fn may_read_history_of(&self, job: &str) -> bool {
+        if self.env.grants.history == grants::HistoryScope::All || job == self.env.job {
+            return true;
+        }
+        self.env.violations.record(format!(
+            "history: job `{}` may read only its own runs, and asked for job `{}`'s; add `history = \"all\"` to its [job.grants] if it reports on other jobs",
+            crate::escape::line(&self.env.job),
+            crate::escape::line(job)
+        ));
+        false
+    }
+}
+
 impl history::Host for RunState {
     fn runs(
         &mut self,
@@ -353,6 +376,14 @@ impl history::Host for RunState {
     ) -> Vec<history::RunSummary> {
         let Some(store) = &self.env.store else {
             return Vec::new();
+        };
+        // "Every job" means every job this run may read.
+        let job = match job {
+            None if self.env.grants.history == grants::HistoryScope::Own => {
+                Some(self.env.job.clone())
+            }
+            Some(j) if !self.may_read_history_of(&j) => return Vec::new(),
+            other => other,
         };
         let since = since.and_then(|s| {
             chrono::DateTime::parse_from_rfc3339(&s)
@@ -375,6 +406,9 @@ impl history::Host for RunState {
 
     fn detail(&mut self, id: String) -> Option<history::RunDetail> {
         let rec = self.env.store.as_ref()?.run(&id).ok()??;
+        if !self.may_read_history_of(&rec.job) {
+            return None;
+        }
         let trigger = match rec.trigger {
             crate::record::Trigger::Schedule => "schedule",
             crate::record::Trigger::Manual => "manual",
@@ -452,8 +486,10 @@ impl history::Host for RunState {
     }
 
     fn jobs(&mut self) -> Vec<history::JobInfo> {
+        let all = self.env.grants.history == grants::HistoryScope::All;
         (self.env.jobs)()
             .iter()
+            .filter(|j| all || j.job == self.env.job)
             .map(|j| {
                 let state = self
                     .env
