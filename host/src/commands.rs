@@ -123,10 +123,38 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
             path.display()
         );
     }
-    Ok(Config::load(&path)?)
+    // As root, whoever may write the config or the data directory (the
+    // compile cache) is root too: refuse them, as cron and sshd do. A
+    // user's own opsd has no more rights than the user, so a group-
+    // writable checkout (umask 002) is the user's business.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        crate::trust::check(&path).map_err(|why| {
+            anyhow::anyhow!("not reading the configuration {}: {why}", path.display())
+        })?;
+    }
+    let config = Config::load(&path)?;
+    if root {
+        crate::trust::check(&config.data_dir).map_err(|why| {
+            anyhow::anyhow!(
+                "not using data_dir {} (from {}): {why}",
+                config.data_dir.display(),
+                path.display()
+            )
+        })?;
+    }
+    Ok(config)
 }
 
+/// Writes a command's text output; whatever plugin text is in it shows
+/// its control characters escaped (each render escapes the newlines of
+/// one-line fields itself).
 fn print(text: &str) -> anyhow::Result<()> {
+    write_out(&crate::escape::block(text))
+}
+
+fn write_out(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -134,7 +162,8 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    print(&(serde_json::to_string_pretty(value)? + "\n"))
+    let doc = serde_json::to_string_pretty(value)? + "\n";
+    write_out(&crate::escape::json(&doc))
 }
 
 /// Runs one parsed command line.
@@ -155,7 +184,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 use std::io::IsTerminal;
                 let colour =
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-                print(&cli::status_table(&status, colour))?;
+                write_out(&cli::status_table(&status, colour))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -400,7 +429,12 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
     let file = config.path.display().to_string();
     let mut text = String::new();
     for f in &findings {
-        text.push_str(&format!("{file}:{f}\n"));
+        // A finding can quote a plugin's description: its continuation
+        // lines are indented, so none passes for a finding of its own.
+        text.push_str(&format!(
+            "{file}:{}\n",
+            crate::escape::indented(&f.to_string(), "    ")
+        ));
     }
     let errors = findings
         .iter()

@@ -22,10 +22,11 @@
 //!   the record types.
 //! - [`api`]: the control socket (server and client) and the HTTP
 //!   endpoints; [`metrics`]: Prometheus; [`notify`]: webhooks;
-//!   [`cli`]: arguments and tables; [`daemon`]: `opsd daemon`, signals,
+//!   [`cli`]: arguments and tables ([`escape`]: plugin text made safe for
+//!   terminals and logs); [`daemon`]: `opsd daemon`, signals,
 //!   systemd; [`clock`]: wall time, injectable; [`policy`]: catch-up,
 //!   overlap, retries, jitter, retention; [`scaffold`]: `opsd plugin
-//!   new`.
+//!   new`; [`trust`]: who may write what opsd runs.
 
 pub mod api;
 pub mod bindings;
@@ -35,6 +36,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod escape;
 pub mod grants;
 pub mod metrics;
 pub mod monitor;
@@ -49,3 +51,4 @@ pub mod schedule;
 pub mod scheduler;
 pub mod store;
 pub mod system;
+pub mod trust;

@@ -103,6 +103,9 @@ struct FileEntry {
     sha256: String,
     /// The plugin, and how the next run should report its loading.
     state: Result<(Arc<LoadedPlugin>, PluginLoad), String>,
+    /// Refused for who may write it: judged again at every look, whatever
+    /// its content.
+    untrusted: bool,
 }
 
 /// Resolves plugin names for one configuration.
@@ -152,14 +155,19 @@ impl Registry {
     pub async fn rescan(&self) -> bool {
         let _one = self.scan_lock.lock().await;
         let on_disk = stat_wasm_files(&self.plugin_dir);
+        // Who may write the directory decides for every file in it: a
+        // chmod of the directory changes no file, so all are judged again
+        // while it is open to others (and files refused for their owner
+        // or mode, until they are fixed).
+        let dir_trust = crate::trust::check(&self.plugin_dir);
         let mut candidates: Vec<(PathBuf, u64, Option<SystemTime>)> = {
             let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
             on_disk
                 .iter()
                 .filter(|(p, size, mtime)| {
-                    files
-                        .get(p)
-                        .is_none_or(|e| e.size != *size || e.modified != *mtime)
+                    files.get(p).is_none_or(|e| {
+                        e.size != *size || e.modified != *mtime || e.untrusted || dir_trust.is_err()
+                    })
                 })
                 .cloned()
                 .collect()
@@ -177,18 +185,42 @@ impl Registry {
         }
         let mut changed = false;
         for (path, size, modified) in candidates {
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
+            let (bytes, trust) = match read_plugin_file(&path) {
+                Ok(read) => read,
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "cannot read plugin file");
                     continue;
                 }
             };
+            let trust = dir_trust.clone().and(trust);
             let sha256 = crate::runtime::cache::sha256_hex(&bytes);
+            if let Err(why) = trust {
+                let why = format!("not loaded: {why}");
+                let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+                if files
+                    .get(&path)
+                    .is_some_and(|e| e.sha256 == sha256 && e.state.as_ref().err() == Some(&why))
+                {
+                    continue;
+                }
+                tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {why}");
+                files.insert(
+                    path,
+                    FileEntry {
+                        size,
+                        modified,
+                        sha256,
+                        state: Err(why),
+                        untrusted: true,
+                    },
+                );
+                changed = true;
+                continue;
+            }
             let same = {
                 let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
                 match files.get_mut(&path) {
-                    Some(e) if e.sha256 == sha256 => {
+                    Some(e) if e.sha256 == sha256 && !e.untrusted => {
                         // Touched, not changed.
                         e.size = size;
                         e.modified = modified;
@@ -221,6 +253,7 @@ impl Registry {
                     modified,
                     sha256,
                     state,
+                    untrusted: false,
                 },
             );
             changed = true;
@@ -499,6 +532,18 @@ pub struct Inspection {
     pub contract: Option<String>,
     pub imports: Vec<String>,
     pub info: Option<crate::runtime::PluginInfo>,
+}
+
+/// A plugin file's bytes, and whether its owner and mode let opsd trust
+/// it (judged on the file opened, so a swap after the look changes
+/// nothing), with every directory above it.
+fn read_plugin_file(path: &Path) -> std::io::Result<(Vec<u8>, Result<(), String>)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let trust = crate::trust::check_opened(path, &file).and_then(|()| crate::trust::check(path));
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok((bytes, trust))
 }
 
 /// `.wasm` files directly in `dir` with size and change time, sorted; a

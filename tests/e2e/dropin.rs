@@ -184,7 +184,7 @@ fn bad_files_are_refused_with_the_reason_once() {
     let env = Env::new(JOBS);
     let daemon = env.daemon();
     let bytes = std::fs::read(guest("opsd-test-hostile")).unwrap();
-    let cases: [(&str, Vec<u8>, &str); 5] = [
+    let cases: [(&str, Vec<u8>, &str); 6] = [
         (
             "garbage.wasm",
             b"this is not wasm at all".to_vec(),
@@ -210,6 +210,11 @@ fn bad_files_are_refused_with_the_reason_once() {
             std::fs::read(guest("opsd-test-stuck-describe")).unwrap(),
             "describe() failed: did not answer within 5s",
         ),
+        (
+            "huge.wasm",
+            std::fs::read(guest("opsd-test-huge-describe")).unwrap(),
+            "its config schema is 67108864 bytes; opsd accepts at most 65536",
+        ),
     ];
     for (file, content, reason) in &cases {
         std::fs::write(env.path(&format!("plugins/{file}")), content).unwrap();
@@ -222,6 +227,9 @@ fn bad_files_are_refused_with_the_reason_once() {
         );
         healthy(&env);
     }
+    // Nothing a refused plugin said reaches the terminal raw.
+    let listed = text(&env.run(&["plugins", "list"]));
+    assert!(!listed.contains('\u{1b}'), "{listed}");
     // The good jobs' plugin is still missing, and the message points at
     // the rejected files.
     let rec = env.run_job("quick");
@@ -363,4 +371,62 @@ schedule = "@daily"
         .find(|p| p["name"] == "contract-0-1-0")
         .unwrap_or_else(|| panic!("{list:#}"));
     assert_eq!(entry["status"], "ready", "{entry:#}");
+}
+
+/// As cron and sshd do, a plugin file is loaded only when it and every
+/// directory above it are owned by root or opsd's user and writable by no
+/// one else: whoever may write it chooses the code a job's grants run.
+#[test]
+fn a_plugin_file_others_may_write_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to give a file to another user");
+        return;
+    }
+    let env = Env::new(JOBS);
+    let daemon = env.daemon();
+    let dest = env.path("plugins/hostile.wasm");
+    std::fs::write(&dest, std::fs::read(guest("opsd-test-hostile")).unwrap()).unwrap();
+    let ready = |env: &Env| {
+        wait_for(Duration::from_secs(10), || {
+            entry(env, "hostile.wasm").filter(|e| e["status"] == "ready")
+        })
+        .unwrap_or_else(|| panic!("not ready: {:#?}", plugins(env)))
+    };
+    let refused = |env: &Env, reason: &str| {
+        let e = wait_for(Duration::from_secs(10), || {
+            entry(env, "hostile.wasm").filter(|e| e["status"] == "rejected")
+        })
+        .unwrap_or_else(|| panic!("not refused: {:#?}", plugins(env)));
+        assert!(
+            e["error"].as_str().unwrap_or_default().contains(reason),
+            "{e:#}"
+        );
+        let run = env.run_job("quick");
+        assert_eq!(run["status"], "failed", "{run:#}");
+    };
+    ready(&env);
+    assert_eq!(env.run_job("quick")["status"], "ok");
+    // Owned by nobody.
+    std::os::unix::fs::chown(&dest, Some(65534), None).unwrap();
+    refused(&env, "is owned by uid 65534, not root or opsd's user");
+    std::os::unix::fs::chown(&dest, Some(0), None).unwrap();
+    ready(&env);
+    // Writable by others.
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o666)).unwrap();
+    refused(&env, "may be written by its group and others (mode 666)");
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ready(&env);
+    // In a directory anyone may write (no file changed).
+    let dir = env.path("plugins");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&env, "`chmod go-w");
+    let check = text(&env.run(&["check"]));
+    assert!(check.contains("may be written by"), "{check}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ready(&env);
+    assert_eq!(env.run_job("quick")["status"], "ok");
+    healthy(&env);
+    assert!(daemon.stop().success());
 }

@@ -1042,6 +1042,12 @@ fn a_granted_secret_never_reaches_logs_records_or_reports() {
             grant,
         ),
         hostile("printenv", "action = \"exec\"\nprogram = \"env\"", grant),
+        // The plugin itself puts it in every field a run returns.
+        hostile(
+            "fields",
+            "action = \"leak-fields\"\nprogram = \"OPSD_TEST_TOKEN\"",
+            "[job.grants]\nenv = [\"OPSD_TEST_TOKEN\"]",
+        ),
     ]);
     let daemon = env.daemon_with_env(&[("OPSD_TEST_TOKEN", SECRET)]);
     let out = env.run(&["run", "leaky", "--json"]);
@@ -1060,6 +1066,23 @@ fn a_granted_secret_never_reaches_logs_records_or_reports() {
         printenv["summary"], "OPSD_TEST_TOKEN=[OPSD_TEST_TOKEN]",
         "{printenv:#}"
     );
+    let fields = env.json(&["run", "fields", "--json"]);
+    assert_eq!(fields["status"], "ok", "{fields:#}");
+    let masked = "[OPSD_TEST_TOKEN]";
+    for (what, value) in [
+        ("summary", &fields["summary"]),
+        ("details", &fields["details"]),
+        ("metric name", &fields["metrics"][0]["name"]),
+        ("metric unit", &fields["metrics"][0]["unit"]),
+        ("artifact path", &fields["artifacts"][0]["path"]),
+        ("artifact kind", &fields["artifacts"][0]["kind"]),
+        ("artifact sha256", &fields["artifacts"][0]["sha256"]),
+    ] {
+        assert!(
+            value.as_str().is_some_and(|v| v.contains(masked)),
+            "{what}: {fields:#}"
+        );
+    }
     let run_id = leaky["id"].as_str().unwrap_or_default().to_owned();
     let mut said = String::new();
     for args in [
@@ -1126,4 +1149,142 @@ action = "ok"
     assert_eq!(code, 200, "{body}");
     assert_eq!(env.run_job("beat")["status"], "ok");
     assert!(daemon.stop().success());
+}
+
+/// History is a grant: a plugin reads its own job's runs, and another
+/// job's only with `history = "all"`; asking without it fails the run.
+#[test]
+fn a_plugin_reads_only_its_own_history_unless_granted_all() {
+    let data = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]";
+    let env = env_with(&[
+        hostile("victim", "action = \"ok\"", ""),
+        hostile("peek-all", "action = \"history\"", ""),
+        hostile("peek-other", "action = \"history\"\npath = \"victim\"", ""),
+        hostile(
+            "peek-detail",
+            "action = \"history-detail\"\npath = \"/data/id\"",
+            data,
+        ),
+        hostile(
+            "reporter",
+            "action = \"history\"",
+            "[job.grants]\nhistory = \"all\"",
+        ),
+    ]);
+    let daemon = env.daemon();
+    let victim = env.run_job("victim");
+    assert_eq!(victim["status"], "ok", "{victim:#}");
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/id"), victim["id"].as_str().unwrap()).unwrap();
+    // "Every job" is every job it may read: its own.
+    let own = ended_with(&env, "peek-all", "ok", "jobs listed [peek-all]");
+    assert!(
+        !own["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("victim"),
+        "{own:#}"
+    );
+    failed_with(
+        &env,
+        "peek-other",
+        "failed",
+        "may read only its own runs, and asked for job `victim`'s; add `history = \"all\"`",
+    );
+    failed_with(
+        &env,
+        "peek-detail",
+        "failed",
+        "may read only its own runs, and asked for job `victim`'s",
+    );
+    let all = ended_with(
+        &env,
+        "reporter",
+        "ok",
+        "runs of [peek-all,peek-detail,peek-other,reporter,victim]",
+    );
+    assert!(
+        all["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jobs listed [victim,peek-all,peek-other,peek-detail,reporter]"),
+        "{all:#}"
+    );
+    let check = text(&env.run(&["check"]));
+    assert!(
+        check.contains("may read every job's run history (grants.history = \"all\")"),
+        "{check}"
+    );
+    assert!(daemon.stop().success());
+}
+
+/// What a plugin says is data: escape sequences, carriage returns,
+/// direction overrides and newlines that would forge a host line are
+/// shown escaped on every command an operator reads, in the daemon's log
+/// and in the report, and kept exact (JSON-escaped) in `--json`.
+#[test]
+fn plugin_text_is_shown_escaped_everywhere_an_operator_reads_it() {
+    const PAYLOAD: &str = "<script>alert(1)</script>\u{1b}]0;pwned\u{7}\u{1b}[2J\r\nERROR opsd::grants: forged\u{202e}gpj";
+    let toml_payload = "<script>alert(1)</script>\\u001b]0;pwned\\u0007\\u001b[2J\\r\\nERROR opsd::grants: forged\\u202egpj";
+    let env = env_with(&[
+        hostile(
+            "says",
+            &format!("action = \"say\"\npath = \"{toml_payload}\""),
+            "",
+        ),
+        hostile(
+            "fails",
+            &format!("action = \"say\"\nseconds = 1\npath = \"{toml_payload}\""),
+            "",
+        ),
+    ]);
+    let daemon = env.daemon();
+    let rec = env.json(&["run", "says", "--json"]);
+    assert_eq!(rec["summary"], PAYLOAD, "the record keeps the exact text");
+    let failed: serde_json::Value =
+        serde_json::from_slice(&env.run(&["run", "fails", "--json"]).stdout).unwrap();
+    assert_eq!(failed["error"], PAYLOAD, "{failed:#}");
+    let id = rec["id"].as_str().unwrap_or_default().to_owned();
+    let mut shown = Vec::new();
+    for args in [
+        vec!["run", "says"],
+        vec!["run", "fails"],
+        vec!["run", "says", "--follow"],
+        vec!["history"],
+        vec!["history", "--json"],
+        vec!["logs", id.as_str()],
+        vec!["logs", id.as_str(), "--json"],
+        vec!["run", "says", "--json"],
+        vec!["report", "--since", "1d", "--format", "text"],
+        vec!["report", "--since", "1d", "--format", "md"],
+        vec!["report", "--since", "1d", "--format", "html"],
+    ] {
+        let out = env.run(&args);
+        shown.push((
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    shown.push(("the daemon's log".into(), daemon.log()));
+    assert!(daemon.stop().success());
+    for (what, said) in &shown {
+        for bad in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+            assert!(!said.contains(bad), "{what} shows {bad:?} raw:\n{said}");
+        }
+        assert!(
+            !said
+                .lines()
+                .any(|l| l.starts_with("ERROR opsd::grants: forged")),
+            "{what} lets the plugin start a line:\n{said}"
+        );
+        if what.contains("md") || what.contains("html") {
+            assert!(
+                !said.contains("<script>alert"),
+                "{what} passes HTML:\n{said}"
+            );
+            assert!(said.contains("&lt;script&gt;alert"), "{what}:\n{said}");
+        }
+    }
+    let (_, run_text) = &shown[0];
+    assert!(run_text.contains("\\x1b]0;pwned\\x07"), "{run_text}");
 }

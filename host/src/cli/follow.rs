@@ -47,6 +47,7 @@ impl FollowPrinter {
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>, message: &str) {
+        let message = &*crate::escape::line(message);
         let mut err = std::io::stderr().lock();
         match total.filter(|t| *t > 0) {
             Some(total) if self.tty => {

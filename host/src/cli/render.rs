@@ -1,6 +1,7 @@
 //! Text for people: tables that fit the terminal, reports, logs.
 
 use crate::config::Job;
+use crate::escape::{indented, line};
 use crate::ops::ScheduleEntry;
 use crate::plugins::{Inspection, PluginEntry};
 use crate::record::{LogLine, RunRecord};
@@ -181,10 +182,11 @@ pub fn history_table(runs: &[RunRecord], width: Option<usize>) -> String {
                 r.job.clone(),
                 r.status.to_string(),
                 r.duration_ms.map_or("-".into(), format_ms),
-                match &r.error {
-                    Some(e) if r.summary.is_empty() => e.clone(),
-                    _ => r.summary.clone(),
-                },
+                line(match &r.error {
+                    Some(e) if r.summary.is_empty() => e,
+                    _ => &r.summary,
+                })
+                .into_owned(),
             ]
         })
         .collect();
@@ -211,15 +213,15 @@ pub fn run_report(r: &RunRecord) -> String {
         "{} {} ({} {}) in {}: {}\n",
         r.job,
         r.status,
-        r.plugin,
-        r.plugin_version,
+        line(&r.plugin),
+        line(&r.plugin_version),
         r.duration_ms.map_or("-".into(), format_ms),
-        r.summary
+        line(&r.summary)
     );
     if let Some(e) = &r.error
         && *e != r.summary
     {
-        out.push_str(&format!("error: {e}\n"));
+        out.push_str(&format!("error: {}\n", indented(e, "       ")));
     }
     if let Some(c) = &r.condition {
         out.push_str(&format!("started because {c}\n"));
@@ -227,11 +229,11 @@ pub fn run_report(r: &RunRecord) -> String {
     for m in &r.metrics {
         out.push_str(&format!(
             "  {} = {}{}\n",
-            m.name,
+            line(&m.name),
             m.value,
             m.unit
                 .as_deref()
-                .map(|u| format!(" {u}"))
+                .map(|u| format!(" {}", line(u)))
                 .unwrap_or_default()
         ));
     }
@@ -246,9 +248,9 @@ pub fn log_text(lines: &[LogLine]) -> String {
         out.push_str(&format!(
             "{:>8.3}s {:<5} {:<6} {}\n",
             l.ms as f64 / 1000.0,
-            l.level,
-            l.source,
-            l.message
+            line(&l.level),
+            line(&l.source),
+            line(&l.message)
         ));
     }
     out
@@ -290,6 +292,8 @@ pub struct GrantsView {
     pub exec: Vec<String>,
     pub net: String,
     pub env: Vec<String>,
+    /// Whose run history the plugin may read: `own` or `all`.
+    pub history: String,
     /// What the programs the job starts may do (empty without an exec
     /// grant).
     pub programs: Vec<String>,
@@ -351,6 +355,10 @@ impl JobDetail {
                     .collect(),
                 net: job.grants.net.describe(),
                 env: job.grants.env.clone(),
+                history: match job.grants.history {
+                    crate::grants::HistoryScope::Own => "own".into(),
+                    crate::grants::HistoryScope::All => "all".into(),
+                },
                 programs: if job.grants.exec.programs.is_empty() {
                     Vec::new()
                 } else {
@@ -434,11 +442,12 @@ impl JobDetail {
             self.keep_runs, self.keep_days
         ));
         o.push_str(&format!(
-            "  grants:    fs {}\n             exec {}\n             net {}\n             env {}\n",
+            "  grants:    fs {}\n             exec {}\n             net {}\n             env {}\n             history {}\n",
             list_or_none(&self.grants.fs),
             list_or_none(&self.grants.exec),
             self.grants.net,
-            list_or_none(&self.grants.env)
+            list_or_none(&self.grants.env),
+            self.grants.history
         ));
         for (i, line) in self.grants.programs.iter().enumerate() {
             let label = if i == 0 {
@@ -473,17 +482,17 @@ pub fn plugins_table(list: &[PluginEntry], width: Option<usize>) -> String {
                 if p.name.is_empty() {
                     "?".into()
                 } else {
-                    p.name.clone()
+                    line(&p.name).into_owned()
                 },
                 if p.version.is_empty() {
                     "-".into()
                 } else {
-                    p.version.clone()
+                    line(&p.version).into_owned()
                 },
                 p.status.clone(),
                 p.sha256.get(..12).unwrap_or("").to_owned(),
-                p.source.clone(),
-                p.error.clone().unwrap_or_else(|| p.description.clone()),
+                line(&p.source).into_owned(),
+                line(p.error.as_deref().unwrap_or(&p.description)).into_owned(),
             ]
         })
         .collect();
@@ -509,7 +518,7 @@ pub fn inspection_text(r: &Inspection) -> String {
         if r.accepted { "accepted" } else { "refused" }
     );
     if let Some(e) = &r.error {
-        o.push_str(&format!("  reason:    {e}\n"));
+        o.push_str(&format!("  reason:    {}\n", indented(e, "             ")));
     }
     if r.size > 0 {
         o.push_str(&format!(
@@ -526,10 +535,12 @@ pub fn inspection_text(r: &Inspection) -> String {
     if let Some(i) = &r.info {
         o.push_str(&format!(
             "  name:      {} {}\n  about:     {}\n",
-            i.name, i.version, i.description
+            line(&i.name),
+            line(&i.version),
+            line(&i.description)
         ));
         if let Some(s) = &i.suggested_schedule {
-            o.push_str(&format!("  schedule:  {s} (suggested)\n"));
+            o.push_str(&format!("  schedule:  {} (suggested)\n", line(s)));
         }
         let fs: Vec<String> = i
             .capabilities
@@ -538,28 +549,36 @@ pub fn inspection_text(r: &Inspection) -> String {
             .map(|f| {
                 format!(
                     "{} ({}, {})",
-                    f.guest,
+                    line(&f.guest),
                     if f.write { "rw" } else { "ro" },
-                    f.reason
+                    line(&f.reason)
                 )
             })
             .collect();
         o.push_str(&format!(
             "  wants:     fs {}\n             exec {}\n             net {}\n",
             list_or_none(&fs),
-            list_or_none(&i.capabilities.exec),
+            list_or_none(
+                &i.capabilities
+                    .exec
+                    .iter()
+                    .map(|e| line(e).into_owned())
+                    .collect::<Vec<_>>()
+            ),
             if i.capabilities.net { "yes" } else { "no" }
         ));
         o.push_str(&format!(
             "  config schema: {}\n",
-            i.config_schema
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
+            line(
+                &i.config_schema
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         ));
     }
     if !r.imports.is_empty() {
-        o.push_str(&format!("  imports:   {}\n", r.imports.join(", ")));
+        o.push_str(&format!("  imports:   {}\n", line(&r.imports.join(", "))));
     }
     o
 }
@@ -712,10 +731,10 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
     );
     for p in &s.probes {
         row(
-            format!("probe {}", p.url),
+            format!("probe {}", line(&p.url)),
             match (p.seconds, &p.error) {
                 (Some(v), _) => format!("{v:.3} s"),
-                (None, Some(e)) => format!("failed: {e}"),
+                (None, Some(e)) => format!("failed: {}", line(e)),
                 (None, None) => "failed".into(),
             },
             "-".into(),
@@ -781,6 +800,45 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_plugins_own_words_cannot_drive_the_terminal_or_start_a_line() {
+        let entry = PluginEntry {
+            name: "evil\u{1b}]0;title\u{7}".into(),
+            version: "1\r\n".into(),
+            source: "/plugins/evil.wasm".into(),
+            sha256: "ab".repeat(32),
+            status: "ready".into(),
+            error: None,
+            description: "fine\ndenied: forged".into(),
+            capabilities: None,
+            size: 1,
+        };
+        let shown = plugins_table(&[entry], None);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\r'),
+            "{shown}"
+        );
+        assert!(!shown.lines().any(|l| l.starts_with("denied")), "{shown}");
+        assert!(shown.contains("fine\\ndenied: forged"), "{shown}");
+        let mut r = record(
+            "job",
+            RunStatus::Failed,
+            "ok\u{9b}2J",
+            Some("first\ndenied: forged"),
+        );
+        r.metrics.push(crate::record::Metric {
+            name: "m\u{1b}[31m".into(),
+            value: 1.0,
+            unit: Some("u\n".into()),
+        });
+        let shown = run_report(&r);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{9b}'),
+            "{shown}"
+        );
+        assert!(!shown.lines().any(|l| l.starts_with("denied")), "{shown}");
     }
 
     /// Local times depend on the machine's zone; snapshots see a token.

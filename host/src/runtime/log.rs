@@ -133,11 +133,16 @@ impl RunLog {
         let message: &str = &self.masked(message);
         let job = &*self.job;
         let run = &*self.run_id;
-        match level {
-            "error" => tracing::error!(job, run, source, "{message}"),
-            "warn" => tracing::warn!(job, run, source, "{message}"),
-            "info" => tracing::info!(job, run, source, "{message}"),
-            _ => tracing::debug!(job, run, source, "{message}"),
+        {
+            // The daemon's own log: one line per message, so a plugin
+            // cannot write a line that reads like one of the host's.
+            let message = crate::escape::line(message);
+            match level {
+                "error" => tracing::error!(job, run, source, "{message}"),
+                "warn" => tracing::warn!(job, run, source, "{message}"),
+                "info" => tracing::info!(job, run, source, "{message}"),
+                _ => tracing::debug!(job, run, source, "{message}"),
+            }
         }
         let line = LogLine {
             ms: self.started.elapsed().as_millis() as u64,

@@ -73,8 +73,45 @@ pub fn age(s: i64) -> String {
     }
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+/// Text from the history (plugin output among it) as inert Markdown: no
+/// HTML gets through (`<`, `>`, `&` become entities, as CommonMark
+/// renderers then show them), no emphasis, link, code span or table cell
+/// break, and no control character; one line.
+pub fn md_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' => {
+                o.push('\\');
+                o.push(c);
+            }
+            '\n' | '\r' | '\t' => o.push(' '),
+            c if c.is_control() || is_format_char(c) => o.push('\u{fffd}'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Text from the history for a terminal: one line, control characters
+/// and bidirectional overrides replaced by U+FFFD.
+pub fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() || is_format_char(c) => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// Unicode's bidirectional and invisible format characters.
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The report as Markdown.
@@ -84,7 +121,7 @@ pub fn markdown(r: &Report) -> String {
         o,
         "# opsd {} report: {}\n\n{} to {} (compared with {} to {}), generated {}\n",
         r.period.kind,
-        r.host,
+        md_escape(&r.host),
         r.period.from,
         r.period.to,
         r.period.previous_from,
@@ -117,8 +154,8 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            j.name,
-            j.plugin,
+            md_escape(&j.name),
+            md_escape(&j.plugin),
             j.runs,
             j.ok,
             j.warning,
@@ -145,11 +182,11 @@ pub fn markdown(r: &Report) -> String {
         for (j, f) in failures {
             let _ = writeln!(
                 o,
-                "- {} `{}` {} ({}): {}",
-                f.at,
-                j.name,
-                f.status,
-                f.run,
+                "- {} {} {} ({}): {}",
+                md_escape(&f.at),
+                md_escape(&j.name),
+                md_escape(&f.status),
+                md_escape(&f.run),
                 md_escape(&f.error)
             );
         }
@@ -160,8 +197,8 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} |",
-                b.job,
-                b.last_ok.as_deref().unwrap_or("never"),
+                md_escape(&b.job),
+                md_escape(b.last_ok.as_deref().unwrap_or("never")),
                 b.age_s.map(age).unwrap_or_else(|| "-".into()),
                 b.bytes_last.map(bytes).unwrap_or_else(|| "-".into()),
                 b.growth_bytes_per_day
@@ -176,7 +213,7 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} |",
-                c.job,
+                md_escape(&c.job),
                 c.min_days_left
                     .map(|d| format!("{d:.0} days"))
                     .unwrap_or_else(|| "-".into()),
@@ -194,8 +231,8 @@ pub fn markdown(r: &Report) -> String {
                 let _ = writeln!(
                     o,
                     "| {} | {} | {} | {} | {:+} |",
-                    v.job,
-                    name,
+                    md_escape(&v.job),
+                    md_escape(name),
                     before,
                     after,
                     after - before
@@ -210,12 +247,14 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "| {} | {p0} | {p1} | {p2} | {p3} | {} | {} |",
-                a.job, a.new, a.resolved
+                md_escape(&a.job),
+                a.new,
+                a.resolved
             );
         }
         for a in &r.audit {
             for l in &a.new_lines {
-                let _ = writeln!(o, "- new in {}: {}", a.job, md_escape(l));
+                let _ = writeln!(o, "- new in {}: {}", md_escape(&a.job), md_escape(l));
             }
         }
     }
@@ -240,7 +279,7 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "| {} | {} | {:.1} % | {:.0} % | {} | {} |",
-                d.mount,
+                md_escape(&d.mount),
                 bytes(d.total_bytes as f64),
                 d.used_percent,
                 th.disk_percent,
@@ -262,7 +301,7 @@ pub fn text(r: &Report) -> String {
         o,
         "{} report for {}, {} to {}\n{} runs: {} ok, {} warning, {} failed, {} skipped; success {}\n",
         r.period.kind,
-        r.host,
+        plain(&r.host),
         r.period.from,
         r.period.to,
         t.runs,
@@ -277,7 +316,7 @@ pub fn text(r: &Report) -> String {
     } else {
         o.push_str("Needs attention:\n");
         for a in &r.attention {
-            let _ = writeln!(o, "  ! {a}");
+            let _ = writeln!(o, "  ! {}", plain(a));
         }
         o.push('\n');
     }
@@ -291,7 +330,7 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(
             o,
             "{:<20} {:>5} {:>7} {:>8} {:>9} {:>9}  {}",
-            j.name,
+            plain(&j.name),
             j.runs,
             j.failed,
             rate(j.success_rate),
@@ -306,7 +345,7 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(
             o,
             "\ndisk {}: {:.1} % of {} used{}",
-            d.mount,
+            plain(&d.mount),
             d.used_percent,
             bytes(d.total_bytes as f64),
             d.projected_full

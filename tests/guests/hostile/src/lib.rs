@@ -204,6 +204,61 @@ impl Plugin for Hostile {
                 let _ = f.write_all(&[b'z'; 1 << 20]);
                 std::process::abort()
             }
+            // Reads the history of job `path` (empty: "every job") and
+            // says which jobs' runs came back.
+            "history" => {
+                let job = (!cfg.path.is_empty()).then_some(cfg.path.as_str());
+                let runs = opsd_sdk::history::runs(job, None, 1000);
+                let mut jobs: Vec<String> = runs.iter().map(|r| r.job.clone()).collect();
+                jobs.sort();
+                jobs.dedup();
+                let listed: Vec<String> = opsd_sdk::history::jobs()
+                    .into_iter()
+                    .map(|j| j.name)
+                    .collect();
+                Ok(Outcome::ok(format!(
+                    "runs of [{}]; jobs listed [{}]",
+                    jobs.join(","),
+                    listed.join(",")
+                )))
+            }
+            // Reads one run's record by the id in file `path`.
+            "history-detail" => {
+                let id = std::fs::read_to_string(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("reading {}", cfg.path), &e))?;
+                Ok(match opsd_sdk::history::detail(id.trim()) {
+                    Some(d) => {
+                        Outcome::ok(format!("read {}: {}", d.summary.job, d.summary.summary))
+                    }
+                    None => Outcome::ok("no such run"),
+                })
+            }
+            // Puts the value of environment variable `program` in every
+            // field a run returns.
+            "leak-fields" => {
+                let v = std::env::var(&cfg.program).unwrap_or_default();
+                Ok(Outcome::ok(format!("summary {v}"))
+                    .details(format!("details {v}"))
+                    .metric(&format!("m_{v}"), 1.0, Some(&format!("unit {v}")))
+                    .artifact(opsd_sdk::Artifact {
+                        path: format!("/data/{v}"),
+                        kind: format!("kind {v}"),
+                        size_bytes: Some(1),
+                        sha256: Some(format!("sha {v}")),
+                    }))
+            }
+            // Says `path` everywhere it can: log, progress, summary,
+            // details and a metric; fails with it when `seconds` is 1.
+            "say" => {
+                opsd_sdk::info!("{}", cfg.path);
+                opsd_sdk::progress(1, Some(2), &cfg.path);
+                if cfg.seconds == 1 {
+                    return Err(PluginError::other("say", cfg.path.clone()));
+                }
+                Ok(Outcome::ok(cfg.path.clone())
+                    .details(cfg.path.clone())
+                    .metric("said", 1.0, Some(&cfg.path)))
+            }
             other => Err(PluginError::bad_config(format!("unknown action `{other}`"))),
         }
     }

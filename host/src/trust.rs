@@ -1,0 +1,103 @@
+//! Whose files opsd acts on. A plugin file chooses the code that runs
+//! with a job's grants, the config chooses the grants, the data
+//! directory holds the compile cache: whoever may write any of them, or
+//! any directory above them, is as good as root. As cron refuses a
+//! crontab others may write and sshd's StrictModes refuses such keys,
+//! opsd uses them only when they and every directory above are owned by
+//! root or opsd's own user and writable by no one else (a root-owned
+//! sticky directory such as `/tmp` is fine: no one may replace another's
+//! entry there).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Why `path` (a file or directory opsd is about to use) could be chosen
+/// by someone else, naming the culprit and the command that fixes it.
+pub fn check(path: &Path) -> Result<(), String> {
+    let canonical = nearest_existing(path)?;
+    for p in canonical.ancestors() {
+        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        judge(p, &m)?;
+    }
+    Ok(())
+}
+
+/// Checks an opened file's own owner and mode (what was actually read,
+/// whatever the path points at now).
+pub fn check_opened(path: &Path, file: &std::fs::File) -> Result<(), String> {
+    let m = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    judge(path, &m)
+}
+
+fn judge(p: &Path, m: &std::fs::Metadata) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let us = unsafe { libc::geteuid() };
+    if m.uid() != 0 && m.uid() != us {
+        return Err(format!(
+            "{} is owned by uid {}, not root or opsd's user (uid {us}): whoever owns it chooses what opsd runs; `chown root {}` (or opsd's user)",
+            p.display(),
+            m.uid(),
+            p.display()
+        ));
+    }
+    let sticky = m.is_dir() && m.mode() & 0o1000 != 0;
+    if m.mode() & 0o022 != 0 && !sticky {
+        return Err(format!(
+            "{} may be written by {} (mode {:o}): whoever can write it chooses what opsd runs; `chmod go-w {}`",
+            p.display(),
+            match (m.mode() & 0o020 != 0, m.mode() & 0o002 != 0) {
+                (true, true) => "its group and others",
+                (true, false) => "its group",
+                _ => "others",
+            },
+            m.mode() & 0o7777,
+            p.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `path` made absolute without symlinks, or its nearest ancestor that
+/// exists (a data directory opsd is about to create).
+fn nearest_existing(path: &Path) -> Result<std::path::PathBuf, String> {
+    let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for p in absolute.ancestors() {
+        if let Ok(c) = p.canonicalize() {
+            return Ok(c);
+        }
+    }
+    Ok("/".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_file_others_may_write_or_under_such_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        let file = open.join("p.wasm");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(check(&file), Ok(()));
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check(&file).unwrap_err();
+        assert!(
+            e.contains("may be written by its group and others (mode 777)"),
+            "{e}"
+        );
+        assert!(e.contains("chmod go-w"), "{e}");
+        // Sticky, like /tmp: fine.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(check(&file), Ok(()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let e = check(&file).unwrap_err();
+        assert!(e.contains("may be written by others (mode 646)"), "{e}");
+        // A path not made yet is judged by what exists above it.
+        assert_eq!(check(&open.join("later/state")), Ok(()));
+    }
+}
