@@ -24,6 +24,9 @@ use tokio::sync::watch;
 
 /// Runs the daemon until a signal asks it to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some((before, now)) = crate::grants::raise_descriptor_limit() {
+        tracing::debug!(before, now, "descriptor limit");
+    }
     let socket = config.socket.clone();
     if api::Client::connect(&socket).await.is_some() {
         anyhow::bail!(

@@ -154,7 +154,17 @@ impl Registry {
     /// Returns true when anything changed.
     pub async fn rescan(&self) -> bool {
         let _one = self.scan_lock.lock().await;
-        let on_disk = stat_wasm_files(&self.plugin_dir);
+        // A listing that fails (no descriptor left, a permission
+        // changed) says nothing about which files are there: keep what is
+        // known rather than take every plugin for removed.
+        let on_disk = match stat_wasm_files(&self.plugin_dir) {
+            Ok(files) => files,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::warn!(dir = %self.plugin_dir.display(), error = %e, "cannot list the plugin directory; keeping the plugins known");
+                return false;
+            }
+        };
         // Who may write the directory decides for every file in it: a
         // chmod of the directory changes no file, so all are judged again
         // while it is open to others (and files refused for their owner
@@ -180,7 +190,9 @@ impl Registry {
         };
         if candidates.iter().any(|(_, _, m)| fresh(m)) {
             tokio::time::sleep(SETTLE).await;
-            let again = stat_wasm_files(&self.plugin_dir);
+            let Ok(again) = stat_wasm_files(&self.plugin_dir) else {
+                return false;
+            };
             candidates.retain(|c| again.contains(c));
         }
         let mut changed = false;
@@ -546,17 +558,18 @@ fn read_plugin_file(path: &Path) -> std::io::Result<(Vec<u8>, Result<(), String>
     Ok((bytes, trust))
 }
 
-/// `.wasm` files directly in `dir` with size and change time, sorted; a
-/// missing directory has none. The inode's change time, not its mtime:
+/// `.wasm` files directly in `dir` with size and change time, sorted, or
+/// why the directory could not be listed. The inode's change time, not its mtime:
 /// `cp -p`, `rsync -t` or `tar x` give a file being written an old mtime,
 /// which would pass for settled, but the kernel stamps ctime on every
 /// write.
-fn stat_wasm_files(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut files: Vec<(PathBuf, u64, Option<SystemTime>)> = std::fs::read_dir(dir)
+fn stat_wasm_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64, Option<SystemTime>)>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        paths.push(entry?.path());
+    }
+    let mut files: Vec<(PathBuf, u64, Option<SystemTime>)> = paths
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .filter_map(|p| {
             use std::os::unix::fs::MetadataExt;
@@ -569,7 +582,7 @@ fn stat_wasm_files(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         })
         .collect();
     files.sort();
-    files
+    Ok(files)
 }
 
 /// Keeps the index current while the daemon runs: inotify events

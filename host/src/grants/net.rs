@@ -134,6 +134,25 @@ impl NetPolicy {
         })
     }
 
+    /// Whether a plugin may look `name` up: an address literal, or a host
+    /// some socket rule lets it connect to.
+    pub fn may_resolve(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let literal = name.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<IpAddr>().is_ok() {
+            return true;
+        }
+        self.rules
+            .iter()
+            .filter(|r| r.scheme.is_none())
+            .any(|r| match &r.host {
+                HostPattern::Any => true,
+                HostPattern::Name(n) => n.trim_end_matches('.').eq_ignore_ascii_case(&name),
+                HostPattern::Suffix(s) => name.ends_with(&s.to_ascii_lowercase()),
+                HostPattern::Net(_) => false,
+            })
+    }
+
     /// The entries as written, for messages.
     pub fn describe(&self) -> String {
         if self.rules.is_empty() {

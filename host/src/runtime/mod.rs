@@ -129,6 +129,48 @@ impl Execution {
     }
 }
 
+/// wasmtime-wasi resolves any name once a run may look names up at all;
+/// a lookup of a name no grant gives carries data out through the
+/// resolver (`secret.attacker.example`). So `resolve-addresses` answers
+/// only for names the job's net grant lets it connect to (and address
+/// literals, which need no lookup); any other is refused and fails the
+/// run, like a refused connect.
+fn gate_name_lookup(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
+    use wasmtime_wasi::sockets::WasiSocketsView;
+    type Answer = (Result<Resource<ResolveAddressStream>, ErrorCode>,);
+    linker.allow_shadowing(true);
+    linker
+        .instance("wasi:sockets/ip-name-lookup@0.2.12")?
+        .func_wrap(
+            "resolve-addresses",
+            |mut store: wasmtime::StoreContextMut<'_, RunState>,
+             (network, name): (Resource<Network>, String)|
+             -> wasmtime::Result<Answer> {
+                let state = store.data_mut();
+                if !state.env.grants.net.may_resolve(&name) {
+                    state.env.violations.record(format!(
+                        "net: looking up `{}` is not allowed: the plugin may resolve only the names its net grant gives ({}); add the host to `net` if the job needs it",
+                        crate::escape::line(&name),
+                        state.env.grants.net.describe()
+                    ));
+                    return Ok((Err(ErrorCode::AccessDenied),));
+                }
+                match state.sockets().resolve_addresses(network, name) {
+                    Ok(stream) => Ok((Ok(stream),)),
+                    Err(e) => match e.downcast() {
+                        Ok(code) => Ok((Err(code),)),
+                        Err(trap) => Err(trap),
+                    },
+                }
+            },
+        )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 /// Largest parts of a `describe()` answer opsd keeps: a plugin's own
 /// words are shown in tables and kept for every loaded plugin, so a
 /// plugin may not fill the daemon's memory or an operator's screen
@@ -295,6 +337,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker: Linker<RunState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        gate_name_lookup(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
         crate::system::prime();
@@ -665,6 +708,13 @@ impl Runtime {
                     max_memory >> 20
                 ),
             ),
+            Ok(Err(e)) if handles_exhausted(&e) => Execution::failed(
+                RunStatus::Failed,
+                format!(
+                    "handle limit: the plugin held more than {} open files, directories, sockets and streams at once and was stopped; close what it no longer needs, or raise grants.limits.handles",
+                    job.grants.limits.handles
+                ),
+            ),
             Ok(Err(e)) => Execution::failed(RunStatus::Failed, trap_message(&e, &req.log)),
             Ok(Ok(Err(pe))) => {
                 let mut msg = pe.message.clone();
@@ -951,6 +1001,17 @@ fn trap_message(e: &wasmtime::Error, log: &RunLog) -> String {
         Some(line) => format!("{what}: {line}"),
         None => what,
     }
+}
+
+/// Whether a trap came from the instance's handle table being full
+/// (`grants.limits.handles`).
+fn handles_exhausted(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    }) || e.to_string().contains("resource table has no free keys")
 }
 
 fn first_line(s: &str) -> &str {

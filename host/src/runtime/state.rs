@@ -45,6 +45,10 @@ pub struct RunState {
 
 impl RunState {
     pub fn new(env: Arc<RunEnv>, wasi: WasiCtx, memory_bytes: usize) -> RunState {
+        let mut table = ResourceTable::new();
+        // Each open file is one of the daemon's descriptors: a run may not
+        // take them all.
+        table.set_max_capacity(env.grants.limits.handles as usize);
         RunState {
             gate: HttpGate {
                 policy: env.grants.net.clone(),
@@ -54,7 +58,7 @@ impl RunState {
             env,
             wasi,
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter {
                 max_bytes: memory_bytes,
                 hit: false,

@@ -204,6 +204,19 @@ impl Plugin for Hostile {
                 let _ = f.write_all(&[b'z'; 1 << 20]);
                 std::process::abort()
             }
+            // Opens `path` `seconds` times and keeps every handle.
+            "hoard" => {
+                std::fs::write(&cfg.path, b"x")
+                    .map_err(|e| PluginError::io(format!("writing {}", cfg.path), &e))?;
+                let mut held = Vec::new();
+                for _ in 0..cfg.seconds {
+                    held.push(
+                        std::fs::File::open(&cfg.path)
+                            .map_err(|e| PluginError::io(format!("opening {}", cfg.path), &e))?,
+                    );
+                }
+                Ok(Outcome::ok(format!("holding {} handles", held.len())))
+            }
             // Reads the history of job `path` (empty: "every job") and
             // says which jobs' runs came back.
             "history" => {
