@@ -328,18 +328,6 @@ fn reap_later(dir: PathBuf) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_this_processs_tasks() {
-        // SAFETY: getuid(2) has no preconditions.
-        let uid = unsafe { libc::getuid() };
-        assert!(tasks_of(uid) >= 1);
-    }
-}
-
 /// The descriptor limit opsd was started with, when it raised its own.
 static DESCRIPTOR_LIMIT_BEFORE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
 
@@ -370,5 +358,17 @@ pub fn raise_descriptor_limit() -> Option<(u64, u64)> {
             }
         }
         Some((before, before))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_this_processs_tasks() {
+        // SAFETY: getuid(2) has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert!(tasks_of(uid) >= 1);
     }
 }
