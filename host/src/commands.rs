@@ -123,28 +123,7 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
             path.display()
         );
     }
-    // As root, whoever may write the config or the data directory (the
-    // compile cache) is root too: refuse them, as cron and sshd do. A
-    // user's own opsd has no more rights than the user, so a group-
-    // writable checkout (umask 002) is the user's business.
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        crate::trust::check(&path).map_err(|why| {
-            anyhow::anyhow!("not reading the configuration {}: {why}", path.display())
-        })?;
-    }
-    let config = Config::load(&path)?;
-    if root {
-        crate::trust::check(&config.data_dir).map_err(|why| {
-            anyhow::anyhow!(
-                "not using data_dir {} (from {}): {why}",
-                config.data_dir.display(),
-                path.display()
-            )
-        })?;
-    }
-    Ok(config)
+    crate::trust::load_config(&path)
 }
 
 /// Writes a command's text output; whatever plugin text is in it shows
@@ -294,6 +273,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         .and_then(|()| std::fs::rename(&tmp, &path))
                         .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("wrote {}", path.display());
+                }
+                None if format == opsd_report_core::Format::Json => {
+                    write_out(&crate::escape::json(&text))?
                 }
                 None => print(&text)?,
             }

@@ -837,6 +837,38 @@ impl Config {
                 );
             }
         }
+        // Nor opsd's own HTTP endpoint: its /metrics names every job's
+        // probes and conditions.
+        if let Some(listen) = http {
+            for job in jobs.iter().filter(|j| j.grants.net.may_reach_local(listen)) {
+                problems.push(
+                    Some(job.line),
+                    Some(&job.name),
+                    format!(
+                        "net grant {} reaches opsd's own HTTP endpoint {listen} (its /metrics shows every job's probes); narrow the grant's ports or move [http] listen",
+                        job.grants.net.describe()
+                    ),
+                );
+            }
+        }
+        // As root, a program whose owner is not root (or opsd's user), or
+        // that others may write, is chosen by them: refuse it as cron
+        // would a crontab.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            for job in &jobs {
+                for p in &job.grants.exec.programs {
+                    let files = std::iter::once(&p.real).chain(&p.needs).chain(&p.runs);
+                    if let Some(why) = files.filter_map(|f| crate::trust::check(f).err()).next() {
+                        problems.push(
+                            Some(job.line),
+                            Some(&job.name),
+                            format!("exec grant `{}`: {why}", p.name),
+                        );
+                    }
+                }
+            }
+        }
         let builtin_names: Vec<&str> = crate::plugins::builtins().iter().map(|b| b.name).collect();
         for o in &raw.plugins.override_builtin {
             if !builtin_names.contains(&o.get_ref().as_str()) {
@@ -1129,6 +1161,14 @@ mod tests {
                 "`args` is a list of strings",
             ),
             ("exec = [{ args = [] }]", "a table entry needs `program"),
+            (
+                "net = [\"127.0.0.1:9000-9999\"]",
+                "reaches opsd's own HTTP endpoint 127.0.0.1:9779",
+            ),
+            (
+                "net = [\"localhost:9779\"]",
+                "reaches opsd's own HTTP endpoint 127.0.0.1:9779",
+            ),
         ];
         for (grants, want) in cases {
             let e = parse(&job(grants, "")).unwrap_err().to_string();
@@ -1153,6 +1193,18 @@ mod tests {
         );
         let ro = grants.replace("\"rw\"", "\"ro\"");
         assert!(parse(&job(&ro, "")).is_ok());
+        // As root, a program someone else owns is theirs to change.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&tool, Some(65534), None).unwrap();
+            let e = parse(&job(&ro, "")).unwrap_err().to_string();
+            assert!(e.contains("is owned by uid 65534"), "{e}");
+            std::os::unix::fs::chown(&tool, Some(0), None).unwrap();
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o757)).unwrap();
+            let e = parse(&job(&ro, "")).unwrap_err().to_string();
+            assert!(e.contains("may be written by others (mode 757)"), "{e}");
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         // Nor may another job's plugin rewrite it.
         let two = format!(
             "data_dir = \"/tmp/x\"\n[[job]]\nname = \"writer\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nfs = [{{ host = \"{d}\", guest = \"/d\", access = \"rw\" }}]\n[[job]]\nname = \"runner\"\nplugin = \"p\"\nschedule = \"@daily\"\n[job.grants]\nexec = [\"{t}\"]\n",

@@ -131,7 +131,7 @@ fn spawn_signal_handler(ops: Arc<Ops>, stop: watch::Sender<bool>) -> anyhow::Res
 pub fn reload(ops: &Ops) {
     sd_notify("RELOADING=1");
     let path = ops.config().path.clone();
-    match Config::load(&path) {
+    match crate::trust::load_config(&path) {
         Ok(new) => {
             let jobs = new.jobs.len();
             for note in ops.reload(new) {

@@ -15,10 +15,15 @@ use std::fmt::Write;
 fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{200b}'..='\u{200f}'
+            '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2069}'
-            | '\u{feff}')
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}')
 }
 
 fn escaped(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
@@ -100,8 +105,8 @@ fn is_unsafe_in_json(c: char) -> bool {
 /// newlines and carriage returns inside it (a plugin's message, a path it
 /// named in a refusal) shown escaped, so no text a plugin chose starts a
 /// line that reads like one of the host's, and every other control or
-/// direction character but tab is escaped too (with colours on, the
-/// formatter's own escape sequences pass).
+/// direction character is escaped too, tabs included (with colours on,
+/// the formatter's own colour sequences pass, and no other).
 pub struct LogLines<W> {
     pub out: W,
     pub colours: bool,
@@ -114,8 +119,11 @@ impl<W: std::io::Write> std::io::Write for LogLines<W> {
             None => (buf, ""),
         };
         let text = String::from_utf8_lossy(body);
-        let colours = self.colours;
-        let shown = escaped(&text, |c| c == '\t' || (colours && c == '\u{1b}'));
+        let shown = if self.colours {
+            colour_sequences_kept(&text)
+        } else {
+            escaped(&text, |_| false).into_owned()
+        };
         // All of `buf` is taken in one go: an event is never split.
         self.out.write_all(format!("{shown}{end}").as_bytes())?;
         Ok(buf.len())
@@ -124,6 +132,34 @@ impl<W: std::io::Write> std::io::Write for LogLines<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
+}
+
+/// Like [`line`], but the formatter's colour sequences
+/// (`ESC [ digits ; m`, SGR) pass: any other escape sequence (a title,
+/// the clipboard, cursor moves) is shown escaped.
+fn colour_sequences_kept(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\u{1b}') {
+        out.push_str(&escaped(&rest[..at], |_| false));
+        let after = &rest[at + 1..];
+        let sgr = after.strip_prefix('[').and_then(|a| {
+            let len = a.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            a[len..].starts_with('m').then_some(len + 2)
+        });
+        match sgr {
+            Some(len) => {
+                out.push_str(&rest[at..at + 1 + len]);
+                rest = &after[len..];
+            }
+            None => {
+                out.push_str("\\x1b");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(&escaped(rest, |_| false));
+    out
 }
 
 #[cfg(test)]
@@ -154,6 +190,21 @@ mod tests {
         assert_eq!(
             String::from_utf8(w.out).unwrap(),
             "INFO msg\\nERROR opsd::grants forged\\r\\x1b[2J\\u{202e}\n"
+        );
+    }
+
+    #[test]
+    fn with_colours_only_colour_sequences_pass() {
+        use std::io::Write;
+        let mut w = LogLines {
+            out: Vec::new(),
+            colours: true,
+        };
+        w.write_all("\x1b[33mWARN\x1b[0m denied=\x1b]0;title\x1b\\\x1b[2J\x1b[31mred\n".as_bytes())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(w.out).unwrap(),
+            "\x1b[33mWARN\x1b[0m denied=\\x1b]0;title\\x1b\\\\x1b[2J\x1b[31mred\n"
         );
     }
 

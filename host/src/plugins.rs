@@ -169,7 +169,7 @@ impl Registry {
         // chmod of the directory changes no file, so all are judged again
         // while it is open to others (and files refused for their owner
         // or mode, until they are fixed).
-        let dir_trust = crate::trust::check(&self.plugin_dir);
+        let dir_trust = crate::trust::check_plugin_dir(&self.plugin_dir);
         let mut candidates: Vec<(PathBuf, u64, Option<SystemTime>)> = {
             let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
             on_disk
@@ -552,7 +552,9 @@ pub struct Inspection {
 fn read_plugin_file(path: &Path) -> std::io::Result<(Vec<u8>, Result<(), String>)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let trust = crate::trust::check_opened(path, &file).and_then(|()| crate::trust::check(path));
+    let trust = crate::trust::check_link(path)
+        .and_then(|()| crate::trust::check_opened(path, &file))
+        .and_then(|()| crate::trust::check(path));
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok((bytes, trust))

@@ -22,6 +22,64 @@ pub fn check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Loads the configuration at `path`. As root, whoever may write the
+/// config or the data directory (the compile cache) is root too: they are
+/// refused, as cron and sshd do. A user's own opsd has no more rights
+/// than the user, so a group-writable checkout (umask 002) is the user's
+/// business. Used at start and on every reload.
+pub fn load_config(path: &Path) -> anyhow::Result<crate::config::Config> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        check(path).map_err(|why| {
+            anyhow::anyhow!("not reading the configuration {}: {why}", path.display())
+        })?;
+    }
+    let config = crate::config::Config::load(path)?;
+    if root {
+        check(&config.data_dir).map_err(|why| {
+            anyhow::anyhow!(
+                "not using data_dir {} (from {}): {why}",
+                config.data_dir.display(),
+                path.display()
+            )
+        })?;
+    }
+    Ok(config)
+}
+
+/// Checks the plugin directory: like [`check`], and the directory itself
+/// writable by no one else even when sticky (in a sticky directory anyone
+/// may still add a file, or a link to one, and name a plugin).
+pub fn check_plugin_dir(dir: &Path) -> Result<(), String> {
+    check(dir)?;
+    let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} may be written by others (mode {:o}), and anyone who can add a file there chooses a plugin; `chmod go-w {}`",
+            dir.display(),
+            m.mode() & 0o7777,
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A symlink's own owner: whoever made the link chose what it points at.
+pub fn check_link(path: &Path) -> Result<(), String> {
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let us = unsafe { libc::geteuid() };
+    if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != us {
+        return Err(format!(
+            "{} is a symlink made by uid {}, not root or opsd's user: whoever made it chooses what opsd runs; remove it",
+            path.display(),
+            m.uid()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an opened file's own owner and mode (what was actually read,
 /// whatever the path points at now).
 pub fn check_opened(path: &Path, file: &std::fs::File) -> Result<(), String> {

@@ -387,8 +387,14 @@ fn a_killed_daemon_takes_its_programs_with_it_and_the_next_one_clears_their_cgro
 
 #[test]
 fn a_granted_tmp_is_private_to_each_call_and_apt_audits_confined() {
-    // Outside /tmp: the private one would hide it.
-    let parent = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // Outside /tmp: the private one would hide it (and a checkout may
+    // itself be under /tmp, as a CI clone is).
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let parent = if target.starts_with("/tmp") {
+        std::path::Path::new("/var/tmp")
+    } else {
+        target
+    };
     let env = Env::new_in(
         parent,
         &[

@@ -395,14 +395,13 @@ fn a_plugin_file_others_may_write_is_not_loaded() {
         .unwrap_or_else(|| panic!("not ready: {:#?}", plugins(env)))
     };
     let refused = |env: &Env, reason: &str| {
-        let e = wait_for(Duration::from_secs(10), || {
-            entry(env, "hostile.wasm").filter(|e| e["status"] == "rejected")
+        wait_for(Duration::from_secs(20), || {
+            entry(env, "hostile.wasm").filter(|e| {
+                e["status"] == "rejected"
+                    && e["error"].as_str().unwrap_or_default().contains(reason)
+            })
         })
-        .unwrap_or_else(|| panic!("not refused: {:#?}", plugins(env)));
-        assert!(
-            e["error"].as_str().unwrap_or_default().contains(reason),
-            "{e:#}"
-        );
+        .unwrap_or_else(|| panic!("not refused for {reason:?}: {:#?}", plugins(env)));
         let run = env.run_job("quick");
         assert_eq!(run["status"], "failed", "{run:#}");
     };
@@ -424,9 +423,29 @@ fn a_plugin_file_others_may_write_is_not_loaded() {
     refused(&env, "`chmod go-w");
     let check = text(&env.run(&["check"]));
     assert!(check.contains("may be written by"), "{check}");
+    // Sticky, like /tmp, is no better: anyone may still add a plugin.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    refused(&env, "anyone who can add a file there chooses a plugin");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     ready(&env);
     assert_eq!(env.run_job("quick")["status"], "ok");
+    // A configuration others may write is not reloaded either.
+    let config = env.path("opsd.toml");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(10), || {
+        daemon
+            .log()
+            .contains("configuration reload failed")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("reload not refused:\n{}", daemon.log()));
+    assert!(
+        daemon.log().contains("not reading the configuration"),
+        "{}",
+        daemon.log()
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     healthy(&env);
     assert!(daemon.stop().success());
 }

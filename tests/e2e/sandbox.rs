@@ -455,6 +455,14 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "looking up `c2VjcmV0.exfil-7c1e.example` is not allowed".into(),
         ),
         (
+            // Each lookup holds a resolver thread of the daemon's.
+            "dns-flood",
+            format!("action = \"lookups\"\naddress = \"localhost:{port}\"\nseconds = 300"),
+            format!("[job.grants]\nnet = [\"localhost:{port}\"]"),
+            "failed",
+            "more than 256 name lookups in one run".into(),
+        ),
+        (
             "dns-granted-name",
             format!("action = \"tcp\"\naddress = \"localhost:{port}\""),
             format!("[job.grants]\nnet = [\"localhost:{port}\"]"),
@@ -1028,8 +1036,22 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     let at = |r: &serde_json::Value, k: &str| {
         chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap_or_default()).expect("a time")
     };
+    // A beat may be skipped because the one before was still going (a
+    // loaded machine: overlap = "forbid" doing its job); none may fail,
+    // and the slot is still handled on time.
+    let ok = beats.iter().filter(|b| b["status"] == "ok").count();
+    assert!(
+        ok as i64 >= window / 2,
+        "{ok} of {} heartbeats ok",
+        beats.len()
+    );
     for b in &beats {
-        assert_eq!(b["status"], "ok", "{b:#}");
+        let overlapped = b["status"] == "skipped"
+            && b["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("was still going");
+        assert!(b["status"] == "ok" || overlapped, "{b:#}");
         // Generous: CI machines are shared; the point is no stall.
         assert!(
             at(b, "started") - at(b, "scheduled") < chrono::Duration::seconds(2),
@@ -1080,6 +1102,13 @@ fn a_granted_secret_never_reaches_logs_records_or_reports() {
             grant,
         ),
         hostile("printenv", "action = \"exec\"\nprogram = \"env\"", grant),
+        // The plugin asks to run a program named by it: the refusal
+        // quotes the name.
+        hostile(
+            "refused",
+            "action = \"exec-env\"\nprogram = \"OPSD_TEST_TOKEN\"",
+            "[job.grants]\nenv = [\"OPSD_TEST_TOKEN\"]",
+        ),
         // The plugin itself puts it in every field a run returns.
         hostile(
             "fields",
@@ -1103,6 +1132,16 @@ fn a_granted_secret_never_reaches_logs_records_or_reports() {
     assert_eq!(
         printenv["summary"], "OPSD_TEST_TOKEN=[OPSD_TEST_TOKEN]",
         "{printenv:#}"
+    );
+    let refused: serde_json::Value =
+        serde_json::from_slice(&env.run(&["run", "refused", "--json"]).stdout).unwrap();
+    assert_eq!(refused["status"], "failed", "{refused:#}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("program `[OPSD_TEST_TOKEN]`"),
+        "{refused:#}"
     );
     let fields = env.json(&["run", "fields", "--json"]);
     assert_eq!(fields["status"], "ok", "{fields:#}");

@@ -708,7 +708,7 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
         .filter(|d| d.total_bytes > 0 || !mounted(d))
     {
         row(
-            format!("disk {}", d.path),
+            format!("disk {}", line(&d.path)),
             format!(
                 "{} ({} free)",
                 pct(d.used_percent),

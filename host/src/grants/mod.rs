@@ -338,24 +338,51 @@ impl Grants {
 
 /// Grant violations seen during one run, shared by every checker (some run
 /// outside the store, such as the socket address check).
-#[derive(Debug, Clone, Default)]
-pub struct Violations(Arc<Mutex<Vec<String>>>);
+#[derive(Clone, Default)]
+pub struct Violations {
+    seen: Arc<Mutex<Vec<String>>>,
+    /// The run's granted secrets: a refusal quotes what the plugin asked
+    /// for (a program's arguments, a path), which may hold one.
+    secrets: Arc<std::sync::OnceLock<crate::runtime::log::Secrets>>,
+}
+
+impl std::fmt::Debug for Violations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Violations").finish_non_exhaustive()
+    }
+}
 
 impl Violations {
+    /// Masks these values in every refusal recorded from now on (set once,
+    /// before the plugin runs).
+    pub fn mask(&self, secrets: crate::runtime::log::Secrets) {
+        let _ = self.secrets.set(secrets);
+    }
+
+    /// `text` with the run's secrets masked, for anything else that
+    /// quotes the plugin (a debug line with a program's arguments).
+    pub fn masked(&self, text: &str) -> String {
+        match self.secrets.get() {
+            Some(s) => s.mask(text),
+            None => text.to_owned(),
+        }
+    }
+
     /// Records a denial; the first hundred of a run are kept and logged, so
     /// a plugin looping on refused calls cannot flood the daemon's log.
     pub fn record(&self, message: String) {
-        if let Ok(mut v) = self.0.lock()
+        let message = self.masked(&message);
+        if let Ok(mut v) = self.seen.lock()
             && v.len() < 100
         {
-            tracing::warn!(denied = %message, "grant violation");
+            tracing::warn!(denied = %crate::escape::line(&message), "grant violation");
             v.push(message);
         }
     }
 
     /// Everything denied so far.
     pub fn take(&self) -> Vec<String> {
-        self.0
+        self.seen
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default()

@@ -153,6 +153,32 @@ impl NetPolicy {
             })
     }
 
+    /// Whether a socket rule could reach a service of this machine that
+    /// listens on `listen` (checked without DNS: any host, `localhost`,
+    /// or an address range holding it or, for a wildcard listener, the
+    /// loopback).
+    pub fn may_reach_local(&self, listen: SocketAddr) -> bool {
+        let port = listen.port();
+        let ips: Vec<IpAddr> = if listen.ip().is_unspecified() {
+            vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ]
+        } else {
+            vec![listen.ip().to_canonical()]
+        };
+        self.rules.iter().any(|r| {
+            r.ports.0 <= port
+                && port <= r.ports.1
+                && match &r.host {
+                    HostPattern::Any => true,
+                    HostPattern::Name(n) => n == "localhost" || n.ends_with(".localhost"),
+                    HostPattern::Suffix(s) => s == ".localhost",
+                    HostPattern::Net(n) => ips.iter().any(|ip| n.contains(ip)),
+                }
+        })
+    }
+
     /// The entries as written, for messages.
     pub fn describe(&self) -> String {
         if self.rules.is_empty() {

@@ -512,7 +512,12 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     drop(child);
     let pid = proc.id();
     contained.started(pid);
-    tracing::debug!(program = %program.path.display(), args = ?cmd.args, pid, "exec");
+    tracing::debug!(
+        program = %program.path.display(),
+        args = %crate::escape::line(&ctx.violations.masked(&format!("{:?}", cmd.args))),
+        pid,
+        "exec"
+    );
 
     if let (Some(bytes), Some(mut stdin)) = (stdin_bytes, proc.stdin.take()) {
         tokio::spawn(async move {

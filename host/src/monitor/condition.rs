@@ -170,6 +170,12 @@ impl Condition {
                         "when: url `{url}` must start with http:// or https://"
                     ));
                 }
+                let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
+                if parsed.is_none() || super::probe::has_user_part(&url) {
+                    return Err(format!(
+                        "when: url `{url}` must be scheme://host[:port]/path, without a user or password (the probe sends none)"
+                    ));
+                }
                 Metric::HttpLatencySeconds(url)
             }
             other => {

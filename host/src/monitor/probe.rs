@@ -20,25 +20,31 @@ pub async fn latency(url: &str, limit: Duration) -> Result<f64, String> {
     }
 }
 
-/// A probe URL as a plugin may see it: scheme, host, port and path, with
-/// no user, password, query or fragment (where health-check URLs carry
-/// their tokens). Another job's condition is the operator's, not the
-/// plugin's.
+/// A probe URL as a plugin may see it: scheme, host and port only. User,
+/// password, path, query and fragment are where health-check URLs carry
+/// their tokens (`/ping/<uuid>`, `?token=`); another job's condition is
+/// the operator's, not the plugin's.
 pub fn url_without_secrets(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return "(a probe)".into();
     };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match scheme {
-        Some(s) => format!("{s}://{host}{path}"),
-        None => format!("{host}{path}"),
+    if has_user_part(url) {
+        return "(a probe)".into();
     }
+    match (uri.scheme_str(), uri.host()) {
+        (Some(scheme), Some(host)) => match uri.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        },
+        _ => "(a probe)".into(),
+    }
+}
+
+/// Whether a URL names a user before its host (anything with `@` before
+/// the path): such a URL reads two ways, and a probe sends no credentials.
+pub fn has_user_part(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or_default().contains('@')
 }
 
 async fn get(url: &str) -> Result<(), String> {
@@ -99,14 +105,24 @@ mod tests {
     fn a_url_shown_to_plugins_has_no_credentials_or_query() {
         use super::url_without_secrets as u;
         assert_eq!(
-            u("https://user:pw@host:8443/health?token=abc#x"),
-            "https://host:8443/health"
+            u("https://host:8443/health?token=abc#x"),
+            "https://host:8443"
         );
-        assert_eq!(
-            u("http://127.0.0.1:3000/health"),
-            "http://127.0.0.1:3000/health"
-        );
+        assert_eq!(u("https://user:pw@host:8443/health"), "(a probe)");
+        assert_eq!(u("http://127.0.0.1:3000/health"), "http://127.0.0.1:3000");
         assert_eq!(u("http://h?k=v"), "http://h");
-        assert_eq!(u("http://a@b@host/p@q"), "http://host/p@q");
+        assert_eq!(u("http://[::1]:8080/x"), "http://[::1]:8080");
+        for tricky in [
+            "http://admin:pa?ss@127.0.0.1:1/health",
+            "http://user:p/w@127.0.0.1:1/h",
+            "https://hc.example/ping/uuid-7;sig=abc/x#frag",
+            "http://a@b@host/p@q",
+            "http:\\\\admin:pw@host/",
+        ] {
+            let shown = u(tricky);
+            for secret in ["admin", "pa", "p/w", "uuid", "sig", "frag", "a@", "pw"] {
+                assert!(!shown.contains(secret), "{tricky} -> {shown}");
+            }
+        }
     }
 }

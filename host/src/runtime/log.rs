@@ -108,6 +108,14 @@ impl RunLog {
         let _ = self.secrets.set(secrets);
     }
 
+    /// Length of the longest value masked (0 without secrets).
+    fn longest_secret(&self) -> usize {
+        self.secrets
+            .get()
+            .and_then(|s| s.0.iter().map(|(_, v)| v.len()).max())
+            .unwrap_or(0)
+    }
+
     fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         match self.secrets.get() {
             Some(s) => s.masked(text),
@@ -133,6 +141,14 @@ impl RunLog {
         let message: &str = &self.masked(message);
         let job = &*self.job;
         let run = &*self.run_id;
+        // Past the cap nothing more is kept or logged: a plugin that
+        // floods its log floods neither the daemon's log nor the journal.
+        if let Ok(mut inner) = self.inner.lock()
+            && inner.bytes + message.len() > self.cap
+        {
+            inner.dropped += 1;
+            return;
+        }
         {
             // The daemon's own log: one line per message, so a plugin
             // cannot write a line that reads like one of the host's.
@@ -273,9 +289,21 @@ impl LogStream {
             );
         }
         if partial.len() > 64 * 1024 {
-            let text = String::from_utf8_lossy(&partial).into_owned();
-            partial.clear();
-            self.log.push("info", self.source, &text);
+            // A line too long to wait for is cut, but never inside a
+            // secret: mask what is here, and keep back a tail that could
+            // be the start of one still arriving.
+            let text = self
+                .log
+                .masked(&String::from_utf8_lossy(&partial))
+                .into_owned();
+            let keep = self.log.longest_secret().saturating_sub(1).min(text.len());
+            let mut cut = text.len() - keep;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (head, tail) = text.split_at(cut);
+            *partial = tail.as_bytes().to_vec();
+            self.log.push("info", self.source, head);
         }
     }
 
@@ -351,6 +379,24 @@ mod tests {
         log.mask(s);
         log.push("info", "stderr", "password hunter2 rejected");
         assert_eq!(log.lines()[0].message, "password [PW] rejected");
+    }
+
+    #[test]
+    fn a_secret_across_a_long_lines_cut_is_still_masked() {
+        let log = RunLog::new("j", "r", 1 << 20);
+        log.mask(Secrets::new(vec![("PW".into(), "hunter2secret".into())]));
+        let s = log.stream("stdout");
+        // The secret straddles the 64 KiB point where a line is cut.
+        let mut first = vec![b'x'; 64 * 1024 - 3];
+        first.extend_from_slice(b"hunter2s");
+        s.write_bytes(&first);
+        s.write_bytes(b"ecret and more\n");
+        let all: String = log.lines().iter().map(|l| l.message.clone()).collect();
+        assert!(
+            !all.contains("hunter2") && !all.contains("ecret"),
+            "a piece leaked"
+        );
+        assert!(all.contains("[PW] and more"), "{}", &all[all.len() - 40..]);
     }
 
     #[test]

@@ -136,6 +136,10 @@ impl Execution {
 /// literals, which need no lookup); any other is refused and fails the
 /// run, like a refused connect.
 fn gate_name_lookup(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
+    /// Lookups one run may start: a maintenance job resolves a handful of
+    /// names, a loop of lookups on a slow name would tie up the daemon's
+    /// blocking threads (a lookup cannot be cancelled).
+    const MAX_LOOKUPS: u32 = 256;
     use wasmtime::component::Resource;
     use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
     use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
@@ -150,6 +154,13 @@ fn gate_name_lookup(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
              (network, name): (Resource<Network>, String)|
              -> wasmtime::Result<Answer> {
                 let state = store.data_mut();
+                state.lookups += 1;
+                if state.lookups > MAX_LOOKUPS {
+                    state.env.violations.record(format!(
+                        "net: more than {MAX_LOOKUPS} name lookups in one run; each holds one of the daemon's resolver threads until it ends"
+                    ));
+                    return Ok((Err(ErrorCode::PermanentResolverFailure),));
+                }
                 if !state.env.grants.net.may_resolve(&name) {
                     state.env.violations.record(format!(
                         "net: looking up `{}` is not allowed: the plugin may resolve only the names its net grant gives ({}); add the host to `net` if the job needs it",
@@ -641,6 +652,7 @@ impl Runtime {
         let job = req.job;
         let deadline = Instant::now() + job.timeout;
         let violations = Violations::default();
+        violations.mask(log::Secrets::new(job.grants.env_values()));
         let wasi = match build_wasi(&job.grants, &violations, &req.log, &plugin.info.name).await {
             Ok(w) => w,
             Err(e) => return Execution::failed(RunStatus::Failed, e),

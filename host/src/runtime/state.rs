@@ -41,6 +41,9 @@ pub struct RunState {
     table: ResourceTable,
     gate: HttpGate,
     pub limiter: MemoryLimiter,
+    /// Name lookups started: each holds a resolver thread until it ends,
+    /// whether or not the plugin waits for it.
+    pub lookups: u32,
 }
 
 impl RunState {
@@ -63,6 +66,7 @@ impl RunState {
                 max_bytes: memory_bytes,
                 hit: false,
             },
+            lookups: 0,
         }
     }
 }
@@ -153,7 +157,10 @@ impl WasiHttpHooks for HttpGate {
         let scheme = uri.scheme_str().unwrap_or("https").to_owned();
         let host = uri.host().unwrap_or("").to_owned();
         let port = uri.port_u16();
-        if !self.policy.allows_http(&scheme, &host, port) {
+        // What is checked is what is connected to: an authority with a
+        // user part is refused rather than read two ways.
+        let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+        if userinfo || !self.policy.allows_http(&scheme, &host, port) {
             let origin = match port {
                 Some(p) => format!("{scheme}://{host}:{p}"),
                 None => format!("{scheme}://{host}"),

@@ -84,9 +84,18 @@ pub fn md_escape(s: &str) -> String {
             '<' => o.push_str("&lt;"),
             '>' => o.push_str("&gt;"),
             '&' => o.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' | '@' => {
                 o.push('\\');
                 o.push(c);
+            }
+            // No autolink: `https://...`, `www....` and addresses stay
+            // text.
+            ':' => o.push_str("\\:"),
+            '.' if o
+                .get(o.len().saturating_sub(3)..)
+                .is_some_and(|t| t.eq_ignore_ascii_case("www")) =>
+            {
+                o.push_str("\\.")
             }
             '\n' | '\r' | '\t' => o.push(' '),
             c if c.is_control() || is_format_char(c) => o.push('\u{fffd}'),
@@ -111,7 +120,15 @@ pub fn plain(s: &str) -> String {
 /// Unicode's bidirectional and invisible format characters.
 fn is_format_char(c: char) -> bool {
     matches!(c,
-        '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+        '\u{ad}'
+        | '\u{61c}'
+        | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{e0000}'..='\u{e007f}')
 }
 
 /// The report as Markdown.
@@ -355,4 +372,29 @@ pub fn text(r: &Report) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_is_inert_markdown_and_plain_text() {
+        let said = md_escape(
+            "<img src=x onerror=alert(1)> [a](javascript:x) **b** https://evil.example/x www.evil.example me@evil.example |\n\u{1b}[2J\u{202e}",
+        );
+        for bad in [
+            "<img", "[a](", "**", "https://", "www.e", "me@", "\n", "\u{1b}", "\u{202e}",
+        ] {
+            assert!(!said.contains(bad), "{bad:?} in {said}");
+        }
+        assert!(said.contains("&lt;img"), "{said}");
+        let shown = plain("a\r\nb\u{1b}[31m\u{9b}c\u{202e}d\u{ad}");
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() || c == '\u{202e}' || c == '\u{ad}'),
+            "{shown:?}"
+        );
+    }
 }

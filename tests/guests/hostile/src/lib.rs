@@ -204,6 +204,24 @@ impl Plugin for Hostile {
                 let _ = f.write_all(&[b'z'; 1 << 20]);
                 std::process::abort()
             }
+            // Resolves `address` `seconds` times.
+            "lookups" => {
+                use std::net::ToSocketAddrs;
+                for i in 0..cfg.seconds {
+                    cfg.address.to_socket_addrs().map_err(|e| {
+                        PluginError::other("net", format!("lookup {i} of {}: {e}", cfg.address))
+                    })?;
+                }
+                Ok(Outcome::ok(format!("{} lookups", cfg.seconds)))
+            }
+            // Runs the program named by environment variable `program`
+            // and swallows the refusal.
+            "exec-env" => {
+                let program = std::env::var(&cfg.program).unwrap_or_default();
+                let r = Command::new(&program).run();
+                opsd_sdk::info!("exec result: {}", r.is_ok());
+                Ok(Outcome::ok("pretended all was well"))
+            }
             // Opens `path` `seconds` times and keeps every handle.
             "hoard" => {
                 std::fs::write(&cfg.path, b"x")
