@@ -512,6 +512,14 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "outcome limit: the plugin returned a summary of 33554432 bytes".into(),
         ),
         (
+            // Past what the host copies out of a guest in one call at all.
+            "huge-return-past-the-copy-limit",
+            "action = \"huge-summary\"\nseconds = 100".into(),
+            String::new(),
+            "failed",
+            "outcome limit: the plugin passed over 64 MiB to the host in one call".into(),
+        ),
+        (
             "log-spam",
             "action = \"log-spam\"\nseconds = 100".into(),
             String::new(),

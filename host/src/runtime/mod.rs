@@ -548,6 +548,7 @@ impl Runtime {
             .stderr(log.stream("stderr"))
             .build();
         let mut store = self.new_store(env.clone(), wasi, 256 << 20);
+        store.set_hostcall_fuel(DESCRIBE_FUEL);
         let _active = self.ticker.enter();
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -563,6 +564,12 @@ impl Runtime {
                 let _ = e;
                 return Err(LoadError::Describe(format!(
                     "did not answer within {DESCRIBE_TIMEOUT:?}"
+                )));
+            }
+            Ok(Err(e)) if fuel_exhausted(&e) => {
+                return Err(LoadError::Describe(format!(
+                    "its answer is over {} MiB, far more than any plugin needs (a 64 KiB config schema at most); it was not read",
+                    DESCRIBE_FUEL >> 20
                 )));
             }
             Ok(Err(e)) => return Err(LoadError::Describe(trap_message(&e, &log))),
@@ -670,6 +677,7 @@ impl Runtime {
             sandbox_logged: Default::default(),
         });
         let mut store = self.new_store(env, wasi, job.grants.limits.memory_bytes);
+        store.set_hostcall_fuel(RUN_FUEL);
         let ctx = crate::bindings::opsd::plugin::types::Context {
             job: job.name.clone(),
             run_id: req.run_id.to_owned(),
@@ -718,6 +726,13 @@ impl Runtime {
                 format!(
                     "memory limit: the plugin tried to grow past {} MiB and was stopped; raise grants.limits.memory if it needs more",
                     max_memory >> 20
+                ),
+            ),
+            Ok(Err(e)) if fuel_exhausted(&e) => Execution::failed(
+                RunStatus::Failed,
+                format!(
+                    "outcome limit: the plugin passed over {} MiB to the host in one call (what it returned, or a call's arguments) and was stopped; write large data to a file in a grant",
+                    RUN_FUEL >> 20
                 ),
             ),
             Ok(Err(e)) if handles_exhausted(&e) => Execution::failed(
@@ -1015,6 +1030,24 @@ fn trap_message(e: &wasmtime::Error, log: &RunLog) -> String {
     }
 }
 
+/// Most a `describe()` answer may carry to the host: wasmtime counts what
+/// it copies out of the guest (a list may name the same string a million
+/// times, so the copy, not the guest's memory, is what to bound).
+const DESCRIBE_FUEL: usize = 8 << 20;
+
+/// Most one call of a run may carry to the host (a run's outcome, whose
+/// details are capped at 4 MiB, or one host call's arguments).
+const RUN_FUEL: usize = 64 << 20;
+
+/// Whether wasmtime stopped copying data out of the guest at the fuel
+/// set above.
+fn fuel_exhausted(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| {
+        c.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
+}
+
 /// Whether a trap came from the instance's handle table being full
 /// (`grants.limits.handles`).
 fn handles_exhausted(e: &wasmtime::Error) -> bool {
@@ -1083,6 +1116,40 @@ impl Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_describe_answer_past_its_limits_is_refused_by_part() {
+        use crate::bindings::opsd::plugin::types::{Capabilities, Description, FsRequest};
+        let d = |schema: usize, exec: usize, reason: usize| Description {
+            name: "p".into(),
+            version: "1".into(),
+            description: "d".into(),
+            capabilities: Capabilities {
+                fs: vec![FsRequest {
+                    guest: "/g".into(),
+                    write: false,
+                    reason: "r".repeat(reason),
+                }],
+                exec: vec!["sh".into(); exec],
+                net: false,
+            },
+            config_schema: "s".repeat(schema),
+            suggested_schedule: None,
+        };
+        assert_eq!(describe_within_limits(&d(65_536, 64, 4096)), Ok(()));
+        let e = describe_within_limits(&d(65_537, 1, 1)).unwrap_err();
+        assert!(
+            e.contains("its config schema is 65537 bytes; opsd accepts at most 65536"),
+            "{e}"
+        );
+        let e = describe_within_limits(&d(1, 65, 1)).unwrap_err();
+        assert!(e.contains("65 programs; opsd accepts at most 64"), "{e}");
+        let e = describe_within_limits(&d(1, 1, 4097)).unwrap_err();
+        assert!(
+            e.contains("is 4097 bytes; opsd accepts at most 4096"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn contract_versions_are_semver_compatible() {
