@@ -857,9 +857,23 @@ impl Config {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             for job in &jobs {
+                let trusted = crate::trust::Trusted::program(
+                    job.grants.children.run_as.as_ref().map(|r| r.uid),
+                );
                 for p in &job.grants.exec.programs {
-                    let files = std::iter::once(&p.real).chain(&p.needs).chain(&p.runs);
-                    if let Some(why) = files.filter_map(|f| crate::trust::check(f).err()).next() {
+                    // The path as named (its directories may hold a link
+                    // to swap) and every file it starts.
+                    let files = [&p.path, &p.real]
+                        .into_iter()
+                        .chain(&p.needs)
+                        .chain(&p.runs);
+                    let named = p.path.parent().map(|d| crate::trust::check_as(d, &trusted));
+                    if let Some(why) = named
+                        .into_iter()
+                        .chain(files.map(|f| crate::trust::check_as(f, &trusted)))
+                        .filter_map(Result::err)
+                        .next()
+                    {
                         problems.push(
                             Some(job.line),
                             Some(&job.name),

@@ -110,6 +110,9 @@ fn is_unsafe_in_json(c: char) -> bool {
 pub struct LogLines<W> {
     pub out: W,
     pub colours: bool,
+    /// JSON lines (`--log-format json`): already one line each, kept
+    /// valid with [`json`].
+    pub json: bool,
 }
 
 impl<W: std::io::Write> std::io::Write for LogLines<W> {
@@ -119,7 +122,9 @@ impl<W: std::io::Write> std::io::Write for LogLines<W> {
             None => (buf, ""),
         };
         let text = String::from_utf8_lossy(body);
-        let shown = if self.colours {
+        let shown = if self.json {
+            json(&text).into_owned()
+        } else if self.colours {
             colour_sequences_kept(&text)
         } else {
             escaped(&text, |_| false).into_owned()
@@ -184,6 +189,7 @@ mod tests {
         let mut w = LogLines {
             out: Vec::new(),
             colours: false,
+            json: false,
         };
         w.write_all("INFO msg\nERROR opsd::grants forged\r\x1b[2J\u{202e}\n".as_bytes())
             .unwrap();
@@ -199,6 +205,7 @@ mod tests {
         let mut w = LogLines {
             out: Vec::new(),
             colours: true,
+            json: false,
         };
         w.write_all("\x1b[33mWARN\x1b[0m denied=\x1b]0;title\x1b\\\x1b[2J\x1b[31mred\n".as_bytes())
             .unwrap();

@@ -59,12 +59,14 @@ fn init_tracing(cli: &Cli) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let colours = std::io::stderr().is_terminal();
+    let colours = std::io::stderr().is_terminal() && matches!(cli.log_format, LogFormat::Human);
+    let json = matches!(cli.log_format, LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(move || opsd::escape::LogLines {
             out: std::io::stderr(),
             colours,
+            json,
         })
         .with_ansi(colours);
     match cli.log_format {

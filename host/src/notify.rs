@@ -124,18 +124,18 @@ async fn deliver(target: &Target, n: &Notification) {
         tokio::time::sleep(wait).await;
         match tokio::time::timeout(Duration::from_secs(10), post(&target.url, &body)).await {
             Ok(Ok(())) => {
-                tracing::debug!(url = %target.url, event = ?n.event, job = %n.job, "notification delivered");
+                tracing::debug!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), event = ?n.event, job = %n.job, "notification delivered");
                 return;
             }
             Ok(Err(e)) => {
-                tracing::warn!(url = %target.url, attempt = attempt + 1, error = %format!("{e:#}"), "notification failed")
+                tracing::warn!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), attempt = attempt + 1, error = %format!("{e:#}"), "notification failed")
             }
             Err(_) => {
-                tracing::warn!(url = %target.url, attempt = attempt + 1, "notification timed out after 10s")
+                tracing::warn!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), attempt = attempt + 1, "notification timed out after 10s")
             }
         }
     }
-    tracing::error!(url = %target.url, event = ?n.event, job = %n.job, "notification given up after {} attempts", BACKOFF.len() + 1);
+    tracing::error!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), event = ?n.event, job = %n.job, "notification given up after {} attempts", BACKOFF.len() + 1);
 }
 
 /// POSTs JSON to an http or https URL; a 2xx answer is success.

@@ -793,7 +793,7 @@ impl Ops {
         }
         tracing::info!(
             job = %rec.job, run = %rec.id, status = %rec.status, attempt = rec.attempt, ms = rec.duration_ms.unwrap_or(0),
-            "run finished: {}", rec.summary
+            "run finished: {}", crate::escape::line(&rec.summary)
         );
         Ok(rec)
     }

@@ -251,11 +251,11 @@ impl Registry {
                 .map_err(|e| e.to_string());
             match &state {
                 Ok((p, _)) => tracing::info!(
-                    file = %path.display(), plugin = %p.info.name, version = %p.info.version, sha256 = %&sha256[..12],
+                    file = %path.display(), plugin = %p.info.name, version = %crate::escape::line(&p.info.version), sha256 = %&sha256[..12],
                     "plugin ready"
                 ),
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {e}")
+                    tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {}", crate::escape::line(e))
                 }
             }
             self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
@@ -552,9 +552,7 @@ pub struct Inspection {
 fn read_plugin_file(path: &Path) -> std::io::Result<(Vec<u8>, Result<(), String>)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let trust = crate::trust::check_link(path)
-        .and_then(|()| crate::trust::check_opened(path, &file))
-        .and_then(|()| crate::trust::check(path));
+    let trust = crate::trust::check_opened(path, &file).and_then(|()| crate::trust::check(path));
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok((bytes, trust))

@@ -14,10 +14,45 @@ use std::path::Path;
 /// Why `path` (a file or directory opsd is about to use) could be chosen
 /// by someone else, naming the culprit and the command that fixes it.
 pub fn check(path: &Path) -> Result<(), String> {
+    check_as(path, &Trusted::default())
+}
+
+/// Who else may own or write a file without being able to choose more
+/// than they already can.
+#[derive(Debug, Default)]
+pub struct Trusted {
+    /// A job's `user`: a program only it runs may be its own.
+    pub uid: Option<u32>,
+    /// Groups as good as root that may write (Debian's `staff`, which
+    /// owns `/usr/local` on older installs, and root's own group).
+    pub groups: Vec<u32>,
+}
+
+impl Trusted {
+    /// For a program a job runs (as `run_as`, when it names a user).
+    pub fn program(run_as: Option<u32>) -> Trusted {
+        let mut groups = vec![0];
+        // SAFETY: getgrnam returns a pointer into static storage or null;
+        // the gid is copied out at once (config load is single-threaded
+        // with respect to group lookups).
+        let staff = unsafe { libc::getgrnam(c"staff".as_ptr()) };
+        if !staff.is_null() {
+            // SAFETY: non-null, points at a struct group.
+            groups.push(unsafe { (*staff).gr_gid });
+        }
+        Trusted {
+            uid: run_as,
+            groups,
+        }
+    }
+}
+
+/// [`check`] with more owners and writing groups allowed.
+pub fn check_as(path: &Path, trusted: &Trusted) -> Result<(), String> {
     let canonical = nearest_existing(path)?;
     for p in canonical.ancestors() {
         let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        judge(p, &m)?;
+        judge(p, &m, trusted)?;
     }
     Ok(())
 }
@@ -65,34 +100,19 @@ pub fn check_plugin_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A symlink's own owner: whoever made the link chose what it points at.
-pub fn check_link(path: &Path) -> Result<(), String> {
-    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // SAFETY: geteuid has no preconditions.
-    let us = unsafe { libc::geteuid() };
-    if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != us {
-        return Err(format!(
-            "{} is a symlink made by uid {}, not root or opsd's user: whoever made it chooses what opsd runs; remove it",
-            path.display(),
-            m.uid()
-        ));
-    }
-    Ok(())
-}
-
 /// Checks an opened file's own owner and mode (what was actually read,
 /// whatever the path points at now).
 pub fn check_opened(path: &Path, file: &std::fs::File) -> Result<(), String> {
     let m = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    judge(path, &m)
+    judge(path, &m, &Trusted::default())
 }
 
-fn judge(p: &Path, m: &std::fs::Metadata) -> Result<(), String> {
+fn judge(p: &Path, m: &std::fs::Metadata, trusted: &Trusted) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     let us = unsafe { libc::geteuid() };
-    if m.uid() != 0 && m.uid() != us {
+    if m.uid() != 0 && m.uid() != us && Some(m.uid()) != trusted.uid {
         return Err(format!(
             "{} is owned by uid {}, not root or opsd's user (uid {us}): whoever owns it chooses what opsd runs; `chown root {}` (or opsd's user)",
             p.display(),
@@ -101,7 +121,12 @@ fn judge(p: &Path, m: &std::fs::Metadata) -> Result<(), String> {
         ));
     }
     let sticky = m.is_dir() && m.mode() & 0o1000 != 0;
-    if m.mode() & 0o022 != 0 && !sticky {
+    let writers = if trusted.groups.contains(&m.gid()) {
+        0o002
+    } else {
+        0o022
+    };
+    if m.mode() & writers != 0 && !sticky {
         return Err(format!(
             "{} may be written by {} (mode {:o}): whoever can write it chooses what opsd runs; `chmod go-w {}`",
             p.display(),
@@ -157,5 +182,14 @@ mod tests {
         assert!(e.contains("may be written by others (mode 646)"), "{e}");
         // A path not made yet is judged by what exists above it.
         assert_eq!(check(&open.join("later/state")), Ok(()));
+        // A program root's group may write (Debian's root:staff
+        // /usr/local): as good as root.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(&file).unwrap().gid() == 0 {
+            assert!(check(&file).is_err());
+            assert_eq!(check_as(&file, &Trusted::program(None)), Ok(()));
+        }
     }
 }

@@ -460,7 +460,7 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             format!("action = \"lookups\"\naddress = \"localhost:{port}\"\nseconds = 300"),
             format!("[job.grants]\nnet = [\"localhost:{port}\"]"),
             "failed",
-            "more than 256 name lookups in one run".into(),
+            "more than 256 name lookups in a minute".into(),
         ),
         (
             "dns-granted-name",

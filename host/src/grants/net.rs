@@ -153,28 +153,40 @@ impl NetPolicy {
             })
     }
 
-    /// Whether a socket rule could reach a service of this machine that
-    /// listens on `listen` (checked without DNS: any host, `localhost`,
-    /// or an address range holding it or, for a wildcard listener, the
-    /// loopback).
+    /// Whether a rule could reach a service of this machine listening on
+    /// `listen`, judged without DNS: any host; an address range holding
+    /// the listener's address or, for a wildcard listener, any loopback
+    /// or interface address of this machine (and 0.0.0.0, which reaches
+    /// the machine itself; IPv4-mapped forms too); a name that is an
+    /// address in disguise (`127.1`), a localhost name, this host's name,
+    /// or a name `/etc/hosts` gives one of those addresses.
     pub fn may_reach_local(&self, listen: SocketAddr) -> bool {
         let port = listen.port();
-        let ips: Vec<IpAddr> = if listen.ip().is_unspecified() {
-            vec![
-                IpAddr::from([127, 0, 0, 1]),
-                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ]
-        } else {
-            vec![listen.ip().to_canonical()]
+        let local = local_networks(listen.ip());
+        let is_local = |ip: IpAddr| {
+            let ip = ip.to_canonical();
+            local.iter().any(|n| n.contains(&ip))
+        };
+        let local_name = |name: &str| {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost"
+                || name.ends_with(".localhost")
+                || ["ip6-localhost", "ip6-loopback", "localhost.localdomain"]
+                    .contains(&name.as_str())
+                || numeric_host(&name).is_some_and(is_local)
+                || this_host_names().contains(&name)
+                || hosts_file_addresses(&name).into_iter().any(is_local)
         };
         self.rules.iter().any(|r| {
             r.ports.0 <= port
                 && port <= r.ports.1
                 && match &r.host {
                     HostPattern::Any => true,
-                    HostPattern::Name(n) => n == "localhost" || n.ends_with(".localhost"),
-                    HostPattern::Suffix(s) => s == ".localhost",
-                    HostPattern::Net(n) => ips.iter().any(|ip| n.contains(ip)),
+                    HostPattern::Name(n) => local_name(n),
+                    HostPattern::Suffix(s) => s.trim_end_matches('.') == ".localhost",
+                    HostPattern::Net(n) => local
+                        .iter()
+                        .any(|l| l.contains(&n.network()) || n.contains(&l.network())),
                 }
         })
     }
@@ -387,9 +399,151 @@ fn parse_ports(p: &str) -> Result<(u16, u16), String> {
     }
 }
 
+/// The networks a connect could use to reach a listener on `ip`: the
+/// address itself, or for a wildcard every loopback and interface
+/// address; with 0.0.0.0 and `::` (which reach the machine itself) and
+/// the IPv4-mapped form of each IPv4 one.
+fn local_networks(ip: IpAddr) -> Vec<IpNet> {
+    let mut v4: Vec<IpNet> = vec!["0.0.0.0/32".parse().expect("a network")];
+    let mut v6: Vec<IpNet> = vec!["::/128".parse().expect("a network")];
+    if ip.is_unspecified() {
+        v4.push("127.0.0.0/8".parse().expect("a network"));
+        v6.push("::1/128".parse().expect("a network"));
+        for a in interface_addresses() {
+            match a {
+                IpAddr::V4(_) => v4.push(IpNet::from(a)),
+                IpAddr::V6(_) => v6.push(IpNet::from(a)),
+            }
+        }
+    } else {
+        match ip.to_canonical() {
+            a @ IpAddr::V4(_) => v4.push(IpNet::from(a)),
+            a @ IpAddr::V6(_) => v6.push(IpNet::from(a)),
+        }
+    }
+    let mapped: Vec<IpNet> = v4
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => {
+                let m = n.network().to_ipv6_mapped();
+                ipnet::Ipv6Net::new(m, 96 + n.prefix_len())
+                    .ok()
+                    .map(IpNet::V6)
+            }
+            IpNet::V6(_) => None,
+        })
+        .collect();
+    v4.into_iter().chain(v6).chain(mapped).collect()
+}
+
+/// This machine's interface addresses (getifaddrs).
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed by freeifaddrs;
+    // each sockaddr is read as the family it says it is.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut at = head;
+        while !at.is_null() {
+            let addr = (*at).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
+/// A host name the resolver reads as an IPv4 address without asking DNS
+/// (`127.1`, `2130706433`, `0x7f.1`: inet_aton's forms).
+fn numeric_host(name: &str) -> Option<IpAddr> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let mut addr = libc::in_addr { s_addr: 0 };
+    unsafe extern "C" {
+        /// glibc's inet_aton(3) (not in the `libc` crate).
+        fn inet_aton(cp: *const libc::c_char, inp: *mut libc::in_addr) -> libc::c_int;
+    }
+    // SAFETY: inet_aton reads a NUL-terminated string and writes one
+    // in_addr.
+    let ok = unsafe { inet_aton(c.as_ptr(), &mut addr) } != 0;
+    ok.then(|| IpAddr::from(u32::from_be(addr.s_addr).to_be_bytes()))
+}
+
+/// This machine's own names (its host name, with and without domain).
+fn this_host_names() -> Vec<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into `buf`.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return Vec::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let short = name.split('.').next().unwrap_or_default().to_owned();
+    vec![name, short]
+}
+
+/// The addresses `/etc/hosts` gives `name`.
+fn hosts_file_addresses(name: &str) -> Vec<IpAddr> {
+    std::fs::read_to_string("/etc/hosts")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let addr: IpAddr = words.next()?.parse().ok()?;
+            words
+                .any(|w| w.trim_end_matches('.').eq_ignore_ascii_case(name))
+                .then_some(addr)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_that_reach_opsds_own_endpoint_are_seen_without_dns() {
+        let any: SocketAddr = "0.0.0.0:9779".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:9779".parse().unwrap();
+        let reaches =
+            |grant: &str, listen| NetPolicy::parse(&[grant]).unwrap().may_reach_local(listen);
+        for g in [
+            "127.0.0.1:9779",
+            "127.0.0.2:9779",
+            "127.1:9779",
+            "2130706433:9779",
+            "localhost.:9779",
+            "ip6-localhost:9779",
+            "0.0.0.0:9779",
+            "http://[::ffff:127.0.0.1]:9779",
+            "[::1]:9779",
+            "127.0.0.0/8:9000-9999",
+        ] {
+            assert!(reaches(g, any), "{g} with a wildcard listener");
+        }
+        assert!(reaches("127.0.0.1:9779", lo));
+        assert!(!reaches("127.0.0.1:9780", lo));
+        assert!(!reaches("db.internal:9779", lo));
+        assert!(!reaches("10.1.2.3:5432", any));
+    }
 
     #[test]
     fn parses_entries() {

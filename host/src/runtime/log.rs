@@ -49,6 +49,10 @@ pub struct RunLog {
 #[derive(Clone, Debug, Default)]
 pub struct Secrets(Vec<(String, String)>);
 
+/// What one log line costs against the cap besides its text (its time,
+/// level and source, and the daemon log event it makes).
+const LINE_COST: usize = 64;
+
 /// Shorter values are not masked: they would mangle ordinary text, and
 /// are no secret.
 const MIN_SECRET_LEN: usize = 4;
@@ -56,10 +60,30 @@ const MIN_SECRET_LEN: usize = 4;
 impl Secrets {
     /// The values of `vars` worth masking.
     pub fn new(vars: Vec<(String, String)>) -> Secrets {
-        let mut v: Vec<(String, String)> = vars
-            .into_iter()
-            .filter(|(_, value)| value.len() >= MIN_SECRET_LEN)
-            .collect();
+        let mut v: Vec<(String, String)> = Vec::new();
+        for (name, value) in vars {
+            // As the host itself may quote it (`{:?}` of a program's
+            // arguments escapes `"` and `\`), and line by line when it
+            // spans lines (a PEM key): logs are split at newlines before
+            // they are masked.
+            let debug = format!("{value:?}");
+            let quoted = debug[1..debug.len() - 1].to_owned();
+            let lines: Vec<String> = if value.contains('\n') {
+                value
+                    .lines()
+                    .map(|l| l.trim_end_matches('\r').to_owned())
+                    .filter(|l| l.len() >= 8)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if quoted != value {
+                v.push((name.clone(), quoted));
+            }
+            v.extend(lines.into_iter().map(|l| (name.clone(), l)));
+            v.push((name, value));
+        }
+        v.retain(|(_, value)| value.len() >= MIN_SECRET_LEN);
         // Longest first, so a value containing another is masked whole.
         v.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
         Secrets(v)
@@ -143,8 +167,11 @@ impl RunLog {
         let run = &*self.run_id;
         // Past the cap nothing more is kept or logged: a plugin that
         // floods its log floods neither the daemon's log nor the journal.
+        // Each line costs its bytes and a line's bookkeeping, so empty
+        // lines are no way around the cap.
+        let cost = message.len() + LINE_COST;
         if let Ok(mut inner) = self.inner.lock()
-            && inner.bytes + message.len() > self.cap
+            && inner.bytes + cost > self.cap
         {
             inner.dropped += 1;
             return;
@@ -169,11 +196,11 @@ impl RunLog {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner.bytes + message.len() > self.cap {
+        if inner.bytes + cost > self.cap {
             inner.dropped += 1;
             return;
         }
-        inner.bytes += message.len();
+        inner.bytes += cost;
         inner.lines.push(line.clone());
         drop(inner);
         self.send(LogEvent::Line(line));
@@ -400,8 +427,32 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_is_masked_as_the_host_quotes_it_and_line_by_line() {
+        let s = Secrets::new(vec![
+            ("PW".into(), "ab\"cd\\1234".into()),
+            (
+                "KEY".into(),
+                "-----BEGIN KEY-----\nMIIEvQIBADANBgkq\n-----END KEY-----".into(),
+            ),
+        ]);
+        let args = vec!["--password=ab\"cd\\1234".to_string()];
+        assert_eq!(s.mask(&format!("{args:?}")), "[\"--password=[PW]\"]");
+        assert_eq!(s.mask("line: MIIEvQIBADANBgkq"), "line: [KEY]");
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_cap() {
+        let log = RunLog::new("j", "r", 64 * 100);
+        for _ in 0..10_000 {
+            log.push("info", "plugin", "");
+        }
+        assert_eq!(log.dropped(), 10_000 - 100);
+    }
+
+    #[test]
     fn splits_lines_and_caps_volume() {
-        let log = RunLog::new("j", "r", 20);
+        // Each line costs its text and 64 bytes: two fit, not a third.
+        let log = RunLog::new("j", "r", 200);
         let s = log.stream("stdout");
         s.write_bytes(b"hello\nwor");
         s.write_bytes(b"ld\n0123456789012345\n");

@@ -136,9 +136,9 @@ impl Execution {
 /// literals, which need no lookup); any other is refused and fails the
 /// run, like a refused connect.
 fn gate_name_lookup(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
-    /// Lookups one run may start: a maintenance job resolves a handful of
-    /// names, a loop of lookups on a slow name would tie up the daemon's
-    /// blocking threads (a lookup cannot be cancelled).
+    /// Lookups one run may start in a minute: a maintenance job resolves
+    /// a handful of names, a loop of lookups on a slow name would tie up
+    /// the daemon's blocking threads (a lookup cannot be cancelled).
     const MAX_LOOKUPS: u32 = 256;
     use wasmtime::component::Resource;
     use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
@@ -154,10 +154,15 @@ fn gate_name_lookup(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
              (network, name): (Resource<Network>, String)|
              -> wasmtime::Result<Answer> {
                 let state = store.data_mut();
-                state.lookups += 1;
-                if state.lookups > MAX_LOOKUPS {
+                let (since, count) = &mut state.lookups;
+                if since.elapsed() >= Duration::from_secs(60) {
+                    *since = Instant::now();
+                    *count = 0;
+                }
+                *count += 1;
+                if *count > MAX_LOOKUPS {
                     state.env.violations.record(format!(
-                        "net: more than {MAX_LOOKUPS} name lookups in one run; each holds one of the daemon's resolver threads until it ends"
+                        "net: more than {MAX_LOOKUPS} name lookups in a minute; each holds one of the daemon's resolver threads until it ends (connect once and reuse, or resolve once)"
                     ));
                     return Ok((Err(ErrorCode::PermanentResolverFailure),));
                 }
@@ -468,7 +473,7 @@ impl Runtime {
             ms,
         };
         tracing::info!(
-            plugin = %info.name, version = %info.version, sha256 = %&sha256[..12],
+            plugin = %info.name, version = %crate::escape::line(&info.version), sha256 = %&sha256[..12],
             source = source.as_str(), ms = format!("{ms:.1}"), "plugin loaded"
         );
         let plugin = Arc::new(LoadedPlugin {
@@ -1036,7 +1041,8 @@ fn trap_message(e: &wasmtime::Error, log: &RunLog) -> String {
 const DESCRIBE_FUEL: usize = 8 << 20;
 
 /// Most one call of a run may carry to the host (a run's outcome, whose
-/// details are capped at 4 MiB, or one host call's arguments).
+/// details are capped at 4 MiB, or one host call's arguments: a program's
+/// input over 64 MiB goes as a file, `input::file`).
 const RUN_FUEL: usize = 64 << 20;
 
 /// Whether wasmtime stopped copying data out of the guest at the fuel

@@ -41,9 +41,10 @@ pub struct RunState {
     table: ResourceTable,
     gate: HttpGate,
     pub limiter: MemoryLimiter,
-    /// Name lookups started: each holds a resolver thread until it ends,
-    /// whether or not the plugin waits for it.
-    pub lookups: u32,
+    /// Name lookups started in the current minute, and when it began:
+    /// each holds a resolver thread until it ends, whether or not the
+    /// plugin waits for it.
+    pub lookups: (Instant, u32),
 }
 
 impl RunState {
@@ -66,7 +67,7 @@ impl RunState {
                 max_bytes: memory_bytes,
                 hit: false,
             },
-            lookups: 0,
+            lookups: (Instant::now(), 0),
         }
     }
 }

@@ -75,7 +75,8 @@ impl Rules {
             .map(|mut r| r.len() < 1000 && r.insert(clip(what, 256)))
             .unwrap_or(false);
         if first {
-            self.violations.record(clip(&message, 2048));
+            self.violations
+                .record(clip(&self.violations.masked(&message), 2048));
         }
     }
 }
