@@ -13,17 +13,7 @@ use std::fmt::Write;
 /// C1 controls, DEL, and Unicode's bidirectional and invisible format
 /// characters (a right-to-left override makes `gpj.exe` read `exe.jpg`).
 fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{ad}'
-            | '\u{61c}'
-            | '\u{180e}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{206f}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}'
-            | '\u{e0000}'..='\u{e007f}')
+    c.is_control() || opsd_report_core::render::is_format_char(c)
 }
 
 fn escaped(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {

@@ -117,8 +117,10 @@ pub fn plain(s: &str) -> String {
         .collect()
 }
 
-/// Unicode's bidirectional and invisible format characters.
-fn is_format_char(c: char) -> bool {
+/// Unicode's bidirectional and invisible format characters: what a
+/// terminal or renderer reorders or hides (a right-to-left override makes
+/// `gpj.exe` read `exe.jpg`). The host's escaping uses the same set.
+pub fn is_format_char(c: char) -> bool {
     matches!(c,
         '\u{ad}'
         | '\u{61c}'
