@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
             },
         ];
         rec.plugin_load = Some(PluginLoad {
-            source: "memory".into(),
+            source: opsd::record::LoadSource::Memory,
             ms: 0.0,
         });
         store.put_run(&rec)?;

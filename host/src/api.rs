@@ -15,7 +15,8 @@
 //!
 //! Errors are `{"error": "...", "kind": "..."}` with a matching status.
 
-use crate::ops::{Ops, OpsError, ScheduleEntry, Start};
+use crate::ops::{Ops, OpsError, Start};
+use crate::record::ScheduleEntry;
 use crate::record::{LogLine, RunRecord, Trigger};
 use crate::runtime::log::LogEvent;
 use crate::store::HistoryQuery;
@@ -106,7 +107,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
 
 async fn health(State(ops): State<Arc<Ops>>) -> Response {
     let h = ops.health(true);
-    let code = if h.status == "ok" {
+    let code = if h.status == crate::ops::HealthStatus::Ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -115,7 +116,7 @@ async fn health(State(ops): State<Arc<Ops>>) -> Response {
 }
 
 async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
-    let body = ops.metrics.render(&ops);
+    let body = ops.metrics_text();
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -172,7 +173,7 @@ async fn run_job(
     let body = body.map(|b| b.0).unwrap_or_default();
     let start = Start {
         dry_run: body.dry_run,
-        ..Start::new(Trigger::Manual, ops.clock.now())
+        ..Start::new(Trigger::Manual, ops.clock().now())
     };
     if !body.follow {
         return Ok(Json(ops.run_job(&job, start).await?).into_response());

@@ -7,7 +7,8 @@ use crate::api::Client;
 use crate::cli::{self, Cli, Command, PluginsCommand, ScheduleCommand};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::ops::{Ops, ScheduleEntry, Start};
+use crate::ops::{Ops, Start};
+use crate::record::ScheduleEntry;
 use crate::record::{LogLine, RunRecord, Trigger};
 use crate::runtime::log::LogEvent;
 use crate::store::HistoryQuery;
@@ -123,7 +124,7 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
             path.display()
         );
     }
-    crate::trust::load_config(&path)
+    crate::config::Config::load_trusted(&path)
 }
 
 /// Writes a command's text output; whatever plugin text is in it shows
@@ -229,7 +230,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let since = since
                 .map(|s| {
-                    crate::config::parse_duration(&s)
+                    crate::diag::parse_duration(&s)
                         .map_err(anyhow::Error::msg)
                         .and_then(|d| Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?))
                 })

@@ -7,6 +7,8 @@
 //! relative path. Every problem found is reported at once, each naming the
 //! file, the line and the job.
 
+use crate::diag::{Lines, Problems};
+pub use crate::diag::{Problem, parse_duration};
 use crate::grants::{self, Grants};
 use crate::policy::{CatchUp, Overlap, Policy};
 use crate::schedule::Schedule;
@@ -117,14 +119,6 @@ impl Job {
         );
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
     }
-}
-
-/// One thing wrong with a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: Option<usize>,
-    pub job: Option<String>,
-    pub message: String,
 }
 
 /// Everything wrong with a configuration file, each naming file, line and
@@ -413,20 +407,6 @@ fn yes() -> bool {
 /// noticed the same day.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Turns byte offsets into line numbers for one file.
-pub(crate) struct Lines<'a>(&'a str);
-
-impl Lines<'_> {
-    /// 1-based line of a byte offset.
-    pub(crate) fn of(&self, offset: usize) -> usize {
-        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
-    }
-
-    pub(crate) fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
-        Some(self.of(s.span().start))
-    }
-}
-
 /// The name of the `[[job]]` whose block holds byte `offset` of `text`,
 /// for errors TOML reports before there are jobs to name (unknown keys,
 /// wrong types). Read from the text, since it did not deserialize.
@@ -460,27 +440,33 @@ fn job_at(text: &str, offset: usize) -> Option<String> {
         })
 }
 
-/// Collects problems while validating, tagging each with line and job.
-pub(crate) struct Problems {
-    pub(crate) list: Vec<Problem>,
-}
-
-impl Problems {
-    pub(crate) fn push(
-        &mut self,
-        line: Option<usize>,
-        job: Option<&str>,
-        message: impl Into<String>,
-    ) {
-        self.list.push(Problem {
-            line,
-            job: job.map(str::to_owned),
-            message: message.into(),
-        });
-    }
-}
-
 impl Config {
+    /// Loads the configuration at `path`. As root, whoever may write the
+    /// config or the data directory (the compile cache) is root too: they are
+    /// refused, as cron and sshd do. A user's own opsd has no more rights
+    /// than the user, so a group-writable checkout (umask 002) is the user's
+    /// business. Used at start and on every reload.
+    pub fn load_trusted(path: &Path) -> anyhow::Result<Config> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            crate::trust::check(path).map_err(|why| {
+                anyhow::anyhow!("not reading the configuration {}: {why}", path.display())
+            })?;
+        }
+        let config = Config::load(path)?;
+        if root {
+            crate::trust::check(&config.data_dir).map_err(|why| {
+                anyhow::anyhow!(
+                    "not using data_dir {} (from {}): {why}",
+                    config.data_dir.display(),
+                    path.display()
+                )
+            })?;
+        }
+        Ok(config)
+    }
+
     /// Jobs that have `when` conditions, with them.
     pub fn conditions(&self) -> Vec<(&str, &[crate::monitor::condition::Condition])> {
         self.jobs
@@ -883,7 +869,7 @@ impl Config {
                 }
             }
         }
-        let builtin_names: Vec<&str> = crate::plugins::builtins().iter().map(|b| b.name).collect();
+        let builtin_names: Vec<&str> = crate::builtins::builtins().iter().map(|b| b.name).collect();
         for o in &raw.plugins.override_builtin {
             if !builtin_names.contains(&o.get_ref().as_str()) {
                 problems.push(
@@ -1002,12 +988,6 @@ pub fn system_or_user_path(system: &str, xdg_var: &str, home_default: &str, rel:
 /// root, the XDG state directory otherwise.
 pub fn default_data_dir() -> PathBuf {
     system_or_user_path("/var/lib/opsd", "XDG_STATE_HOME", ".local/state", "opsd")
-}
-
-/// Parses `30s`, `5m`, `1h 30m`, `2d` into a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`"))
 }
 
 /// Lines of a table's top-level keys. toml gives a table's span as its

@@ -42,7 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 format!("cannot listen on {addr} ([http] listen): set another address, or `enabled = false` under [http]")
             })?;
             let bound = l.local_addr()?;
-            *ops.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(bound);
+            ops.set_http_addr(bound);
             Some(l)
         }
         None => None,
@@ -78,7 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&socket);
-    ops.store.flush()?;
+    ops.store().flush()?;
     tracing::info!("opsd daemon stopped");
     result
 }
@@ -131,7 +131,7 @@ fn spawn_signal_handler(ops: Arc<Ops>, stop: watch::Sender<bool>) -> anyhow::Res
 pub fn reload(ops: &Ops) {
     sd_notify("RELOADING=1");
     let path = ops.config().path.clone();
-    match crate::trust::load_config(&path) {
+    match crate::config::Config::load_trusted(&path) {
         Ok(new) => {
             let jobs = new.jobs.len();
             for note in ops.reload(new) {
@@ -183,7 +183,7 @@ fn spawn_watchdog(ops: Arc<Ops>) {
         loop {
             tokio::time::sleep(every).await;
             let health = ops.health(true);
-            if health.status == "ok" {
+            if health.status == crate::ops::HealthStatus::Ok {
                 sd_notify("WATCHDOG=1");
             } else {
                 tracing::error!(reasons = ?health.reasons, "unhealthy; not petting the systemd watchdog");

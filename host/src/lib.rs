@@ -1,47 +1,80 @@
 //! opsd: a maintenance scheduler that runs sandboxed WebAssembly plugins.
 //!
-//! Data flows one way:
+//! # Layers
+//!
+//! Each module imports only from the layers below its own, never from
+//! its own layer or above; `layering::the_imports_go_one_way_down` fails
+//! on an edge that does not, so this map stays true.
 //!
 //! ```text
-//! config ─▶ schedule ─▶ scheduler ─▶ runtime (grants) ─▶ store ─▶ api / cli
+//! layer  modules
+//!   9    commands
+//!   8    cli daemon
+//!   7    api check scaffold scheduler
+//!   6    ops
+//!   5    metrics plugins
+//!   4    jobs runtime
+//!   3    config
+//!   2    grants system
+//!   1    monitor notify store
+//!   0    bindings builtins clock diag escape outbound policy record schedule secrets trust
 //! ```
 //!
-//! - [`config`]: TOML in, a validated [`config::Config`] out; every problem
-//!   names file, line and job.
-//! - [`schedule`]: crontab expressions, time zones, next-fire times.
-//! - [`scheduler`]: the tokio loop that fires due jobs.
-//! - [`ops`]: the operations every interface offers (schedule, run,
-//!   history, logs) over an open store.
-//! - [`runtime`]: the wasmtime engine, compile cache, per-run instances,
-//!   limits; [`bindings`] is the host side of `wit/plugin.wit`.
-//! - [`grants`]: the capability policy (filesystem, process, network,
-//!   limits), default deny.
-//! - [`plugins`]: built-ins embedded in the binary and the plugin
-//!   directory.
-//! - [`store`]: sled trees of runs, logs and job state; [`record`] holds
-//!   the record types.
-//! - [`api`]: the control socket (server and client) and the HTTP
-//!   endpoints; [`metrics`]: Prometheus; [`notify`]: webhooks;
-//!   [`cli`]: arguments and tables ([`escape`]: plugin text made safe for
-//!   terminals and logs); [`daemon`]: `opsd daemon`, signals,
-//!   systemd; [`clock`]: wall time, injectable; [`policy`]: catch-up,
-//!   overlap, retries, jitter, retention; [`scaffold`]: `opsd plugin
-//!   new`; [`trust`]: who may write what opsd runs.
+//! What each owns, bottom up:
+//!
+//! - Layer 0, what everything shares and which imports nothing of opsd:
+//!   [`diag`] (line numbers, the problems a load collects, durations and
+//!   sizes), [`record`] (run records, job state, log lines, schedule rows:
+//!   what is stored and sent), [`escape`] (plugin text made safe for
+//!   terminals and logs), [`secrets`] (granted values masked everywhere),
+//!   [`outbound`] (the one HTTP(S) client), [`clock`] (wall time,
+//!   injectable), [`schedule`] (cron expressions, time zones, next fires),
+//!   [`policy`] (catch-up, overlap, retries, jitter, retention),
+//!   [`trust`] (who may write what opsd runs), [`builtins`] (the plugins
+//!   compiled in), [`bindings`] (the host side of `wit/plugin.wit`).
+//! - Layer 1: [`monitor`] (the machine's figures and `when` conditions),
+//!   [`notify`] (webhooks), [`store`] (sled trees of runs, logs, state).
+//! - Layer 2: [`grants`] (the capability policy: files, programs,
+//!   network, limits; default deny) and [`system`] (the `system` host
+//!   interface's figures).
+//! - Layer 3: [`config`]: TOML in, a validated [`config::Config`] out;
+//!   every problem names file, line and job.
+//! - Layer 4: [`runtime`] (wasmtime: engine, compile cache, one instance
+//!   per run, limits) and [`jobs`] (the one writer of job state and run
+//!   records, by named transitions).
+//! - Layer 5: [`plugins`] (built-ins and the plugin directory, ready or
+//!   rejected) and [`metrics`] (the Prometheus exposition).
+//! - Layer 6: [`ops`]: what every interface offers (schedule, run,
+//!   history, logs, status, health) over one open store.
+//! - Layer 7: [`scheduler`] (decides *when* jobs fire), [`api`] (control
+//!   socket and HTTP endpoints), [`check`] (`opsd check`), [`scaffold`]
+//!   (`opsd plugin new`).
+//! - Layer 8: [`cli`] (arguments and tables), [`daemon`] (`opsd daemon`:
+//!   signals, reloads, systemd).
+//! - Layer 9: [`commands`]: each CLI command, through the daemon or
+//!   directly.
+//!
+//! Data flows one way: config ─▶ scheduler ─▶ ops ─▶ runtime (grants) ─▶
+//! jobs (store) ─▶ api / cli.
 
 pub mod api;
 pub mod bindings;
+pub mod builtins;
 pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod diag;
 pub mod escape;
 pub mod grants;
+pub mod jobs;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod ops;
+pub mod outbound;
 pub mod plugins;
 pub mod policy;
 pub mod record;
@@ -49,6 +82,170 @@ pub mod runtime;
 pub mod scaffold;
 pub mod schedule;
 pub mod scheduler;
+pub mod secrets;
 pub mod store;
 pub mod system;
 pub mod trust;
+
+#[cfg(test)]
+mod layering {
+    //! Keeps the map above true: reads every source file and fails on an
+    //! import that does not go down, and on a write to job state or run
+    //! records outside `jobs` (and `store` itself).
+
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    /// The map in this file's doc: module name to layer.
+    fn layers() -> BTreeMap<String, u32> {
+        let lib = include_str!("lib.rs");
+        let start = lib.find("//! layer  modules\n").expect("the layer map");
+        let mut out = BTreeMap::new();
+        for line in lib[start..].lines().skip(1) {
+            let line = line.trim_start_matches("//!").trim();
+            if line.starts_with("```") {
+                break;
+            }
+            let mut words = line.split_whitespace();
+            let layer: u32 = words.next().expect("a layer").parse().expect("a number");
+            for m in words {
+                assert!(
+                    out.insert(m.to_owned(), layer).is_none(),
+                    "{m} is listed twice"
+                );
+            }
+        }
+        out
+    }
+
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("src is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The code of a file without comments and without its test module
+    /// (tests may build fixtures from any layer).
+    fn code(text: &str) -> String {
+        let text = text
+            .find("#[cfg(test)]\nmod tests")
+            .map_or(text, |i| &text[..i]);
+        text.lines()
+            .map(|l| match l.trim_start().starts_with("//") {
+                true => "",
+                false => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The top-level modules a file names through `crate::`, including
+    /// inside `use crate::{a, b::c}` groups.
+    fn imports(code: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let mut depth = 0;
+                let mut at_start = true;
+                let mut word = String::new();
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => at_start = true,
+                        c if c.is_alphanumeric() || c == '_' => {
+                            if at_start {
+                                word.push(c);
+                            }
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                    if c != ',' && !c.is_whitespace() {
+                        at_start = false;
+                    }
+                }
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_imports_go_one_way_down() {
+        let layers = layers();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut wrong = Vec::new();
+        for file in files {
+            let rel = file.strip_prefix(&src).expect("under src");
+            let own = rel
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .map(|c| c.trim_end_matches(".rs").to_owned())
+                .expect("a file name");
+            if own == "lib" || own == "main" || own == "snapshots" {
+                continue;
+            }
+            let Some(&mine) = layers.get(&own) else {
+                wrong.push(format!("{own} is not in the layer map of lib.rs"));
+                continue;
+            };
+            let text = std::fs::read_to_string(&file).expect("a readable source");
+            for used in imports(&code(&text)) {
+                if used == own {
+                    continue;
+                }
+                match layers.get(&used) {
+                    Some(&theirs) if theirs < mine => {}
+                    Some(&theirs) => wrong.push(format!(
+                        "{} (layer {mine}) imports {used} (layer {theirs})",
+                        rel.display()
+                    )),
+                    None => {}
+                }
+            }
+            if own != "store" && own != "jobs" {
+                for writer in [
+                    ".put_run(",
+                    ".put_log(",
+                    ".put_job_state(",
+                    ".update_job_state(",
+                    ".recover_interrupted(",
+                    ".prune(",
+                ] {
+                    if code(&text).contains(writer) {
+                        wrong.push(format!(
+                            "{} calls the store's `{writer}`: job state and run records change only through `jobs`",
+                            rel.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_reader_sees_groups_and_paths() {
+        let found = imports("use crate::{a, b::{c, d}, e::f};\nlet x = crate::g::h();");
+        assert_eq!(found, ["a", "b", "e", "g"]);
+    }
+}

@@ -5,10 +5,12 @@
 //! daemon started (Prometheus handles resets); the per-job timestamps come
 //! from the store, so they survive restarts.
 
-use crate::ops::Ops;
-use crate::record::{RunRecord, RunStatus};
+use crate::monitor::{ConditionState, Sample};
+use crate::record::{JobState, RunRecord, RunStatus};
+use crate::runtime::LoadedPlugin;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// Upper bounds of the run duration histogram, in seconds: from a quick
@@ -22,6 +24,26 @@ struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
+}
+
+/// What the exposition shows besides the counters, gathered by the
+/// caller at scrape time: this module renders, it does not reach into the
+/// daemon.
+pub struct Figures {
+    pub jobs: Vec<JobFigures>,
+    pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// The monitor's samples, oldest first.
+    pub history: Vec<Sample>,
+    pub conditions: Vec<ConditionState>,
+}
+
+/// One job's figures for the exposition.
+pub struct JobFigures {
+    pub name: String,
+    pub state: JobState,
+    pub enabled: bool,
+    /// Runs in progress.
+    pub running: usize,
 }
 
 /// Run counters since start.
@@ -56,9 +78,8 @@ impl Metrics {
     }
 
     /// The text exposition format, version 0.0.4.
-    pub fn render(&self, ops: &Ops) -> String {
+    pub fn render(&self, f: &Figures) -> String {
         let mut out = String::new();
-        let config = ops.config();
         let w = &mut out;
 
         header(
@@ -75,89 +96,61 @@ impl Metrics {
         );
 
         header(w, "opsd_jobs", "gauge", "Jobs in the configuration.");
-        let _ = writeln!(w, "opsd_jobs {}", config.jobs.len());
+        let _ = writeln!(w, "opsd_jobs {}", f.jobs.len());
 
-        let states: Vec<_> = config
-            .jobs
-            .iter()
-            .map(|j| {
-                (
-                    j,
-                    ops.store
-                        .job_state(&j.name)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
-        let gauge = |w: &mut String,
-                     name: &str,
-                     help: &str,
-                     pick: &dyn Fn(&crate::record::JobState) -> Option<f64>| {
-            header(w, name, "gauge", help);
-            for (job, state) in &states {
-                if let Some(v) = pick(state) {
-                    let _ = writeln!(w, "{name}{{job=\"{}\"}} {v}", escape(&job.name));
+        let gauge =
+            |w: &mut String, name: &str, help: &str, pick: &dyn Fn(&JobFigures) -> Option<f64>| {
+                header(w, name, "gauge", help);
+                for job in &f.jobs {
+                    if let Some(v) = pick(job) {
+                        let _ = writeln!(w, "{name}{{job=\"{}\"}} {v}", escape(&job.name));
+                    }
                 }
-            }
-        };
+            };
         gauge(
             w,
             "opsd_job_last_success_timestamp_seconds",
             "When the job last finished ok or with a warning.",
-            &|s| s.last_success.map(|t| t.timestamp() as f64),
+            &|j| j.state.last_success.map(|t| t.timestamp() as f64),
         );
         gauge(
             w,
             "opsd_job_last_run_timestamp_seconds",
             "When the job's last run started.",
-            &|s| s.last_started.map(|t| t.timestamp() as f64),
+            &|j| j.state.last_started.map(|t| t.timestamp() as f64),
         );
         gauge(
             w,
             "opsd_job_next_run_timestamp_seconds",
             "When the job fires next (absent when disabled).",
-            &|s| s.next_fire.map(|t| t.timestamp() as f64),
+            &|j| j.state.next_fire.map(|t| t.timestamp() as f64),
         );
-        let enabled: Vec<f64> = states
-            .iter()
-            .map(|(j, s)| f64::from(u8::from(ops.is_enabled(j, s))))
-            .collect();
-        header(
+        gauge(
             w,
             "opsd_job_enabled",
-            "gauge",
             "1 when the scheduler fires the job.",
+            &|j| Some(f64::from(u8::from(j.enabled))),
         );
-        for ((job, _), e) in states.iter().zip(enabled) {
-            let _ = writeln!(w, "opsd_job_enabled{{job=\"{}\"}} {e}", escape(&job.name));
-        }
         header(
             w,
             "opsd_job_missed_slots_total",
             "counter",
             "Slots not run: skipped by overlap or catch-up policy.",
         );
-        for (job, state) in &states {
+        for job in &f.jobs {
             let _ = writeln!(
                 w,
                 "opsd_job_missed_slots_total{{job=\"{}\"}} {}",
                 escape(&job.name),
-                state.missed_total
+                job.state.missed_total
             );
         }
-        let running = ops.running();
-        header(
+        gauge(
             w,
             "opsd_job_running",
-            "gauge",
             "Runs of the job in progress.",
+            &|j| Some(j.running as f64),
         );
-        for (job, _) in &states {
-            let n = running.get(&job.name).map_or(0, Vec::len);
-            let _ = writeln!(w, "opsd_job_running{{job=\"{}\"}} {n}", escape(&job.name));
-        }
 
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         header(
@@ -211,7 +204,7 @@ impl Metrics {
             "gauge",
             "Plugins loaded, with version and content hash.",
         );
-        for p in ops.registry().runtime().loaded() {
+        for p in &f.plugins {
             let _ = writeln!(
                 w,
                 "opsd_plugin_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1",
@@ -220,16 +213,15 @@ impl Metrics {
                 p.sha256
             );
         }
-        system_metrics(w, ops, &config);
+        system_metrics(w, f);
         process_metrics(w);
         out
     }
 }
 
 /// The monitor's newest sample and where `when` conditions stand.
-fn system_metrics(w: &mut String, ops: &Ops, config: &crate::config::Config) {
-    let history = ops.monitor.history();
-    let Some((s, before)) = history.split_last() else {
+fn system_metrics(w: &mut String, f: &Figures) {
+    let Some((s, before)) = f.history.split_last() else {
         return;
     };
     let mut one = |name: &str, kind: &str, help: &str, value: f64| {
@@ -335,18 +327,17 @@ fn system_metrics(w: &mut String, ops: &Ops, config: &crate::config::Config) {
             );
         }
     }
-    let jobs = config.conditions();
-    if jobs.is_empty() {
+    let states = &f.conditions;
+    if states.is_empty() {
         return;
     }
-    let states = ops.monitor.states(&jobs);
     header(
         w,
         "opsd_condition_value",
         "gauge",
         "The figure each job condition watches.",
     );
-    for c in &states {
+    for c in states {
         if let Some(v) = c.value {
             let _ = writeln!(
                 w,
@@ -362,7 +353,7 @@ fn system_metrics(w: &mut String, ops: &Ops, config: &crate::config::Config) {
         "gauge",
         "1 while a job condition is past its threshold.",
     );
-    for c in &states {
+    for c in states {
         let _ = writeln!(
             w,
             "opsd_condition_holding{{job=\"{}\",condition=\"{}\"}} {}",

@@ -5,9 +5,7 @@
 //! drops events (and says so in the log) rather than grow.
 
 use crate::record::RunRecord;
-use anyhow::Context as _;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,72 +122,34 @@ async fn deliver(target: &Target, n: &Notification) {
         tokio::time::sleep(wait).await;
         match tokio::time::timeout(Duration::from_secs(10), post(&target.url, &body)).await {
             Ok(Ok(())) => {
-                tracing::debug!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), event = ?n.event, job = %n.job, "notification delivered");
+                tracing::debug!(url = %crate::outbound::url_without_secrets(&target.url.to_string()), event = ?n.event, job = %n.job, "notification delivered");
                 return;
             }
             Ok(Err(e)) => {
-                tracing::warn!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), attempt = attempt + 1, error = %format!("{e:#}"), "notification failed")
+                tracing::warn!(url = %crate::outbound::url_without_secrets(&target.url.to_string()), attempt = attempt + 1, error = %format!("{e:#}"), "notification failed")
             }
             Err(_) => {
-                tracing::warn!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), attempt = attempt + 1, "notification timed out after 10s")
+                tracing::warn!(url = %crate::outbound::url_without_secrets(&target.url.to_string()), attempt = attempt + 1, "notification timed out after 10s")
             }
         }
     }
-    tracing::error!(url = %crate::monitor::probe::url_without_secrets(&target.url.to_string()), event = ?n.event, job = %n.job, "notification given up after {} attempts", BACKOFF.len() + 1);
+    tracing::error!(url = %crate::outbound::url_without_secrets(&target.url.to_string()), event = ?n.event, job = %n.job, "notification given up after {} attempts", BACKOFF.len() + 1);
 }
 
 /// POSTs JSON to an http or https URL; a 2xx answer is success.
 async fn post(url: &hyper::Uri, body: &[u8]) -> anyhow::Result<()> {
-    let host = url.host().context("URL has no host")?.to_owned();
-    let https = url.scheme_str() == Some("https");
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("connecting to {host}:{port}"))?;
-    let req = hyper::Request::post(url.path_and_query().map_or("/", |p| p.as_str()))
-        .header(
-            "host",
-            url.authority().map_or(host.as_str(), |a| a.as_str()),
-        )
+    use crate::outbound::{self, Endpoint};
+    let endpoint = Endpoint::of(url)?;
+    let mut conn = outbound::connect(&endpoint, &[], Duration::from_secs(10)).await?;
+    let req = hyper::Request::post(url.clone())
         .header("content-type", "application/json")
         .header("user-agent", concat!("opsd/", env!("CARGO_PKG_VERSION")))
         .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
             body,
         )))?;
-    let status = if https {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await?;
-        send(TokioIo::new(tls), req).await?
-    } else {
-        send(TokioIo::new(tcp), req).await?
-    };
-    anyhow::ensure!(status.is_success(), "answered {status}");
-    Ok(())
-}
-
-async fn send<T>(
-    io: T,
-    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
-) -> anyhow::Result<hyper::StatusCode>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let res = sender.send_request(req).await?;
+    let res = conn.send(req).await?;
     let status = res.status();
     let _ = res.into_body().collect().await;
-    Ok(status)
+    anyhow::ensure!(status.is_success(), "answered {status}");
+    Ok(())
 }

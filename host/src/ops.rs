@@ -8,9 +8,11 @@
 
 use crate::clock::SharedClock;
 use crate::config::{Config, Job, UnknownJob};
+use crate::jobs::Jobs;
 use crate::plugins::Registry;
 use crate::policy::{MAX_QUEUE, Overlap};
-use crate::record::{JobState, LogLine, RunRecord, RunStatus, Trigger};
+pub use crate::record::ScheduleEntry;
+use crate::record::{JobState, Level, LogLine, RunRecord, RunStatus, Source, Trigger};
 use crate::runtime::log::{LogEvent, RunLog};
 use crate::runtime::{Cancel, Execution, RunRequest, Runtime};
 use crate::store::{self, HistoryQuery, Store, StoreError};
@@ -36,26 +38,6 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error("opsd is stopping; the run was not started")]
     Stopping,
-}
-
-/// One row of `opsd schedule list`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleEntry {
-    pub job: String,
-    pub plugin: String,
-    pub schedule: String,
-    pub timezone: String,
-    pub enabled: bool,
-    /// Next fire time; null when disabled or never (`@reboot`, or only
-    /// `when` conditions).
-    pub next: Option<DateTime<Utc>>,
-    /// The job's `when` conditions, described.
-    #[serde(default)]
-    pub when: Vec<String>,
-    /// When the last run started.
-    pub last: Option<DateTime<Utc>>,
-    pub last_status: Option<RunStatus>,
-    pub last_run: Option<String>,
 }
 
 /// How and why a run starts.
@@ -112,35 +94,44 @@ pub const MONITOR_WINDOW: std::time::Duration = std::time::Duration::from_secs(3
 pub struct Ops {
     /// Replaced whole on SIGHUP; runs keep the snapshot they started with.
     config: std::sync::RwLock<Arc<Config>>,
-    pub store: Store,
-    pub clock: SharedClock,
+    /// The one writer of job state and run records; reads go to its
+    /// store.
+    jobs: Jobs,
+    clock: SharedClock,
     registry: Arc<Registry>,
     running: Mutex<HashMap<String, Vec<Running>>>,
     queues: Mutex<HashMap<String, Arc<JobQueue>>>,
     /// Poked when something the scheduler watches changes (enable/disable).
-    pub changed: tokio::sync::Notify,
+    changed: tokio::sync::Notify,
     /// When the scheduler loop last went round (monotonic time).
     tick: Mutex<Option<Instant>>,
     /// When the last system sample was kept.
     last_sample: Mutex<Option<DateTime<Utc>>>,
     /// Recent samples of the machine and where `when` conditions stand.
-    pub monitor: Arc<crate::monitor::Monitor>,
+    monitor: Arc<crate::monitor::Monitor>,
     /// Run counters for `/metrics`.
-    pub metrics: crate::metrics::Metrics,
+    metrics: crate::metrics::Metrics,
     /// Webhooks; set by the daemon.
     notifier: Mutex<crate::notify::Notifier>,
     /// The address the HTTP endpoints were bound to; set by the daemon.
-    pub http_addr: Mutex<Option<std::net::SocketAddr>>,
+    http_addr: Mutex<Option<std::net::SocketAddr>>,
     /// One permit per run allowed to execute at once
     /// (`max_concurrent_runs`), and how many permits that is now.
     run_slots: Arc<tokio::sync::Semaphore>,
     run_slots_size: Mutex<usize>,
 }
+/// Whether opsd does its work: what `/health` answers 200 or 503 for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Unhealthy,
+}
+
 /// What `/health` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok` or `unhealthy`.
-    pub status: String,
+    pub status: HealthStatus,
     /// Why not, when unhealthy.
     pub reasons: Vec<String>,
     /// Seconds since the scheduler loop last went round; null before it
@@ -158,59 +149,13 @@ pub struct Health {
 /// stuck.
 const TICK_STALE: std::time::Duration = std::time::Duration::from_secs(150);
 
-/// Whether the scheduler fires a job: `opsd schedule enable/disable` wins
-/// over the config.
-fn job_enabled(job: &Job, state: &JobState) -> bool {
-    state.enabled_override.unwrap_or(job.enabled)
-}
-
-/// A job's next fire time after `now`, never at or before a slot already
-/// fired.
-fn job_next_fire(job: &Job, state: &JobState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if !job_enabled(job, state) {
-        return None;
-    }
-    let after = state.last_fire.map_or(now, |l| l.max(now));
-    job.schedule.next_after(after, job.timezone)
-}
-
-/// Every job of `config` with its next and last run.
-fn schedule_entries(
-    config: &Config,
-    store: &Store,
-    now: DateTime<Utc>,
-) -> Result<Vec<ScheduleEntry>, OpsError> {
-    config
-        .jobs
-        .iter()
-        .map(|job| schedule_entry(job, store, now))
-        .collect()
-}
-
-/// One job with its next and last run.
-fn schedule_entry(job: &Job, store: &Store, now: DateTime<Utc>) -> Result<ScheduleEntry, OpsError> {
-    let state = store.job_state(&job.name)?.unwrap_or_default();
-    Ok(ScheduleEntry {
-        job: job.name.clone(),
-        plugin: job.plugin.clone(),
-        schedule: job.schedule.as_str().to_owned(),
-        timezone: job.timezone.name().to_owned(),
-        enabled: job_enabled(job, &state),
-        next: job_next_fire(job, &state, now),
-        when: job.when.iter().map(|c| c.describe()).collect(),
-        last: state.last_started,
-        last_status: state.last_status,
-        last_run: state.last_run.clone(),
-    })
-}
-
 impl Ops {
     /// Opens the store of `config`, marks runs a dead process left behind
     /// as interrupted, and starts the plugin runtime.
     pub fn open(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
         ensure_private_dir(&config.data_dir)?;
-        let store = Store::open(&config.data_dir)?;
-        for rec in store.recover_interrupted(clock.now())? {
+        let jobs = Jobs::new(Store::open(&config.data_dir)?);
+        for rec in jobs.mark_interrupted(clock.now())? {
             tracing::warn!(job = %rec.job, run = %rec.id, "run was left unfinished by a previous process; marked interrupted");
         }
         for job in &config.jobs {
@@ -227,7 +172,7 @@ impl Ops {
         ));
         Ok(Ops {
             config: std::sync::RwLock::new(Arc::new(config)),
-            store,
+            jobs,
             clock,
             registry,
             running: Mutex::new(HashMap::new()),
@@ -262,6 +207,37 @@ impl Ops {
             });
         }
         *size = want;
+    }
+
+    /// Job state and run records, and the transitions that change them.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// The store, for reading history, logs and state.
+    pub fn store(&self) -> &Store {
+        self.jobs.store()
+    }
+
+    /// Where "now" comes from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Recent samples of the machine and where `when` conditions stand.
+    pub fn monitor(&self) -> &Arc<crate::monitor::Monitor> {
+        &self.monitor
+    }
+
+    /// Notified when something the scheduler watches changes (a reload,
+    /// an enable or disable).
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Where the daemon bound its HTTP endpoints, for `/health` to say.
+    pub fn set_http_addr(&self, addr: std::net::SocketAddr) {
+        *self.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     }
 
     /// The configuration in force.
@@ -343,7 +319,7 @@ impl Ops {
         if due {
             // Reading every disk and the CPU takes milliseconds: never on
             // the scheduler's own turn.
-            let store = self.store.clone();
+            let store = self.jobs.store().clone();
             // The monitor's samples of the last ten minutes, rolled up; a
             // fresh reading when it has none (no sampler yet).
             let rolled = self.monitor.rollup(now - SAMPLE_EVERY);
@@ -368,12 +344,12 @@ impl Ops {
     /// there are none (no daemon; blocks for a quarter second, the least
     /// time CPU usage can be measured over).
     pub fn status(&self) -> crate::monitor::MachineStatus {
-        use crate::monitor::{MachineStatus, Sampler};
+        use crate::monitor::{MachineStatus, SampleSource, Sampler};
         let config = self.config();
         let jobs = config.conditions();
         let interval = config.monitor_interval;
         if let Some(s) = MachineStatus::from_history(
-            "daemon",
+            SampleSource::Daemon,
             interval,
             &self.monitor.history(),
             self.monitor.states(&jobs),
@@ -386,7 +362,7 @@ impl Ops {
         let sample = sampler.sample(self.clock.now(), &watched, Vec::new());
         let probe = crate::monitor::Monitor::new(MONITOR_WINDOW);
         probe.push(sample.clone());
-        MachineStatus::from_history("now", interval, &[sample], probe.states(&jobs))
+        MachineStatus::from_history(SampleSource::Now, interval, &[sample], probe.states(&jobs))
             .expect("one sample was just taken")
     }
 
@@ -408,7 +384,7 @@ impl Ops {
                 Some(_) => {}
             }
         }
-        let store_writable = match self.store.probe_write() {
+        let store_writable = match self.jobs.store().probe_write() {
             Ok(()) => true,
             Err(e) => {
                 reasons.push(format!("the store does not take writes: {e}"));
@@ -417,11 +393,10 @@ impl Ops {
         };
         Health {
             status: if reasons.is_empty() {
-                "ok"
+                HealthStatus::Ok
             } else {
-                "unhealthy"
-            }
-            .into(),
+                HealthStatus::Unhealthy
+            },
             reasons,
             scheduler_tick_age_seconds: age.map(|a| a.as_secs_f64()),
             store_writable,
@@ -444,7 +419,7 @@ impl Ops {
     /// Whether the job fires: `opsd schedule enable|disable` wins over the
     /// config's `enabled`.
     pub fn is_enabled(&self, job: &Job, state: &JobState) -> bool {
-        job_enabled(job, state)
+        crate::jobs::enabled(job, state)
     }
 
     /// The next fire time of a job after `now`, never at or before a slot
@@ -455,12 +430,12 @@ impl Ops {
         state: &JobState,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        job_next_fire(job, state, now)
+        crate::jobs::next_fire(job, state, now)
     }
 
     /// Every job with its next and last run.
     pub fn schedule(&self) -> Result<Vec<ScheduleEntry>, OpsError> {
-        schedule_entries(&self.config(), &self.store, self.clock.now())
+        Ok(self.jobs.entries(&self.config(), self.clock.now())?)
     }
 
     /// Enables or disables a job; persists across restarts and wins over
@@ -469,18 +444,41 @@ impl Ops {
         let config = self.config();
         let job = config.job(name)?;
         let now = self.clock.now();
-        self.store.update_job_state(&job.name, |s| {
-            let was = s.enabled_override.unwrap_or(job.enabled);
-            s.enabled_override = Some(enabled);
-            if enabled && !was {
-                // Slots passed while disabled were meant not to run.
-                s.last_fire = Some(s.last_fire.map_or(now, |l| l.max(now)));
-            }
-        })?;
-        self.store.flush()?;
+        self.jobs.set_enabled(job, enabled, now)?;
         self.changed.notify_one();
         tracing::info!(job = %job.name, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
-        schedule_entry(job, &self.store, self.clock.now())
+        Ok(self.jobs.entry(job, self.clock.now())?)
+    }
+
+    /// The Prometheus exposition: the counters and what they do not
+    /// count (job state, loaded plugins, the monitor's figures).
+    pub fn metrics_text(&self) -> String {
+        let config = self.config();
+        let running = self.running();
+        let jobs = config
+            .jobs
+            .iter()
+            .map(|j| {
+                let state = self.jobs.state(&j.name).unwrap_or_default();
+                crate::metrics::JobFigures {
+                    name: j.name.clone(),
+                    enabled: self.is_enabled(j, &state),
+                    running: running.get(&j.name).map_or(0, Vec::len),
+                    state,
+                }
+            })
+            .collect();
+        let conditions = config.conditions();
+        self.metrics.render(&crate::metrics::Figures {
+            jobs,
+            plugins: self.registry().runtime().loaded(),
+            history: self.monitor.history(),
+            conditions: if conditions.is_empty() {
+                Vec::new()
+            } else {
+                self.monitor.states(&conditions)
+            },
+        })
     }
 
     /// Runs in progress, by job.
@@ -592,8 +590,8 @@ impl Ops {
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             let _ = tx.send(LogEvent::Line(LogLine {
                                 ms: 0,
-                                level: "warn".into(),
-                                source: "host".into(),
+                                level: Level::Warn,
+                                source: Source::Host,
                                 message: format!("{n} lines not shown: the follower fell behind"),
                             }));
                         }
@@ -648,10 +646,7 @@ impl Ops {
         rec.finished = Some(now);
         rec.duration_ms = Some(0);
         rec.summary = format!("skipped: {why}");
-        self.store.put_run(&rec)?;
-        self.store
-            .update_job_state(&job.name, |s| s.missed_total += 1)?;
-        self.store.flush()?;
+        self.jobs.skipped(&rec)?;
         tracing::warn!(job = %job.name, slot = %start.scheduled, "slot skipped: {why}");
         Ok(rec)
     }
@@ -695,8 +690,8 @@ impl Ops {
                 rec.plugin_version = plugin.info.version.clone();
                 rec.plugin_sha256 = plugin.sha256.clone();
                 log.push(
-                    "debug",
-                    "host",
+                    Level::Debug,
+                    Source::Host,
                     &format!(
                         "plugin {} {} ({}, {:.1} ms)",
                         plugin.info.name, plugin.info.version, load.source, load.ms
@@ -705,8 +700,7 @@ impl Ops {
                 rec.plugin_load = Some(load);
                 // The record exists, durably, before the plugin starts
                 // (runs started together share the fsync).
-                self.store.put_run(&rec)?;
-                self.store.flush_async().await?;
+                self.jobs.recorded(&rec).await?;
                 // Then the plugin starts once a slot is free; the record's
                 // `started` says when, so a wait shows as lateness.
                 let slot = match self.run_slots.clone().acquire_owned().await {
@@ -716,18 +710,12 @@ impl Ops {
                 started = self.clock.now();
                 clock_start = Instant::now();
                 rec.started = started;
-                self.store.update_job_state(&job.name, |s| {
-                    s.last_run = Some(run_id.to_owned());
-                    s.last_started = Some(started);
-                    s.last_status = Some(RunStatus::Running);
-                })?;
+                self.jobs.started(&job.name, run_id, started)?;
                 let req = RunRequest {
                     jobs: {
-                        let (config, store, clock) =
-                            (self.config(), self.store.clone(), self.clock.clone());
-                        Arc::new(move || {
-                            schedule_entries(&config, &store, clock.now()).unwrap_or_default()
-                        })
+                        let (config, jobs, clock) =
+                            (self.config(), self.jobs.clone(), self.clock.clone());
+                        Arc::new(move || jobs.entries(&config, clock.now()).unwrap_or_default())
                     },
                     job,
                     run_id,
@@ -735,7 +723,7 @@ impl Ops {
                     attempt: start.attempt,
                     dry_run: start.dry_run,
                     log: log.clone(),
-                    store: Some(self.store.clone()),
+                    store: Some(self.jobs.store().clone()),
                     monitor: Some(self.monitor.clone()),
                     cancel,
                 };
@@ -756,24 +744,12 @@ impl Ops {
         rec.finished = Some(started + chrono::Duration::from_std(elapsed).unwrap_or_default());
         rec.duration_ms = Some(elapsed.as_millis() as u64);
         if let Some(e) = &rec.error {
-            log.push("error", "host", e);
+            log.push(Level::Error, Source::Host, e);
         }
-        self.store.put_log(&rec.id, &log.lines())?;
-        self.store.put_run(&rec)?;
-        let mut previous = None;
-        self.store.update_job_state(&job.name, |s| {
-            previous = s.last_final_status;
-            s.last_run = Some(rec.id.clone());
-            s.last_started = Some(started);
-            s.last_status = Some(rec.status);
-            if rec.status.is_success() {
-                s.last_success = rec.finished;
-            }
-            if final_attempt {
-                s.last_final_status = Some(rec.status);
-            }
-        })?;
-        self.store.flush_async().await?;
+        let previous = self
+            .jobs
+            .finished(&rec, &log.lines(), final_attempt)
+            .await?;
         self.metrics.observe(&rec);
         if final_attempt && rec.status.is_retryable() {
             self.notify(
@@ -803,17 +779,17 @@ impl Ops {
     pub fn apply_retention(&self) -> Result<usize, OpsError> {
         let now = self.clock.now();
         let mut removed = 0;
-        for name in self.store.job_names()? {
+        for name in self.jobs.store().job_names()? {
             let policy = self
                 .config()
                 .job(&name)
                 .map(|j| j.policy.clone())
                 .unwrap_or_default();
             let cutoff = now - chrono::Duration::days(i64::from(policy.keep_days));
-            removed += self.store.prune(&name, policy.keep_runs, cutoff)?;
+            removed += self.jobs.forget_old_runs(&name, policy.keep_runs, cutoff)?;
         }
         if removed > 0 {
-            self.store.flush()?;
+            self.jobs.store().flush()?;
             tracing::info!(removed, "retention removed old runs");
         }
         Ok(removed)
@@ -821,7 +797,7 @@ impl Ops {
 
     /// Run history, newest first.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<RunRecord>, OpsError> {
-        Ok(self.store.history(q)?)
+        Ok(self.jobs.store().history(q)?)
     }
 
     /// What a report over the last `span` needs (that period and the one
@@ -835,7 +811,7 @@ impl Ops {
         use opsd_report_core::input::{DiskIn, Input, JobIn, RunIn, SampleIn};
         let now = self.clock.now();
         let since = now - span * 2;
-        let runs = self.store.history(&HistoryQuery {
+        let runs = self.jobs.store().history(&HistoryQuery {
             job: None,
             status: None,
             since: Some(since),
@@ -870,7 +846,7 @@ impl Ops {
             .collect();
         let mut jobs = Vec::new();
         for e in self.schedule()? {
-            let state = self.store.job_state(&e.job)?.unwrap_or_default();
+            let state = self.jobs.store().job_state(&e.job)?.unwrap_or_default();
             jobs.push(JobIn {
                 name: e.job,
                 plugin: e.plugin,
@@ -901,7 +877,13 @@ impl Ops {
             now: now.timestamp(),
             runs,
             jobs,
-            samples: self.store.samples(since)?.into_iter().map(sample).collect(),
+            samples: self
+                .jobs
+                .store()
+                .samples(since)?
+                .into_iter()
+                .map(sample)
+                .collect(),
             current: Some(sample(crate::system::sample(now))),
         })
     }
@@ -916,16 +898,17 @@ impl Ops {
         {
             return Ok(r.log.lines());
         }
-        match self.store.log(id)? {
+        match self.jobs.store().log(id)? {
             Some(lines) => Ok(lines),
-            None if self.store.run(id)?.is_some() => Ok(Vec::new()),
+            None if self.jobs.store().run(id)?.is_some() => Ok(Vec::new()),
             None => Err(OpsError::UnknownRun(id.to_owned())),
         }
     }
 
     /// One run record.
     pub fn run_record(&self, id: &str) -> Result<RunRecord, OpsError> {
-        self.store
+        self.jobs
+            .store()
             .run(id)?
             .ok_or_else(|| OpsError::UnknownRun(id.to_owned()))
     }

@@ -15,6 +15,7 @@
 //! holds the plugin it started with, so replacing a file never disturbs
 //! it; the next run uses the new file.
 
+pub use crate::builtins::{Builtin, builtins};
 use crate::record::PluginLoad;
 use crate::runtime::{Capabilities, LoadedPlugin, Runtime};
 use serde::{Deserialize, Serialize};
@@ -23,33 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-mod embedded {
-    use super::Builtin;
-    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
-}
-
-/// A plugin shipped inside opsd. Its sha256 is computed at build time:
-/// hashing a megabyte of component on every run of a built-in job would
-/// cost more than the run, and keep its pages resident.
-pub struct Builtin {
-    /// The name jobs use.
-    pub name: &'static str,
-    /// Hex sha256 of `bytes`.
-    pub sha256: &'static str,
-    /// The component.
-    pub bytes: &'static [u8],
-}
-
 /// How long a file's size and mtime must hold still before it is read.
 pub const SETTLE: Duration = Duration::from_millis(600);
 
 /// How often the daemon rescans the directory besides inotify events.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
-
-/// The plugins shipped inside opsd.
-pub fn builtins() -> &'static [Builtin] {
-    embedded::BUILTINS
-}
 
 /// A plugin name that nothing usable answers to.
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +66,36 @@ pub struct PluginEntry {
     /// `builtin`, or the file's path.
     pub source: String,
     pub sha256: String,
-    /// `ready`, `rejected` or `shadowed`.
-    pub status: String,
+    pub status: PluginStatus,
     /// Why it was rejected or shadowed.
     pub error: Option<String>,
     pub description: String,
     pub capabilities: Option<Capabilities>,
     pub size: u64,
+}
+
+/// Whether a plugin answers to its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginStatus {
+    /// Jobs naming it run it.
+    Ready,
+    /// Not loaded; `error` says why and what to do.
+    Rejected,
+    /// Valid, but another plugin answers to its name (a built-in, or the
+    /// file `override_builtin` chose).
+    Shadowed,
+}
+
+impl PluginStatus {
+    /// The word `plugins list` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginStatus::Ready => "ready",
+            PluginStatus::Rejected => "rejected",
+            PluginStatus::Shadowed => "shadowed",
+        }
+    }
 }
 
 /// One file of the plugin directory as last looked at.
@@ -319,7 +321,7 @@ impl Registry {
                         let first = std::mem::replace(
                             load,
                             PluginLoad {
-                                source: "memory".into(),
+                                source: crate::record::LoadSource::Memory,
                                 ms: 0.0,
                             },
                         );
@@ -420,7 +422,11 @@ impl Registry {
                     .unwrap_or_default(),
                 source: "builtin".into(),
                 sha256,
-                status: if replaced { "shadowed" } else { "ready" }.into(),
+                status: if replaced {
+                    PluginStatus::Shadowed
+                } else {
+                    PluginStatus::Ready
+                },
                 error: replaced.then(|| {
                     format!(
                         "override_builtin: {} is used instead",
@@ -443,7 +449,7 @@ impl Registry {
                     version: String::new(),
                     source,
                     sha256: e.sha256.clone(),
-                    status: "rejected".into(),
+                    status: PluginStatus::Rejected,
                     error: Some(reason.clone()),
                     description: String::new(),
                     capabilities: None,
@@ -459,23 +465,23 @@ impl Registry {
                         .map(|o| o.display().to_string())
                         .collect();
                     let (status, error) = if !others.is_empty() {
-                        ("rejected", Some(format!("`{name}` is also claimed by {}", others.join(", "))))
+                        (PluginStatus::Rejected, Some(format!("`{name}` is also claimed by {}", others.join(", "))))
                     } else if builtins().iter().any(|b| b.name == name) && !self.overrides.iter().any(|o| o == name) {
                         (
-                            "shadowed",
+                            PluginStatus::Shadowed,
                             Some(format!(
                                 "the built-in `{name}` is used; add it to [plugins] override_builtin to use this file"
                             )),
                         )
                     } else {
-                        ("ready", None)
+                        (PluginStatus::Ready, None)
                     };
                     PluginEntry {
                         name: name.into(),
                         version: p.info.version.clone(),
                         source,
                         sha256: e.sha256.clone(),
-                        status: status.into(),
+                        status,
                         error,
                         description: p.info.description.clone(),
                         capabilities: Some(p.info.capabilities.clone()),

@@ -108,10 +108,38 @@ pub struct Artifact {
 /// a restart reuses the on-disk compile cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginLoad {
-    /// `compiled`, `disk-cache` or `memory`.
-    pub source: String,
+    pub source: LoadSource,
     /// Time spent compiling or loading, in milliseconds.
     pub ms: f64,
+}
+
+/// Where a run's compiled plugin code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadSource {
+    /// Compiled from the component for this run.
+    Compiled,
+    /// Read from the on-disk compile cache.
+    DiskCache,
+    /// Already loaded by this process.
+    Memory,
+}
+
+impl LoadSource {
+    /// The word recorded in run records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadSource::Compiled => "compiled",
+            LoadSource::DiskCache => "disk-cache",
+            LoadSource::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for LoadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One run of one job.
@@ -192,11 +220,69 @@ impl RunRecord {
 pub struct LogLine {
     /// Milliseconds since the run started.
     pub ms: u64,
-    /// `trace` … `error`.
-    pub level: String,
-    /// `plugin` (log interface), `stdout`, `stderr` or `host`.
-    pub source: String,
+    pub level: Level,
+    pub source: Source,
     pub message: String,
+}
+
+/// How much a log line matters, as the plugin's `log` interface and
+/// tracing grade it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    /// The name stored, sent and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who wrote a log line: the plugin through its `log` interface, its
+/// stdout or stderr, or opsd itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Plugin,
+    Stdout,
+    Stderr,
+    Host,
+}
+
+impl Source {
+    /// The name stored, sent and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Plugin => "plugin",
+            Source::Stdout => "stdout",
+            Source::Stderr => "stderr",
+            Source::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What the store remembers about a job between runs and restarts.
@@ -240,4 +326,25 @@ pub struct DiskSample {
     pub mount_point: String,
     pub total_bytes: u64,
     pub available_bytes: u64,
+}
+
+/// One row of `opsd schedule list`: a job as the schedule and its last
+/// run show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleEntry {
+    pub job: String,
+    pub plugin: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub enabled: bool,
+    /// Next fire time; null when disabled or never (`@reboot`, or only
+    /// `when` conditions).
+    pub next: Option<DateTime<Utc>>,
+    /// The job's `when` conditions, described.
+    #[serde(default)]
+    pub when: Vec<String>,
+    /// When the last run started.
+    pub last: Option<DateTime<Utc>>,
+    pub last_status: Option<RunStatus>,
+    pub last_run: Option<String>,
 }

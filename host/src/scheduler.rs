@@ -115,10 +115,10 @@ pub async fn run(
     grace: Duration,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
-    let clock = ops.clock.clone();
+    let clock = ops.clock().clone();
     let stopping = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    if ops.monitor.samples_itself() {
+    if ops.monitor().samples_itself() {
         tokio::spawn(sample_machine(ops.clone(), stopping.clone()));
     }
     let now = clock.now();
@@ -168,7 +168,7 @@ pub async fn run(
                 }
                 continue;
             }
-            let state = ops.store.job_state(&job.name)?.unwrap_or_default();
+            let state = ops.jobs().state(&job.name)?;
             let enabled = ops.is_enabled(job, &state);
             let definition = definition.clone();
             if pending.get(&job.name).is_none_or(|(d, _)| *d != definition) {
@@ -196,10 +196,7 @@ pub async fn run(
                     tracing::info!(job = %job.name, next = ?first, "job added or changed by a reload");
                 }
                 let first = first.filter(|_| enabled);
-                ops.store.update_job_state(&job.name, |s| {
-                    s.definition = Some(definition.clone());
-                    s.next_fire = first;
-                })?;
+                ops.jobs().definition_seen(&job.name, &definition, first)?;
                 pending.insert(job.name.clone(), (definition, first));
             }
             let Some((_, slot)) = pending.get_mut(&job.name) else {
@@ -207,16 +204,14 @@ pub async fn run(
             };
             if !enabled {
                 if slot.take().is_some() {
-                    ops.store
-                        .update_job_state(&job.name, |s| s.next_fire = None)?;
+                    ops.jobs().next_slot(&job.name, None)?;
                 }
                 continue;
             }
             if slot.is_none() {
                 *slot = ops.next_fire(job, &state, now);
                 let next = *slot;
-                ops.store
-                    .update_job_state(&job.name, |s| s.next_fire = next)?;
+                ops.jobs().next_slot(&job.name, next)?;
             }
             let Some(first) = *slot else { continue };
             if first <= now {
@@ -234,11 +229,8 @@ pub async fn run(
                         Some(due.missed),
                     );
                 }
-                ops.store.update_job_state(&job.name, |s| {
-                    s.last_fire = Some(due.last);
-                    s.next_fire = due.next;
-                    s.missed_total += due.missed;
-                })?;
+                ops.jobs()
+                    .slots_taken(&job.name, due.last, due.next, due.missed)?;
                 // Started at once: a run makes its start record durable
                 // before its plugin starts, and that flush covers the slot
                 // just written (a flush covers every earlier write), so a
@@ -278,7 +270,7 @@ pub async fn run(
         }
         // Slots that started no run have no run's flush to cover them.
         if first_pass || unflushed {
-            ops.store.flush_async().await?;
+            ops.jobs().flush().await?;
         }
         if first_pass {
             tracing::info!(jobs = config.jobs.len(), "scheduler started");
@@ -311,8 +303,8 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
         tokio::select! {
             _ = clock.sleep_until(wake) => {}
-            _ = ops.changed.notified() => refresh = true,
-            _ = ops.monitor.sampled.notified() => {}
+            _ = ops.changed().notified() => refresh = true,
+            _ = ops.monitor().sampled.notified() => {}
             _ = &mut shutdown => break,
         }
     }
@@ -358,12 +350,12 @@ fn check_conditions(
     config: &crate::config::Config,
 ) -> anyhow::Result<Vec<crate::monitor::Fired>> {
     // Most passes come with no new sample: then there is nothing to read.
-    if !ops.monitor.has_unchecked() {
+    if !ops.monitor().has_unchecked() {
         return Ok(Vec::new());
     }
     let mut jobs = Vec::new();
     for job in config.jobs.iter().filter(|j| !j.when.is_empty()) {
-        let state = ops.store.job_state(&job.name)?.unwrap_or_default();
+        let state = ops.jobs().state(&job.name)?;
         jobs.push((
             job.name.as_str(),
             ops.is_enabled(job, &state),
@@ -373,7 +365,7 @@ fn check_conditions(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(ops.monitor.check(&jobs))
+    Ok(ops.monitor().check(&jobs))
 }
 
 /// Samples the machine every `[monitor] interval` into the monitor until
@@ -403,7 +395,7 @@ async fn sample_machine(ops: Arc<Ops>, stopping: CancellationToken) {
             }
         }))
         .await;
-        let taken = ops.clock.now();
+        let taken = ops.clock().now();
         let read = tokio::task::spawn_blocking(move || {
             let sample = sampler.sample(taken, &watched, probes);
             (sampler, sample)
@@ -414,7 +406,7 @@ async fn sample_machine(ops: Arc<Ops>, stopping: CancellationToken) {
             return;
         };
         sampler = back;
-        ops.monitor.push(sample);
+        ops.monitor().push(sample);
         tokio::select! {
             _ = tokio::time::sleep(config.monitor_interval) => {}
             _ = stopping.cancelled() => return,
@@ -438,7 +430,7 @@ fn spawn_runs(
     let name = job.name.clone();
     let policy = job.policy.clone();
     tasks.spawn(async move {
-        let clock = ops.clock.clone();
+        let clock = ops.clock().clone();
         for (slot, trigger) in slots {
             let delay = policy.jitter_delay(&name);
             if !delay.is_zero() {

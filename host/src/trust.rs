@@ -57,32 +57,6 @@ pub fn check_as(path: &Path, trusted: &Trusted) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads the configuration at `path`. As root, whoever may write the
-/// config or the data directory (the compile cache) is root too: they are
-/// refused, as cron and sshd do. A user's own opsd has no more rights
-/// than the user, so a group-writable checkout (umask 002) is the user's
-/// business. Used at start and on every reload.
-pub fn load_config(path: &Path) -> anyhow::Result<crate::config::Config> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        check(path).map_err(|why| {
-            anyhow::anyhow!("not reading the configuration {}: {why}", path.display())
-        })?;
-    }
-    let config = crate::config::Config::load(path)?;
-    if root {
-        check(&config.data_dir).map_err(|why| {
-            anyhow::anyhow!(
-                "not using data_dir {} (from {}): {why}",
-                config.data_dir.display(),
-                path.display()
-            )
-        })?;
-    }
-    Ok(config)
-}
-
 /// Checks the plugin directory: like [`check`], and the directory itself
 /// writable by no one else even when sticky (in a sticky directory anyone
 /// may still add a file, or a link to one, and name a plugin).

@@ -61,7 +61,7 @@ impl Sim {
         for _ in 0..200 {
             let ready = self.ops.config().jobs.iter().all(|j| {
                 self.ops
-                    .store
+                    .store()
                     .job_state(&j.name)
                     .ok()
                     .flatten()
@@ -197,7 +197,7 @@ async fn catch_up_after_three_days_down_for_each_policy() {
     // The daemon last fired these jobs three days ago, then went down.
     for j in &sim.ops.config().jobs {
         sim.ops
-            .store
+            .store()
             .update_job_state(&j.name, |s| {
                 s.last_fire = Some(last_fire);
                 s.definition = Some(j.definition_hash());
@@ -239,7 +239,7 @@ async fn catch_up_after_three_days_down_for_each_policy() {
     );
 
     assert!(sim.runs("skip").is_empty());
-    let state = sim.ops.store.job_state("skip").unwrap().unwrap();
+    let state = sim.ops.store().job_state("skip").unwrap().unwrap();
     assert_eq!(state.missed_total, 72);
     assert_eq!(state.next_fire, Some(t("2026-11-28T11:00:00Z")));
 
@@ -644,7 +644,7 @@ async fn clock_jumps_neither_storm_nor_repeat_slots() {
             (runs[3].scheduled, runs[3].trigger, runs[3].status),
             (t("2026-11-28T13:03:00Z"), Trigger::Schedule, RunStatus::Ok)
         );
-        let state = sim.ops.store.job_state(name).unwrap().unwrap();
+        let state = sim.ops.store().job_state(name).unwrap().unwrap();
         assert_eq!(state.missed_total, 179, "10:04 to 13:02 were missed");
     }
 
@@ -706,7 +706,7 @@ action = "ok"
 "#;
     let t0 = t("2026-11-28T12:00:00Z");
     let mut sim = Sim::open(jobs, t0);
-    sim.ops.monitor.feed_externally();
+    sim.ops.monitor().feed_externally();
     sim.start().await;
     // (minutes from t0, cpu percent, network errors since boot)
     let mut fed = 0;
@@ -727,7 +727,7 @@ action = "ok"
     plan.extend(feed(40, 43, 10.0, 20));
     for (at, cpu, errors) in plan {
         sim.set(at).await;
-        sim.ops.monitor.push(opsd::monitor::Sample {
+        sim.ops.monitor().push(opsd::monitor::Sample {
             taken: at,
             cpu_percent: cpu,
             memory_total_bytes: 1 << 30,

@@ -2,9 +2,9 @@
 
 use crate::config::Job;
 use crate::escape::{indented, line};
-use crate::ops::ScheduleEntry;
+use crate::monitor::SampleSource;
 use crate::plugins::{Inspection, PluginEntry};
-use crate::record::{LogLine, RunRecord};
+use crate::record::{LogLine, RunRecord, ScheduleEntry};
 use chrono::{DateTime, Local, Utc};
 use opsd_report_core::render::bytes;
 use serde::Serialize;
@@ -248,8 +248,8 @@ pub fn log_text(lines: &[LogLine]) -> String {
         out.push_str(&format!(
             "{:>8.3}s {:<5} {:<6} {}\n",
             l.ms as f64 / 1000.0,
-            line(&l.level),
-            line(&l.source),
+            l.level.as_str(),
+            l.source.as_str(),
             line(&l.message)
         ));
     }
@@ -489,7 +489,7 @@ pub fn plugins_table(list: &[PluginEntry], width: Option<usize>) -> String {
                 } else {
                     line(&p.version).into_owned()
                 },
-                p.status.clone(),
+                p.status.as_str().to_owned(),
                 p.sha256.get(..12).unwrap_or("").to_owned(),
                 line(&p.source).into_owned(),
                 line(p.error.as_deref().unwrap_or(&p.description)).into_owned(),
@@ -742,13 +742,13 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
             "",
         );
     }
-    let source = match st.source.as_str() {
-        "daemon" => format!(
+    let source = match st.source {
+        SampleSource::Daemon => format!(
             "the daemon's sample of {} (every {}s)",
             when(s.taken),
             st.interval_seconds
         ),
-        _ => format!("read now, {} (no daemon is running)", when(s.taken)),
+        SampleSource::Now => format!("read now, {} (no daemon is running)", when(s.taken)),
     };
     let mut out = format!("Machine: {source}\n\n");
     out.push_str(&table(&["METRIC", "NOW", "LIMIT", "STATE"], &rows, None));
@@ -809,7 +809,7 @@ mod tests {
             version: "1\r\n".into(),
             source: "/plugins/evil.wasm".into(),
             sha256: "ab".repeat(32),
-            status: "ready".into(),
+            status: crate::plugins::PluginStatus::Ready,
             error: None,
             description: "fine\ndenied: forged".into(),
             capabilities: None,
@@ -1004,7 +1004,7 @@ mod tests {
             used_percent: Some(used),
         };
         let st = MachineStatus {
-            source: "daemon".into(),
+            source: crate::monitor::SampleSource::Daemon,
             interval_seconds: 15,
             sample: Sample {
                 taken,

@@ -4,7 +4,7 @@
 //! output file, its working directory) go through the same grants and
 //! through cap-std, so `..` and symlinks cannot leave a grant either.
 
-use crate::config::{Lines, Problems};
+use crate::diag::{Lines, Problems};
 use serde::Deserialize;
 use std::path::{Component, Path, PathBuf};
 use toml::Spanned;
@@ -91,7 +91,7 @@ pub(crate) fn from_raw(
                 );
                 continue;
             }
-            Some(q) => match super::limits::parse_size(q) {
+            Some(q) => match crate::diag::parse_size(q) {
                 Ok(n) => Some(n),
                 Err(e) => {
                     problems.push(line, Some(job), format!("fs grant `{guest}` quota: {e}"));

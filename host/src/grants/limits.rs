@@ -50,7 +50,7 @@ impl Limits {
         let size = |v: &Option<String>, name: &str, default: usize| -> Result<usize, String> {
             match v {
                 None => Ok(default),
-                Some(t) => parse_size(t)
+                Some(t) => crate::diag::parse_size(t)
                     .map(|n| n as usize)
                     .map_err(|e| format!("limits.{name}: {e}")),
             }
@@ -75,38 +75,9 @@ impl Limits {
     }
 }
 
-/// Parses `512`, `64K`, `256M`, `2G` (powers of 1024; `KiB`/`MB` spellings
-/// accepted).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. `64M` or `1G`"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("`{text}` has an unknown unit; use K, M or G")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512").unwrap(), 512);
-        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
-        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5T").is_err());
-    }
 
     #[test]
     fn process_cap_defaults_and_refuses_zero() {

@@ -17,7 +17,7 @@ pub mod limits;
 pub mod net;
 pub mod process;
 
-use crate::config::{Lines, Problems};
+use crate::diag::{Lines, Problems};
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -193,7 +193,7 @@ impl Grants {
             }
         }
         let tmp = raw.tmp.as_ref().and_then(|t| {
-            let size = limits::parse_size(t.get_ref())
+            let size = crate::diag::parse_size(t.get_ref())
                 .map_err(|e| problems.push(lines.at(t), Some(job), format!("grants.tmp: {e}")))
                 .ok()?;
             // The private /tmp covers the host's: nothing the job names
@@ -343,7 +343,7 @@ pub struct Violations {
     seen: Arc<Mutex<Vec<String>>>,
     /// The run's granted secrets: a refusal quotes what the plugin asked
     /// for (a program's arguments, a path), which may hold one.
-    secrets: Arc<std::sync::OnceLock<crate::runtime::log::Secrets>>,
+    secrets: Arc<std::sync::OnceLock<crate::secrets::Secrets>>,
 }
 
 impl std::fmt::Debug for Violations {
@@ -355,7 +355,7 @@ impl std::fmt::Debug for Violations {
 impl Violations {
     /// Masks these values in every refusal recorded from now on (set once,
     /// before the plugin runs).
-    pub fn mask(&self, secrets: crate::runtime::log::Secrets) {
+    pub fn mask(&self, secrets: crate::secrets::Secrets) {
         let _ = self.secrets.set(secrets);
     }
 

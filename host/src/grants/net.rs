@@ -11,7 +11,7 @@
 //! granted name is checked after DNS), and wasi:http requests, which never
 //! pass that check, through the HTTP hook's [`NetPolicy::allows_http`].
 
-use crate::config::{Lines, Problems};
+use crate::diag::{Lines, Problems};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use toml::Spanned;

@@ -15,7 +15,7 @@
 use super::confine::{self, rules};
 use super::{Grants, Violations, fs};
 use crate::bindings::opsd::plugin::process::{Command, ExecError, Exit, Input};
-use crate::config::{Lines, Problems};
+use crate::diag::{Lines, Problems};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

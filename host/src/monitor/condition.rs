@@ -171,7 +171,7 @@ impl Condition {
                     ));
                 }
                 let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
-                if parsed.is_none() || super::probe::has_user_part(&url) {
+                if parsed.is_none() || crate::outbound::has_user_part(&url) {
                     return Err(format!(
                         "when: url `{url}` must be scheme://host[:port]/path, without a user or password (the probe sends none)"
                     ));
@@ -212,7 +212,7 @@ impl Condition {
         };
         let duration = |v: &Option<String>, key: &str, default: Duration| match v {
             None => Ok(default),
-            Some(t) => crate::config::parse_duration(t).map_err(|e| format!("when: {key}: {e}")),
+            Some(t) => crate::diag::parse_duration(t).map_err(|e| format!("when: {key}: {e}")),
         };
         Ok(Condition {
             metric,

@@ -344,12 +344,20 @@ pub const MEMORY_LIMIT: f64 = opsd_report_core::model::MEMORY_LIMIT;
 pub const DISK_LIMIT: f64 = opsd_report_core::model::DISK_LIMIT;
 pub const NETWORK_ERRORS_LIMIT: f64 = 100.0;
 
+/// Where `opsd status` got its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleSource {
+    /// The running daemon's newest sample.
+    Daemon,
+    /// Read by the command itself, when no daemon runs.
+    Now,
+}
+
 /// The machine against its thresholds: what `opsd status` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MachineStatus {
-    /// `daemon` (the running daemon's newest sample) or `now` (read by
-    /// the command itself, when no daemon runs).
-    pub source: String,
+    pub source: SampleSource,
     pub interval_seconds: u64,
     pub sample: Sample,
     pub network_errors_per_hour: Option<f64>,
@@ -362,7 +370,7 @@ pub struct MachineStatus {
 impl MachineStatus {
     /// Figures from `history` (oldest first; the newest is the sample).
     pub fn from_history(
-        source: &str,
+        source: SampleSource,
         interval: Duration,
         history: &[Sample],
         conditions: Vec<ConditionState>,
@@ -375,7 +383,7 @@ impl MachineStatus {
             .last()
             .map(|s| s.taken);
         Some(MachineStatus {
-            source: source.into(),
+            source,
             interval_seconds: interval.as_secs(),
             sample: sample.clone(),
             network_errors_per_hour: network_errors_per_hour(sample, before),

@@ -12,29 +12,13 @@
 //! the directory by mistake, another local user) fails the check, is
 //! dropped and compiled again, with a warning.
 
+use crate::record::LoadSource;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::Component;
-
-/// Where a component's compiled code came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Compiled,
-    DiskCache,
-}
-
-impl Source {
-    /// The word recorded in run records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Compiled => "compiled",
-            Source::DiskCache => "disk-cache",
-        }
-    }
-}
 
 /// The on-disk compile cache.
 #[derive(Debug, Clone)]
@@ -113,7 +97,7 @@ impl CompileCache {
         engine: &Engine,
         bytes: &[u8],
         sha256: &str,
-    ) -> wasmtime::Result<(Component, Source, f64)> {
+    ) -> wasmtime::Result<(Component, LoadSource, f64)> {
         let start = Instant::now();
         let path = self.path_for(sha256);
         if path.exists() && !self.verified(&path) {
@@ -127,7 +111,7 @@ impl CompileCache {
             // hash) into opsd's own data directory; wasmtime checks the
             // header and refuses files from other versions or settings.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok((c, Source::DiskCache, ms(start))),
+                Ok(c) => return Ok((c, LoadSource::DiskCache, ms(start))),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "dropping unreadable compile cache entry");
                     let _ = std::fs::remove_file(&path);
@@ -137,7 +121,7 @@ impl CompileCache {
         let component = Component::new(engine, bytes)?;
         if let Err(e) = self.store(&component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");
-            return Ok((component, Source::Compiled, ms(start)));
+            return Ok((component, LoadSource::Compiled, ms(start)));
         }
         // Use the entry just written, as a restart would: its code is a
         // file mapping the kernel can page out, not anonymous memory held
@@ -146,7 +130,7 @@ impl CompileCache {
         // SAFETY: as above; the file was written from this engine a moment
         // ago.
         let component = unsafe { Component::deserialize_file(engine, &path) }?;
-        Ok((component, Source::Compiled, ms(start)))
+        Ok((component, LoadSource::Compiled, ms(start)))
     }
 
     /// Removes entries for other components or other engines, and temp

@@ -2,7 +2,8 @@
 //! and the host's own notes, in one capped list. Every line also goes to
 //! tracing with the job and run id, and to anyone following the run live.
 
-use crate::record::LogLine;
+use crate::record::{Level, LogLine, Source};
+pub use crate::secrets::Secrets;
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -45,67 +46,9 @@ pub struct RunLog {
     secrets: Arc<std::sync::OnceLock<Secrets>>,
 }
 
-/// Values to keep out of logs, records and reports, with their names.
-#[derive(Clone, Debug, Default)]
-pub struct Secrets(Vec<(String, String)>);
-
 /// What one log line costs against the cap besides its text (its time,
 /// level and source, and the daemon log event it makes).
 const LINE_COST: usize = 64;
-
-/// Shorter values are not masked: they would mangle ordinary text, and
-/// are no secret.
-const MIN_SECRET_LEN: usize = 4;
-
-impl Secrets {
-    /// The values of `vars` worth masking.
-    pub fn new(vars: Vec<(String, String)>) -> Secrets {
-        let mut v: Vec<(String, String)> = Vec::new();
-        for (name, value) in vars {
-            // As the host itself may quote it (`{:?}` of a program's
-            // arguments escapes `"` and `\`), and line by line when it
-            // spans lines (a PEM key): logs are split at newlines before
-            // they are masked.
-            let debug = format!("{value:?}");
-            let quoted = debug[1..debug.len() - 1].to_owned();
-            let lines: Vec<String> = if value.contains('\n') {
-                value
-                    .lines()
-                    .map(|l| l.trim_end_matches('\r').to_owned())
-                    .filter(|l| l.len() >= 8)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if quoted != value {
-                v.push((name.clone(), quoted));
-            }
-            v.extend(lines.into_iter().map(|l| (name.clone(), l)));
-            v.push((name, value));
-        }
-        v.retain(|(_, value)| value.len() >= MIN_SECRET_LEN);
-        // Longest first, so a value containing another is masked whole.
-        v.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
-        Secrets(v)
-    }
-
-    /// `text` with every secret value replaced by `[NAME]`.
-    pub fn mask(&self, text: &str) -> String {
-        self.masked(text).into_owned()
-    }
-
-    /// Like [`Secrets::mask`], copying only when something is masked:
-    /// every log line passes through here.
-    fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        let mut out = std::borrow::Cow::Borrowed(text);
-        for (name, value) in &self.0 {
-            if out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), &format!("[{name}]")).into();
-            }
-        }
-        out
-    }
-}
 
 impl RunLog {
     /// A log that keeps at most `cap` bytes of messages.
@@ -134,10 +77,7 @@ impl RunLog {
 
     /// Length of the longest value masked (0 without secrets).
     fn longest_secret(&self) -> usize {
-        self.secrets
-            .get()
-            .and_then(|s| s.0.iter().map(|(_, v)| v.len()).max())
-            .unwrap_or(0)
+        self.secrets.get().map(Secrets::longest).unwrap_or(0)
     }
 
     fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
@@ -161,7 +101,7 @@ impl RunLog {
     }
 
     /// Adds one line.
-    pub fn push(&self, level: &str, source: &str, message: &str) {
+    pub fn push(&self, level: Level, source: Source, message: &str) {
         let message: &str = &self.masked(message);
         let job = &*self.job;
         let run = &*self.run_id;
@@ -180,17 +120,18 @@ impl RunLog {
             // The daemon's own log: one line per message, so a plugin
             // cannot write a line that reads like one of the host's.
             let message = crate::escape::line(message);
+            let source = source.as_str();
             match level {
-                "error" => tracing::error!(job, run, source, "{message}"),
-                "warn" => tracing::warn!(job, run, source, "{message}"),
-                "info" => tracing::info!(job, run, source, "{message}"),
-                _ => tracing::debug!(job, run, source, "{message}"),
+                Level::Error => tracing::error!(job, run, source, "{message}"),
+                Level::Warn => tracing::warn!(job, run, source, "{message}"),
+                Level::Info => tracing::info!(job, run, source, "{message}"),
+                Level::Debug | Level::Trace => tracing::debug!(job, run, source, "{message}"),
             }
         }
         let line = LogLine {
             ms: self.started.elapsed().as_millis() as u64,
-            level: level.into(),
-            source: source.into(),
+            level,
+            source,
             message: message.into(),
         };
         let Ok(mut inner) = self.inner.lock() else {
@@ -233,8 +174,8 @@ impl RunLog {
         if inner.dropped > 0 {
             lines.push(LogLine {
                 ms: self.started.elapsed().as_millis() as u64,
-                level: "warn".into(),
-                source: "host".into(),
+                level: Level::Warn,
+                source: Source::Host,
                 message: format!(
                     "{} more lines dropped: the run's log passed its cap of {} bytes (grants.limits.log)",
                     inner.dropped, self.cap
@@ -252,7 +193,7 @@ impl RunLog {
         let stderr: Vec<&str> = inner
             .lines
             .iter()
-            .filter(|l| l.source == "stderr" && !l.message.trim().is_empty())
+            .filter(|l| l.source == Source::Stderr && !l.message.trim().is_empty())
             .map(|l| l.message.trim())
             .collect();
         if let Some(i) = stderr.iter().rposition(|l| l.contains("panicked at")) {
@@ -278,7 +219,7 @@ impl RunLog {
     }
 
     /// A writer that turns bytes into lines from `source`.
-    pub fn stream(&self, source: &'static str) -> LogStream {
+    pub fn stream(&self, source: Source) -> LogStream {
         LogStream {
             log: self.clone(),
             source,
@@ -292,7 +233,7 @@ impl RunLog {
 #[derive(Clone)]
 pub struct LogStream {
     log: RunLog,
-    source: &'static str,
+    source: Source,
     partial: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -305,15 +246,8 @@ impl LogStream {
         while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=pos).collect();
             let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            self.log.push(
-                if self.source == "stderr" {
-                    "warn"
-                } else {
-                    "info"
-                },
-                self.source,
-                text.trim_end_matches('\r'),
-            );
+            self.log
+                .push(self.level(), self.source, text.trim_end_matches('\r'));
         }
         if partial.len() > 64 * 1024 {
             // A line too long to wait for is cut, but never inside a
@@ -330,7 +264,16 @@ impl LogStream {
             }
             let (head, tail) = text.split_at(cut);
             *partial = tail.as_bytes().to_vec();
-            self.log.push("info", self.source, head);
+            self.log.push(Level::Info, self.source, head);
+        }
+    }
+
+    /// Stderr lines are warnings: that is where programs complain.
+    fn level(&self) -> Level {
+        if self.source == Source::Stderr {
+            Level::Warn
+        } else {
+            Level::Info
         }
     }
 
@@ -343,15 +286,7 @@ impl LogStream {
             let text = String::from_utf8_lossy(&partial).into_owned();
             partial.clear();
             drop(partial);
-            self.log.push(
-                if self.source == "stderr" {
-                    "warn"
-                } else {
-                    "info"
-                },
-                self.source,
-                &text,
-            );
+            self.log.push(self.level(), self.source, &text);
         }
     }
 }
@@ -404,7 +339,7 @@ mod tests {
         );
         let log = RunLog::new("j", "r", 1 << 20);
         log.mask(s);
-        log.push("info", "stderr", "password hunter2 rejected");
+        log.push(Level::Info, Source::Stderr, "password hunter2 rejected");
         assert_eq!(log.lines()[0].message, "password [PW] rejected");
     }
 
@@ -412,7 +347,7 @@ mod tests {
     fn a_secret_across_a_long_lines_cut_is_still_masked() {
         let log = RunLog::new("j", "r", 1 << 20);
         log.mask(Secrets::new(vec![("PW".into(), "hunter2secret".into())]));
-        let s = log.stream("stdout");
+        let s = log.stream(Source::Stdout);
         // The secret straddles the 64 KiB point where a line is cut.
         let mut first = vec![b'x'; 64 * 1024 - 3];
         first.extend_from_slice(b"hunter2s");
@@ -444,7 +379,7 @@ mod tests {
     fn empty_lines_count_against_the_cap() {
         let log = RunLog::new("j", "r", 64 * 100);
         for _ in 0..10_000 {
-            log.push("info", "plugin", "");
+            log.push(Level::Info, Source::Plugin, "");
         }
         assert_eq!(log.dropped(), 10_000 - 100);
     }
@@ -453,7 +388,7 @@ mod tests {
     fn splits_lines_and_caps_volume() {
         // Each line costs its text and 64 bytes: two fit, not a third.
         let log = RunLog::new("j", "r", 200);
-        let s = log.stream("stdout");
+        let s = log.stream(Source::Stdout);
         s.write_bytes(b"hello\nwor");
         s.write_bytes(b"ld\n0123456789012345\n");
         s.flush_partial();
@@ -471,7 +406,7 @@ mod tests {
     #[test]
     fn finds_a_panic_message() {
         let log = RunLog::new("j", "r", 1 << 20);
-        let s = log.stream("stderr");
+        let s = log.stream(Source::Stderr);
         s.write_bytes(b"\nthread '<unnamed>' panicked at src/lib.rs:60:24:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
         assert_eq!(
             log.last_words().unwrap(),

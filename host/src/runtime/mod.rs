@@ -8,14 +8,14 @@
 //! what happened in words an operator can act on.
 
 pub mod cache;
-mod https;
 pub mod log;
 mod state;
+mod wasi_http;
 
 use crate::bindings::{Plugin, PluginPre};
 use crate::config::Job;
 use crate::grants::{self, Access, Grants, Violations};
-use crate::record::{Artifact, Metric, PluginLoad, RunStatus};
+use crate::record::{Artifact, Level, Metric, PluginLoad, RunStatus, Source};
 use crate::store::Store;
 use cache::CompileCache;
 use chrono::{DateTime, Utc};
@@ -261,7 +261,7 @@ pub struct RunRequest<'a> {
 
 /// Lists the configured jobs on demand: reading every job's state costs
 /// O(jobs), which a run must not pay unless its plugin calls `jobs()`.
-pub type JobsSource = Arc<dyn Fn() -> Vec<crate::ops::ScheduleEntry> + Send + Sync>;
+pub type JobsSource = Arc<dyn Fn() -> Vec<crate::record::ScheduleEntry> + Send + Sync>;
 
 /// A [`JobsSource`] with no jobs (`describe()` runs, tests).
 pub fn no_jobs() -> JobsSource {
@@ -385,7 +385,7 @@ impl Runtime {
     /// loaded, a run neither copies nor hashes its bytes.
     pub async fn load_builtin(
         &self,
-        builtin: &crate::plugins::Builtin,
+        builtin: &crate::builtins::Builtin,
     ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
         if let Some(p) = self.in_memory(builtin.sha256) {
             return Ok(p);
@@ -415,7 +415,7 @@ impl Runtime {
                 (
                     p.clone(),
                     PluginLoad {
-                        source: "memory".into(),
+                        source: crate::record::LoadSource::Memory,
                         ms: 0.0,
                     },
                 )
@@ -468,10 +468,7 @@ impl Runtime {
             .map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
         let info = self.describe(&pre).await?;
-        let load = PluginLoad {
-            source: source.as_str().into(),
-            ms,
-        };
+        let load = PluginLoad { source, ms };
         tracing::info!(
             plugin = %info.name, version = %crate::escape::line(&info.version), sha256 = %&sha256[..12],
             source = source.as_str(), ms = format!("{ms:.1}"), "plugin loaded"
@@ -549,8 +546,8 @@ impl Runtime {
             sandbox_logged: Default::default(),
         });
         let wasi = WasiCtxBuilder::new()
-            .stdout(log.stream("stdout"))
-            .stderr(log.stream("stderr"))
+            .stdout(log.stream(Source::Stdout))
+            .stderr(log.stream(Source::Stderr))
             .build();
         let mut store = self.new_store(env.clone(), wasi, 256 << 20);
         store.set_hostcall_fuel(DESCRIBE_FUEL);
@@ -640,7 +637,7 @@ impl Runtime {
     pub async fn run(&self, plugin: &LoadedPlugin, req: RunRequest<'_>) -> Execution {
         plugin.mark_used();
         let job = req.job;
-        let secrets = log::Secrets::new(job.grants.env_values());
+        let secrets = crate::secrets::Secrets::new(job.grants.env_values());
         req.log.mask(secrets.clone());
         let mut exec = self.run_unmasked(plugin, req).await;
         exec.summary = secrets.mask(&exec.summary);
@@ -664,7 +661,7 @@ impl Runtime {
         let job = req.job;
         let deadline = Instant::now() + job.timeout;
         let violations = Violations::default();
-        violations.mask(log::Secrets::new(job.grants.env_values()));
+        violations.mask(crate::secrets::Secrets::new(job.grants.env_values()));
         let wasi = match build_wasi(&job.grants, &violations, &req.log, &plugin.info.name).await {
             Ok(w) => w,
             Err(e) => return Execution::failed(RunStatus::Failed, e),
@@ -708,7 +705,7 @@ impl Runtime {
                 return Execution::failed(status, why);
             }
             why = quota_exceeded(&job.grants.fs) => {
-                req.log.push("error", "host", &why);
+                req.log.push(Level::Error, Source::Host, &why);
                 return Execution::failed(RunStatus::Failed, why);
             }
         };
@@ -781,7 +778,7 @@ impl Runtime {
             if !full.is_empty() {
                 let said = exec.error.take().unwrap_or_default();
                 exec.error = Some(format!("{said}; {}", full.join("; ")));
-                req.log.push("error", "host", &full.join("; "));
+                req.log.push(Level::Error, Source::Host, &full.join("; "));
             }
         }
         let denied = violations.take();
@@ -803,7 +800,8 @@ impl Runtime {
             });
             exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
             for d in &denied {
-                req.log.push("error", "host", &format!("denied: {d}"));
+                req.log
+                    .push(Level::Error, Source::Host, &format!("denied: {d}"));
             }
         }
         exec
@@ -966,8 +964,8 @@ async fn build_wasi(
     let mut b = WasiCtxBuilder::new();
     b.args(&[plugin]);
     b.envs(&grants.env_values());
-    b.stdout(log.stream("stdout"));
-    b.stderr(log.stream("stderr"));
+    b.stdout(log.stream(Source::Stdout));
+    b.stderr(log.stream(Source::Stderr));
     grants::fs::ensure_created(&grants.fs)
         .map_err(|e| format!("creating a granted directory: {e}"))?;
     for g in &grants.fs {

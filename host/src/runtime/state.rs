@@ -5,6 +5,7 @@
 use super::log::RunLog;
 use crate::bindings::opsd::plugin::{files, history, log, process, system, types};
 use crate::grants::{self, Grants, NetPolicy, Violations};
+use crate::record::{Level, Source};
 use crate::store::{HistoryQuery, Store};
 use std::sync::Arc;
 use std::time::Instant;
@@ -180,19 +181,7 @@ impl WasiHttpHooks for HttpGate {
         let roots = self.policy.ca_roots.clone();
         let log = self.log.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let sent = if scheme == "https" && !roots.is_empty() {
-                super::https::send(request, options, &roots).await
-            } else {
-                wasmtime_wasi_http::default_send_request(request, options)
-                    .await
-                    .map(|(res, io)| {
-                        (
-                            res.map(BodyExt::boxed_unsync),
-                            Box::new(io) as Box<dyn Future<Output = _> + Send>,
-                        )
-                    })
-            };
+            let sent = super::wasi_http::send(request, options, &roots).await;
             if let Err(e) = &sent {
                 let hint = if matches!(e, wasmtime_wasi_http::Error::Tls(_)) {
                     " (a private CA must be in the job's `ca = [...]` grant)"
@@ -200,8 +189,8 @@ impl WasiHttpHooks for HttpGate {
                     ""
                 };
                 log.push(
-                    "warn",
-                    "host",
+                    Level::Warn,
+                    Source::Host,
                     &format!("HTTP request to {origin} failed: {e}{hint}"),
                 );
             }
@@ -215,13 +204,13 @@ impl types::Host for RunState {}
 impl log::Host for RunState {
     fn log(&mut self, level: log::Level, message: String) {
         let level = match level {
-            log::Level::Trace => "trace",
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
         };
-        self.env.log.push(level, "plugin", &message);
+        self.env.log.push(level, Source::Plugin, &message);
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>, message: String) {
@@ -238,12 +227,12 @@ impl process::Host for RunState {
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             env.log.push(
-                "info",
-                "host",
+                Level::Info,
+                Source::Host,
                 &format!("programs {}", env.grants.child_sandbox().join("; ")),
             );
         }
-        let note = |line: &str| env.log.push("info", "host", line);
+        let note = |line: &str| env.log.push(Level::Info, Source::Host, line);
         let ctx = grants::process::ProcessContext {
             grants: &env.grants,
             violations: &env.violations,
@@ -254,8 +243,8 @@ impl process::Host for RunState {
         let result = grants::process::run(&ctx, cmd).await;
         match &result {
             Ok(exit) => env.log.push(
-                "debug",
-                "host",
+                Level::Debug,
+                Source::Host,
                 &format!(
                     "exec {program}: exit {} in {} ms",
                     exit.code.map_or_else(
@@ -267,7 +256,7 @@ impl process::Host for RunState {
             ),
             Err(e) => env
                 .log
-                .push("warn", "host", &format!("exec {program}: {e:?}")),
+                .push(Level::Warn, Source::Host, &format!("exec {program}: {e:?}")),
         }
         result
     }
@@ -293,12 +282,7 @@ impl system::Host for RunState {
                 probes: latest
                     .probes
                     .iter()
-                    .map(|p| {
-                        (
-                            crate::monitor::probe::url_without_secrets(&p.url),
-                            p.seconds,
-                        )
-                    })
+                    .map(|p| (crate::outbound::url_without_secrets(&p.url), p.seconds))
                     .collect(),
             },
             // No daemon sampling (a test, or before its first sample):

@@ -1,0 +1,96 @@
+//! Diagnostics and the small parsers every section of a config shares:
+//! line numbers from byte offsets, the list of problems a load collects,
+//! durations and sizes. It sits at the bottom of the crate so the grants,
+//! the monitor's conditions and the config can all report the same way
+//! without importing one another.
+
+use std::time::Duration;
+use toml::Spanned;
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub job: Option<String>,
+    pub message: String,
+}
+
+/// Turns byte offsets into line numbers for one file.
+pub(crate) struct Lines<'a>(pub(crate) &'a str);
+
+impl Lines<'_> {
+    /// 1-based line of a byte offset.
+    pub(crate) fn of(&self, offset: usize) -> usize {
+        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
+    }
+
+    pub(crate) fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
+        Some(self.of(s.span().start))
+    }
+}
+
+/// Collects problems while validating, tagging each with line and job.
+pub(crate) struct Problems {
+    pub(crate) list: Vec<Problem>,
+}
+
+impl Problems {
+    pub(crate) fn push(
+        &mut self,
+        line: Option<usize>,
+        job: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        self.list.push(Problem {
+            line,
+            job: job.map(str::to_owned),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses `30s`, `5m`, `1h 30m`, `2d` into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`"))
+}
+
+/// Parses `512`, `64K`, `256M`, `2G` (powers of 1024; `KiB`/`MB` spellings
+/// accepted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. `64M` or `1G`"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{text}` has an unknown unit; use K, M or G")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5T").is_err());
+    }
+
+    #[test]
+    fn durations_name_the_text() {
+        assert_eq!(parse_duration(" 90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+    }
+}

@@ -1,0 +1,199 @@
+//! A job's state and its run records: what the store remembers between
+//! runs and restarts, and the only module that writes it. Each write is a
+//! named transition (a definition seen, slots taken, a run recorded,
+//! started, finished or skipped, the job enabled or disabled), so the
+//! scheduler decides only *when*, `ops` only *whether*, and a count such
+//! as `missed_total` has one place that moves it.
+//!
+//! The layering test in `lib.rs` fails if another module calls the
+//! store's writers.
+
+use crate::config::{Config, Job};
+use crate::record::{JobState, LogLine, RunRecord, RunStatus, ScheduleEntry};
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Whether the scheduler fires a job: `opsd schedule enable/disable` wins
+/// over the config.
+pub fn enabled(job: &Job, state: &JobState) -> bool {
+    state.enabled_override.unwrap_or(job.enabled)
+}
+
+/// A job's next fire time after `now`, never at or before a slot already
+/// fired; none while it is disabled.
+pub fn next_fire(job: &Job, state: &JobState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !enabled(job, state) {
+        return None;
+    }
+    let after = state.last_fire.map_or(now, |l| l.max(now));
+    job.schedule.next_after(after, job.timezone)
+}
+
+/// The writer of job state and run records over one store.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+}
+
+impl Jobs {
+    pub fn new(store: Store) -> Jobs {
+        Jobs { store }
+    }
+
+    /// The store, for reading.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A job's state; the default for a job never seen.
+    pub fn state(&self, job: &str) -> Result<JobState> {
+        Ok(self.store.job_state(job)?.unwrap_or_default())
+    }
+
+    /// One job with its next and last run.
+    pub fn entry(&self, job: &Job, now: DateTime<Utc>) -> Result<ScheduleEntry> {
+        let state = self.state(&job.name)?;
+        Ok(ScheduleEntry {
+            job: job.name.clone(),
+            plugin: job.plugin.clone(),
+            schedule: job.schedule.as_str().to_owned(),
+            timezone: job.timezone.name().to_owned(),
+            enabled: enabled(job, &state),
+            next: next_fire(job, &state, now),
+            when: job.when.iter().map(|c| c.describe()).collect(),
+            last: state.last_started,
+            last_status: state.last_status,
+            last_run: state.last_run.clone(),
+        })
+    }
+
+    /// Every job of `config` with its next and last run.
+    pub fn entries(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<ScheduleEntry>> {
+        config.jobs.iter().map(|job| self.entry(job, now)).collect()
+    }
+
+    /// Runs a dead process left `running`, now marked interrupted.
+    pub fn mark_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<RunRecord>> {
+        self.store.recover_interrupted(now)
+    }
+
+    /// The scheduler met a job's definition for the first time (start, or
+    /// a reload that added or changed it): it fires next at `next`.
+    pub fn definition_seen(
+        &self,
+        job: &str,
+        definition: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.store.update_job_state(job, |s| {
+            s.definition = Some(definition.to_owned());
+            s.next_fire = next;
+        })?;
+        Ok(())
+    }
+
+    /// The job's next slot, as the scheduler now sees it (none while
+    /// disabled).
+    pub fn next_slot(&self, job: &str, next: Option<DateTime<Utc>>) -> Result<()> {
+        self.store.update_job_state(job, |s| s.next_fire = next)?;
+        Ok(())
+    }
+
+    /// Slots up to `last` were taken by the scheduler, `missed` of them
+    /// not run (catch-up policy); the job fires next at `next`.
+    pub fn slots_taken(
+        &self,
+        job: &str,
+        last: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        missed: u64,
+    ) -> Result<()> {
+        self.store.update_job_state(job, |s| {
+            s.last_fire = Some(last);
+            s.next_fire = next;
+            s.missed_total += missed;
+        })?;
+        Ok(())
+    }
+
+    /// An operator enabled or disabled the job at `now`; slots passed
+    /// while it was disabled were meant not to run. Durable on return.
+    pub fn set_enabled(&self, job: &Job, on: bool, now: DateTime<Utc>) -> Result<()> {
+        self.store.update_job_state(&job.name, |s| {
+            let was = s.enabled_override.unwrap_or(job.enabled);
+            s.enabled_override = Some(on);
+            if on && !was {
+                s.last_fire = Some(s.last_fire.map_or(now, |l| l.max(now)));
+            }
+        })?;
+        self.store.flush()
+    }
+
+    /// A slot that did not run (overlap policy): its record, and one more
+    /// missed slot. Durable on return.
+    pub fn skipped(&self, rec: &RunRecord) -> Result<()> {
+        self.store.put_run(rec)?;
+        self.store
+            .update_job_state(&rec.job, |s| s.missed_total += 1)?;
+        self.store.flush()
+    }
+
+    /// A run's record, written before its plugin starts, so a crash
+    /// leaves a trace; durable on return (runs started together share the
+    /// fsync).
+    pub async fn recorded(&self, rec: &RunRecord) -> Result<()> {
+        self.store.put_run(rec)?;
+        self.store.flush_async().await
+    }
+
+    /// The run's plugin started at `at`.
+    pub fn started(&self, job: &str, run: &str, at: DateTime<Utc>) -> Result<()> {
+        self.store.update_job_state(job, |s| {
+            s.last_run = Some(run.to_owned());
+            s.last_started = Some(at);
+            s.last_status = Some(RunStatus::Running);
+        })?;
+        Ok(())
+    }
+
+    /// The run ended: its log, its record and the job's state, durable on
+    /// return. `last_final_status` moves only on a run no retry follows.
+    /// Returns the job's previous final status, to tell a recovery.
+    pub async fn finished(
+        &self,
+        rec: &RunRecord,
+        log: &[LogLine],
+        final_attempt: bool,
+    ) -> Result<Option<RunStatus>> {
+        self.store.put_log(&rec.id, log)?;
+        self.store.put_run(rec)?;
+        let mut previous = None;
+        self.store.update_job_state(&rec.job, |s| {
+            previous = s.last_final_status;
+            s.last_run = Some(rec.id.clone());
+            s.last_started = Some(rec.started);
+            s.last_status = Some(rec.status);
+            if rec.status.is_success() {
+                s.last_success = rec.finished;
+            }
+            if final_attempt {
+                s.last_final_status = Some(rec.status);
+            }
+        })?;
+        self.store.flush_async().await?;
+        Ok(previous)
+    }
+
+    /// Deletes a job's runs beyond `keep` and older than `cutoff`.
+    pub fn forget_old_runs(&self, job: &str, keep: usize, cutoff: DateTime<Utc>) -> Result<usize> {
+        self.store.prune(job, keep, cutoff)
+    }
+
+    /// Makes the transitions so far durable (slots taken that started no
+    /// run have no run's flush to cover them).
+    pub async fn flush(&self) -> Result<()> {
+        self.store.flush_async().await
+    }
+}
