@@ -75,6 +75,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Strings as a TOML array, `["a", "b"]`, for a message that shows what
+/// to write in the config (a JSON array of strings is valid TOML).
+pub fn toml_strings<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| serde_json::to_string(s.as_ref()).unwrap_or_default())
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +96,14 @@ mod tests {
         assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5T").is_err());
+    }
+
+    #[test]
+    fn strings_quote_as_toml_reads_them() {
+        let shown = toml_strings(&["-c", "echo \"hi\"\n", "\u{1b}[2J"]);
+        assert_eq!(shown, r#"["-c", "echo \"hi\"\n", "\u001b[2J"]"#);
+        let back: toml::Table = toml::from_str(&format!("v = {shown}")).unwrap();
+        assert_eq!(back["v"][1].as_str(), Some("echo \"hi\"\n"));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!   3    config
 //!   2    grants system
 //!   1    monitor notify store
-//!   0    bindings builtins clock diag escape outbound policy record schedule secrets trust
+//!   0    bindings builtins clock diag escape locks outbound policy record schedule secrets trust
 //! ```
 //!
 //! What each owns, bottom up:
@@ -29,7 +29,8 @@
 //!   terminals and logs), [`secrets`] (granted values masked everywhere),
 //!   [`outbound`] (the one HTTP(S) client), [`clock`] (wall time,
 //!   injectable), [`schedule`] (cron expressions, time zones, next fires),
-//!   [`policy`] (catch-up, overlap, retries, jitter, retention),
+//!   [`policy`] (catch-up, overlap, retries, jitter, retention), [`locks`]
+//!   (locks that outlive a panic),
 //!   [`trust`] (who may write what opsd runs), [`builtins`] (the plugins
 //!   compiled in), [`bindings`] (the host side of `wit/plugin.wit`).
 //! - Layer 1: [`monitor`] (the machine's figures and `when` conditions),
@@ -70,6 +71,7 @@ pub mod diag;
 pub mod escape;
 pub mod grants;
 pub mod jobs;
+pub mod locks;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

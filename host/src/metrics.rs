@@ -5,6 +5,7 @@
 //! daemon started (Prometheus handles resets); the per-job timestamps come
 //! from the store, so they survive restarts.
 
+use crate::locks::Unpoisoned;
 use crate::monitor::{ConditionState, Sample};
 use crate::record::{JobState, RunRecord, RunStatus};
 use crate::runtime::LoadedPlugin;
@@ -61,7 +62,7 @@ struct Inner {
 impl Metrics {
     /// Counts a finished (or skipped) run.
     pub fn observe(&self, rec: &RunRecord) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.locked();
         *inner.runs.entry((rec.job.clone(), rec.status)).or_default() += 1;
         if rec.status == RunStatus::Skipped {
             return;
@@ -152,7 +153,7 @@ impl Metrics {
             &|j| Some(j.running as f64),
         );
 
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.locked();
         header(
             w,
             "opsd_job_runs_total",

@@ -9,6 +9,7 @@
 use crate::clock::SharedClock;
 use crate::config::{Config, Job, UnknownJob};
 use crate::jobs::Jobs;
+use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::plugins::Registry;
 use crate::policy::{MAX_QUEUE, Overlap};
 pub use crate::record::ScheduleEntry;
@@ -192,10 +193,7 @@ impl Ops {
     /// Resizes the run slots to a reloaded `max_concurrent_runs`: more
     /// permits at once, fewer as running runs hand theirs back.
     fn resize_run_slots(&self, want: usize) {
-        let mut size = self
-            .run_slots_size
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut size = self.run_slots_size.locked();
         if want > *size {
             self.run_slots.add_permits(want - *size);
         } else if want < *size {
@@ -237,15 +235,12 @@ impl Ops {
 
     /// Where the daemon bound its HTTP endpoints, for `/health` to say.
     pub fn set_http_addr(&self, addr: std::net::SocketAddr) {
-        *self.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        *self.http_addr.locked() = Some(addr);
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config.reading().clone()
     }
 
     /// Puts a new configuration in force. Where the store and sockets live
@@ -277,7 +272,7 @@ impl Ops {
             }
         }
         self.resize_run_slots(new.max_concurrent_runs);
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        *self.config.writing() = Arc::new(new);
         self.changed.notify_one();
         notes
     }
@@ -286,8 +281,7 @@ impl Ops {
     /// commands do not notify).
     pub fn start_notifications(&self) {
         let targets = self.config().notify.clone();
-        *self.notifier.lock().unwrap_or_else(|p| p.into_inner()) =
-            crate::notify::Notifier::start(targets);
+        *self.notifier.locked() = crate::notify::Notifier::start(targets);
     }
 
     /// Queues a notification.
@@ -298,18 +292,15 @@ impl Ops {
         run: Option<RunRecord>,
         missed: Option<u64>,
     ) {
-        self.notifier
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(event, job, run, missed);
+        self.notifier.locked().send(event, job, run, missed);
     }
 
     /// Called by the scheduler each time round its loop: marks the loop
     /// alive and keeps a system sample every [`SAMPLE_EVERY`].
     pub fn heartbeat(&self, now: DateTime<Utc>) {
-        *self.tick.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *self.tick.locked() = Some(Instant::now());
         let due = {
-            let mut last = self.last_sample.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self.last_sample.locked();
             let due = last.is_none_or(|l| now - l >= SAMPLE_EVERY || now < l);
             if due {
                 *last = Some(now);
@@ -368,11 +359,7 @@ impl Ops {
 
     /// Whether the scheduler loop is alive and the store takes writes.
     pub fn health(&self, expect_scheduler: bool) -> Health {
-        let age = self
-            .tick
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|t| t.elapsed());
+        let age = self.tick.locked().map(|t| t.elapsed());
         let mut reasons = Vec::new();
         if expect_scheduler {
             match age {
@@ -400,11 +387,7 @@ impl Ops {
             reasons,
             scheduler_tick_age_seconds: age.map(|a| a.as_secs_f64()),
             store_writable,
-            http: self
-                .http_addr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .map(|a| a.to_string()),
+            http: self.http_addr.locked().map(|a| a.to_string()),
             jobs: self.config().jobs.len(),
             running: self.running().values().map(Vec::len).sum(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -483,21 +466,13 @@ impl Ops {
 
     /// Runs in progress, by job.
     pub fn running(&self) -> HashMap<String, Vec<Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.running.locked().clone()
     }
 
     /// The runs in progress of one job; a run start looks here, and copying
     /// every job's list would make each start cost O(jobs).
     fn running_of(&self, job: &str) -> Vec<Running> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(job)
-            .cloned()
-            .unwrap_or_default()
+        self.running.locked().get(job).cloned().unwrap_or_default()
     }
 
     /// Asks every run in progress to stop, recording `status` and `why`.
@@ -509,8 +484,7 @@ impl Ops {
 
     fn queue(&self, job: &str) -> Arc<JobQueue> {
         self.queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .entry(job.to_owned())
             .or_default()
             .clone()
@@ -602,8 +576,7 @@ impl Ops {
         });
         let cancel = Cancel::default();
         self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .entry(job.name.clone())
             .or_default()
             .push(Running {
@@ -613,7 +586,7 @@ impl Ops {
             });
         let result = self.execute(job, &run_id, log, cancel, start).await;
         {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut running = self.running.locked();
             if let Some(v) = running.get_mut(&job.name) {
                 v.retain(|r| r.run_id != run_id);
                 if v.is_empty() {

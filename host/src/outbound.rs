@@ -27,7 +27,7 @@ pub enum SendError {
         #[source]
         source: std::io::Error,
     },
-    #[error("connecting to {authority}: no connection within {after:?}")]
+    #[error("connecting to {authority}: no connection within {}", humantime::format_duration(*.after))]
     ConnectTimeout { authority: String, after: Duration },
     #[error("TLS with {authority}: {source}")]
     Tls {

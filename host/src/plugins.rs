@@ -16,6 +16,7 @@
 //! it; the next run uses the new file.
 
 pub use crate::builtins::{Builtin, builtins};
+use crate::locks::Unpoisoned;
 use crate::record::PluginLoad;
 use crate::runtime::{Capabilities, LoadedPlugin, Runtime};
 use serde::{Deserialize, Serialize};
@@ -173,7 +174,7 @@ impl Registry {
         // or mode, until they are fixed).
         let dir_trust = crate::trust::check_plugin_dir(&self.plugin_dir);
         let mut candidates: Vec<(PathBuf, u64, Option<SystemTime>)> = {
-            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            let files = self.files.locked();
             on_disk
                 .iter()
                 .filter(|(p, size, mtime)| {
@@ -210,7 +211,7 @@ impl Registry {
             let sha256 = crate::runtime::cache::sha256_hex(&bytes);
             if let Err(why) = trust {
                 let why = format!("not loaded: {why}");
-                let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+                let mut files = self.files.locked();
                 if files
                     .get(&path)
                     .is_some_and(|e| e.sha256 == sha256 && e.state.as_ref().err() == Some(&why))
@@ -232,7 +233,7 @@ impl Registry {
                 continue;
             }
             let same = {
-                let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+                let mut files = self.files.locked();
                 match files.get_mut(&path) {
                     Some(e) if e.sha256 == sha256 && !e.untrusted => {
                         // Touched, not changed.
@@ -260,7 +261,7 @@ impl Registry {
                     tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {}", crate::escape::line(e))
                 }
             }
-            self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            self.files.locked().insert(
                 path,
                 FileEntry {
                     size,
@@ -273,7 +274,7 @@ impl Registry {
             changed = true;
         }
         {
-            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            let mut files = self.files.locked();
             let present: BTreeSet<&PathBuf> = on_disk.iter().map(|(p, _, _)| p).collect();
             let gone: Vec<PathBuf> = files
                 .keys()
@@ -297,13 +298,7 @@ impl Registry {
     /// Drops compiled code no current plugin uses, in memory and on disk.
     fn forget_unused(&self) {
         let mut keep: BTreeSet<String> = builtins().iter().map(|b| b.sha256.to_owned()).collect();
-        keep.extend(
-            self.files
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .map(|e| e.sha256.clone()),
-        );
+        keep.extend(self.files.locked().values().map(|e| e.sha256.clone()));
         self.runtime.retain(&keep);
     }
 
@@ -311,7 +306,7 @@ impl Registry {
     pub async fn find(&self, name: &str) -> Result<Found, FindError> {
         self.ensure_scanned().await;
         let (matching, rejected) = {
-            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            let mut files = self.files.locked();
             let matching: Vec<(PathBuf, Arc<LoadedPlugin>, PluginLoad)> = files
                 .iter_mut()
                 .filter_map(|(path, e)| match &mut e.state {
@@ -394,7 +389,7 @@ impl Registry {
     /// Every plugin: built-ins first, then the directory's files.
     pub async fn list(&self) -> Vec<PluginEntry> {
         self.ensure_scanned().await;
-        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let files = self.files.locked();
         let ready_names: BTreeMap<&str, Vec<&PathBuf>> =
             files.iter().fold(BTreeMap::new(), |mut m, (path, e)| {
                 if let Ok((p, _)) = &e.state {

@@ -24,6 +24,17 @@ pub enum CatchUp {
     All,
 }
 
+impl CatchUp {
+    /// The word in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Skip => "skip",
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+        }
+    }
+}
+
 /// A slot comes due while the job's previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +47,18 @@ pub enum Overlap {
     Replace,
     /// Start when the running one finishes (at most [`MAX_QUEUE`] waiting).
     Queue,
+}
+
+impl Overlap {
+    /// The word in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Allow => "allow",
+            Overlap::Forbid => "forbid",
+            Overlap::Replace => "replace",
+            Overlap::Queue => "queue",
+        }
+    }
 }
 
 /// The most missed slots `catch_up = "all"` runs; older ones are skipped

@@ -16,12 +16,19 @@ impl Secrets {
     pub fn new(vars: Vec<(String, String)>) -> Secrets {
         let mut v: Vec<(String, String)> = Vec::new();
         for (name, value) in vars {
-            // As the host itself may quote it (`{:?}` of a program's
-            // arguments escapes `"` and `\`), and line by line when it
-            // spans lines (a PEM key): logs are split at newlines before
-            // they are masked.
+            // As the host itself may quote it (a program's arguments are
+            // shown as a TOML array, which escapes `"`, `\` and control
+            // characters; tracing's `{:?}` escapes a little differently),
+            // and line by line when it spans lines (a PEM key): logs are
+            // split at newlines before they are masked.
+            let json = serde_json::to_string(&value).unwrap_or_default();
             let debug = format!("{value:?}");
-            let quoted = debug[1..debug.len() - 1].to_owned();
+            let quoted: Vec<String> = [json, debug]
+                .into_iter()
+                .filter(|q| q.len() >= 2)
+                .map(|q| q[1..q.len() - 1].to_owned())
+                .filter(|q| *q != value)
+                .collect();
             let lines: Vec<String> = if value.contains('\n') {
                 value
                     .lines()
@@ -31,8 +38,8 @@ impl Secrets {
             } else {
                 Vec::new()
             };
-            if quoted != value {
-                v.push((name.clone(), quoted));
+            for q in quoted {
+                v.push((name.clone(), q));
             }
             v.extend(lines.into_iter().map(|l| (name.clone(), l)));
             v.push((name, value));

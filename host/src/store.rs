@@ -13,6 +13,7 @@
 //! records `interrupted` (sled allows one process, so at open time no one
 //! else can be running anything).
 
+use crate::locks::Unpoisoned;
 use crate::record::{JobState, LogLine, RunRecord, RunStatus};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
@@ -401,7 +402,7 @@ impl Store {
 pub fn new_run_id() -> String {
     use std::sync::Mutex;
     static GEN: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut guard = GEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = GEN.locked();
     let generator = guard.get_or_insert_with(ulid::Generator::new);
     generator
         .generate()

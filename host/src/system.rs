@@ -7,6 +7,7 @@
 //! the previous one.
 
 use crate::bindings::opsd::plugin::system::{Disk, SystemSnapshot};
+use crate::locks::Unpoisoned;
 use crate::monitor::Sampler;
 use std::sync::Mutex;
 
@@ -14,7 +15,7 @@ static SAMPLER: Mutex<Option<Sampler>> = Mutex::new(None);
 
 /// Takes the first CPU reading, so the first snapshot has a baseline.
 pub fn prime() {
-    let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = SAMPLER.locked();
     if guard.is_none() {
         *guard = Some(Sampler::new());
     }
@@ -22,7 +23,7 @@ pub fn prime() {
 
 /// The machine now, through the shared sampler.
 fn read(taken: chrono::DateTime<chrono::Utc>) -> crate::monitor::Sample {
-    let mut guard = SAMPLER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = SAMPLER.locked();
     guard
         .get_or_insert_with(Sampler::new)
         .sample(taken, &[], Vec::new())

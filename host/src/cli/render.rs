@@ -285,18 +285,27 @@ pub struct JobDetail {
     pub recent: Vec<RunRecord>,
 }
 
-/// Grants as written, for display.
-#[derive(Debug, Serialize)]
+/// Grants as written, for display: each kind's own words, in the order
+/// [`crate::grants::Grants::kinds`] gives them.
+#[derive(Debug)]
 pub struct GrantsView {
-    pub fs: Vec<String>,
-    pub exec: Vec<String>,
-    pub net: String,
-    pub env: Vec<String>,
-    /// Whose run history the plugin may read: `own` or `all`.
-    pub history: String,
+    pub kinds: Vec<(&'static str, crate::grants::Explained)>,
     /// What the programs the job starts may do (empty without an exec
     /// grant).
     pub programs: Vec<String>,
+}
+
+/// An object with a key per kind, then `programs`.
+impl Serialize for GrantsView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.kinds.len() + 1))?;
+        for (key, explained) in &self.kinds {
+            map.serialize_entry(key, explained)?;
+        }
+        map.serialize_entry("programs", &self.programs)?;
+        map.end()
+    }
 }
 
 impl JobDetail {
@@ -318,9 +327,9 @@ impl JobDetail {
             last: entry.last,
             last_status: entry.last_status,
             timeout_seconds: job.timeout.as_secs(),
-            catch_up: format!("{:?}", p.catch_up).to_lowercase(),
+            catch_up: p.catch_up.as_str().to_owned(),
             catch_up_deadline_seconds: p.catch_up_deadline.map(|d| d.as_secs()),
-            overlap: format!("{:?}", p.overlap).to_lowercase(),
+            overlap: p.overlap.as_str().to_owned(),
             retries: p.retries,
             retry_backoff_seconds: p.retry_backoff.as_secs(),
             retry_backoff_max_seconds: p.retry_backoff_max.as_secs(),
@@ -329,36 +338,12 @@ impl JobDetail {
             keep_runs: p.keep_runs,
             keep_days: p.keep_days,
             grants: GrantsView {
-                fs: job
+                kinds: job
                     .grants
-                    .fs
+                    .kinds()
                     .iter()
-                    .map(|g| {
-                        format!(
-                            "{} -> {} ({})",
-                            g.guest,
-                            g.host.display(),
-                            if g.access == crate::grants::Access::ReadWrite {
-                                "rw"
-                            } else {
-                                "ro"
-                            }
-                        )
-                    })
+                    .map(|k| (k.key(), k.explain()))
                     .collect(),
-                exec: job
-                    .grants
-                    .exec
-                    .programs
-                    .iter()
-                    .map(|p| format!("{} ({})", p.name, p.path.display()))
-                    .collect(),
-                net: job.grants.net.describe(),
-                env: job.grants.env.clone(),
-                history: match job.grants.history {
-                    crate::grants::HistoryScope::Own => "own".into(),
-                    crate::grants::HistoryScope::All => "all".into(),
-                },
                 programs: if job.grants.exec.programs.is_empty() {
                     Vec::new()
                 } else {
@@ -441,14 +426,14 @@ impl JobDetail {
             "  history:   {} runs, {} days\n",
             self.keep_runs, self.keep_days
         ));
-        o.push_str(&format!(
-            "  grants:    fs {}\n             exec {}\n             net {}\n             env {}\n             history {}\n",
-            list_or_none(&self.grants.fs),
-            list_or_none(&self.grants.exec),
-            self.grants.net,
-            list_or_none(&self.grants.env),
-            self.grants.history
-        ));
+        for (i, (key, explained)) in self.grants.kinds.iter().enumerate() {
+            let label = if i == 0 {
+                "  grants:    "
+            } else {
+                "             "
+            };
+            o.push_str(&format!("{label}{key} {explained}\n"));
+        }
         for (i, line) in self.grants.programs.iter().enumerate() {
             let label = if i == 0 {
                 "  programs:  "

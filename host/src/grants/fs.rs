@@ -180,25 +180,68 @@ pub fn explain_paths(message: &str, grants: &[FsGrant]) -> Option<String> {
 
 /// The grants as `guest -> host (access)`, for messages.
 pub fn describe(grants: &[FsGrant]) -> String {
-    if grants.is_empty() {
-        return "none".into();
+    explain(grants).to_string()
+}
+
+fn explain(grants: &[FsGrant]) -> super::Explained {
+    super::Explained::Each(
+        grants
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} -> {} ({})",
+                    g.guest,
+                    g.host.display(),
+                    if g.access == Access::ReadWrite {
+                        "rw"
+                    } else {
+                        "ro"
+                    }
+                )
+            })
+            .collect(),
+    )
+}
+
+impl super::Kind for Vec<FsGrant> {
+    fn key(&self) -> &'static str {
+        "fs"
     }
-    grants
-        .iter()
-        .map(|g| {
-            format!(
-                "{} -> {} ({})",
-                g.guest,
-                g.host.display(),
-                if g.access == Access::ReadWrite {
-                    "rw"
-                } else {
-                    "ro"
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+
+    fn explain(&self) -> super::Explained {
+        explain(self)
+    }
+
+    /// Each grant a preopened directory: opened without following a
+    /// symlink, then handed to WASI by its descriptor, so what the plugin
+    /// gets is exactly that directory.
+    fn wire<'a>(
+        &'a self,
+        wasi: &'a mut wasmtime_wasi::WasiCtxBuilder,
+        _violations: &'a super::Violations,
+    ) -> super::Wiring<'a> {
+        use std::os::fd::AsRawFd;
+        use wasmtime_wasi::FsPerms;
+        let wired = (|| {
+            ensure_created(self).map_err(|e| format!("creating a granted directory: {e}"))?;
+            for g in self {
+                let perms = match g.access {
+                    Access::ReadOnly => FsPerms::ReadOnly,
+                    Access::ReadWrite => FsPerms::ReadWrite,
+                };
+                let dir = open_grant_dir(&g.host)
+                    .map_err(|e| format!("fs grant {} -> {}: {e}", g.guest, g.host.display()))?;
+                wasi.preopened_dir(
+                    format!("/proc/self/fd/{}", dir.as_raw_fd()),
+                    &g.guest,
+                    perms,
+                )
+                .map_err(|e| format!("fs grant {} -> {}: {e}", g.host.display(), g.guest))?;
+            }
+            Ok(())
+        })();
+        Box::pin(async move { wired })
+    }
 }
 
 fn open_root(grant: &FsGrant) -> std::io::Result<cap_std::fs::Dir> {

@@ -12,7 +12,9 @@
 
 pub mod confine;
 mod contain;
+pub mod env;
 pub mod fs;
+pub mod history;
 pub mod limits;
 pub mod net;
 pub mod process;
@@ -24,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use toml::Spanned;
 
 pub use contain::raise_descriptor_limit;
+pub use env::EnvGrant;
 pub use fs::{Access, FsGrant};
+pub use history::HistoryScope;
 pub use limits::Limits;
 pub use net::NetPolicy;
 pub use process::ExecPolicy;
@@ -70,9 +74,9 @@ pub struct Grants {
     pub fs: Vec<FsGrant>,
     pub exec: ExecPolicy,
     pub net: NetPolicy,
-    /// Names of the daemon's environment variables passed to the plugin
-    /// and its child processes.
-    pub env: Vec<String>,
+    /// The daemon's environment variables passed to the plugin and its
+    /// child processes.
+    pub env: EnvGrant,
     pub limits: Limits,
     /// What the programs it starts run as and may read besides the grants.
     pub children: confine::ChildPolicy,
@@ -80,14 +84,50 @@ pub struct Grants {
     pub history: HistoryScope,
 }
 
-/// `grants.history`: a run's record can hold what another job's plugin
-/// saw (paths, hosts, a database's name), so a plugin reads only its own
-/// job's history unless the job is granted every job's, as a report is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum HistoryScope {
-    #[default]
-    Own,
-    All,
+/// What a grant allows, in words: an entry each, or one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Explained {
+    Each(Vec<String>),
+    Whole(String),
+}
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Explained::Each(v) if v.is_empty() => f.write_str("none"),
+            Explained::Each(v) => f.write_str(&v.join(", ")),
+            Explained::Whole(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What putting a grant into a run's WASI context returns.
+pub type Wiring<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// One kind of grant, each in its own file, as Spin's factors are: it is
+/// parsed and checked when the config loads (its `from_raw`), says in
+/// words what it allows (for `opsd check`, `schedule show` and messages),
+/// puts itself into a run's WASI context, and words its own refusals
+/// where it checks a call. A new kind is its file plus a line in
+/// [`Grants::kinds`] and in [`Grants::from_raw`].
+pub trait Kind: Send + Sync {
+    /// Its key under `[job.grants]`.
+    fn key(&self) -> &'static str;
+
+    /// What it allows, in words.
+    fn explain(&self) -> Explained;
+
+    /// Puts the grant into a run's WASI context. Most kinds are checked on
+    /// each host call instead, and add nothing here.
+    fn wire<'a>(
+        &'a self,
+        _wasi: &'a mut wasmtime_wasi::WasiCtxBuilder,
+        _violations: &'a Violations,
+    ) -> Wiring<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl Grants {
@@ -129,28 +169,7 @@ impl Grants {
         }
         let mut net = net::NetPolicy::from_raw(&net_raw, lines, job, problems);
         net.load_ca(&raw.ca, base, lines, job, problems);
-        let mut env = Vec::new();
-        for name in &raw.env {
-            let n = name.get_ref();
-            let valid = !n.is_empty()
-                && !n.as_bytes()[0].is_ascii_digit()
-                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                problems.push(
-                    lines.at(name),
-                    Some(job),
-                    format!("env grant `{n}` is not a variable name (letters, digits, `_`)"),
-                );
-            } else if n.starts_with("LD_") {
-                problems.push(
-                    lines.at(name),
-                    Some(job),
-                    format!("env grant `{n}` would let a plugin load code into its child processes; it is never passed"),
-                );
-            } else {
-                env.push(n.clone());
-            }
-        }
+        let env = EnvGrant::from_raw(&raw.env, lines, job, problems);
         let limits = match &raw.limits {
             None => Limits::default(),
             Some(l) => match Limits::from_raw(l.get_ref()) {
@@ -219,20 +238,7 @@ impl Grants {
                 None => Some(size),
             }
         });
-        let history = match raw.history.as_ref().map(|h| (h, h.get_ref().as_str())) {
-            None | Some((_, "own")) => HistoryScope::Own,
-            Some((_, "all")) => HistoryScope::All,
-            Some((h, other)) => {
-                problems.push(
-                    lines.at(h),
-                    Some(job),
-                    format!(
-                        "grants.history = \"{other}\": say \"own\" (the job's own runs, the default) or \"all\" (every job's, for a report)"
-                    ),
-                );
-                HistoryScope::Own
-            }
-        };
+        let history = HistoryScope::from_raw(raw.history.as_ref(), lines, job, problems);
         (problems.list.len() == before).then_some(Grants {
             fs,
             exec,
@@ -329,10 +335,25 @@ impl Grants {
 
     /// The granted environment variables that the daemon has, with values.
     pub fn env_values(&self) -> Vec<(String, String)> {
-        self.env
-            .iter()
-            .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
-            .collect()
+        self.env.values()
+    }
+
+    /// Every kind of grant a job has, in the order people read them: the
+    /// one list a new kind joins.
+    pub fn kinds(&self) -> [&dyn Kind; 5] {
+        [&self.fs, &self.exec, &self.net, &self.env, &self.history]
+    }
+
+    /// Puts every kind into a run's WASI context.
+    pub async fn wire(
+        &self,
+        wasi: &mut wasmtime_wasi::WasiCtxBuilder,
+        violations: &Violations,
+    ) -> Result<(), String> {
+        for kind in self.kinds() {
+            kind.wire(wasi, violations).await?;
+        }
+        Ok(())
     }
 }
 

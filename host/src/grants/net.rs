@@ -515,6 +515,61 @@ fn hosts_file_addresses(name: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+impl super::Kind for NetPolicy {
+    fn key(&self) -> &'static str {
+        "net"
+    }
+
+    fn explain(&self) -> super::Explained {
+        super::Explained::Whole(self.describe())
+    }
+
+    /// Sockets on, with every address through the check, so a denied
+    /// connect is recorded with the grant to add rather than failing as a
+    /// bare "permission denied". With no net grant nothing passes; names
+    /// are resolved once, when the run starts.
+    fn wire<'a>(
+        &'a self,
+        wasi: &'a mut wasmtime_wasi::WasiCtxBuilder,
+        violations: &'a super::Violations,
+    ) -> super::Wiring<'a> {
+        Box::pin(async move {
+            let resolved = self.resolve().await;
+            let described = self.describe();
+            let violations = violations.clone();
+            wasi.allow_tcp(true)
+                .allow_udp(true)
+                .allow_ip_name_lookup(self.needs_name_lookup());
+            wasi.socket_addr_check(move |addr, use_| {
+                use wasmtime_wasi::sockets::SocketAddrUse as U;
+                let ok = match use_ {
+                    // Implicit binds before a connect use the wildcard
+                    // address.
+                    U::TcpBind | U::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    U::TcpConnect | U::UdpSend | U::UdpReceive => resolved.allows(addr),
+                    U::TcpListen | U::TcpAccept => false,
+                };
+                if !ok && !matches!(use_, U::UdpReceive) {
+                    let what = match use_ {
+                        U::TcpBind => "TCP bind to",
+                        U::TcpListen => "TCP listen on",
+                        U::TcpAccept => "TCP accept on",
+                        U::TcpConnect => "TCP connect to",
+                        U::UdpBind => "UDP bind to",
+                        U::UdpSend => "UDP send to",
+                        U::UdpReceive => "UDP receive from",
+                    };
+                    violations.record(format!(
+                        "{what} {addr} is not in the job's net grant ({described}); add \"{addr}\" to `net = [...]`"
+                    ));
+                }
+                Box::pin(async move { ok })
+            });
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

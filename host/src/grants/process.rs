@@ -15,7 +15,7 @@
 use super::confine::{self, rules};
 use super::{Grants, Violations, fs};
 use crate::bindings::opsd::plugin::process::{Command, ExecError, Exit, Input};
-use crate::diag::{Lines, Problems};
+use crate::diag::{Lines, Problems, toml_strings};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -52,8 +52,11 @@ impl Args {
     fn describe(&self) -> String {
         match self {
             Args::Any => "any arguments".into(),
-            Args::Exactly(a) => format!("args = {a:?}"),
-            Args::Prefix(a) => format!("args = {:?}", [&a[..], &["*".to_owned()]].concat()),
+            Args::Exactly(a) => format!("args = {}", toml_strings(a)),
+            Args::Prefix(a) => format!(
+                "args = {}",
+                toml_strings(&[&a[..], &["*".to_owned()]].concat())
+            ),
         }
     }
 }
@@ -82,6 +85,21 @@ pub struct Program {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecPolicy {
     pub programs: Vec<Program>,
+}
+
+impl super::Kind for ExecPolicy {
+    fn key(&self) -> &'static str {
+        "exec"
+    }
+
+    fn explain(&self) -> super::Explained {
+        super::Explained::Each(
+            self.programs
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.path.display()))
+                .collect(),
+        )
+    }
 }
 
 impl ExecPolicy {
@@ -148,8 +166,10 @@ impl ExecPolicy {
             .ok_or_else(|| {
                 let allowed: Vec<String> = named.iter().map(|p| p.args.describe()).collect();
                 format!(
-                    "`{requested}` with arguments {args:?} is not allowed by the job's exec grant, which pins it to {}; add an entry such as {{ program = \"{requested}\", args = {args:?} }} if the job needs it",
-                    allowed.join(" or ")
+                    "`{requested}` with arguments {} is not allowed by the job's exec grant, which pins it to {}; add an entry such as {{ program = \"{requested}\", args = {} }} if the job needs it",
+                    toml_strings(args),
+                    allowed.join(" or "),
+                    toml_strings(args)
                 )
             })
     }
@@ -439,7 +459,7 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         child.env(name, value);
     }
     for (name, value) in &cmd.env {
-        if !ctx.grants.env.iter().any(|n| n == name) {
+        if !ctx.grants.env.allows(name) {
             return Err(deny(
                 ctx,
                 format!(
@@ -514,7 +534,7 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     contained.started(pid);
     tracing::debug!(
         program = %program.path.display(),
-        args = %crate::escape::line(&ctx.violations.masked(&format!("{:?}", cmd.args))),
+        args = %crate::escape::line(&ctx.violations.masked(&toml_strings(&cmd.args))),
         pid,
         "exec"
     );
@@ -631,7 +651,7 @@ async fn confined(
                 .filter(|f| f.access == fs::Access::ReadWrite)
                 .map(|f| f.host.canonicalize().unwrap_or_else(|_| f.host.clone()))
                 .collect(),
-            env: g.env.clone(),
+            env: g.env.names().to_vec(),
             violations: ctx.violations.clone(),
             refused: Default::default(),
         },

@@ -12,6 +12,7 @@
 pub mod condition;
 pub mod probe;
 
+use crate::locks::Unpoisoned;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -210,7 +211,7 @@ impl Monitor {
 
     /// Adds a sample and wakes whoever checks conditions.
     pub fn push(&self, s: Sample) {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+        self.ring.locked().push(s);
         self.sampled.notify_one();
     }
 
@@ -226,22 +227,18 @@ impl Monitor {
     }
 
     pub fn latest(&self) -> Option<Sample> {
-        self.ring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .latest()
-            .cloned()
+        self.ring.locked().latest().cloned()
     }
 
     /// Every sample in memory, oldest first.
     pub fn history(&self) -> Vec<Sample> {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner()).all()
+        self.ring.locked().all()
     }
 
     /// Mean CPU and the latest of everything else over samples since
     /// `since`: what the store keeps every ten minutes.
     pub fn rollup(&self, since: DateTime<Utc>) -> Option<Sample> {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = self.ring.locked();
         let recent: Vec<&Sample> = ring.since(since).collect();
         let mut out = (*recent.last()?).clone();
         out.cpu_percent = recent.iter().map(|s| s.cpu_percent).sum::<f64>() / recent.len() as f64;
@@ -252,7 +249,7 @@ impl Monitor {
     /// against yet.
     pub fn has_unchecked(&self) -> bool {
         let latest = self.latest().map(|s| s.taken);
-        latest.is_some() && *self.checked.lock().unwrap_or_else(|p| p.into_inner()) != latest
+        latest.is_some() && *self.checked.locked() != latest
     }
 
     /// Checks the conditions of `jobs` (name, enabled, conditions) against
@@ -263,14 +260,14 @@ impl Monitor {
             return Vec::new();
         };
         {
-            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut checked = self.checked.locked();
             if *checked == Some(sample.taken) {
                 return Vec::new();
             }
             *checked = Some(sample.taken);
         }
         let before = &history[..history.len() - 1];
-        let mut episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut episodes = self.episodes.locked();
         // Conditions of jobs gone or changed by a reload start afresh.
         episodes.retain(|(job, i), _| jobs.iter().any(|(n, _, c)| n == job && *i < c.len()));
         let mut fired = Vec::new();
@@ -304,7 +301,7 @@ impl Monitor {
     /// Where every condition of `jobs` stands.
     pub fn states(&self, jobs: &[(&str, &[condition::Condition])]) -> Vec<ConditionState> {
         let history = self.history();
-        let episodes = self.episodes.lock().unwrap_or_else(|p| p.into_inner());
+        let episodes = self.episodes.locked();
         let mut out = Vec::new();
         for (job, conditions) in jobs {
             for (i, cond) in conditions.iter().enumerate() {

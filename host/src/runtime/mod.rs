@@ -14,7 +14,8 @@ mod wasi_http;
 
 use crate::bindings::{Plugin, PluginPre};
 use crate::config::Job;
-use crate::grants::{self, Access, Grants, Violations};
+use crate::grants::{self, Grants, Violations};
+use crate::locks::Unpoisoned;
 use crate::record::{Artifact, Level, Metric, PluginLoad, RunStatus, Source};
 use crate::store::Store;
 use cache::CompileCache;
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
 
 /// The wasmtime release compiled in (from Cargo.lock, by build.rs).
 pub const WASMTIME_VERSION: &str = env!("OPSD_WASMTIME_VERSION");
@@ -89,7 +90,7 @@ pub struct LoadedPlugin {
 
 impl LoadedPlugin {
     fn mark_used(&self) {
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), false);
+        *self.last_used.locked() = (Instant::now(), false);
     }
 }
 
@@ -279,7 +280,7 @@ pub struct Cancel {
 impl Cancel {
     /// Asks the run to stop; the first reason given is the one recorded.
     pub fn cancel(&self, status: RunStatus, why: String) {
-        let mut slot = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.why.locked();
         if slot.is_none() {
             *slot = Some((status, why));
         }
@@ -289,8 +290,7 @@ impl Cancel {
 
     fn reason(&self) -> (RunStatus, String) {
         self.why
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .clone()
             .unwrap_or((RunStatus::Interrupted, "cancelled".into()))
     }
@@ -407,19 +407,15 @@ impl Runtime {
 
     /// The plugin with this hash, if this process has it loaded.
     fn in_memory(&self, sha256: &str) -> Option<(Arc<LoadedPlugin>, PluginLoad)> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sha256)
-            .map(|p| {
-                (
-                    p.clone(),
-                    PluginLoad {
-                        source: crate::record::LoadSource::Memory,
-                        ms: 0.0,
-                    },
-                )
-            })
+        self.loaded.locked().get(sha256).map(|p| {
+            (
+                p.clone(),
+                PluginLoad {
+                    source: crate::record::LoadSource::Memory,
+                    ms: 0.0,
+                },
+            )
+        })
     }
 
     /// Compiles (or loads from cache) and describes `bytes`, whose hash the
@@ -483,20 +479,14 @@ impl Runtime {
             pre,
             last_used: std::sync::Mutex::new((Instant::now(), false)),
         });
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sha256, plugin.clone());
+        self.loaded.locked().insert(sha256, plugin.clone());
         Ok((plugin, load))
     }
 
     /// Forgets compiled plugins whose sha256 is not in `keep`, in memory
     /// and in the on-disk compile cache, so replaced files do not pile up.
     pub fn retain(&self, keep: &std::collections::BTreeSet<String>) {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|sha, _| keep.contains(sha));
+        self.loaded.locked().retain(|sha, _| keep.contains(sha));
         self.cache.gc(keep);
     }
 
@@ -506,7 +496,7 @@ impl Runtime {
     pub fn release_idle_code(&self, after: Duration) -> usize {
         let mut released = 0;
         for p in self.loaded() {
-            let mut used = p.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            let mut used = p.last_used.locked();
             if used.1 || used.0.elapsed() < after {
                 continue;
             }
@@ -520,13 +510,7 @@ impl Runtime {
 
     /// Every plugin loaded in this process.
     pub fn loaded(&self) -> Vec<Arc<LoadedPlugin>> {
-        let mut v: Vec<_> = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut v: Vec<_> = self.loaded.locked().values().cloned().collect();
         v.sort_by(|a, b| a.info.name.cmp(&b.info.name).then(a.sha256.cmp(&b.sha256)));
         v
     }
@@ -963,52 +947,9 @@ async fn build_wasi(
 ) -> Result<wasmtime_wasi::WasiCtx, String> {
     let mut b = WasiCtxBuilder::new();
     b.args(&[plugin]);
-    b.envs(&grants.env_values());
     b.stdout(log.stream(Source::Stdout));
     b.stderr(log.stream(Source::Stderr));
-    grants::fs::ensure_created(&grants.fs)
-        .map_err(|e| format!("creating a granted directory: {e}"))?;
-    for g in &grants.fs {
-        let perms = match g.access {
-            Access::ReadOnly => FsPerms::ReadOnly,
-            Access::ReadWrite => FsPerms::ReadWrite,
-        };
-        // Opened without following a symlink, then handed to WASI by its
-        // descriptor: what the plugin gets is exactly that directory.
-        let dir = grants::fs::open_grant_dir(&g.host)
-            .map_err(|e| format!("fs grant {} -> {}: {e}", g.guest, g.host.display()))?;
-        use std::os::fd::AsRawFd;
-        b.preopened_dir(
-            format!("/proc/self/fd/{}", dir.as_raw_fd()),
-            &g.guest,
-            perms,
-        )
-        .map_err(|e| format!("fs grant {} -> {}: {e}", g.host.display(), g.guest))?;
-    }
-    // Sockets are on, but every address goes through the check, so a
-    // denied connect is recorded with the grant to add rather than failing
-    // as a bare "permission denied". With no net grant nothing passes.
-    let resolved = grants.net.resolve().await;
-    let described = grants.net.describe();
-    let violations = violations.clone();
-    b.allow_tcp(true)
-        .allow_udp(true)
-        .allow_ip_name_lookup(grants.net.needs_name_lookup());
-    b.socket_addr_check(move |addr, use_| {
-        use wasmtime_wasi::sockets::SocketAddrUse as U;
-        let ok = match use_ {
-            // Implicit binds before a connect use the wildcard address.
-            U::TcpBind | U::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
-            U::TcpConnect | U::UdpSend | U::UdpReceive => resolved.allows(addr),
-            U::TcpListen | U::TcpAccept => false,
-        };
-        if !ok && !matches!(use_, U::UdpReceive) {
-            violations.record(format!(
-                "{use_:?} {addr} is not in the job's net grant ({described}); add \"{addr}\" to `net = [...]`"
-            ));
-        }
-        Box::pin(async move { ok })
-    });
+    grants.wire(&mut b, violations).await?;
     Ok(b.build())
 }
 

@@ -254,11 +254,23 @@ impl process::Host for RunState {
                     exit.duration_ms
                 ),
             ),
-            Err(e) => env
-                .log
-                .push(Level::Warn, Source::Host, &format!("exec {program}: {e:?}")),
+            Err(e) => env.log.push(
+                Level::Warn,
+                Source::Host,
+                &format!("exec {program}: {}", exec_error(e)),
+            ),
         }
         result
+    }
+}
+
+/// A refused or failed program start in words, for the run's log.
+fn exec_error(e: &process::ExecError) -> String {
+    match e {
+        process::ExecError::Denied(why) => format!("denied: {why}"),
+        process::ExecError::Spawn(why) => format!("could not start: {why}"),
+        process::ExecError::Timeout(ms) => format!("killed after its time limit of {ms} ms"),
+        process::ExecError::Io(why) => format!("input or output file: {why}"),
     }
 }
 

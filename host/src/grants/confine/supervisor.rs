@@ -521,10 +521,12 @@ fn exec_verdict(call: &Exec, raw: &[u8], rules: &Rules, still_valid: impl Fn() -
         };
     }
     rules.refuse(
-        &format!("{shown} {given:?}"),
+        &format!("{shown} {}", crate::diag::toml_strings(given)),
         format!(
-            "confined `{}` tried to run {shown} with arguments {given:?}, which the job's exec grant ({}) does not allow; add an entry with those `args` if the job needs it",
-            rules.program, rules.exec_described
+            "confined `{}` tried to run {shown} with arguments {}, which the job's exec grant ({}) does not allow; add an entry with those `args` if the job needs it",
+            rules.program,
+            crate::diag::toml_strings(given),
+            rules.exec_described
         ),
     );
     Verdict::Refuse(libc::EACCES)
