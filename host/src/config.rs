@@ -505,7 +505,9 @@ impl Config {
     }
 
     /// Validates configuration text that came from `path`; relative paths
-    /// in it are taken relative to the file's directory.
+    /// in it are taken relative to the file's directory. Section by
+    /// section, then the checks that span jobs; every problem is kept, so
+    /// the operator fixes them in one pass.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
@@ -522,397 +524,46 @@ impl Config {
             }])
         })?;
         let mut problems = Problems { list: Vec::new() };
+        let p = &mut problems;
 
-        let data_dir = match &raw.data_dir {
-            Some(d) => base.join(d.get_ref()),
-            None => default_data_dir(),
+        let places = Places::read(&raw, &base, &lines, p);
+        let http = http_listen(&raw.http, &lines, p);
+        let setting = |value: &Option<Spanned<String>>, key: &str, default, p: &mut Problems| {
+            duration_setting(value.as_ref(), key, default, &lines, p)
         };
-        let plugin_dir = match &raw.plugin_dir {
-            Some(d) => base.join(d.get_ref()),
-            None => data_dir.join("plugins"),
-        };
-        let socket = match &raw.api.socket {
-            Some(s) => base.join(s.get_ref()),
-            None => data_dir.join("opsd.sock"),
-        };
-        if socket.as_os_str().len() >= 100 {
-            problems.push(
-                raw.api.socket.as_ref().and_then(|s| lines.at(s)),
-                None,
-                format!(
-                    "control socket path {} is too long for a Unix socket; set [api] socket to a shorter path",
-                    socket.display()
-                ),
-            );
-        }
-
-        let http = if raw.http.enabled == Some(false) {
-            None
-        } else {
-            let text = raw
-                .http
-                .listen
-                .as_ref()
-                .map_or(DEFAULT_HTTP_LISTEN, |l| l.get_ref().as_str());
-            match text.parse::<std::net::SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    problems.push(
-                        raw.http.listen.as_ref().and_then(|l| lines.at(l)),
-                        None,
-                        format!(
-                            "[http] listen `{text}` is not an address:port such as `127.0.0.1:9779`"
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-        let shutdown_grace = match &raw.shutdown_grace {
-            None => DEFAULT_SHUTDOWN_GRACE,
-            Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
-                problems.push(lines.at(g), None, format!("shutdown_grace: {e}"));
-                DEFAULT_SHUTDOWN_GRACE
-            }),
-        };
-        let release_idle_code_after = match &raw.release_idle_code_after {
-            None => DEFAULT_RELEASE_IDLE_CODE_AFTER,
-            Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
-                problems.push(lines.at(g), None, format!("release_idle_code_after: {e}"));
-                DEFAULT_RELEASE_IDLE_CODE_AFTER
-            }),
-        };
-        let monitor_interval = match &raw.monitor.interval {
-            None => DEFAULT_MONITOR_INTERVAL,
-            Some(g) => match parse_duration(g.get_ref()) {
-                Ok(d) if d >= Duration::from_secs(1) => d,
-                Ok(_) => {
-                    problems.push(lines.at(g), None, "[monitor] interval must be at least 1s");
-                    DEFAULT_MONITOR_INTERVAL
-                }
-                Err(e) => {
-                    problems.push(lines.at(g), None, format!("[monitor] interval: {e}"));
-                    DEFAULT_MONITOR_INTERVAL
-                }
-            },
-        };
-        let mut notify = Vec::new();
-        for n in &raw.notify {
-            let url_text = n.get_ref().url.get_ref();
-            match url_text.parse::<hyper::Uri>() {
-                Ok(url)
-                    if matches!(url.scheme_str(), Some("http" | "https"))
-                        && url.host().is_some() =>
-                {
-                    notify.push(crate::notify::Target {
-                        url,
-                        on: n.get_ref().on.clone(),
-                        jobs: n
-                            .get_ref()
-                            .jobs
-                            .iter()
-                            .map(|j| j.get_ref().clone())
-                            .collect(),
-                    });
-                }
-                _ => problems.push(
-                    lines.at(&n.get_ref().url),
-                    None,
-                    format!("[[notify]] url `{url_text}` is not an http:// or https:// URL"),
-                ),
-            }
-        }
+        let shutdown_grace = setting(
+            &raw.shutdown_grace,
+            "shutdown_grace",
+            DEFAULT_SHUTDOWN_GRACE,
+            p,
+        );
+        let release_idle_code_after = setting(
+            &raw.release_idle_code_after,
+            "release_idle_code_after",
+            DEFAULT_RELEASE_IDLE_CODE_AFTER,
+            p,
+        );
+        let monitor_interval = monitor_interval(&raw.monitor, &lines, p);
+        let notify = notify_targets(&raw.notify, &lines, p);
 
         let mut names = BTreeSet::new();
-        let mut jobs = Vec::new();
-        for spanned in &raw.job {
-            let raw_job = spanned.get_ref();
-            let line = lines.at(spanned);
-            let name = raw_job.name.get_ref().clone();
-            let name_line = lines.at(&raw_job.name);
-            if !valid_job_name(&name) {
-                problems.push(
-                    name_line,
-                    Some(&name),
-                    "a job name uses letters, digits, `-`, `_` and `.` only",
-                );
-            }
-            if !names.insert(name.clone()) {
-                problems.push(
-                    name_line,
-                    Some(&name),
-                    "a job with this name is already defined above",
-                );
-            }
-            let schedule = match &raw_job.schedule {
-                Some(text) => match Schedule::parse(text.get_ref()) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        problems.push(lines.at(text), Some(&name), e.to_string());
-                        None
-                    }
-                },
-                None if raw_job.when.is_some() => Some(Schedule::never()),
-                None => {
-                    problems.push(
-                        line,
-                        Some(&name),
-                        "a job needs a `schedule` (e.g. schedule = \"0 2 * * *\"), a `when` condition, or both",
-                    );
-                    None
-                }
-            };
-            let mut when = Vec::new();
-            if let Some(raw_when) = &raw_job.when {
-                let at = lines.at(raw_when);
-                for c in raw_when.get_ref().clone().into_vec() {
-                    match crate::monitor::condition::Condition::from_raw(&c) {
-                        Ok(c) => when.push(c),
-                        Err(e) => problems.push(at, Some(&name), e),
-                    }
-                }
-            }
-            let settings = job_settings(raw_job, &raw.defaults, &lines, &name, &mut problems);
-            let pin = raw_job
-                .plugin_sha256
-                .as_ref()
-                .map(|p| p.get_ref().to_ascii_lowercase());
-            if let (Some(p), Some(raw_pin)) = (&pin, &raw_job.plugin_sha256)
-                && (p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                problems.push(
-                    lines.at(raw_pin),
-                    Some(&name),
-                    "plugin_sha256 must be 64 hex digits (`opsd plugins list` shows each plugin's)",
-                );
-            }
-            let mode = raw_job
-                .sandbox
-                .exec
-                .or(raw.sandbox.exec)
-                .unwrap_or_default();
-            let grants = grants::Grants::from_raw(
-                &raw_job.grants,
-                mode,
-                &base,
-                &lines,
-                &name,
-                &mut problems,
-            );
-            let config = raw_job
-                .config
-                .as_ref()
-                .map(|t| toml_to_json(toml::Value::Table(t.get_ref().clone())))
-                .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-            let config_lines = raw_job
-                .config
-                .as_ref()
-                .map(|t| key_lines(text, t))
-                .unwrap_or_default();
-            if let (Some(schedule), Some(settings), Some(grants)) = (schedule, settings, grants) {
-                jobs.push(Job {
-                    name,
-                    plugin: raw_job.plugin.get_ref().clone(),
-                    schedule,
-                    when,
-                    timezone: settings.timezone,
-                    timeout: settings.timeout,
-                    policy: settings.policy,
-                    enabled: raw_job.enabled,
-                    plugin_sha256: pin,
-                    grants,
-                    config,
-                    config_lines,
-                    line: line.unwrap_or(0),
-                });
-            }
-        }
-        // Nothing a plugin may write is something the daemon trusts: its
-        // store and compile cache (data_dir, which holds other jobs'
-        // history too: not even read), its control socket, the plugins it
-        // loads.
-        let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
-        let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
-        for job in &jobs {
-            for g in &job.grants.fs {
-                let host = real(&g.host);
-                let rw = g.access == grants::Access::ReadWrite;
-                let clash = if overlaps(&host, &real(&data_dir)) {
-                    Some(format!(
-                        "opsd's data directory {} (its store, with every job's history, its compile cache and control socket)",
-                        data_dir.display()
-                    ))
-                } else if rw && overlaps(&host, &real(&plugin_dir)) {
-                    Some(format!(
-                        "opsd's plugin directory {} (the code it loads)",
-                        plugin_dir.display()
-                    ))
-                } else if rw && real(&socket).starts_with(&host) {
-                    Some(format!("opsd's control socket {}", socket.display()))
-                } else {
-                    None
-                };
-                if let Some(what) = clash {
-                    problems.push(
-                        Some(job.line),
-                        Some(&job.name),
-                        format!(
-                            "fs grant {} -> {} ({}) reaches {what}; a plugin may never touch what opsd trusts: grant a directory outside it",
-                            g.guest,
-                            g.host.display(),
-                            if rw { "rw" } else { "ro" }
-                        ),
-                    );
-                }
-            }
-        }
-        // No job may rewrite a program another job runs: a program inside
-        // any job's rw grant would run what that job's plugin put there,
-        // with the other job's grants.
-        for job in &jobs {
-            for p in &job.grants.exec.programs {
-                let files: Vec<&PathBuf> = std::iter::once(&p.real).chain(&p.needs).collect();
-                // (the job's own grants are checked where its exec grant
-                // is read, with the entry's line)
-                let writer = jobs
-                    .iter()
-                    .filter(|o| o.name != job.name)
-                    .find_map(|other| {
-                        other
-                            .grants
-                            .fs
-                            .iter()
-                            .filter(|g| g.access == grants::Access::ReadWrite)
-                            .find(|g| files.iter().any(|f| f.starts_with(real(&g.host))))
-                            .map(|g| (other, g))
-                    });
-                if let Some((other, g)) = writer {
-                    problems.push(
-                        Some(job.line),
-                        Some(&job.name),
-                        format!(
-                            "exec grant `{}` ({}) lies in job `{}`'s read-write grant {} -> {}, so that job's plugin could replace what this job runs; install the program outside what any job may write",
-                            p.name,
-                            p.real.display(),
-                            other.name,
-                            g.guest,
-                            g.host.display()
-                        ),
-                    );
-                }
-            }
-        }
-        // A job's programs never reach what the daemon trusts through a
-        // Unix socket grant: its control socket drives every job.
-        let trusted = |p: &Path| {
-            let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
-            p == socket
-                || p == real(&socket)
-                || p.starts_with(real(&data_dir))
-                || p.starts_with(&data_dir)
-        };
-        for job in &jobs {
-            for u in job.grants.children.unix.iter().filter(|u| trusted(&u.path)) {
-                problems.push(
-                    Some(job.line),
-                    Some(&job.name),
-                    format!(
-                        "net grant `unix:{}` is opsd's own control socket or data directory; a job's programs may never reach it",
-                        u.path.display()
-                    ),
-                );
-            }
-        }
-        // Nor opsd's own HTTP endpoint: its /metrics names every job's
-        // probes and conditions.
+        let jobs: Vec<Job> = raw
+            .job
+            .iter()
+            .filter_map(|spanned| job(spanned, &raw, text, &base, &mut names, p))
+            .collect();
+        places.check_grants(&jobs, p);
+        check_program_writers(&jobs, p);
         if let Some(listen) = http {
-            for job in jobs.iter().filter(|j| j.grants.net.may_reach_local(listen)) {
-                problems.push(
-                    Some(job.line),
-                    Some(&job.name),
-                    format!(
-                        "net grant {} reaches opsd's own HTTP endpoint {listen} (its /metrics shows every job's probes); narrow the grant's ports or move [http] listen",
-                        job.grants.net.describe()
-                    ),
-                );
-            }
+            check_http_reach(&jobs, listen, p);
         }
-        // As root, a program whose owner is not root (or opsd's user), or
-        // that others may write, is chosen by them: refuse it as cron
-        // would a crontab.
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
-            for job in &jobs {
-                let trusted = crate::trust::Trusted::program(
-                    job.grants.children.run_as.as_ref().map(|r| r.uid),
-                );
-                for p in &job.grants.exec.programs {
-                    // The path as named (its directories may hold a link
-                    // to swap) and every file it starts.
-                    let files = [&p.path, &p.real]
-                        .into_iter()
-                        .chain(&p.needs)
-                        .chain(&p.runs);
-                    let named = p.path.parent().map(|d| crate::trust::check_as(d, &trusted));
-                    if let Some(why) = named
-                        .into_iter()
-                        .chain(files.map(|f| crate::trust::check_as(f, &trusted)))
-                        .filter_map(Result::err)
-                        .next()
-                    {
-                        problems.push(
-                            Some(job.line),
-                            Some(&job.name),
-                            format!("exec grant `{}`: {why}", p.name),
-                        );
-                    }
-                }
-            }
+            check_program_owners(&jobs, p);
         }
-        let builtin_names: Vec<&str> = crate::builtins::builtins().iter().map(|b| b.name).collect();
-        for o in &raw.plugins.override_builtin {
-            if !builtin_names.contains(&o.get_ref().as_str()) {
-                problems.push(
-                    lines.at(o),
-                    None,
-                    format!(
-                        "[plugins] override_builtin names `{}`, which is not a built-in plugin ({})",
-                        o.get_ref(),
-                        builtin_names.join(", ")
-                    ),
-                );
-            }
-        }
-        for n in &raw.notify {
-            for j in &n.get_ref().jobs {
-                if !names.contains(j.get_ref()) {
-                    problems.push(
-                        lines.at(j),
-                        None,
-                        format!(
-                            "[[notify]] names job `{}`, which is not defined",
-                            j.get_ref()
-                        ),
-                    );
-                }
-            }
-        }
-        let max_concurrent_runs = match &raw.max_concurrent_runs {
-            None => default_max_concurrent_runs(),
-            Some(n) if (1..=100_000).contains(n.get_ref()) => *n.get_ref() as usize,
-            Some(n) => {
-                problems.push(
-                    lines.at(n),
-                    None,
-                    format!(
-                        "max_concurrent_runs = {}: write a number from 1 to 100000 (default {})",
-                        n.get_ref(),
-                        default_max_concurrent_runs()
-                    ),
-                );
-                1
-            }
-        };
+        check_override_builtin(&raw.plugins, &lines, p);
+        check_notify_jobs(&raw.notify, &names, &lines, p);
+        let max_concurrent_runs = max_concurrent_runs(raw.max_concurrent_runs.as_ref(), &lines, p);
         if !problems.list.is_empty() {
             return Err(fail(problems.list));
         }
@@ -921,9 +572,9 @@ impl Config {
             release_idle_code_after,
             monitor_interval,
             path,
-            data_dir,
-            plugin_dir,
-            socket,
+            data_dir: places.data_dir,
+            plugin_dir: places.plugin_dir,
+            socket: places.socket,
             http,
             shutdown_grace,
             notify,
@@ -947,6 +598,473 @@ impl Config {
                 config: self.path.clone(),
                 known: self.jobs.iter().map(|j| j.name.clone()).collect(),
             })
+    }
+}
+
+/// Where opsd keeps what it trusts: its store and compile cache, the
+/// plugins it loads, its control socket.
+struct Places {
+    data_dir: PathBuf,
+    plugin_dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Places {
+    fn read(raw: &RawConfig, base: &Path, lines: &Lines<'_>, problems: &mut Problems) -> Places {
+        let data_dir = match &raw.data_dir {
+            Some(d) => base.join(d.get_ref()),
+            None => default_data_dir(),
+        };
+        let plugin_dir = match &raw.plugin_dir {
+            Some(d) => base.join(d.get_ref()),
+            None => data_dir.join("plugins"),
+        };
+        let socket = match &raw.api.socket {
+            Some(s) => base.join(s.get_ref()),
+            None => data_dir.join("opsd.sock"),
+        };
+        if socket.as_os_str().len() >= 100 {
+            problems.push(
+                raw.api.socket.as_ref().and_then(|s| lines.at(s)),
+                None,
+                format!(
+                    "control socket path {} is too long for a Unix socket; set [api] socket to a shorter path",
+                    socket.display()
+                ),
+            );
+        }
+        Places {
+            data_dir,
+            plugin_dir,
+            socket,
+        }
+    }
+
+    /// Nothing a plugin or its programs may write or reach is something
+    /// the daemon trusts.
+    fn check_grants(&self, jobs: &[Job], problems: &mut Problems) {
+        let Places {
+            data_dir,
+            plugin_dir,
+            socket,
+        } = self;
+        // Nothing a plugin may write is something the daemon trusts: its
+        // store and compile cache (data_dir, which holds other jobs'
+        // history too: not even read), its control socket, the plugins it
+        // loads.
+        let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
+        let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        for job in jobs {
+            for g in &job.grants.fs {
+                let host = real(&g.host);
+                let rw = g.access == grants::Access::ReadWrite;
+                let clash = if overlaps(&host, &real(data_dir)) {
+                    Some(format!(
+                        "opsd's data directory {} (its store, with every job's history, its compile cache and control socket)",
+                        data_dir.display()
+                    ))
+                } else if rw && overlaps(&host, &real(plugin_dir)) {
+                    Some(format!(
+                        "opsd's plugin directory {} (the code it loads)",
+                        plugin_dir.display()
+                    ))
+                } else if rw && real(socket).starts_with(&host) {
+                    Some(format!("opsd's control socket {}", socket.display()))
+                } else {
+                    None
+                };
+                if let Some(what) = clash {
+                    problems.push(
+                        Some(job.line),
+                        Some(&job.name),
+                        format!(
+                            "fs grant {} -> {} ({}) reaches {what}; a plugin may never touch what opsd trusts: grant a directory outside it",
+                            g.guest,
+                            g.host.display(),
+                            if rw { "rw" } else { "ro" }
+                        ),
+                    );
+                }
+            }
+        }
+        // A job's programs never reach what the daemon trusts through a
+        // Unix socket grant: its control socket drives every job.
+        let trusted = |p: &Path| {
+            let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
+            p == socket
+                || p == real(socket)
+                || p.starts_with(real(data_dir))
+                || p.starts_with(data_dir)
+        };
+        for job in jobs {
+            for u in job.grants.children.unix.iter().filter(|u| trusted(&u.path)) {
+                problems.push(
+                    Some(job.line),
+                    Some(&job.name),
+                    format!(
+                        "net grant `unix:{}` is opsd's own control socket or data directory; a job's programs may never reach it",
+                        u.path.display()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `[http] listen`, unless `enabled = false`.
+fn http_listen(
+    raw: &RawHttp,
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) -> Option<std::net::SocketAddr> {
+    if raw.enabled == Some(false) {
+        None
+    } else {
+        let text = raw
+            .listen
+            .as_ref()
+            .map_or(DEFAULT_HTTP_LISTEN, |l| l.get_ref().as_str());
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(
+                    raw.listen.as_ref().and_then(|l| lines.at(l)),
+                    None,
+                    format!(
+                        "[http] listen `{text}` is not an address:port such as `127.0.0.1:9779`"
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A duration setting: its default when absent, a problem naming the
+/// key when it does not parse.
+fn duration_setting(
+    value: Option<&Spanned<String>>,
+    key: &str,
+    default: Duration,
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) -> Duration {
+    match value {
+        None => default,
+        Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|e| {
+            problems.push(lines.at(g), None, format!("{key}: {e}"));
+            default
+        }),
+    }
+}
+
+/// `[monitor] interval`, at least a second.
+fn monitor_interval(raw: &RawMonitor, lines: &Lines<'_>, problems: &mut Problems) -> Duration {
+    match &raw.interval {
+        None => DEFAULT_MONITOR_INTERVAL,
+        Some(g) => match parse_duration(g.get_ref()) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                problems.push(lines.at(g), None, "[monitor] interval must be at least 1s");
+                DEFAULT_MONITOR_INTERVAL
+            }
+            Err(e) => {
+                problems.push(lines.at(g), None, format!("[monitor] interval: {e}"));
+                DEFAULT_MONITOR_INTERVAL
+            }
+        },
+    }
+}
+
+/// `[[notify]]` webhooks: each an http or https URL.
+fn notify_targets(
+    raw: &[Spanned<RawNotify>],
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) -> Vec<crate::notify::Target> {
+    let mut notify = Vec::new();
+    for n in raw {
+        let url_text = n.get_ref().url.get_ref();
+        match url_text.parse::<hyper::Uri>() {
+            Ok(url)
+                if matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some() =>
+            {
+                notify.push(crate::notify::Target {
+                    url,
+                    on: n.get_ref().on.clone(),
+                    jobs: n
+                        .get_ref()
+                        .jobs
+                        .iter()
+                        .map(|j| j.get_ref().clone())
+                        .collect(),
+                });
+            }
+            _ => problems.push(
+                lines.at(&n.get_ref().url),
+                None,
+                format!("[[notify]] url `{url_text}` is not an http:// or https:// URL"),
+            ),
+        }
+    }
+    notify
+}
+
+/// One `[[job]]`: `None` when it has problems (they are in `problems`).
+/// `names` collects the names seen, to refuse a second job by one.
+fn job(
+    spanned: &Spanned<RawJob>,
+    raw: &RawConfig,
+    text: &str,
+    base: &Path,
+    names: &mut BTreeSet<String>,
+    problems: &mut Problems,
+) -> Option<Job> {
+    let lines = Lines(text);
+    let raw_job = spanned.get_ref();
+    let line = lines.at(spanned);
+    let name = raw_job.name.get_ref().clone();
+    let name_line = lines.at(&raw_job.name);
+    if !valid_job_name(&name) {
+        problems.push(
+            name_line,
+            Some(&name),
+            "a job name uses letters, digits, `-`, `_` and `.` only",
+        );
+    }
+    if !names.insert(name.clone()) {
+        problems.push(
+            name_line,
+            Some(&name),
+            "a job with this name is already defined above",
+        );
+    }
+    let schedule = match &raw_job.schedule {
+        Some(text) => match Schedule::parse(text.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(lines.at(text), Some(&name), e.to_string());
+                None
+            }
+        },
+        None if raw_job.when.is_some() => Some(Schedule::never()),
+        None => {
+            problems.push(
+                line,
+                Some(&name),
+                "a job needs a `schedule` (e.g. schedule = \"0 2 * * *\"), a `when` condition, or both",
+            );
+            None
+        }
+    };
+    let mut when = Vec::new();
+    if let Some(raw_when) = &raw_job.when {
+        let at = lines.at(raw_when);
+        for c in raw_when.get_ref().clone().into_vec() {
+            match crate::monitor::condition::Condition::from_raw(&c) {
+                Ok(c) => when.push(c),
+                Err(e) => problems.push(at, Some(&name), e),
+            }
+        }
+    }
+    let settings = job_settings(raw_job, &raw.defaults, &lines, &name, problems);
+    let pin = raw_job
+        .plugin_sha256
+        .as_ref()
+        .map(|p| p.get_ref().to_ascii_lowercase());
+    if let (Some(p), Some(raw_pin)) = (&pin, &raw_job.plugin_sha256)
+        && (p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        problems.push(
+            lines.at(raw_pin),
+            Some(&name),
+            "plugin_sha256 must be 64 hex digits (`opsd plugins list` shows each plugin's)",
+        );
+    }
+    let mode = raw_job
+        .sandbox
+        .exec
+        .or(raw.sandbox.exec)
+        .unwrap_or_default();
+    let grants = grants::Grants::from_raw(&raw_job.grants, mode, base, &lines, &name, problems);
+    let config = raw_job
+        .config
+        .as_ref()
+        .map(|t| toml_to_json(toml::Value::Table(t.get_ref().clone())))
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let config_lines = raw_job
+        .config
+        .as_ref()
+        .map(|t| key_lines(text, t))
+        .unwrap_or_default();
+    let (Some(schedule), Some(settings), Some(grants)) = (schedule, settings, grants) else {
+        return None;
+    };
+    Some(Job {
+        name,
+        plugin: raw_job.plugin.get_ref().clone(),
+        schedule,
+        when,
+        timezone: settings.timezone,
+        timeout: settings.timeout,
+        policy: settings.policy,
+        enabled: raw_job.enabled,
+        plugin_sha256: pin,
+        grants,
+        config,
+        config_lines,
+        line: line.unwrap_or(0),
+    })
+}
+
+/// No job may rewrite a program another job runs: a program inside any
+/// job's rw grant would run what that job's plugin put there, with the
+/// other job's grants.
+fn check_program_writers(jobs: &[Job], problems: &mut Problems) {
+    let real = |q: &Path| q.canonicalize().unwrap_or_else(|_| q.to_owned());
+    for job in jobs {
+        for p in &job.grants.exec.programs {
+            let files: Vec<&PathBuf> = std::iter::once(&p.real).chain(&p.needs).collect();
+            // (the job's own grants are checked where its exec grant
+            // is read, with the entry's line)
+            let writer = jobs
+                .iter()
+                .filter(|o| o.name != job.name)
+                .find_map(|other| {
+                    other
+                        .grants
+                        .fs
+                        .iter()
+                        .filter(|g| g.access == grants::Access::ReadWrite)
+                        .find(|g| files.iter().any(|f| f.starts_with(real(&g.host))))
+                        .map(|g| (other, g))
+                });
+            if let Some((other, g)) = writer {
+                problems.push(
+                    Some(job.line),
+                    Some(&job.name),
+                    format!(
+                        "exec grant `{}` ({}) lies in job `{}`'s read-write grant {} -> {}, so that job's plugin could replace what this job runs; install the program outside what any job may write",
+                        p.name,
+                        p.real.display(),
+                        other.name,
+                        g.guest,
+                        g.host.display()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// No net grant reaches opsd's own HTTP endpoint: its /metrics names
+/// every job's probes and conditions.
+fn check_http_reach(jobs: &[Job], listen: std::net::SocketAddr, problems: &mut Problems) {
+    for job in jobs.iter().filter(|j| j.grants.net.may_reach_local(listen)) {
+        problems.push(
+            Some(job.line),
+            Some(&job.name),
+            format!(
+                "net grant {} reaches opsd's own HTTP endpoint {listen} (its /metrics shows every job's probes); narrow the grant's ports or move [http] listen",
+                job.grants.net.describe()
+            ),
+        );
+    }
+}
+
+/// As root, a program whose owner is not root (or opsd's user), or that
+/// others may write, is chosen by them: refuse it as cron would a
+/// crontab.
+fn check_program_owners(jobs: &[Job], problems: &mut Problems) {
+    for job in jobs {
+        let trusted =
+            crate::trust::Trusted::program(job.grants.children.run_as.as_ref().map(|r| r.uid));
+        for p in &job.grants.exec.programs {
+            // The path as named (its directories may hold a link
+            // to swap) and every file it starts.
+            let files = [&p.path, &p.real]
+                .into_iter()
+                .chain(&p.needs)
+                .chain(&p.runs);
+            let named = p.path.parent().map(|d| crate::trust::check_as(d, &trusted));
+            if let Some(why) = named
+                .into_iter()
+                .chain(files.map(|f| crate::trust::check_as(f, &trusted)))
+                .filter_map(Result::err)
+                .next()
+            {
+                problems.push(
+                    Some(job.line),
+                    Some(&job.name),
+                    format!("exec grant `{}`: {why}", p.name),
+                );
+            }
+        }
+    }
+}
+
+/// `[plugins] override_builtin` names built-ins only.
+fn check_override_builtin(raw: &RawPlugins, lines: &Lines<'_>, problems: &mut Problems) {
+    let builtin_names: Vec<&str> = crate::builtins::builtins().iter().map(|b| b.name).collect();
+    for o in &raw.override_builtin {
+        if !builtin_names.contains(&o.get_ref().as_str()) {
+            problems.push(
+                lines.at(o),
+                None,
+                format!(
+                    "[plugins] override_builtin names `{}`, which is not a built-in plugin ({})",
+                    o.get_ref(),
+                    builtin_names.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// `[[notify]] jobs` name jobs that exist.
+fn check_notify_jobs(
+    raw: &[Spanned<RawNotify>],
+    names: &BTreeSet<String>,
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) {
+    for n in raw {
+        for j in &n.get_ref().jobs {
+            if !names.contains(j.get_ref()) {
+                problems.push(
+                    lines.at(j),
+                    None,
+                    format!(
+                        "[[notify]] names job `{}`, which is not defined",
+                        j.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `max_concurrent_runs`, 1 to 100000.
+fn max_concurrent_runs(
+    raw: Option<&Spanned<i64>>,
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) -> usize {
+    match raw {
+        None => default_max_concurrent_runs(),
+        Some(n) if (1..=100_000).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            problems.push(
+                lines.at(n),
+                None,
+                format!(
+                    "max_concurrent_runs = {}: write a number from 1 to 100000 (default {})",
+                    n.get_ref(),
+                    default_max_concurrent_runs()
+                ),
+            );
+            1
+        }
     }
 }
 

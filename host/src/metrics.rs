@@ -82,77 +82,16 @@ impl Metrics {
     pub fn render(&self, f: &Figures) -> String {
         let mut out = String::new();
         let w = &mut out;
+        job_metrics(w, f);
+        self.run_metrics(w);
+        plugin_metrics(w, f);
+        system_metrics(w, f);
+        process_metrics(w);
+        out
+    }
 
-        header(
-            w,
-            "opsd_build_info",
-            "gauge",
-            "opsd version and the wasmtime it embeds.",
-        );
-        let _ = writeln!(
-            w,
-            "opsd_build_info{{version=\"{}\",wasmtime=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION"),
-            crate::runtime::WASMTIME_VERSION
-        );
-
-        header(w, "opsd_jobs", "gauge", "Jobs in the configuration.");
-        let _ = writeln!(w, "opsd_jobs {}", f.jobs.len());
-
-        let gauge =
-            |w: &mut String, name: &str, help: &str, pick: &dyn Fn(&JobFigures) -> Option<f64>| {
-                header(w, name, "gauge", help);
-                for job in &f.jobs {
-                    if let Some(v) = pick(job) {
-                        let _ = writeln!(w, "{name}{{job=\"{}\"}} {v}", escape(&job.name));
-                    }
-                }
-            };
-        gauge(
-            w,
-            "opsd_job_last_success_timestamp_seconds",
-            "When the job last finished ok or with a warning.",
-            &|j| j.state.last_success.map(|t| t.timestamp() as f64),
-        );
-        gauge(
-            w,
-            "opsd_job_last_run_timestamp_seconds",
-            "When the job's last run started.",
-            &|j| j.state.last_started.map(|t| t.timestamp() as f64),
-        );
-        gauge(
-            w,
-            "opsd_job_next_run_timestamp_seconds",
-            "When the job fires next (absent when disabled).",
-            &|j| j.state.next_fire.map(|t| t.timestamp() as f64),
-        );
-        gauge(
-            w,
-            "opsd_job_enabled",
-            "1 when the scheduler fires the job.",
-            &|j| Some(f64::from(u8::from(j.enabled))),
-        );
-        header(
-            w,
-            "opsd_job_missed_slots_total",
-            "counter",
-            "Slots not run: skipped by overlap or catch-up policy.",
-        );
-        for job in &f.jobs {
-            let _ = writeln!(
-                w,
-                "opsd_job_missed_slots_total{{job=\"{}\"}} {}",
-                escape(&job.name),
-                job.state.missed_total
-            );
-        }
-        gauge(
-            w,
-            "opsd_job_running",
-            "Runs of the job in progress.",
-            &|j| Some(j.running as f64),
-        );
-
+    /// Runs counted since start, by outcome, and their durations.
+    fn run_metrics(&self, w: &mut String) {
         let inner = self.inner.locked();
         header(
             w,
@@ -198,25 +137,98 @@ impl Metrics {
             );
         }
         drop(inner);
+    }
+}
 
-        header(
+/// What opsd is, and each job's state.
+fn job_metrics(w: &mut String, f: &Figures) {
+    header(
+        w,
+        "opsd_build_info",
+        "gauge",
+        "opsd version and the wasmtime it embeds.",
+    );
+    let _ = writeln!(
+        w,
+        "opsd_build_info{{version=\"{}\",wasmtime=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::runtime::WASMTIME_VERSION
+    );
+
+    header(w, "opsd_jobs", "gauge", "Jobs in the configuration.");
+    let _ = writeln!(w, "opsd_jobs {}", f.jobs.len());
+
+    let gauge =
+        |w: &mut String, name: &str, help: &str, pick: &dyn Fn(&JobFigures) -> Option<f64>| {
+            header(w, name, "gauge", help);
+            for job in &f.jobs {
+                if let Some(v) = pick(job) {
+                    let _ = writeln!(w, "{name}{{job=\"{}\"}} {v}", escape(&job.name));
+                }
+            }
+        };
+    gauge(
+        w,
+        "opsd_job_last_success_timestamp_seconds",
+        "When the job last finished ok or with a warning.",
+        &|j| j.state.last_success.map(|t| t.timestamp() as f64),
+    );
+    gauge(
+        w,
+        "opsd_job_last_run_timestamp_seconds",
+        "When the job's last run started.",
+        &|j| j.state.last_started.map(|t| t.timestamp() as f64),
+    );
+    gauge(
+        w,
+        "opsd_job_next_run_timestamp_seconds",
+        "When the job fires next (absent when disabled).",
+        &|j| j.state.next_fire.map(|t| t.timestamp() as f64),
+    );
+    gauge(
+        w,
+        "opsd_job_enabled",
+        "1 when the scheduler fires the job.",
+        &|j| Some(f64::from(u8::from(j.enabled))),
+    );
+    header(
+        w,
+        "opsd_job_missed_slots_total",
+        "counter",
+        "Slots not run: skipped by overlap or catch-up policy.",
+    );
+    for job in &f.jobs {
+        let _ = writeln!(
             w,
-            "opsd_plugin_info",
-            "gauge",
-            "Plugins loaded, with version and content hash.",
+            "opsd_job_missed_slots_total{{job=\"{}\"}} {}",
+            escape(&job.name),
+            job.state.missed_total
         );
-        for p in &f.plugins {
-            let _ = writeln!(
-                w,
-                "opsd_plugin_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1",
-                escape(&p.info.name),
-                escape(&p.info.version),
-                p.sha256
-            );
-        }
-        system_metrics(w, f);
-        process_metrics(w);
-        out
+    }
+    gauge(
+        w,
+        "opsd_job_running",
+        "Runs of the job in progress.",
+        &|j| Some(j.running as f64),
+    );
+}
+
+/// The plugins loaded.
+fn plugin_metrics(w: &mut String, f: &Figures) {
+    header(
+        w,
+        "opsd_plugin_info",
+        "gauge",
+        "Plugins loaded, with version and content hash.",
+    );
+    for p in &f.plugins {
+        let _ = writeln!(
+            w,
+            "opsd_plugin_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1",
+            escape(&p.info.name),
+            escape(&p.info.version),
+            p.sha256
+        );
     }
 }
 
@@ -225,6 +237,14 @@ fn system_metrics(w: &mut String, f: &Figures) {
     let Some((s, before)) = f.history.split_last() else {
         return;
     };
+    machine_metrics(w, s, before);
+    disk_metrics(w, s);
+    probe_metrics(w, s);
+    condition_metrics(w, f);
+}
+
+/// CPU, memory, swap, network errors and load.
+fn machine_metrics(w: &mut String, s: &Sample, before: &[Sample]) {
     let mut one = |name: &str, kind: &str, help: &str, value: f64| {
         header(w, name, kind, help);
         let _ = writeln!(w, "{name} {value}");
@@ -282,6 +302,10 @@ fn system_metrics(w: &mut String, f: &Figures) {
     for (period, v) in ["1m", "5m", "15m"].iter().zip(s.load) {
         let _ = writeln!(w, "opsd_system_load_average{{period=\"{period}\"}} {v}");
     }
+}
+
+/// How full each filesystem is.
+fn disk_metrics(w: &mut String, s: &Sample) {
     let disks = s.filesystems();
     header(
         w,
@@ -312,6 +336,10 @@ fn system_metrics(w: &mut String, f: &Figures) {
             d.available_bytes
         );
     }
+}
+
+/// Each HTTP probe's answer time.
+fn probe_metrics(w: &mut String, s: &Sample) {
     if !s.probes.is_empty() {
         header(
             w,
@@ -328,6 +356,10 @@ fn system_metrics(w: &mut String, f: &Figures) {
             );
         }
     }
+}
+
+/// Where each job's `when` conditions stand.
+fn condition_metrics(w: &mut String, f: &Figures) {
     let states = &f.conditions;
     if states.is_empty() {
         return;

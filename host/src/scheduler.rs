@@ -117,7 +117,6 @@ pub async fn run(
     tokio::pin!(shutdown);
     let clock = ops.clock().clone();
     let stopping = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     if ops.monitor().samples_itself() {
         tokio::spawn(sample_machine(ops.clone(), stopping.clone()));
     }
@@ -128,140 +127,81 @@ pub async fn run(
     if let Err(e) = ops.apply_retention() {
         tracing::error!(error = %e, "retention failed");
     }
-    let mut last_retention = now;
-    // Each job's next slot, and the definition it was computed for: a job
-    // added or changed by a reload starts afresh from now.
-    let mut pending: HashMap<String, (String, Option<DateTime<Utc>>)> = HashMap::new();
-    let mut first_pass = true;
-    // Each job's definition hash, for the config they were computed from.
-    let mut definitions: (Option<Arc<crate::config::Config>>, Vec<String>) = (None, Vec::new());
-    // Whether every job must be looked at again (start, reload, enable or
-    // disable); otherwise a pass only touches the jobs that are due.
-    let mut refresh = true;
-
+    let mut looped = Loop {
+        ops: ops.clone(),
+        stopping,
+        tasks: JoinSet::new(),
+        pending: HashMap::new(),
+        first_pass: true,
+        definitions: (None, Vec::new()),
+        refresh: true,
+        last_retention: now,
+    };
     loop {
-        let now = clock.now();
-        let config = ops.config();
-        if definitions
+        let wake = looped.pass(clock.now()).await?;
+        tokio::select! {
+            _ = clock.sleep_until(wake) => {}
+            _ = ops.changed().notified() => looped.refresh = true,
+            _ = ops.monitor().sampled.notified() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    looped.stop(grace).await;
+    Ok(())
+}
+
+/// The scheduler between passes.
+struct Loop {
+    ops: Arc<Ops>,
+    /// Fired on shutdown: nothing new starts.
+    stopping: CancellationToken,
+    /// Runs started (with their jitter and retries).
+    tasks: JoinSet<()>,
+    /// Each job's next slot, and the definition it was computed for: a
+    /// job added or changed by a reload starts afresh from now.
+    pending: HashMap<String, (String, Option<DateTime<Utc>>)>,
+    first_pass: bool,
+    /// Each job's definition hash, for the config they were computed from.
+    definitions: (Option<Arc<crate::config::Config>>, Vec<String>),
+    /// Whether every job must be looked at again (start, reload, enable or
+    /// disable); otherwise a pass only touches the jobs that are due.
+    refresh: bool,
+    last_retention: DateTime<Utc>,
+}
+
+impl Loop {
+    /// One look at the jobs at `now`: takes the slots that have come,
+    /// fires the conditions that hold, and says when to look again.
+    async fn pass(&mut self, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+        let config = self.ops.config();
+        if self
+            .definitions
             .0
             .as_ref()
             .is_none_or(|c| !Arc::ptr_eq(c, &config))
         {
-            definitions = (
+            self.definitions = (
                 Some(config.clone()),
                 config.jobs.iter().map(|j| j.definition_hash()).collect(),
             );
-            refresh = true;
+            self.refresh = true;
         }
         let mut wake = now + chrono::Duration::minutes(1);
-        // Whether the pass fired a slot that started no run.
+        // Whether the pass took a slot that started no run.
         let mut unflushed = false;
         for (index, job) in config.jobs.iter().enumerate() {
-            let definition = &definitions.1[index];
-            if !refresh
-                && let Some((d, slot)) = pending.get(&job.name)
-                && d == definition
-                && slot.is_none_or(|s| s > now)
-            {
-                if let Some(s) = slot {
-                    wake = wake.min(*s);
-                }
-                continue;
-            }
-            let state = ops.jobs().state(&job.name)?;
-            let enabled = ops.is_enabled(job, &state);
-            let definition = definition.clone();
-            if pending.get(&job.name).is_none_or(|(d, _)| *d != definition) {
-                if first_pass && job.schedule.is_reboot() && enabled {
-                    spawn_runs(
-                        &ops,
-                        &mut tasks,
-                        &stopping,
-                        job,
-                        vec![(now, Trigger::Schedule)],
-                        None,
-                    );
-                }
-                // Missed slots are looked for only when the job is the one
-                // that fired before; a new or changed schedule starts now.
-                let first = match state.last_fire {
-                    Some(last)
-                        if state.definition.as_deref() == Some(definition.as_str()) && enabled =>
-                    {
-                        job.schedule.next_after(last, job.timezone)
-                    }
-                    _ => ops.next_fire(job, &state, now),
-                };
-                if !first_pass {
-                    tracing::info!(job = %job.name, next = ?first, "job added or changed by a reload");
-                }
-                let first = first.filter(|_| enabled);
-                ops.jobs().definition_seen(&job.name, &definition, first)?;
-                pending.insert(job.name.clone(), (definition, first));
-            }
-            let Some((_, slot)) = pending.get_mut(&job.name) else {
-                continue;
-            };
-            if !enabled {
-                if slot.take().is_some() {
-                    ops.jobs().next_slot(&job.name, None)?;
-                }
-                continue;
-            }
-            if slot.is_none() {
-                *slot = ops.next_fire(job, &state, now);
-                let next = *slot;
-                ops.jobs().next_slot(&job.name, next)?;
-            }
-            let Some(first) = *slot else { continue };
-            if first <= now {
-                let due = take_due(job, first, now);
-                if due.missed > 0 {
-                    tracing::warn!(
-                        job = %job.name, missed = due.missed, catch_up = ?job.policy.catch_up,
-                        running = due.run.iter().filter(|r| r.1 == Trigger::CatchUp).count(),
-                        "slots were missed while opsd was not running or the clock jumped"
-                    );
-                    ops.notify(
-                        crate::notify::Event::Missed,
-                        &job.name,
-                        None,
-                        Some(due.missed),
-                    );
-                }
-                ops.jobs()
-                    .slots_taken(&job.name, due.last, due.next, due.missed)?;
-                // Started at once: a run makes its start record durable
-                // before its plugin starts, and that flush covers the slot
-                // just written (a flush covers every earlier write), so a
-                // crash never runs a slot twice.
-                if due.run.is_empty() {
-                    unflushed = true;
-                }
-                if due.run.iter().any(|r| r.1 == Trigger::CatchUp) {
-                    // Catch-up runs one after another, oldest first, then
-                    // the slots due now: none is skipped as an overlap of
-                    // its own catch-up.
-                    spawn_runs(&ops, &mut tasks, &stopping, job, due.run, None);
-                } else {
-                    for r in due.run {
-                        spawn_runs(&ops, &mut tasks, &stopping, job, vec![r], None);
-                    }
-                }
-                *slot = due.next;
-            }
-            if let Some(n) = *slot {
+            let definition = self.definitions.1[index].clone();
+            let (next, took_without_run) = self.look_at(job, definition, now)?;
+            unflushed |= took_without_run;
+            if let Some(n) = next {
                 wake = wake.min(n);
             }
         }
         // Jobs whose `when` condition has held long enough.
-        for fired in check_conditions(&ops, &config)? {
+        for fired in check_conditions(&self.ops, &config)? {
             if let Some(job) = config.jobs.iter().find(|j| j.name == fired.job) {
                 tracing::info!(job = %job.name, condition = %fired.reason, "condition holds; running the job");
-                spawn_runs(
-                    &ops,
-                    &mut tasks,
-                    &stopping,
+                self.spawn(
                     job,
                     vec![(fired.at, Trigger::Condition)],
                     Some(fired.reason),
@@ -269,22 +209,167 @@ pub async fn run(
             }
         }
         // Slots that started no run have no run's flush to cover them.
-        if first_pass || unflushed {
-            ops.jobs().flush().await?;
+        if self.first_pass || unflushed {
+            self.ops.jobs().flush().await?;
         }
-        if first_pass {
+        if self.first_pass {
             tracing::info!(jobs = config.jobs.len(), "scheduler started");
-            first_pass = false;
+            self.first_pass = false;
         }
-        if refresh {
+        if self.refresh {
             // Forget jobs a reload removed (only then can there be any).
             let names: std::collections::HashSet<&str> =
                 config.jobs.iter().map(|j| j.name.as_str()).collect();
-            pending.retain(|name, _| names.contains(name.as_str()));
+            self.pending.retain(|name, _| names.contains(name.as_str()));
         }
-        refresh = false;
-        ops.heartbeat(now);
-        let released = ops
+        self.refresh = false;
+        self.housekeeping(&config, now);
+        Ok(wake)
+    }
+
+    /// One job at `now`: its next slot after this look, and whether a
+    /// slot was taken that started no run.
+    fn look_at(
+        &mut self,
+        job: &Job,
+        definition: String,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(Option<DateTime<Utc>>, bool)> {
+        if !self.refresh
+            && let Some((d, slot)) = self.pending.get(&job.name)
+            && *d == definition
+            && slot.is_none_or(|s| s > now)
+        {
+            return Ok((*slot, false));
+        }
+        let state = self.ops.jobs().state(&job.name)?;
+        let enabled = self.ops.is_enabled(job, &state);
+        if self
+            .pending
+            .get(&job.name)
+            .is_none_or(|(d, _)| *d != definition)
+        {
+            self.first_sight(job, &state, enabled, definition, now)?;
+        }
+        let Some((_, slot)) = self.pending.get_mut(&job.name) else {
+            return Ok((None, false));
+        };
+        if !enabled {
+            if slot.take().is_some() {
+                self.ops.jobs().next_slot(&job.name, None)?;
+            }
+            return Ok((None, false));
+        }
+        if slot.is_none() {
+            *slot = self.ops.next_fire(job, &state, now);
+            let next = *slot;
+            self.ops.jobs().next_slot(&job.name, next)?;
+        }
+        let Some(first) = *slot else {
+            return Ok((None, false));
+        };
+        if first > now {
+            return Ok((Some(first), false));
+        }
+        let due = take_due(job, first, now);
+        let next = due.next;
+        *slot = next;
+        let took_without_run = self.take(job, due)?;
+        Ok((next, took_without_run))
+    }
+
+    /// A job met for the first time, or changed by a reload: its first
+    /// slot (`@reboot` runs now, on the first pass only).
+    fn first_sight(
+        &mut self,
+        job: &Job,
+        state: &crate::record::JobState,
+        enabled: bool,
+        definition: String,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if self.first_pass && job.schedule.is_reboot() && enabled {
+            self.spawn(job, vec![(now, Trigger::Schedule)], None);
+        }
+        // Missed slots are looked for only when the job is the one that
+        // fired before; a new or changed schedule starts now.
+        let first = match state.last_fire {
+            Some(last) if state.definition.as_deref() == Some(definition.as_str()) && enabled => {
+                job.schedule.next_after(last, job.timezone)
+            }
+            _ => self.ops.next_fire(job, state, now),
+        };
+        if !self.first_pass {
+            tracing::info!(job = %job.name, next = ?first, "job added or changed by a reload");
+        }
+        let first = first.filter(|_| enabled);
+        self.ops
+            .jobs()
+            .definition_seen(&job.name, &definition, first)?;
+        self.pending.insert(job.name.clone(), (definition, first));
+        Ok(())
+    }
+
+    /// Takes the slots that came due: records them, tells of missed ones,
+    /// starts what runs. Returns whether nothing was started.
+    fn take(&mut self, job: &Job, due: Due) -> anyhow::Result<bool> {
+        if due.missed > 0 {
+            tracing::warn!(
+                job = %job.name, missed = due.missed, catch_up = ?job.policy.catch_up,
+                running = due.run.iter().filter(|r| r.1 == Trigger::CatchUp).count(),
+                "slots were missed while opsd was not running or the clock jumped"
+            );
+            self.ops.notify(
+                crate::notify::Event::Missed,
+                &job.name,
+                None,
+                Some(due.missed),
+            );
+        }
+        self.ops
+            .jobs()
+            .slots_taken(&job.name, due.last, due.next, due.missed)?;
+        // Started at once: a run makes its start record durable before
+        // its plugin starts, and that flush covers the slot just written
+        // (a flush covers every earlier write), so a crash never runs a
+        // slot twice.
+        let nothing_started = due.run.is_empty();
+        if due.run.iter().any(|r| r.1 == Trigger::CatchUp) {
+            // Catch-up runs one after another, oldest first, then the
+            // slots due now: none is skipped as an overlap of its own
+            // catch-up.
+            self.spawn(job, due.run, None);
+        } else {
+            for r in due.run {
+                self.spawn(job, vec![r], None);
+            }
+        }
+        Ok(nothing_started)
+    }
+
+    fn spawn(
+        &mut self,
+        job: &Job,
+        slots: Vec<(DateTime<Utc>, Trigger)>,
+        condition: Option<String>,
+    ) {
+        spawn_runs(
+            &self.ops,
+            &mut self.tasks,
+            &self.stopping,
+            job,
+            slots,
+            condition,
+        );
+    }
+
+    /// What the loop does each time round besides firing: says it is
+    /// alive, hands back idle plugins' code, applies retention hourly,
+    /// reaps finished run tasks.
+    fn housekeeping(&mut self, config: &crate::config::Config, now: DateTime<Utc>) {
+        self.ops.heartbeat(now);
+        let released = self
+            .ops
             .registry()
             .runtime()
             .release_idle_code(config.release_idle_code_after);
@@ -294,54 +379,52 @@ pub async fn run(
                 "released the compiled code of idle plugins"
             );
         }
-        if now - last_retention >= RETENTION_EVERY {
-            last_retention = now;
-            if let Err(e) = ops.apply_retention() {
+        if now - self.last_retention >= RETENTION_EVERY {
+            self.last_retention = now;
+            if let Err(e) = self.ops.apply_retention() {
                 tracing::error!(error = %e, "retention failed");
             }
         }
-        while tasks.try_join_next().is_some() {}
-        tokio::select! {
-            _ = clock.sleep_until(wake) => {}
-            _ = ops.changed().notified() => refresh = true,
-            _ = ops.monitor().sampled.notified() => {}
-            _ = &mut shutdown => break,
-        }
+        while self.tasks.try_join_next().is_some() {}
     }
 
-    stopping.cancel();
-    // Every run counts, scheduled or started by an operator: all get the
-    // grace period, then those still going are interrupted and recorded.
-    let in_progress = || ops.running().values().map(Vec::len).sum::<usize>();
-    tracing::info!(running = in_progress(), grace = ?grace, "scheduler stopping; waiting for runs in progress");
-    let wait_all = |limit: Duration| {
-        let ops = ops.clone();
-        async move {
-            let until = std::time::Instant::now() + limit;
-            while ops.running().values().any(|v| !v.is_empty()) && std::time::Instant::now() < until
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Every run counts, scheduled or started by an operator: all get the
+    /// grace period, then those still going are interrupted and recorded.
+    async fn stop(mut self, grace: Duration) {
+        self.stopping.cancel();
+        let ops = self.ops.clone();
+        let in_progress = || ops.running().values().map(Vec::len).sum::<usize>();
+        tracing::info!(running = in_progress(), grace = ?grace, "scheduler stopping; waiting for runs in progress");
+        let wait_all = |limit: Duration| {
+            let ops = ops.clone();
+            async move {
+                let until = std::time::Instant::now() + limit;
+                while ops.running().values().any(|v| !v.is_empty())
+                    && std::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
+        };
+        wait_all(grace).await;
+        if in_progress() > 0 {
+            tracing::warn!(
+                running = in_progress(),
+                "runs still going after the grace period; interrupting them"
+            );
+            ops.cancel_all(
+                RunStatus::Interrupted,
+                &format!(
+                    "opsd was asked to stop and the run did not finish within the {} grace period",
+                    humantime::format_duration(grace)
+                ),
+            );
+            wait_all(Duration::from_secs(10)).await;
         }
-    };
-    wait_all(grace).await;
-    if in_progress() > 0 {
-        tracing::warn!(
-            running = in_progress(),
-            "runs still going after the grace period; interrupting them"
-        );
-        ops.cancel_all(
-            RunStatus::Interrupted,
-            &format!(
-                "opsd was asked to stop and the run did not finish within the {} grace period",
-                humantime::format_duration(grace)
-            ),
-        );
-        wait_all(Duration::from_secs(10)).await;
+        // What is left only waits (jitter, retry backoff) and starts
+        // nothing.
+        self.tasks.shutdown().await;
     }
-    // What is left only waits (jitter, retry backoff) and starts nothing.
-    tasks.shutdown().await;
-    Ok(())
 }
 
 /// Checks every job's `when` conditions against the newest sample.
