@@ -146,7 +146,8 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     write_out(&crate::escape::json(&doc))
 }
 
-/// Runs one parsed command line.
+/// Runs one parsed command line: one arm per command, each command in its
+/// own function.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Configuration is read lazily: some commands need none.
     let config = || load_config(cli.config.clone());
@@ -156,32 +157,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(config()?).await,
-        Command::Status { json } => {
-            let status = Backend::connect(config()?).await?.status().await?;
-            if json {
-                print_json(&status)?;
-            } else {
-                use std::io::IsTerminal;
-                let colour =
-                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-                write_out(&cli::status_table(&status, colour))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Status { json } => status(config()?, json).await,
         Command::Schedule { command } => match command {
-            ScheduleCommand::List { json } => {
-                let entries = Backend::connect(config()?).await?.schedule().await?;
-                if json {
-                    print_json(&entries)?;
-                } else {
-                    print(&cli::schedule_table(
-                        &entries,
-                        chrono::Utc::now(),
-                        cli::terminal_width(),
-                    ))?;
-                }
-                Ok(ExitCode::SUCCESS)
-            }
+            ScheduleCommand::List { json } => schedule_list(config()?, json).await,
             ScheduleCommand::Show { job, json } => show(config()?, &job, json).await,
             ScheduleCommand::Next {
                 expr,
@@ -198,99 +176,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
             json,
             follow,
-        } => {
-            let backend = Backend::connect(config()?).await?;
-            let rec = if follow {
-                let mut printer = cli::FollowPrinter::new();
-                let rec = backend
-                    .run_job(&job, dry_run, Some(&mut |ev| printer.event(ev)))
-                    .await;
-                printer.finish();
-                rec?
-            } else {
-                backend.run_job(&job, dry_run, None).await?
-            };
-            if json {
-                print_json(&rec)?;
-            } else {
-                print(&cli::run_report(&rec))?;
-            }
-            Ok(if rec.status.is_success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        } => run(config()?, &job, dry_run, follow, json).await,
         Command::History {
             job,
             status,
             since,
             limit,
             json,
-        } => {
-            let since = since
-                .map(|s| {
-                    crate::diag::parse_duration(&s)
-                        .map_err(anyhow::Error::msg)
-                        .and_then(|d| Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?))
-                })
-                .transpose()
-                .context("--since")?;
-            let q = HistoryQuery {
-                job,
-                status,
-                since,
-                limit: Some(limit),
-            };
-            let runs = Backend::connect(config()?).await?.history(&q).await?;
-            if json {
-                print_json(&runs)?;
-            } else {
-                print(&cli::history_table(&runs, cli::terminal_width()))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => history(config()?, job, status, since, limit, json).await,
         Command::Report {
             since,
             format,
             output,
-        } => {
-            let seconds = opsd_report_core::parse_span(&since).with_context(|| {
-                format!("--since `{since}`: write a span such as 24h, 7d or 30d")
-            })?;
-            let format = opsd_report_core::Format::parse(&format)
-                .with_context(|| format!("--format `{format}`: use text, md, html or json"))?;
-            let input = Backend::connect(config()?)
-                .await?
-                .report_input(seconds)
-                .await?;
-            let period = opsd_report_core::Period::last(seconds, input.now);
-            let report = opsd_report_core::build(&input, period);
-            let text = opsd_report_core::render(&report, format);
-            match output {
-                Some(path) => {
-                    let tmp = path.with_extension("opsd-tmp");
-                    std::fs::write(&tmp, &text)
-                        .and_then(|()| std::fs::rename(&tmp, &path))
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    eprintln!("wrote {}", path.display());
-                }
-                None if format == opsd_report_core::Format::Json => {
-                    write_out(&crate::escape::json(&text))?
-                }
-                None => print(&text)?,
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Logs { run_id, json } => {
-            let lines = Backend::connect(config()?).await?.run_log(&run_id).await?;
-            if json {
-                print_json(&lines)?;
-            } else {
-                print(&cli::log_text(&lines))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => report(config()?, &since, &format, output).await,
+        Command::Logs { run_id, json } => logs(config()?, &run_id, json).await,
         // Needs no configuration: it only writes a project.
         Command::Plugins {
             command: PluginsCommand::New { name, lang, dir },
@@ -309,6 +208,140 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `opsd status`.
+async fn status(config: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let status = Backend::connect(config).await?.status().await?;
+    if json {
+        print_json(&status)?;
+    } else {
+        use std::io::IsTerminal;
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        write_out(&cli::status_table(&status, colour))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd schedule list`.
+async fn schedule_list(config: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let entries = Backend::connect(config).await?.schedule().await?;
+    if json {
+        print_json(&entries)?;
+    } else {
+        print(&cli::schedule_table(
+            &entries,
+            chrono::Utc::now(),
+            cli::terminal_width(),
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd run`: exits 1 when the run did not succeed.
+async fn run(
+    config: Config,
+    job: &str,
+    dry_run: bool,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let backend = Backend::connect(config).await?;
+    let rec = if follow {
+        let mut printer = cli::FollowPrinter::new();
+        let rec = backend
+            .run_job(job, dry_run, Some(&mut |ev| printer.event(ev)))
+            .await;
+        printer.finish();
+        rec?
+    } else {
+        backend.run_job(job, dry_run, None).await?
+    };
+    if json {
+        print_json(&rec)?;
+    } else {
+        print(&cli::run_report(&rec))?;
+    }
+    Ok(if rec.status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `opsd history`.
+async fn history(
+    config: Config,
+    job: Option<String>,
+    status: Option<crate::record::RunStatus>,
+    since: Option<String>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let since = since
+        .map(|s| {
+            crate::diag::parse_duration(&s)
+                .map_err(anyhow::Error::msg)
+                .and_then(|d| Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?))
+        })
+        .transpose()
+        .context("--since")?;
+    let q = HistoryQuery {
+        job,
+        status,
+        since,
+        limit: Some(limit),
+    };
+    let runs = Backend::connect(config).await?.history(&q).await?;
+    if json {
+        print_json(&runs)?;
+    } else {
+        print(&cli::history_table(&runs, cli::terminal_width()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd report`: to a file (written whole, then renamed) or stdout.
+async fn report(
+    config: Config,
+    since: &str,
+    format: &str,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let seconds = opsd_report_core::parse_span(since)
+        .with_context(|| format!("--since `{since}`: write a span such as 24h, 7d or 30d"))?;
+    let format = opsd_report_core::Format::parse(format)
+        .with_context(|| format!("--format `{format}`: use text, md, html or json"))?;
+    let input = Backend::connect(config)
+        .await?
+        .report_input(seconds)
+        .await?;
+    let period = opsd_report_core::Period::last(seconds, input.now);
+    let report = opsd_report_core::build(&input, period);
+    let text = opsd_report_core::render(&report, format);
+    match output {
+        Some(path) => {
+            let tmp = path.with_extension("opsd-tmp");
+            std::fs::write(&tmp, &text)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None if format == opsd_report_core::Format::Json => write_out(&crate::escape::json(&text))?,
+        None => print(&text)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd logs`.
+async fn logs(config: Config, run_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let lines = Backend::connect(config).await?.run_log(run_id).await?;
+    if json {
+        print_json(&lines)?;
+    } else {
+        print(&cli::log_text(&lines))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `opsd schedule next`: needs no configuration.

@@ -624,6 +624,7 @@ impl Ops {
         Ok(rec)
     }
 
+    /// Runs the job's plugin and records the run from start to end.
     async fn execute(
         &self,
         job: &Job,
@@ -632,89 +633,128 @@ impl Ops {
         cancel: Cancel,
         start: Start,
     ) -> Result<RunRecord, OpsError> {
-        // Until the run gets a slot, `started` is when it was taken up;
-        // then it becomes when the plugin starts.
-        let mut started = self.clock.now();
-        let mut clock_start = Instant::now();
         // No retry follows a manual run or the last attempt: its failure
         // is the one to tell people about.
         let final_attempt = start.trigger == Trigger::Manual || start.attempt > job.policy.retries;
+        // Until the run gets a slot, `started` is when it was taken up;
+        // then it becomes when the plugin starts.
         let mut rec = RunRecord::begin(
             run_id,
             &job.name,
             &job.plugin,
             start.trigger,
             start.scheduled,
-            started,
+            self.clock.now(),
             start.dry_run,
         );
         rec.attempt = start.attempt;
         rec.condition = start.condition.clone();
-        let found = self.registry.find(&job.plugin).await.map_err(|e| e.to_string()).and_then(|f| match &job.plugin_sha256 {
-            Some(pin) if *pin != f.plugin.sha256 => Err(format!(
-                "plugin `{}` from {} has sha256 {}, but the job pins plugin_sha256 = \"{pin}\"; update the pin, or restore the file it names",
-                job.plugin, f.source, f.plugin.sha256
-            )),
-            _ => Ok(f),
-        });
-        let exec = match found {
+        let mut clock_start = Instant::now();
+        let exec = match self.find_plugin(job).await {
             Err(e) => Execution::failed(RunStatus::Failed, e),
-            Ok(crate::plugins::Found { plugin, load, .. }) => {
-                rec.plugin_version = plugin.info.version.clone();
-                rec.plugin_sha256 = plugin.sha256.clone();
-                log.push(
-                    Level::Debug,
-                    Source::Host,
-                    &format!(
-                        "plugin {} {} ({}, {:.1} ms)",
-                        plugin.info.name, plugin.info.version, load.source, load.ms
-                    ),
-                );
-                rec.plugin_load = Some(load);
-                // The record exists, durably, before the plugin starts
-                // (runs started together share the fsync).
-                self.jobs.recorded(&rec).await?;
-                // Then the plugin starts once a slot is free; the record's
-                // `started` says when, so a wait shows as lateness.
-                let slot = match self.run_slots.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return Err(OpsError::Stopping),
-                };
-                started = self.clock.now();
-                clock_start = Instant::now();
-                rec.started = started;
-                self.jobs.started(&job.name, run_id, started)?;
-                let req = RunRequest {
-                    jobs: {
-                        let (config, jobs, clock) =
-                            (self.config(), self.jobs.clone(), self.clock.clone());
-                        Arc::new(move || jobs.entries(&config, clock.now()).unwrap_or_default())
-                    },
-                    job,
-                    run_id,
-                    scheduled: start.scheduled,
-                    attempt: start.attempt,
-                    dry_run: start.dry_run,
-                    log: log.clone(),
-                    store: Some(self.jobs.store().clone()),
-                    monitor: Some(self.monitor.clone()),
-                    cancel,
-                };
-                let exec = self.registry.runtime().run(&plugin, req).await;
-                // The instance is gone: the slot's next run need not wait
-                // for this one's record to reach the disk.
-                drop(slot);
+            Ok(found) => {
+                let (exec, began) = self
+                    .run_plugin(job, &mut rec, found, &log, cancel, &start)
+                    .await?;
+                clock_start = began;
                 exec
             }
         };
-        let elapsed = clock_start.elapsed();
+        self.finish(job, rec, exec, clock_start.elapsed(), &log, final_attempt)
+            .await
+    }
+
+    /// The plugin the job names, as long as it is the one the job pins.
+    async fn find_plugin(&self, job: &Job) -> Result<crate::plugins::Found, String> {
+        let found = self
+            .registry
+            .find(&job.plugin)
+            .await
+            .map_err(|e| e.to_string())?;
+        match &job.plugin_sha256 {
+            Some(pin) if *pin != found.plugin.sha256 => Err(format!(
+                "plugin `{}` from {} has sha256 {}, but the job pins plugin_sha256 = \"{pin}\"; update the pin, or restore the file it names",
+                job.plugin, found.source, found.plugin.sha256
+            )),
+            _ => Ok(found),
+        }
+    }
+
+    /// Records the run durably, waits for a run slot, and runs the
+    /// plugin; returns what it did and when (monotonic) it started.
+    async fn run_plugin(
+        &self,
+        job: &Job,
+        rec: &mut RunRecord,
+        found: crate::plugins::Found,
+        log: &RunLog,
+        cancel: Cancel,
+        start: &Start,
+    ) -> Result<(Execution, Instant), OpsError> {
+        let crate::plugins::Found { plugin, load, .. } = found;
+        rec.plugin_version = plugin.info.version.clone();
+        rec.plugin_sha256 = plugin.sha256.clone();
+        log.push(
+            Level::Debug,
+            Source::Host,
+            &format!(
+                "plugin {} {} ({}, {:.1} ms)",
+                plugin.info.name, plugin.info.version, load.source, load.ms
+            ),
+        );
+        rec.plugin_load = Some(load);
+        // The record exists, durably, before the plugin starts (runs
+        // started together share the fsync).
+        self.jobs.recorded(rec).await?;
+        // Then the plugin starts once a slot is free; the record's
+        // `started` says when, so a wait shows as lateness.
+        let slot = match self.run_slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return Err(OpsError::Stopping),
+        };
+        rec.started = self.clock.now();
+        let began = Instant::now();
+        self.jobs.started(&job.name, &rec.id, rec.started)?;
+        let req = RunRequest {
+            jobs: {
+                let (config, jobs, clock) = (self.config(), self.jobs.clone(), self.clock.clone());
+                Arc::new(move || jobs.entries(&config, clock.now()).unwrap_or_default())
+            },
+            job,
+            run_id: &rec.id,
+            scheduled: start.scheduled,
+            attempt: start.attempt,
+            dry_run: start.dry_run,
+            log: log.clone(),
+            store: Some(self.jobs.store().clone()),
+            monitor: Some(self.monitor.clone()),
+            cancel,
+        };
+        let exec = self.registry.runtime().run(&plugin, req).await;
+        // The instance is gone: the slot's next run need not wait for
+        // this one's record to reach the disk.
+        drop(slot);
+        Ok((exec, began))
+    }
+
+    /// Records how the run ended, counts it, and tells whoever is to be
+    /// told (a final failure, a recovery).
+    async fn finish(
+        &self,
+        job: &Job,
+        mut rec: RunRecord,
+        exec: Execution,
+        elapsed: std::time::Duration,
+        log: &RunLog,
+        final_attempt: bool,
+    ) -> Result<RunRecord, OpsError> {
         rec.status = exec.status;
         rec.summary = exec.summary;
         rec.details = exec.details;
         rec.error = exec.error;
         rec.metrics = exec.metrics;
         rec.artifacts = exec.artifacts;
-        rec.finished = Some(started + chrono::Duration::from_std(elapsed).unwrap_or_default());
+        rec.finished = Some(rec.started + chrono::Duration::from_std(elapsed).unwrap_or_default());
         rec.duration_ms = Some(elapsed.as_millis() as u64);
         if let Some(e) = &rec.error {
             log.push(Level::Error, Source::Host, e);

@@ -614,6 +614,34 @@ fn standing_text(s: Standing, colour: bool, note: &str) -> String {
 /// `opsd status`: each figure against the runbook's limit, then the jobs'
 /// `when` conditions and how far each is from running its job.
 pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String {
+    let s = &st.sample;
+    let source = match st.source {
+        SampleSource::Daemon => format!(
+            "the daemon's sample of {} (every {}s)",
+            when(s.taken),
+            st.interval_seconds
+        ),
+        SampleSource::Now => format!("read now, {} (no daemon is running)", when(s.taken)),
+    };
+    let mut out = format!("Machine: {source}\n\n");
+    out.push_str(&table(
+        &["METRIC", "NOW", "LIMIT", "STATE"],
+        &machine_rows(st, colour),
+        None,
+    ));
+    if !st.conditions.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["JOB", "WHEN", "NOW", "STATE"],
+            &condition_rows(st, colour),
+            None,
+        ));
+    }
+    out
+}
+
+/// Each figure of the machine against the runbook's limit.
+fn machine_rows(st: &crate::monitor::MachineStatus, colour: bool) -> Vec<Vec<String>> {
     use crate::monitor::{
         CPU_LIMIT, CPU_LIMIT_FOR, DISK_LIMIT, MEMORY_LIMIT, NETWORK_ERRORS_LIMIT,
     };
@@ -727,55 +755,45 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
             "",
         );
     }
-    let source = match st.source {
-        SampleSource::Daemon => format!(
-            "the daemon's sample of {} (every {}s)",
-            when(s.taken),
-            st.interval_seconds
-        ),
-        SampleSource::Now => format!("read now, {} (no daemon is running)", when(s.taken)),
-    };
-    let mut out = format!("Machine: {source}\n\n");
-    out.push_str(&table(&["METRIC", "NOW", "LIMIT", "STATE"], &rows, None));
-    if !st.conditions.is_empty() {
-        let rows: Vec<Vec<String>> = st
-            .conditions
-            .iter()
-            .map(|c| {
-                let holds = c.value.is_some_and(|v| {
-                    if c.above {
-                        v > c.threshold
-                    } else {
-                        v < c.threshold
-                    }
-                });
-                let state = match (c.holding_since, holds) {
-                    (Some(since), _) => standing_text(
-                        Standing::Over,
-                        colour,
-                        &format!("since {}", human_duration((s.taken - since).num_seconds())),
-                    ),
-                    (None, true) => standing_text(Standing::High, colour, ""),
-                    (None, false) => standing_text(Standing::Ok, colour, ""),
-                };
-                let last = c.last_fired.map_or(String::new(), |t| {
-                    format!(
-                        " (last ran the job {} ago)",
-                        human_duration((s.taken - t).num_seconds())
-                    )
-                });
-                vec![
-                    c.job.clone(),
-                    c.condition.clone(),
-                    c.value.map_or("-".into(), |v| format!("{v:.1}")),
-                    format!("{state}{last}"),
-                ]
-            })
-            .collect();
-        out.push('\n');
-        out.push_str(&table(&["JOB", "WHEN", "NOW", "STATE"], &rows, None));
-    }
-    out
+    rows
+}
+
+/// Where each job's `when` condition stands.
+fn condition_rows(st: &crate::monitor::MachineStatus, colour: bool) -> Vec<Vec<String>> {
+    let s = &st.sample;
+    st.conditions
+        .iter()
+        .map(|c| {
+            let holds = c.value.is_some_and(|v| {
+                if c.above {
+                    v > c.threshold
+                } else {
+                    v < c.threshold
+                }
+            });
+            let state = match (c.holding_since, holds) {
+                (Some(since), _) => standing_text(
+                    Standing::Over,
+                    colour,
+                    &format!("since {}", human_duration((s.taken - since).num_seconds())),
+                ),
+                (None, true) => standing_text(Standing::High, colour, ""),
+                (None, false) => standing_text(Standing::Ok, colour, ""),
+            };
+            let last = c.last_fired.map_or(String::new(), |t| {
+                format!(
+                    " (last ran the job {} ago)",
+                    human_duration((s.taken - t).num_seconds())
+                )
+            });
+            vec![
+                c.job.clone(),
+                c.condition.clone(),
+                c.value.map_or("-".into(), |v| format!("{v:.1}")),
+                format!("{state}{last}"),
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -693,103 +693,134 @@ impl Runtime {
                 return Execution::failed(RunStatus::Failed, why);
             }
         };
-        let memory_hit = store.data().limiter.hit;
-        let max_memory = store.data().limiter.max_bytes;
+        let memory = (store.data().limiter.hit, store.data().limiter.max_bytes);
         drop(store);
-        let timed_out = || {
-            format!(
-                "timeout: the run exceeded the job's timeout of {} and was interrupted",
-                humantime::format_duration(job.timeout)
-            )
-        };
-        let mut exec = match result {
-            Err(_) => Execution::failed(RunStatus::Timeout, timed_out()),
-            Ok(Err(_)) if Instant::now() >= deadline => {
-                Execution::failed(RunStatus::Timeout, timed_out())
-            }
-            Ok(Err(_)) if memory_hit => Execution::failed(
-                RunStatus::Failed,
-                format!(
-                    "memory limit: the plugin tried to grow past {} MiB and was stopped; raise grants.limits.memory if it needs more",
-                    max_memory >> 20
-                ),
-            ),
-            Ok(Err(e)) if fuel_exhausted(&e) => Execution::failed(
-                RunStatus::Failed,
-                format!(
-                    "outcome limit: the plugin passed over {} MiB to the host in one call (what it returned, or a call's arguments) and was stopped; write large data to a file in a grant",
-                    RUN_FUEL >> 20
-                ),
-            ),
-            Ok(Err(e)) if handles_exhausted(&e) => Execution::failed(
-                RunStatus::Failed,
-                format!(
-                    "handle limit: the plugin held more than {} open files, directories, sockets and streams at once and was stopped; close what it no longer needs, or raise grants.limits.handles",
-                    job.grants.limits.handles
-                ),
-            ),
-            Ok(Err(e)) => Execution::failed(RunStatus::Failed, trap_message(&e, &req.log)),
-            Ok(Ok(Err(pe))) => {
-                let mut msg = pe.message.clone();
-                if pe.kind == "io" || pe.kind == "denied" {
-                    match grants::fs::explain_paths(&pe.message, &job.grants.fs) {
-                        Some(why) => msg.push_str(&format!(" ({why})")),
-                        None if pe.kind == "denied" => msg.push_str(&format!(
-                            " (denied by the job's grants: fs {}; add or widen an `fs` grant)",
-                            grants::fs::describe(&job.grants.fs)
-                        )),
-                        None => {}
-                    }
-                }
-                Execution::failed(RunStatus::Failed, msg)
-            }
-            Ok(Ok(Ok(o))) => outcome_execution(o),
-        };
-        if let Some(why) = oversized(&exec) {
-            exec = Execution::failed(RunStatus::Failed, why);
-        }
-        let dropped = req.log.dropped();
-        if dropped > 0 && exec.status.is_success() {
-            exec.status = RunStatus::Failed;
-            exec.error = Some(format!(
-                "log limit: the plugin logged {dropped} lines past the run's cap of {} KiB, which were dropped; raise grants.limits.log if it needs more",
-                job.grants.limits.log_bytes >> 10
-            ));
-            exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
-        }
-        if !exec.status.is_success() {
-            let full = crate::grants::fs::full_grants(&job.grants.fs);
-            if !full.is_empty() {
-                let said = exec.error.take().unwrap_or_default();
-                exec.error = Some(format!("{said}; {}", full.join("; ")));
-                req.log.push(Level::Error, Source::Host, &full.join("; "));
-            }
-        }
-        let denied = violations.take();
-        if let Some(first) = denied.first() {
-            let more = if denied.len() > 1 {
-                format!(" (and {} more denials)", denied.len() - 1)
-            } else {
-                String::new()
-            };
-            let reason = format!("grant violation: {first}{more}");
-            exec.status = if exec.status == RunStatus::Timeout {
-                RunStatus::Timeout
-            } else {
-                RunStatus::Failed
-            };
-            exec.error = Some(match exec.error.take() {
-                Some(e) if !e.contains(first.as_str()) => format!("{reason}; plugin said: {e}"),
-                _ => reason,
-            });
-            exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
-            for d in &denied {
-                req.log
-                    .push(Level::Error, Source::Host, &format!("denied: {d}"));
-            }
-        }
-        exec
+        let exec = call_outcome(result, job, deadline, memory, &req.log);
+        let exec = within_limits(exec, job, &req.log);
+        with_violations(exec, violations.take(), &req.log)
     }
+}
+
+/// What the plugin's `run` call came to: its outcome, or why it was
+/// stopped (a timeout, a limit, a trap, an error it returned, explained
+/// by the grants where a path is to blame).
+fn call_outcome(
+    result: Result<
+        wasmtime::Result<
+            Result<
+                crate::bindings::opsd::plugin::types::Outcome,
+                crate::bindings::opsd::plugin::types::PluginError,
+            >,
+        >,
+        tokio::time::error::Elapsed,
+    >,
+    job: &Job,
+    deadline: Instant,
+    (memory_hit, max_memory): (bool, usize),
+    log: &RunLog,
+) -> Execution {
+    let timed_out = || {
+        format!(
+            "timeout: the run exceeded the job's timeout of {} and was interrupted",
+            humantime::format_duration(job.timeout)
+        )
+    };
+    match result {
+        Err(_) => Execution::failed(RunStatus::Timeout, timed_out()),
+        Ok(Err(_)) if Instant::now() >= deadline => {
+            Execution::failed(RunStatus::Timeout, timed_out())
+        }
+        Ok(Err(_)) if memory_hit => Execution::failed(
+            RunStatus::Failed,
+            format!(
+                "memory limit: the plugin tried to grow past {} MiB and was stopped; raise grants.limits.memory if it needs more",
+                max_memory >> 20
+            ),
+        ),
+        Ok(Err(e)) if fuel_exhausted(&e) => Execution::failed(
+            RunStatus::Failed,
+            format!(
+                "outcome limit: the plugin passed over {} MiB to the host in one call (what it returned, or a call's arguments) and was stopped; write large data to a file in a grant",
+                RUN_FUEL >> 20
+            ),
+        ),
+        Ok(Err(e)) if handles_exhausted(&e) => Execution::failed(
+            RunStatus::Failed,
+            format!(
+                "handle limit: the plugin held more than {} open files, directories, sockets and streams at once and was stopped; close what it no longer needs, or raise grants.limits.handles",
+                job.grants.limits.handles
+            ),
+        ),
+        Ok(Err(e)) => Execution::failed(RunStatus::Failed, trap_message(&e, log)),
+        Ok(Ok(Err(pe))) => {
+            let mut msg = pe.message.clone();
+            if pe.kind == "io" || pe.kind == "denied" {
+                match grants::fs::explain_paths(&pe.message, &job.grants.fs) {
+                    Some(why) => msg.push_str(&format!(" ({why})")),
+                    None if pe.kind == "denied" => msg.push_str(&format!(
+                        " (denied by the job's grants: fs {}; add or widen an `fs` grant)",
+                        grants::fs::describe(&job.grants.fs)
+                    )),
+                    None => {}
+                }
+            }
+            Execution::failed(RunStatus::Failed, msg)
+        }
+        Ok(Ok(Ok(o))) => outcome_execution(o),
+    }
+}
+
+/// A run that passed a limit on what it returns or logs fails; a failed
+/// run says which of its grants is full.
+fn within_limits(mut exec: Execution, job: &Job, log: &RunLog) -> Execution {
+    if let Some(why) = oversized(&exec) {
+        exec = Execution::failed(RunStatus::Failed, why);
+    }
+    let dropped = log.dropped();
+    if dropped > 0 && exec.status.is_success() {
+        exec.status = RunStatus::Failed;
+        exec.error = Some(format!(
+            "log limit: the plugin logged {dropped} lines past the run's cap of {} KiB, which were dropped; raise grants.limits.log if it needs more",
+            job.grants.limits.log_bytes >> 10
+        ));
+        exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
+    }
+    if !exec.status.is_success() {
+        let full = crate::grants::fs::full_grants(&job.grants.fs);
+        if !full.is_empty() {
+            let said = exec.error.take().unwrap_or_default();
+            exec.error = Some(format!("{said}; {}", full.join("; ")));
+            log.push(Level::Error, Source::Host, &full.join("; "));
+        }
+    }
+    exec
+}
+
+/// A run that tried to pass its grants fails, naming the first refusal;
+/// every refusal is in its log.
+fn with_violations(mut exec: Execution, denied: Vec<String>, log: &RunLog) -> Execution {
+    if let Some(first) = denied.first() {
+        let more = if denied.len() > 1 {
+            format!(" (and {} more denials)", denied.len() - 1)
+        } else {
+            String::new()
+        };
+        let reason = format!("grant violation: {first}{more}");
+        exec.status = if exec.status == RunStatus::Timeout {
+            RunStatus::Timeout
+        } else {
+            RunStatus::Failed
+        };
+        exec.error = Some(match exec.error.take() {
+            Some(e) if !e.contains(first.as_str()) => format!("{reason}; plugin said: {e}"),
+            _ => reason,
+        });
+        exec.summary = first_line(exec.error.as_deref().unwrap_or_default()).to_owned();
+        for d in &denied {
+            log.push(Level::Error, Source::Host, &format!("denied: {d}"));
+        }
+    }
+    exec
 }
 
 /// How often grants with a quota are measured during a run; a writer can
