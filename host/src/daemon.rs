@@ -62,6 +62,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let http_task =
         http.map(|l| tokio::spawn(api::serve_http(l, ops.clone(), stopped(stop_rx.clone()))));
     spawn_watchdog(ops.clone());
+    if ops.monitor().samples_itself() {
+        tokio::spawn(sample_machine(ops.clone(), stopped(stop_rx.clone())));
+    }
     tokio::spawn(crate::plugins::watch(
         ops.registry().clone(),
         stopped(stop_rx.clone()),
@@ -81,6 +84,53 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ops.store().flush()?;
     tracing::info!("opsd daemon stopped");
     result
+}
+
+/// Samples the machine every `[monitor] interval` into the monitor until
+/// `stop` resolves: the probes first (they wait on the network), then
+/// sysinfo and statvfs on a blocking thread.
+async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    use crate::monitor::{Probe, Sampler, probe};
+    let Ok(mut sampler) = tokio::task::spawn_blocking(Sampler::new).await else {
+        return;
+    };
+    loop {
+        let config = ops.config();
+        let (watched, urls) = config.watched();
+        let limit = config.monitor_interval.min(Duration::from_secs(30));
+        let probes = futures_util::future::join_all(urls.into_iter().map(|url| async move {
+            match probe::latency(&url, limit).await {
+                Ok(s) => Probe {
+                    url,
+                    seconds: Some(s),
+                    error: None,
+                },
+                Err(e) => Probe {
+                    url,
+                    seconds: None,
+                    error: Some(e),
+                },
+            }
+        }))
+        .await;
+        let taken = ops.clock().now();
+        let read = tokio::task::spawn_blocking(move || {
+            let sample = sampler.sample(taken, &watched, probes);
+            (sampler, sample)
+        })
+        .await;
+        let Ok((back, sample)) = read else {
+            tracing::error!("sampling the machine failed; conditions will not fire");
+            return;
+        };
+        sampler = back;
+        ops.monitor().push(sample);
+        tokio::select! {
+            _ = tokio::time::sleep(config.monitor_interval) => {}
+            _ = &mut stop => return,
+        }
+    }
 }
 
 /// Opens the store, waiting a little for a CLI command that holds it.

@@ -117,9 +117,6 @@ pub async fn run(
     tokio::pin!(shutdown);
     let clock = ops.clock().clone();
     let stopping = CancellationToken::new();
-    if ops.monitor().samples_itself() {
-        tokio::spawn(sample_machine(ops.clone(), stopping.clone()));
-    }
     let now = clock.now();
     // The loop is alive from here: health must not call a daemon that is
     // busy with its first pass (retention, catch-up) unhealthy.
@@ -449,52 +446,6 @@ fn check_conditions(
         return Ok(Vec::new());
     }
     Ok(ops.monitor().check(&jobs))
-}
-
-/// Samples the machine every `[monitor] interval` into the monitor until
-/// `stopping` fires: the probes first (they wait on the network), then
-/// sysinfo and statvfs on a blocking thread.
-async fn sample_machine(ops: Arc<Ops>, stopping: CancellationToken) {
-    use crate::monitor::{Probe, Sampler, probe};
-    let Ok(mut sampler) = tokio::task::spawn_blocking(Sampler::new).await else {
-        return;
-    };
-    loop {
-        let config = ops.config();
-        let (watched, urls) = config.watched();
-        let limit = config.monitor_interval.min(Duration::from_secs(30));
-        let probes = futures_util::future::join_all(urls.into_iter().map(|url| async move {
-            match probe::latency(&url, limit).await {
-                Ok(s) => Probe {
-                    url,
-                    seconds: Some(s),
-                    error: None,
-                },
-                Err(e) => Probe {
-                    url,
-                    seconds: None,
-                    error: Some(e),
-                },
-            }
-        }))
-        .await;
-        let taken = ops.clock().now();
-        let read = tokio::task::spawn_blocking(move || {
-            let sample = sampler.sample(taken, &watched, probes);
-            (sampler, sample)
-        })
-        .await;
-        let Ok((back, sample)) = read else {
-            tracing::error!("sampling the machine failed; conditions will not fire");
-            return;
-        };
-        sampler = back;
-        ops.monitor().push(sample);
-        tokio::select! {
-            _ = tokio::time::sleep(config.monitor_interval) => {}
-            _ = stopping.cancelled() => return,
-        }
-    }
 }
 
 /// Runs `slots` of `job` one after another in a task: jitter first, then
