@@ -10,6 +10,7 @@
 //! the guest, so a plugin that swallows the error still has its run marked
 //! failed, with a message that says which grant to add.
 
+mod children;
 pub mod confine;
 mod contain;
 pub mod env;
@@ -149,24 +150,7 @@ impl Grants {
             .iter()
             .cloned()
             .partition(|e| e.get_ref().starts_with("unix:"));
-        let mut unix = Vec::new();
-        for entry in &unix_raw {
-            let path = Path::new(&entry.get_ref()["unix:".len()..]);
-            if path.is_absolute() {
-                unix.push(confine::UnixGrant {
-                    path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
-                });
-            } else {
-                problems.push(
-                    lines.at(entry),
-                    Some(job),
-                    format!(
-                        "net grant `{}`: a Unix socket is named by its absolute path, such as \"unix:/run/postgresql/.s.PGSQL.5432\"",
-                        entry.get_ref()
-                    ),
-                );
-            }
-        }
+        let unix = children::unix_grants(&unix_raw, lines, job, problems);
         let mut net = net::NetPolicy::from_raw(&net_raw, lines, job, problems);
         net.load_ca(&raw.ca, base, lines, job, problems);
         let env = EnvGrant::from_raw(&raw.env, lines, job, problems);
@@ -180,64 +164,19 @@ impl Grants {
                 }
             },
         };
-        let run_as = raw.user.as_ref().and_then(|u| {
-            confine::RunAs::lookup(
-                u.get_ref(),
-                raw.group.as_ref().map(|g| g.get_ref().as_str()),
-            )
-            .map_err(|e| problems.push(lines.at(u), Some(job), format!("grants.user: {e}")))
-            .ok()
-        });
-        if let (None, Some(g)) = (&raw.user, &raw.group) {
-            problems.push(
-                lines.at(g),
-                Some(job),
-                "grants.group needs grants.user: name the user the programs run as",
-            );
-        }
-        let mut system_paths = Vec::new();
-        for p in &raw.system_paths {
-            let path = Path::new(p.get_ref());
-            if path.is_absolute() {
-                system_paths.push(path.to_owned());
-            } else {
-                problems.push(
-                    lines.at(p),
-                    Some(job),
-                    format!(
-                        "system_paths entry `{}` must be absolute, such as \"/etc/postgresql-common\"",
-                        p.get_ref()
-                    ),
-                );
-            }
-        }
-        let tmp = raw.tmp.as_ref().and_then(|t| {
-            let size = crate::diag::parse_size(t.get_ref())
-                .map_err(|e| problems.push(lines.at(t), Some(job), format!("grants.tmp: {e}")))
-                .ok()?;
-            // The private /tmp covers the host's: nothing the job names
-            // may live there.
-            let hidden = fs
-                .iter()
-                .map(|g| g.host.clone())
-                .chain(system_paths.iter().cloned())
-                .chain(exec.programs.iter().map(|p| p.path.clone()))
-                .find(|p| p.starts_with("/tmp"));
-            match hidden {
-                Some(p) => {
-                    problems.push(
-                        lines.at(t),
-                        Some(job),
-                        format!(
-                            "grants.tmp gives the job's programs a /tmp of their own, which would hide {}; move it out of /tmp or drop `tmp`",
-                            p.display()
-                        ),
-                    );
-                    None
-                }
-                None => Some(size),
-            }
-        });
+        let children = children::from_raw(
+            &children::RawChildren {
+                user: raw.user.as_ref(),
+                group: raw.group.as_ref(),
+                system_paths: &raw.system_paths,
+                tmp: raw.tmp.as_ref(),
+            },
+            (mode, unix),
+            (&fs, &exec),
+            lines,
+            job,
+            problems,
+        );
         let history = HistoryScope::from_raw(raw.history.as_ref(), lines, job, problems);
         (problems.list.len() == before).then_some(Grants {
             fs,
@@ -245,13 +184,7 @@ impl Grants {
             net,
             env,
             limits,
-            children: confine::ChildPolicy {
-                mode,
-                run_as,
-                system_paths,
-                unix,
-                tmp,
-            },
+            children,
             history,
         })
     }
@@ -259,78 +192,7 @@ impl Grants {
     /// What the programs this job starts may do, in words, one line per
     /// kind, for `opsd check`, `opsd schedule show` and a run's log.
     pub fn child_sandbox(&self) -> Vec<String> {
-        let support = confine::Support::get();
-        let mut out = Vec::new();
-        out.push(match (&self.children.run_as, support.root) {
-            (Some(r), _) => format!(
-                "run as user {} (uid {}, gid {}), with no capabilities and no way to gain any (no_new_privs)",
-                r.user, r.uid, r.gid
-            ),
-            (None, true) => "run as root with no capabilities and no way to gain any (no_new_privs); set grants.user to run them as another user".into(),
-            (None, false) => "run as opsd's own user, with no way to gain privileges (no_new_privs)".into(),
-        });
-        let mut reads: Vec<String> = vec!["the system base".into()];
-        reads.extend(self.fs.iter().map(|g| g.host.display().to_string()));
-        reads.extend(
-            self.children
-                .system_paths
-                .iter()
-                .map(|p| p.display().to_string()),
-        );
-        out.push(format!("read {}", reads.join(", ")));
-        let writes: Vec<String> = self
-            .fs
-            .iter()
-            .filter(|g| g.access == Access::ReadWrite)
-            .map(|g| g.host.display().to_string())
-            .collect();
-        let mut writes = writes;
-        if let Some(size) = self.children.tmp {
-            writes.push(format!("a private /tmp of {} MiB", size >> 20));
-        }
-        out.push(if writes.is_empty() {
-            "write nothing".into()
-        } else {
-            format!("write {} only", writes.join(", "))
-        });
-        out.push(format!(
-            "run {} only (and what the kernel needs to start them)",
-            self.exec.describe()
-        ));
-        let mut net = if self.net.is_empty() {
-            "connect nowhere: no network at all".to_owned()
-        } else {
-            format!(
-                "connect by TCP only to {} (UDP stays open, for DNS among others)",
-                self.net.describe()
-            )
-        };
-        if !self.children.unix.is_empty() {
-            let unix: Vec<String> = self
-                .children
-                .unix
-                .iter()
-                .map(|u| u.path.display().to_string())
-                .collect();
-            net.push_str(&format!("; Unix sockets {}", unix.join(", ")));
-        }
-        out.push(net);
-        out.push(
-            "see and signal only processes they started (own PID namespace); no descriptor but stdin, stdout and stderr".into(),
-        );
-        let missing = support.missing();
-        if !missing.is_empty() {
-            out.push(match self.children.mode {
-                confine::Mode::Strict => format!(
-                    "cannot start on this machine, which lacks {} (set `[sandbox] exec = \"best-effort\"` to run them with less)",
-                    missing.join("; ")
-                ),
-                confine::Mode::BestEffort => {
-                    format!("run with less on this machine (best-effort): it lacks {}", missing.join("; "))
-                }
-            });
-        }
-        out
+        children::explain(self)
     }
 
     /// The granted environment variables that the daemon has, with values.
