@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+/// A file's path, size and change time, as listed.
+type Stat = (PathBuf, u64, Option<SystemTime>);
+
 /// How long a file's size and mtime must hold still before it is read.
 pub const SETTLE: Duration = Duration::from_millis(600);
 
@@ -168,12 +171,36 @@ impl Registry {
                 return false;
             }
         };
+        let dir_trust = crate::trust::check_plugin_dir(&self.plugin_dir);
+        let Some(candidates) = self.settled_changes(&on_disk, &dir_trust).await else {
+            return false;
+        };
+        let mut changed = false;
+        for (path, size, modified) in candidates {
+            changed |= self.look_at(path, size, modified, &dir_trust).await;
+        }
+        changed |= self.forget_removed(&on_disk);
+        self.scanned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if changed {
+            self.forget_unused();
+        }
+        changed
+    }
+
+    /// The files that changed since the last look (or must be judged
+    /// again) and have held still for [`SETTLE`]; `None` when the
+    /// directory cannot be listed again.
+    async fn settled_changes(
+        &self,
+        on_disk: &[Stat],
+        dir_trust: &Result<(), String>,
+    ) -> Option<Vec<Stat>> {
         // Who may write the directory decides for every file in it: a
         // chmod of the directory changes no file, so all are judged again
         // while it is open to others (and files refused for their owner
         // or mode, until they are fixed).
-        let dir_trust = crate::trust::check_plugin_dir(&self.plugin_dir);
-        let mut candidates: Vec<(PathBuf, u64, Option<SystemTime>)> = {
+        let mut candidates: Vec<Stat> = {
             let files = self.files.locked();
             on_disk
                 .iter()
@@ -193,104 +220,108 @@ impl Registry {
         };
         if candidates.iter().any(|(_, _, m)| fresh(m)) {
             tokio::time::sleep(SETTLE).await;
-            let Ok(again) = stat_wasm_files(&self.plugin_dir) else {
-                return false;
-            };
+            let again = stat_wasm_files(&self.plugin_dir).ok()?;
             candidates.retain(|c| again.contains(c));
         }
-        let mut changed = false;
-        for (path, size, modified) in candidates {
-            let (bytes, trust) = match read_plugin_file(&path) {
-                Ok(read) => read,
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot read plugin file");
-                    continue;
-                }
-            };
-            let trust = dir_trust.clone().and(trust);
-            let sha256 = crate::runtime::cache::sha256_hex(&bytes);
-            if let Err(why) = trust {
-                let why = format!("not loaded: {why}");
-                let mut files = self.files.locked();
-                if files
-                    .get(&path)
-                    .is_some_and(|e| e.sha256 == sha256 && e.state.as_ref().err() == Some(&why))
-                {
-                    continue;
-                }
-                tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {why}");
-                files.insert(
-                    path,
-                    FileEntry {
-                        size,
-                        modified,
-                        sha256,
-                        state: Err(why),
-                        untrusted: true,
-                    },
-                );
-                changed = true;
-                continue;
+        Some(candidates)
+    }
+
+    /// Reads, judges and loads one changed file; whether the index
+    /// changed.
+    async fn look_at(
+        &self,
+        path: PathBuf,
+        size: u64,
+        modified: Option<SystemTime>,
+        dir_trust: &Result<(), String>,
+    ) -> bool {
+        let (bytes, trust) = match read_plugin_file(&path) {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read plugin file");
+                return false;
             }
-            let same = {
-                let mut files = self.files.locked();
-                match files.get_mut(&path) {
-                    Some(e) if e.sha256 == sha256 && !e.untrusted => {
-                        // Touched, not changed.
-                        e.size = size;
-                        e.modified = modified;
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            if same {
-                continue;
+        };
+        let trust = dir_trust.clone().and(trust);
+        let sha256 = crate::runtime::cache::sha256_hex(&bytes);
+        if let Err(why) = trust {
+            let why = format!("not loaded: {why}");
+            let mut files = self.files.locked();
+            if files
+                .get(&path)
+                .is_some_and(|e| e.sha256 == sha256 && e.state.as_ref().err() == Some(&why))
+            {
+                return false;
             }
-            let state = self
-                .runtime
-                .load(Arc::from(bytes))
-                .await
-                .map_err(|e| e.to_string());
-            match &state {
-                Ok((p, _)) => tracing::info!(
-                    file = %path.display(), plugin = %p.info.name, version = %crate::escape::line(&p.info.version), sha256 = %&sha256[..12],
-                    "plugin ready"
-                ),
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {}", crate::escape::line(e))
-                }
-            }
-            self.files.locked().insert(
+            tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {why}");
+            files.insert(
                 path,
                 FileEntry {
                     size,
                     modified,
                     sha256,
-                    state,
-                    untrusted: false,
+                    state: Err(why),
+                    untrusted: true,
                 },
             );
-            changed = true;
+            return true;
         }
-        {
+        let same = {
             let mut files = self.files.locked();
-            let present: BTreeSet<&PathBuf> = on_disk.iter().map(|(p, _, _)| p).collect();
-            let gone: Vec<PathBuf> = files
-                .keys()
-                .filter(|p| !present.contains(p))
-                .cloned()
-                .collect();
-            for p in gone {
-                tracing::info!(file = %p.display(), "plugin file removed");
-                files.remove(&p);
-                changed = true;
+            match files.get_mut(&path) {
+                Some(e) if e.sha256 == sha256 && !e.untrusted => {
+                    // Touched, not changed.
+                    e.size = size;
+                    e.modified = modified;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if same {
+            return false;
+        }
+        let state = self
+            .runtime
+            .load(Arc::from(bytes))
+            .await
+            .map_err(|e| e.to_string());
+        match &state {
+            Ok((p, _)) => tracing::info!(
+                file = %path.display(), plugin = %p.info.name, version = %crate::escape::line(&p.info.version), sha256 = %&sha256[..12],
+                "plugin ready"
+            ),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), sha256 = %&sha256[..12], "plugin file rejected: {}", crate::escape::line(e))
             }
         }
-        self.scanned
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        if changed {
-            self.forget_unused();
+        self.files.locked().insert(
+            path,
+            FileEntry {
+                size,
+                modified,
+                sha256,
+                state,
+                untrusted: false,
+            },
+        );
+        true
+    }
+
+    /// Forgets files no longer on disk; whether any were.
+    fn forget_removed(&self, on_disk: &[Stat]) -> bool {
+        let mut changed = false;
+        let mut files = self.files.locked();
+        let present: BTreeSet<&PathBuf> = on_disk.iter().map(|(p, _, _)| p).collect();
+        let gone: Vec<PathBuf> = files
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for p in gone {
+            tracing::info!(file = %p.display(), "plugin file removed");
+            files.remove(&p);
+            changed = true;
         }
         changed
     }
