@@ -453,50 +453,12 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         .lookup(&cmd.program, &cmd.args)
         .map_err(|m| deny(ctx, m))?
         .clone();
-    let mut child = tokio::process::Command::new(&program.path);
-    child.args(&cmd.args).env_clear().kill_on_drop(true);
-    for (name, value) in ctx.grants.env_values() {
-        child.env(name, value);
-    }
-    for (name, value) in &cmd.env {
-        if !ctx.grants.env.allows(name) {
-            return Err(deny(
-                ctx,
-                format!(
-                    "environment variable `{name}` is not in the job's env grant; add it to `env = [...]`"
-                ),
-            ));
-        }
-        child.env(name, value);
-    }
-    let cwd = match &cmd.cwd {
-        Some(dir) => fs::host_dir(&ctx.grants.fs, dir).map_err(|m| deny(ctx, m))?,
-        None => ctx
-            .grants
-            .fs
-            .first()
-            .map_or_else(|| ctx.idle_dir.to_owned(), |g| g.host.clone()),
-    };
-    child.current_dir(&cwd);
-
-    let mut stdin_bytes = None;
-    let mut relays: Vec<FileRelay> = Vec::new();
-    child.stdin(match &cmd.stdin {
-        Input::None => Stdio::null(),
-        Input::Bytes(b) => {
-            stdin_bytes = Some(b.clone());
-            Stdio::piped()
-        }
-        Input::File(p) => {
-            let file = fs::open_read(&ctx.grants.fs, p).map_err(|m| deny(ctx, m))?;
-            let (stdio, relay) = FileRelay::input(file, p).map_err(|e| io_error(&program, e))?;
-            relays.push(relay);
-            stdio
-        }
-    });
-    child.stdout(output_stdio(ctx, &cmd.stdout, &program, &mut relays)?);
-    child.stderr(output_stdio(ctx, &cmd.stderr, &program, &mut relays)?);
-
+    let Prepared {
+        mut child,
+        cwd,
+        stdin_bytes,
+        relays,
+    } = prepare(ctx, &cmd, &program)?;
     let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
     contained.apply(&mut child);
     let mut launch = confined(ctx, &program, &cwd)
@@ -582,6 +544,72 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         stderr,
         truncated: t1 || t2,
         duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// A program's command before its confinement: its environment (only the
+/// env grant's), working directory (in a grant) and standard streams
+/// (granted files through relays, never handed over).
+struct Prepared {
+    child: tokio::process::Command,
+    cwd: std::path::PathBuf,
+    stdin_bytes: Option<Vec<u8>>,
+    relays: Vec<FileRelay>,
+}
+
+fn prepare(
+    ctx: &ProcessContext<'_>,
+    cmd: &Command,
+    program: &Program,
+) -> Result<Prepared, ExecError> {
+    let mut child = tokio::process::Command::new(&program.path);
+    child.args(&cmd.args).env_clear().kill_on_drop(true);
+    for (name, value) in ctx.grants.env_values() {
+        child.env(name, value);
+    }
+    for (name, value) in &cmd.env {
+        if !ctx.grants.env.allows(name) {
+            return Err(deny(
+                ctx,
+                format!(
+                    "environment variable `{name}` is not in the job's env grant; add it to `env = [...]`"
+                ),
+            ));
+        }
+        child.env(name, value);
+    }
+    let cwd = match &cmd.cwd {
+        Some(dir) => fs::host_dir(&ctx.grants.fs, dir).map_err(|m| deny(ctx, m))?,
+        None => ctx
+            .grants
+            .fs
+            .first()
+            .map_or_else(|| ctx.idle_dir.to_owned(), |g| g.host.clone()),
+    };
+    child.current_dir(&cwd);
+
+    let mut stdin_bytes = None;
+    let mut relays: Vec<FileRelay> = Vec::new();
+    child.stdin(match &cmd.stdin {
+        Input::None => Stdio::null(),
+        Input::Bytes(b) => {
+            stdin_bytes = Some(b.clone());
+            Stdio::piped()
+        }
+        Input::File(p) => {
+            let file = fs::open_read(&ctx.grants.fs, p).map_err(|m| deny(ctx, m))?;
+            let (stdio, relay) = FileRelay::input(file, p).map_err(|e| io_error(program, e))?;
+            relays.push(relay);
+            stdio
+        }
+    });
+    child.stdout(output_stdio(ctx, &cmd.stdout, program, &mut relays)?);
+    child.stderr(output_stdio(ctx, &cmd.stderr, program, &mut relays)?);
+    Ok(Prepared {
+        child,
+        cwd,
+        stdin_bytes,
+        relays,
     })
 }
 
