@@ -130,10 +130,48 @@ fn sandbox_findings(job: &Job, push: &mut impl FnMut(Level, usize, String)) {
     }
 }
 
+/// What the plugin says it needs against what the job grants.
 fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
     let mut out = Vec::new();
+    fs_findings(job, info, &mut out);
+    exec_findings(job, info, &mut out);
     let caps = &info.capabilities;
     let name = &info.name;
+    if caps.net && job.grants.net.is_empty() {
+        out.push((
+            Level::Warning,
+            format!("plugin {name} uses the network and the job grants none; add `net = [...]`"),
+        ));
+    }
+    match job.grants.history {
+        crate::grants::HistoryScope::All => out.push((
+            Level::Note,
+            format!("plugin {name} may read every job's run history (grants.history = \"all\")"),
+        )),
+        // The built-in report summarises every job.
+        crate::grants::HistoryScope::Own if info.name == "report" => out.push((
+            Level::Warning,
+            format!(
+                "plugin {name} reports on every job, but the job lets it read only its own runs; add `history = \"all\"` to its [job.grants]"
+            ),
+        )),
+        crate::grants::HistoryScope::Own => {}
+    }
+    if !caps.net && !job.grants.net.is_empty() {
+        out.push((
+            Level::Warning,
+            format!(
+                "the job grants network access ({}), which plugin {name} does not ask for",
+                job.grants.net.describe()
+            ),
+        ));
+    }
+    out
+}
+
+/// Directories the plugin writes or expects, against the fs grants.
+fn fs_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
+    let (caps, name) = (&info.capabilities, &info.name);
     for want in &caps.fs {
         let access = if want.write { "rw" } else { "ro" };
         match fs::locate(&job.grants.fs, &want.guest) {
@@ -166,6 +204,11 @@ fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
             )),
         }
     }
+}
+
+/// Programs the plugin may run, against the exec grant, both ways.
+fn exec_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
+    let (caps, name) = (&info.capabilities, &info.name);
     for program in &caps.exec {
         if !job.grants.exec.names(program) {
             out.push((
@@ -189,36 +232,6 @@ fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
             ));
         }
     }
-    if caps.net && job.grants.net.is_empty() {
-        out.push((
-            Level::Warning,
-            format!("plugin {name} uses the network and the job grants none; add `net = [...]`"),
-        ));
-    }
-    match job.grants.history {
-        crate::grants::HistoryScope::All => out.push((
-            Level::Note,
-            format!("plugin {name} may read every job's run history (grants.history = \"all\")"),
-        )),
-        // The built-in report summarises every job.
-        crate::grants::HistoryScope::Own if info.name == "report" => out.push((
-            Level::Warning,
-            format!(
-                "plugin {name} reports on every job, but the job lets it read only its own runs; add `history = \"all\"` to its [job.grants]"
-            ),
-        )),
-        crate::grants::HistoryScope::Own => {}
-    }
-    if !caps.net && !job.grants.net.is_empty() {
-        out.push((
-            Level::Warning,
-            format!(
-                "the job grants network access ({}), which plugin {name} does not ask for",
-                job.grants.net.describe()
-            ),
-        ));
-    }
-    out
 }
 
 /// Checks `[job.config]` against the plugin's JSON Schema. The subset
@@ -273,6 +286,26 @@ fn validate(
             return;
         }
     }
+    scalar_findings(v, schema, &at, &top, plugin, out);
+    if let Value::Object(map) = v {
+        object_findings(map, schema, path, &at, &top, plugin, out);
+    }
+    if let (Value::Array(items), Some(item_schema)) = (v, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(item, item_schema, &format!("{path}[{i}]"), plugin, out);
+        }
+    }
+}
+
+/// `enum`, `minimum` and `maximum`.
+fn scalar_findings(
+    v: &Value,
+    schema: &Value,
+    at: &str,
+    top: &dyn Fn() -> Option<String>,
+    plugin: &str,
+    out: &mut Vec<(Option<String>, String)>,
+) {
     if let Some(Value::Array(options)) = schema.get("enum")
         && !options.contains(v)
     {
@@ -294,54 +327,59 @@ fn validate(
             out.push((top(), format!("{at} is {n}, above the maximum {max}")));
         }
     }
-    if let Value::Object(map) = v {
-        let props = schema.get("properties").and_then(Value::as_object);
-        for req in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if !map.contains_key(req) {
-                out.push((
-                    None,
-                    format!("{at} lacks `{req}`, which plugin {plugin} requires"),
-                ));
-            }
-        }
-        for (k, sub) in map {
-            let child = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            match props.and_then(|p| p.get(k)) {
-                Some(s) => validate(sub, s, &child, plugin, out),
-                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                    let known: Vec<&str> = props
-                        .map(|p| p.keys().map(String::as_str).collect())
-                        .unwrap_or_default();
-                    let key = if path.is_empty() {
-                        Some(k.clone())
-                    } else {
-                        top()
-                    };
-                    out.push((
-                        key,
-                        format!(
-                            "config key `{child}` is not known to plugin {plugin} (it knows {})",
-                            known.join(", ")
-                        ),
-                    ));
-                }
-                None => {}
-            }
+}
+
+/// `required`, `properties` (recursively) and `additionalProperties`.
+fn object_findings(
+    map: &serde_json::Map<String, Value>,
+    schema: &Value,
+    path: &str,
+    at: &str,
+    top: &dyn Fn() -> Option<String>,
+    plugin: &str,
+    out: &mut Vec<(Option<String>, String)>,
+) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    for req in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !map.contains_key(req) {
+            out.push((
+                None,
+                format!("{at} lacks `{req}`, which plugin {plugin} requires"),
+            ));
         }
     }
-    if let (Value::Array(items), Some(item_schema)) = (v, schema.get("items")) {
-        for (i, item) in items.iter().enumerate() {
-            validate(item, item_schema, &format!("{path}[{i}]"), plugin, out);
+    for (k, sub) in map {
+        let child = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        match props.and_then(|p| p.get(k)) {
+            Some(s) => validate(sub, s, &child, plugin, out),
+            None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                let known: Vec<&str> = props
+                    .map(|p| p.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let key = if path.is_empty() {
+                    Some(k.clone())
+                } else {
+                    top()
+                };
+                out.push((
+                    key,
+                    format!(
+                        "config key `{child}` is not known to plugin {plugin} (it knows {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            None => {}
         }
     }
 }
