@@ -506,74 +506,14 @@ impl Ops {
     ) -> Result<RunRecord, OpsError> {
         let config = self.config();
         let job = config.job(name)?;
-        let busy = || self.running_of(&job.name).first().map(|r| r.run_id.clone());
-        let _queued = match job.policy.overlap {
-            Overlap::Allow => None,
-            Overlap::Forbid => {
-                if let Some(run) = busy() {
-                    if start.trigger == Trigger::Manual {
-                        return Err(OpsError::AlreadyRunning {
-                            job: job.name.clone(),
-                            run,
-                        });
-                    }
-                    return self.skip(
-                        job,
-                        start,
-                        &format!("run {run} was still going (overlap = \"forbid\")"),
-                    );
-                }
-                None
-            }
-            Overlap::Replace => {
-                for r in self.running_of(&job.name) {
-                    r.cancel.cancel(
-                        RunStatus::Cancelled,
-                        "replaced by a newer run (overlap = \"replace\")".into(),
-                    );
-                }
-                None
-            }
-            Overlap::Queue => {
-                let q = self.queue(&job.name);
-                if q.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUE {
-                    q.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return self.skip(
-                        job,
-                        start,
-                        &format!("{MAX_QUEUE} runs already waiting (overlap = \"queue\")"),
-                    );
-                }
-                let guard = q.lock.clone().lock_owned().await;
-                q.waiting.fetch_sub(1, Ordering::SeqCst);
-                Some(guard)
-            }
+        let _queued = match self.overlap(job, &start).await {
+            Ok(queued) => queued,
+            Err(Refused::Skip(why)) => return self.skip(job, start, &why),
+            Err(Refused::Error(e)) => return Err(e),
         };
         let run_id = store::new_run_id();
         let log = RunLog::new(&job.name, &run_id, job.grants.limits.log_bytes);
-        let forwarder = follow.map(|tx| {
-            let mut rx = log.subscribe();
-            tokio::spawn(async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(ev) => {
-                            if tx.send(ev).is_err() {
-                                break;
-                            }
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let _ = tx.send(LogEvent::Line(LogLine {
-                                ms: 0,
-                                level: Level::Warn,
-                                source: Source::Host,
-                                message: format!("{n} lines not shown: the follower fell behind"),
-                            }));
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                    }
-                }
-            })
-        });
+        let forwarder = follow.map(|tx| forward(&log, tx));
         let cancel = Cancel::default();
         self.running
             .locked()
@@ -601,6 +541,55 @@ impl Ops {
         }
         result
     }
+    /// Applies the job's overlap policy to a run about to start: a guard
+    /// to hold while it runs (its turn in a queue), or why it does not
+    /// run.
+    async fn overlap(
+        &self,
+        job: &Job,
+        start: &Start,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, Refused> {
+        let busy = || self.running_of(&job.name).first().map(|r| r.run_id.clone());
+        Ok(match job.policy.overlap {
+            Overlap::Allow => None,
+            Overlap::Forbid => {
+                if let Some(run) = busy() {
+                    if start.trigger == Trigger::Manual {
+                        return Err(Refused::Error(OpsError::AlreadyRunning {
+                            job: job.name.clone(),
+                            run,
+                        }));
+                    }
+                    return Err(Refused::Skip(format!(
+                        "run {run} was still going (overlap = \"forbid\")"
+                    )));
+                }
+                None
+            }
+            Overlap::Replace => {
+                for r in self.running_of(&job.name) {
+                    r.cancel.cancel(
+                        RunStatus::Cancelled,
+                        "replaced by a newer run (overlap = \"replace\")".into(),
+                    );
+                }
+                None
+            }
+            Overlap::Queue => {
+                let q = self.queue(&job.name);
+                if q.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUE {
+                    q.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(Refused::Skip(format!(
+                        "{MAX_QUEUE} runs already waiting (overlap = \"queue\")"
+                    )));
+                }
+                let guard = q.lock.clone().lock_owned().await;
+                q.waiting.fetch_sub(1, Ordering::SeqCst);
+                Some(guard)
+            }
+        })
+    }
+
     /// Records a slot that was not run, and why.
     fn skip(&self, job: &Job, start: Start, why: &str) -> Result<RunRecord, OpsError> {
         let now = self.clock.now();
@@ -939,4 +928,39 @@ fn ensure_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Why a run did not start: a skip to record, or an error for the caller.
+enum Refused {
+    Skip(String),
+    Error(OpsError),
+}
+
+/// Forwards a run's log to a follower until the run ends; a follower that
+/// falls behind is told how many lines it missed.
+fn forward(
+    log: &RunLog,
+    tx: tokio::sync::mpsc::UnboundedSender<LogEvent>,
+) -> tokio::task::JoinHandle<()> {
+    let mut rx = log.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    if tx.send(ev).is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx.send(LogEvent::Line(LogLine {
+                        ms: 0,
+                        level: Level::Warn,
+                        source: Source::Host,
+                        message: format!("{n} lines not shown: the follower fell behind"),
+                    }));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
 }
