@@ -430,93 +430,120 @@ impl Registry {
                 }
                 m
             });
-        let mut out = Vec::new();
-        for b in builtins() {
-            let (name, sha256) = (&b.name, b.sha256.to_owned());
-            let replaced = self.overrides.iter().any(|o| o == name)
-                && ready_names.get(name).is_some_and(|v| v.len() == 1);
-            let loaded = self
-                .runtime
-                .loaded()
-                .into_iter()
-                .find(|p| p.sha256 == sha256);
-            out.push(PluginEntry {
-                name: (*name).into(),
-                version: loaded
-                    .as_ref()
-                    .map(|p| p.info.version.clone())
-                    .unwrap_or_default(),
-                source: "builtin".into(),
-                sha256,
-                status: if replaced {
-                    PluginStatus::Shadowed
-                } else {
-                    PluginStatus::Ready
-                },
-                error: replaced.then(|| {
-                    format!(
-                        "override_builtin: {} is used instead",
-                        ready_names[name][0].display()
-                    )
-                }),
-                description: loaded
-                    .as_ref()
-                    .map(|p| p.info.description.clone())
-                    .unwrap_or_default(),
-                capabilities: loaded.as_ref().map(|p| p.info.capabilities.clone()),
-                size: b.bytes.len() as u64,
-            });
+        let mut out: Vec<PluginEntry> = builtins()
+            .iter()
+            .map(|b| self.builtin_entry(b, &ready_names))
+            .collect();
+        out.extend(
+            files
+                .iter()
+                .map(|(path, e)| self.file_entry(path, e, &ready_names)),
+        );
+        out
+    }
+
+    /// A built-in's row: shadowed when `override_builtin` chose a file.
+    fn builtin_entry(
+        &self,
+        b: &Builtin,
+        ready_names: &BTreeMap<&str, Vec<&PathBuf>>,
+    ) -> PluginEntry {
+        let (name, sha256) = (&b.name, b.sha256.to_owned());
+        let replaced = self.overrides.iter().any(|o| o == name)
+            && ready_names.get(name).is_some_and(|v| v.len() == 1);
+        let loaded = self
+            .runtime
+            .loaded()
+            .into_iter()
+            .find(|p| p.sha256 == sha256);
+        PluginEntry {
+            name: (*name).into(),
+            version: loaded
+                .as_ref()
+                .map(|p| p.info.version.clone())
+                .unwrap_or_default(),
+            source: "builtin".into(),
+            sha256,
+            status: if replaced {
+                PluginStatus::Shadowed
+            } else {
+                PluginStatus::Ready
+            },
+            error: replaced.then(|| {
+                format!(
+                    "override_builtin: {} is used instead",
+                    ready_names[name][0].display()
+                )
+            }),
+            description: loaded
+                .as_ref()
+                .map(|p| p.info.description.clone())
+                .unwrap_or_default(),
+            capabilities: loaded.as_ref().map(|p| p.info.capabilities.clone()),
+            size: b.bytes.len() as u64,
         }
-        for (path, e) in files.iter() {
-            let source = path.display().to_string();
-            out.push(match &e.state {
-                Err(reason) => PluginEntry {
-                    name: String::new(),
-                    version: String::new(),
+    }
+
+    /// A file's row: rejected (with why), shadowed by a built-in, or
+    /// ready.
+    fn file_entry(
+        &self,
+        path: &PathBuf,
+        e: &FileEntry,
+        ready_names: &BTreeMap<&str, Vec<&PathBuf>>,
+    ) -> PluginEntry {
+        let source = path.display().to_string();
+        match &e.state {
+            Err(reason) => PluginEntry {
+                name: String::new(),
+                version: String::new(),
+                source,
+                sha256: e.sha256.clone(),
+                status: PluginStatus::Rejected,
+                error: Some(reason.clone()),
+                description: String::new(),
+                capabilities: None,
+                size: e.size,
+            },
+            Ok((p, _)) => {
+                let name = p.info.name.as_str();
+                let others: Vec<String> = ready_names
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|o| **o != path)
+                    .map(|o| o.display().to_string())
+                    .collect();
+                let (status, error) = if !others.is_empty() {
+                    (
+                        PluginStatus::Rejected,
+                        Some(format!("`{name}` is also claimed by {}", others.join(", "))),
+                    )
+                } else if builtins().iter().any(|b| b.name == name)
+                    && !self.overrides.iter().any(|o| o == name)
+                {
+                    (
+                        PluginStatus::Shadowed,
+                        Some(format!(
+                            "the built-in `{name}` is used; add it to [plugins] override_builtin to use this file"
+                        )),
+                    )
+                } else {
+                    (PluginStatus::Ready, None)
+                };
+                PluginEntry {
+                    name: name.into(),
+                    version: p.info.version.clone(),
                     source,
                     sha256: e.sha256.clone(),
-                    status: PluginStatus::Rejected,
-                    error: Some(reason.clone()),
-                    description: String::new(),
-                    capabilities: None,
+                    status,
+                    error,
+                    description: p.info.description.clone(),
+                    capabilities: Some(p.info.capabilities.clone()),
                     size: e.size,
-                },
-                Ok((p, _)) => {
-                    let name = p.info.name.as_str();
-                    let others: Vec<String> = ready_names
-                        .get(name)
-                        .into_iter()
-                        .flatten()
-                        .filter(|o| **o != path)
-                        .map(|o| o.display().to_string())
-                        .collect();
-                    let (status, error) = if !others.is_empty() {
-                        (PluginStatus::Rejected, Some(format!("`{name}` is also claimed by {}", others.join(", "))))
-                    } else if builtins().iter().any(|b| b.name == name) && !self.overrides.iter().any(|o| o == name) {
-                        (
-                            PluginStatus::Shadowed,
-                            Some(format!(
-                                "the built-in `{name}` is used; add it to [plugins] override_builtin to use this file"
-                            )),
-                        )
-                    } else {
-                        (PluginStatus::Ready, None)
-                    };
-                    PluginEntry {
-                        name: name.into(),
-                        version: p.info.version.clone(),
-                        source,
-                        sha256: e.sha256.clone(),
-                        status,
-                        error,
-                        description: p.info.description.clone(),
-                        capabilities: Some(p.info.capabilities.clone()),
-                        size: e.size,
-                    }
                 }
-            });
+            }
         }
-        out
     }
 
     /// What a file (or a built-in's name) is, and whether it would be
