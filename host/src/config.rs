@@ -371,6 +371,23 @@ fn job_settings(
         keep_runs: setting!(job, defaults, keep_runs).map_or(d.keep_runs, |v| *v.get_ref()),
         keep_days: setting!(job, defaults, keep_days).map_or(d.keep_days, |v| *v.get_ref()),
     };
+    check_settings(job, defaults, lines, name, (timeout, &policy), problems);
+    (problems.list.len() == before).then_some(Settings {
+        timezone,
+        timeout,
+        policy,
+    })
+}
+
+/// Settings that parse but make no sense together.
+fn check_settings(
+    job: &RawJob,
+    defaults: &RawDefaults,
+    lines: &Lines<'_>,
+    name: &str,
+    (timeout, policy): (Duration, &Policy),
+    problems: &mut Problems,
+) {
     if timeout.is_zero() {
         let line = setting!(job, defaults, timeout).and_then(|t| lines.at(t));
         problems.push(line, Some(name), "timeout must be more than zero");
@@ -392,11 +409,6 @@ fn job_settings(
             "keep_runs = 0 would delete every run as it finishes; keep at least 1",
         );
     }
-    (problems.list.len() == before).then_some(Settings {
-        timezone,
-        timeout,
-        policy,
-    })
 }
 
 fn yes() -> bool {
@@ -810,6 +822,49 @@ fn notify_targets(
     notify
 }
 
+/// A job's `when` conditions.
+fn job_when(
+    raw_job: &RawJob,
+    lines: &Lines<'_>,
+    name: &str,
+    problems: &mut Problems,
+) -> Vec<crate::monitor::condition::Condition> {
+    let mut when = Vec::new();
+    if let Some(raw_when) = &raw_job.when {
+        let at = lines.at(raw_when);
+        for c in raw_when.get_ref().clone().into_vec() {
+            match crate::monitor::condition::Condition::from_raw(&c) {
+                Ok(c) => when.push(c),
+                Err(e) => problems.push(at, Some(name), e),
+            }
+        }
+    }
+    when
+}
+
+/// `plugin_sha256`, lower-cased: 64 hex digits.
+fn plugin_pin(
+    raw_job: &RawJob,
+    lines: &Lines<'_>,
+    name: &str,
+    problems: &mut Problems,
+) -> Option<String> {
+    let pin = raw_job
+        .plugin_sha256
+        .as_ref()
+        .map(|p| p.get_ref().to_ascii_lowercase());
+    if let (Some(p), Some(raw_pin)) = (&pin, &raw_job.plugin_sha256)
+        && (p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        problems.push(
+            lines.at(raw_pin),
+            Some(name),
+            "plugin_sha256 must be 64 hex digits (`opsd plugins list` shows each plugin's)",
+        );
+    }
+    pin
+}
+
 /// One `[[job]]`: `None` when it has problems (they are in `problems`).
 /// `names` collects the names seen, to refuse a second job by one.
 fn job(
@@ -857,30 +912,9 @@ fn job(
             None
         }
     };
-    let mut when = Vec::new();
-    if let Some(raw_when) = &raw_job.when {
-        let at = lines.at(raw_when);
-        for c in raw_when.get_ref().clone().into_vec() {
-            match crate::monitor::condition::Condition::from_raw(&c) {
-                Ok(c) => when.push(c),
-                Err(e) => problems.push(at, Some(&name), e),
-            }
-        }
-    }
+    let when = job_when(raw_job, &lines, &name, problems);
     let settings = job_settings(raw_job, &raw.defaults, &lines, &name, problems);
-    let pin = raw_job
-        .plugin_sha256
-        .as_ref()
-        .map(|p| p.get_ref().to_ascii_lowercase());
-    if let (Some(p), Some(raw_pin)) = (&pin, &raw_job.plugin_sha256)
-        && (p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        problems.push(
-            lines.at(raw_pin),
-            Some(&name),
-            "plugin_sha256 must be 64 hex digits (`opsd plugins list` shows each plugin's)",
-        );
-    }
+    let pin = plugin_pin(raw_job, &lines, &name, problems);
     let mode = raw_job
         .sandbox
         .exec

@@ -356,6 +356,8 @@ impl JobDetail {
     }
 
     /// The detail as people read it.
+    ///
+    /// Long on purpose: a line per setting, in the order they are shown.
     pub fn text(&self, now: DateTime<Utc>) -> String {
         let secs =
             |s: u64| humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
@@ -641,6 +643,8 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
 }
 
 /// Each figure of the machine against the runbook's limit.
+///
+/// Long on purpose: a row per figure, in the order the table shows them.
 fn machine_rows(st: &crate::monitor::MachineStatus, colour: bool) -> Vec<Vec<String>> {
     use crate::monitor::{
         CPU_LIMIT, CPU_LIMIT_FOR, DISK_LIMIT, MEMORY_LIMIT, NETWORK_ERRORS_LIMIT,

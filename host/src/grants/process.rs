@@ -446,6 +446,10 @@ fn deny(ctx: &ProcessContext<'_>, message: String) -> ExecError {
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs one command on a plugin's behalf, as far as the grants allow.
+///
+/// Long on purpose: a program's life in the order it happens (look up,
+/// prepare, confine, spawn, feed, capture, wait, kill what it left,
+/// account), each step undoing what the earlier ones set up if it fails.
 pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecError> {
     let program = ctx
         .grants

@@ -264,6 +264,11 @@ pub fn nearest_weekday(year: i32, month: u32, day: u32) -> u32 {
     }
 }
 
+/// One field of a cron expression: a list of `*`, values, ranges and
+/// steps, and the day fields' `L`, `W`, `#` and `?`.
+///
+/// Long on purpose: one pass over the field's grammar, each form an arm,
+/// so what the field accepts reads in one place.
 fn parse_field(text: &str, field: Field) -> Result<Parsed, String> {
     let err = |msg: String| format!("{} field `{text}`: {msg}", field.name());
     let mut out = Parsed::default();

@@ -104,6 +104,11 @@ pub(crate) struct Launch {
 impl Launch {
     /// Prepares a launch, or says why this machine cannot confine as
     /// `mode` requires.
+    ///
+    /// Long on purpose: every resource the child will use (namespaces,
+    /// mount handles, the Landlock ruleset, the filter, the supervisor's
+    /// socket) is made here, before the fork, in the order the child uses
+    /// them, with what best-effort mode leaves out noted beside each.
     pub fn prepare(req: Request<'_>) -> Result<Launch, String> {
         let support = Support::get();
         let mut notes = Vec::new();

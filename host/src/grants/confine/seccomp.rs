@@ -291,6 +291,10 @@ const SET_TIMES: &[(libc::c_long, u32)] = &[
 ];
 
 /// The filter of one confined child.
+///
+/// Long on purpose: it assembles one BPF program, whose labels and jumps
+/// are checked most easily read top to bottom, like the listing they
+/// become.
 pub fn filter(policy: &Policy) -> Vec<sock_filter> {
     // Calls decided on their number alone.
     let by_number: &[(libc::c_long, u32)] = &[

@@ -232,6 +232,11 @@ enum Verdict {
     Refuse(i32),
 }
 
+/// What to answer one notified system call.
+///
+/// Long on purpose: it is the table of every call the filter hands to the
+/// supervisor, an arm a rule; split, the one place that says what a
+/// confined program may do would be scattered.
 fn decide(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> Verdict {
     let pid = n.pid;
     let args = n.data.args;
@@ -421,6 +426,12 @@ struct Exec {
     envp: u64,
 }
 
+/// Whether one `execve` may go on.
+///
+/// Long on purpose: the checks of one exec in the order they must hold
+/// (the path resolved in the caller's root, the grant, no writable
+/// directory on the way, the pinned arguments, the environment), each
+/// re-validated against the notification before it is trusted.
 fn exec_verdict(call: &Exec, raw: &[u8], rules: &Rules, still_valid: impl Fn() -> bool) -> Verdict {
     let (pid, dirfd, flags) = (call.pid, call.dirfd, call.flags);
     let named = Path::new(std::ffi::OsStr::from_bytes(raw));

@@ -93,6 +93,10 @@ macro_rules! check {
 /// Landlock and seccomp, in that order (each later step needs what the
 /// earlier ones still had: namespaces need capabilities, the filter needs
 /// `no_new_privs`).
+///
+/// Long on purpose: between fork and exec only system calls on data
+/// prepared before the fork are safe, and the order of the steps is the
+/// security argument; read top to bottom, it is checked in one place.
 pub(super) fn confine_child(s: &Setup) -> std::io::Result<()> {
     // SAFETY (whole function): only system calls, on memory prepared
     // before the fork; no allocation.
