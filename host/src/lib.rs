@@ -58,6 +58,28 @@
 //! Data flows one way: config ─▶ scheduler ─▶ ops ─▶ runtime (grants) ─▶
 //! jobs (store) ─▶ api / cli.
 
+/// Gives an enum of unit variants the words it is written, stored and
+/// shown as (`as_str` and `Display`) from one table. Serde's renames say
+/// the same words for JSON and TOML.
+macro_rules! words {
+    ($ty:ty { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The word it is written, stored and shown as.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $word),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod api;
 pub mod bindings;
 pub mod builtins;

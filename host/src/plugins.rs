@@ -91,16 +91,11 @@ pub enum PluginStatus {
     Shadowed,
 }
 
-impl PluginStatus {
-    /// The word `plugins list` shows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginStatus::Ready => "ready",
-            PluginStatus::Rejected => "rejected",
-            PluginStatus::Shadowed => "shadowed",
-        }
-    }
-}
+words!(PluginStatus {
+    Ready => "ready",
+    Rejected => "rejected",
+    Shadowed => "shadowed",
+});
 
 /// One file of the plugin directory as last looked at.
 struct FileEntry {

@@ -24,16 +24,11 @@ pub enum CatchUp {
     All,
 }
 
-impl CatchUp {
-    /// The word in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CatchUp::Skip => "skip",
-            CatchUp::Latest => "latest",
-            CatchUp::All => "all",
-        }
-    }
-}
+words!(CatchUp {
+    Skip => "skip",
+    Latest => "latest",
+    All => "all",
+});
 
 /// A slot comes due while the job's previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -49,17 +44,12 @@ pub enum Overlap {
     Queue,
 }
 
-impl Overlap {
-    /// The word in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overlap::Allow => "allow",
-            Overlap::Forbid => "forbid",
-            Overlap::Replace => "replace",
-            Overlap::Queue => "queue",
-        }
-    }
-}
+words!(Overlap {
+    Allow => "allow",
+    Forbid => "forbid",
+    Replace => "replace",
+    Queue => "queue",
+});
 
 /// The most missed slots `catch_up = "all"` runs; older ones are skipped
 /// and logged, so a long outage never becomes an endless backlog.

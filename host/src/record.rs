@@ -37,21 +37,18 @@ pub enum RunStatus {
     Skipped,
 }
 
-impl RunStatus {
-    /// The word used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Ok => "ok",
-            RunStatus::Warning => "warning",
-            RunStatus::Failed => "failed",
-            RunStatus::Timeout => "timeout",
-            RunStatus::Interrupted => "interrupted",
-            RunStatus::Cancelled => "cancelled",
-            RunStatus::Skipped => "skipped",
-        }
-    }
+words!(RunStatus {
+    Running => "running",
+    Ok => "ok",
+    Warning => "warning",
+    Failed => "failed",
+    Timeout => "timeout",
+    Interrupted => "interrupted",
+    Cancelled => "cancelled",
+    Skipped => "skipped",
+});
 
+impl RunStatus {
     /// Whether `opsd run` exits 0 for it.
     pub fn is_success(self) -> bool {
         matches!(self, RunStatus::Ok | RunStatus::Warning)
@@ -60,12 +57,6 @@ impl RunStatus {
     /// Whether a retry may help: the run failed or ran out of time.
     pub fn is_retryable(self) -> bool {
         matches!(self, RunStatus::Failed | RunStatus::Timeout)
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -125,22 +116,11 @@ pub enum LoadSource {
     Memory,
 }
 
-impl LoadSource {
-    /// The word recorded in run records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoadSource::Compiled => "compiled",
-            LoadSource::DiskCache => "disk-cache",
-            LoadSource::Memory => "memory",
-        }
-    }
-}
-
-impl std::fmt::Display for LoadSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+words!(LoadSource {
+    Compiled => "compiled",
+    DiskCache => "disk-cache",
+    Memory => "memory",
+});
 
 /// One run of one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,24 +217,13 @@ pub enum Level {
     Error,
 }
 
-impl Level {
-    /// The name stored, sent and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
-
-impl std::fmt::Display for Level {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+words!(Level {
+    Trace => "trace",
+    Debug => "debug",
+    Info => "info",
+    Warn => "warn",
+    Error => "error",
+});
 
 /// Who wrote a log line: the plugin through its `log` interface, its
 /// stdout or stderr, or opsd itself.
@@ -267,23 +236,12 @@ pub enum Source {
     Host,
 }
 
-impl Source {
-    /// The name stored, sent and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Plugin => "plugin",
-            Source::Stdout => "stdout",
-            Source::Stderr => "stderr",
-            Source::Host => "host",
-        }
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+words!(Source {
+    Plugin => "plugin",
+    Stdout => "stdout",
+    Stderr => "stderr",
+    Host => "host",
+});
 
 /// What the store remembers about a job between runs and restarts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -347,4 +305,34 @@ pub struct ScheduleEntry {
     pub last: Option<DateTime<Utc>>,
     pub last_status: Option<RunStatus>,
     pub last_run: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words shown are the words stored: `as_str` agrees with serde.
+    #[test]
+    fn shown_words_are_the_stored_words() {
+        fn same<T: Serialize + std::fmt::Display>(all: &[T]) {
+            for v in all {
+                assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{v}\""));
+            }
+        }
+        use RunStatus as R;
+        same(&[
+            R::Running,
+            R::Ok,
+            R::Warning,
+            R::Failed,
+            R::Timeout,
+            R::Interrupted,
+            R::Cancelled,
+            R::Skipped,
+        ]);
+        use Level as L;
+        same(&[L::Trace, L::Debug, L::Info, L::Warn, L::Error]);
+        same(&[Source::Plugin, Source::Stdout, Source::Stderr, Source::Host]);
+        same(&[LoadSource::Compiled, LoadSource::DiskCache, LoadSource::Memory]);
+    }
 }

@@ -16,6 +16,11 @@ pub enum HistoryScope {
     All,
 }
 
+words!(HistoryScope {
+    Own => "own",
+    All => "all",
+});
+
 impl HistoryScope {
     /// `own` (the default) or `all`; anything else is a problem naming
     /// both.
@@ -38,14 +43,6 @@ impl HistoryScope {
                 );
                 HistoryScope::Own
             }
-        }
-    }
-
-    /// The word in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HistoryScope::Own => "own",
-            HistoryScope::All => "all",
         }
     }
 }
