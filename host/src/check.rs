@@ -211,8 +211,11 @@ fn exec_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
     let (caps, name) = (&info.capabilities, &info.name);
     for program in &caps.exec {
         if !job.grants.exec.names(program) {
+            // A plugin names every program it may run in some mode (the
+            // cert-renew hook's certbot); one the job does not grant is
+            // worth knowing, not a warning.
             out.push((
-                Level::Warning,
+                Level::Note,
                 format!("plugin {name} may run `{program}`, which the job does not grant; add it to `exec = [...]` if the job needs it"),
             ));
         }

@@ -156,7 +156,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::daemon::run(config()?).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => check(config()?).await,
+        // A configuration that does not load is a failed check (exit 1),
+        // like the problems `check` finds in one that does.
+        Command::Check => match config() {
+            Ok(config) => check(config).await,
+            Err(e) if e.downcast_ref::<crate::config::ConfigError>().is_some() => {
+                eprintln!("error: {e:#}");
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => Err(e),
+        },
         Command::Status { json } => status(config()?, json).await,
         Command::Schedule { command } => match command {
             ScheduleCommand::List { json } => schedule_list(config()?, json).await,
@@ -196,18 +205,70 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => new_plugin(&name, lang, dir),
         Command::Plugins { command } => plugins(config()?, command).await,
         Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error,
+            // and a closed pipe (`| head`) is no error.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "opsd", &mut std::io::stdout());
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "opsd", &mut out);
+            write_out(&String::from_utf8_lossy(&out))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut out)?;
-            std::io::stdout().write_all(&out)?;
+            write_out(&String::from_utf8_lossy(&man_page()?))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The one man page: clap_mangen's sections, with every command listed
+/// in it (`opsd schedule list`) where clap_mangen would cite a page per
+/// subcommand (`opsd-schedule(1)`) that is never installed.
+fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    out.extend_from_slice(b".SH COMMANDS\n");
+    fn list(cmd: &clap::Command, path: &str, out: &mut Vec<u8>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("{path} {}", sub.get_name());
+            if sub.has_subcommands() {
+                list(sub, &name, out);
+                continue;
+            }
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            out.extend_from_slice(
+                format!(".TP\n\\fB{}\\fR\n{}\n", roff_text(&name), roff_text(&about)).as_bytes(),
+            );
+        }
+    }
+    list(&cmd, "opsd", &mut out);
+    out.extend_from_slice(
+        b".PP\n\\fBopsd\\fR \\fICOMMAND\\fR \\fB--help\\fR shows a command's options.\n",
+    );
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// Text safe in a roff line: backslashes doubled, and no line starting
+/// with a control character.
+fn roff_text(text: &str) -> String {
+    text.replace('\\', "\\e")
+        .lines()
+        .map(|l| {
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `opsd status`.
@@ -249,9 +310,32 @@ async fn run(
     let backend = Backend::connect(config).await?;
     let rec = if follow {
         let mut printer = cli::FollowPrinter::new();
-        let rec = backend
-            .run_job(job, dry_run, Some(&mut |ev| printer.event(ev)))
-            .await;
+        let mut on_event = |ev: &crate::runtime::log::LogEvent| printer.event(ev);
+        let rec = {
+            let run = backend.run_job(job, dry_run, Some(&mut on_event));
+            tokio::pin!(run);
+            tokio::select! {
+            rec = &mut run => rec,
+            _ = tokio::signal::ctrl_c() => match &backend {
+                // The daemon runs it: only the following stops.
+                Backend::Daemon(_) => {
+                    eprintln!(
+                        "\nopsd: stopped following; the run goes on in the daemon (`opsd history --job {job}` shows it, `opsd logs RUN` its log)"
+                    );
+                    return Ok(ExitCode::from(130));
+                }
+                // This process runs it: stop it, and record so.
+                Backend::Local(ops) => {
+                    eprintln!("\nopsd: interrupting the run (no daemon runs this job)");
+                    ops.cancel_all(
+                        crate::record::RunStatus::Interrupted,
+                        "interrupted by Ctrl-C on `opsd run --follow`",
+                    );
+                    run.await
+                }
+            },
+            }
+        };
         printer.finish();
         rec?
     } else {

@@ -645,6 +645,21 @@ impl Places {
                 ),
             );
         }
+        for (key, raw_path, path) in [
+            ("data_dir", &raw.data_dir, &data_dir),
+            ("plugin_dir", &raw.plugin_dir, &plugin_dir),
+        ] {
+            if path.exists() && !path.is_dir() {
+                problems.push(
+                    raw_path.as_ref().and_then(|p| lines.at(p)),
+                    None,
+                    format!(
+                        "{key} {} is not a directory; point {key} at a directory (opsd makes it when it is missing)",
+                        path.display()
+                    ),
+                );
+            }
+        }
         Places {
             data_dir,
             plugin_dir,

@@ -49,10 +49,22 @@ impl Problems {
     }
 }
 
-/// Parses `30s`, `5m`, `1h 30m`, `2d` into a duration.
+/// The longest duration any setting takes: past it, clocks and dates
+/// overflow long before the wait ends, and it is a typo anyway.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// Parses `30s`, `5m`, `1h 30m`, `2d` into a duration of at most ten
+/// years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`"))
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write e.g. `90s`, `30m` or `2h`")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than any setting takes (at most ten years, `3660d`)"
+        ));
+    }
+    Ok(d)
 }
 
 /// Parses `512`, `64K`, `256M`, `2G` (powers of 1024; `KiB`/`MB` spellings
@@ -110,5 +122,7 @@ mod tests {
     fn durations_name_the_text() {
         assert_eq!(parse_duration(" 90s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        let e = parse_duration("99999999999d").unwrap_err();
+        assert!(e.contains("ten years"), "{e}");
     }
 }

@@ -920,6 +920,12 @@ impl Ops {
 /// logs and the control socket.
 fn ensure_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "data_dir {} is not a directory; point data_dir at a directory",
+            dir.display()
+        );
+    }
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -333,6 +333,10 @@ mod tests {
         use Level as L;
         same(&[L::Trace, L::Debug, L::Info, L::Warn, L::Error]);
         same(&[Source::Plugin, Source::Stdout, Source::Stderr, Source::Host]);
-        same(&[LoadSource::Compiled, LoadSource::DiskCache, LoadSource::Memory]);
+        same(&[
+            LoadSource::Compiled,
+            LoadSource::DiskCache,
+            LoadSource::Memory,
+        ]);
     }
 }

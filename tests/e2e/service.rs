@@ -383,4 +383,24 @@ fn completions_and_man_page() {
         out.status.success() && page.contains(".TH opsd 1") && page.contains("schedule"),
         "{page}"
     );
+    // One page: every command in it, no page cited that is never installed.
+    assert!(page.contains("\\fBopsd schedule list\\fR"), "{page}");
+    assert!(!page.contains("opsd-schedule("), "{page}");
+    // A reader that stops early (`| head -1`) is no error, every time.
+    for _ in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsd"))
+            .args(["completions", "bash"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -76,6 +76,13 @@ pub fn schedule_table(
     now: DateTime<Utc>,
     width: Option<usize>,
 ) -> String {
+    // Soonest first, as `systemctl list-timers` lists; jobs with no next
+    // run (disabled, on condition only) last, by name.
+    let mut sorted: Vec<&ScheduleEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.next.is_none(), a.next, &a.job).cmp(&(b.next.is_none(), b.next, &b.job))
+    });
+    let entries = sorted;
     // Layouts from richest to leanest; the first that fits the terminal
     // wins, as `systemctl list-timers` narrows on small terminals.
     let layout = |compact: bool, cols: &[&'static str]| -> (Vec<&'static str>, Vec<Vec<String>>) {

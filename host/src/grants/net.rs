@@ -305,6 +305,9 @@ fn parse_rule(text: &str) -> Result<NetRule, String> {
         None => (None, t),
     };
     if rest.contains('/') && !looks_like_cidr(rest) {
+        if let Some(why) = bad_prefix(rest) {
+            return Err(why);
+        }
         return Err("an origin has no path; write `https://host[:port]`".into());
     }
     let (host_text, port_text) = split_host_port(rest);
@@ -358,6 +361,23 @@ fn looks_like_cidr(s: &str) -> bool {
         .trim_end_matches(']')
         .parse::<IpNet>()
         .is_ok()
+}
+
+/// Why an address with a prefix (`10.0.0.0/33`) is not a network, when
+/// that is what it tries to be.
+fn bad_prefix(s: &str) -> Option<String> {
+    let (host, _) = split_host_port(s);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let (addr, len) = host.split_once('/')?;
+    let addr: IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    Some(match len.parse::<u8>() {
+        Ok(n) if n > max => format!(
+            "`{host}`: a prefix of /{n} is longer than an {} address has bits (at most /{max})",
+            if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+        ),
+        _ => format!("`{host}`: `/{len}` is not a prefix length (0 to {max})"),
+    })
 }
 
 /// Splits `host:port`, `[v6]:port`, `v6-cidr` (no port) and `host`.
@@ -612,6 +632,10 @@ mod tests {
             .is_ok()
         );
         assert!(parse_rule("db.internal").unwrap_err().contains("port"));
+        let e = parse_rule("10.0.0.0/33:80").unwrap_err();
+        assert!(e.contains("/33") && e.contains("at most /32"), "{e}");
+        let e = parse_rule("[::1/200]:80").unwrap_err();
+        assert!(e.contains("at most /128"), "{e}");
         assert!(parse_rule("ftp://x").unwrap_err().contains("scheme"));
         assert!(
             parse_rule("*.x.com:443")

@@ -94,6 +94,17 @@ impl Metric {
         }
     }
 
+    /// Whether it is a percentage (0 to 100).
+    pub fn is_percent(&self) -> bool {
+        matches!(
+            self,
+            Metric::CpuPercent
+                | Metric::MemoryUsedPercent
+                | Metric::SwapUsedPercent
+                | Metric::DiskUsedPercent(_)
+        )
+    }
+
     /// Name and argument, as config and records write it.
     pub fn label(&self) -> String {
         match self {
@@ -210,6 +221,19 @@ impl Condition {
                 ));
             }
         };
+        let (Bound::Above(t) | Bound::Below(t)) = bound;
+        if metric.is_percent() && !(0.0..=100.0).contains(&t) {
+            return Err(format!(
+                "when: {} is a percentage; a threshold of {t} can never be met, write one from 0 to 100",
+                raw.metric
+            ));
+        }
+        if t < 0.0 {
+            return Err(format!(
+                "when: {} is never negative; a threshold of {t} is always or never met",
+                raw.metric
+            ));
+        }
         let duration = |v: &Option<String>, key: &str, default: Duration| match v {
             None => Ok(default),
             Some(t) => crate::diag::parse_duration(t).map_err(|e| format!("when: {key}: {e}")),
@@ -319,6 +343,11 @@ mod tests {
             ("metric = \"disk_used_percent\"\nabove = 1", "needs `mount`"),
             ("metric = \"cpu_percent\"", "needs a threshold"),
             ("metric = \"cpu_percent\"\nabove = 1\nbelow = 2", "not both"),
+            (
+                "metric = \"memory_used_percent\"\nabove = 185",
+                "from 0 to 100",
+            ),
+            ("metric = \"load1\"\nbelow = -1", "never negative"),
             (
                 "metric = \"cpu_percent\"\nabove = 1\nmount = \"/\"",
                 "`mount` applies to disk_used_percent",
