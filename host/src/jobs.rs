@@ -178,6 +178,7 @@ impl Jobs {
             if rec.status.is_success() {
                 s.last_success = rec.finished;
             }
+            s.last_duration_ms = rec.duration_ms;
             if final_attempt {
                 s.last_final_status = Some(rec.status);
             }

@@ -83,7 +83,7 @@ impl Metrics {
         let mut out = String::new();
         let w = &mut out;
         job_metrics(w, f);
-        self.run_metrics(w);
+        self.run_metrics(w, f);
         plugin_metrics(w, f);
         system_metrics(w, f);
         process_metrics(w);
@@ -91,8 +91,18 @@ impl Metrics {
     }
 
     /// Runs counted since start, by outcome, and their durations.
-    fn run_metrics(&self, w: &mut String) {
-        let inner = self.inner.locked();
+    ///
+    /// Every configured job has every series from the start, at 0:
+    /// Prometheus' `increase()` sees a counter's first step only from a
+    /// series that existed before it.
+    fn run_metrics(&self, w: &mut String, f: &Figures) {
+        let mut inner = self.inner.locked();
+        for job in &f.jobs {
+            for status in RunStatus::ENDINGS {
+                inner.runs.entry((job.name.clone(), status)).or_default();
+            }
+            inner.durations.entry(job.name.clone()).or_default();
+        }
         header(
             w,
             "opsd_job_runs_total",
@@ -205,6 +215,12 @@ fn job_metrics(w: &mut String, f: &Figures) {
             job.state.missed_total
         );
     }
+    gauge(
+        w,
+        "opsd_job_last_duration_seconds",
+        "How long the job's last finished run took.",
+        &|j| j.state.last_duration_ms.map(|ms| ms as f64 / 1000.0),
+    );
     gauge(
         w,
         "opsd_job_running",
@@ -500,5 +516,28 @@ mod tests {
         assert_eq!(h.counts[0], 1, "0.04s <= 0.05");
         assert_eq!(h.counts[4], 2, "both <= 1s");
         assert_eq!(inner.runs[&("j".to_string(), RunStatus::Ok)], 2);
+    }
+
+    /// A job that never ran has every outcome's series at 0, so the first
+    /// failure is a step Prometheus sees.
+    #[test]
+    fn every_series_exists_from_the_start() {
+        let m = Metrics::default();
+        let text = m.render(&Figures {
+            jobs: vec![JobFigures {
+                name: "nightly".into(),
+                state: JobState::default(),
+                enabled: true,
+                running: 0,
+            }],
+            plugins: Vec::new(),
+            history: Vec::new(),
+            conditions: Vec::new(),
+        });
+        for status in RunStatus::ENDINGS {
+            let line = format!("opsd_job_runs_total{{job=\"nightly\",status=\"{status}\"}} 0\n");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains("opsd_job_duration_seconds_count{job=\"nightly\"} 0\n"));
     }
 }

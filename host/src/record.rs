@@ -49,6 +49,18 @@ words!(RunStatus {
 });
 
 impl RunStatus {
+    /// The ways a run ends: every per-job counter has one series each,
+    /// from the start, at 0.
+    pub const ENDINGS: [RunStatus; 7] = [
+        RunStatus::Ok,
+        RunStatus::Warning,
+        RunStatus::Failed,
+        RunStatus::Timeout,
+        RunStatus::Interrupted,
+        RunStatus::Cancelled,
+        RunStatus::Skipped,
+    ];
+
     /// Whether `opsd run` exits 0 for it.
     pub fn is_success(self) -> bool {
         matches!(self, RunStatus::Ok | RunStatus::Warning)
@@ -265,6 +277,10 @@ pub struct JobState {
     /// failure here is a recovery.
     #[serde(default)]
     pub last_final_status: Option<RunStatus>,
+    /// How long the last finished run took: a daily job's duration, which
+    /// a rate over an hour of a histogram never shows.
+    #[serde(default)]
+    pub last_duration_ms: Option<u64>,
 }
 
 /// The machine at one moment, kept so reports can show trends (disk

@@ -25,6 +25,13 @@ fn health_and_metrics_over_http_change_after_a_run() {
         &[
             hostile("ok-job", "action = \"ok\"", ""),
             hostile("bad-job", "action = \"fail\"", ""),
+            // A probe and a condition, so the dashboard's machine panels
+            // have figures to chart (port 1 refuses: the probe fails).
+            hostile(
+                "watch",
+                "action = \"ok\"",
+                "when = { metric = \"http_latency_seconds\", url = \"http://127.0.0.1:1/health\", above = 5, cooldown = \"1h\" }",
+            ),
         ]
         .concat(),
     );
@@ -57,10 +64,18 @@ fn health_and_metrics_over_http_change_after_a_run() {
         Some(1.0),
         "{before}"
     );
-    assert_eq!(
-        metric(&before, "opsd_job_runs_total{job=\"ok-job\",status=\"ok\"}"),
-        None
-    );
+    // Every outcome's series is there before the first run, at 0, so the
+    // first failure is a step `increase()` sees.
+    for status in ["ok", "failed", "timeout", "skipped"] {
+        assert_eq!(
+            metric(
+                &before,
+                &format!("opsd_job_runs_total{{job=\"bad-job\",status=\"{status}\"}}")
+            ),
+            Some(0.0),
+            "{before}"
+        );
+    }
     assert!(
         metric(
             &before,
@@ -90,6 +105,10 @@ fn health_and_metrics_over_http_change_after_a_run() {
     assert_eq!(
         metric(&after, "opsd_job_duration_seconds_count{job=\"ok-job\"}"),
         Some(2.0)
+    );
+    assert!(
+        metric(&after, "opsd_job_last_duration_seconds{job=\"ok-job\"}").is_some(),
+        "{after}"
     );
     assert_eq!(
         metric(
@@ -121,6 +140,12 @@ fn health_and_metrics_over_http_change_after_a_run() {
         "/../examples/grafana/opsd-dashboard.json"
     ))
     .unwrap();
+    // The machine's figures come with the daemon's first sample.
+    let after = wait_for(Duration::from_secs(30), || {
+        let (_, body) = http_get(&addr, "/metrics");
+        body.contains("opsd_probe_latency_seconds{").then_some(body)
+    })
+    .expect("a sample with the probe within 30 s");
     let mut names: Vec<&str> = dashboard
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("opsd_") || w.starts_with("process_"))
@@ -504,4 +529,63 @@ fn max_concurrent_runs_makes_runs_wait_their_turn() {
         "runs overlapped with max_concurrent_runs = 1:\n{first:#}\n{second:#}"
     );
     assert!(daemon.stop().success());
+}
+
+/// The dashboard's failure panel, run through Prometheus' own rule
+/// engine: a job's first failure shows when its series existed at 0
+/// before (as opsd now exports them), and would not if the series
+/// appeared only with the failure.
+#[test]
+fn the_failure_panel_sees_the_first_failure() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/grafana/opsd-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let expr = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Failures (last 24h)")
+        .and_then(|p| p["targets"][0]["expr"].as_str())
+        .expect("the failure panel")
+        .replace("$instance", ".*")
+        .replace("$job", ".*");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        format!(
+            "groups:\n- name: dashboard\n  rules:\n  - alert: FailurePanelShowsAFailure\n    expr: '{} > 0'\n",
+            expr.replace('\'', "''")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("test.yml"),
+        r#"rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - series: 'opsd_job_runs_total{instance="h:9779",job="nightly",status="failed"}'
+    values: '0 0 0 1 1 1'
+  - series: 'opsd_job_runs_total{instance="h:9779",job="appeared-at-one",status="failed"}'
+    values: '_ _ _ 1 1 1'
+  alert_rule_test:
+  - eval_time: 5m
+    alertname: FailurePanelShowsAFailure
+    exp_alerts:
+    - exp_labels: {job: nightly}
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "test.yml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool (Debian package prometheus; tests/run installs it)");
+    assert!(out.status.success(), "{}", text(&out));
 }
