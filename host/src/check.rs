@@ -46,9 +46,20 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Checks every job against its plugin.
+/// Checks every job against its plugin; jobs the configuration set aside
+/// as broken are errors with their problems.
 pub async fn check(config: &Config, registry: &Registry) -> Vec<Finding> {
     let mut out = Vec::new();
+    for b in &config.broken {
+        for p in &b.problems {
+            out.push(Finding {
+                level: Level::Error,
+                line: p.line.unwrap_or(b.line),
+                job: b.name.clone(),
+                message: p.message.clone(),
+            });
+        }
+    }
     for job in &config.jobs {
         let mut push = |level, line: usize, message: String| {
             out.push(Finding {
@@ -81,6 +92,40 @@ pub async fn check(config: &Config, registry: &Registry) -> Vec<Finding> {
     }
     out.sort_by_key(|f| (f.line, f.level));
     out
+}
+
+/// `config` with every job that `check` finds an error in set aside as
+/// broken, with those errors: what the daemon puts in force at start and
+/// on every reload, so a typo in a plugin's name or its config is said
+/// at once, not when the job fires.
+pub async fn sift(mut config: Config, registry: &Registry) -> Config {
+    let findings = check(&config, registry).await;
+    let mut broken: Vec<crate::config::BrokenJob> = Vec::new();
+    for f in findings.iter().filter(|f| f.level == Level::Error) {
+        let Some(job) = config.jobs.iter().find(|j| j.name == f.job) else {
+            continue;
+        };
+        let problem = crate::diag::Problem {
+            line: Some(f.line),
+            job: Some(f.job.clone()),
+            message: f.message.clone(),
+        };
+        match broken.iter_mut().find(|b| b.name == f.job) {
+            Some(b) => b.problems.push(problem),
+            None => broken.push(crate::config::BrokenJob {
+                name: job.name.clone(),
+                plugin: Some(job.plugin.clone()),
+                line: job.line,
+                problems: vec![problem],
+            }),
+        }
+    }
+    config
+        .jobs
+        .retain(|j| !broken.iter().any(|b| b.name == j.name));
+    config.broken.extend(broken);
+    config.broken.sort_by_key(|b| b.line);
+    config
 }
 
 /// What the programs of a job with an exec grant may touch, and whether

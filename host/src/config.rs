@@ -17,6 +17,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -50,6 +51,11 @@ pub struct Config {
     /// status` and `/metrics`.
     pub monitor_interval: Duration,
     pub jobs: Vec<Job>,
+    /// Jobs that cannot run as written; the others run without them.
+    pub broken: Vec<BrokenJob>,
+    /// The text this was read from: read again (not the file, which may
+    /// have changed since) to see whether a broken job's cause went away.
+    pub source: Arc<str>,
 }
 
 /// Runs at once unless `max_concurrent_runs` says: four per CPU, at least
@@ -214,7 +220,12 @@ struct RawNotify {
 
 fn all_events() -> Vec<crate::notify::Event> {
     use crate::notify::Event;
-    vec![Event::Failure, Event::Recovered, Event::Missed]
+    vec![
+        Event::Failure,
+        Event::Recovered,
+        Event::Missed,
+        Event::Broken,
+    ]
 }
 
 #[derive(Deserialize, Default)]
@@ -423,22 +434,32 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// for errors TOML reports before there are jobs to name (unknown keys,
 /// wrong types). Read from the text, since it did not deserialize.
 fn job_at(text: &str, offset: usize) -> Option<String> {
+    job_block(text, offset).and_then(|(_, name)| name)
+}
+
+/// The bytes of the `[[job]]` block (its sub-tables included) that holds
+/// byte `offset` of `text`, and the job's name when the block gives one.
+fn job_block(text: &str, offset: usize) -> Option<(std::ops::Range<usize>, Option<String>)> {
     let mut lines: Vec<(usize, &str)> = Vec::new();
     let mut at = 0;
     for line in text.split_inclusive('\n') {
         lines.push((at, line.trim()));
         at += line.len();
     }
+    let top_header =
+        |l: &str| l.starts_with('[') && !l.starts_with("[job.") && !l.starts_with("[[job.");
     let here = lines.iter().rposition(|(start, _)| *start <= offset)?;
     // The nearest header above decides; a job's sub-tables belong to the
     // `[[job]]` above them.
-    let header = lines[..=here].iter().rposition(|(_, l)| {
-        l.starts_with('[') && !l.starts_with("[job.") && !l.starts_with("[[job.")
-    })?;
+    let header = lines[..=here].iter().rposition(|(_, l)| top_header(l))?;
     if !lines[header].1.starts_with("[[job]]") {
         return None;
     }
-    lines[header + 1..]
+    let end = lines[header + 1..]
+        .iter()
+        .find(|(_, l)| top_header(l))
+        .map_or(text.len(), |(start, _)| *start);
+    let name = lines[header + 1..]
         .iter()
         .take_while(|(_, l)| !l.starts_with('['))
         .find_map(|(_, l)| {
@@ -449,7 +470,82 @@ fn job_at(text: &str, offset: usize) -> Option<String> {
                 .remove("v")?
                 .as_str()
                 .map(str::to_owned)
-        })
+        });
+    Some((lines[header].0..end, name))
+}
+
+/// `text` with the bytes of `range` made spaces (newlines kept), so the
+/// rest parses without them and keeps its line numbers.
+fn blank(text: &str, range: std::ops::Range<usize>) -> String {
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..range.start]);
+    out.extend(
+        text[range.clone()]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' }),
+    );
+    out.push_str(&text[range.end..]);
+    out
+}
+
+/// Parses the file's TOML; a `[[job]]` whose block does not deserialize
+/// (an unknown key, a wrong type) is set aside as broken with the error,
+/// and the rest is parsed without it. An error outside every job is the
+/// file's.
+fn parse_raw(text: &str) -> Result<(RawConfig, Vec<BrokenJob>), Problem> {
+    let lines = Lines(text);
+    let mut work = text.to_owned();
+    let mut broken = Vec::new();
+    loop {
+        let e = match toml::from_str::<RawConfig>(&work) {
+            Ok(raw) => return Ok((raw, broken)),
+            Err(e) => e,
+        };
+        let problem = Problem {
+            line: e.span().map(|s| lines.of(s.start)),
+            job: e.span().and_then(|s| job_at(&work, s.start)),
+            message: e.message().trim().to_string(),
+        };
+        let Some((range, name)) = e.span().and_then(|s| job_block(&work, s.start)) else {
+            return Err(problem);
+        };
+        if work[range.clone()].trim().is_empty() {
+            return Err(problem);
+        }
+        let line = lines.of(range.start);
+        broken.push(BrokenJob {
+            name: name.unwrap_or_else(|| format!("(the job at line {line})")),
+            plugin: None,
+            line,
+            problems: vec![problem],
+        });
+        work = blank(&work, range);
+    }
+}
+
+/// A job the configuration defines that cannot run as written. The rest
+/// of the configuration runs without it; it is shown broken, with why,
+/// wherever jobs are listed, until it is fixed or its cause goes away.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BrokenJob {
+    pub name: String,
+    pub plugin: Option<String>,
+    /// The line of its `[[job]]`.
+    pub line: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl BrokenJob {
+    /// Its problems in words, each with its line.
+    pub fn reasons(&self) -> Vec<String> {
+        self.problems
+            .iter()
+            .map(|p| match p.line {
+                Some(line) => format!("line {line}: {}", p.message),
+                None => p.message.clone(),
+            })
+            .collect()
+    }
 }
 
 impl Config {
@@ -528,13 +624,7 @@ impl Config {
             problems,
         };
         let lines = Lines(text);
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            fail(vec![Problem {
-                line: e.span().map(|s| lines.of(s.start)),
-                job: e.span().and_then(|s| job_at(text, s.start)),
-                message: e.message().trim().to_string(),
-            }])
-        })?;
+        let (raw, unparsed) = parse_raw(text).map_err(|p| fail(vec![p]))?;
         let mut problems = Problems { list: Vec::new() };
         let p = &mut problems;
 
@@ -564,6 +654,7 @@ impl Config {
             .iter()
             .filter_map(|spanned| job(spanned, &raw, text, &base, &mut names, p))
             .collect();
+        names.extend(unparsed.iter().map(|b| b.name.clone()));
         places.check_grants(&jobs, p);
         check_program_writers(&jobs, p);
         if let Some(listen) = http {
@@ -576,9 +667,8 @@ impl Config {
         check_override_builtin(&raw.plugins, &lines, p);
         check_notify_jobs(&raw.notify, &names, &lines, p);
         let max_concurrent_runs = max_concurrent_runs(raw.max_concurrent_runs.as_ref(), &lines, p);
-        if !problems.list.is_empty() {
-            return Err(fail(problems.list));
-        }
+        let (jobs, broken) =
+            set_aside_broken(jobs, unparsed, problems.list, &raw, &lines).map_err(fail)?;
         Ok(Config {
             max_concurrent_runs,
             release_idle_code_after,
@@ -597,6 +687,8 @@ impl Config {
                 .map(|o| o.get_ref().clone())
                 .collect(),
             jobs,
+            broken,
+            source: Arc::from(text),
         })
     }
 
@@ -609,8 +701,46 @@ impl Config {
                 name: name.to_owned(),
                 config: self.path.clone(),
                 known: self.jobs.iter().map(|j| j.name.clone()).collect(),
+                broken: self.broken.iter().find(|b| b.name == name).cloned(),
             })
     }
+}
+
+/// Splits the problems found: any that is not one job's is the file's,
+/// and the file is refused with every problem listed; otherwise each job
+/// with a problem is set aside as broken, with its problems, and the
+/// others run.
+fn set_aside_broken(
+    mut jobs: Vec<Job>,
+    mut broken: Vec<BrokenJob>,
+    problems: Vec<Problem>,
+    raw: &RawConfig,
+    lines: &Lines<'_>,
+) -> Result<(Vec<Job>, Vec<BrokenJob>), Vec<Problem>> {
+    if problems.iter().any(|p| p.job.is_none()) {
+        let mut all: Vec<Problem> = broken.into_iter().flat_map(|b| b.problems).collect();
+        all.extend(problems);
+        all.sort_by_key(|p| p.line);
+        return Err(all);
+    }
+    for p in problems {
+        let name = p.job.clone().unwrap_or_default();
+        match broken.iter_mut().find(|b| b.name == name) {
+            Some(b) => b.problems.push(p),
+            None => {
+                let raw_job = raw.job.iter().find(|j| *j.get_ref().name.get_ref() == name);
+                broken.push(BrokenJob {
+                    plugin: raw_job.map(|j| j.get_ref().plugin.get_ref().clone()),
+                    line: raw_job.and_then(|j| lines.at(j)).or(p.line).unwrap_or(0),
+                    name,
+                    problems: vec![p],
+                });
+            }
+        }
+    }
+    jobs.retain(|j| !broken.iter().any(|b| b.name == j.name));
+    broken.sort_by_key(|b| b.line);
+    Ok((jobs, broken))
 }
 
 /// Where opsd keeps what it trusts: its store and compile cache, the
@@ -1117,13 +1247,40 @@ fn max_concurrent_runs(
     }
 }
 
-/// A job name that the configuration does not define.
+/// A job name that names no job that runs: not in the configuration, or
+/// broken there.
 #[derive(Debug, thiserror::Error)]
-#[error("no job named `{name}` in {}; jobs there: {}", config.display(), if known.is_empty() { "none".to_string() } else { known.join(", ") })]
 pub struct UnknownJob {
     pub name: String,
     pub config: PathBuf,
     pub known: Vec<String>,
+    /// Why, when the configuration defines it but it cannot run.
+    pub broken: Option<BrokenJob>,
+}
+
+impl fmt::Display for UnknownJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.broken {
+            Some(b) => write!(
+                f,
+                "job `{}` is broken and does not run: {}; fix it in {} and reload (`opsd check` lists every problem)",
+                self.name,
+                b.reasons().join("; "),
+                self.config.display()
+            ),
+            None => write!(
+                f,
+                "no job named `{}` in {}; jobs there: {}",
+                self.name,
+                self.config.display(),
+                if self.known.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.known.join(", ")
+                }
+            ),
+        }
+    }
 }
 
 fn valid_job_name(name: &str) -> bool {
@@ -1217,8 +1374,63 @@ pub fn toml_to_json(v: toml::Value) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// Every problem one way: the file's as its error, and those of jobs
+    /// set aside as broken as if they were too, so the checks below read
+    /// the same messages whichever they are.
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("/etc/opsd/opsd.toml"), text)
+        let c = Config::parse(Path::new("/etc/opsd/opsd.toml"), text)?;
+        if c.broken.is_empty() {
+            return Ok(c);
+        }
+        let mut problems: Vec<Problem> = c.broken.iter().flat_map(|b| b.problems.clone()).collect();
+        problems.sort_by_key(|p| p.line);
+        Err(ConfigError {
+            path: c.path.clone(),
+            problems,
+        })
+    }
+
+    #[test]
+    fn a_broken_job_is_set_aside_and_the_others_run() {
+        let text = "data_dir = \"/tmp/x\"\n\
+             [[job]]\nname = \"good\"\nplugin = \"p\"\nschedule = \"@daily\"\n\
+             [[job]]\nname = \"nfs\"\nplugin = \"backup\"\nschedule = \"@daily\"\n[job.grants]\nfs = [{ host = \"/nonexistent/mnt\", guest = \"/m\", access = \"ro\" }]\n\
+             [[job]]\nname = \"typo\"\nplugin = \"p\"\nschedul = \"@daily\"\n\
+             [[job]]\nname = \"late\"\nplugin = \"p\"\nschedule = \"@hourly\"\n";
+        let c = Config::parse(Path::new("/etc/opsd/opsd.toml"), text).unwrap();
+        let names: Vec<&str> = c.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["good", "late"]);
+        let broken: Vec<(&str, usize)> =
+            c.broken.iter().map(|b| (b.name.as_str(), b.line)).collect();
+        assert_eq!(broken, [("nfs", 6), ("typo", 12)]);
+        assert_eq!(c.broken[0].plugin.as_deref(), Some("backup"));
+        assert!(
+            c.broken[0].reasons()[0]
+                .starts_with("line 11: fs grant host directory /nonexistent/mnt does not exist"),
+            "{:?}",
+            c.broken[0]
+        );
+        assert!(
+            c.broken[1].reasons()[0].contains("unknown field `schedul`"),
+            "{:?}",
+            c.broken[1]
+        );
+        let e = c.job("nfs").unwrap_err().to_string();
+        assert!(
+            e.starts_with("job `nfs` is broken and does not run: line 11: "),
+            "{e}"
+        );
+        // A problem of the file's own refuses it, every problem listed.
+        let e = Config::parse(
+            Path::new("/etc/opsd/opsd.toml"),
+            &format!("max_concurrent_runs = 0\n{text}"),
+        )
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains(":1: max_concurrent_runs = 0") && e.contains("unknown field `schedul`"),
+            "{e}"
+        );
     }
 
     #[test]

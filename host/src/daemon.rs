@@ -48,6 +48,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     ops.start_notifications();
+    // `opsd check`'s validation, job by job, before anything fires: a job
+    // whose plugin is unknown or whose config its plugin refuses is set
+    // aside now, not found out when it fires.
+    let checked = crate::check::sift(ops.config().as_ref().clone(), ops.registry()).await;
+    put_in_force(&ops, checked);
     tracing::info!(
         config = %config.path.display(), data_dir = %config.data_dir.display(), socket = %socket.display(),
         http = ?ops.health(false).http, jobs = config.jobs.len(), "opsd daemon started"
@@ -58,6 +63,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     spawn_signal_handler(ops.clone(), stop_tx)?;
+    tokio::spawn(retry_broken_jobs(ops.clone(), stopped(stop_rx.clone())));
     let api_task = tokio::spawn(api::serve(listener, ops.clone(), stopped(stop_rx.clone())));
     let http_task =
         http.map(|l| tokio::spawn(api::serve_http(l, ops.clone(), stopped(stop_rx.clone()))));
@@ -164,7 +170,7 @@ fn spawn_signal_handler(ops: Arc<Ops>, stop: watch::Sender<bool>) -> anyhow::Res
                 _ = sigterm.recv() => "SIGTERM",
                 _ = sigint.recv() => "SIGINT",
                 _ = sighup.recv() => {
-                    reload(&ops);
+                    reload(&ops).await;
                     continue;
                 }
             };
@@ -177,23 +183,85 @@ fn spawn_signal_handler(ops: Arc<Ops>, stop: watch::Sender<bool>) -> anyhow::Res
     Ok(())
 }
 
-/// Reads the configuration file again and puts it in force if it is valid.
-pub fn reload(ops: &Ops) {
+/// Reads the configuration file again and puts it in force: every job
+/// that is valid, with the broken ones set aside and said; a file that is
+/// broken as a whole leaves the running configuration in force.
+pub async fn reload(ops: &Ops) {
     sd_notify("RELOADING=1");
     let path = ops.config().path.clone();
     match crate::config::Config::load_trusted(&path) {
         Ok(new) => {
-            let jobs = new.jobs.len();
-            for note in ops.reload(new) {
-                tracing::warn!("{note}");
+            let new = crate::check::sift(new, ops.registry()).await;
+            let (jobs, broken) = (new.jobs.len(), new.broken.len());
+            put_in_force(ops, new);
+            if broken > 0 {
+                tracing::warn!(config = %path.display(), jobs, broken, "configuration reloaded; {broken} broken job{} set aside (opsd schedule list says why)", if broken == 1 { "" } else { "s" });
+            } else {
+                tracing::info!(config = %path.display(), jobs, "configuration reloaded");
             }
-            tracing::info!(config = %path.display(), jobs, "configuration reloaded");
         }
         Err(e) => tracing::error!(
             "configuration reload failed; the running configuration stays in force. {e}"
         ),
     }
     sd_notify("READY=1");
+}
+
+/// Puts `new` in force, saying which jobs broke (log and webhook) and
+/// which recovered since the configuration in force.
+fn put_in_force(ops: &Ops, new: crate::config::Config) {
+    let old = ops.config();
+    let same = |a: &crate::config::BrokenJob| {
+        old.broken
+            .iter()
+            .any(|b| b.name == a.name && b.problems == a.problems)
+    };
+    for b in new.broken.iter().filter(|b| !same(b)) {
+        ops.announce_broken(b);
+    }
+    for b in &old.broken {
+        if new.jobs.iter().any(|j| j.name == b.name) {
+            tracing::info!(job = %b.name, "job recovered: it runs again");
+        }
+    }
+    for note in ops.reload(new) {
+        tracing::warn!("{note}");
+    }
+}
+
+/// How often the daemon looks again at broken jobs.
+const RETRY_BROKEN_EVERY: Duration = Duration::from_secs(15);
+
+/// While jobs are broken, checks them again every
+/// [`RETRY_BROKEN_EVERY`] against the configuration in force (its text,
+/// not the file, which may hold edits not yet applied): a job whose
+/// cause went away (the mount appeared, the plugin was dropped in) runs
+/// again by itself.
+async fn retry_broken_jobs(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_BROKEN_EVERY) => {}
+            _ = &mut stop => return,
+        }
+        let config = ops.config();
+        if config.broken.is_empty() {
+            continue;
+        }
+        let again = match crate::config::Config::parse(&config.path, &config.source) {
+            Ok(c) => crate::check::sift(c, ops.registry()).await,
+            Err(e) => {
+                tracing::warn!("checking broken jobs again: {e}");
+                continue;
+            }
+        };
+        let names = |c: &crate::config::Config| -> Vec<String> {
+            c.broken.iter().map(|b| b.name.clone()).collect()
+        };
+        if names(&again) != names(&config) {
+            put_in_force(&ops, again);
+        }
+    }
 }
 
 /// Tells systemd about the daemon's state, when started by systemd with

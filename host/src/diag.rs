@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// One thing wrong with a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     pub line: Option<usize>,
     pub job: Option<String>,

@@ -8,7 +8,7 @@
 //! The layering test in `lib.rs` fails if another module calls the
 //! store's writers.
 
-use crate::config::{Config, Job};
+use crate::config::{BrokenJob, Config, Job};
 use crate::record::{JobState, LogLine, RunRecord, RunStatus, ScheduleEntry};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -66,12 +66,40 @@ impl Jobs {
             last: state.last_started,
             last_status: state.last_status,
             last_run: state.last_run.clone(),
+            broken: Vec::new(),
         })
     }
 
-    /// Every job of `config` with its next and last run.
+    /// A broken job, with why, and its last run from before it broke.
+    pub fn broken_entry(&self, job: &BrokenJob) -> Result<ScheduleEntry> {
+        let state = self.state(&job.name)?;
+        Ok(ScheduleEntry {
+            job: job.name.clone(),
+            plugin: job.plugin.clone().unwrap_or_default(),
+            schedule: String::new(),
+            timezone: String::new(),
+            enabled: false,
+            next: None,
+            when: Vec::new(),
+            last: state.last_started,
+            last_status: state.last_status,
+            last_run: state.last_run,
+            broken: job.reasons(),
+        })
+    }
+
+    /// Every job of `config` with its next and last run, the broken ones
+    /// with why.
     pub fn entries(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<ScheduleEntry>> {
-        config.jobs.iter().map(|job| self.entry(job, now)).collect()
+        let mut out: Vec<ScheduleEntry> = config
+            .jobs
+            .iter()
+            .map(|job| self.entry(job, now))
+            .collect::<Result<_>>()?;
+        for job in &config.broken {
+            out.push(self.broken_entry(job)?);
+        }
+        Ok(out)
     }
 
     /// Runs a dead process left `running`, now marked interrupted.

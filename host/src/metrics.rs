@@ -45,6 +45,8 @@ pub struct JobFigures {
     pub enabled: bool,
     /// Runs in progress.
     pub running: usize,
+    /// Defined, but set aside: it does not run.
+    pub broken: bool,
 }
 
 /// Run counters since start.
@@ -215,6 +217,12 @@ fn job_metrics(w: &mut String, f: &Figures) {
             job.state.missed_total
         );
     }
+    gauge(
+        w,
+        "opsd_job_broken",
+        "1 when the job is set aside as broken and does not run (opsd schedule list says why).",
+        &|j| Some(f64::from(u8::from(j.broken))),
+    );
     gauge(
         w,
         "opsd_job_last_duration_seconds",
@@ -529,6 +537,7 @@ mod tests {
                 state: JobState::default(),
                 enabled: true,
                 running: 0,
+                broken: false,
             }],
             plugins: Vec::new(),
             history: Vec::new(),

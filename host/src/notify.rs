@@ -21,6 +21,9 @@ pub enum Event {
     Recovered,
     /// Slots were not run (overlap skip, catch-up policy, deadline).
     Missed,
+    /// The job was set aside as broken and does not run (`reason` says
+    /// why).
+    Broken,
 }
 
 /// One `[[notify]]` target.
@@ -42,6 +45,9 @@ pub struct Notification {
     pub run: Option<RunRecord>,
     /// How many slots were missed, for `missed`.
     pub missed: Option<u64>,
+    /// Why, for `broken`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub host: String,
 }
 
@@ -87,14 +93,31 @@ impl Notifier {
 
     /// Queues a notification; never waits.
     pub fn send(&self, event: Event, job: &str, run: Option<RunRecord>, missed: Option<u64>) {
-        let Some(tx) = &self.tx else { return };
-        let n = Notification {
+        self.queue(Notification {
             event,
             job: job.to_owned(),
             run,
             missed,
+            reason: None,
             host: sysinfo::System::host_name().unwrap_or_default(),
-        };
+        });
+    }
+
+    /// Queues a `broken` notification: the job does not run, and why.
+    pub fn send_broken(&self, job: &str, reason: String) {
+        self.queue(Notification {
+            event: Event::Broken,
+            job: job.to_owned(),
+            run: None,
+            missed: None,
+            reason: Some(reason),
+            host: sysinfo::System::host_name().unwrap_or_default(),
+        });
+    }
+
+    fn queue(&self, n: Notification) {
+        let Some(tx) = &self.tx else { return };
+        let (job, event) = (n.job.clone(), n.event);
         if !self.targets.iter().any(|t| t.wants(&n)) {
             return;
         }

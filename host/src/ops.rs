@@ -144,6 +144,17 @@ pub struct Health {
     pub jobs: usize,
     pub running: usize,
     pub version: String,
+    /// Jobs the configuration defines that do not run, with why. The
+    /// daemon is still healthy: the other jobs run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_jobs: Vec<BrokenJobView>,
+}
+
+/// A broken job as `/health` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrokenJobView {
+    pub job: String,
+    pub reasons: Vec<String>,
 }
 
 /// The scheduler loop goes round at least once a minute; past this it is
@@ -295,6 +306,14 @@ impl Ops {
         self.notifier.locked().send(event, job, run, missed);
     }
 
+    /// Says a job was set aside as broken: in the daemon's log and by
+    /// webhook.
+    pub fn announce_broken(&self, job: &crate::config::BrokenJob) {
+        let reason = job.reasons().join("; ");
+        tracing::error!(job = %job.name, "job is broken and does not run: {}", crate::escape::line(&reason));
+        self.notifier.locked().send_broken(&job.name, reason);
+    }
+
     /// Called by the scheduler each time round its loop: marks the loop
     /// alive and keeps a system sample every [`SAMPLE_EVERY`].
     pub fn heartbeat(&self, now: DateTime<Utc>) {
@@ -391,6 +410,15 @@ impl Ops {
             jobs: self.config().jobs.len(),
             running: self.running().values().map(Vec::len).sum(),
             version: env!("CARGO_PKG_VERSION").into(),
+            broken_jobs: self
+                .config()
+                .broken
+                .iter()
+                .map(|b| BrokenJobView {
+                    job: b.name.clone(),
+                    reasons: b.reasons(),
+                })
+                .collect(),
         }
     }
 
@@ -447,9 +475,17 @@ impl Ops {
                     name: j.name.clone(),
                     enabled: self.is_enabled(j, &state),
                     running: running.get(&j.name).map_or(0, Vec::len),
+                    broken: false,
                     state,
                 }
             })
+            .chain(config.broken.iter().map(|b| crate::metrics::JobFigures {
+                name: b.name.clone(),
+                enabled: false,
+                running: 0,
+                broken: true,
+                state: self.jobs.state(&b.name).unwrap_or_default(),
+            }))
             .collect();
         let conditions = config.conditions();
         self.metrics.render(&crate::metrics::Figures {

@@ -321,6 +321,10 @@ pub struct ScheduleEntry {
     pub last: Option<DateTime<Utc>>,
     pub last_status: Option<RunStatus>,
     pub last_run: Option<String>,
+    /// Why the job cannot run, when the configuration defines it but it
+    /// is broken (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken: Vec<String>,
 }
 
 #[cfg(test)]

@@ -236,7 +236,8 @@ fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
     };
     assert_eq!(jobs(), ["first"]);
 
-    // A typo: the daemon says exactly what and where, and carries on.
+    // A typo in one job: that job is set aside, with what and where, and
+    // the rest is put in force.
     let good = std::fs::read_to_string(env.path("opsd.toml")).unwrap();
     std::fs::write(
         env.path("opsd.toml"),
@@ -247,15 +248,38 @@ fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
     .unwrap();
     daemon.signal(libc::SIGHUP);
     let log = wait_for(Duration::from_secs(10), || {
+        daemon
+            .log()
+            .contains("1 broken job set aside")
+            .then(|| daemon.log())
+    })
+    .unwrap_or_else(|| panic!("no broken job logged:\n{}", daemon.log()));
+    assert!(
+        log.contains("job is broken and does not run") && log.contains("unknown field `schedul`"),
+        "{log}"
+    );
+    assert_eq!(jobs(), ["first", "second"], "listed, the broken one last");
+    let broken =
+        serde_json::from_str::<serde_json::Value>(&env.socket_get("/v1/health").1).unwrap();
+    assert_eq!(broken["broken_jobs"][0]["job"], "second", "{broken:#}");
+    assert_eq!(env.run_job("first")["status"], "ok", "the others still run");
+
+    // A file broken as a whole: said, and the running configuration stays.
+    std::fs::write(env.path("opsd.toml"), format!("{good}\n[[job]\n")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    let log = wait_for(Duration::from_secs(10), || {
         daemon.log().contains("reload failed").then(|| daemon.log())
     })
     .unwrap_or_else(|| panic!("no reload error logged:\n{}", daemon.log()));
-    assert!(log.contains("unknown field `schedul`"), "{log}");
     assert!(
         log.contains(&format!("{}:", env.path("opsd.toml").display())),
         "the message names the file: {log}"
     );
-    assert_eq!(jobs(), ["first"], "the running configuration stays");
+    assert_eq!(
+        jobs(),
+        ["first", "second"],
+        "the running configuration stays"
+    );
 
     env.write_config(
         &[
@@ -588,4 +612,97 @@ tests:
         .output()
         .expect("promtool (Debian package prometheus; tests/run installs it)");
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// One job's missing mount or misspelt plugin sets that job aside, said
+/// everywhere an operator looks; every other job runs, and the job comes
+/// back by itself when its cause goes away.
+#[test]
+fn one_broken_job_never_stops_the_rest() {
+    let (addr, hooks) = webhook_sink();
+    let env = Env::new(&format!(
+        "[[notify]]\nurl = \"http://{addr}/hook\"\non = [\"broken\"]\n\n{}{}{}",
+        hostile("good", "action = \"ok\"", ""),
+        hostile(
+            "nfs",
+            "action = \"ok\"",
+            "[job.grants]\nfs = [{ host = \"mnt/nfs\", guest = \"/m\", access = \"ro\" }]"
+        ),
+        hostile("typo", "action = \"ok\"", "").replace("test-hostile", "test-hostil"),
+    ));
+    env.install_guest("opsd-test-hostile");
+    // Without a daemon, the other jobs run.
+    assert_eq!(env.run_job("good")["status"], "ok");
+    let out = env.run(&["run", "nfs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("job `nfs` is broken and does not run")
+            && String::from_utf8_lossy(&out.stderr).contains("mnt/nfs does not exist"),
+        "{}",
+        text(&out)
+    );
+
+    let daemon = env.daemon();
+    assert_eq!(env.run_job("good")["status"], "ok");
+    let list = env.json(&["schedule", "list", "--json"]);
+    let broken = |name: &str| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["job"] == name)
+            .map(|e| {
+                e["broken"]
+                    .as_array()
+                    .map(|v| v.iter().map(|r| r.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default()
+            })
+            .unwrap()
+    };
+    assert!(broken("good").is_empty());
+    assert!(broken("nfs")[0].contains("does not exist"), "{list:#}");
+    assert!(
+        broken("typo")[0].contains("plugin `test-hostil` not found"),
+        "the plugin's name is checked at start, not when the job fires: {list:#}"
+    );
+    let text_list = String::from_utf8_lossy(&env.run(&["schedule", "list"]).stdout).into_owned();
+    assert!(
+        text_list.contains("typo is broken and does not run: "),
+        "{text_list}"
+    );
+    let (status, body) = http_get(&env.http_addr(), "/health");
+    assert_eq!(status, 200, "the daemon does its work: {body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health["broken_jobs"].as_array().map(Vec::len),
+        Some(2),
+        "{health:#}"
+    );
+    let (_, metrics) = http_get(&env.http_addr(), "/metrics");
+    assert!(
+        metrics.contains("opsd_job_broken{job=\"nfs\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("opsd_job_broken{job=\"good\"} 0\n"),
+        "{metrics}"
+    );
+    let mut told = Vec::new();
+    while let Ok(n) = hooks.recv_timeout(Duration::from_secs(10)) {
+        assert_eq!(n["event"], "broken");
+        told.push(n["job"].as_str().unwrap().to_owned());
+        if told.len() == 2 {
+            break;
+        }
+    }
+    told.sort();
+    assert_eq!(told, ["nfs", "typo"]);
+
+    // The mount appears: the job runs again by itself.
+    std::fs::create_dir_all(env.path("mnt/nfs")).unwrap();
+    wait_for(Duration::from_secs(60), || {
+        daemon.log().contains("job recovered").then_some(())
+    })
+    .unwrap_or_else(|| panic!("nfs did not recover:\n{}", daemon.log()));
+    assert_eq!(env.run_job("nfs")["status"], "ok");
+    assert!(daemon.stop().success());
 }

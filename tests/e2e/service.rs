@@ -192,10 +192,11 @@ fn a_restart_reuses_the_compiled_component_cache() {
     assert_eq!(first["plugin_load"]["source"], "compiled", "{first:#}");
     let second = env.run_job("rotate");
     assert_eq!(second["plugin_load"]["source"], "disk-cache", "{second:#}");
-    // And a daemon starting on the same data dir loads from disk too.
+    // And a daemon starting on the same data dir loads from disk too (when
+    // it checks its jobs at start), so its runs find the code in memory.
     let daemon = env.daemon();
     let third = env.run_job("rotate");
-    assert_eq!(third["plugin_load"]["source"], "disk-cache", "{third:#}");
+    assert_eq!(third["plugin_load"]["source"], "memory", "{third:#}");
     let fourth = env.run_job("rotate");
     assert_eq!(fourth["plugin_load"]["source"], "memory", "{fourth:#}");
     assert!(daemon.stop().success());
@@ -218,32 +219,60 @@ schedule = "0 25 * * *"
 timezone = "Mars/Base"
 "#,
     );
+    // The job is set aside as broken, with why; the rest of the
+    // configuration (here none) would run.
     let out = env.run(&["schedule", "list"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", text(&out));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("bad is broken and does not run: line 8: schedule `0 25 * * *` is not valid")
+            && list.contains("line 9: unknown time zone `Mars/Base`"),
+        "{list}"
+    );
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
     let file = env.path("opsd.toml").display().to_string();
     assert!(
-        err.contains(&format!(
-            "{file}:8: job `bad`: schedule `0 25 * * *` is not valid"
+        report.contains(&format!(
+            "{file}:8: job `bad`: error: schedule `0 25 * * *` is not valid"
         )),
-        "{err}"
+        "{report}"
     );
     assert!(
-        err.contains(&format!(
-            "{file}:9: job `bad`: unknown time zone `Mars/Base`"
+        report.contains(&format!(
+            "{file}:9: job `bad`: error: unknown time zone `Mars/Base`"
         )),
-        "{err}"
+        "{report}"
+    );
+    let out = env.run(&["run", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("job `bad` is broken and does not run: line 8:"),
+        "{}",
+        text(&out)
     );
 
     env.write_config(
         "[[job]]\nname = \"x\"\nplugin = \"log-rotate\"\nschedule = \"@daily\"\nretry = 3\n",
     );
     let out = env.run(&["check"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains(&format!("{file}:8:")) && err.contains("unknown field `retry`"),
-        "{err}"
+        report.contains(&format!("{file}:8: job `x`: error:"))
+            && report.contains("unknown field `retry`"),
+        "{report}"
+    );
+    // A file broken as a whole is refused, and check says so with exit 1.
+    env.write_config("max_concurrent_runs = 0\n");
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_concurrent_runs = 0"),
+        "{}",
+        text(&out)
     );
 }
 

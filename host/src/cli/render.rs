@@ -93,6 +93,7 @@ pub fn schedule_table(
                 cols.iter()
                     .map(|c| match *c {
                         "NEXT" => match e.next {
+                            _ if !e.broken.is_empty() => "BROKEN".into(),
                             Some(n) => fmt(n),
                             None if !e.enabled => "disabled".into(),
                             None if !e.when.is_empty() => "on condition".into(),
@@ -107,6 +108,7 @@ pub fn schedule_table(
                         }),
                         "JOB" => e.job.clone(),
                         "PLUGIN" => e.plugin.clone(),
+                        _ if !e.broken.is_empty() => "broken".into(),
                         _ => e.last_status.map_or("-".into(), |s| s.to_string()),
                     })
                     .collect()
@@ -127,6 +129,15 @@ pub fn schedule_table(
         entries.len(),
         if entries.len() == 1 { "" } else { "s" }
     ));
+    // Why each broken job does not run, under the table: they are what an
+    // operator must act on.
+    for e in entries.iter().filter(|e| !e.broken.is_empty()) {
+        out.push_str(&format!(
+            "{} is broken and does not run: {}\n",
+            line(&e.job),
+            line(&e.broken.join("; "))
+        ));
+    }
     out
 }
 
@@ -879,6 +890,7 @@ mod tests {
                 last: Some(t("2026-11-28T01:00:04Z")),
                 last_status: Some(RunStatus::Ok),
                 last_run: None,
+                broken: Vec::new(),
                 when: Vec::new(),
             },
             ScheduleEntry {
@@ -891,6 +903,7 @@ mod tests {
                 last: Some(t("2026-11-28T12:00:00Z")),
                 last_status: Some(RunStatus::Failed),
                 last_run: None,
+                broken: Vec::new(),
                 when: Vec::new(),
             },
             ScheduleEntry {
@@ -903,6 +916,7 @@ mod tests {
                 last: None,
                 last_status: None,
                 last_run: None,
+                broken: Vec::new(),
                 when: Vec::new(),
             },
             ScheduleEntry {
@@ -915,9 +929,39 @@ mod tests {
                 last: Some(t("2026-11-27T22:41:10Z")),
                 last_status: Some(RunStatus::Ok),
                 last_run: None,
+                broken: Vec::new(),
                 when: vec!["disk_used_percent(/var) > 90 for 5m".into()],
             },
         ]
+    }
+
+    #[test]
+    fn a_broken_job_is_listed_last_with_why() {
+        let now = t("2026-11-28T12:03:30Z");
+        let mut all = entries();
+        all.push(ScheduleEntry {
+            job: "nfs-backup".into(),
+            plugin: "backup".into(),
+            schedule: String::new(),
+            timezone: String::new(),
+            enabled: false,
+            next: None,
+            when: Vec::new(),
+            last: None,
+            last_status: None,
+            last_run: None,
+            broken: vec!["line 12: fs grant host directory /mnt/nfs does not exist".into()],
+        });
+        let out = schedule_table(&all, now, Some(100));
+        let rows: Vec<&str> = out.lines().collect();
+        assert!(
+            rows[5].starts_with("BROKEN") && rows[5].contains("nfs-backup"),
+            "{out}"
+        );
+        assert!(
+            out.contains("nfs-backup is broken and does not run: line 12: fs grant host directory /mnt/nfs does not exist\n"),
+            "{out}"
+        );
     }
 
     #[test]
