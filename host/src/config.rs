@@ -701,7 +701,12 @@ impl Config {
                 name: name.to_owned(),
                 config: self.path.clone(),
                 known: self.jobs.iter().map(|j| j.name.clone()).collect(),
-                broken: self.broken.iter().find(|b| b.name == name).cloned(),
+                broken: self
+                    .broken
+                    .iter()
+                    .find(|b| b.name == name)
+                    .cloned()
+                    .map(Box::new),
             })
     }
 }
@@ -1255,7 +1260,7 @@ pub struct UnknownJob {
     pub config: PathBuf,
     pub known: Vec<String>,
     /// Why, when the configuration defines it but it cannot run.
-    pub broken: Option<BrokenJob>,
+    pub broken: Option<Box<BrokenJob>>,
 }
 
 impl fmt::Display for UnknownJob {
