@@ -35,7 +35,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let ops = open_waiting(config.clone()).await?;
-    let listener = api::bind(&socket).await?;
     let http = match config.http {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -52,7 +51,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // whose plugin is unknown or whose config its plugin refuses is set
     // aside now, not found out when it fires.
     let checked = crate::check::sift(ops.config().as_ref().clone(), ops.registry()).await;
-    put_in_force(&ops, checked);
+    put_in_force(&ops, checked, &[]);
+    // Serving from here: what the control socket answers is the checked
+    // configuration.
+    let listener = api::bind(&socket).await?;
     tracing::info!(
         config = %config.path.display(), data_dir = %config.data_dir.display(), socket = %socket.display(),
         http = ?ops.health(false).http, jobs = config.jobs.len(), "opsd daemon started"
@@ -193,7 +195,7 @@ pub async fn reload(ops: &Ops) {
         Ok(new) => {
             let new = crate::check::sift(new, ops.registry()).await;
             let (jobs, broken) = (new.jobs.len(), new.broken.len());
-            put_in_force(ops, new);
+            put_in_force(ops, new, &ops.config().broken);
             if broken > 0 {
                 tracing::warn!(config = %path.display(), jobs, broken, "configuration reloaded; {broken} broken job{} set aside (opsd schedule list says why)", if broken == 1 { "" } else { "s" });
             } else {
@@ -207,19 +209,18 @@ pub async fn reload(ops: &Ops) {
     sd_notify("READY=1");
 }
 
-/// Puts `new` in force, saying which jobs broke (log and webhook) and
-/// which recovered since the configuration in force.
-fn put_in_force(ops: &Ops, new: crate::config::Config) {
-    let old = ops.config();
+/// Puts `new` in force, saying which jobs broke (log and webhook) since
+/// `before` (the jobs broken so far) and which recovered.
+fn put_in_force(ops: &Ops, new: crate::config::Config, before: &[crate::config::BrokenJob]) {
     let same = |a: &crate::config::BrokenJob| {
-        old.broken
+        before
             .iter()
             .any(|b| b.name == a.name && b.problems == a.problems)
     };
     for b in new.broken.iter().filter(|b| !same(b)) {
         ops.announce_broken(b);
     }
-    for b in &old.broken {
+    for b in before {
         if new.jobs.iter().any(|j| j.name == b.name) {
             tracing::info!(job = %b.name, "job recovered: it runs again");
         }
@@ -259,7 +260,7 @@ async fn retry_broken_jobs(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
             c.broken.iter().map(|b| b.name.clone()).collect()
         };
         if names(&again) != names(&config) {
-            put_in_force(&ops, again);
+            put_in_force(&ops, again, &config.broken);
         }
     }
 }
