@@ -93,6 +93,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/schedule", get(schedule))
+        .route("/v1/jobs/{job}", get(job_detail))
         .route("/v1/jobs/{job}/run", post(run_job))
         .route("/v1/jobs/{job}/enable", post(enable))
         .route("/v1/jobs/{job}/disable", post(disable))
@@ -147,6 +148,13 @@ pub async fn serve_http(
         .await
         .context("HTTP server")
 }
+async fn job_detail(
+    State(ops): State<Arc<Ops>>,
+    UrlPath(job): UrlPath<String>,
+) -> ApiResult<crate::jobs::JobDetail> {
+    Ok(Json(ops.job_detail(&job)?))
+}
+
 async fn schedule(State(ops): State<Arc<Ops>>) -> ApiResult<Vec<ScheduleEntry>> {
     Ok(Json(ops.schedule()?))
 }
@@ -499,6 +507,12 @@ impl Client {
     /// `GET /v1/status`.
     pub async fn status(&self) -> anyhow::Result<crate::monitor::MachineStatus> {
         self.request("GET", "/v1/status", None).await
+    }
+
+    /// `GET /v1/jobs/{job}`.
+    pub async fn job_detail(&self, job: &str) -> anyhow::Result<crate::jobs::JobDetail> {
+        self.request("GET", &format!("/v1/jobs/{}", encode(job)), None)
+            .await
     }
 
     /// `POST /v1/jobs/{job}/run`.

@@ -25,6 +25,28 @@ enum Backend {
 }
 
 impl Backend {
+    /// The running daemon when one answers, whatever the file on disk
+    /// says now (it runs what it loaded, and the answers should be its);
+    /// otherwise this process, on the file's configuration. When the file
+    /// differs from what the daemon runs, or does not load at all, a note
+    /// on stderr says so and how to apply it.
+    async fn open(path: Option<PathBuf>) -> anyhow::Result<Backend> {
+        let path = path.unwrap_or_else(cli::default_config_path);
+        let loaded = load_config(Some(path.clone()));
+        let socket = match &loaded {
+            Ok(c) => c.socket.clone(),
+            Err(_) => crate::config::socket_hint(&path),
+        };
+        if let Some(client) = Client::connect(&socket).await {
+            note_differences(&client, &path, loaded.as_ref().err()).await;
+            return Ok(Backend::Daemon(client));
+        }
+        Ok(Backend::Local(Arc::new(Ops::open(
+            loaded?,
+            Arc::new(SystemClock),
+        )?)))
+    }
+
     async fn connect(config: Config) -> anyhow::Result<Backend> {
         if let Some(client) = Client::connect(&config.socket).await {
             return Ok(Backend::Daemon(client));
@@ -87,6 +109,13 @@ impl Backend {
         }
     }
 
+    async fn job_detail(&self, job: &str) -> anyhow::Result<crate::jobs::JobDetail> {
+        match self {
+            Backend::Daemon(c) => c.job_detail(job).await,
+            Backend::Local(ops) => Ok(ops.job_detail(job)?),
+        }
+    }
+
     async fn set_enabled(&self, job: &str, enabled: bool) -> anyhow::Result<ScheduleEntry> {
         match self {
             Backend::Daemon(c) => c.set_enabled(job, enabled).await,
@@ -113,6 +142,32 @@ impl Backend {
             Backend::Daemon(c) => c.run_log(id).await,
             Backend::Local(ops) => Ok(ops.run_log(id)?),
         }
+    }
+}
+
+/// Says on stderr when the configuration file is not what the daemon
+/// runs: the answers are the daemon's.
+async fn note_differences(client: &Client, path: &std::path::Path, failed: Option<&anyhow::Error>) {
+    let Ok(health) = client.health().await else {
+        return;
+    };
+    let Some(running) = health.config else {
+        return;
+    };
+    if let Some(e) = failed {
+        eprintln!(
+            "note: {} does not load, so these answers are the running daemon's, from the configuration it loaded before:\n{}",
+            path.display(),
+            crate::escape::indented(&format!("{e:#}"), "  ")
+        );
+        return;
+    }
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    if crate::config::source_sha256(&on_disk) != running.sha256 {
+        eprintln!(
+            "note: {} has changed since the daemon loaded it; these answers are what runs now. Reload the daemon to apply it (`systemctl reload opsd`, or SIGHUP); `opsd check` checks it first",
+            path.display()
+        );
     }
 }
 
@@ -166,10 +221,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Err(e) => Err(e),
         },
-        Command::Status { json } => status(config()?, json).await,
+        Command::Status { json } => status(cli.config.clone(), json).await,
         Command::Schedule { command } => match command {
-            ScheduleCommand::List { json } => schedule_list(config()?, json).await,
-            ScheduleCommand::Show { job, json } => show(config()?, &job, json).await,
+            ScheduleCommand::List { json } => schedule_list(cli.config.clone(), json).await,
+            ScheduleCommand::Show { job, json } => show(cli.config.clone(), &job, json).await,
             ScheduleCommand::Next {
                 expr,
                 tz,
@@ -177,28 +232,28 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 count,
                 json,
             } => schedule_next(&expr, &tz, after.as_deref(), count, json),
-            ScheduleCommand::Enable { job } => set_enabled(config()?, &job, true).await,
-            ScheduleCommand::Disable { job } => set_enabled(config()?, &job, false).await,
+            ScheduleCommand::Enable { job } => set_enabled(cli.config.clone(), &job, true).await,
+            ScheduleCommand::Disable { job } => set_enabled(cli.config.clone(), &job, false).await,
         },
         Command::Run {
             job,
             dry_run,
             json,
             follow,
-        } => run(config()?, &job, dry_run, follow, json).await,
+        } => run(cli.config.clone(), &job, dry_run, follow, json).await,
         Command::History {
             job,
             status,
             since,
             limit,
             json,
-        } => history(config()?, job, status, since, limit, json).await,
+        } => history(cli.config.clone(), job, status, since, limit, json).await,
         Command::Report {
             since,
             format,
             output,
-        } => report(config()?, &since, &format, output).await,
-        Command::Logs { run_id, json } => logs(config()?, &run_id, json).await,
+        } => report(cli.config.clone(), &since, &format, output).await,
+        Command::Logs { run_id, json } => logs(cli.config.clone(), &run_id, json).await,
         // Needs no configuration: it only writes a project.
         Command::Plugins {
             command: PluginsCommand::New { name, lang, dir },
@@ -272,8 +327,8 @@ fn roff_text(text: &str) -> String {
 }
 
 /// `opsd status`.
-async fn status(config: Config, json: bool) -> anyhow::Result<ExitCode> {
-    let status = Backend::connect(config).await?.status().await?;
+async fn status(config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let status = Backend::open(config).await?.status().await?;
     if json {
         print_json(&status)?;
     } else {
@@ -285,8 +340,8 @@ async fn status(config: Config, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `opsd schedule list`.
-async fn schedule_list(config: Config, json: bool) -> anyhow::Result<ExitCode> {
-    let entries = Backend::connect(config).await?.schedule().await?;
+async fn schedule_list(config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let entries = Backend::open(config).await?.schedule().await?;
     if json {
         print_json(&entries)?;
     } else {
@@ -301,13 +356,13 @@ async fn schedule_list(config: Config, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `opsd run`: exits 1 when the run did not succeed.
 async fn run(
-    config: Config,
+    config: Option<PathBuf>,
     job: &str,
     dry_run: bool,
     follow: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let backend = Backend::connect(config).await?;
+    let backend = Backend::open(config).await?;
     let rec = if follow {
         let mut printer = cli::FollowPrinter::new();
         let mut on_event = |ev: &crate::runtime::log::LogEvent| printer.event(ev);
@@ -355,7 +410,7 @@ async fn run(
 
 /// `opsd history`.
 async fn history(
-    config: Config,
+    config: Option<PathBuf>,
     job: Option<String>,
     status: Option<crate::record::RunStatus>,
     since: Option<String>,
@@ -376,7 +431,7 @@ async fn history(
         since,
         limit: Some(limit),
     };
-    let runs = Backend::connect(config).await?.history(&q).await?;
+    let runs = Backend::open(config).await?.history(&q).await?;
     if json {
         print_json(&runs)?;
     } else {
@@ -387,7 +442,7 @@ async fn history(
 
 /// `opsd report`: to a file (written whole, then renamed) or stdout.
 async fn report(
-    config: Config,
+    config: Option<PathBuf>,
     since: &str,
     format: &str,
     output: Option<std::path::PathBuf>,
@@ -396,10 +451,7 @@ async fn report(
         .with_context(|| format!("--since `{since}`: write a span such as 24h, 7d or 30d"))?;
     let format = opsd_report_core::Format::parse(format)
         .with_context(|| format!("--format `{format}`: use text, md, html or json"))?;
-    let input = Backend::connect(config)
-        .await?
-        .report_input(seconds)
-        .await?;
+    let input = Backend::open(config).await?.report_input(seconds).await?;
     let period = opsd_report_core::Period::last(seconds, input.now);
     let report = opsd_report_core::build(&input, period);
     let text = opsd_report_core::render(&report, format);
@@ -418,8 +470,8 @@ async fn report(
 }
 
 /// `opsd logs`.
-async fn logs(config: Config, run_id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let lines = Backend::connect(config).await?.run_log(run_id).await?;
+async fn logs(config: Option<PathBuf>, run_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let lines = Backend::open(config).await?.run_log(run_id).await?;
     if json {
         print_json(&lines)?;
     } else {
@@ -465,8 +517,12 @@ fn schedule_next(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn set_enabled(config: Config, job: &str, enabled: bool) -> anyhow::Result<ExitCode> {
-    let entry = Backend::connect(config)
+async fn set_enabled(
+    config: Option<PathBuf>,
+    job: &str,
+    enabled: bool,
+) -> anyhow::Result<ExitCode> {
+    let entry = Backend::open(config)
         .await?
         .set_enabled(job, enabled)
         .await?;
@@ -483,31 +539,8 @@ async fn set_enabled(config: Config, job: &str, enabled: bool) -> anyhow::Result
 }
 
 /// `opsd schedule show JOB`.
-async fn show(config: Config, name: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let job = config.job(name)?.clone();
-    let backend = Backend::connect(config).await?;
-    let entry = backend
-        .schedule()
-        .await?
-        .into_iter()
-        .find(|e| e.job == job.name)
-        .ok_or_else(|| anyhow::anyhow!("the daemon does not know job `{name}` (its configuration differs; reload it with SIGHUP)"))?;
-    let recent = backend
-        .history(&HistoryQuery {
-            job: Some(job.name.clone()),
-            limit: Some(5),
-            ..Default::default()
-        })
-        .await?;
-    let after = entry
-        .next
-        .map_or_else(chrono::Utc::now, |n| n - chrono::Duration::milliseconds(1));
-    let upcoming = if entry.enabled {
-        job.schedule.upcoming(after, job.timezone, 5)
-    } else {
-        Vec::new()
-    };
-    let detail = cli::JobDetail::new(&job, &entry, &upcoming, &recent);
+async fn show(config: Option<PathBuf>, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let detail = Backend::open(config).await?.job_detail(name).await?;
     if json {
         print_json(&detail)?;
     } else {

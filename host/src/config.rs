@@ -56,6 +56,8 @@ pub struct Config {
     /// The text this was read from: read again (not the file, which may
     /// have changed since) to see whether a broken job's cause went away.
     pub source: Arc<str>,
+    /// The sha256 of `source`, hex.
+    pub source_sha256: String,
 }
 
 /// Runs at once unless `max_concurrent_runs` says: four per CPU, at least
@@ -689,6 +691,7 @@ impl Config {
             jobs,
             broken,
             source: Arc::from(text),
+            source_sha256: source_sha256(text),
         })
     }
 
@@ -746,6 +749,48 @@ fn set_aside_broken(
     jobs.retain(|j| !broken.iter().any(|b| b.name == j.name));
     broken.sort_by_key(|b| b.line);
     Ok((jobs, broken))
+}
+
+/// The hex sha256 of a configuration's text: how the CLI tells whether
+/// the file on disk is what a daemon runs.
+pub fn source_sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Where the control socket of the configuration at `path` is, read as
+/// leniently as can be: a CLI command finds the running daemon even when
+/// the file does not load (a broken edit not yet applied).
+pub fn socket_hint(path: &Path) -> PathBuf {
+    let base = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Line by line: the file may not parse as TOML at all.
+    let mut section = String::new();
+    let (mut data_dir, mut socket) = (None, None);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line.to_owned();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .and_then(|v| v.as_str().map(str::to_owned));
+        match (section.as_str(), key.trim()) {
+            ("", "data_dir") => data_dir = value,
+            ("[api]", "socket") => socket = value,
+            _ => {}
+        }
+    }
+    let data_dir = data_dir.map_or_else(default_data_dir, |d| base.join(d));
+    socket.map_or_else(|| data_dir.join("opsd.sock"), |s| base.join(s))
 }
 
 /// Where opsd keeps what it trusts: its store and compile cache, the

@@ -12,6 +12,7 @@ use crate::config::{BrokenJob, Config, Job};
 use crate::record::{JobState, LogLine, RunRecord, RunStatus, ScheduleEntry};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -224,5 +225,136 @@ impl Jobs {
     /// run have no run's flush to cover them).
     pub async fn flush(&self) -> Result<()> {
         self.store.flush_async().await
+    }
+}
+
+/// `opsd schedule show`: one job, everything an operator asks about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub job: String,
+    pub plugin: String,
+    pub schedule: String,
+    /// `when` conditions, described.
+    pub when: Vec<String>,
+    pub timezone: String,
+    pub enabled: bool,
+    pub next: Vec<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+    pub last_status: Option<RunStatus>,
+    pub timeout_seconds: u64,
+    pub catch_up: String,
+    pub catch_up_deadline_seconds: Option<u64>,
+    pub overlap: String,
+    pub retries: u32,
+    pub retry_backoff_seconds: u64,
+    pub retry_backoff_max_seconds: u64,
+    pub jitter_seconds: u64,
+    pub jitter_fixed: bool,
+    pub keep_runs: usize,
+    pub keep_days: u32,
+    pub grants: GrantsView,
+    pub config: serde_json::Value,
+    pub recent: Vec<RunRecord>,
+}
+
+/// Grants as written, for display: each kind's own words, in the order
+/// [`crate::grants::Grants::kinds`] gives them.
+#[derive(Debug, Clone)]
+pub struct GrantsView {
+    pub kinds: Vec<(String, crate::grants::Explained)>,
+    /// What the programs the job starts may do (empty without an exec
+    /// grant).
+    pub programs: Vec<String>,
+}
+
+/// An object with a key per kind, then `programs`.
+impl Serialize for GrantsView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.kinds.len() + 1))?;
+        for (key, explained) in &self.kinds {
+            map.serialize_entry(key, explained)?;
+        }
+        map.serialize_entry("programs", &self.programs)?;
+        map.end()
+    }
+}
+
+/// The object back, kinds in the order they came.
+impl<'de> Deserialize<'de> for GrantsView {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<GrantsView, D::Error> {
+        struct Kinds;
+        impl<'de> serde::de::Visitor<'de> for Kinds {
+            type Value = GrantsView;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a grant kind per key, and `programs`")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<GrantsView, A::Error> {
+                let mut view = GrantsView {
+                    kinds: Vec::new(),
+                    programs: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "programs" {
+                        view.programs = map.next_value()?;
+                    } else {
+                        view.kinds.push((key, map.next_value()?));
+                    }
+                }
+                Ok(view)
+            }
+        }
+        d.deserialize_map(Kinds)
+    }
+}
+
+impl JobDetail {
+    pub fn new(
+        job: &Job,
+        entry: &ScheduleEntry,
+        next: &[DateTime<Utc>],
+        recent: &[RunRecord],
+    ) -> JobDetail {
+        let p = &job.policy;
+        JobDetail {
+            job: job.name.clone(),
+            plugin: job.plugin.clone(),
+            schedule: job.schedule.as_str().to_owned(),
+            when: entry.when.clone(),
+            timezone: job.timezone.name().to_owned(),
+            enabled: entry.enabled,
+            next: next.to_vec(),
+            last: entry.last,
+            last_status: entry.last_status,
+            timeout_seconds: job.timeout.as_secs(),
+            catch_up: p.catch_up.as_str().to_owned(),
+            catch_up_deadline_seconds: p.catch_up_deadline.map(|d| d.as_secs()),
+            overlap: p.overlap.as_str().to_owned(),
+            retries: p.retries,
+            retry_backoff_seconds: p.retry_backoff.as_secs(),
+            retry_backoff_max_seconds: p.retry_backoff_max.as_secs(),
+            jitter_seconds: p.jitter.as_secs(),
+            jitter_fixed: p.jitter_fixed,
+            keep_runs: p.keep_runs,
+            keep_days: p.keep_days,
+            grants: GrantsView {
+                kinds: job
+                    .grants
+                    .kinds()
+                    .iter()
+                    .map(|k| (k.key().to_owned(), k.explain()))
+                    .collect(),
+                programs: if job.grants.exec.programs.is_empty() {
+                    Vec::new()
+                } else {
+                    job.grants.child_sandbox()
+                },
+            },
+            config: job.config.clone(),
+            recent: recent.to_vec(),
+        }
     }
 }

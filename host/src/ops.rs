@@ -144,10 +144,21 @@ pub struct Health {
     pub jobs: usize,
     pub running: usize,
     pub version: String,
+    /// The configuration the daemon runs: its file and the sha256 of the
+    /// text it loaded, so the CLI can tell when the file changed since.
+    #[serde(default)]
+    pub config: Option<LoadedConfig>,
     /// Jobs the configuration defines that do not run, with why. The
     /// daemon is still healthy: the other jobs run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broken_jobs: Vec<BrokenJobView>,
+}
+
+/// Which configuration a daemon runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadedConfig {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// A broken job as `/health` shows it.
@@ -410,6 +421,10 @@ impl Ops {
             jobs: self.config().jobs.len(),
             running: self.running().values().map(Vec::len).sum(),
             version: env!("CARGO_PKG_VERSION").into(),
+            config: Some(LoadedConfig {
+                path: self.config().path.display().to_string(),
+                sha256: self.config().source_sha256.clone(),
+            }),
             broken_jobs: self
                 .config()
                 .broken
@@ -447,6 +462,29 @@ impl Ops {
     /// Every job with its next and last run.
     pub fn schedule(&self) -> Result<Vec<ScheduleEntry>, OpsError> {
         Ok(self.jobs.entries(&self.config(), self.clock.now())?)
+    }
+
+    /// `opsd schedule show`: the job as the configuration in force defines
+    /// it, its next fires, and its recent runs.
+    pub fn job_detail(&self, name: &str) -> Result<crate::jobs::JobDetail, OpsError> {
+        let config = self.config();
+        let job = config.job(name)?;
+        let now = self.clock.now();
+        let entry = self.jobs.entry(job, now)?;
+        let recent = self.jobs.store().history(&HistoryQuery {
+            job: Some(job.name.clone()),
+            limit: Some(5),
+            ..Default::default()
+        })?;
+        let after = entry
+            .next
+            .map_or(now, |n| n - chrono::Duration::milliseconds(1));
+        let upcoming = if entry.enabled {
+            job.schedule.upcoming(after, job.timezone, 5)
+        } else {
+            Vec::new()
+        };
+        Ok(crate::jobs::JobDetail::new(job, &entry, &upcoming, &recent))
     }
 
     /// Enables or disables a job; persists across restarts and wins over

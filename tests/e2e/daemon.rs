@@ -706,3 +706,67 @@ fn one_broken_job_never_stops_the_rest() {
     assert_eq!(env.run_job("nfs")["status"], "ok");
     assert!(daemon.stop().success());
 }
+
+/// While a daemon runs, the CLI answers with what it runs: a file broken
+/// on disk blocks nothing, and an edit not yet applied is pointed out.
+#[test]
+fn the_cli_talks_to_what_the_daemon_runs() {
+    let env = Env::new(&hostile("first", "action = \"ok\"", ""));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    assert_eq!(env.run_job("first")["status"], "ok");
+    let good = std::fs::read_to_string(env.path("opsd.toml")).unwrap();
+
+    // A broken file, not reloaded: every command still answers.
+    std::fs::write(
+        env.path("opsd.toml"),
+        format!("max_concurrent_runs = 0\n{good}"),
+    )
+    .unwrap();
+    for args in [
+        &["history"][..],
+        &["schedule", "list"],
+        &["schedule", "show", "first"],
+        &["status"],
+    ] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("does not load") && err.contains("max_concurrent_runs = 0"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(env.run_job("first")["status"], "ok");
+
+    // A job added, not reloaded: the daemon does not know it yet, and the
+    // note says why.
+    std::fs::write(
+        env.path("opsd.toml"),
+        format!("{good}{}", hostile("second", "action = \"ok\"", "")),
+    )
+    .unwrap();
+    let out = env.run(&["run", "second"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has changed since the daemon loaded it")
+            && err.contains("no job named `second`"),
+        "{err}"
+    );
+    daemon.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(10), || {
+        let out = env.run(&["schedule", "list"]);
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("second"))
+            .then_some(())
+    })
+    .expect("the reload applied the new job");
+    let out = env.run(&["run", "second", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("note:"),
+        "nothing to note once the daemon runs the file: {}",
+        text(&out)
+    );
+    assert!(daemon.stop().success());
+}

@@ -1,13 +1,12 @@
 //! Text for people: tables that fit the terminal, reports, logs.
 
-use crate::config::Job;
 use crate::escape::{indented, line};
+use crate::jobs::JobDetail;
 use crate::monitor::SampleSource;
 use crate::plugins::{Inspection, PluginEntry};
 use crate::record::{LogLine, RunRecord, ScheduleEntry};
 use chrono::{DateTime, Local, Utc};
 use opsd_report_core::render::bytes;
-use serde::Serialize;
 
 /// A time as people read it in tables: local, with weekday.
 fn when(t: DateTime<Utc>) -> String {
@@ -274,105 +273,7 @@ pub fn log_text(lines: &[LogLine]) -> String {
     out
 }
 
-/// `opsd schedule show`: one job, everything an operator asks about it.
-#[derive(Debug, Serialize)]
-pub struct JobDetail {
-    pub job: String,
-    pub plugin: String,
-    pub schedule: String,
-    /// `when` conditions, described.
-    pub when: Vec<String>,
-    pub timezone: String,
-    pub enabled: bool,
-    pub next: Vec<DateTime<Utc>>,
-    pub last: Option<DateTime<Utc>>,
-    pub last_status: Option<crate::record::RunStatus>,
-    pub timeout_seconds: u64,
-    pub catch_up: String,
-    pub catch_up_deadline_seconds: Option<u64>,
-    pub overlap: String,
-    pub retries: u32,
-    pub retry_backoff_seconds: u64,
-    pub retry_backoff_max_seconds: u64,
-    pub jitter_seconds: u64,
-    pub jitter_fixed: bool,
-    pub keep_runs: usize,
-    pub keep_days: u32,
-    pub grants: GrantsView,
-    pub config: serde_json::Value,
-    pub recent: Vec<RunRecord>,
-}
-
-/// Grants as written, for display: each kind's own words, in the order
-/// [`crate::grants::Grants::kinds`] gives them.
-#[derive(Debug)]
-pub struct GrantsView {
-    pub kinds: Vec<(&'static str, crate::grants::Explained)>,
-    /// What the programs the job starts may do (empty without an exec
-    /// grant).
-    pub programs: Vec<String>,
-}
-
-/// An object with a key per kind, then `programs`.
-impl Serialize for GrantsView {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.kinds.len() + 1))?;
-        for (key, explained) in &self.kinds {
-            map.serialize_entry(key, explained)?;
-        }
-        map.serialize_entry("programs", &self.programs)?;
-        map.end()
-    }
-}
-
 impl JobDetail {
-    pub fn new(
-        job: &Job,
-        entry: &ScheduleEntry,
-        next: &[DateTime<Utc>],
-        recent: &[RunRecord],
-    ) -> JobDetail {
-        let p = &job.policy;
-        JobDetail {
-            job: job.name.clone(),
-            plugin: job.plugin.clone(),
-            schedule: job.schedule.as_str().to_owned(),
-            when: entry.when.clone(),
-            timezone: job.timezone.name().to_owned(),
-            enabled: entry.enabled,
-            next: next.to_vec(),
-            last: entry.last,
-            last_status: entry.last_status,
-            timeout_seconds: job.timeout.as_secs(),
-            catch_up: p.catch_up.as_str().to_owned(),
-            catch_up_deadline_seconds: p.catch_up_deadline.map(|d| d.as_secs()),
-            overlap: p.overlap.as_str().to_owned(),
-            retries: p.retries,
-            retry_backoff_seconds: p.retry_backoff.as_secs(),
-            retry_backoff_max_seconds: p.retry_backoff_max.as_secs(),
-            jitter_seconds: p.jitter.as_secs(),
-            jitter_fixed: p.jitter_fixed,
-            keep_runs: p.keep_runs,
-            keep_days: p.keep_days,
-            grants: GrantsView {
-                kinds: job
-                    .grants
-                    .kinds()
-                    .iter()
-                    .map(|k| (k.key(), k.explain()))
-                    .collect(),
-                programs: if job.grants.exec.programs.is_empty() {
-                    Vec::new()
-                } else {
-                    job.grants.child_sandbox()
-                },
-            },
-            config: job.config.clone(),
-            recent: recent.to_vec(),
-        }
-    }
-
     /// The detail as people read it.
     ///
     /// Long on purpose: a line per setting, in the order they are shown.

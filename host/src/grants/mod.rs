@@ -86,7 +86,7 @@ pub struct Grants {
 }
 
 /// What a grant allows, in words: an entry each, or one sentence.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Explained {
     Each(Vec<String>),
