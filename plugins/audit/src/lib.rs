@@ -20,16 +20,31 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "state_file": {"type": "string", "description": "guest path where findings, the SUID baseline and log positions are kept"},
-    "secrets": {"type": "object"},
-    "backups": {"type": "object"},
-    "world_writable": {"type": "object"},
-    "suid": {"type": "object"},
-    "certs": {"type": "object"},
-    "logs": {"type": "array", "items": {"type": "object"}},
-    "npm_audit": {"type": "object"},
-    "cargo_audit": {"type": "object"},
-    "osv_scanner": {"type": "object"},
-    "apt": {"type": "object"}
+    "secrets": {"type": "object", "required": ["paths"], "additionalProperties": false,
+      "properties": {"paths": {"type": "array", "items": {"type": "string"}},
+        "names": {"type": "array", "items": {"type": "string"}, "description": "file name globs that hold secrets"}}},
+    "backups": {"type": "object", "required": ["paths"], "additionalProperties": false,
+      "properties": {"paths": {"type": "array", "items": {"type": "string"}}}},
+    "world_writable": {"type": "object", "required": ["paths"], "additionalProperties": false,
+      "properties": {"paths": {"type": "array", "items": {"type": "string"}}}},
+    "suid": {"type": "object", "required": ["paths"], "additionalProperties": false,
+      "properties": {"paths": {"type": "array", "items": {"type": "string"}}, "allow": {"type": "array", "items": {"type": "string"}}}},
+    "certs": {"type": "object", "required": ["paths"], "additionalProperties": false,
+      "properties": {"paths": {"type": "array", "items": {"type": "string"}},
+        "warn_days": {"type": "integer", "default": 30}, "critical_days": {"type": "integer", "default": 7}}},
+    "logs": {"type": "array", "items": {"type": "object", "required": ["path"], "additionalProperties": false,
+      "properties": {"path": {"type": "string"},
+        "patterns": {"type": "array", "items": {"type": "object", "required": ["name", "regex"], "additionalProperties": false,
+          "properties": {"name": {"type": "string"}, "regex": {"type": "string"},
+            "threshold": {"type": "integer", "minimum": 0, "default": 1}, "severity": {"enum": ["P0", "P1", "P2", "P3"]}}}}}}},
+    "npm_audit": {"type": "object", "required": ["dirs"], "additionalProperties": false,
+      "properties": {"dirs": {"type": "array", "items": {"type": "string"}}, "program": {"type": "string"}}},
+    "cargo_audit": {"type": "object", "required": ["dirs"], "additionalProperties": false,
+      "properties": {"dirs": {"type": "array", "items": {"type": "string"}}, "program": {"type": "string"}}},
+    "osv_scanner": {"type": "object", "required": ["dirs"], "additionalProperties": false,
+      "properties": {"dirs": {"type": "array", "items": {"type": "string"}}, "program": {"type": "string"}}},
+    "apt": {"type": "object", "additionalProperties": false,
+      "properties": {"program": {"type": "string"}, "severity": {"enum": ["P0", "P1", "P2", "P3"]}}}
   }
 }"#;
 
@@ -64,8 +79,7 @@ impl Plugin for Audit {
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let cfg: Config = ctx.config()?;
-        cfg.validate()
-            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        cfg.validate().map_err(|e| ctx.bad_config(e))?;
         let mut state = State::load(&cfg.state_file).map_err(|e| PluginError::other("state", e))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -344,3 +358,29 @@ fn outcome(run: &Run, diff: &findings::Diff) -> Outcome {
 }
 
 opsd_sdk::export_plugin!(Audit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        let paths = serde_json::json!({"paths": ["/srv/app"]});
+        let scanner = serde_json::json!({"dirs": ["/srv/app"], "program": "scanner"});
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({
+                "state_file": "/var/lib/opsd/audit.json",
+                "secrets": {"paths": ["/srv/app"], "names": [".env"]},
+                "backups": paths, "world_writable": paths,
+                "suid": {"paths": ["/usr/bin"], "allow": ["/usr/bin/sudo"]},
+                "certs": {"paths": ["/etc/ssl/opsd"], "warn_days": 30, "critical_days": 7},
+                "logs": [{"path": "/srv/app/app.log", "patterns": [
+                    {"name": "auth-failures", "regex": "Authentication failed", "threshold": 10, "severity": "P2"}
+                ]}],
+                "npm_audit": scanner, "cargo_audit": scanner, "osv_scanner": scanner,
+                "apt": {"program": "apt", "severity": "P1"}
+            }),
+        );
+    }
+}

@@ -24,6 +24,7 @@
 //! ```
 
 use crate::retention::Retention;
+use opsd_sdk::pg;
 use serde::Deserialize;
 
 /// How thoroughly a new backup is checked before it is published.
@@ -36,47 +37,6 @@ pub enum Verify {
     /// Also restore each database dump into a scratch database and compare
     /// row counts with the source.
     Restore,
-}
-
-/// Connection settings for PostgreSQL sources; each source may override.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PgConn {
-    /// Host name, or the directory of the server's Unix socket.
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub user: Option<String>,
-}
-
-impl PgConn {
-    /// Per-source settings over the job-wide ones.
-    pub fn over(&self, base: &PgConn) -> PgConn {
-        PgConn {
-            host: self.host.clone().or_else(|| base.host.clone()),
-            port: self.port.or(base.port),
-            user: self.user.clone().or_else(|| base.user.clone()),
-        }
-    }
-
-    /// `--host`, `--port`, `--username` for libpq programs. The password
-    /// comes from PGPASSWORD (granted with `env`) or a .pgpass, never
-    /// from the command line.
-    pub fn args(&self) -> Vec<String> {
-        let mut v = vec!["--no-password".to_string()];
-        if let Some(h) = &self.host {
-            v.push(format!("--host={h}"));
-        }
-        if let Some(p) = self.port {
-            v.push(format!("--port={p}"));
-        }
-        if let Some(u) = &self.user {
-            v.push(format!("--username={u}"));
-        }
-        v
-    }
 }
 
 /// One thing to back up.
@@ -110,11 +70,11 @@ pub enum Source {
 
 impl Source {
     /// A PostgreSQL source's connection, over the job-wide settings.
-    pub fn conn(&self, base: &PgConn) -> PgConn {
+    pub fn conn(&self, base: &pg::Conn) -> pg::Conn {
         match self {
             Source::Postgres {
                 host, port, user, ..
-            } => PgConn {
+            } => pg::Conn {
                 host: host.clone(),
                 port: *port,
                 user: user.clone(),
@@ -142,8 +102,10 @@ pub struct Config {
     pub sources: Vec<Source>,
     #[serde(default)]
     pub verify: Verify,
+    /// Connection settings for PostgreSQL sources; each source may
+    /// override them.
     #[serde(default)]
-    pub postgres: PgConn,
+    pub postgres: pg::Conn,
     #[serde(default)]
     pub retention: Retention,
 }

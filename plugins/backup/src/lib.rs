@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use config::{Config, Source, Verify};
 use opsd_sdk::{
     Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
+    human_bytes,
 };
 use publish::Pending;
 use std::time::Instant;
@@ -29,7 +30,7 @@ const SCHEMA: &str = r#"{
     "verify": {"enum": ["read", "restore"]},
     "postgres": {"type": "object", "additionalProperties": false,
       "properties": {"host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"}}},
-    "sources": {"type": "array", "items": {"type": "object", "required": ["kind", "name"],
+    "sources": {"type": "array", "items": {"type": "object", "required": ["kind", "name"], "additionalProperties": false,
       "properties": {"kind": {"enum": ["postgres", "directory", "file"]}, "name": {"type": "string"},
         "database": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"},
         "globals": {"type": "boolean"}, "path": {"type": "string"}, "exclude": {"type": "array", "items": {"type": "string"}}}}},
@@ -68,13 +69,8 @@ impl Plugin for Backup {
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let cfg: Config = ctx.config()?;
-        cfg.validate()
-            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
-        let mut when = DateTime::parse_from_rfc3339(&ctx.scheduled)
-            .map_err(|e| {
-                PluginError::other("bad-context", format!("scheduled `{}`: {e}", ctx.scheduled))
-            })?
-            .to_utc();
+        cfg.validate().map_err(|e| ctx.bad_config(e))?;
+        let mut when = ctx.scheduled_time()?.to_utc();
         if ctx.dry_run {
             return dry_run(&cfg, when);
         }
@@ -111,7 +107,7 @@ impl Plugin for Backup {
                     sealed.push(s);
                 }
                 let secs = started.elapsed().as_secs_f64();
-                opsd_sdk::info!("{}: {} in {secs:.1}s", source.name(), human(bytes));
+                opsd_sdk::info!("{}: {} in {secs:.1}s", source.name(), human_bytes(bytes));
                 per_source.push((source.name().to_owned(), bytes, secs));
             }
             publish::publish(&cfg.target, &sealed)
@@ -126,7 +122,7 @@ impl Plugin for Backup {
         let total_bytes: u64 = per_source.iter().map(|s| s.1).sum();
         let names: Vec<String> = per_source
             .iter()
-            .map(|(n, b, _)| format!("{n} ({})", human(*b)))
+            .map(|(n, b, _)| format!("{n} ({})", human_bytes(*b)))
             .collect();
         let mut summary = format!(
             "backed up {} to {}; kept {kept}, pruned {pruned}",
@@ -323,19 +319,29 @@ fn dry_run(cfg: &Config, now: DateTime<Utc>) -> Result<Outcome, PluginError> {
     .metric("backups_would_prune", would_prune.len() as f64, None))
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+opsd_sdk::export_plugin!(Backup);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({
+                "target": "/backups",
+                "verify": "restore",
+                "postgres": {"host": "/run/postgresql", "port": 5432, "user": "postgres"},
+                "sources": [
+                    {"kind": "postgres", "name": "shop", "database": "shop", "host": "db",
+                     "port": 5433, "user": "backup", "globals": true},
+                    {"kind": "directory", "name": "uploads", "path": "/data/uploads", "exclude": ["*.tmp"]},
+                    {"kind": "file", "name": "env", "path": "/app/.env"}
+                ],
+                "retention": {"keep_last": 3, "keep_hourly": 24, "keep_daily": 30, "keep_weekly": 8,
+                              "keep_monthly": 12, "keep_yearly": 5, "max_age": "400d"}
+            }),
+        );
     }
 }
-
-opsd_sdk::export_plugin!(Backup);

@@ -1,62 +1,31 @@
 //! Producing each kind of backup through the host's process grant: the
 //! data flows from the child straight into a file in the target grant.
 
-use crate::config::PgConn;
-use opsd_sdk::{Command, Exit, Input, IoContext, Output, PluginError};
-
-fn fail(what: &str, e: impl std::fmt::Debug) -> PluginError {
-    PluginError::other("exec", format!("{what}: {e:?}"))
-}
-
-/// Runs a command; a non-zero exit becomes an error quoting stderr.
-fn run(what: &str, cmd: Command) -> Result<Exit, PluginError> {
-    let exit = cmd.run().map_err(|e| fail(what, e))?;
-    if !exit.success() {
-        return Err(PluginError::other(
-            "exec",
-            format!(
-                "{what} exited with {}: {}",
-                exit.code.map_or_else(
-                    || format!("signal {}", exit.signal.unwrap_or(0)),
-                    |c| c.to_string()
-                ),
-                exit.stderr_text()
-            ),
-        ));
-    }
-    Ok(exit)
-}
+use opsd_sdk::pg::{self, Conn};
+use opsd_sdk::{Command, Input, IoContext, Output, PluginError};
 
 /// `pg_dump --format=custom` of one database into `partial`, then
 /// `pg_restore --list` of it: a dump that does not read back fails.
-pub fn dump_postgres(conn: &PgConn, database: &str, partial: &str) -> Result<(), PluginError> {
-    run(
-        &format!("pg_dump of {database}"),
-        Command::new("pg_dump")
-            .args(conn.args())
-            .arg("--format=custom")
-            .arg(format!("--dbname={database}"))
-            .stdout(Output::File(partial.into())),
-    )?;
-    run(
-        &format!("pg_restore --list of the {database} dump"),
-        Command::new("pg_restore")
-            .arg("--list")
-            .stdin(Input::File(partial.into()))
-            .stdout(Output::Discard),
-    )?;
+pub fn dump_postgres(conn: &Conn, database: &str, partial: &str) -> Result<(), PluginError> {
+    conn.command("pg_dump", database)
+        .arg("--format=custom")
+        .stdout(Output::File(partial.into()))
+        .run_checked(&format!("pg_dump of {database}"))?;
+    Command::new("pg_restore")
+        .arg("--list")
+        .stdin(Input::File(partial.into()))
+        .stdout(Output::Discard)
+        .run_checked(&format!("pg_restore --list of the {database} dump"))?;
     Ok(())
 }
 
 /// `pg_dumpall --globals-only` (roles, tablespaces) into `partial`.
-pub fn dump_globals(conn: &PgConn, partial: &str) -> Result<(), PluginError> {
-    run(
-        "pg_dumpall --globals-only",
-        Command::new("pg_dumpall")
-            .args(conn.args())
-            .arg("--globals-only")
-            .stdout(Output::File(partial.into())),
-    )?;
+pub fn dump_globals(conn: &Conn, partial: &str) -> Result<(), PluginError> {
+    Command::new("pg_dumpall")
+        .args(conn.args())
+        .arg("--globals-only")
+        .stdout(Output::File(partial.into()))
+        .run_checked("pg_dumpall --globals-only")?;
     Ok(())
 }
 
@@ -78,7 +47,7 @@ pub fn archive_directory(
         .arg(".")
         .stdout(Output::File(partial.into()))
         .run()
-        .map_err(|e| fail("tar", e))?;
+        .map_err(|e| PluginError::other("exec", format!("tar: {e:?}")))?;
     let warning = match exit.code {
         Some(0) => None,
         Some(1) => Some(format!(
@@ -96,13 +65,11 @@ pub fn archive_directory(
             ));
         }
     };
-    run(
-        &format!("reading back the archive of {dir}"),
-        Command::new("tar")
-            .args(["--list", "--gzip", "--file=-"])
-            .stdin(Input::File(partial.into()))
-            .stdout(Output::Discard),
-    )?;
+    Command::new("tar")
+        .args(["--list", "--gzip", "--file=-"])
+        .stdin(Input::File(partial.into()))
+        .stdout(Output::Discard)
+        .run_checked(&format!("reading back the archive of {dir}"))?;
     Ok(warning)
 }
 
@@ -115,30 +82,15 @@ pub fn copy_file(src: &str, partial: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// psql with no startup file, stopping on the first error, unaligned
-/// tuples-only output.
-fn psql(conn: &PgConn, database: &str) -> Command {
-    Command::new("psql")
-        .args(conn.args())
-        .args([
-            "--no-psqlrc",
-            "--quiet",
-            "--tuples-only",
-            "--no-align",
-            "--set=ON_ERROR_STOP=1",
-        ])
-        .arg(format!("--dbname={database}"))
-}
-
 /// Exact row counts of every user table: `schema.table` -> rows.
-pub fn row_counts(conn: &PgConn, database: &str) -> Result<Vec<(String, u64)>, PluginError> {
-    let tables = run(
-        &format!("listing tables of {database}"),
-        psql(conn, database).arg(
+pub fn row_counts(conn: &Conn, database: &str) -> Result<Vec<(String, u64)>, PluginError> {
+    let tables = conn
+        .psql(database)
+        .arg(
             "--command=SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
              WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-        ),
-    )?;
+        )
+        .run_checked(&format!("listing tables of {database}"))?;
     let names: Vec<String> = String::from_utf8_lossy(&tables.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -149,26 +101,18 @@ pub fn row_counts(conn: &PgConn, database: &str) -> Result<Vec<(String, u64)>, P
     }
     let query = names
         .iter()
-        .map(|n| format!("SELECT {}, count(*) FROM {n}", quote_literal(n)))
+        .map(|n| format!("SELECT {}, count(*) FROM {n}", pg::quote_literal(n)))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    let out = run(
-        &format!("counting rows in {database}"),
-        psql(conn, database).arg(format!("--command={query}")),
-    )?;
+    let out = conn
+        .psql(database)
+        .arg(format!("--command={query}"))
+        .run_checked(&format!("counting rows in {database}"))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.rsplit_once('|'))
         .filter_map(|(t, n)| n.trim().parse().ok().map(|n| (t.to_owned(), n)))
         .collect())
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// What a restore drill found.
@@ -186,27 +130,22 @@ pub struct Drill {
 /// counts compared with the source, the scratch database dropped again
 /// whatever happened. A dump that does not restore is an error.
 pub fn restore_drill(
-    conn: &PgConn,
+    conn: &Conn,
     database: &str,
     dump: &str,
     scratch: &str,
 ) -> Result<Drill, PluginError> {
-    run(
-        &format!("creating scratch database {scratch}"),
-        psql(conn, "postgres").arg(format!(
+    conn.psql("postgres")
+        .arg(format!(
             "--command=CREATE DATABASE {}",
-            quote_ident(scratch)
-        )),
-    )?;
+            pg::quote_ident(scratch)
+        ))
+        .run_checked(&format!("creating scratch database {scratch}"))?;
     let result = (|| {
-        run(
-            &format!("restoring the {database} dump into {scratch}"),
-            Command::new("pg_restore")
-                .args(conn.args())
-                .args(["--no-owner", "--no-privileges", "--exit-on-error"])
-                .arg(format!("--dbname={scratch}"))
-                .stdin(Input::File(dump.into())),
-        )?;
+        conn.command("pg_restore", scratch)
+            .args(["--no-owner", "--no-privileges", "--exit-on-error"])
+            .stdin(Input::File(dump.into()))
+            .run_checked(&format!("restoring the {database} dump into {scratch}"))?;
         let source = row_counts(conn, database)?;
         let restored = row_counts(conn, scratch)?;
         let differences = source
@@ -226,13 +165,13 @@ pub fn restore_drill(
             differences,
         })
     })();
-    let dropped = run(
-        &format!("dropping scratch database {scratch}"),
-        psql(conn, "postgres").arg(format!(
+    let dropped = conn
+        .psql("postgres")
+        .arg(format!(
             "--command=DROP DATABASE IF EXISTS {}",
-            quote_ident(scratch)
-        )),
-    );
+            pg::quote_ident(scratch)
+        ))
+        .run_checked(&format!("dropping scratch database {scratch}"));
     let counted = result?;
     dropped?;
     Ok(counted)

@@ -84,7 +84,7 @@ mod platform {
         let fields = Fields::new();
         for (name, value) in headers {
             fields
-                .append(name, &value.as_bytes().to_vec())
+                .append(name, value.as_bytes())
                 .map_err(|e| format!("header {name}: {e:?}"))?;
         }
         let req = OutgoingRequest::new(fields);

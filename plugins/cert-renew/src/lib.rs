@@ -21,8 +21,14 @@ const SCHEMA: &str = r#"{
     "mode": {"enum": ["acme", "command"], "default": "acme"},
     "renew_before_days": {"type": "integer", "minimum": 0, "description": "renew this many days before expiry (default: when a third of the lifetime remains)"},
     "scan": {"type": "array", "items": {"type": "string"}, "description": "more PEM files or directories to report on"},
-    "acme": {"type": "object"},
-    "certs": {"type": "array", "items": {"type": "object"}},
+    "acme": {"type": "object", "required": ["directory", "account_key", "webroot"], "additionalProperties": false,
+      "properties": {"directory": {"type": "string", "description": "the ACME directory URL"}, "email": {"type": "string"},
+        "account_key": {"type": "string", "description": "guest path of the account key, made on first use"},
+        "webroot": {"type": "string", "description": "guest path serving /.well-known/acme-challenge/"},
+        "timeout": {"type": "integer", "minimum": 0, "default": 120}}},
+    "certs": {"type": "array", "items": {"type": "object", "required": ["domains", "cert", "key"], "additionalProperties": false,
+      "properties": {"domains": {"type": "array", "items": {"type": "string"}}, "cert": {"type": "string"},
+        "key": {"type": "string"}, "webroot": {"type": "string"}}}},
     "command": {"type": "array", "items": {"type": "string"}},
     "deploy_hook": {"type": "array", "items": {"type": "string"}}
   }
@@ -73,8 +79,7 @@ impl Plugin for CertRenew {
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let cfg: Config = ctx.config()?;
-        cfg.validate()
-            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        cfg.validate().map_err(|e| ctx.bad_config(e))?;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -477,3 +482,23 @@ fn outcome(r: &Report, cfg: &Config, dry_run: bool) -> Outcome {
 }
 
 opsd_sdk::export_plugin!(CertRenew);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({
+                "mode": "acme", "renew_before_days": 30, "scan": ["/etc/ssl/certs"],
+                "acme": {"directory": "https://acme.test/dir", "email": "ops@example.org",
+                         "account_key": "/etc/ssl/opsd/account.key", "webroot": "/var/www/html", "timeout": 60},
+                "certs": [{"domains": ["a.test"], "cert": "/etc/ssl/opsd/a.pem", "key": "/etc/ssl/opsd/a.key",
+                           "webroot": "/var/www/a"}],
+                "command": ["certbot", "renew"], "deploy_hook": ["systemctl", "reload", "nginx"]
+            }),
+        );
+    }
+}

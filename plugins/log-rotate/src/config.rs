@@ -228,8 +228,7 @@ pub struct Job {
 /// Parses and validates the job's config JSON. With `logrotate_conf`,
 /// directive keys are refused by name: they belong in that file.
 pub fn parse_job(json: &str) -> Result<Job, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("[job.config] is not JSON: {e}"))?;
+    let value: serde_json::Value = opsd_sdk::config::parse(json)?;
     if let Some(table) = value.as_object()
         && table.contains_key("logrotate_conf")
         && let Some(key) = table
@@ -240,13 +239,7 @@ pub fn parse_job(json: &str) -> Result<Job, String> {
             "`{key}` is set with `logrotate_conf`: directives belong in the logrotate config file, not in [job.config]"
         ));
     }
-    let cfg: Config = serde_json::from_value(value).map_err(|e| {
-        let msg = e.to_string();
-        match msg.rfind(" at line ") {
-            Some(at) => msg[..at].to_owned(),
-            None => msg,
-        }
-    })?;
+    let cfg: Config = opsd_sdk::config::from_value(value)?;
     cfg.validate()
 }
 

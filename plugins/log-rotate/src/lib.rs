@@ -9,7 +9,10 @@ pub mod engine;
 pub mod state;
 pub mod sys;
 
-use opsd_sdk::{Artifact, Context, Description, IoContext, Outcome, Plugin, PluginError};
+use opsd_sdk::{
+    Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
+    human_bytes,
+};
 
 const SCHEMA: &str = r#"{
   "type": "object",
@@ -32,8 +35,8 @@ const SCHEMA: &str = r#"{
     "compressext": {"type": "string"},
     "copytruncate": {"type": "boolean", "default": false},
     "copy": {"type": "boolean", "default": false},
-    "create": {"type": ["boolean", "object"]},
-    "createolddir": {"type": ["boolean", "object"]},
+    "create": {"type": ["boolean", "object"], "properties": {"mode": {"type": "string"}, "owner": {"type": "string"}, "group": {"type": "string"}}},
+    "createolddir": {"type": ["boolean", "object"], "properties": {"mode": {"type": "string"}, "owner": {"type": "string"}, "group": {"type": "string"}}},
     "olddir": {"type": "string"},
     "dateext": {"type": "boolean", "default": false},
     "dateformat": {"type": "string"},
@@ -70,19 +73,10 @@ impl Plugin for LogRotate {
     }
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
-        let job = config::parse_job(&ctx.config)
-            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        let job = config::parse_job(&ctx.config).map_err(|e| ctx.bad_config(e))?;
         // The host gives the scheduled time with the job's time-zone
         // offset; calendar rules and dateext names use that zone.
-        let offset = chrono::DateTime::parse_from_rfc3339(&ctx.scheduled)
-            .map_err(|e| {
-                PluginError::other(
-                    "bad-context",
-                    format!("scheduled time `{}`: {e}", ctx.scheduled),
-                )
-            })?
-            .offset()
-            .local_minus_utc();
+        let offset = ctx.scheduled_time()?.offset().local_minus_utc();
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -177,8 +171,8 @@ fn outcome(r: &engine::Report, dry_run: bool) -> Outcome {
     if r.compressed_in > 0 {
         summary.push_str(&format!(
             " ({} compressed to {})",
-            human(r.compressed_in),
-            human(r.compressed_out)
+            human_bytes(r.compressed_in),
+            human_bytes(r.compressed_out)
         ));
     }
     if !r.removed.is_empty() {
@@ -215,19 +209,29 @@ fn outcome(r: &engine::Report, dry_run: bool) -> Outcome {
     out
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+opsd_sdk::export_plugin!(LogRotate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<config::Config>(
+            SCHEMA,
+            &serde_json::json!({
+                "logrotate_conf": ["/etc/logrotate.conf"], "state_file": "/logs/status",
+                "paths": ["/logs/*.log"], "rotate": 4, "frequency": "weekly", "weekday": 0,
+                "size": "10M", "minsize": 1024, "maxsize": "1G",
+                "compress": true, "delaycompress": true, "compresslevel": 9, "compresscmd": "gzip",
+                "compressoptions": ["-9"], "compressext": ".gz", "copytruncate": false, "copy": false,
+                "create": {"mode": "0640", "owner": "app", "group": "adm"}, "createolddir": true,
+                "olddir": "/logs/old", "dateext": true, "dateformat": "-%Y%m%d", "dateyesterday": false,
+                "extension": ".log", "addextension": ".log", "maxage": 30, "minage": 1,
+                "missingok": true, "notifempty": true, "start": 1, "sharedscripts": true,
+                "allowhardlink": false, "prerotate": "echo pre", "postrotate": ["kill", "-HUP", "1"],
+                "firstaction": "true", "lastaction": "true", "preremove": "true"
+            }),
+        );
     }
 }
-
-opsd_sdk::export_plugin!(LogRotate);

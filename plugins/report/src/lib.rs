@@ -144,9 +144,8 @@ impl Plugin for Report {
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let cfg: Config = ctx.config()?;
-        let bad = |m: String| PluginError::bad_config(format!("job `{}`: {m}", ctx.job));
         if !cfg.output_dir.starts_with('/') {
-            return Err(bad(format!(
+            return Err(ctx.bad_config(format!(
                 "output_dir `{}` is relative: write the guest path, such as \"/reports\"",
                 cfg.output_dir
             )));
@@ -155,19 +154,18 @@ impl Plugin for Report {
             .formats
             .iter()
             .map(|f| {
-                Format::parse(f)
-                    .ok_or_else(|| bad(format!("format `{f}`: use json, md, html or text")))
+                Format::parse(f).ok_or_else(|| {
+                    ctx.bad_config(format!("format `{f}`: use json, md, html or text"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         // The report stands for its slot: the period ends at the scheduled
         // time and the file is named after that day in the job's zone, so a
         // catch-up run at 00:01 still writes yesterday's report.
-        let slot = chrono::DateTime::parse_from_rfc3339(&ctx.scheduled).map_err(|e| {
-            PluginError::other("bad-context", format!("scheduled `{}`: {e}", ctx.scheduled))
-        })?;
+        let slot = ctx.scheduled_time()?;
         let now = slot.timestamp();
         let period = Period::named(&cfg.period, now).ok_or_else(|| {
-            bad(format!(
+            ctx.bad_config(format!(
                 "period `{}`: use daily, weekly or monthly",
                 cfg.period
             ))
@@ -244,3 +242,16 @@ fn write_atomic(path: &str, data: &[u8]) -> std::io::Result<()> {
 }
 
 opsd_sdk::export_plugin!(Report);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({"output_dir": "/reports", "period": "weekly", "formats": ["json", "html"]}),
+        );
+    }
+}

@@ -2,9 +2,13 @@
 //!
 //! A plugin implements [`Plugin`] (the generated `Guest` trait) and calls
 //! [`export_plugin!`]. Everything else here is convenience around the
-//! contract: typed config ([`ContextExt::config`]), logging macros that land
-//! in the run's captured log, outcome builders and a [`Command`] builder for
-//! the host's process interface.
+//! contract: typed config ([`ContextExt::config`], with errors that name
+//! the job), the scheduled time ([`ContextExt::scheduled_time`]), logging
+//! macros that land in the run's captured log, outcome builders, a
+//! [`Command`] builder for the host's process interface, byte counts for
+//! people ([`human_bytes`]), PostgreSQL's client programs ([`pg`]) and a
+//! check that a config schema says what the config type parses
+//! ([`schema`]).
 //!
 //! ```no_run
 //! use opsd_sdk::*;
@@ -37,9 +41,17 @@ pub mod bindings {
     });
 }
 
+pub mod config;
 pub mod fsinfo;
 mod outcome;
+pub mod pg;
 mod process;
+pub mod schema;
+mod units;
+
+/// The date-time library [`ContextExt::scheduled_time`] answers in, so a
+/// plugin names its types without a version of its own to keep in step.
+pub use chrono;
 
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
@@ -53,6 +65,7 @@ pub use bindings::opsd::plugin::types::{
     Artifact, Capabilities, Context, Description, FsRequest, Metric, Outcome, PluginError, Status,
 };
 pub use process::{Command, ExecError, Exit, Input, Output};
+pub use units::human_bytes;
 
 /// Exports a type implementing [`Plugin`] as the component's `describe` and
 /// `run`.
@@ -103,26 +116,37 @@ pub trait ContextExt {
     /// `bad-config` error that names the job, so the operator knows which
     /// table to fix.
     fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError>;
+
+    /// A `bad-config` error for what the plugin finds wrong with the table
+    /// after parsing it (a relative path, two settings that exclude each
+    /// other): "job `NAME`: MESSAGE".
+    fn bad_config(&self, message: impl std::fmt::Display) -> PluginError;
+
+    /// The slot this run stands for, with the offset of the job's time
+    /// zone: calendar rules and names made from it (a report's day, a
+    /// backup's stamp) follow the schedule, not the moment the run began.
+    fn scheduled_time(&self) -> Result<chrono::DateTime<chrono::FixedOffset>, PluginError>;
 }
 
 impl ContextExt for Context {
     fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
-        serde_json::from_str(&self.config).map_err(|e| {
-            PluginError::bad_config(format!(
-                "job `{}`: [job.config] is invalid: {}",
-                self.job,
-                strip_json_position(&e.to_string())
-            ))
-        })
+        config::parse(&self.config).map_err(|e| self.bad_config(e))
     }
-}
 
-/// serde_json appends "at line 1 column 57", which points into the JSON the
-/// host built, not into the operator's TOML; drop it.
-fn strip_json_position(message: &str) -> &str {
-    match message.rfind(" at line ") {
-        Some(at) => &message[..at],
-        None => message,
+    fn bad_config(&self, message: impl std::fmt::Display) -> PluginError {
+        PluginError::bad_config(format!("job `{}`: {message}", self.job))
+    }
+
+    fn scheduled_time(&self) -> Result<chrono::DateTime<chrono::FixedOffset>, PluginError> {
+        chrono::DateTime::parse_from_rfc3339(&self.scheduled).map_err(|e| {
+            PluginError::other(
+                "bad-context",
+                format!(
+                    "the host gave the scheduled time as `{}`, not RFC 3339: {e}",
+                    self.scheduled
+                ),
+            )
+        })
     }
 }
 
@@ -225,5 +249,55 @@ impl Description {
     pub fn suggested_schedule(mut self, expr: &str) -> Self {
         self.suggested_schedule = Some(expr.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(config: &str, scheduled: &str) -> Context {
+        Context {
+            job: "nightly".into(),
+            run_id: "01J0000000000000000000000".into(),
+            scheduled: scheduled.into(),
+            attempt: 1,
+            dry_run: false,
+            config: config.into(),
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Conf {
+        dir: String,
+    }
+
+    #[test]
+    fn config_errors_name_the_job() {
+        let ctx = context(r#"{"dir":"/d","x":1}"#, "2026-11-29T02:00:00+01:00");
+        let e = ctx.config::<Conf>().unwrap_err();
+        assert_eq!(e.kind, "bad-config");
+        assert_eq!(
+            e.message,
+            "job `nightly`: [job.config] is invalid: unknown field `x`, expected `dir`"
+        );
+        let ok = context(r#"{"dir":"d"}"#, "").config::<Conf>().unwrap();
+        let e = ctx.bad_config(format!("dir `{}` is relative", ok.dir));
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            ("bad-config", "job `nightly`: dir `d` is relative")
+        );
+    }
+
+    #[test]
+    fn the_scheduled_time_keeps_the_jobs_offset() {
+        let ctx = context("{}", "2026-11-29T02:00:00+01:00");
+        let t = ctx.scheduled_time().unwrap();
+        assert_eq!(t.offset().local_minus_utc(), 3600);
+        assert_eq!(t.format("%Y-%m-%d %H:%M").to_string(), "2026-11-29 02:00");
+        let e = context("{}", "yesterday").scheduled_time().unwrap_err();
+        assert_eq!(e.kind, "bad-context");
+        assert!(e.message.contains("`yesterday`"), "{}", e.message);
     }
 }

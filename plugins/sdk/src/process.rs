@@ -1,6 +1,7 @@
 //! A builder over the host's `process` interface, shaped like
 //! `std::process::Command` so it reads familiar.
 
+use crate::PluginError;
 use crate::bindings::opsd::plugin::process as host;
 
 pub use host::{ExecError, Exit, Input, Output};
@@ -84,12 +85,40 @@ impl Command {
     pub fn run(&self) -> Result<Exit, ExecError> {
         host::run(&self.inner)
     }
+
+    /// Runs the program and insists that it succeed: a refusal, a failure
+    /// to start or a non-zero exit becomes an `exec` error that says
+    /// `what` was being done and quotes the program's stderr.
+    pub fn run_checked(&self, what: &str) -> Result<Exit, PluginError> {
+        let exit = self
+            .run()
+            .map_err(|e| PluginError::other("exec", format!("{what}: {e:?}")))?;
+        if !exit.success() {
+            return Err(PluginError::other(
+                "exec",
+                format!(
+                    "{what} exited with {}: {}",
+                    exit.status_text(),
+                    exit.stderr_text()
+                ),
+            ));
+        }
+        Ok(exit)
+    }
 }
 
 impl Exit {
     /// True when the program exited with status 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)
+    }
+
+    /// How the program ended, for messages: `1`, or `signal 9`.
+    pub fn status_text(&self) -> String {
+        match self.code {
+            Some(code) => code.to_string(),
+            None => format!("signal {}", self.signal.unwrap_or(0)),
+        }
     }
 
     /// Captured standard error as text, for error messages.

@@ -17,36 +17,8 @@
 //! into = "app.compact.db"   # VACUUM INTO a copy beside it, instead of in place
 //! ```
 
+use opsd_sdk::pg;
 use serde::Deserialize;
-
-/// Connection settings for PostgreSQL.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PgConn {
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub user: Option<String>,
-}
-
-impl PgConn {
-    /// libpq options; the password comes from PGPASSWORD or .pgpass.
-    pub fn args(&self) -> Vec<String> {
-        let mut v = vec!["--no-password".to_string()];
-        if let Some(h) = &self.host {
-            v.push(format!("--host={h}"));
-        }
-        if let Some(p) = self.port {
-            v.push(format!("--port={p}"));
-        }
-        if let Some(u) = &self.user {
-            v.push(format!("--username={u}"));
-        }
-        v
-    }
-}
 
 /// One PostgreSQL database to maintain.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -127,8 +99,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Connection settings for every database.
     #[serde(default)]
-    pub postgres: PgConn,
+    pub postgres: pg::Conn,
     #[serde(default)]
     pub databases: Vec<Database>,
     #[serde(default)]

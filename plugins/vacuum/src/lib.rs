@@ -6,8 +6,9 @@
 pub mod config;
 pub mod sqlite;
 
-use config::{Config, Database, PgConn};
-use opsd_sdk::{Command, Context, ContextExt, Description, Exit, Outcome, Plugin, PluginError};
+use config::{Config, Database};
+use opsd_sdk::pg::{self, Conn};
+use opsd_sdk::{Context, ContextExt, Description, Outcome, Plugin, PluginError, human_bytes};
 
 const SCHEMA: &str = r#"{
   "type": "object",
@@ -44,8 +45,7 @@ impl Plugin for Vacuum {
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let cfg: Config = ctx.config()?;
-        cfg.validate()
-            .map_err(|e| PluginError::bad_config(format!("job `{}`: {e}", ctx.job)))?;
+        cfg.validate().map_err(|e| ctx.bad_config(e))?;
         let mut lines = Vec::new();
         let mut metrics: Vec<(String, f64, Option<&str>)> = Vec::new();
         let total = (cfg.databases.len() + cfg.sqlite.len()) as u64;
@@ -59,7 +59,7 @@ impl Plugin for Vacuum {
                     db.name,
                     plan(db),
                     before.dead,
-                    human(before.bytes)
+                    human_bytes(before.bytes)
                 ));
                 done += 1;
                 continue;
@@ -72,8 +72,8 @@ impl Plugin for Vacuum {
                 plan(db),
                 before.dead,
                 after.dead,
-                human(before.bytes),
-                human(after.bytes),
+                human_bytes(before.bytes),
+                human_bytes(after.bytes),
                 before.xid_age,
                 after.xid_age,
                 match (&before.last_vacuum, &after.last_vacuum) {
@@ -146,23 +146,8 @@ fn plan(db: &Database) -> String {
     what
 }
 
-fn run(what: &str, cmd: Command) -> Result<Exit, PluginError> {
-    let exit = cmd
-        .run()
-        .map_err(|e| PluginError::other("exec", format!("{what}: {e:?}")))?;
-    if !exit.success() {
-        return Err(PluginError::other(
-            "exec",
-            format!("{what} exited with {:?}: {}", exit.code, exit.stderr_text()),
-        ));
-    }
-    Ok(exit)
-}
-
-fn vacuum_pg(conn: &PgConn, db: &Database) -> Result<(), PluginError> {
-    let mut cmd = Command::new("vacuumdb")
-        .args(conn.args())
-        .arg(format!("--dbname={}", db.name));
+fn vacuum_pg(conn: &Conn, db: &Database) -> Result<(), PluginError> {
+    let mut cmd = conn.command("vacuumdb", &db.name);
     cmd = if db.analyze_only {
         cmd.arg("--analyze-only")
     } else {
@@ -183,16 +168,13 @@ fn vacuum_pg(conn: &PgConn, db: &Database) -> Result<(), PluginError> {
     for t in &db.tables {
         cmd = cmd.arg(format!("--table={t}"));
     }
-    run(&format!("vacuumdb of {}", db.name), cmd)?;
+    cmd.run_checked(&format!("vacuumdb of {}", db.name))?;
     if db.reindex {
-        let mut cmd = Command::new("reindexdb")
-            .args(conn.args())
-            .arg("--concurrently")
-            .arg(format!("--dbname={}", db.name));
+        let mut cmd = conn.command("reindexdb", &db.name).arg("--concurrently");
         for t in &db.tables {
             cmd = cmd.arg(format!("--table={t}"));
         }
-        run(&format!("reindexdb --concurrently of {}", db.name), cmd)?;
+        cmd.run_checked(&format!("reindexdb --concurrently of {}", db.name))?;
     }
     Ok(())
 }
@@ -205,14 +187,14 @@ struct PgStats {
     last_vacuum: Option<String>,
 }
 
-fn pg_stats(conn: &PgConn, db: &Database) -> Result<PgStats, PluginError> {
+fn pg_stats(conn: &Conn, db: &Database) -> Result<PgStats, PluginError> {
     let filter = if db.tables.is_empty() {
         String::new()
     } else {
         let list: Vec<String> = db
             .tables
             .iter()
-            .map(|t| format!("'{}'::regclass", t.replace('\'', "''")))
+            .map(|t| format!("{}::regclass", pg::quote_literal(t)))
             .collect();
         format!("WHERE relid IN ({})", list.join(", "))
     };
@@ -223,20 +205,10 @@ fn pg_stats(conn: &PgConn, db: &Database) -> Result<PgStats, PluginError> {
          FROM pg_stat_user_tables {filter}",
         f2 = filter.replace("WHERE relid", "WHERE u.relid")
     );
-    let out = run(
-        &format!("reading statistics of {}", db.name),
-        Command::new("psql")
-            .args(conn.args())
-            .args([
-                "--no-psqlrc",
-                "--quiet",
-                "--tuples-only",
-                "--no-align",
-                "--field-separator=|",
-            ])
-            .arg(format!("--dbname={}", db.name))
-            .arg(format!("--command={sql}")),
-    )?;
+    let out = conn
+        .psql(&db.name)
+        .arg(format!("--command={sql}"))
+        .run_checked(&format!("reading statistics of {}", db.name))?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let f: Vec<&str> = text.split('|').collect();
     let num = |i: usize| {
@@ -255,20 +227,22 @@ fn pg_stats(conn: &PgConn, db: &Database) -> Result<PgStats, PluginError> {
     })
 }
 
-/// Bytes for people.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+opsd_sdk::export_plugin!(Vacuum);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({
+                "postgres": {"host": "/run/postgresql", "port": 5432, "user": "postgres"},
+                "databases": [{"name": "shop", "tables": ["orders"], "analyze_only": false, "full": false,
+                               "reindex": true, "skip_locked": true, "jobs": 2, "min_xid_age": 100000000}],
+                "sqlite": [{"path": "/data/app.db", "into": "app.compact.db", "optimize": true, "reserve": "1G"}]
+            }),
+        );
     }
 }
-
-opsd_sdk::export_plugin!(Vacuum);

@@ -3,8 +3,7 @@
 //! A VACUUM that the file system has no room for is refused up front.
 
 use crate::config::Sqlite;
-use crate::human;
-use opsd_sdk::{Command, PluginError, files};
+use opsd_sdk::{Command, PluginError, files, human_bytes};
 
 /// What one file's maintenance did.
 pub struct Report {
@@ -66,8 +65,8 @@ pub fn vacuum(s: &Sqlite, dry_run: bool) -> Result<Report, PluginError> {
                 "{}: refused: VACUUM{} needs up to {} free (with the reserve) and the file system has {}; free space, or lower `reserve`",
                 s.path,
                 if s.into.is_some() { " INTO" } else { "" },
-                human(need),
-                human(info.fs_available_bytes)
+                human_bytes(need),
+                human_bytes(info.fs_available_bytes)
             ),
         ));
     }
@@ -80,7 +79,7 @@ pub fn vacuum(s: &Sqlite, dry_run: bool) -> Result<Report, PluginError> {
             line: format!(
                 "{}: would {what} ({free} of {pages} pages free, {})",
                 s.path,
-                human(info.size)
+                human_bytes(info.size)
             ),
             metrics: vec![(format!("{file}_freelist_pages"), free as f64, None)],
         });
@@ -114,8 +113,8 @@ pub fn vacuum(s: &Sqlite, dry_run: bool) -> Result<Report, PluginError> {
         line: format!(
             "{}: {what}; free pages {free} -> {free_after}, size {} -> {}",
             s.path,
-            human(size_before),
-            human(size_after)
+            human_bytes(size_before),
+            human_bytes(size_after)
         ),
         metrics: vec![
             (format!("{file}_freelist_pages_before"), free as f64, None),

@@ -3,7 +3,9 @@
 //! the directories the job grants. An example of an opsd plugin in Rust
 //! with `plugins/sdk`.
 
-use opsd_sdk::{Context, ContextExt, Description, Outcome, Plugin, PluginError, Status, system};
+use opsd_sdk::{
+    Context, ContextExt, Description, Outcome, Plugin, PluginError, Status, human_bytes, system,
+};
 use serde::Deserialize;
 use std::time::{Duration, SystemTime};
 
@@ -104,8 +106,8 @@ fn judge(d: &system::Disk, cfg: &Config) -> (Status, String) {
     let line = format!(
         "{}: {used:.1} % used, {} free of {}",
         d.mount_point,
-        human(d.available_bytes),
-        human(d.total_bytes)
+        human_bytes(d.available_bytes),
+        human_bytes(d.total_bytes)
     );
     let status = if used >= cfg.fail_percent {
         Status::Failed
@@ -115,22 +117,6 @@ fn judge(d: &system::Disk, cfg: &Config) -> (Status, String) {
         Status::Ok
     };
     (status, line)
-}
-
-/// 1536 -> "1.5 KiB".
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
 }
 
 /// Old rotated logs in `dir` (not recursive): (path, size).
@@ -181,9 +167,9 @@ impl Plugin for DiskGuard {
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let cfg: Config = ctx.config()?;
         if cfg.warn_percent > cfg.fail_percent {
-            return Err(PluginError::bad_config(format!(
-                "job `{}`: warn_percent ({}) is above fail_percent ({})",
-                ctx.job, cfg.warn_percent, cfg.fail_percent
+            return Err(ctx.bad_config(format!(
+                "warn_percent ({}) is above fail_percent ({})",
+                cfg.warn_percent, cfg.fail_percent
             )));
         }
         let watched = |s: &system::SystemSnapshot| -> Vec<system::Disk> {
@@ -195,9 +181,9 @@ impl Plugin for DiskGuard {
         };
         let before = watched(&system::snapshot());
         if !cfg.mounts.is_empty() && before.is_empty() {
-            return Err(PluginError::bad_config(format!(
-                "job `{}`: none of the mounts {:?} is on this machine",
-                ctx.job, cfg.mounts
+            return Err(ctx.bad_config(format!(
+                "none of the mounts {:?} is on this machine",
+                cfg.mounts
             )));
         }
         let over = before
@@ -217,13 +203,13 @@ impl Plugin for DiskGuard {
                 })?;
                 for (path, size) in found {
                     if ctx.dry_run {
-                        lines.push(format!("would remove {path} ({})", human(size)));
+                        lines.push(format!("would remove {path} ({})", human_bytes(size)));
                         continue;
                     }
                     std::fs::remove_file(&path)
                         .map_err(|e| PluginError::io(format!("removing {path}"), &e))?;
-                    opsd_sdk::info!("removed {path} ({})", human(size));
-                    lines.push(format!("removed {path} ({})", human(size)));
+                    opsd_sdk::info!("removed {path} ({})", human_bytes(size));
+                    lines.push(format!("removed {path} ({})", human_bytes(size)));
                     removed += 1;
                     freed += size;
                 }
@@ -273,7 +259,7 @@ impl Plugin for DiskGuard {
         if removed > 0 {
             summary.push_str(&format!(
                 "; removed {removed} old rotated logs, {}",
-                human(freed)
+                human_bytes(freed)
             ));
         }
         Ok(Outcome::with_status(status, summary)
@@ -343,9 +329,19 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({
+                "warn_percent": 90, "fail_percent": 95.5, "mounts": ["/"],
+                "clean": {"dirs": ["/var/log"], "older_than_days": 7, "always": false}
+            }),
+        );
+    }
+
+    #[test]
     fn used_share() {
         assert_eq!(used_percent(200, 20), 90.0);
         assert_eq!(used_percent(0, 0), 0.0);
-        assert_eq!(human(1536), "1.5 KiB");
     }
 }
