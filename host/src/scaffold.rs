@@ -1,7 +1,7 @@
 //! `opsd plugin new`: a plugin project that builds, tests and runs as it
 //! comes, in Rust, Python or JavaScript. The templates and the WIT they
-//! need are compiled into the binary, so it works offline and always
-//! matches the contract this opsd speaks.
+//! need (and, for Rust, the SDK) are compiled into the binary, so it works
+//! offline and always matches the contract this opsd speaks.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,32 @@ const JS_BUILD: &str = include_str!("../../examples/plugins/cache-clean/build.mj
 
 const RUST_CARGO: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
 const RUST_LIB: &str = include_str!("../templates/rust/src_lib.rs");
+/// The manifest of the SDK copy a Rust project gets: the SDK's own
+/// inherits from opsd's workspace, which the project does not have.
+const RUST_SDK_CARGO: &str = include_str!("../templates/rust/opsd-sdk.Cargo.toml.tmpl");
+/// opsd-sdk's sources (`plugins/sdk/src`), copied into a Rust project's
+/// `opsd-sdk/src` so it builds offline against the contract this opsd
+/// speaks. A test checks that none is missing.
+const SDK_SOURCES: &[(&str, &str)] = &[
+    ("lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
+    ("config.rs", include_str!("../../plugins/sdk/src/config.rs")),
+    ("fsinfo.rs", include_str!("../../plugins/sdk/src/fsinfo.rs")),
+    (
+        "outcome.rs",
+        include_str!("../../plugins/sdk/src/outcome.rs"),
+    ),
+    ("pg.rs", include_str!("../../plugins/sdk/src/pg.rs")),
+    (
+        "process.rs",
+        include_str!("../../plugins/sdk/src/process.rs"),
+    ),
+    ("schema.rs", include_str!("../../plugins/sdk/src/schema.rs")),
+    ("units.rs", include_str!("../../plugins/sdk/src/units.rs")),
+];
+/// Where the SDK finds the WIT in opsd's tree, and in a project (which
+/// holds it in `wit/` beside the `opsd-sdk/` copy).
+const SDK_WIT_IN_TREE: &str = r#"path: "../../wit","#;
+const SDK_WIT_IN_PROJECT: &str = r#"path: "../wit","#;
 const PY_APP: &str = include_str!("../templates/python/app.py");
 const PY_LOGIC: &str = include_str!("../templates/python/logic.py");
 const PY_TEST: &str = include_str!("../templates/python/test_logic.py");
@@ -67,14 +93,27 @@ pub fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{opsd_version}}", env!("CARGO_PKG_VERSION"))
     };
     let mut out: Vec<(String, String)> = match lang {
-        Lang::Rust => vec![
-            ("Cargo.toml".into(), fill(RUST_CARGO)),
-            ("src/lib.rs".into(), fill(RUST_LIB)),
-            ("wit/plugin.wit".into(), PLUGIN_WIT.into()),
-            (".gitignore".into(), "/target\n*.wasm\n".into()),
-        ],
+        Lang::Rust => {
+            let mut files = vec![
+                ("Cargo.toml".into(), fill(RUST_CARGO)),
+                ("src/lib.rs".into(), fill(RUST_LIB)),
+                ("wit/plugin.wit".into(), PLUGIN_WIT.into()),
+                (".gitignore".into(), "/target\n*.wasm\n".into()),
+                ("opsd-sdk/Cargo.toml".into(), fill(RUST_SDK_CARGO)),
+            ];
+            for (file, source) in SDK_SOURCES {
+                let source = if *file == "lib.rs" {
+                    source.replace(SDK_WIT_IN_TREE, SDK_WIT_IN_PROJECT)
+                } else {
+                    (*source).to_owned()
+                };
+                files.push((format!("opsd-sdk/src/{file}"), source));
+            }
+            files
+        }
         Lang::Python => vec![
             ("app.py".into(), fill(PY_APP)),
             ("logic.py".into(), fill(PY_LOGIC)),
@@ -131,13 +170,24 @@ pub fn commands(name: &str, lang: Lang) -> (String, String) {
 fn readme(name: &str, lang: Lang) -> String {
     let (build, test) = commands(name, lang);
     let wasm = artifact(name, lang);
+    let sdk = match lang {
+        Lang::Rust => {
+            "\nIt uses opsd-sdk, the Rust side of the contract: `opsd-sdk/` is a copy\n\
+             of the SDK of the opsd that made this project, so it builds offline.\n\
+             To follow opsd's source instead, change the `opsd-sdk` dependency in\n\
+             Cargo.toml to a git dependency on opsd's repository (the crate is in\n\
+             its plugins/sdk) or a path to a checkout's plugins/sdk, and delete\n\
+             `opsd-sdk/`.\n"
+        }
+        Lang::Python | Lang::Js => "",
+    };
     format!(
         r#"# {name}
 
 An opsd plugin, made by `opsd plugin new`. It measures a directory against
 a byte budget; replace `run` with your chore. The contract is
 `wit/plugin.wit` (opsd:plugin); see opsd's docs/plugin-guide.md.
-
+{sdk}
 Build:
 
 ```sh
@@ -216,6 +266,65 @@ mod tests {
             for (path, body) in files("disk-report", lang) {
                 assert!(!body.contains("{{"), "{lang:?} {path}");
             }
+        }
+    }
+
+    /// The Rust project's copy of the SDK is the whole SDK, finds the WIT
+    /// in the project, and asks for the versions opsd builds it with.
+    #[test]
+    fn the_rust_project_holds_the_whole_sdk() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+        let mut on_disk: Vec<String> = std::fs::read_dir(sdk.join("src"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut copied: Vec<String> = SDK_SOURCES.iter().map(|(f, _)| f.to_string()).collect();
+        copied.sort();
+        assert_eq!(copied, on_disk, "SDK_SOURCES must list plugins/sdk/src");
+
+        let files = files("disk-report", Lang::Rust);
+        let lib = &files
+            .iter()
+            .find(|(p, _)| p == "opsd-sdk/src/lib.rs")
+            .unwrap()
+            .1;
+        assert_eq!(lib.matches(SDK_WIT_IN_PROJECT).count(), 1);
+        assert!(!lib.contains(SDK_WIT_IN_TREE));
+
+        let toml = |path: &Path| -> toml::Table {
+            toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let workspace = toml(&sdk.join("../../Cargo.toml"));
+        let shared = &workspace["workspace"]["dependencies"];
+        let own = toml(&sdk.join("Cargo.toml"));
+        let manifest = &files
+            .iter()
+            .find(|(p, _)| p == "opsd-sdk/Cargo.toml")
+            .unwrap()
+            .1;
+        let copy: toml::Table = toml::from_str(manifest).unwrap();
+        let version = |dep: &toml::Value| match dep {
+            toml::Value::String(v) => v.clone(),
+            t => t
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
+        };
+        let own_deps = own["dependencies"].as_table().unwrap();
+        let copy_deps = copy["dependencies"].as_table().unwrap();
+        assert_eq!(
+            own_deps.keys().collect::<Vec<_>>(),
+            copy_deps.keys().collect::<Vec<_>>()
+        );
+        for (name, dep) in own_deps {
+            let want = if dep.get("workspace").is_some() {
+                version(&shared[name.as_str()])
+            } else {
+                version(dep)
+            };
+            assert_eq!(version(&copy_deps[name.as_str()]), want, "{name}");
         }
     }
 

@@ -5,13 +5,20 @@
 //! Test:  cargo test
 //! Install: cp target/wasm32-wasip2/release/{{crate}}.wasm /var/lib/opsd/plugins/
 
-wit_bindgen::generate!({ path: "wit", world: "plugin" });
-
-use opsd::plugin::log::{Level, log};
-// The world's `use types.{...}` already brings Context, Description,
-// Outcome and PluginError into scope.
-use opsd::plugin::types::{Capabilities, FsRequest, Metric, Status};
+use opsd_sdk::{Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError, Status};
 use serde::Deserialize;
+
+/// The JSON Schema of `[job.config]`: `opsd check` validates jobs against
+/// it before anything runs. A unit test keeps it in step with `Config`.
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["dir", "max_bytes"],
+  "additionalProperties": false,
+  "properties": {
+    "dir": {"type": "string", "description": "guest path of the directory to measure"},
+    "max_bytes": {"type": "integer", "minimum": 0, "description": "warn above this many bytes"}
+  }
+}"#;
 
 /// The job's `[job.config]` table.
 #[derive(Debug, Deserialize)]
@@ -36,35 +43,24 @@ pub fn verdict(dir: &str, files: usize, total: u64, max_bytes: u64) -> (Status, 
 
 struct Component;
 
-impl Guest for Component {
+impl Plugin for Component {
     fn describe() -> Description {
-        Description {
-            name: "{{name}}".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Reports a directory's size against a budget".into(),
-            capabilities: Capabilities {
-                fs: vec![FsRequest {
-                    guest: "/data".into(),
-                    write: false,
-                    reason: "the directory to measure".into(),
-                }],
-                exec: vec![],
-                net: false,
-            },
-            config_schema: r#"{"type":"object","required":["dir","max_bytes"],"additionalProperties":false,"properties":{"dir":{"type":"string"},"max_bytes":{"type":"integer"}}}"#.into(),
-            suggested_schedule: Some("0 * * * *".into()),
-        }
+        Description::new(
+            "{{name}}",
+            env!("CARGO_PKG_VERSION"),
+            "Reports a directory's size against a budget",
+        )
+        .wants_dir("/data", false, "the directory to measure")
+        .config_schema(SCHEMA)
+        .suggested_schedule("0 * * * *")
     }
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
-        let cfg: Config = serde_json::from_str(&ctx.config).map_err(|e| PluginError {
-            message: format!("job `{}`: [job.config]: {e}", ctx.job),
-            kind: "bad-config".into(),
-        })?;
-        let entries = std::fs::read_dir(&cfg.dir).map_err(|e| PluginError {
-            message: format!("{}: {e} (is it in the job's fs grant?)", cfg.dir),
-            kind: "io".into(),
-        })?;
+        let cfg: Config = ctx.config()?;
+        let entries = std::fs::read_dir(&cfg.dir).at(format!(
+            "reading {} (is it in the job's fs grant?)",
+            cfg.dir
+        ))?;
         let (mut files, mut total) = (0usize, 0u64);
         for entry in entries.flatten() {
             if let Ok(meta) = entry.metadata()
@@ -74,23 +70,13 @@ impl Guest for Component {
                 total += meta.len();
             }
         }
-        log(Level::Info, &format!("measured {}", cfg.dir));
+        opsd_sdk::info!("measured {}: {}", cfg.dir, opsd_sdk::human_bytes(total));
         let (status, summary) = verdict(&cfg.dir, files, total, cfg.max_bytes);
-        Ok(Outcome {
-            status,
-            summary,
-            details: String::new(),
-            metrics: vec![Metric {
-                name: "bytes".into(),
-                value: total as f64,
-                unit: Some("bytes".into()),
-            }],
-            artifacts: vec![],
-        })
+        Ok(Outcome::with_status(status, summary).metric("bytes", total as f64, Some("bytes")))
     }
 }
 
-export!(Component);
+opsd_sdk::export_plugin!(Component);
 
 #[cfg(test)]
 mod tests {
@@ -98,9 +84,17 @@ mod tests {
 
     #[test]
     fn over_budget_is_a_warning() {
-        assert!(matches!(verdict("/data", 2, 10, 100).0, Status::Ok));
+        assert_eq!(verdict("/data", 2, 10, 100).0, Status::Ok);
         let (status, line) = verdict("/data", 2, 1000, 100);
-        assert!(matches!(status, Status::Warning));
+        assert_eq!(status, Status::Warning);
         assert!(line.ends_with("over budget"), "{line}");
+    }
+
+    #[test]
+    fn the_schema_says_what_config_parses() {
+        opsd_sdk::schema::assert_matches::<Config>(
+            SCHEMA,
+            &serde_json::json!({"dir": "/data", "max_bytes": 1000000000}),
+        );
     }
 }
