@@ -4,9 +4,15 @@
 build:
     cargo build
 
-# Build only the plugins, as components, into target/opsd-wasm.
+# Build only the built-in plugins (host/build.rs's list), as components,
+# into target/opsd-wasm/wasm32-wasip2/plugin.
 build-plugins:
-    cargo build --profile plugin --target wasm32-wasip2 --target-dir target/opsd-wasm -p opsd-log-rotate -p opsd-test-hostile
+    cargo build --profile plugin --target wasm32-wasip2 --target-dir target/opsd-wasm -p opsd-log-rotate -p opsd-backup -p opsd-vacuum -p opsd-cert-renew -p opsd-audit -p opsd-report
+
+# Build the test guests (tests/guests/* and the Rust example plugin) into
+# the same directory, as the tests do: through their artifacts crate.
+build-test-guests:
+    cargo build -p opsd-test-guests
 
 # Run every test (the README's test command).
 test:

@@ -12,14 +12,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OPSD = ROOT / "target" / "release" / "opsd"
-# The test guest that answers ok at once: a trivial plugin. The host's
-# build script compiles it with the built-ins.
+# The test guest that answers ok at once: a trivial plugin. The test
+# guests' artifacts crate compiles it beside the built-ins.
 TRIVIAL = ROOT / "target" / "opsd-wasm" / "wasm32-wasip2" / "plugin" / "opsd_test_hostile.wasm"
 
 
 def build():
     print("building opsd (release)...", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "opsd-test-guests"], cwd=ROOT, check=True)
     if not TRIVIAL.exists():
         sys.exit(f"{TRIVIAL} is missing after the build")
 

@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(2000);
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("plugins"))?;
-    let guest = std::path::Path::new(env!("OPSD_TEST_GUESTS_DIR")).join("opsd_test_hostile.wasm");
+    let guest = opsd_test_guests::path("opsd-test-hostile");
     std::fs::copy(&guest, dir.path().join("plugins/trivial.wasm"))?;
     let config_path = dir.path().join("opsd.toml");
     std::fs::write(

@@ -433,8 +433,8 @@ fn a_granted_tmp_is_private_to_each_call_and_apt_audits_confined() {
             "{rec:#}"
         );
     }
-    // A private /tmp would hide a grant there: refused when the config
-    // loads.
+    // A private /tmp would hide a grant there: the job is refused (set
+    // aside as broken) when the config loads.
     let there = Env::new(&job(
         "t",
         "true",
@@ -442,8 +442,9 @@ fn a_granted_tmp_is_private_to_each_call_and_apt_audits_confined() {
         "fs = [{ host = \"g\", guest = \"/g\", access = \"rw\", create = true }]\nexec = [\"true\"]\ntmp = \"1M\"",
     ));
     let out = there.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout)
             .contains("grants.tmp gives the job's programs a /tmp of their own, which would hide"),
         "{}",
         text(&out)

@@ -5,6 +5,7 @@
 use crate::util::{Env, guest, text, wait_for};
 use serde_json::Value;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The component with a custom section appended: same behaviour, other
@@ -260,7 +261,12 @@ fn bad_files_are_refused_with_the_reason_once() {
 #[test]
 fn name_clashes_are_refused_and_builtins_are_only_replaced_on_request() {
     let hostile = std::fs::read(guest("opsd-test-hostile")).unwrap();
-    let log_rotate = std::fs::read(crate::util::guest_dir().join("opsd_log_rotate.wasm")).unwrap();
+    let log_rotate = opsd::builtins::builtins()
+        .iter()
+        .find(|b| b.name == "log-rotate")
+        .expect("log-rotate is built in")
+        .bytes
+        .to_vec();
     let jobs = format!(
         "{JOBS}\n[[job]]\nname = \"rotate\"\nplugin = \"log-rotate\"\nschedule = \"@yearly\"\nenabled = false\n[job.grants]\nfs = [{{ host = \"logs\", guest = \"/logs\", access = \"rw\", create = true }}]\n[job.config]\npaths = [\"/logs/*.log\"]\nmissingok = true\n"
     );
@@ -448,4 +454,27 @@ fn a_plugin_file_others_may_write_is_not_loaded() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     healthy(&env);
     assert!(daemon.stop().success());
+}
+
+/// `just build-plugins` names its crates by hand; it once named two of
+/// six. Every built-in must be among them.
+#[test]
+fn just_build_plugins_builds_every_builtin() {
+    let justfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../justfile"))
+            .expect("justfile");
+    let recipe = justfile
+        .split("\nbuild-plugins:\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("a build-plugins recipe");
+    for b in opsd::builtins::builtins() {
+        assert!(
+            recipe
+                .split_whitespace()
+                .any(|w| w == format!("opsd-{}", b.name)),
+            "just build-plugins does not build opsd-{}: {recipe}",
+            b.name
+        );
+    }
 }

@@ -12,21 +12,10 @@ pub fn opsd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_opsd")
 }
 
-/// Where the host's build script puts the wasm components it builds.
-pub fn guest_dir() -> PathBuf {
-    PathBuf::from(env!("OPSD_TEST_GUESTS_DIR"))
-}
-
-/// A compiled test guest component (built by the host's build script):
-/// libraries are named with underscores, binaries as they are.
+/// A compiled test guest component, by crate name (built by the
+/// `opsd-test-guests` artifacts crate).
 pub fn guest(name: &str) -> PathBuf {
-    let dir = Path::new(env!("OPSD_TEST_GUESTS_DIR"));
-    let lib = dir.join(format!("{}.wasm", name.replace('-', "_")));
-    if lib.exists() {
-        lib
-    } else {
-        dir.join(format!("{name}.wasm"))
-    }
+    opsd_test_guests::path(name)
 }
 
 /// A schedule for jobs that a test runs by hand while a daemon is up: it
