@@ -209,23 +209,9 @@ pub async fn reload(ops: &Ops) {
     sd_notify("READY=1");
 }
 
-/// Puts `new` in force, saying which jobs broke (log and webhook) since
-/// `before` (the jobs broken so far) and which recovered.
+/// Puts `new` in force through [`Ops::put_in_force`], its notes logged.
 fn put_in_force(ops: &Ops, new: crate::config::Config, before: &[crate::config::BrokenJob]) {
-    let same = |a: &crate::config::BrokenJob| {
-        before
-            .iter()
-            .any(|b| b.name == a.name && b.problems == a.problems)
-    };
-    for b in new.broken.iter().filter(|b| !same(b)) {
-        ops.announce_broken(b);
-    }
-    for b in before {
-        if new.jobs.iter().any(|j| j.name == b.name) {
-            tracing::info!(job = %b.name, "job recovered: it runs again");
-        }
-    }
-    for note in ops.reload(new) {
+    for note in ops.put_in_force(new, before) {
         tracing::warn!("{note}");
     }
 }
@@ -245,23 +231,7 @@ async fn retry_broken_jobs(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
             _ = tokio::time::sleep(RETRY_BROKEN_EVERY) => {}
             _ = &mut stop => return,
         }
-        let config = ops.config();
-        if config.broken.is_empty() {
-            continue;
-        }
-        let again = match crate::config::Config::parse(&config.path, &config.source) {
-            Ok(c) => crate::check::sift(c, ops.registry()).await,
-            Err(e) => {
-                tracing::warn!("checking broken jobs again: {e}");
-                continue;
-            }
-        };
-        let names = |c: &crate::config::Config| -> Vec<String> {
-            c.broken.iter().map(|b| b.name.clone()).collect()
-        };
-        if names(&again) != names(&config) {
-            put_in_force(&ops, again, &config.broken);
-        }
+        ops.recheck().await;
     }
 }
 

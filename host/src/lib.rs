@@ -8,10 +8,11 @@
 //!
 //! ```text
 //! layer  modules
-//!   9    commands
-//!   8    cli daemon
-//!   7    api check scaffold scheduler
-//!   6    ops
+//!  10    commands
+//!   9    cli daemon
+//!   8    api scaffold scheduler
+//!   7    ops
+//!   6    check
 //!   5    metrics plugins
 //!   4    jobs runtime
 //!   3    config
@@ -45,14 +46,15 @@
 //!   records, by named transitions).
 //! - Layer 5: [`plugins`] (built-ins and the plugin directory, ready or
 //!   rejected) and [`metrics`] (the Prometheus exposition).
-//! - Layer 6: [`ops`]: what every interface offers (schedule, run,
+//! - Layer 6: [`check`]: what `opsd check` finds, and the jobs that
+//!   cannot run as written (their plugin unknown, their config refused).
+//! - Layer 7: [`ops`]: what every interface offers (schedule, run,
 //!   history, logs, status, health) over one open store.
-//! - Layer 7: [`scheduler`] (decides *when* jobs fire), [`api`] (control
-//!   socket and HTTP endpoints), [`check`] (`opsd check`), [`scaffold`]
-//!   (`opsd plugin new`).
-//! - Layer 8: [`cli`] (arguments and tables), [`daemon`] (`opsd daemon`:
+//! - Layer 8: [`scheduler`] (decides *when* jobs fire), [`api`] (control
+//!   socket and HTTP endpoints), [`scaffold`] (`opsd plugin new`).
+//! - Layer 9: [`cli`] (arguments and tables), [`daemon`] (`opsd daemon`:
 //!   signals, reloads, systemd).
-//! - Layer 9: [`commands`]: each CLI command, through the daemon or
+//! - Layer 10: [`commands`]: each CLI command, through the daemon or
 //!   directly.
 //!
 //! Data flows one way: config ─▶ scheduler ─▶ ops ─▶ runtime (grants) ─▶

@@ -317,6 +317,53 @@ impl Ops {
         self.notifier.locked().send(event, job, run, missed);
     }
 
+    /// Puts `new` in force, saying which jobs broke since `before` (the
+    /// jobs broken so far; log and webhook) and which recovered; returns
+    /// the notes of [`Ops::reload`].
+    pub fn put_in_force(&self, new: Config, before: &[crate::config::BrokenJob]) -> Vec<String> {
+        let same = |a: &crate::config::BrokenJob| {
+            before
+                .iter()
+                .any(|b| b.name == a.name && b.problems == a.problems)
+        };
+        for b in new.broken.iter().filter(|b| !same(b)) {
+            self.announce_broken(b);
+        }
+        for b in before {
+            if new.jobs.iter().any(|j| j.name == b.name) {
+                tracing::info!(job = %b.name, "job recovered: it runs again");
+            }
+        }
+        self.reload(new)
+    }
+
+    /// Checks the broken jobs of the configuration in force again (its
+    /// text, not the file, which may hold edits not yet applied): one
+    /// whose cause went away (the mount appeared, the plugin was dropped
+    /// in) is put back, and one broken for another reason now says so.
+    /// Whether anything changed.
+    pub async fn recheck(&self) -> bool {
+        let config = self.config();
+        if config.broken.is_empty() {
+            return false;
+        }
+        let again = match Config::parse(&config.path, &config.source) {
+            Ok(c) => crate::check::sift(c, &self.registry).await,
+            Err(e) => {
+                tracing::warn!("checking broken jobs again: {e}");
+                return false;
+            }
+        };
+        // The same jobs broken for the same reasons: nothing to say.
+        if again.broken == config.broken {
+            return false;
+        }
+        for note in self.put_in_force(again, &config.broken) {
+            tracing::warn!("{note}");
+        }
+        true
+    }
+
     /// Says a job was set aside as broken: in the daemon's log and by
     /// webhook.
     pub fn announce_broken(&self, job: &crate::config::BrokenJob) {
@@ -578,7 +625,15 @@ impl Ops {
         start: Start,
         follow: Option<tokio::sync::mpsc::UnboundedSender<LogEvent>>,
     ) -> Result<RunRecord, OpsError> {
-        let config = self.config();
+        let mut config = self.config();
+        // Asked for by hand, a broken job is checked again first: the
+        // plugin may have just been dropped in.
+        if start.trigger == Trigger::Manual
+            && config.broken.iter().any(|b| b.name == name)
+            && self.recheck().await
+        {
+            config = self.config();
+        }
         let job = config.job(name)?;
         let _queued = match self.overlap(job, &start).await {
             Ok(queued) => queued,

@@ -81,15 +81,15 @@ fn dropped_plugins_are_picked_up_replaced_and_removed_live() {
     let bytes = std::fs::read(guest("opsd-test-hostile")).unwrap();
     let dest = env.path("plugins/hostile.wasm");
 
-    // Nothing there yet: the run fails and says where opsd looked.
-    let rec = env.run_job("quick");
-    assert_eq!(rec["status"], "failed");
+    // Nothing there yet: the job is set aside as broken, and a run is
+    // refused saying where opsd looked.
+    let why = refused(&env, "quick");
     assert!(
-        rec["error"].as_str().unwrap().contains(&format!(
+        why.contains(&format!(
             "no .wasm file in {}",
             env.path("plugins").display()
         )),
-        "{rec:#}"
+        "{why}"
     );
 
     // Copied in slowly, in chunks: never loaded (or refused) half-written,
@@ -233,11 +233,8 @@ fn bad_files_are_refused_with_the_reason_once() {
     assert!(!listed.contains('\u{1b}'), "{listed}");
     // The good jobs' plugin is still missing, and the message points at
     // the rejected files.
-    let rec = env.run_job("quick");
-    assert!(
-        rec["error"].as_str().unwrap().contains("rejected there:"),
-        "{rec:#}"
-    );
+    let why = refused(&env, "quick");
+    assert!(why.contains("rejected there:"), "{why}");
     // Each bad file is reported once, however often the directory is
     // looked at.
     std::fs::write(env.path("plugins/touch.wasm"), b"x").unwrap();
@@ -477,4 +474,16 @@ fn just_build_plugins_builds_every_builtin() {
             b.name
         );
     }
+}
+
+/// `opsd run JOB` refused (exit 2) because the job is broken; its stderr.
+fn refused(env: &Env, job: &str) -> String {
+    let out = env.run(&["run", job, "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains(&format!("job `{job}` is broken and does not run")),
+        "{err}"
+    );
+    err
 }
