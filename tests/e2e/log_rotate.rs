@@ -60,7 +60,7 @@ delaycompress = true
     assert_eq!(
         listing(&logs),
         [
-            ".opsd-logrotate.status",
+            ".opsd-logrotate.rotate.status",
             "app.log.1",
             "app.log.2.gz",
             "app.log.3.gz",
@@ -79,7 +79,7 @@ delaycompress = true
         gunzip(&logs.join("app.log.3.gz")),
         "line from round 3\n".repeat(100)
     );
-    let state = std::fs::read_to_string(logs.join(".opsd-logrotate.status")).unwrap();
+    let state = std::fs::read_to_string(logs.join(".opsd-logrotate.rotate.status")).unwrap();
     assert!(
         state.starts_with("logrotate state -- version 2\n\"/logs/app.log\" "),
         "{state}"
@@ -285,4 +285,74 @@ state_file = "/logs/status"
         "{details}"
     );
     assert_eq!(listing(&env.path("logs")), ["a.log.1", "b.log", "status"]);
+}
+
+/// Jobs over one directory, due at one instant (a DST night can move
+/// `0 2` and `30 2` onto `0 3`), each keep their own state; jobs given one
+/// `state_file` take turns on it. Six runs at once: all ok, every
+/// rotation recorded, no temporary or lock file left.
+#[test]
+fn jobs_that_share_a_directory_or_a_state_file_do_not_collide() {
+    let job = |name: &str, extra: &str| {
+        format!(
+            "[[job]]\nname = \"{name}\"\nplugin = \"log-rotate\"\nschedule = \"0 3 1 1 *\"\n[job.grants]\nfs = [{{ host = \"logs\", guest = \"/logs\", access = \"rw\", create = true }}]\n[job.config]\npaths = [\"/logs/{name}.log\"]\nrotate = 2\n{extra}\n"
+        )
+    };
+    let shared = "state_file = \"/logs/shared.status\"";
+    let env = Env::new(
+        &[
+            job("a", ""),
+            job("b", ""),
+            job("c", ""),
+            job("x", shared),
+            job("y", shared),
+            job("z", shared),
+        ]
+        .concat(),
+    );
+    let logs = env.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let names = ["a", "b", "c", "x", "y", "z"];
+    for n in names {
+        std::fs::write(logs.join(format!("{n}.log")), format!("{n}\n")).unwrap();
+    }
+    let daemon = env.daemon();
+    let runs: Vec<_> = names
+        .iter()
+        .map(|n| {
+            env.cmd(&["run", n, "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (n, run) in names.iter().zip(runs) {
+        let out = run.wait_with_output().unwrap();
+        let rec: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{n}: {e}: {}", crate::util::text(&out)));
+        assert_eq!(rec["status"], "ok", "{n}: {rec:#}");
+        assert!(logs.join(format!("{n}.log.1")).exists(), "{n} rotated");
+    }
+    for n in ["a", "b", "c"] {
+        let state =
+            std::fs::read_to_string(logs.join(format!(".opsd-logrotate.{n}.status"))).unwrap();
+        assert!(
+            state.contains(&format!("\"/logs/{n}.log\"")),
+            "{n}: {state}"
+        );
+    }
+    let state = std::fs::read_to_string(logs.join("shared.status")).unwrap();
+    for n in ["x", "y", "z"] {
+        assert!(
+            state.contains(&format!("\"/logs/{n}.log\"")),
+            "every run that shares the file kept its entry: {state}"
+        );
+    }
+    let left: Vec<String> = listing(&logs)
+        .into_iter()
+        .filter(|f| f.ends_with(".tmp") || f.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(daemon.stop().success());
 }

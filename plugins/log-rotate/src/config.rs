@@ -223,11 +223,19 @@ pub enum Source {
 pub struct Job {
     pub source: Source,
     pub state_file: String,
+    /// The state file every job over a directory shared before each had
+    /// its own: read once when the job's own does not exist yet, so an
+    /// upgrade keeps the rotation times.
+    pub shared_state_file: Option<String>,
 }
+
+/// The prefix of every file log-rotate keeps beside the logs (state,
+/// its temporary copies and its lock): never taken for a log.
+pub const STATE_PREFIX: &str = ".opsd-logrotate";
 
 /// Parses and validates the job's config JSON. With `logrotate_conf`,
 /// directive keys are refused by name: they belong in that file.
-pub fn parse_job(json: &str) -> Result<Job, String> {
+pub fn parse_job(json: &str, job_name: &str) -> Result<Job, String> {
     let value: serde_json::Value = opsd_sdk::config::parse(json)?;
     if let Some(table) = value.as_object()
         && table.contains_key("logrotate_conf")
@@ -240,12 +248,12 @@ pub fn parse_job(json: &str) -> Result<Job, String> {
         ));
     }
     let cfg: Config = opsd_sdk::config::from_value(value)?;
-    cfg.validate()
+    cfg.validate(job_name)
 }
 
 impl Config {
     /// Checks what serde cannot and turns the table into a [`Job`].
-    pub fn validate(&self) -> Result<Job, String> {
+    pub fn validate(&self, job_name: &str) -> Result<Job, String> {
         if let Some(conf) = &self.logrotate_conf {
             if self.paths.is_some() {
                 return Err("`logrotate_conf` and `paths` are both set: the logrotate config names the logs; drop `paths`".into());
@@ -270,6 +278,7 @@ impl Config {
             return Ok(Job {
                 source: Source::Conf(files),
                 state_file,
+                shared_state_file: None,
             });
         }
         let Some(paths) = &self.paths else {
@@ -287,20 +296,27 @@ impl Config {
             glob::Pattern::new(p).map_err(|e| format!("path pattern `{p}`: {e}"))?;
         }
         let opts = self.options()?;
-        let state_file = self.state_file.clone().unwrap_or_else(|| {
-            let first = &paths[0];
-            let dir = match first.rfind('/') {
-                Some(0) | None => "",
-                Some(i) => &first[..i],
-            };
-            format!("{dir}/.opsd-logrotate.status")
-        });
+        // By default each job keeps its own state beside the first
+        // pattern's logs: jobs over one directory never write one file.
+        let first = &paths[0];
+        let dir = match first.rfind('/') {
+            Some(0) | None => "",
+            Some(i) => &first[..i],
+        };
+        let (state_file, shared_state_file) = match &self.state_file {
+            Some(f) => (f.clone(), None),
+            None => (
+                format!("{dir}/{STATE_PREFIX}.{job_name}.status"),
+                Some(format!("{dir}/{STATE_PREFIX}.status")),
+            ),
+        };
         Ok(Job {
             source: Source::Inline {
                 patterns: paths.clone(),
                 opts: Box::new(opts),
             },
             state_file,
+            shared_state_file,
         })
     }
 
@@ -441,9 +457,11 @@ pub fn inline_set(
             let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
+            let name = p.rsplit('/').next().unwrap_or_default();
             if meta.is_dir()
                 || p == state_file
-                || p == format!("{state_file}.tmp")
+                || p.starts_with(&format!("{state_file}."))
+                || name.starts_with(STATE_PREFIX)
                 || (opts.skip_rotated_names && looks_rotated(&p, opts))
             {
                 continue;
@@ -493,13 +511,17 @@ mod tests {
     use super::*;
 
     fn job(json: &str) -> Result<Job, String> {
-        parse_job(json)
+        parse_job(json, "rotate")
     }
 
     #[test]
     fn inline_defaults_keep_four_and_rotate_every_run() {
         let j = job(r#"{"paths":["/logs/app/*.log"]}"#).unwrap();
-        assert_eq!(j.state_file, "/logs/app/.opsd-logrotate.status");
+        assert_eq!(j.state_file, "/logs/app/.opsd-logrotate.rotate.status");
+        assert_eq!(
+            j.shared_state_file.as_deref(),
+            Some("/logs/app/.opsd-logrotate.status")
+        );
         let Source::Inline { opts, .. } = j.source else {
             panic!()
         };

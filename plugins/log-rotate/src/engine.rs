@@ -310,8 +310,9 @@ impl Env<'_> {
                         .map(|m| m.len())
                         .map_err(|e| e.to_string()),
                     Ok(exit) => Err(format!(
-                        "{program} exited with {:?}: {}",
-                        exit.code,
+                        "{program} exited with {}: {}",
+                        exit.code
+                            .map_or_else(|| "a signal".to_owned(), |c| c.to_string()),
                         exit.stderr.trim()
                     )),
                     Err(e) => Err(e),

@@ -60,6 +60,9 @@ const SCHEMA: &str = r#"{
 
 struct LogRotate;
 
+/// How long a run waits for another that holds its state file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Plugin for LogRotate {
     fn describe() -> Description {
         Description::new(
@@ -73,7 +76,7 @@ impl Plugin for LogRotate {
     }
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
-        let job = config::parse_job(&ctx.config).map_err(|e| ctx.bad_config(e))?;
+        let job = config::parse_job(&ctx.config, &ctx.job).map_err(|e| ctx.bad_config(e))?;
         // The host gives the scheduled time with the job's time-zone
         // offset; calendar rules and dateext names use that zone.
         let offset = ctx.scheduled_time()?.offset().local_minus_utc();
@@ -85,8 +88,31 @@ impl Plugin for LogRotate {
         let root = running_as_root(&job.state_file, ctx.dry_run);
         let mut report = engine::Report::default();
         let mut problems = Vec::new();
-        let mut state = state::State::load(&job.state_file, &mut problems)
-            .at(format!("reading state file {}", job.state_file))?;
+        // Runs that share a state file take turns; a directory the lock
+        // cannot be made in is left for the state write to report.
+        let _lock = if ctx.dry_run {
+            None
+        } else {
+            match state::Lock::take(&job.state_file, &ctx.run_id, LOCK_WAIT) {
+                Ok(lock) => Some(lock),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(PluginError::other("io", e.to_string()));
+                }
+                Err(_) => None,
+            }
+        };
+        // A job's own state file starts from the one jobs shared before.
+        let read_from = match &job.shared_state_file {
+            Some(shared)
+                if std::fs::metadata(&job.state_file).is_err()
+                    && std::fs::metadata(shared).is_ok() =>
+            {
+                shared.clone()
+            }
+            _ => job.state_file.clone(),
+        };
+        let mut state = state::State::load(&read_from, &mut problems)
+            .at(format!("reading state file {read_from}"))?;
         report.warnings.extend(
             problems
                 .into_iter()
@@ -119,7 +145,7 @@ impl Plugin for LogRotate {
             }
         }
         if !ctx.dry_run
-            && let Err(e) = state.save(&job.state_file, now.local)
+            && let Err(e) = state.save(&job.state_file, &ctx.run_id, now.local)
         {
             report.errors.push(format!(
                 "error writing state file {}: {e} (it must lie in a read-write grant whose directory exists)",

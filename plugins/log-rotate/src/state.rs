@@ -128,16 +128,76 @@ impl State {
         }
     }
 
-    /// Writes the state file atomically.
-    pub fn save(&self, path: &str, now: NaiveDateTime) -> std::io::Result<()> {
-        let tmp = format!("{path}.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        {
+    /// Writes the state file atomically, through a temporary file of this
+    /// run's own (`PATH.RUN.tmp`): two runs never write one temporary.
+    pub fn save(&self, path: &str, run: &str, now: NaiveDateTime) -> std::io::Result<()> {
+        let tmp = format!("{path}.{run}.tmp");
+        let written = (|| {
             let mut f = std::fs::File::create_new(&tmp)?;
             f.write_all(self.render(now).as_bytes())?;
             f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, path)
+        written
+    }
+}
+
+/// A lock on a state file (`PATH.lock`, made with create-new, as
+/// logrotate holds an flock on its state): runs that share a state file
+/// read, rotate and write it one after the other. Released when dropped.
+pub struct Lock {
+    path: String,
+}
+
+/// A lock older than this was left by a run that died holding it.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Lock {
+    /// Takes the lock of `state_file` for run `run`, waiting up to `wait`
+    /// for another run to let go of it.
+    pub fn take(state_file: &str, run: &str, wait: std::time::Duration) -> std::io::Result<Lock> {
+        let path = format!("{state_file}.lock");
+        let began = std::time::Instant::now();
+        loop {
+            match std::fs::File::create_new(&path) {
+                Ok(mut f) => {
+                    let _ = f.write_all(run.as_bytes());
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok());
+                    if age.is_some_and(|a| a > STALE_LOCK) {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if began.elapsed() >= wait {
+                        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::WouldBlock,
+                            format!(
+                                "{path} is held by run {} for over {}s; another job shares this state file and is still rotating (remove the lock if no run is going)",
+                                holder.trim(),
+                                wait.as_secs()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
