@@ -181,6 +181,36 @@ fn a_dry_run_writes_nothing() {
     assert!(!env.path("ssl/account.key").exists());
 }
 
+/// A certificate directory that does not exist is found before anything
+/// is ordered (an issued certificate that cannot be saved is thrown away
+/// and counts against the CA's rate limit); the dry run says so too.
+#[test]
+fn nothing_is_ordered_that_cannot_be_saved() {
+    let env = acme_env(&pebble().origin, true, "", None);
+    std::fs::remove_dir(env.path("ssl/opsd.test")).unwrap();
+    let out = env.run(&["run", "certs", "--dry-run", "--json"]);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap();
+    assert!(
+        error.contains("was not ordered: its directory /etc/ssl/opsd/opsd.test does not exist"),
+        "{error}"
+    );
+    let rec = env.run_job("certs");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap()
+            .contains("no certificate was requested"),
+        "{rec:#}"
+    );
+    assert!(
+        !env.path("ssl/account.key").exists(),
+        "not even an account was made: {rec:#}"
+    );
+}
+
 #[test]
 fn a_denied_origin_fails_and_says_which_grant() {
     let env = acme_env("https://acme.opsd.test", true, "", None);

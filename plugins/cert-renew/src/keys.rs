@@ -93,6 +93,58 @@ pub fn write_atomic(path: &str, data: &[u8], mode: u32) -> Result<(), String> {
     result
 }
 
+/// Whether `path` can be written: its directory exists and (unless
+/// `look_only`, for a dry run that changes nothing) takes a new file,
+/// made and removed again; so nothing is ordered that cannot be saved.
+pub fn check_writable(path: &str, look_only: bool) -> Result<(), String> {
+    let dir = match path.rfind('/') {
+        Some(i) => &path[..i.max(1)],
+        None => ".",
+    };
+    if look_only {
+        return match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => Err(format!(
+                "its directory {dir} does not exist; create it (or grant it with `create = true`)"
+            )),
+        };
+    }
+    let probe = format!("{dir}/.opsd-write-check");
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "its directory {dir} does not exist; create it (or grant it with `create = true`)"
+        )),
+        Err(e) => Err(format!(
+            "{dir} cannot be written ({e}); it must lie in a read-write grant"
+        )),
+    }
+}
+
+/// Keeps an issued certificate and its key that could not be saved where
+/// they belong: beside the account key, as `rescued-NAME.key` (0600) and
+/// `rescued-NAME.pem`. Returns (key path, certificate path).
+pub fn rescue(
+    account_key: &str,
+    cert: &str,
+    key_pem: &str,
+    cert_pem: &str,
+) -> Result<(String, String), String> {
+    let dir = match account_key.rfind('/') {
+        Some(i) => &account_key[..i.max(1)],
+        None => ".",
+    };
+    let name = cert.rsplit('/').next().unwrap_or("cert");
+    let key_path = format!("{dir}/rescued-{name}.key");
+    let cert_path = format!("{dir}/rescued-{name}.pem");
+    write_atomic(&key_path, key_pem.as_bytes(), 0o600)?;
+    write_atomic(&cert_path, cert_pem.as_bytes(), 0o600)?;
+    Ok((key_path, cert_path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

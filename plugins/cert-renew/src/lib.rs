@@ -184,6 +184,29 @@ fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
         return;
     }
     let Some(acme_cfg) = &cfg.acme else { return };
+    // Where a certificate will be written is checked before it is ordered:
+    // an issued certificate that cannot be saved is thrown away (and
+    // counts against the CA's rate limit).
+    let (due, unwritable): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .map(|(spec, why)| {
+            let blocked = [&spec.key, &spec.cert]
+                .into_iter()
+                .find_map(|f| keys::check_writable(f, dry_run).err());
+            (spec, why, blocked)
+        })
+        .partition(|(_, _, blocked)| blocked.is_none());
+    for (spec, why, blocked) in unwritable {
+        report.errors.push(format!(
+            "{} ({why}) was not ordered: {}; no certificate was requested",
+            spec.cert,
+            blocked.unwrap_or_default()
+        ));
+    }
+    let due: Vec<(&config::Cert, String)> = due.into_iter().map(|(s, w, _)| (s, w)).collect();
+    if due.is_empty() {
+        return;
+    }
     if dry_run {
         for (spec, why) in &due {
             report.lines.push(format!(
@@ -223,7 +246,7 @@ fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
             spec.domains.join(", ")
         );
         let webroot = spec.webroot.as_deref().unwrap_or(&acme_cfg.webroot);
-        match issue(&mut client, spec, webroot) {
+        match issue(&mut client, spec, webroot, &acme_cfg.account_key) {
             Ok(info) => {
                 report.lines.push(format!(
                     "renewed {} ({}): valid until {} ({} days)",
@@ -262,6 +285,7 @@ fn issue(
     client: &mut acme::Client,
     spec: &config::Cert,
     webroot: &str,
+    account_key: &str,
 ) -> Result<CertInfo, String> {
     let order = client.new_order(&spec.domains)?;
     let challenges = client.http01_challenges(&order)?;
@@ -314,8 +338,23 @@ fn issue(
         }
     }
     // The key first: a certificate is never on disk without its key.
-    keys::write_atomic(&spec.key, keys::key_pem(&key)?.as_bytes(), 0o600)?;
-    keys::write_atomic(&spec.cert, pem.as_bytes(), 0o644)?;
+    let key_pem = keys::key_pem(&key)?;
+    let saved = keys::write_atomic(&spec.key, key_pem.as_bytes(), 0o600)
+        .and_then(|()| keys::write_atomic(&spec.cert, pem.as_bytes(), 0o644));
+    if let Err(e) = saved {
+        // Issued and paid for in rate limit: kept beside the account key
+        // (a directory the job writes), and the error says where.
+        return Err(
+            match keys::rescue(account_key, &spec.cert, &key_pem, &pem) {
+                Ok((k, c)) => format!(
+                    "the certificate was issued but could not be saved ({e}); it is kept in {c} with its key in {k}: move them into place"
+                ),
+                Err(e2) => format!(
+                    "the certificate was issued but could not be saved ({e}), nor kept beside the account key ({e2})"
+                ),
+            },
+        );
+    }
     Ok(info)
 }
 
@@ -358,7 +397,7 @@ fn run_command(cfg: &Config, dry_run: bool, report: &mut Report) {
         }
         Err(e) => report
             .errors
-            .push(format!("{} could not run: {e:?}", argv.join(" "))),
+            .push(format!("{} could not run: {}", argv.join(" "), e.text())),
     }
 }
 
@@ -421,8 +460,9 @@ fn deploy(hook: &[String], dry_run: bool, report: &mut Report) {
             exit.stderr_text()
         )),
         Err(e) => report.errors.push(format!(
-            "renewed, but the deploy hook `{}` could not run: {e:?}",
-            hook.join(" ")
+            "renewed, but the deploy hook `{}` could not run: {}",
+            hook.join(" "),
+            e.text()
         )),
     }
 }
