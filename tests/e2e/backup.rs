@@ -113,6 +113,16 @@ fn backs_up_postgres_a_directory_and_a_secret_and_the_dump_restores() {
     let files = listing(&env.path("backups"));
     assert_eq!(files.len(), 8, "4 artifacts and 4 sidecars: {files:?}");
     assert!(files.iter().all(|f| !f.ends_with(".partial")));
+    // A dump holds every row: backups are private unless `mode` says.
+    for f in &files {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.path("backups").join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o600, "{f} is {mode:o}");
+    }
     let find = |suffix: &str| {
         env.path("backups")
             .join(files.iter().find(|f| f.ends_with(suffix)).unwrap())

@@ -108,9 +108,32 @@ pub struct Config {
     pub postgres: pg::Conn,
     #[serde(default)]
     pub retention: Retention,
+    /// Permission bits of the backups, octal (`"0640"`); default `"0600"`:
+    /// a dump holds every row of the database.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Group the backups are given (with `mode = "0640"`, a backup
+    /// reader's group).
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 impl Config {
+    /// The backups' permission bits.
+    pub fn file_mode(&self) -> u32 {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o600)
+    }
+
+    /// The target directory's bits when the plugin makes it: the files'
+    /// bits with search added wherever read is.
+    pub fn dir_mode(&self) -> u32 {
+        let m = self.file_mode();
+        m | ((m & 0o444) >> 2)
+    }
+
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
         if !self.target.starts_with('/') {
@@ -118,6 +141,16 @@ impl Config {
                 "target `{}` must be a guest path such as \"/backups\"",
                 self.target
             ));
+        }
+        if let Some(m) = &self.mode {
+            match u32::from_str_radix(m, 8) {
+                Ok(bits) if bits <= 0o777 && bits & 0o600 == 0o600 => {}
+                _ => {
+                    return Err(format!(
+                        "mode `{m}` is not a file mode opsd gives backups: write octal permission bits the owner can read and write, such as \"0600\" or \"0640\""
+                    ));
+                }
+            }
         }
         if self.sources.is_empty() {
             return Err("no sources: add [[job.config.sources]] with kind = \"postgres\", \"directory\" or \"file\"".into());

@@ -27,6 +27,8 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "target": {"type": "string", "description": "guest directory for backups, in a read-write grant"},
+    "mode": {"type": "string", "description": "permission bits of the backups, octal; default 0600"},
+    "group": {"type": "string", "description": "group the backups are given"},
     "verify": {"enum": ["read", "restore"]},
     "postgres": {"type": "object", "additionalProperties": false,
       "properties": {"host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"}}},
@@ -74,7 +76,11 @@ impl Plugin for Backup {
         if ctx.dry_run {
             return dry_run(&cfg, when);
         }
-        std::fs::create_dir_all(&cfg.target).at(format!("creating {}", cfg.target))?;
+        if std::fs::metadata(&cfg.target).is_err() {
+            std::fs::create_dir_all(&cfg.target).at(format!("creating {}", cfg.target))?;
+            opsd_sdk::files::set_mode(&cfg.target, cfg.dir_mode())
+                .map_err(|e| PluginError::other("io", e))?;
+        }
         publish::sweep_stale(&cfg.target);
         // Another run in the same second (a manual one) already named its
         // set after it: take the next free second rather than touch its
@@ -102,7 +108,7 @@ impl Plugin for Backup {
                 let paths = produce(&cfg, source, &stamp, &mut produced, &mut warnings)?;
                 let mut bytes = 0;
                 for p in paths {
-                    let s = publish::seal(&p)?;
+                    let s = publish::seal(&p, cfg.file_mode(), cfg.group.as_deref())?;
                     bytes += s.bytes;
                     sealed.push(s);
                 }
@@ -171,16 +177,19 @@ fn produce(
         cfg.target.trim_end_matches('/'),
         source.name()
     );
-    let mut track = |p: String| {
+    // Each file exists, private, before anything writes into it: a dump is
+    // never readable by others, not even while it is being written.
+    let mut track = |p: String| -> Result<String, PluginError> {
         produced.push(p.clone());
-        p
+        publish::create_private(&Pending::partial(&p), cfg.file_mode())?;
+        Ok(p)
     };
     match source {
         Source::Postgres {
             database, globals, ..
         } => {
             let conn = source.conn(&cfg.postgres);
-            let dump = track(format!("{base}.dump"));
+            let dump = track(format!("{base}.dump"))?;
             sources::dump_postgres(&conn, database, &Pending::partial(&dump))?;
             let mut out = vec![dump.clone()];
             if cfg.verify == Verify::Restore {
@@ -209,14 +218,14 @@ fn produce(
                 }
             }
             if *globals {
-                let g = track(format!("{base}.globals.sql"));
+                let g = track(format!("{base}.globals.sql"))?;
                 sources::dump_globals(&conn, &Pending::partial(&g))?;
                 out.push(g);
             }
             Ok(out)
         }
         Source::Directory { path, exclude, .. } => {
-            let archive = track(format!("{base}.tar.gz"));
+            let archive = track(format!("{base}.tar.gz"))?;
             if let Some(w) = sources::archive_directory(path, exclude, &Pending::partial(&archive))?
             {
                 warnings.push(w);
@@ -224,7 +233,7 @@ fn produce(
             Ok(vec![archive])
         }
         Source::File { path, .. } => {
-            let copy = track(format!("{base}.copy"));
+            let copy = track(format!("{base}.copy"))?;
             sources::copy_file(path, &Pending::partial(&copy))?;
             Ok(vec![copy])
         }
@@ -331,6 +340,8 @@ mod tests {
             SCHEMA,
             &serde_json::json!({
                 "target": "/backups",
+                "mode": "0640",
+                "group": "backup",
                 "verify": "restore",
                 "postgres": {"host": "/run/postgresql", "port": 5432, "user": "postgres"},
                 "sources": [

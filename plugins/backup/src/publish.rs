@@ -50,7 +50,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Checks a written partial file is non-empty, hashes it, writes the
 /// sidecar and makes both durable. Returns what to publish.
-pub fn seal(path: &str) -> Result<Pending, PluginError> {
+pub fn seal(path: &str, mode: u32, group: Option<&str>) -> Result<Pending, PluginError> {
     let partial = Pending::partial(path);
     let (sha256, bytes) = sha256_file(&partial)?;
     if bytes == 0 {
@@ -58,7 +58,15 @@ pub fn seal(path: &str) -> Result<Pending, PluginError> {
     }
     let name = path.rsplit('/').next().unwrap_or(path);
     let sidecar = format!("{path}.sha256");
+    create_private(&sidecar, mode)?;
     std::fs::write(&sidecar, format!("{sha256}  {name}\n")).at(format!("writing {sidecar}"))?;
+    for p in [&partial, &sidecar] {
+        files::set_mode(p, mode).map_err(|e| PluginError::other("io", format!("{p}: {e}")))?;
+        if let Some(g) = group {
+            files::set_owner(p, None, Some(g))
+                .map_err(|e| PluginError::other("io", format!("{p}: group {g}: {e}")))?;
+        }
+    }
     for p in [&partial, &sidecar] {
         std::fs::File::open(p)
             .and_then(|f| f.sync_all())
@@ -69,6 +77,13 @@ pub fn seal(path: &str) -> Result<Pending, PluginError> {
         bytes,
         sha256,
     })
+}
+
+/// Makes `path` empty with `mode`, so what is written into it next is
+/// never more readable than that.
+pub fn create_private(path: &str, mode: u32) -> Result<(), PluginError> {
+    std::fs::File::create(path).at(format!("writing {path}"))?;
+    files::set_mode(path, mode).map_err(|e| PluginError::other("io", format!("{path}: {e}")))
 }
 
 /// Renames every sealed partial into place and fsyncs the directory.

@@ -47,7 +47,7 @@ pub fn archive_directory(
         .arg(".")
         .stdout(Output::File(partial.into()))
         .run()
-        .map_err(|e| PluginError::other("exec", format!("tar: {e:?}")))?;
+        .map_err(|e| PluginError::other("exec", format!("tar: {}", e.text())))?;
     let warning = match exit.code {
         Some(0) => None,
         Some(1) => Some(format!(
@@ -58,8 +58,8 @@ pub fn archive_directory(
             return Err(PluginError::other(
                 "exec",
                 format!(
-                    "tar of {dir} failed ({:?}): {}",
-                    exit.code,
+                    "tar of {dir} failed (exit {}): {}",
+                    exit.status_text(),
                     exit.stderr_text()
                 ),
             ));
