@@ -13,16 +13,37 @@ fn level(word: &str) -> Severity {
     }
 }
 
+/// What npm said went wrong: its `error` object's summary and detail
+/// (either may be empty; a registry that cannot be reached gives only a
+/// detail), with its code; never an empty message.
+fn npm_error_text(err: &Value) -> String {
+    let part = |k: &str| {
+        err[k]
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mut text: Vec<String> = ["summary", "detail"]
+        .iter()
+        .filter_map(|k| part(k))
+        .collect();
+    if let Some(code) = part("code") {
+        text.push(format!("({code})"));
+    }
+    if text.is_empty() {
+        return format!("npm reported an error without a message: {err}");
+    }
+    text.join(" ")
+}
+
 /// `npm audit --json` (npm 7 and later): one finding per vulnerable
 /// package.
 pub fn npm(dir: &str, json: &str) -> Result<Vec<Finding>, String> {
     let v: Value = serde_json::from_str(json)
         .map_err(|e| format!("npm audit in {dir}: output is not JSON ({e})"))?;
     if let Some(err) = v.get("error") {
-        return Err(format!(
-            "npm audit in {dir}: {}",
-            err["summary"].as_str().unwrap_or("failed")
-        ));
+        return Err(format!("npm audit in {dir}: {}", npm_error_text(err)));
     }
     let mut out = Vec::new();
     for (name, vuln) in v["vulnerabilities"].as_object().into_iter().flatten() {
@@ -157,6 +178,26 @@ pub fn apt(text: &str) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn npm_errors_keep_their_text() {
+        let e = npm(
+            "/srv/app",
+            r#"{"error":{"code":"ENOTFOUND","summary":"","detail":"request to https://registry.npmjs.org/-/npm/v1/security/advisories/bulk failed, reason: getaddrinfo ENOTFOUND registry.npmjs.org"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "npm audit in /srv/app: request to https://registry.npmjs.org/-/npm/v1/security/advisories/bulk failed, reason: getaddrinfo ENOTFOUND registry.npmjs.org (ENOTFOUND)"
+        );
+        let e = npm("/srv/app", r#"{"error":{"summary":"This command requires an existing lockfile.","detail":"Try creating one first with: npm i --package-lock-only"}}"#).unwrap_err();
+        assert!(
+            e.ends_with("lockfile. Try creating one first with: npm i --package-lock-only"),
+            "{e}"
+        );
+        let e = npm("/srv/app", r#"{"error":{}}"#).unwrap_err();
+        assert!(e.contains("without a message"), "{e}");
+    }
 
     #[test]
     fn npm_audit_v2_report() {

@@ -186,12 +186,12 @@ fn scanner_output(program: &str, args: &[&str], dir: &str) -> Result<String, Str
         .args(args.iter().copied())
         .cwd(dir)
         .run()
-        .map_err(|e| format!("{program} in {dir} could not run: {e:?}"))?;
+        .map_err(|e| format!("{program} in {dir} could not run: {}", e.text()))?;
     let out = String::from_utf8_lossy(&exit.stdout).into_owned();
     if out.trim().is_empty() && !exit.success() {
         return Err(format!(
-            "{program} in {dir} exited with {:?}: {}",
-            exit.code,
+            "{program} in {dir} exited with {} and printed nothing: {}",
+            exit.status_text(),
             exit.stderr_text()
         ));
     }
@@ -271,13 +271,14 @@ fn check_scanners(cfg: &Config, run: &mut Run) {
                 }
             }
             Ok(exit) => run.errors.push(format!(
-                "{program} list --upgradable exited with {:?}: {}",
-                exit.code,
+                "{program} list --upgradable exited with {}: {}",
+                exit.status_text(),
                 exit.stderr_text()
             )),
-            Err(e) => run
-                .errors
-                .push(format!("{program} list --upgradable could not run: {e:?}")),
+            Err(e) => run.errors.push(format!(
+                "{program} list --upgradable could not run: {}",
+                e.text()
+            )),
         }
     }
 }

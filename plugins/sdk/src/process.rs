@@ -92,7 +92,7 @@ impl Command {
     pub fn run_checked(&self, what: &str) -> Result<Exit, PluginError> {
         let exit = self
             .run()
-            .map_err(|e| PluginError::other("exec", format!("{what}: {e:?}")))?;
+            .map_err(|e| PluginError::other("exec", format!("{what}: {}", e.text())))?;
         if !exit.success() {
             return Err(PluginError::other(
                 "exec",
@@ -104,6 +104,19 @@ impl Command {
             ));
         }
         Ok(exit)
+    }
+}
+
+impl ExecError {
+    /// Why the program did not run, in words (the host's own text): what
+    /// a message shows instead of the variant's debug form.
+    pub fn text(&self) -> String {
+        match self {
+            ExecError::Denied(why) => format!("refused: {why}"),
+            ExecError::Spawn(why) => format!("could not start: {why}"),
+            ExecError::Timeout(ms) => format!("killed after its time limit of {ms} ms"),
+            ExecError::Io(why) => format!("input or output file: {why}"),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ fn pragmas(dir: &str, file: &str) -> Result<(u64, u64, u64), PluginError> {
         .args(["-batch", "-bail", "-noheader", "-list", file])
         .arg("PRAGMA page_size; PRAGMA page_count; PRAGMA freelist_count;")
         .run()
-        .map_err(|e| PluginError::other("exec", format!("sqlite3 {file}: {e:?}")))?;
+        .map_err(|e| PluginError::other("exec", format!("sqlite3 {file}: {}", e.text())))?;
     if !exit.success() {
         return Err(PluginError::other(
             "exec",
@@ -98,7 +98,7 @@ pub fn vacuum(s: &Sqlite, dry_run: bool) -> Result<Report, PluginError> {
         .args(["-batch", "-bail", file])
         .arg(&sql)
         .run()
-        .map_err(|e| PluginError::other("exec", format!("sqlite3 {file}: {e:?}")))?;
+        .map_err(|e| PluginError::other("exec", format!("sqlite3 {file}: {}", e.text())))?;
     if !exit.success() {
         return Err(PluginError::other(
             "exec",
