@@ -481,11 +481,15 @@ fn job_block(text: &str, offset: usize) -> Option<(std::ops::Range<usize>, Optio
 fn blank(text: &str, range: std::ops::Range<usize>) -> String {
     let mut out = String::with_capacity(text.len());
     out.push_str(&text[..range.start]);
-    out.extend(
-        text[range.clone()]
-            .chars()
-            .map(|c| if c == '\n' { '\n' } else { ' ' }),
-    );
+    // A space per byte, not per character: offsets after the block, which
+    // errors and line numbers are counted in, stay where they were.
+    for c in text[range.clone()].chars() {
+        if c == '\n' {
+            out.push('\n');
+        } else {
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        }
+    }
     out.push_str(&text[range.end..]);
     out
 }
@@ -1438,6 +1442,17 @@ mod tests {
             path: c.path.clone(),
             problems,
         })
+    }
+
+    /// Found by the config fuzz target: a block set aside that holds
+    /// multi-byte characters kept every later offset in place.
+    #[test]
+    fn a_broken_block_with_wide_characters_keeps_offsets() {
+        let text = "data_dir = \"/tmp/x\"\n[[job]]\nname = \"a\"\nplugin = \"p\"\nschedul = \"折折折\"\n[[job]]\nname = \"b\"\nplugin = \"p\"\nschedule = \"@daily\"\nbad = 1\n";
+        let c = Config::parse(Path::new("/etc/opsd/opsd.toml"), text).unwrap();
+        let lines: Vec<usize> = c.broken.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 6]);
+        assert_eq!(c.broken[1].problems[0].line, Some(10), "{:?}", c.broken[1]);
     }
 
     #[test]

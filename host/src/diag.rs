@@ -21,7 +21,12 @@ pub(crate) struct Lines<'a>(pub(crate) &'a str);
 impl Lines<'_> {
     /// 1-based line of a byte offset.
     pub(crate) fn of(&self, offset: usize) -> usize {
-        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
+        let end = offset.min(self.0.len());
+        self.0.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
     }
 
     pub(crate) fn at<T>(&self, s: &Spanned<T>) -> Option<usize> {
