@@ -39,8 +39,9 @@
 //! - Layer 2: [`grants`] (the capability policy: files, programs,
 //!   network, limits; default deny) and [`system`] (the `system` host
 //!   interface's figures).
-//! - Layer 3: [`config`]: TOML in, a validated [`config::Config`] out;
-//!   every problem names file, line and job.
+//! - Layer 3: [`config`]: TOML in, a validated [`config::Config`] out,
+//!   with the jobs that cannot run set aside as broken; every problem
+//!   names file, line and job.
 //! - Layer 4: [`runtime`] (wasmtime: engine, compile cache, one instance
 //!   per run, limits) and [`jobs`] (the one writer of job state and run
 //!   records, by named transitions).
