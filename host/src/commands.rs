@@ -216,7 +216,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => match config() {
             Ok(config) => check(config).await,
             Err(e) if e.downcast_ref::<crate::config::ConfigError>().is_some() => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", crate::escape::indented(&format!("{e:#}"), ""));
                 Ok(ExitCode::from(1))
             }
             Err(e) => Err(e),

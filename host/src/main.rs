@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error can quote what a plugin or the configuration said
+            // (a broken job's reasons, a refusal from the daemon): its
+            // control characters are shown escaped, as in every output.
+            eprintln!("error: {}", opsd::escape::indented(&format!("{e:#}"), ""));
             ExitCode::from(2)
         }
     }

@@ -770,3 +770,26 @@ fn the_cli_talks_to_what_the_daemon_runs() {
     );
     assert!(daemon.stop().success());
 }
+
+/// A broken job's reasons quote what the configuration and plugins said
+/// (a plugin's name here, with terminal controls in it): the refusal of a
+/// run reaches the terminal escaped, like every other printed string.
+#[test]
+fn a_broken_jobs_refusal_is_shown_escaped() {
+    let env = Env::new(
+        &hostile("evil", "action = \"ok\"", "")
+            .replace("test-hostile", "x\\u001b]0;pwned\\u0007\\u001b[2J"),
+    );
+    let daemon = env.daemon();
+    let out = env.run(&["run", "evil"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("job `evil` is broken"), "{err:?}");
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{7}'),
+        "raw control characters reached the terminal: {err:?}"
+    );
+    let list = env.run(&["schedule", "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains('\u{1b}'));
+    assert!(daemon.stop().success());
+}
