@@ -467,13 +467,19 @@ fn job_block(text: &str, offset: usize) -> Option<(std::ops::Range<usize>, Optio
         .find_map(|(_, l)| {
             let (key, value) = l.split_once('=')?;
             (key.trim() == "name").then_some(())?;
-            toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-                .ok()?
-                .remove("v")?
-                .as_str()
-                .map(str::to_owned)
+            toml_string(value)
         });
     Some((lines[header].0..end, name))
+}
+
+/// The string a `key = VALUE` line's value is, read on its own (for files
+/// that did not parse as a whole).
+fn toml_string(value: &str) -> Option<String> {
+    toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+        .ok()?
+        .remove("v")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// `text` with the bytes of `range` made spaces (newlines kept), so the
@@ -783,10 +789,7 @@ pub fn socket_hint(path: &Path) -> PathBuf {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
-        let value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .and_then(|v| v.as_str().map(str::to_owned));
+        let value = toml_string(value);
         match (section.as_str(), key.trim()) {
             ("", "data_dir") => data_dir = value,
             ("[api]", "socket") => socket = value,
