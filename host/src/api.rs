@@ -116,6 +116,23 @@ async fn health(State(ops): State<Arc<Ops>>) -> Response {
     (code, Json(h)).into_response()
 }
 
+/// `/health` over TCP, which more may reach than the 0600 socket: which
+/// jobs are broken, not why (the reasons quote the configuration), and
+/// not which file the daemon runs.
+async fn http_health(State(ops): State<Arc<Ops>>) -> Response {
+    let mut h = ops.health(true);
+    h.config = None;
+    for b in &mut h.broken_jobs {
+        b.reasons.clear();
+    }
+    let code = if h.status == crate::ops::HealthStatus::Ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(h)).into_response()
+}
+
 async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
     let body = ops.metrics_text();
     (
@@ -132,7 +149,7 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
 /// and metrics only; nothing here changes anything.
 pub fn http_router(ops: Arc<Ops>) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(http_health))
         .route("/metrics", get(metrics))
         .with_state(ops)
 }

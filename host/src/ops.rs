@@ -146,7 +146,8 @@ pub struct Health {
     pub version: String,
     /// The configuration the daemon runs: its file and the sha256 of the
     /// text it loaded, so the CLI can tell when the file changed since.
-    #[serde(default)]
+    /// Only on the control socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<LoadedConfig>,
     /// Jobs the configuration defines that do not run, with why. The
     /// daemon is still healthy: the other jobs run.
@@ -165,6 +166,8 @@ pub struct LoadedConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrokenJobView {
     pub job: String,
+    /// Why; only on the control socket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
 

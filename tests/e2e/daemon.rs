@@ -47,7 +47,12 @@ fn health_and_metrics_over_http_change_after_a_run() {
     assert!(health["scheduler_tick_age_seconds"].as_f64().unwrap() < 60.0);
     // The TCP listener serves health and metrics only: the control routes
     // live on the 0600 socket.
-    for path in ["/v1/schedule", "/v1/runs", "/v1/jobs/ok-job/run"] {
+    for path in [
+        "/v1/schedule",
+        "/v1/runs",
+        "/v1/jobs/ok-job",
+        "/v1/jobs/ok-job/run",
+    ] {
         assert_eq!(http_get(&addr, path).0, 404, "{path} on the HTTP listener");
     }
 
@@ -677,6 +682,20 @@ fn one_broken_job_never_stops_the_rest() {
         Some(2),
         "{health:#}"
     );
+    // Over TCP, which more may reach than the 0600 socket: which jobs, not
+    // why (the reasons quote the configuration), nor which file runs.
+    assert!(
+        health["broken_jobs"][0].get("reasons").is_none(),
+        "{health:#}"
+    );
+    assert!(health.get("config").is_none(), "{health:#}");
+    let (_, body) = env.socket_get("/v1/health");
+    let private: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        private["broken_jobs"][0]["reasons"][0].is_string(),
+        "{private:#}"
+    );
+    assert!(private["config"]["sha256"].is_string(), "{private:#}");
     let (_, metrics) = http_get(&env.http_addr(), "/metrics");
     assert!(
         metrics.contains("opsd_job_broken{job=\"nfs\"} 1\n"),
