@@ -73,3 +73,25 @@ impl Secrets {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Secrets;
+
+    /// However the host quotes a value (a program's arguments as a TOML
+    /// array, tracing's `{:?}`), the secret is masked in that form too.
+    #[test]
+    fn a_secret_is_masked_as_it_is_quoted() {
+        let value = "pa\"ss\\wo\u{1}rd-42";
+        let s = Secrets::new(vec![("DB_PASSWORD".into(), value.into())]);
+        for shown in [
+            crate::diag::toml_strings(&["-p", value]),
+            format!("{:?}", [value]),
+            value.to_owned(),
+        ] {
+            let masked = s.mask(&shown);
+            assert!(masked.contains("[DB_PASSWORD]"), "{shown} -> {masked}");
+            assert!(!masked.contains("wo"), "{shown} -> {masked}");
+        }
+    }
+}
