@@ -1133,9 +1133,10 @@ fn job(
         .as_ref()
         .map(|t| key_lines(text, t))
         .unwrap_or_default();
-    let (Some(schedule), Some(settings), Some(grants)) = (schedule, settings, grants) else {
+    let (Some(schedule), Some(settings), Some(mut grants)) = (schedule, settings, grants) else {
         return None;
     };
+    grants.env.set_zone(settings.timezone);
     Some(Job {
         name,
         plugin: raw_job.plugin.get_ref().clone(),
