@@ -88,8 +88,11 @@ path = "/var/log/app/agent.log"
     std::fs::write(srv.join("app/.env"), "SECRET=1\n").unwrap();
     chmod(&srv.join("app/.env"), 0o644);
     std::fs::write(srv.join("app/package-lock.json"), "{}").unwrap();
-    std::fs::write(env.path("backups/db.dump"), "data").unwrap();
-    chmod(&env.path("backups/db.dump"), 0o644);
+    // Five backups anyone can read: one finding listing them, not five.
+    for name in ["db.dump", "a.dump", "b.dump", "c.dump", "d.dump"] {
+        std::fs::write(env.path(&format!("backups/{name}")), "data").unwrap();
+        chmod(&env.path(&format!("backups/{name}")), 0o644);
+    }
     chmod(&srv.join("uploads"), 0o777);
     std::fs::write(srv.join("bin/tool"), "#!/bin/sh\n").unwrap();
     chmod(&srv.join("bin/tool"), 0o4755);
@@ -105,7 +108,7 @@ path = "/var/log/app/agent.log"
     assert_eq!(
         new,
         [
-            "[P1] backup-readable /backups/db.dump",
+            "[P1] backup-readable 5 paths under /backups",
             "[P1] log-pattern /var/log/app/agent.log",
             "[P1] npm-advisory /srv/app",
             "[P1] secret-readable /srv/app/.env",
@@ -121,9 +124,36 @@ path = "/var/log/app/agent.log"
             .contains("Fix: chmod 600 /srv/app/.env"),
         "{rec:#}"
     );
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains(
+            "[P1] backup-readable 5 paths under /backups: /backups/a.dump, /backups/b.dump, /backups/c.dump and 2 more; "
+        ),
+        "{details}"
+    );
+    // Every one of them is listed once, in full, further down.
+    for name in ["db.dump", "a.dump", "b.dump", "c.dump", "d.dump"] {
+        assert_eq!(
+            details
+                .matches(&format!("[P1] backup-readable /backups/{name}: "))
+                .count(),
+            1,
+            "{details}"
+        );
+    }
+    assert!(section(&rec, "each finding").len() == 10, "{details}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("6 findings (P0 0, P1 5, P2 1, P3 0) in 10 places; 6 new"),
+        "{rec:#}"
+    );
     assert_eq!(metric(&rec, "log_matches_auth_failures"), 12.0);
     assert_eq!(metric(&rec, "log_matches_attack_signs"), 1.0);
     assert_eq!(metric(&rec, "findings_new"), 6.0);
+    assert_eq!(metric(&rec, "findings_p1"), 5.0);
+    assert_eq!(metric(&rec, "findings_instances"), 10.0);
     assert_eq!(metric(&rec, "suid_files"), 1.0);
 
     // Between runs: the .env is fixed, a new SUID file appears, the log

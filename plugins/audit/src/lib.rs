@@ -283,35 +283,35 @@ fn check_scanners(cfg: &Config, run: &mut Run) {
     }
 }
 
+/// The run as the operator reads it. Findings of one kind and severity
+/// are told as one (278 readable backups are one finding listing them), in
+/// the summary, the counts and the details' `new`, `resolved` and
+/// `findings` sections; `each finding` then lists every one in full.
 fn outcome(run: &Run, diff: &findings::Diff) -> Outcome {
-    for f in &diff.new {
-        opsd_sdk::warn!("new: {}", f.line());
+    let found = findings::group(&run.findings);
+    let new = findings::group(&diff.new);
+    let resolved = findings::group(&diff.resolved);
+    for g in &new {
+        opsd_sdk::warn!("new: {}", g.line());
     }
-    for f in &diff.resolved {
-        opsd_sdk::info!("resolved: {}", f.line());
+    for g in &resolved {
+        opsd_sdk::info!("resolved: {}", g.line());
     }
     for e in &run.errors {
         opsd_sdk::error!("{e}");
     }
-    let by = |s: Severity| run.findings.iter().filter(|f| f.severity == s).count();
+    let by = |s: Severity| found.iter().filter(|g| g.severity == s).count();
     let counts: Vec<String> = Severity::ALL
         .iter()
         .map(|s| format!("{} {}", s.as_str(), by(*s)))
         .collect();
-    let mut summary = format!(
-        "{} findings ({}); {} new, {} resolved",
-        run.findings.len(),
-        counts.join(", "),
-        diff.new.len(),
-        diff.resolved.len()
-    );
-    if let Some(first) = diff.new.first() {
-        summary.push_str(&format!(
-            "; new: [{}] {} {}",
-            first.severity.as_str(),
-            first.id,
-            first.key
-        ));
+    let mut summary = format!("{} findings ({})", found.len(), counts.join(", "));
+    if run.findings.len() != found.len() {
+        summary.push_str(&format!(" in {} places", run.findings.len()));
+    }
+    summary.push_str(&format!("; {} new, {} resolved", new.len(), resolved.len()));
+    if let Some(first) = new.first() {
+        summary.push_str(&format!("; new: {}", first.head()));
     }
     if let Some(first) = run.errors.first() {
         summary.push_str(&format!("; could not check: {first}"));
@@ -331,20 +331,25 @@ fn outcome(run: &Run, diff: &findings::Diff) -> Outcome {
             details.extend(lines.into_iter().map(|l| format!("  {l}")));
         }
     };
-    section("new", diff.new.iter().map(Finding::line).collect());
-    section(
-        "resolved",
-        diff.resolved.iter().map(Finding::line).collect(),
-    );
-    section("findings", run.findings.iter().map(Finding::line).collect());
+    let lines = |groups: &[findings::Group<'_>]| groups.iter().map(|g| g.line()).collect();
+    section("new", lines(&new));
+    section("resolved", lines(&resolved));
+    section("findings", lines(&found));
     section("could not check", run.errors.clone());
     section("not looked at", run.warnings.clone());
     section("notes", run.notes.clone());
+    if found.iter().any(|g| g.members.len() > 1) {
+        section(
+            "each finding",
+            run.findings.iter().map(Finding::line).collect(),
+        );
+    }
     let mut out = Outcome::with_status(status, summary).details(details.join("\n"));
     out = out
-        .metric("findings_total", run.findings.len() as f64, None)
-        .metric("findings_new", diff.new.len() as f64, None)
-        .metric("findings_resolved", diff.resolved.len() as f64, None);
+        .metric("findings_total", found.len() as f64, None)
+        .metric("findings_instances", run.findings.len() as f64, None)
+        .metric("findings_new", new.len() as f64, None)
+        .metric("findings_resolved", resolved.len() as f64, None);
     for s in Severity::ALL {
         out = out.metric(
             &format!("findings_{}", s.as_str().to_ascii_lowercase()),
