@@ -298,8 +298,14 @@ pub struct SystemSample {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiskSample {
     pub mount_point: String,
+    /// Used plus available, as `df` reckons Use% (see `system`).
     pub total_bytes: u64,
     pub available_bytes: u64,
+    /// Whether `total_bytes` is on that basis; samples kept before it was
+    /// held the raw size, and are left out of trends (see
+    /// `Store::samples`).
+    #[serde(default)]
+    pub df_basis: bool,
 }
 
 /// One row of `opsd schedule list`: a job as the schedule and its last

@@ -384,7 +384,11 @@ impl Store {
         let mut out = Vec::new();
         for item in self.samples.range(from.to_vec()..) {
             let (k, v) = item?;
-            out.push(decode(&k, &v)?);
+            let mut sample: crate::record::SystemSample = decode(&k, &v)?;
+            // A disk's figures from before they were kept as `df` counts
+            // would read as a jump in use: no trend across it.
+            sample.disks.retain(|d| d.df_basis);
+            out.push(sample);
         }
         Ok(out)
     }
@@ -636,5 +640,29 @@ mod tests {
             Err(e) => panic!("unexpected error: {e}"),
             Ok(_) => panic!("a second open succeeded"),
         }
+    }
+
+    #[test]
+    fn disk_figures_kept_on_the_raw_size_are_left_out_of_trends() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let disk = |df_basis| crate::record::DiskSample {
+            mount_point: "/".into(),
+            total_bytes: 100,
+            available_bytes: 40,
+            df_basis,
+        };
+        let old = r#"{"taken":"2026-11-30T08:00:00Z","cpu_percent":1.0,"memory_total_bytes":1,"memory_used_bytes":1,"disks":[{"mount_point":"/","total_bytes":100,"available_bytes":40}]}"#;
+        let old: crate::record::SystemSample = serde_json::from_str(old).unwrap();
+        assert!(!old.disks[0].df_basis, "a sample from before has no basis");
+        s.put_sample(&old, chrono::Duration::days(400)).unwrap();
+        let mut new = old.clone();
+        new.taken += chrono::Duration::minutes(10);
+        new.disks = vec![disk(true)];
+        s.put_sample(&new, chrono::Duration::days(400)).unwrap();
+        let kept = s.samples(old.taken).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(kept[0].disks.is_empty(), "{kept:?}");
+        assert_eq!(kept[1].disks, [disk(true)]);
     }
 }

@@ -5,6 +5,12 @@
 //! CPU usage is a difference between two readings, so the sampler is
 //! primed when the runtime starts and each snapshot reports usage since
 //! the previous one.
+//!
+//! A disk's `total-bytes` here is what `df` reckons its Use% against:
+//! used plus available, blocks reserved for root counted in neither. So
+//! `(total - available) / total` is the percentage `df` and `opsd status`
+//! show; with the filesystem's raw size it read far fuller on a disk
+//! with reserved or otherwise unavailable blocks (issue 23, item 6).
 
 use crate::bindings::opsd::plugin::system::{Disk, SystemSnapshot};
 use crate::locks::Unpoisoned;
@@ -29,6 +35,11 @@ fn read(taken: chrono::DateTime<chrono::Utc>) -> crate::monitor::Sample {
         .sample(taken, &[], Vec::new())
 }
 
+/// Used plus available: the size `df`'s Use% is a share of.
+fn df_total(d: &crate::monitor::DiskUse) -> u64 {
+    d.used_bytes.saturating_add(d.available_bytes)
+}
+
 /// The machine now. Figures that cannot be read are zero.
 pub fn snapshot() -> SystemSnapshot {
     let now = chrono::Utc::now();
@@ -48,9 +59,9 @@ pub fn snapshot() -> SystemSnapshot {
             .disks
             .into_iter()
             .map(|d| Disk {
+                total_bytes: df_total(&d),
                 mount_point: d.path,
                 filesystem: d.filesystem,
-                total_bytes: d.total_bytes,
                 available_bytes: d.available_bytes,
             })
             .collect(),
@@ -82,8 +93,9 @@ pub fn stored_sample(
             .iter()
             .map(|d| crate::record::DiskSample {
                 mount_point: d.path.clone(),
-                total_bytes: d.total_bytes,
+                total_bytes: df_total(d),
                 available_bytes: d.available_bytes,
+                df_basis: true,
             })
             .collect(),
     }

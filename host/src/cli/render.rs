@@ -960,6 +960,7 @@ mod tests {
             filesystem: "ext4".into(),
             total_bytes: 100 << 30,
             available_bytes: ((100.0 - used) * (1u64 << 30) as f64) as u64,
+            used_bytes: (used * (1u64 << 30) as f64) as u64,
             used_percent: Some(used),
         };
         let st = MachineStatus {

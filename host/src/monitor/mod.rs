@@ -51,6 +51,9 @@ pub struct DiskUse {
     pub filesystem: String,
     pub total_bytes: u64,
     pub available_bytes: u64,
+    /// Blocks in use (all blocks less free ones), as `df`'s Used column.
+    #[serde(default)]
+    pub used_bytes: u64,
     /// Used against used plus available, as `df` shows it (blocks reserved
     /// for root count as neither).
     pub used_percent: Option<f64>,
@@ -461,6 +464,7 @@ impl Sampler {
                     if u.total_bytes == 0 {
                         u.total_bytes = d.total_space();
                         u.available_bytes = d.available_space();
+                        u.used_bytes = u.total_bytes.saturating_sub(u.available_bytes);
                     }
                     u
                 })
@@ -500,6 +504,7 @@ pub fn disk_use(path: &std::path::Path) -> Option<DiskUse> {
         filesystem: String::new(),
         total_bytes: st.f_blocks.saturating_mul(unit),
         available_bytes: st.f_bavail.saturating_mul(unit),
+        used_bytes: used.saturating_mul(unit),
         used_percent: (usable > 0).then(|| used as f64 * 100.0 / usable as f64),
     })
 }
