@@ -970,6 +970,7 @@ impl Ops {
                         Vec::new()
                     },
                     details: if detailed { r.details } else { String::new() },
+                    dry_run: r.dry_run,
                     id: r.id,
                     job: r.job,
                     plugin: r.plugin,

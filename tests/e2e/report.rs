@@ -65,12 +65,12 @@ fn history_env() -> Env {
     env
 }
 
-/// The day a report run names its files after: its slot's, in UTC (the
-/// jobs here have no time zone).
-fn slot_day(rec: &Value) -> String {
+/// What a report run names its files after: its slot, to the minute, in
+/// UTC (the jobs here have no time zone).
+fn slot_stamp(rec: &Value) -> String {
     chrono::DateTime::parse_from_rfc3339(rec["scheduled"].as_str().expect("scheduled"))
         .expect("RFC 3339")
-        .format("%Y-%m-%d")
+        .format("%Y-%m-%dT%H%M")
         .to_string()
 }
 
@@ -79,7 +79,7 @@ fn known_runs_give_known_numbers_from_the_plugin_and_the_cli() {
     let env = history_env();
     let rec = env.run_job("reports");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    let day = slot_day(&rec);
+    let day = slot_stamp(&rec);
     let json_path = env.path(&format!("reports/report-weekly-{day}.json"));
     let report: Value = serde_json::from_slice(
         &std::fs::read(&json_path)
@@ -345,7 +345,7 @@ fn the_demo_config_checks_and_its_jobs_run() {
         rec = serde_json::from_slice(&out.stdout).unwrap();
     }
     assert!(demo.join("logs/app.log.1.gz").exists());
-    let day = slot_day(&rec);
+    let day = slot_stamp(&rec);
     let page = std::fs::read_to_string(demo.join(format!("reports/report-daily-{day}.html")))
         .expect("the demo report page");
     assert!(page.contains("demo-rotate"), "{page}");
@@ -499,6 +499,141 @@ fn the_reports_disk_figure_is_opsd_statuss() {
             (used - said).abs() < 0.1,
             "{from} says {name} is {used:.1} % used, opsd status {said:.1} %"
         );
+    }
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_young_history_gives_no_trend_and_no_one_sample_peak() {
+    let env = truth_env();
+    let daemon = env.daemon();
+    let rec = env.run_job("reports");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let report = written_report(&env, &rec);
+    let system = &report["system"];
+    let disks = system["disks"].as_array().unwrap();
+    assert!(!disks.is_empty(), "{report:#}");
+    for d in disks {
+        assert!(d["projected_full"].is_null(), "{d:#}");
+        assert!(d["growth_bytes_per_day"].is_null(), "{d:#}");
+        let note = d["trend_note"].as_str().unwrap_or_default();
+        assert!(
+            note.starts_with("not enough history for a trend (") && note.contains("of 6 hours"),
+            "{d:#}"
+        );
+    }
+    // Seconds of samples hold no five-minute window: no peak to speak of.
+    assert_eq!(system["peak_window_s"], 300, "{system:#}");
+    assert!(system["cpu_peak"].is_null(), "{system:#}");
+    assert!(system["memory_peak"].is_null(), "{system:#}");
+    let out = env.run(&["report", "--since", "7d", "--format", "md"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("not enough history for a trend"), "{md}");
+    assert!(md.contains("sustained over 5 min"), "{md}");
+    assert!(!md.contains("peaked at"), "{md}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_job_not_yet_due_is_new_not_never_a_success() {
+    let env = truth_env();
+    let daemon = env.daemon();
+    let rec = env.run_job("reports");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let schedule = env.json(&["schedule", "list", "--json"]);
+    let next = schedule
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["job"] == "fresh")
+        .and_then(|e| e["next"].as_str())
+        .expect("fresh fires")
+        .to_owned();
+    let next = chrono::DateTime::parse_from_rfc3339(&next)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for report in [
+        written_report(&env, &rec),
+        env.json(&["report", "--since", "7d", "--format", "json"]),
+    ] {
+        let fresh = job(&report, "fresh");
+        assert_eq!(fresh["first_run_due"], next.as_str(), "{fresh:#}");
+        let attention = report["attention"].as_array().unwrap();
+        assert!(
+            !attention
+                .iter()
+                .any(|a| a.as_str().unwrap().contains("fresh")),
+            "{attention:#?}"
+        );
+    }
+    let out = env.run(&["report", "--since", "7d", "--format", "text"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("new, first run due at {next}")),
+        "{shown}"
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn dry_runs_count_in_no_rate_or_duration() {
+    let env = truth_env();
+    std::fs::write(env.path("logs/app.log"), "x\n").unwrap();
+    let daemon = env.daemon();
+    for _ in 0..2 {
+        assert_eq!(env.run_job("rotate")["status"], "ok");
+    }
+    let out = env.run(&["run", "rotate", "--dry-run", "--json"]);
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["dry_run"], true, "{dry:#}");
+    let report = env.json(&["report", "--since", "7d", "--format", "json"]);
+    let rotate = job(&report, "rotate");
+    assert_eq!(rotate["runs"], 2, "{rotate:#}");
+    assert_eq!(rotate["ok"], 2, "{rotate:#}");
+    assert_eq!(rotate["dry_runs"], 1, "{rotate:#}");
+    assert_eq!(report["totals"]["runs"], 2, "{report:#}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn each_report_run_writes_its_own_files() {
+    let env = truth_env();
+    let daemon = env.daemon();
+    let first = env.run_job("reports");
+    let second = env.run_job("reports");
+    let html = |rec: &Value| -> String {
+        assert_eq!(rec["status"], "ok", "{rec:#}");
+        rec["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["path"].as_str())
+            .find(|p| p.ends_with(".html"))
+            .unwrap_or_else(|| panic!("{rec:#}"))
+            .to_owned()
+    };
+    let (a, b) = (html(&first), html(&second));
+    assert_ne!(a, b, "two runs, two pages");
+    // Named after the slot, to the minute, in the job's zone (UTC here).
+    let slot = chrono::DateTime::parse_from_rfc3339(first["scheduled"].as_str().unwrap())
+        .unwrap()
+        .format("%Y-%m-%dT%H%M")
+        .to_string();
+    assert!(
+        a.starts_with(&format!("/reports/report-weekly-{slot}")),
+        "{a}"
+    );
+    let pages: Vec<String> = std::fs::read_dir(env.path("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".html"))
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    for p in [&a, &b] {
+        let name = p.trim_start_matches("/reports/");
+        assert!(pages.iter().any(|n| n == name), "{name} in {pages:?}");
     }
     assert!(daemon.stop().success());
 }

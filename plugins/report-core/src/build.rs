@@ -104,6 +104,46 @@ fn success_rate(runs: &[&RunIn]) -> Option<f64> {
     Some(100.0 * good as f64 / finished.len() as f64)
 }
 
+/// The highest level held over `window` seconds in `points` (seconds,
+/// value; oldest first): for each run of consecutive samples spanning at
+/// least the window, the least of them; the most of those. One busy
+/// sample between quiet ones is no peak. None when no run of samples
+/// spans the window.
+pub fn sustained_peak(points: &[(i64, f64)], window: i64) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    for (i, &(start, first)) in points.iter().enumerate() {
+        let mut low = first;
+        for &(t, v) in &points[i + 1..] {
+            low = low.min(v);
+            if t - start >= window {
+                best = Some(best.map_or(low, |b| b.max(low)));
+                break;
+            }
+        }
+    }
+    best
+}
+
+/// Why (seconds, used bytes) points are too few for a trend, or none
+/// when they are enough: [`TREND_MIN_SAMPLES`] spanning
+/// [`TREND_MIN_SPAN_S`].
+pub fn trend_shortfall(points: &[(i64, f64)]) -> Option<String> {
+    let span = match (points.first(), points.last()) {
+        (Some(a), Some(b)) => b.0 - a.0,
+        _ => 0,
+    };
+    if points.len() >= TREND_MIN_SAMPLES && span >= TREND_MIN_SPAN_S {
+        return None;
+    }
+    Some(format!(
+        "not enough history for a trend ({:.1} of {} hours, {} of {} samples)",
+        span.max(0) as f64 / 3600.0,
+        TREND_MIN_SPAN_S / 3600,
+        points.len(),
+        TREND_MIN_SAMPLES
+    ))
+}
+
 /// Least-squares slope of (seconds, value), per day.
 pub fn slope_per_day(points: &[(i64, f64)]) -> Option<f64> {
     if points.len() < 2 {
@@ -140,7 +180,9 @@ pub fn build(input: &Input, period: Period) -> Report {
     let prev = period.previous();
     let in_period = |r: &&RunIn| period.contains(r.scheduled);
     let in_prev = |r: &&RunIn| prev.contains(r.scheduled) && !period.contains(r.scheduled);
-    let mut runs: Vec<&RunIn> = input.runs.iter().collect();
+    // A dry run changed nothing: it is counted apart and nowhere else (no
+    // rate, duration, good backup or latest audit).
+    let mut runs: Vec<&RunIn> = input.runs.iter().filter(|r| !r.dry_run).collect();
     runs.sort_by(|a, b| (a.started, &a.id).cmp(&(b.started, &b.id)));
     let current: Vec<&RunIn> = runs.iter().copied().filter(in_period).collect();
     let previous: Vec<&RunIn> = runs.iter().copied().filter(in_prev).collect();
@@ -173,6 +215,20 @@ pub fn build(input: &Input, period: Period) -> Report {
             .filter_map(|r| r.finished)
             .max()
             .or(cfg.and_then(|c| c.last_success));
+        // A job has been due once a run of it got anywhere (finished or
+        // skipped) or a slot of it was missed; until then it is new.
+        let ran = |done: bool| {
+            input
+                .runs
+                .iter()
+                .any(|r| r.job == *name && !r.dry_run && (!done || r.status != "running"))
+        };
+        let missed_ever = cfg.is_some_and(|c| c.missed_total > 0);
+        let been_due = ran(true) || missed_ever;
+        let first_run_due = (!ran(false) && !missed_ever && last_success.is_none())
+            .then(|| cfg.and_then(|c| c.next_fire))
+            .flatten()
+            .map(rfc3339);
         let report = JobReport {
             name: name.to_string(),
             plugin: cfg
@@ -202,6 +258,12 @@ pub fn build(input: &Input, period: Period) -> Report {
             last_success: last_success.map(rfc3339),
             since_last_success_s: last_success.map(|t| input.now - t),
             next_fire: cfg.and_then(|c| c.next_fire).map(rfc3339),
+            dry_runs: input
+                .runs
+                .iter()
+                .filter(|r| r.job == *name && r.dry_run && period.contains(r.scheduled))
+                .count() as u64,
+            first_run_due,
         };
         totals.runs += report.runs;
         totals.ok += report.ok;
@@ -233,7 +295,7 @@ pub fn build(input: &Input, period: Period) -> Report {
             && !report.schedule.starts_with('@')
         {
             let never = report.last_success.is_none();
-            if never {
+            if never && been_due {
                 attention.push(format!(
                     "job {}: no run in this period and never a success",
                     report.name
@@ -436,12 +498,17 @@ fn system_report(input: &Input, period: Period, attention: &mut Vec<String>) -> 
         .filter(|s| period.contains(s.taken))
         .chain(input.current.iter())
         .collect();
-    let series: Vec<(i64, f64, f64)> = samples
+    let mut series: Vec<(i64, f64, f64)> = samples
         .iter()
         .map(|s| (s.taken, s.cpu_percent, pct(s.memory_used, s.memory_total)))
         .collect();
-    let cpu_peak = series.iter().map(|s| s.1).reduce(f64::max);
-    let memory_peak = series.iter().map(|s| s.2).reduce(f64::max);
+    series.sort_by_key(|s| s.0);
+    let peak = |pick: fn(&(i64, f64, f64)) -> f64| {
+        let points: Vec<(i64, f64)> = series.iter().map(|s| (s.0, pick(s))).collect();
+        sustained_peak(&points, PEAK_WINDOW_S)
+    };
+    let cpu_peak = peak(|s| s.1);
+    let memory_peak = peak(|s| s.2);
     let now = input.current.as_ref().or(samples.last().copied());
     let mut disks = Vec::new();
     if let Some(now) = now {
@@ -458,7 +525,10 @@ fn system_report(input: &Input, period: Period, attention: &mut Vec<String>) -> 
                         .map(|x| (s.taken, (x.total - x.available.min(x.total)) as f64))
                 })
                 .collect();
-            let growth = slope_per_day(&points);
+            let mut points = points;
+            points.sort_by_key(|p| p.0);
+            let trend_note = trend_shortfall(&points);
+            let growth = slope_per_day(&points).filter(|_| trend_note.is_none());
             let used = d.total - d.available.min(d.total);
             let projected_full = growth.filter(|g| *g > 0.0).map(|g| {
                 let days = d.available as f64 / g;
@@ -477,6 +547,7 @@ fn system_report(input: &Input, period: Period, attention: &mut Vec<String>) -> 
                 used_percent,
                 growth_bytes_per_day: growth,
                 projected_full,
+                trend_note,
                 series: points
                     .iter()
                     .map(|(t, u)| (*t, 100.0 * u / d.total as f64))
@@ -487,13 +558,17 @@ fn system_report(input: &Input, period: Period, attention: &mut Vec<String>) -> 
     if let Some(p) = cpu_peak
         && p > CPU_LIMIT
     {
-        attention.push(format!("CPU peaked at {p:.0} % (limit {CPU_LIMIT:.0} %)"));
+        attention.push(format!(
+            "CPU held {p:.0} % over {} min (limit {CPU_LIMIT:.0} %)",
+            PEAK_WINDOW_S / 60
+        ));
     }
     if let Some(p) = memory_peak
         && p > MEMORY_LIMIT
     {
         attention.push(format!(
-            "memory peaked at {p:.0} % (limit {MEMORY_LIMIT:.0} %)"
+            "memory held {p:.0} % over {} min (limit {MEMORY_LIMIT:.0} %)",
+            PEAK_WINDOW_S / 60
         ));
     }
     SystemReport {
@@ -501,6 +576,7 @@ fn system_report(input: &Input, period: Period, attention: &mut Vec<String>) -> 
         memory_percent: now.map(|s| pct(s.memory_used, s.memory_total)),
         cpu_peak,
         memory_peak,
+        peak_window_s: PEAK_WINDOW_S as u64,
         disks,
         series,
         thresholds: Thresholds::default(),

@@ -3,7 +3,7 @@
 //! an air-gapped share the same.
 
 use crate::model::*;
-use crate::render::{age, bytes, change, rate, span_ms};
+use crate::render::{age, bytes, change, full_by, last_success, peak, rate, span_ms};
 use std::fmt::Write;
 
 const OK: &str = "#2e7d32";
@@ -269,9 +269,7 @@ pub fn page(r: &Report) -> String {
             d.map(|d| span_ms(d.p95)).unwrap_or_else(|| "-".into()),
             d.map(|d| span_ms(d.max)).unwrap_or_else(|| "-".into()),
             change(j.duration_ms, j.previous_duration_ms),
-            j.since_last_success_s
-                .map(|s| format!("{} ago", age(s)))
-                .unwrap_or_else(|| "never".into()),
+            esc(&last_success(j)),
             esc(j.next_fire.as_deref().unwrap_or("-"))
         );
     }
@@ -380,10 +378,10 @@ pub fn page(r: &Report) -> String {
         b,
         "<p>CPU {} now, peak {} (limit {:.0} %) · memory {} now, peak {} (limit {:.0} %)</p>",
         rate(s.cpu_percent),
-        rate(s.cpu_peak),
+        peak(s.cpu_peak, s.peak_window_s),
         th.cpu_percent,
         rate(s.memory_percent),
-        rate(s.memory_peak),
+        peak(s.memory_peak, s.peak_window_s),
         th.memory_percent
     );
     let cpu: Vec<(i64, f64)> = s.series.iter().map(|x| (x.0, x.1)).collect();
@@ -426,7 +424,7 @@ pub fn page(r: &Report) -> String {
             d.growth_bytes_per_day
                 .map(bytes)
                 .unwrap_or_else(|| "-".into()),
-            esc(d.projected_full.as_deref().unwrap_or("not growing"))
+            esc(full_by(d))
         );
     }
     b.push_str("</tbody></table></section>");

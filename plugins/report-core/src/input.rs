@@ -24,6 +24,9 @@ pub struct RunIn {
     /// The run's details, when the gatherer fetched them.
     #[serde(default)]
     pub details: String,
+    /// A dry run changed nothing: it counts in no rate or duration.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A configured job.

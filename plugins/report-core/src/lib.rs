@@ -98,6 +98,7 @@ mod tests {
             duration_ms: (status != "skipped").then_some(ms),
             metrics: Vec::new(),
             details: String::new(),
+            dry_run: false,
         }
     }
 
@@ -202,11 +203,6 @@ mod tests {
         assert_eq!(j.since_last_success_s, Some(3600));
         let idle = r.jobs.iter().find(|j| j.name == "idle").unwrap();
         assert_eq!(idle.runs, 0);
-        assert!(
-            r.attention
-                .iter()
-                .any(|a| a.contains("idle") && a.contains("never"))
-        );
         assert_eq!(r.totals.runs, 26);
     }
 
@@ -229,7 +225,148 @@ mod tests {
         assert_eq!(a.by_severity, [0, 2, 1, 0]);
         assert_eq!(a.new_lines.len(), 1);
         assert!(r.attention.iter().any(|x| x.contains("2 P1")));
-        assert_eq!(r.system.cpu_peak, Some(17.0));
+        // Daily samples at 10..=17 % CPU: the best level two neighbours
+        // both held.
+        assert_eq!(r.system.cpu_peak, Some(16.0));
+        assert_eq!(r.system.peak_window_s, 300);
+        assert_eq!(disk.trend_note, None);
+    }
+
+    #[test]
+    fn a_job_is_never_a_success_only_once_it_was_due() {
+        let mut i = input();
+        let job = |name: &str, missed_total: u64| JobIn {
+            name: name.into(),
+            plugin: "vacuum".into(),
+            schedule: "0 3 * * 0".into(),
+            enabled: true,
+            next_fire: Some(NOW + 3600),
+            last_success: None,
+            missed_total,
+        };
+        // `idle` is new: no run, no slot missed. `missed` lost a slot;
+        // `failing` ran and failed, before this period.
+        i.jobs = vec![job("idle", 0), job("missed", 1), job("failing", 0)];
+        i.runs
+            .push(run(90, "failing", "vacuum", 24 * 8, "failed", 10));
+        let r = build(&i, Period::named("weekly", NOW).unwrap());
+        let said = |name: &str| {
+            r.attention
+                .iter()
+                .any(|a| a.contains(name) && a.contains("never"))
+        };
+        assert!(!said("idle"), "{:?}", r.attention);
+        assert!(said("missed") && said("failing"), "{:?}", r.attention);
+        let idle = r.jobs.iter().find(|j| j.name == "idle").unwrap();
+        assert_eq!(
+            idle.first_run_due.as_deref(),
+            Some(build::rfc3339(NOW + 3600).as_str())
+        );
+        assert!(render(&r, Format::Text).contains(&format!(
+            "new, first run due at {}",
+            build::rfc3339(NOW + 3600)
+        )));
+        for name in ["missed", "failing"] {
+            let j = r.jobs.iter().find(|j| j.name == name).unwrap();
+            assert_eq!(j.first_run_due, None, "{name}");
+        }
+    }
+
+    #[test]
+    fn dry_runs_count_in_no_rate_duration_or_backup() {
+        let mut i = input();
+        let before = build(&i, Period::named("weekly", NOW).unwrap());
+        for (n, status) in [(0, "failed"), (1, "ok")] {
+            let mut dry = run(95 + n, "rotate", "log-rotate", 2, status, 900_000);
+            dry.dry_run = true;
+            i.runs.push(dry);
+        }
+        let mut dry_backup = run(97, "db", "backup", 1, "ok", 5);
+        dry_backup.dry_run = true;
+        dry_backup.metrics = vec![("bytes_total".into(), 1.0)];
+        i.runs.push(dry_backup);
+        let r = build(&i, Period::named("weekly", NOW).unwrap());
+        let (a, b) = (
+            before.jobs.iter().find(|j| j.name == "rotate").unwrap(),
+            r.jobs.iter().find(|j| j.name == "rotate").unwrap(),
+        );
+        assert_eq!((b.runs, b.failed, b.dry_runs), (a.runs, a.failed, 2));
+        assert_eq!(b.success_rate, a.success_rate);
+        assert_eq!(b.duration_ms, a.duration_ms);
+        assert_eq!(r.totals, before.totals);
+        assert_eq!(r.backups, before.backups);
+    }
+
+    #[test]
+    fn a_disk_trend_needs_six_hours_and_six_samples() {
+        let gib = 1u64 << 30;
+        let sample = |ago_s: i64, free_gib: u64| SampleIn {
+            taken: NOW - ago_s,
+            cpu_percent: 5.0,
+            memory_total: 100,
+            memory_used: 10,
+            disks: vec![DiskIn {
+                mount: "/".into(),
+                total: 100 * gib,
+                available: free_gib * gib,
+            }],
+        };
+        let mut i = input();
+        // A minute of samples losing 1 GiB a minute: no trend, no date.
+        i.samples = vec![sample(60, 31), sample(0, 30)];
+        i.current = i.samples.last().cloned();
+        let r = build(&i, Period::named("daily", NOW).unwrap());
+        let d = &r.system.disks[0];
+        assert_eq!(
+            (d.growth_bytes_per_day, d.projected_full.clone()),
+            (None, None)
+        );
+        assert_eq!(
+            d.trend_note.as_deref(),
+            Some("not enough history for a trend (0.0 of 6 hours, 3 of 6 samples)")
+        );
+        assert!(render(&r, Format::Markdown).contains("not enough history for a trend"));
+        // Five hours of hourly samples: still short of the span.
+        i.samples = (0..6)
+            .map(|h| sample((5 - h) * 3600, 40 - h as u64))
+            .collect();
+        i.current = None;
+        let r = build(&i, Period::named("daily", NOW).unwrap());
+        assert_eq!(
+            r.system.disks[0].trend_note.as_deref(),
+            Some("not enough history for a trend (5.0 of 6 hours, 6 of 6 samples)")
+        );
+        // Seven: a trend, 1 GiB an hour, 35 GiB free: full in 35 hours.
+        i.samples = (0..7)
+            .map(|h| sample((6 - h) * 3600, 41 - h as u64))
+            .collect();
+        let r = build(&i, Period::named("daily", NOW).unwrap());
+        let d = &r.system.disks[0];
+        assert_eq!(d.trend_note, None);
+        assert_eq!(
+            d.projected_full.as_deref(),
+            Some(build::rfc3339(NOW + 35 * 3600).as_str())
+        );
+    }
+
+    #[test]
+    fn a_peak_is_a_level_held_over_five_minutes() {
+        use build::sustained_peak;
+        // One 80 % sample among quiet ones, 15 s apart: no 80 % peak.
+        let mut points: Vec<(i64, f64)> = (0..60).map(|k| (k * 15, 10.0)).collect();
+        points[30].1 = 80.0;
+        assert_eq!(sustained_peak(&points, 300), Some(10.0));
+        // Six minutes at 85 % or more (the least of them 85): that is it.
+        for p in points.iter_mut().skip(10).take(25) {
+            p.1 = 90.0;
+        }
+        points[20].1 = 85.0;
+        assert_eq!(sustained_peak(&points, 300), Some(85.0));
+        // Samples spanning under five minutes hold no peak at all.
+        assert_eq!(sustained_peak(&points[..5], 300), None);
+        assert_eq!(sustained_peak(&[], 300), None);
+        // Ten-minute rollups: two neighbours make a window.
+        assert_eq!(sustained_peak(&[(0, 70.0), (600, 95.0)], 300), Some(70.0));
     }
 
     #[test]

@@ -12,6 +12,16 @@ pub const CPU_LIMIT: f64 = 80.0;
 pub const MEMORY_LIMIT: f64 = 85.0;
 pub const DISK_LIMIT: f64 = 90.0;
 
+/// How long a level must hold to count as a peak: the runbook's CPU
+/// limit is "80 % for 5 minutes".
+pub const PEAK_WINDOW_S: i64 = 300;
+
+/// The least history a disk trend (growth, a projected full date) is
+/// drawn from: samples spanning six hours, six of them at least. Less,
+/// and a minute of noise reads as "full by tomorrow".
+pub const TREND_MIN_SPAN_S: i64 = 6 * 3600;
+pub const TREND_MIN_SAMPLES: usize = 6;
+
 /// The time covered and the one before it, for comparisons.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeriodOut {
@@ -74,6 +84,14 @@ pub struct JobReport {
     /// Seconds from the last success to the report's time.
     pub since_last_success_s: Option<i64>,
     pub next_fire: Option<String>,
+    /// Dry runs in the period, counted in nothing else: they change
+    /// nothing, so they say nothing of how the job does.
+    #[serde(default)]
+    pub dry_runs: u64,
+    /// For a job whose first slot has not come yet (no run finished, no
+    /// slot missed): when it is due. Such a job is new, not failing.
+    #[serde(default)]
+    pub first_run_due: Option<String>,
 }
 
 /// A backup job's latest good backup and size trend.
@@ -130,8 +148,13 @@ pub struct DiskReport {
     pub used_percent: f64,
     /// Growth of used bytes per day over the period's samples.
     pub growth_bytes_per_day: Option<f64>,
-    /// When it fills at that rate; none when not growing.
+    /// When it fills at that rate; none when not growing or without
+    /// history enough for a trend.
     pub projected_full: Option<String>,
+    /// Why there is no trend: `not enough history for a trend (X of 6
+    /// hours, N of 6 samples)`.
+    #[serde(default)]
+    pub trend_note: Option<String>,
     /// (Unix seconds, used percent) over the period.
     pub series: Vec<(i64, f64)>,
 }
@@ -141,9 +164,14 @@ pub struct DiskReport {
 pub struct SystemReport {
     pub cpu_percent: Option<f64>,
     pub memory_percent: Option<f64>,
-    /// Highest sample in the period.
+    /// Highest level held over `peak_window_s` (the least of the samples
+    /// in a window that long, at its highest), so one busy sample is no
+    /// peak; none when no window of samples spans that long.
     pub cpu_peak: Option<f64>,
     pub memory_peak: Option<f64>,
+    /// The window peaks are held over, seconds.
+    #[serde(default)]
+    pub peak_window_s: u64,
     pub disks: Vec<DiskReport>,
     /// (Unix seconds, cpu percent, memory percent) over the period.
     pub series: Vec<(i64, f64, f64)>,

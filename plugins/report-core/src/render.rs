@@ -41,6 +41,34 @@ pub fn rate(r: Option<f64>) -> String {
     r.map(|r| format!("{r:.1} %")).unwrap_or_else(|| "-".into())
 }
 
+/// A job's last success for people: how long ago, `never`, or for a job
+/// whose first slot has not come, when it is due.
+pub fn last_success(j: &JobReport) -> String {
+    match (&j.first_run_due, j.since_last_success_s) {
+        (Some(due), _) => format!("new, first run due at {due}"),
+        (None, Some(s)) => format!("{} ago", age(s)),
+        (None, None) => "never".into(),
+    }
+}
+
+/// A peak held over the report's window, saying the window: `62.0 %
+/// sustained over 5 min`, or why there is none.
+pub fn peak(p: Option<f64>, window_s: u64) -> String {
+    let min = window_s / 60;
+    match p {
+        Some(p) => format!("{p:.1} % sustained over {min} min"),
+        None => format!("none sustained over {min} min (fewer minutes of samples)"),
+    }
+}
+
+/// Where a disk is heading: when it fills, why no trend, or not growing.
+pub fn full_by(d: &DiskReport) -> &str {
+    d.projected_full
+        .as_deref()
+        .or(d.trend_note.as_deref())
+        .unwrap_or("not growing")
+}
+
 fn dur(d: Option<Durations>) -> [String; 3] {
     match d {
         Some(d) => [span_ms(d.p50), span_ms(d.p95), span_ms(d.max)],
@@ -186,9 +214,7 @@ pub fn markdown(r: &Report) -> String {
             p95,
             max,
             change(j.duration_ms, j.previous_duration_ms),
-            j.since_last_success_s
-                .map(|s| format!("{} ago", age(s)))
-                .unwrap_or_else(|| "never".into())
+            md_escape(&last_success(j))
         );
     }
     let failures: Vec<_> = r
@@ -283,10 +309,10 @@ pub fn markdown(r: &Report) -> String {
         o,
         "\n## System\n\nCPU {} now, peak {} (limit {:.0} %); memory {} now, peak {} (limit {:.0} %).\n",
         rate(s.cpu_percent),
-        rate(s.cpu_peak),
+        peak(s.cpu_peak, s.peak_window_s),
         th.cpu_percent,
         rate(s.memory_percent),
-        rate(s.memory_peak),
+        peak(s.memory_peak, s.peak_window_s),
         th.memory_percent
     );
     if !s.disks.is_empty() {
@@ -305,7 +331,7 @@ pub fn markdown(r: &Report) -> String {
                 d.growth_bytes_per_day
                     .map(bytes)
                     .unwrap_or_else(|| "-".into()),
-                d.projected_full.as_deref().unwrap_or("not growing")
+                full_by(d)
             );
         }
     }
@@ -355,22 +381,30 @@ pub fn text(r: &Report) -> String {
             rate(j.success_rate),
             p50,
             p95,
-            j.since_last_success_s
-                .map(|s| format!("{} ago", age(s)))
-                .unwrap_or_else(|| "never".into())
+            plain(&last_success(j))
         );
     }
-    for d in &r.system.disks {
+    let s = &r.system;
+    let _ = writeln!(
+        o,
+        "\nCPU {} now, peak {}; memory {} now, peak {}",
+        rate(s.cpu_percent),
+        peak(s.cpu_peak, s.peak_window_s),
+        rate(s.memory_percent),
+        peak(s.memory_peak, s.peak_window_s)
+    );
+    for d in &s.disks {
         let _ = writeln!(
             o,
-            "\ndisk {}: {:.1} % of {} used{}",
+            "disk {}: {:.1} % of {} used{}",
             plain(&d.mount),
             d.used_percent,
             bytes(d.total_bytes as f64),
-            d.projected_full
-                .as_deref()
-                .map(|f| format!(", full by {f} at the current rate"))
-                .unwrap_or_default()
+            match (&d.projected_full, &d.trend_note) {
+                (Some(f), _) => format!(", full by {f} at the current rate"),
+                (None, Some(note)) => format!("; {note}"),
+                (None, None) => String::new(),
+            }
         );
     }
     o

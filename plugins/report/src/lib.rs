@@ -1,7 +1,14 @@
 //! report: builds the daily, weekly or monthly report from the run history
 //! and the daemon's system samples (through the host's history interface)
 //! and writes it into the report grant as JSON, Markdown and one
-//! self-contained HTML page, each replaced atomically.
+//! self-contained HTML page, each written atomically.
+//!
+//! Each run writes files of its own, named after its slot
+//! (`report-daily-2026-11-30T0900.html`) or, with `file_per = "period"`,
+//! after its day (`report-daily-2026-11-30.html`); a name another run
+//! already wrote gets a suffix (`-2`, `-3`, ...), so no run's report is
+//! ever replaced by another's, and a run that cannot write every format
+//! removes what it wrote.
 
 use opsd_report_core::input::{DiskIn, Input, JobIn, RunIn, SampleIn, wants_detail};
 use opsd_report_core::{Format, Period};
@@ -18,7 +25,8 @@ const SCHEMA: &str = r#"{
   "properties": {
     "output_dir": {"type": "string", "description": "guest path (read-write grant) the reports are written to"},
     "period": {"enum": ["daily", "weekly", "monthly"], "default": "daily"},
-    "formats": {"type": "array", "items": {"enum": ["json", "md", "html", "text"]}}
+    "formats": {"type": "array", "items": {"enum": ["json", "md", "html", "text"]}},
+    "file_per": {"enum": ["run", "period"], "default": "run", "description": "name files after the run's slot (to the minute) or after its day; never replacing another run's files either way"}
   }
 }"#;
 
@@ -36,6 +44,38 @@ pub struct Config {
     pub period: String,
     #[serde(default = "all_formats")]
     pub formats: Vec<String>,
+    #[serde(default)]
+    pub file_per: FilePer,
+}
+
+/// What a report file is named after.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilePer {
+    /// The run's slot, to the minute: a 09:00 and an 18:00 report of one
+    /// day are two files.
+    #[default]
+    Run,
+    /// The slot's day, as before: one name a day, later runs suffixed.
+    Period,
+}
+
+/// Most suffixes tried for a free name before the run gives up.
+const MAX_SUFFIX: u32 = 1000;
+
+/// The path stem (no extension) this run writes: `base`, or `base-N` for
+/// the first N that no file of any of `exts` holds yet, so another run's
+/// report is never replaced.
+pub fn free_stem(base: &str, exts: &[&str], exists: impl Fn(&str) -> bool) -> Option<String> {
+    (1..=MAX_SUFFIX)
+        .map(|n| {
+            if n == 1 {
+                base.to_owned()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|stem| !exts.iter().any(|e| exists(&format!("{stem}.{e}"))))
 }
 
 fn daily() -> String {
@@ -91,6 +131,9 @@ fn gather(period: Period) -> Input {
                 duration_ms: r.duration_ms,
                 metrics: Vec::new(),
                 details: String::new(),
+                // The history interface (0.1.2) does not say whether a
+                // run was a dry run; `opsd report` reads it from the store.
+                dry_run: false,
             };
             if wants_detail(&run.plugin) && details < MAX_DETAILS {
                 details += 1;
@@ -171,18 +214,39 @@ impl Plugin for Report {
             ))
         })?;
         let report = opsd_report_core::build(&gather(period), period);
-        let day = slot.format("%Y-%m-%d").to_string();
-        let mut written = Vec::new();
+        let when = match cfg.file_per {
+            FilePer::Run => slot.format("%Y-%m-%dT%H%M").to_string(),
+            FilePer::Period => slot.format("%Y-%m-%d").to_string(),
+        };
+        let base = format!(
+            "{}/report-{}-{when}",
+            cfg.output_dir.trim_end_matches('/'),
+            report.period.kind
+        );
+        let exts: Vec<&str> = formats.iter().map(|f| f.ext()).collect();
+        let stem = free_stem(&base, &exts, |p| {
+            std::fs::symlink_metadata(p).is_ok()
+        })
+        .ok_or_else(|| {
+            PluginError::other(
+                "io",
+                format!(
+                    "{base}.* and {MAX_SUFFIX} suffixed names are taken by other runs' reports; clear some out"
+                ),
+            )
+        })?;
+        let mut written: Vec<(String, u64)> = Vec::new();
         for f in formats {
-            let path = format!(
-                "{}/report-{}-{day}.{}",
-                cfg.output_dir.trim_end_matches('/'),
-                report.period.kind,
-                f.ext()
-            );
+            let path = format!("{stem}.{}", f.ext());
             let text = opsd_report_core::render(&report, f);
-            if !ctx.dry_run {
-                write_atomic(&path, text.as_bytes()).at(format!("writing {path}"))?;
+            if !ctx.dry_run
+                && let Err(e) = write_atomic(&path, text.as_bytes())
+            {
+                // All formats or none: a retry starts from a clean slate.
+                for (done, _) in &written {
+                    let _ = std::fs::remove_file(done);
+                }
+                return Err(e).at(format!("writing {path}"));
             }
             written.push((path, text.len() as u64));
         }
@@ -251,7 +315,25 @@ mod tests {
     fn the_schema_says_what_config_parses() {
         opsd_sdk::schema::assert_matches::<Config>(
             SCHEMA,
-            &serde_json::json!({"output_dir": "/reports", "period": "weekly", "formats": ["json", "html"]}),
+            &serde_json::json!({"output_dir": "/reports", "period": "weekly", "formats": ["json", "html"], "file_per": "period"}),
         );
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_suffix_for_every_format() {
+        let taken = [
+            "/r/report-daily-2026-11-30T0900.html",
+            "/r/report-daily-2026-11-30T0900-2.json",
+        ];
+        let exists = |p: &str| taken.contains(&p);
+        let base = "/r/report-daily-2026-11-30T0900";
+        // The HTML of the first name and the JSON of the second are
+        // another run's: this run's JSON and HTML go to the third.
+        assert_eq!(
+            free_stem(base, &["json", "html"], exists).as_deref(),
+            Some("/r/report-daily-2026-11-30T0900-3")
+        );
+        assert_eq!(free_stem(base, &["md"], exists).as_deref(), Some(base));
+        assert_eq!(free_stem(base, &["html"], |_| true), None);
     }
 }
