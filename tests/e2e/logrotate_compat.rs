@@ -442,6 +442,196 @@ scenario!(
     tz: "Asia/Kolkata",
 );
 
+// --- daylight saving time and calendar ends ----------------------------
+//
+// logrotate reads every time through localtime() and mktime() with the
+// zone's rules, so the job's zone, not one offset, decides. A step may
+// name its UTC offset (`2030-10-27 02:30:00 +01:00`) where the local time
+// is repeated. The comments say what real logrotate does where it is odd;
+// opsd matches it.
+
+scenario!(
+    weekly_across_a_spring_forward_night,
+    // logrotate counts days between local midnights taken with the *now*
+    // and *last* DST flags (mktimeFromDateOnly), truncating: across the
+    // spring-forward night a calendar week is 6 days and 23 hours, so 6.
+    // s.log (Sunday) was rotated Saturday: on Sunday 03-31 logrotate sees
+    // 0 days and does not rotate; it waits until 04-07. f.log (Friday)
+    // was rotated Wednesday 03-27: not on Wednesday 04-03 (6 days), but
+    // on Thursday 04-04 (7). w.log (Wednesday) rotates on 04-03 by its
+    // weekday.
+    conf: "rotate 5\n{T}/s.log {\n  weekly\n}\n{T}/w.log {\n  weekly 3\n}\n{T}/f.log {\n  weekly 5\n}\n",
+    setup: "s.log=100 w.log=100 f.log=100",
+    state: "\"{T}/s.log\" 2030-3-30-10:0:0\n\"{T}/w.log\" 2030-3-27-10:0:0\n\"{T}/f.log\" 2030-3-27-10:0:0",
+    steps: &[
+        ("2030-03-31 10:00:00", "s.log+=1 w.log+=1 f.log+=1"),
+        ("2030-04-03 10:00:00", "s.log+=1 w.log+=1 f.log+=1"),
+        ("2030-04-04 10:00:00", "s.log+=1 w.log+=1 f.log+=1"),
+        ("2030-04-07 10:00:00", "s.log+=1 w.log+=1 f.log+=1"),
+    ],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
+    weekly_on_the_sunday_clocks_go_forward_in_new_york,
+    // n.log, rotated the Saturday before, is not rotated that Sunday (0
+    // days by logrotate's count) nor on Monday (1 day, not its weekday);
+    // m.log, rotated the Sunday before at noon, is (6 days, and Sunday).
+    conf: "rotate 5\n{T}/*.log {\n  weekly\n}\n",
+    setup: "n.log=100 m.log=100",
+    state: "\"{T}/n.log\" 2030-3-9-10:0:0\n\"{T}/m.log\" 2030-3-3-12:0:0",
+    steps: &[
+        ("2030-03-10 10:00:00", "n.log+=1 m.log+=1"),
+        ("2030-03-11 10:00:00", "n.log+=1 m.log+=1"),
+    ],
+    tz: "America/New_York",
+);
+
+scenario!(
+    hourly_through_the_repeated_hour,
+    // h.log rotates at 01:10 EDT; at 01:40 EST its hour is 1 again, so
+    // logrotate (comparing local fields) waits for 02:05. b.log rotates by
+    // size with datehourago: logrotate takes one off tm_hour and calls
+    // mktime with the EST flag, so at 01:40 EST "an hour ago" is 00:40
+    // EST, which is 01:40 EDT: the name says hour 01, not 00.
+    conf: "{T}/h.log {\n  hourly\n  dateext\n  rotate 4\n}\n{T}/b.log {\n  size 1\n  dateext\n  dateformat -%Y%m%d%H\n  datehourago\n  rotate 4\n}\n",
+    setup: "h.log=100 b.log=0",
+    state: "\"{T}/h.log\" 2030-11-3-0:10:0\n\"{T}/b.log\" 2030-11-3-0:0:0",
+    steps: &[
+        ("2030-11-03 01:10:00 -04:00", "h.log+=5"),
+        ("2030-11-03 01:40:00 -05:00", "h.log+=5 b.log+=10"),
+        ("2030-11-03 02:05:00 -05:00", "h.log+=5 b.log+=10"),
+    ],
+    tz: "America/New_York",
+);
+
+scenario!(
+    dateext_hour_names_in_the_repeated_hour,
+    // The second rotation in the repeated hour wants the name the first
+    // took: logrotate refuses to overwrite it and the run fails.
+    conf: "{T}/r.log {\n  size 1\n  dateext\n  dateformat -%Y%m%d%H\n  rotate 4\n}\n",
+    setup: "r.log=100",
+    steps: &[
+        ("2030-10-27 02:20:00 +02:00", ""),
+        ("2030-10-27 02:50:00 +01:00", "r.log+=5"),
+        ("2030-10-27 03:10:00 +01:00", "r.log+=5"),
+    ],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
+    hour_ago_and_yesterday_names_on_a_spring_forward_morning,
+    // g.log: at 03:30 CEST "an hour ago" is 02:30 with the DST flag, which
+    // mktime reads as 01:30 CET: hour 01. y.log: yesterday is taken at
+    // noon with today's DST flag, and 12:30 CEST on the Saturday is 11:30
+    // CET: hour 11.
+    conf: "{T}/g.log {\n  hourly\n  dateext\n  datehourago\n  rotate 4\n}\n{T}/y.log {\n  daily\n  dateext\n  dateyesterday\n  dateformat -%Y%m%d%H\n  rotate 4\n}\n",
+    setup: "g.log=100 y.log=100",
+    state: "\"{T}/g.log\" 2030-3-31-1:0:0\n\"{T}/y.log\" 2030-3-30-9:0:0",
+    steps: &[("2030-03-31 03:30:00", "g.log+=1 y.log+=1")],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
+    hour_ago_and_yesterday_names_on_a_fall_back_night,
+    // At 02:30 CET (the second 02:30) "an hour ago" is 01:30 CET, which
+    // localtime shows as 02:30 CEST: hour 02. Yesterday at noon with the
+    // CET flag is 13:30 CEST: hour 13.
+    conf: "{T}/g.log {\n  hourly\n  dateext\n  datehourago\n  rotate 4\n}\n{T}/y.log {\n  daily\n  dateext\n  dateyesterday\n  dateformat -%Y%m%d%H\n  rotate 4\n}\n",
+    setup: "g.log=100 y.log=100",
+    state: "\"{T}/g.log\" 2030-10-27-0:0:0\n\"{T}/y.log\" 2030-10-26-9:0:0",
+    steps: &[("2030-10-27 02:30:00 +01:00", "g.log+=1 y.log+=1")],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
+    first_sight_when_lord_howe_moves_forward_half_an_hour,
+    // A log logrotate has not seen is recorded at the start of the hour
+    // with the current DST flag: 02:00 with DST does not exist on this
+    // morning (02:00 -> 02:30) and mktime makes it 01:30 standard time.
+    // So the hourly log is rotated at first sight (hour 1 is not hour 2),
+    // and both are recorded at 1:30.
+    conf: "rotate 4\n{T}/h.log {\n  hourly\n}\n{T}/d.log {\n  daily\n}\n",
+    setup: "h.log=100 d.log=100",
+    steps: &[("2030-10-06 02:45:00 +11:00", "")],
+    tz: "Australia/Lord_Howe",
+);
+
+scenario!(
+    first_sight_when_lord_howe_moves_back_half_an_hour,
+    // In the repeated half hour (01:30-02:00 comes twice) the start of the
+    // hour with the standard-time flag, 01:00 +10:30, is 01:30 +11:00, so
+    // logrotate records 1:30, not 1:00.
+    conf: "rotate 4\n{T}/h.log {\n  hourly\n}\n{T}/d.log {\n  daily\n}\n",
+    setup: "h.log=100 d.log=100",
+    steps: &[
+        ("2030-04-07 01:45:00 +10:30", ""),
+        ("2030-04-07 02:10:00 +10:30", "h.log+=1 d.log+=1"),
+    ],
+    tz: "Australia/Lord_Howe",
+);
+
+scenario!(
+    state_times_that_do_not_exist_are_read_as_mktime_reads_them,
+    // 02:30 on the spring-forward morning does not exist; logrotate's
+    // mktime (DST unknown) makes it 03:30 CEST, and writes that back.
+    // n.log's 02:30 on another Sunday exists and stays.
+    conf: "rotate 4\n{T}/*.log {\n  monthly\n}\n",
+    setup: "g.log=100 n.log=100",
+    state: "\"{T}/g.log\" 2030-3-31-2:30:0\n\"{T}/n.log\" 2030-3-10-2:30:0",
+    steps: &[("2030-03-31 12:00:00", "g.log+=1 n.log+=1")],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
+    the_future_is_counted_in_real_hours_across_fall_back,
+    // "Last rotated in the future" means over 25 real hours ahead. Across
+    // the fall-back night 10:30 the next day is 25.5 hours ahead though
+    // the clock says 24.5: m.log's rotation is forced. n.log (24.5 real
+    // hours) is not, and monthly does not rotate in the same month.
+    conf: "rotate 4\n{T}/*.log {\n  monthly\n}\n",
+    setup: "m.log=100 n.log=100",
+    state: "\"{T}/m.log\" 2030-10-27-10:30:0\n\"{T}/n.log\" 2030-10-27-9:30:0",
+    steps: &[("2030-10-26 10:00:00", "")],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
+    month_and_year_ends_in_new_york,
+    conf: "rotate 4\n{T}/m.log {\n  monthly\n  dateext\n}\n{T}/y.log {\n  yearly\n  dateext\n}\n{T}/d.log {\n  daily\n  dateext\n}\n",
+    setup: "m.log=100 y.log=100 d.log=100",
+    state: "\"{T}/m.log\" 2030-12-1-0:0:0\n\"{T}/y.log\" 2030-1-1-0:0:0\n\"{T}/d.log\" 2030-12-31-0:5:0",
+    steps: &[
+        ("2030-12-31 23:30:00", "m.log+=1 y.log+=1 d.log+=1"),
+        ("2031-01-01 00:10:00", "m.log+=1 y.log+=1 d.log+=1"),
+        ("2031-02-01 00:00:00", "m.log+=1 y.log+=1 d.log+=1"),
+    ],
+    tz: "America/New_York",
+);
+
+scenario!(
+    month_and_year_ends_in_summer_time_at_lord_howe,
+    conf: "rotate 4\n{T}/m.log {\n  monthly\n  dateext\n}\n{T}/y.log {\n  yearly\n  dateext\n  dateformat -%Y%m%d%H%M\n}\n",
+    setup: "m.log=100 y.log=100",
+    state: "\"{T}/m.log\" 2030-12-1-0:0:0\n\"{T}/y.log\" 2030-1-1-0:0:0",
+    steps: &[
+        ("2030-12-31 23:50:00", "m.log+=1 y.log+=1"),
+        ("2031-01-01 00:05:00", "m.log+=1 y.log+=1"),
+    ],
+    tz: "Australia/Lord_Howe",
+);
+
+scenario!(
+    maxage_counts_real_days_across_a_dst_night,
+    // Ages are seconds between now and the mtime, so 25 hours across the
+    // spring-forward night is over a day, and 23 hours is not.
+    conf: "{T}/old.log {\n  daily\n  rotate 5\n  maxage 1\n}\n{T}/dx.log {\n  daily\n  rotate 5\n  maxage 1\n  dateext\n}\n",
+    setup: "old.log=100 old.log.1=10@-25h old.log.2=20@-23h dx.log=100 dx.log-20300329=10@-49h dx.log-20300330=10@-23h",
+    state: "\"{T}/old.log\" 2030-3-30-12:0:0\n\"{T}/dx.log\" 2030-3-30-12:0:0",
+    steps: &[("2030-03-31 12:00:00", "old.log+=1 dx.log+=1")],
+    tz: "Europe/Berlin",
+);
+
 // --- the harness ------------------------------------------------------
 
 /// One file as the comparison sees it.
@@ -472,14 +662,22 @@ enum Tool {
     Opsd,
 }
 
+/// A step's time: local time in `tz`, or with its UTC offset after it
+/// (`2030-10-27 02:30:00 +01:00`) where the local time comes twice.
 fn instant(local: &str, tz: &str) -> SystemTime {
-    let zone: chrono_tz::Tz = tz.parse().expect("zone");
-    let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S").expect("step time");
-    let t = zone
-        .from_local_datetime(&naive)
-        .single()
-        .expect("unambiguous step time");
-    SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp() as u64)
+    let secs = match chrono::DateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S %:z") {
+        Ok(t) => t.timestamp(),
+        Err(_) => {
+            let zone: chrono_tz::Tz = tz.parse().expect("zone");
+            let naive =
+                NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S").expect("step time");
+            zone.from_local_datetime(&naive)
+                .single()
+                .expect("unambiguous step time (give its offset)")
+                .timestamp()
+        }
+    };
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64)
 }
 
 fn content(name: &str, size: usize, salt: usize) -> Vec<u8> {
@@ -651,8 +849,16 @@ fn run_tool(tool: Tool, root: &Path, at: &str, tz: &str) -> (bool, String) {
     // A frozen wall clock (`-f` with an absolute time) so both tools see
     // the same second however long they take; real file times (no stat
     // faking) and a real monotonic clock (the daemon's timers).
+    // The instant as seconds since the epoch (FAKETIME_FMT=%s): the local
+    // time alone is ambiguous in a repeated hour.
+    let secs = instant(at, tz)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        .to_string();
     let mut cmd = Command::new("/usr/bin/faketime");
-    cmd.args(["-f", at])
+    cmd.args(["-f", &secs])
+        .env("FAKETIME_FMT", "%s")
         .env("TZ", tz)
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .env("NO_FAKE_STAT", "1");

@@ -3,7 +3,8 @@
 //! only `%Y %m %d %H %M %S %V %s` in `dateformat`; any other `%x` is
 //! taken literally, as here.
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+use crate::zone::{Tm, Zone};
+use chrono::{Datelike, NaiveDateTime, Timelike};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
@@ -71,8 +72,9 @@ impl DateFormat {
         })
     }
 
-    /// The suffix for local time `t`; `offset_secs` east of UTC makes `%s`.
-    pub fn render(&self, t: NaiveDateTime, offset_secs: i64) -> String {
+    /// The suffix for local time `t`, which is the instant `unix` (for
+    /// `%s`).
+    pub fn render(&self, t: NaiveDateTime, unix: i64) -> String {
         let mut out = String::new();
         for tok in &self.toks {
             match tok {
@@ -84,9 +86,7 @@ impl DateFormat {
                 Tok::Conv('M') => out.push_str(&format!("{:02}", t.minute())),
                 Tok::Conv('S') => out.push_str(&format!("{:02}", t.second())),
                 Tok::Conv('V') => out.push_str(&format!("{:02}", t.iso_week().week())),
-                Tok::Conv('s') => {
-                    out.push_str(&(t.and_utc().timestamp() - offset_secs).to_string())
-                }
+                Tok::Conv('s') => out.push_str(&unix.to_string()),
                 Tok::Conv(_) => {}
             }
         }
@@ -94,8 +94,10 @@ impl DateFormat {
     }
 
     /// A sort key for the text after the log's base name, read the way
-    /// strptime(3) reads it with this format: fields not read stay zero.
-    pub fn sort_key(&self, text: &str, offset_secs: i64) -> i64 {
+    /// logrotate reads it: strptime(3) with this format into a zeroed
+    /// `struct tm` (fields not read stay zero, the DST flag says standard
+    /// time), then mktime in `zone`; -1 where mktime fails, as there.
+    pub fn sort_key(&self, text: &str, zone: &Zone) -> i64 {
         let (mut y, mut mo, mut d, mut h, mut mi, mut s) = (1900i64, 0i64, 0i64, 0i64, 0i64, 0i64);
         let mut epoch = None;
         let b = text.as_bytes();
@@ -136,22 +138,25 @@ impl DateFormat {
         if let Some(e) = epoch {
             return e;
         }
-        // mktime-style normalisation: day 0 is the last day of the month
-        // before, and so on.
-        let month_start = NaiveDate::from_ymd_opt(
-            (y + mo.div_euclid(12)) as i32,
-            (mo.rem_euclid(12) + 1) as u32,
-            1,
-        )
-        .unwrap_or(NaiveDate::MIN);
-        let days = month_start.num_days_from_ce() as i64 + d - 1;
-        days * 86_400 + h * 3600 + mi * 60 + s - offset_secs
+        // mktime normalises: day 0 is the last day of the month before,
+        // and so on.
+        let tm = Tm {
+            year: y,
+            month: mo + 1,
+            mday: d,
+            hour: h,
+            min: mi,
+            sec: s,
+            isdst: Some(false),
+        };
+        zone.mktime_known(&tm).map_or(-1, |l| l.unix)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn at(y: i32, m: u32, d: u32, h: u32) -> NaiveDateTime {
         NaiveDate::from_ymd_opt(y, m, d)
@@ -178,8 +183,29 @@ mod tests {
             f.glob,
             ".[0-9][0-9]-[0-9][0-9]-[0-9][0-9][0-9][0-9]_[0-9][0-9]%%x"
         );
-        assert!(f.sort_key(".01-03-2026_07", 0) > f.sort_key(".28-02-2026_23", 0));
+        let utc = Zone::Fixed(0);
+        assert!(f.sort_key(".01-03-2026_07", &utc) > f.sort_key(".28-02-2026_23", &utc));
         let s = DateFormat::new(Some("-%s"), false).unwrap();
-        assert_eq!(s.render(at(2026, 3, 1, 0), 3600), "-1772319909");
+        assert_eq!(s.render(at(2026, 3, 1, 0), 1_772_319_909), "-1772319909");
+    }
+
+    #[test]
+    fn names_sort_as_logrotate_sorts_them_across_a_dst_change() {
+        // Read with the standard-time flag, as strptime leaves it: the
+        // order is the order of the local times, even around the
+        // repeated hour, and a day 0 is the last of the month before.
+        let berlin = Zone::from_tz(Some("Europe/Berlin")).unwrap();
+        let f = DateFormat::new(Some("-%Y%m%d%H"), true).unwrap();
+        let keys: Vec<i64> = ["-2030102701", "-2030102702", "-2030102703"]
+            .iter()
+            .map(|n| f.sort_key(n, &berlin))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(keys[1] - keys[0], 3600);
+        let d = DateFormat::new(Some("-%Y%m%d"), false).unwrap();
+        assert_eq!(
+            d.sort_key("-20300400", &berlin),
+            d.sort_key("-20300331", &berlin)
+        );
     }
 }

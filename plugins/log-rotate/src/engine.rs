@@ -11,37 +11,77 @@
 use crate::conf::{LogSet, dirname};
 use crate::dateext::DateFormat;
 use crate::directives::{Compressor, Criterion, Options, Script};
-use crate::state::State;
+use crate::state::{State, first_sight};
 use crate::sys::{self, Io, Meta};
-use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
+use crate::zone::{Local, Tm, Zone};
+use chrono::{Datelike, NaiveDateTime, Timelike};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::time::SystemTime;
 
-/// The run's "now", fixed at the start as logrotate fixes `nowSecs`.
+/// The run's "now", fixed at the start as logrotate fixes `nowSecs`,
+/// with the zone every calendar decision is made in.
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
     /// Wall-clock time in the job's time zone.
     pub local: NaiveDateTime,
-    /// Seconds east of UTC.
-    pub offset_secs: i64,
+    /// Whether that is daylight-saving time (`tm_isdst`).
+    pub isdst: bool,
     /// Seconds since the Unix epoch.
     pub unix: i64,
+    /// The job's zone, in which every calendar rule is decided.
+    pub zone: Zone,
 }
 
 impl Now {
-    /// `unix` seen from a zone `offset_secs` east of UTC.
-    pub fn new(unix: i64, offset_secs: i64) -> Now {
-        let local = chrono::DateTime::from_timestamp(unix + offset_secs, 0)
-            .unwrap_or_default()
-            .naive_utc();
-        Now {
-            local,
-            offset_secs,
+    /// `unix` seen from `zone`, as `localtime()` sees it.
+    pub fn new(unix: i64, zone: Zone) -> Now {
+        let at = zone.localtime(unix).unwrap_or(Local {
+            wall: NaiveDateTime::default(),
             unix,
+            isdst: false,
+        });
+        Now {
+            local: at.wall,
+            isdst: at.isdst,
+            unix,
+            zone,
         }
+    }
+
+    /// Now as a state entry holds it.
+    pub fn as_local(&self) -> Local {
+        Local {
+            wall: self.local,
+            unix: self.unix,
+            isdst: self.isdst,
+        }
+    }
+
+    /// When a log seen for the first time is recorded as last rotated.
+    pub fn first_sight(&self) -> Local {
+        first_sight(&self.as_local(), &self.zone)
+    }
+}
+
+/// logrotate's `daysElapsed`: whole days between the local midnights of
+/// two dates, each taken through mktime with its own DST flag, so the
+/// week in which clocks go forward has a day of 23 hours that counts as
+/// none (the division truncates), as real logrotate counts it.
+fn days_elapsed(zone: &Zone, now: &Local, last: &Local) -> i64 {
+    let midnight = |l: &Local| {
+        zone.mktime_known(&Tm {
+            hour: 0,
+            min: 0,
+            sec: 0,
+            ..Tm::of(l.wall, Some(l.isdst))
+        })
+    };
+    match (midnight(now), midnight(last)) {
+        (Some(a), Some(b)) => (a.unix - b.unix) / 86_400,
+        _ => (now.wall.date() - last.wall.date()).num_days(),
     }
 }
 
@@ -419,7 +459,7 @@ pub fn rotate_set(set: &LogSet, env: &mut Env<'_>) -> bool {
     // Every log of the set gets a state entry, even one that is missing,
     // as in logrotate.
     for file in &set.files {
-        env.state.entry(file, env.now.local);
+        env.state.entry(file, env.now.first_sight());
     }
     let num_rotated = decisions.iter().filter(|d| d.rotate).count();
     let pattern = set.pattern.as_str();
@@ -568,9 +608,10 @@ fn find_need_rotating(set: &LogSet, i: usize, env: &mut Env<'_>) -> (bool, Decis
         }
     };
     let now = env.now;
-    let entry = env.state.entry(file, now.local);
+    let entry = env.state.entry(file, now.first_sight());
     entry.used = true;
-    let last = entry.last_rotated;
+    let last_at = entry.last_rotated;
+    let last = last_at.wall;
     if sb.is_symlink {
         env.note(format!(
             "{file} is a symbolic link; rotating links is not allowed, to avoid security issues"
@@ -602,13 +643,15 @@ fn find_need_rotating(set: &LogSet, i: usize, env: &mut Env<'_>) -> (bool, Decis
         }
     } else if opts.criterion == Criterion::EveryRun {
         rotate = true;
-    } else if (last - now.local).num_seconds() > 25 * 3600 {
+    } else if last_at.unix - now.unix > 25 * 3600 {
+        // Real hours (mktime of both), so across a fall-back night 24.5
+        // hours on the clock can be 25.5 and force the rotation.
         env.report.warnings.push(format!(
             "log {file} last rotated in the future ({last}) -- rotation forced"
         ));
         rotate = true;
     } else if !same_hour {
-        let days = (now.local.date() - last.date()).num_days();
+        let days = days_elapsed(&now.zone, &now.as_local(), &last_at);
         rotate = match opts.criterion {
             Criterion::Weekly(weekday) => {
                 days >= 7 || (days >= 1 && now.local.weekday().num_days_from_sunday() == weekday)
@@ -678,7 +721,7 @@ fn prerotate_single(
         String::new()
     };
     let now = env.now;
-    env.state.entry(file, now.local).last_rotated = now.local;
+    env.state.entry(file, now.first_sight()).last_rotated = now.as_local();
 
     let log_dir = dirname(file);
     names.dir = match &opts.olddir {
@@ -701,15 +744,31 @@ fn prerotate_single(
         names.base = stripped.to_owned();
     }
 
-    // The date used for dateext names.
-    let mut when = now.local;
+    // The date used for dateext names, moved as logrotate moves its
+    // `struct tm`: yesterday is noon of the day before with today's DST
+    // flag, an hour ago is one off the hour with the flag it has then,
+    // each through mktime. Across a DST change that is an hour off what
+    // the clock said (03:30 CEST an hour ago is 01:30 CET), as in
+    // logrotate.
+    let mut when = now.as_local();
     if opts.dateyesterday {
-        when = (when.date() - Duration::days(1))
-            .and_hms_opt(12, when.minute(), when.second())
-            .unwrap_or(when);
+        let noon = Tm {
+            hour: 12,
+            ..Tm::of(when.wall, Some(when.isdst))
+        };
+        let noon = Tm {
+            mday: noon.mday - 1,
+            ..noon
+        };
+        when = now.zone.mktime_known(&noon).unwrap_or(when);
     }
     if opts.datehourago {
-        when -= Duration::hours(1);
+        let tm = Tm::of(when.wall, Some(when.isdst));
+        let ago = Tm {
+            hour: tm.hour - 1,
+            ..tm
+        };
+        when = now.zone.mktime_known(&ago).unwrap_or(when);
     }
     let fmt = match DateFormat::new(
         opts.dateformat.as_deref(),
@@ -721,11 +780,11 @@ fn prerotate_single(
             return true;
         }
     };
-    let dext = fmt.render(when, now.offset_secs);
+    let dext = fmt.render(when.wall, when.unix);
     let prefix_len = names.dir.len() + 1 + names.base.len();
     let sort = |paths: &mut Vec<String>| {
         if fmt.sort_by_date {
-            paths.sort_by_key(|p| fmt.sort_key(&p[prefix_len.min(p.len())..], now.offset_secs));
+            paths.sort_by_key(|p| fmt.sort_key(&p[prefix_len.min(p.len())..], &now.zone));
         }
     };
 

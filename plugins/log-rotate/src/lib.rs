@@ -8,6 +8,7 @@ pub mod directives;
 pub mod engine;
 pub mod state;
 pub mod sys;
+pub mod zone;
 
 use opsd_sdk::{
     Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
@@ -77,14 +78,12 @@ impl Plugin for LogRotate {
 
     fn run(ctx: Context) -> Result<Outcome, PluginError> {
         let job = config::parse_job(&ctx.config, &ctx.job).map_err(|e| ctx.bad_config(e))?;
-        // The host gives the scheduled time with the job's time-zone
-        // offset; calendar rules and dateext names use that zone.
-        let offset = ctx.scheduled_time()?.offset().local_minus_utc();
+        let zone = job_zone(std::env::var("TZ").ok().as_deref(), &ctx)?;
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let now = engine::Now::new(unix, i64::from(offset));
+        let now = engine::Now::new(unix, zone);
         let root = running_as_root(&job.state_file, ctx.dry_run);
         let mut report = engine::Report::default();
         let mut problems = Vec::new();
@@ -111,7 +110,7 @@ impl Plugin for LogRotate {
             }
             _ => job.state_file.clone(),
         };
-        let mut state = state::State::load(&read_from, &mut problems)
+        let mut state = state::State::load(&read_from, &now.zone, &mut problems)
             .at(format!("reading state file {read_from}"))?;
         report.warnings.extend(
             problems
@@ -145,7 +144,7 @@ impl Plugin for LogRotate {
             }
         }
         if !ctx.dry_run
-            && let Err(e) = state.save(&job.state_file, &ctx.run_id, now.local)
+            && let Err(e) = state.save(&job.state_file, &ctx.run_id, now.unix)
         {
             report.errors.push(format!(
                 "error writing state file {}: {e} (it must lie in a read-write grant whose directory exists)",
@@ -154,6 +153,30 @@ impl Plugin for LogRotate {
         }
         Ok(outcome(&report, ctx.dry_run))
     }
+}
+
+/// The zone every calendar rule is decided in: the job's, which opsd
+/// puts in `TZ`, with its daylight-saving rules, as logrotate's libc uses
+/// them. A host that does not set `TZ` (an older opsd) or names
+/// a zone this build does not know leaves the scheduled time's UTC offset,
+/// used all year; the run log says so, since decisions across a DST
+/// change can then differ from logrotate's.
+fn job_zone(tz: Option<&str>, ctx: &Context) -> Result<zone::Zone, PluginError> {
+    if let Some(z) = zone::Zone::from_tz(tz) {
+        opsd_sdk::debug!("calendar rules in time zone {}", z.describe());
+        return Ok(z);
+    }
+    let offset = i64::from(ctx.scheduled_time()?.offset().local_minus_utc());
+    let fixed = zone::Zone::Fixed(offset);
+    let why = match tz {
+        None => "TZ is not set (this opsd does not pass the job's time zone)".to_owned(),
+        Some(v) => format!("TZ={v:?} is not a time zone this plugin knows"),
+    };
+    opsd_sdk::warn!(
+        "{why}: calendar rules use the scheduled time's offset {} all year, so around a daylight-saving change they can differ from logrotate's",
+        fixed.describe()
+    );
+    Ok(fixed)
 }
 
 /// Whether the daemon runs as root, which decides (as for logrotate)

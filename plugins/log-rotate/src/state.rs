@@ -7,11 +7,15 @@
 //! ```
 //!
 //! Times are local wall-clock times of the job's time zone, as logrotate
-//! writes them. The file is replaced atomically (temp file, fsync,
+//! writes them; a time is read as logrotate reads it, through `mktime`
+//! with the DST flag unknown ([`Zone::mktime`]), so one that does not
+//! exist (the spring-forward gap) is moved as glibc moves it, and written
+//! back moved. The file is replaced atomically (temp file, fsync,
 //! rename), so a crash mid-write leaves the previous state, never half of
 //! one.
 
-use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use crate::zone::{Local, Tm, Zone};
+use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -24,7 +28,8 @@ const SECONDS_IN_YEAR: i64 = 31_556_926;
 /// One log's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub last_rotated: NaiveDateTime,
+    /// The local fields written, and the instant they stand for.
+    pub last_rotated: Local,
     /// Seen this run (the log exists); unused entries age out.
     pub used: bool,
 }
@@ -36,10 +41,14 @@ pub struct State {
 }
 
 impl State {
-    /// Parses a status file. Lines it cannot read are reported and
-    /// skipped rather than losing every other entry.
-    pub fn parse(text: &str, problems: &mut Vec<String>) -> State {
+    /// Parses a status file, reading its times in `zone`. Lines it
+    /// cannot read are reported and skipped rather than losing every
+    /// other entry.
+    pub fn parse(text: &str, zone: &Zone, problems: &mut Vec<String>) -> State {
         let mut entries = BTreeMap::new();
+        // logrotate reads the file first thing, so glibc's mktime guess
+        // starts from nothing and carries from one line to the next.
+        let mut guess = 0;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if n == 0 {
@@ -53,7 +62,8 @@ impl State {
             if line.is_empty() {
                 continue;
             }
-            match split_entry(line).and_then(|(p, w)| Some((p, parse_time(w)?))) {
+            let read = |w: &str, guess: &mut i64| zone.mktime(&Tm::of(parse_time(w)?, None), guess);
+            match split_entry(line).and_then(|(p, w)| Some((p, read(w, &mut guess)?))) {
                 Some((path, t)) => {
                     entries.insert(
                         path,
@@ -73,28 +83,25 @@ impl State {
     }
 
     /// The entry for a log, created as logrotate does for a log it has not
-    /// seen: "rotated" at the start of the current hour, so time-based
-    /// rotation first happens on the next period.
-    pub fn entry(&mut self, path: &str, now: NaiveDateTime) -> &mut Entry {
+    /// seen: "rotated" at `first_sight` (the start of the current hour, see
+    /// [`first_sight`]), so time-based rotation first happens on the next
+    /// period.
+    pub fn entry(&mut self, path: &str, first_sight: Local) -> &mut Entry {
         self.entries
             .entry(path.to_owned())
             .or_insert_with(|| Entry {
-                last_rotated: now
-                    .with_minute(0)
-                    .and_then(|t| t.with_second(0))
-                    .and_then(|t| t.with_nanosecond(0))
-                    .unwrap_or(now),
+                last_rotated: first_sight,
                 used: false,
             })
     }
 
     /// Renders the status file, dropping entries of logs that were not
-    /// seen and not rotated for a year.
-    pub fn render(&self, now: NaiveDateTime) -> String {
+    /// seen and not rotated for a year (by the clock: `now_unix`).
+    pub fn render(&self, now_unix: i64) -> String {
         let mut out = String::from(HEADER);
         out.push('\n');
         for (path, e) in &self.entries {
-            if !e.used && (now - e.last_rotated).num_seconds() > SECONDS_IN_YEAR {
+            if !e.used && now_unix - e.last_rotated.unix > SECONDS_IN_YEAR {
                 continue;
             }
             out.push('"');
@@ -111,6 +118,7 @@ impl State {
             out.push('"');
             out.push_str(
                 &e.last_rotated
+                    .wall
                     .format(" %Y-%-m-%-d-%-H:%-M:%-S\n")
                     .to_string(),
             );
@@ -118,11 +126,12 @@ impl State {
         out
     }
 
-    /// Reads the state file; a missing file is an empty state.
-    pub fn load(path: &str, problems: &mut Vec<String>) -> std::io::Result<State> {
+    /// Reads the state file, its times in `zone`; a missing file is an
+    /// empty state.
+    pub fn load(path: &str, zone: &Zone, problems: &mut Vec<String>) -> std::io::Result<State> {
         match std::fs::read_to_string(path) {
             Ok(text) if text.is_empty() => Ok(State::default()),
-            Ok(text) => Ok(State::parse(&text, problems)),
+            Ok(text) => Ok(State::parse(&text, zone, problems)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e),
         }
@@ -130,11 +139,11 @@ impl State {
 
     /// Writes the state file atomically, through a temporary file of this
     /// run's own (`PATH.RUN.tmp`): two runs never write one temporary.
-    pub fn save(&self, path: &str, run: &str, now: NaiveDateTime) -> std::io::Result<()> {
+    pub fn save(&self, path: &str, run: &str, now_unix: i64) -> std::io::Result<()> {
         let tmp = format!("{path}.{run}.tmp");
         let written = (|| {
             let mut f = std::fs::File::create_new(&tmp)?;
-            f.write_all(self.render(now).as_bytes())?;
+            f.write_all(self.render(now_unix).as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         })();
@@ -201,6 +210,19 @@ impl Drop for Lock {
     }
 }
 
+/// When logrotate records a log it has not seen (`newState`): the start
+/// of `now`'s hour *with `now`'s DST flag*, through mktime and back. Where
+/// that hour's start does not exist with that flag (a half-hour shift, as
+/// at Lord Howe Island) it lands half an hour away, as logrotate's does.
+pub fn first_sight(now: &Local, zone: &Zone) -> Local {
+    let start = Tm {
+        min: 0,
+        sec: 0,
+        ..Tm::of(now.wall, Some(now.isdst))
+    };
+    zone.mktime_known(&start).unwrap_or(*now)
+}
+
 /// `"path" time`, with logrotate's escapes in the path.
 fn split_entry(line: &str) -> Option<(String, &str)> {
     let Some(rest) = line.strip_prefix('"') else {
@@ -243,29 +265,34 @@ fn parse_time(text: &str) -> Option<NaiveDateTime> {
 mod tests {
     use super::*;
 
-    fn t(y: i32, m: u32, d: u32, h: u32) -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(y, m, d)
+    const UTC: Zone = Zone::Fixed(0);
+
+    fn t(y: i32, m: u32, d: u32, h: u32) -> Local {
+        let wall = NaiveDate::from_ymd_opt(y, m, d)
             .unwrap()
             .and_hms_opt(h, 0, 0)
-            .unwrap()
+            .unwrap();
+        Local {
+            wall,
+            unix: wall.and_utc().timestamp(),
+            isdst: false,
+        }
     }
 
     #[test]
     fn round_trips_logrotate_format() {
         let text = "logrotate state -- version 2\n\"/logs/a \\\"b\\\"\\n.log\" 2026-11-28-4:0:7\n\"/logs/c.log\" 2025-1-2-0:0:0\n";
         let mut problems = Vec::new();
-        let mut s = State::parse(text, &mut problems);
+        let mut s = State::parse(text, &UTC, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(s.entries.contains_key("/logs/a \"b\"\n.log"));
         for e in s.entries.values_mut() {
             e.used = true;
         }
-        let again = State::parse(&s.render(t(2026, 12, 1, 0)), &mut problems);
+        let now = t(2026, 12, 1, 0).unix;
+        let again = State::parse(&s.render(now), &UTC, &mut problems);
         assert_eq!(again.entries.len(), 2);
-        assert!(
-            s.render(t(2026, 12, 1, 0))
-                .contains("\"/logs/c.log\" 2025-1-2-0:0:0")
-        );
+        assert!(s.render(now).contains("\"/logs/c.log\" 2025-1-2-0:0:0"));
     }
 
     #[test]
@@ -273,6 +300,7 @@ mod tests {
         let mut problems = Vec::new();
         let s = State::parse(
             "logrotate state -- version 2\nnonsense\n\"/x\" 2026-2-30-0:0:0\n\"/y\" 2026-2-3\n",
+            &UTC,
             &mut problems,
         );
         assert_eq!(s.entries.len(), 1);
@@ -286,15 +314,55 @@ mod tests {
         let mut s = State::default();
         s.entry("/old", t(2024, 1, 1, 0));
         s.entry("/seen", t(2024, 1, 1, 0)).used = true;
-        let text = s.render(t(2026, 1, 1, 0));
+        let text = s.render(t(2026, 1, 1, 0).unix);
         assert!(!text.contains("/old"));
         assert!(text.contains("/seen"));
     }
 
     #[test]
     fn first_sight_is_recorded_at_the_start_of_the_hour() {
-        let mut s = State::default();
-        let now = t(2026, 3, 1, 10) + chrono::Duration::minutes(42);
-        assert_eq!(s.entry("/a", now).last_rotated, t(2026, 3, 1, 10));
+        let now = Local {
+            wall: t(2026, 3, 1, 10).wall + chrono::Duration::minutes(42),
+            unix: t(2026, 3, 1, 10).unix + 42 * 60,
+            isdst: false,
+        };
+        assert_eq!(first_sight(&now, &UTC), t(2026, 3, 1, 10));
+    }
+
+    #[test]
+    fn first_sight_at_lord_howe_keeps_logrotates_half_hour() {
+        // 02:45 LHDT on the morning DST begins (02:00 -> 02:30): the
+        // start of the hour with the DST flag is 01:30 standard time.
+        let zone = Zone::from_tz(Some("Australia/Lord_Howe")).unwrap();
+        let now = zone.localtime(1_917_445_500).unwrap();
+        assert_eq!(now.wall.format("%H:%M").to_string(), "02:45");
+        let seen = first_sight(&now, &zone);
+        assert_eq!(seen.wall.format("%H:%M").to_string(), "01:30");
+        assert!(!seen.isdst);
+    }
+
+    #[test]
+    fn times_are_read_as_mktime_reads_them() {
+        // A time in the spring-forward gap moves to 03:30 CEST and is
+        // written back so; the repeated 02:30 of the fall-back night is
+        // read with the offset the line before found (glibc's guess):
+        // CEST after a summer line, CET after the gap line (whose answer
+        // is an hour from standard time) or at the top of the file.
+        let zone = Zone::from_tz(Some("Europe/Berlin")).unwrap();
+        let mut problems = Vec::new();
+        let text = "logrotate state -- version 2\n\"/gap\" 2030-3-31-2:30:0\n\"/summer\" 2030-7-1-0:0:0\n\"/twice\" 2030-10-27-2:30:0\n";
+        let mut s = State::parse(text, &zone, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(s.entries["/twice"].last_rotated.isdst);
+        for e in s.entries.values_mut() {
+            e.used = true;
+        }
+        assert!(s.render(0).contains("\"/gap\" 2030-3-31-3:30:0"));
+        for first in ["", "\"/gap\" 2030-3-31-2:30:0\n"] {
+            let text =
+                format!("logrotate state -- version 2\n{first}\"/twice\" 2030-10-27-2:30:0\n");
+            let s = State::parse(&text, &zone, &mut problems);
+            assert!(!s.entries["/twice"].last_rotated.isdst, "{text}");
+        }
     }
 }
