@@ -167,16 +167,24 @@ fn job_zone(tz: Option<&str>, ctx: &Context) -> Result<zone::Zone, PluginError> 
         return Ok(z);
     }
     let offset = i64::from(ctx.scheduled_time()?.offset().local_minus_utc());
-    let fixed = zone::Zone::Fixed(offset);
+    let (fixed, why) = fallback_zone(tz, offset);
+    opsd_sdk::warn!("{why}");
+    Ok(fixed)
+}
+
+/// The zone without a usable `TZ`: the scheduled time's offset all year,
+/// and the run log's line saying so.
+fn fallback_zone(tz: Option<&str>, offset_secs: i64) -> (zone::Zone, String) {
+    let fixed = zone::Zone::Fixed(offset_secs);
     let why = match tz {
         None => "TZ is not set (this opsd does not pass the job's time zone)".to_owned(),
         Some(v) => format!("TZ={v:?} is not a time zone this plugin knows"),
     };
-    opsd_sdk::warn!(
+    let line = format!(
         "{why}: calendar rules use the scheduled time's offset {} all year, so around a daylight-saving change they can differ from logrotate's",
         fixed.describe()
     );
-    Ok(fixed)
+    (fixed, line)
 }
 
 /// Whether the daemon runs as root, which decides (as for logrotate)
@@ -263,6 +271,20 @@ opsd_sdk::export_plugin!(LogRotate);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_known_tz_the_offset_is_used_and_said() {
+        let (z, line) = fallback_zone(None, 7200);
+        assert_eq!(z, zone::Zone::Fixed(7200));
+        assert!(line.starts_with("TZ is not set"), "{line}");
+        assert!(line.contains("UTC+02:00 all year"), "{line}");
+        let (_, line) = fallback_zone(Some("Mars/Olympus"), -18_000);
+        assert!(
+            line.contains("\"Mars/Olympus\" is not a time zone"),
+            "{line}"
+        );
+        assert!(line.contains("UTC-05:00"), "{line}");
+    }
 
     #[test]
     fn the_schema_says_what_config_parses() {
