@@ -982,6 +982,19 @@ impl Ops {
         let mut jobs = Vec::new();
         for e in self.schedule()? {
             let state = self.jobs.store().job_state(&e.job)?.unwrap_or_default();
+            // The newest run ever, before the report's span too: a job
+            // that ran long ago is not new.
+            let last_run = self
+                .jobs
+                .store()
+                .history(&HistoryQuery {
+                    job: Some(e.job.clone()),
+                    status: None,
+                    since: None,
+                    limit: Some(1),
+                })?
+                .first()
+                .map(|r| r.started.timestamp());
             jobs.push(JobIn {
                 name: e.job,
                 plugin: e.plugin,
@@ -990,6 +1003,7 @@ impl Ops {
                 next_fire: e.next.map(|t| t.timestamp()),
                 last_success: state.last_success.map(|t| t.timestamp()),
                 missed_total: state.missed_total,
+                last_run,
             });
         }
         let sample = |s: crate::record::SystemSample| SampleIn {
@@ -1019,7 +1033,12 @@ impl Ops {
                 .into_iter()
                 .map(sample)
                 .collect(),
-            current: Some(sample(crate::system::sample(now))),
+            // The daemon's newest sample, the one `opsd status` shows; a
+            // reading taken now without a daemon.
+            current: Some(sample(match self.monitor.latest() {
+                Some(s) => crate::system::stored_sample(&s, s.taken),
+                None => crate::system::sample(now),
+            })),
         })
     }
 

@@ -224,8 +224,9 @@ pub fn build(input: &Input, period: Period) -> Report {
                 .any(|r| r.job == *name && !r.dry_run && (!done || r.status != "running"))
         };
         let missed_ever = cfg.is_some_and(|c| c.missed_total > 0);
-        let been_due = ran(true) || missed_ever;
-        let first_run_due = (!ran(false) && !missed_ever && last_success.is_none())
+        let ran_before = cfg.is_some_and(|c| c.last_run.is_some());
+        let been_due = ran(true) || missed_ever || ran_before;
+        let first_run_due = (!ran(false) && !missed_ever && !ran_before && last_success.is_none())
             .then(|| cfg.and_then(|c| c.next_fire))
             .flatten()
             .map(rfc3339);

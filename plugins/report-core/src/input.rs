@@ -39,6 +39,10 @@ pub struct JobIn {
     pub next_fire: Option<i64>,
     pub last_success: Option<i64>,
     pub missed_total: u64,
+    /// When the job's newest run on record started, however long ago: a
+    /// job that ran before the report's span is not new.
+    #[serde(default)]
+    pub last_run: Option<i64>,
 }
 
 /// One file system in a sample.

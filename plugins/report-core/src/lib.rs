@@ -174,6 +174,7 @@ mod tests {
                 next_fire: Some(NOW + 3600),
                 last_success: None,
                 missed_total: 0,
+                last_run: None,
             }],
             current: samples.last().cloned(),
             samples,
@@ -243,10 +244,14 @@ mod tests {
             next_fire: Some(NOW + 3600),
             last_success: None,
             missed_total,
+            last_run: None,
         };
         // `idle` is new: no run, no slot missed. `missed` lost a slot;
-        // `failing` ran and failed, before this period.
-        i.jobs = vec![job("idle", 0), job("missed", 1), job("failing", 0)];
+        // `failing` ran and failed, before this period; `old` failed
+        // before the report's span, a year ago.
+        let mut old = job("old", 0);
+        old.last_run = Some(NOW - 365 * 86_400);
+        i.jobs = vec![job("idle", 0), job("missed", 1), job("failing", 0), old];
         i.runs
             .push(run(90, "failing", "vacuum", 24 * 8, "failed", 10));
         let r = build(&i, Period::named("weekly", NOW).unwrap());
@@ -256,7 +261,11 @@ mod tests {
                 .any(|a| a.contains(name) && a.contains("never"))
         };
         assert!(!said("idle"), "{:?}", r.attention);
-        assert!(said("missed") && said("failing"), "{:?}", r.attention);
+        assert!(
+            said("missed") && said("failing") && said("old"),
+            "{:?}",
+            r.attention
+        );
         let idle = r.jobs.iter().find(|j| j.name == "idle").unwrap();
         assert_eq!(
             idle.first_run_due.as_deref(),
@@ -266,7 +275,7 @@ mod tests {
             "new, first run due at {}",
             build::rfc3339(NOW + 3600)
         )));
-        for name in ["missed", "failing"] {
+        for name in ["missed", "failing", "old"] {
             let j = r.jobs.iter().find(|j| j.name == name).unwrap();
             assert_eq!(j.first_run_due, None, "{name}");
         }

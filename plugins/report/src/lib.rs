@@ -148,6 +148,10 @@ fn gather(period: Period) -> Input {
     let jobs = history::jobs()
         .into_iter()
         .map(|j| JobIn {
+            // The newest run ever (the history answers newest first).
+            last_run: history::runs(Some(&j.name), None, 1)
+                .first()
+                .map(|r| unix(&r.started)),
             name: j.name,
             plugin: j.plugin,
             schedule: j.schedule,
