@@ -54,6 +54,8 @@ fn main() -> anyhow::Result<()> {
         deadline: Instant::now() + Duration::from_secs(3600),
         idle_dir: &idle,
         notes: &note,
+        file_size_cap: None,
+        quota_room: None,
     };
     let command = || Command {
         program: "/usr/bin/true".into(),

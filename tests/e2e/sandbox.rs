@@ -263,6 +263,121 @@ fn child_output_goes_straight_to_a_granted_file() {
     failed_with(&env, "dump-ro", "failed", "is in the read-only grant /out");
 }
 
+/// Issue 23 (12): a quota is a limit. Each way of growing a tree past
+/// its 8 MiB quota, by the plugin (fast writes, a sparse length, a write
+/// far past the end) and by its programs (one big file, output relayed
+/// into a grant), fails the run naming the quota and leaves the tree
+/// within it: the write that would pass it never happens. A plugin that
+/// writes much more in total but never holds more than its quota is
+/// left alone.
+#[test]
+fn a_quota_is_a_limit_for_the_plugin_and_its_programs() {
+    let quota =
+        "fs = [{ host = \"q\", guest = \"/q\", access = \"rw\", create = true, quota = \"8M\" }";
+    let env = Env::new("");
+    let q = env.path("q");
+    let cases: Vec<(&str, String, String, &str, &str)> = vec![
+        (
+            "fast-writer",
+            "action = \"fill\"\npath = \"/q/fill.bin\"\nseconds = 64".into(),
+            String::new(),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            "sparse-length",
+            "action = \"grow\"\npath = \"/q/grow.bin\"\nseconds = 1024".into(),
+            String::new(),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            "write-far",
+            "action = \"write-far\"\npath = \"/q/far.bin\"\nseconds = 1024".into(),
+            String::new(),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            // Renamed from a grant without a quota into /q: its writes
+            // are charged where the file is, not where it was opened.
+            "rename-in",
+            "action = \"rename-then-fill\"\npath = \"/free/r.bin\"\nprogram = \"/q/r.bin\"\nseconds = 64".into(),
+            ", { host = \"free\", guest = \"/free\", access = \"rw\", create = true }".into(),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            "churn",
+            "action = \"churn\"\npath = \"/q/churn.bin\"\nseconds = 40".into(),
+            String::new(),
+            "ok",
+            "churned 40 MiB",
+        ),
+        (
+            "child-one-file",
+            format!(
+                "action = \"exec\"\nprogram = \"dd\"\nargs = [\"if=/dev/zero\", \"of={}/dd.bin\", \"bs=1M\", \"count=64\"]",
+                q.display()
+            ),
+            "]\nexec = [\"dd\"".into(),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            "child-relayed",
+            "action = \"exec\"\nprogram = \"head\"\nargs = [\"-c\", \"67108864\", \"/dev/zero\"]\nstdout = \"/q/head.bin\"".into(),
+            "]\nexec = [\"head\"".into(),
+            "failed",
+            "quota: `head`'s output into /q/head.bin was stopped",
+        ),
+    ];
+    let jobs: Vec<String> = cases
+        .iter()
+        .map(|(name, config, more, _, _)| {
+            hostile(name, config, &format!("[job.grants]\n{quota}{more}]"))
+        })
+        .collect();
+    env.write_config(&jobs.concat());
+    env.install_guest("opsd-test-hostile");
+    let _daemon = env.daemon();
+    let mut wrong = Vec::new();
+    for (name, _, _, status, needle) in &cases {
+        let out = env.run(&["run", name, "--json"]);
+        let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let said = rec["error"]
+            .as_str()
+            .or(rec["summary"].as_str())
+            .unwrap_or_default();
+        let held = tree_size(&q);
+        eprintln!(
+            "{name}: {} {said:?}; the grant holds {held} bytes",
+            rec["status"]
+        );
+        if rec["status"] != *status || !said.contains(needle) {
+            wrong.push(format!(
+                "{name}: wanted {status} with {needle:?}, got {} {said:?}",
+                rec["status"]
+            ));
+        }
+        if held > 8 << 20 {
+            wrong.push(format!("{name}: {held} bytes in an 8 MiB quota"));
+        }
+        for e in std::fs::read_dir(&q).unwrap().flatten() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+fn tree_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
 #[test]
 fn a_child_outliving_the_timeout_is_killed_with_its_group() {
     let env = env_with(&[hostile(

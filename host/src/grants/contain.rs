@@ -138,7 +138,7 @@ impl Containment {
 
     /// Makes `cmd`'s child join the cap as it starts, in its own process
     /// group.
-    pub(crate) fn apply(&self, cmd: &mut tokio::process::Command) {
+    pub(crate) fn apply(&self, cmd: &mut tokio::process::Command, file_size_cap: Option<u64>) {
         cmd.process_group(0);
         let join = self.join.clone();
         let nproc = self.nproc;
@@ -172,6 +172,15 @@ impl Containment {
                 // (select(2) breaks past 1024), not the one it raised.
                 if let Some(lim) = &nofile {
                     libc::setrlimit(libc::RLIMIT_NOFILE, lim);
+                }
+                if let Some(cap) = file_size_cap {
+                    let lim = libc::rlimit {
+                        rlim_cur: cap,
+                        rlim_max: cap,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

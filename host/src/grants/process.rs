@@ -433,7 +433,16 @@ pub struct ProcessContext<'a> {
     pub idle_dir: &'a Path,
     /// Notes for the run's log (what best-effort confinement left out).
     pub notes: &'a (dyn Fn(&str) + Sync),
+    /// The largest file the program may write (`RLIMIT_FSIZE`): what is
+    /// left of the job's quotas, when every rw grant has one.
+    pub file_size_cap: Option<u64>,
+    /// What the file at a host path may still grow by under the job's
+    /// quotas (measured when asked); none outside any quota.
+    pub quota_room: Option<&'a QuotaRoom<'a>>,
 }
+
+/// What a file at a host path may still grow by under the job's quotas.
+pub type QuotaRoom<'a> = dyn Fn(&Path) -> Option<u64> + Sync + 'a;
 
 fn deny(ctx: &ProcessContext<'_>, message: String) -> ExecError {
     ctx.violations.record(message.clone());
@@ -464,7 +473,7 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
         relays,
     } = prepare(ctx, &cmd, &program)?;
     let mut contained = super::contain::Containment::new(ctx.grants.limits.processes);
-    contained.apply(&mut child);
+    contained.apply(&mut child, ctx.file_size_cap);
     let mut launch = confined(ctx, &program, &cwd)
         .await
         .map_err(|m| deny(ctx, m))?;
@@ -537,10 +546,23 @@ pub async fn run(ctx: &ProcessContext<'_>, cmd: Command) -> Result<Exit, ExecErr
     let (stdout, t1) = join_capture(out_task).await;
     let (stderr, t2) = join_capture(err_task).await;
     for relay in relays {
-        relay.finish(&program).await?;
+        relay.finish(&program).await.inspect_err(|e| {
+            // A copy stopped by a quota fails the run, whatever the plugin
+            // makes of the error.
+            if let ExecError::Denied(m) = e {
+                ctx.violations.record(m.clone());
+            }
+        })?;
     }
     note_refusals(ctx, &program, &cwd, &stderr);
     use std::os::unix::process::ExitStatusExt;
+    if let (Some(cap), Some(libc::SIGXFSZ)) = (ctx.file_size_cap, status.signal()) {
+        ctx.violations.record(format!(
+            "quota: `{}` was stopped writing a file past the {} KiB its job's quotas had left (SIGXFSZ); free space there or raise the grant's `quota`",
+            program.name,
+            cap >> 10
+        ));
+    }
     Ok(Exit {
         code: status.code(),
         signal: status.signal(),

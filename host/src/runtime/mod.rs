@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod log;
+mod quota;
 mod state;
 mod wasi_http;
 
@@ -354,6 +355,7 @@ impl Runtime {
         let mut linker: Linker<RunState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         gate_name_lookup(&mut linker)?;
+        quota::gate_writes(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
         crate::system::prime();
@@ -528,6 +530,7 @@ impl Runtime {
             monitor: None,
             idle_dir: self.idle_dir.clone(),
             sandbox_logged: Default::default(),
+            quota: None,
         });
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream(Source::Stdout))
@@ -650,8 +653,10 @@ impl Runtime {
             Ok(w) => w,
             Err(e) => return Execution::failed(RunStatus::Failed, e),
         };
+        let quota = quota::QuotaBook::new(&job.grants.fs);
         let env = Arc::new(RunEnv {
             job: job.name.clone(),
+            quota: quota.clone(),
             grants: job.grants.clone(),
             violations: violations.clone(),
             deadline,
@@ -688,13 +693,17 @@ impl Runtime {
                 let (status, why) = req.cancel.reason();
                 return Execution::failed(status, why);
             }
-            why = quota_exceeded(&job.grants.fs) => {
+            why = quota_stopped(quota.clone()) => {
                 req.log.push(Level::Error, Source::Host, &why);
                 return Execution::failed(RunStatus::Failed, why);
             }
         };
         let memory = (store.data().limiter.hit, store.data().limiter.max_bytes);
         drop(store);
+        if let Some(why) = quota.as_ref().and_then(|q| q.stopped_why()) {
+            req.log.push(Level::Error, Source::Host, &why);
+            return Execution::failed(RunStatus::Failed, why);
+        }
         let exec = call_outcome(result, job, deadline, memory, &req.log);
         let exec = within_limits(exec, job, &req.log);
         with_violations(exec, violations.take(), &req.log)
@@ -823,34 +832,12 @@ fn with_violations(mut exec: Execution, denied: Vec<String>, log: &RunLog) -> Ex
     exec
 }
 
-/// How often grants with a quota are measured during a run; a writer can
-/// pass its quota by what it writes in this long.
-const QUOTA_CHECK: Duration = Duration::from_millis(100);
-
-/// Resolves, with the reason, when a grant holds more than its quota; never
-/// when no grant has one. A slow walk (a big tree) is done less often, so
-/// measuring never costs more than a tenth of the time.
-async fn quota_exceeded(grants: &[grants::fs::FsGrant]) -> String {
-    let watched: Vec<_> = grants
-        .iter()
-        .filter(|g| g.quota.is_some())
-        .cloned()
-        .collect();
-    if watched.is_empty() {
-        return std::future::pending().await;
-    }
-    let watched = Arc::new(watched);
-    loop {
-        let began = Instant::now();
-        let now = watched.clone();
-        let over = tokio::task::spawn_blocking(move || grants::fs::over_quota(&now))
-            .await
-            .ok()
-            .flatten();
-        if let Some(why) = over {
-            return why;
-        }
-        tokio::time::sleep(QUOTA_CHECK.max(began.elapsed() * 10)).await;
+/// Resolves, with the reason, when a quota stops the run; never when no
+/// grant has one.
+async fn quota_stopped(book: Option<Arc<quota::QuotaBook>>) -> String {
+    match book {
+        Some(book) => book.stopped().await,
+        None => std::future::pending().await,
     }
 }
 

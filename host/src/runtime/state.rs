@@ -32,6 +32,9 @@ pub struct RunEnv {
     pub idle_dir: std::path::PathBuf,
     /// Whether the run's log says already what its programs may touch.
     pub sandbox_logged: std::sync::atomic::AtomicBool,
+    /// The accounts of grants with a quota, charged on the write path;
+    /// none when no grant has one.
+    pub quota: Option<Arc<super::quota::QuotaBook>>,
 }
 
 /// The `T` of `Store<T>`: one per run, dropped with the instance.
@@ -233,14 +236,25 @@ impl process::Host for RunState {
             );
         }
         let note = |line: &str| env.log.push(Level::Info, Source::Host, line);
+        let room = |path: &std::path::Path| env.quota.as_ref().and_then(|q| q.room_for(path));
         let ctx = grants::process::ProcessContext {
             grants: &env.grants,
             violations: &env.violations,
             deadline: env.deadline,
             idle_dir: &env.idle_dir,
             notes: &note,
+            file_size_cap: env
+                .quota
+                .as_ref()
+                .and_then(|q| q.file_size_cap(&env.grants.fs)),
+            quota_room: Some(&room),
         };
         let result = grants::process::run(&ctx, cmd).await;
+        // What the program wrote is not charged on the way: measure now,
+        // before the plugin goes on.
+        if let Some(q) = &env.quota {
+            q.after_program(&program, &env.violations);
+        }
         match &result {
             Ok(exit) => env.log.push(
                 Level::Debug,

@@ -23,7 +23,13 @@ pub(super) fn output_stdio(
         Output::Append(p) => (p, true),
     };
     let file = fs::open_write(&ctx.grants.fs, path, append).map_err(|m| deny(ctx, m))?;
-    let (stdio, relay) = FileRelay::output(file, path).map_err(|e| io_error(program, e))?;
+    let room = ctx.quota_room.and_then(|room| {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .ok()
+            .and_then(|host| room(&host))
+    });
+    let (stdio, relay) = FileRelay::output(file, path, room).map_err(|e| io_error(program, e))?;
     relays.push(relay);
     Ok(stdio)
 }
@@ -44,11 +50,18 @@ pub(super) struct FileRelay {
 }
 
 impl FileRelay {
-    /// The program writes a pipe; the daemon copies it into `file`.
-    pub(super) fn output(file: std::fs::File, path: &str) -> std::io::Result<(Stdio, FileRelay)> {
+    /// The program writes a pipe; the daemon copies it into `file`, at
+    /// most `room` bytes (what a quota leaves): past that the copy stops
+    /// and the program's next write fails (EPIPE).
+    pub(super) fn output(
+        file: std::fs::File,
+        path: &str,
+        room: Option<u64>,
+    ) -> std::io::Result<(Stdio, FileRelay)> {
         let (read, write) = pipe()?;
-        let copy =
-            tokio::task::spawn_blocking(move || splice_all(read, std::os::fd::OwnedFd::from(file)));
+        let copy = tokio::task::spawn_blocking(move || {
+            splice_all(read, std::os::fd::OwnedFd::from(file), room)
+        });
         Ok((
             Stdio::from(write),
             FileRelay {
@@ -62,7 +75,7 @@ impl FileRelay {
     pub(super) fn input(file: std::fs::File, path: &str) -> std::io::Result<(Stdio, FileRelay)> {
         let (read, write) = pipe()?;
         let copy = tokio::task::spawn_blocking(move || {
-            match splice_all(std::os::fd::OwnedFd::from(file), write) {
+            match splice_all(std::os::fd::OwnedFd::from(file), write, None) {
                 // The program stopped reading: its business.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 other => other,
@@ -84,6 +97,12 @@ impl FileRelay {
         let abort = self.copy.abort_handle();
         match tokio::time::timeout(DRAIN, self.copy).await {
             Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::QuotaExceeded => {
+                Err(ExecError::Denied(format!(
+                    "quota: `{}`'s output into {} was stopped: {e} (free space there or raise the grant's `quota`)",
+                    program.name, self.path
+                )))
+            }
             Ok(Ok(Err(e))) => Err(ExecError::Io(format!(
                 "copying `{}`'s stream {} {}: {e}",
                 program.name, "to or from", self.path
@@ -118,10 +137,33 @@ fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
 }
 
 /// Copies `from` to its end into `to`, by splice(2) (one side is a pipe),
-/// else read and write (splice refuses files opened for appending).
-fn splice_all(from: std::os::fd::OwnedFd, to: std::os::fd::OwnedFd) -> std::io::Result<()> {
+/// else read and write (splice refuses files opened for appending); with
+/// `room`, never more than that many bytes (an error of kind
+/// `QuotaExceeded` when there was more).
+fn splice_all(
+    from: std::os::fd::OwnedFd,
+    to: std::os::fd::OwnedFd,
+    room: Option<u64>,
+) -> std::io::Result<()> {
+    use std::io::Read;
     use std::os::fd::AsRawFd;
+    let mut left = room.unwrap_or(u64::MAX);
+    let over = || {
+        std::io::Error::new(
+            std::io::ErrorKind::QuotaExceeded,
+            "the job's quota there has no room for more; the copy was stopped",
+        )
+    };
     loop {
+        if left == 0 {
+            // One byte more than there is room for says it does not fit.
+            let mut probe = [0u8; 1];
+            let mut src = std::fs::File::from(from);
+            return match src.read(&mut probe)? {
+                0 => Ok(()),
+                _ => Err(over()),
+            };
+        }
         // SAFETY: splice between two descriptors we own.
         let n = unsafe {
             libc::splice(
@@ -129,13 +171,16 @@ fn splice_all(from: std::os::fd::OwnedFd, to: std::os::fd::OwnedFd) -> std::io::
                 std::ptr::null_mut(),
                 to.as_raw_fd(),
                 std::ptr::null_mut(),
-                1 << 20,
+                left.min(1 << 20) as usize,
                 libc::SPLICE_F_MOVE,
             )
         };
         match n {
             0 => return Ok(()),
-            n if n > 0 => continue,
+            n if n > 0 => {
+                left -= n as u64;
+                continue;
+            }
             _ => {
                 let e = std::io::Error::last_os_error();
                 match e.raw_os_error() {
@@ -146,9 +191,13 @@ fn splice_all(from: std::os::fd::OwnedFd, to: std::os::fd::OwnedFd) -> std::io::
             }
         }
     }
-    let mut from = std::fs::File::from(from);
+    let from = std::fs::File::from(from);
     let mut to = std::fs::File::from(to);
-    std::io::copy(&mut from, &mut to).map(|_| ())
+    let copied = std::io::copy(&mut (&from).take(left), &mut to)?;
+    if copied == left && (&from).read(&mut [0u8; 1])? > 0 {
+        return Err(over());
+    }
+    Ok(())
 }
 
 /// Reads a stream to its end, keeping at most `cap` bytes so a flood

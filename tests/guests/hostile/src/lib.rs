@@ -137,6 +137,51 @@ impl Plugin for Hostile {
                 }
                 Ok(Outcome::ok(format!("wrote {} MiB", cfg.seconds)))
             }
+            // Grows a file to `seconds` MiB without writing it (a sparse
+            // file's length counts against a quota as it is measured).
+            "grow" => {
+                let f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                f.set_len(cfg.seconds << 20)
+                    .map_err(|e| PluginError::io(format!("growing {}", cfg.path), &e))?;
+                Ok(Outcome::ok(format!("grew to {} MiB", cfg.seconds)))
+            }
+            // One byte `seconds` MiB into a new file.
+            "write-far" => {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                f.seek(SeekFrom::Start(cfg.seconds << 20))
+                    .and_then(|_| f.write_all(b"x"))
+                    .map_err(|e| PluginError::io(format!("writing {}", cfg.path), &e))?;
+                Ok(Outcome::ok(format!("wrote at {} MiB", cfg.seconds)))
+            }
+            // Opens `path`, renames it to `program` (into a grant with a
+            // quota), then writes `seconds` MiB through the handle it kept.
+            "rename-then-fill" => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                std::fs::rename(&cfg.path, &cfg.program)
+                    .map_err(|e| PluginError::io(format!("renaming {}", cfg.path), &e))?;
+                let chunk = vec![0x5au8; 1 << 20];
+                for _ in 0..cfg.seconds {
+                    f.write_all(&chunk)
+                        .map_err(|e| PluginError::io(format!("writing {}", cfg.program), &e))?;
+                }
+                Ok(Outcome::ok(format!("wrote {} MiB", cfg.seconds)))
+            }
+            // Writes a 1 MiB file `seconds` times, deleting each before the
+            // next: never holding more than 1 MiB, it must never be refused.
+            "churn" => {
+                let chunk = vec![0x5au8; 1 << 20];
+                for i in 0..cfg.seconds {
+                    std::fs::write(&cfg.path, &chunk)
+                        .and_then(|_| std::fs::remove_file(&cfg.path))
+                        .map_err(|e| PluginError::io(format!("round {i} on {}", cfg.path), &e))?;
+                }
+                Ok(Outcome::ok(format!("churned {} MiB", cfg.seconds)))
+            }
             "loop" => {
                 let mut x: u64 = 0;
                 loop {
