@@ -597,6 +597,21 @@ scenario!(
 );
 
 scenario!(
+    a_repeated_state_time_is_read_with_the_offset_of_now,
+    // 02:30 on the fall-back night comes twice. logrotate's mktime picks
+    // by its guess, which is the offset its previous call found: the one
+    // that recorded the log at now's hour (newState, called for each line
+    // before its time is read). At 01:45 CEST the line reads as 02:30
+    // CEST, 24.75 hours ahead: not "in the future" (as 02:30 CET, 25.75
+    // hours, would be), so the monthly log is not rotated.
+    conf: "rotate 4\n{T}/*.log {\n  monthly\n}\n",
+    setup: "r.log=100",
+    state: "\"{T}/r.log\" 2030-10-27-2:30:0",
+    steps: &[("2030-10-26 01:45:00", "")],
+    tz: "Europe/Berlin",
+);
+
+scenario!(
     month_and_year_ends_in_new_york,
     conf: "rotate 4\n{T}/m.log {\n  monthly\n  dateext\n}\n{T}/y.log {\n  yearly\n  dateext\n}\n{T}/d.log {\n  daily\n  dateext\n}\n",
     setup: "m.log=100 y.log=100 d.log=100",

@@ -110,7 +110,7 @@ impl Plugin for LogRotate {
             }
             _ => job.state_file.clone(),
         };
-        let mut state = state::State::load(&read_from, &now.zone, &mut problems)
+        let mut state = state::State::load(&read_from, &now.zone, &now.as_local(), &mut problems)
             .at(format!("reading state file {read_from}"))?;
         report.warnings.extend(
             problems

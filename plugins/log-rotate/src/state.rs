@@ -10,7 +10,7 @@
 //! writes them; a time is read as logrotate reads it, through `mktime`
 //! with the DST flag unknown ([`Zone::mktime`]), so one that does not
 //! exist (the spring-forward gap) is moved as glibc moves it, and written
-//! back moved. The file is replaced atomically (temp file, fsync,
+//! back moved, and one that occurs twice is read with the offset of now. The file is replaced atomically (temp file, fsync,
 //! rename), so a crash mid-write leaves the previous state, never half of
 //! one.
 
@@ -41,13 +41,17 @@ pub struct State {
 }
 
 impl State {
-    /// Parses a status file, reading its times in `zone`. Lines it
-    /// cannot read are reported and skipped rather than losing every
+    /// Parses a status file, reading its times in `zone` at `now`. Lines
+    /// it cannot read are reported and skipped rather than losing every
     /// other entry.
-    pub fn parse(text: &str, zone: &Zone, problems: &mut Vec<String>) -> State {
-        let mut entries = BTreeMap::new();
-        // logrotate reads the file first thing, so glibc's mktime guess
-        // starts from nothing and carries from one line to the next.
+    pub fn parse(text: &str, zone: &Zone, now: &Local, problems: &mut Vec<String>) -> State {
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        // glibc's mktime starts from the offset its last call found. In
+        // logrotate the last call before a line's time is read is the one
+        // recording a new path at now's hour (`newState`, called for each
+        // line's path before its time is set), so a time that occurs
+        // twice is read with the offset of now, not of the line before
+        // (unless the path came before, when that line's is).
         let mut guess = 0;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -62,8 +66,14 @@ impl State {
             if line.is_empty() {
                 continue;
             }
-            let read = |w: &str, guess: &mut i64| zone.mktime(&Tm::of(parse_time(w)?, None), guess);
-            match split_entry(line).and_then(|(p, w)| Some((p, read(w, &mut guess)?))) {
+            let mut read = |(path, w): (String, &str)| {
+                let wall = parse_time(w)?;
+                if !entries.contains_key(&path) {
+                    let _ = zone.mktime(&first_sight_tm(now), &mut guess);
+                }
+                Some((path, zone.mktime(&Tm::of(wall, None), &mut guess)?))
+            };
+            match split_entry(line).and_then(&mut read) {
                 Some((path, t)) => {
                     entries.insert(
                         path,
@@ -126,12 +136,17 @@ impl State {
         out
     }
 
-    /// Reads the state file, its times in `zone`; a missing file is an
-    /// empty state.
-    pub fn load(path: &str, zone: &Zone, problems: &mut Vec<String>) -> std::io::Result<State> {
+    /// Reads the state file, its times in `zone` at `now`; a missing file
+    /// is an empty state.
+    pub fn load(
+        path: &str,
+        zone: &Zone,
+        now: &Local,
+        problems: &mut Vec<String>,
+    ) -> std::io::Result<State> {
         match std::fs::read_to_string(path) {
             Ok(text) if text.is_empty() => Ok(State::default()),
-            Ok(text) => Ok(State::parse(&text, zone, problems)),
+            Ok(text) => Ok(State::parse(&text, zone, now, problems)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e),
         }
@@ -215,12 +230,17 @@ impl Drop for Lock {
 /// that hour's start does not exist with that flag (a half-hour shift, as
 /// at Lord Howe Island) it lands half an hour away, as logrotate's does.
 pub fn first_sight(now: &Local, zone: &Zone) -> Local {
-    let start = Tm {
+    zone.mktime_known(&first_sight_tm(now)).unwrap_or(*now)
+}
+
+/// The start of `now`'s hour with `now`'s DST flag, as `newState` asks
+/// mktime for it.
+fn first_sight_tm(now: &Local) -> Tm {
+    Tm {
         min: 0,
         sec: 0,
         ..Tm::of(now.wall, Some(now.isdst))
-    };
-    zone.mktime_known(&start).unwrap_or(*now)
+    }
 }
 
 /// `"path" time`, with logrotate's escapes in the path.
@@ -283,14 +303,14 @@ mod tests {
     fn round_trips_logrotate_format() {
         let text = "logrotate state -- version 2\n\"/logs/a \\\"b\\\"\\n.log\" 2026-11-28-4:0:7\n\"/logs/c.log\" 2025-1-2-0:0:0\n";
         let mut problems = Vec::new();
-        let mut s = State::parse(text, &UTC, &mut problems);
+        let mut s = State::parse(text, &UTC, &t(2026, 12, 1, 0), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(s.entries.contains_key("/logs/a \"b\"\n.log"));
         for e in s.entries.values_mut() {
             e.used = true;
         }
         let now = t(2026, 12, 1, 0).unix;
-        let again = State::parse(&s.render(now), &UTC, &mut problems);
+        let again = State::parse(&s.render(now), &UTC, &t(2026, 12, 1, 0), &mut problems);
         assert_eq!(again.entries.len(), 2);
         assert!(s.render(now).contains("\"/logs/c.log\" 2025-1-2-0:0:0"));
     }
@@ -301,6 +321,7 @@ mod tests {
         let s = State::parse(
             "logrotate state -- version 2\nnonsense\n\"/x\" 2026-2-30-0:0:0\n\"/y\" 2026-2-3\n",
             &UTC,
+            &t(2026, 3, 1, 0),
             &mut problems,
         );
         assert_eq!(s.entries.len(), 1);
@@ -344,25 +365,25 @@ mod tests {
     #[test]
     fn times_are_read_as_mktime_reads_them() {
         // A time in the spring-forward gap moves to 03:30 CEST and is
-        // written back so; the repeated 02:30 of the fall-back night is
-        // read with the offset the line before found (glibc's guess):
-        // CEST after a summer line, CET after the gap line (whose answer
-        // is an hour from standard time) or at the top of the file.
+        // written back so. The repeated 02:30 of the fall-back night is
+        // read with the offset of now (glibc's guess, left by the call
+        // that recorded the path at now's hour): CEST in summer, CET in
+        // winter, whatever the line before.
         let zone = Zone::from_tz(Some("Europe/Berlin")).unwrap();
+        let at = |unix: i64| zone.localtime(unix).unwrap();
+        let (summer, winter) = (at(1_909_130_400), at(1_919_329_200));
+        assert!(summer.isdst && !winter.isdst);
         let mut problems = Vec::new();
-        let text = "logrotate state -- version 2\n\"/gap\" 2030-3-31-2:30:0\n\"/summer\" 2030-7-1-0:0:0\n\"/twice\" 2030-10-27-2:30:0\n";
-        let mut s = State::parse(text, &zone, &mut problems);
+        let text = "logrotate state -- version 2\n\"/gap\" 2030-3-31-2:30:0\n\"/twice\" 2030-10-27-2:30:0\n";
+        let mut s = State::parse(text, &zone, &summer, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
-        assert!(s.entries["/twice"].last_rotated.isdst);
+        assert_eq!(s.entries["/twice"].last_rotated.unix, 1_919_291_400);
         for e in s.entries.values_mut() {
             e.used = true;
         }
         assert!(s.render(0).contains("\"/gap\" 2030-3-31-3:30:0"));
-        for first in ["", "\"/gap\" 2030-3-31-2:30:0\n"] {
-            let text =
-                format!("logrotate state -- version 2\n{first}\"/twice\" 2030-10-27-2:30:0\n");
-            let s = State::parse(&text, &zone, &mut problems);
-            assert!(!s.entries["/twice"].last_rotated.isdst, "{text}");
-        }
+        let s = State::parse(text, &zone, &winter, &mut problems);
+        assert_eq!(s.entries["/twice"].last_rotated.unix, 1_919_295_000);
+        assert!(!s.entries["/twice"].last_rotated.isdst);
     }
 }
