@@ -3,7 +3,7 @@
 //! an air-gapped share the same.
 
 use crate::model::*;
-use crate::render::{age, bytes, change, full_by, last_success, peak, rate, span_ms};
+use crate::render::{age, bytes, change, full_by, last_success, peak_note, rate, span_ms};
 use std::fmt::Write;
 
 const OK: &str = "#2e7d32";
@@ -376,13 +376,14 @@ pub fn page(r: &Report) -> String {
     b.push_str("<section><h2>System</h2>");
     let _ = write!(
         b,
-        "<p>CPU {} now, peak {} (limit {:.0} %) · memory {} now, peak {} (limit {:.0} %)</p>",
+        "<p>CPU {} now, peak {} (limit {:.0} %) · memory {} now, peak {} (limit {:.0} %) · {}</p>",
         rate(s.cpu_percent),
-        peak(s.cpu_peak, s.peak_window_s),
+        rate(s.cpu_peak),
         th.cpu_percent,
         rate(s.memory_percent),
-        peak(s.memory_peak, s.peak_window_s),
-        th.memory_percent
+        rate(s.memory_peak),
+        th.memory_percent,
+        esc(&peak_note(s))
     );
     let cpu: Vec<(i64, f64)> = s.series.iter().map(|x| (x.0, x.1)).collect();
     let mem: Vec<(i64, f64)> = s.series.iter().map(|x| (x.0, x.2)).collect();

@@ -51,14 +51,17 @@ pub fn last_success(j: &JobReport) -> String {
     }
 }
 
-/// A peak held over the report's window, saying the window: `62.0 %
-/// sustained over 5 min`, or why there is none.
-pub fn peak(p: Option<f64>, window_s: u64) -> String {
-    let min = window_s / 60;
-    match p {
-        Some(p) => format!("{p:.1} % sustained over {min} min"),
-        None => format!("none sustained over {min} min (fewer minutes of samples)"),
+/// What the peaks are, said once beside them: `peaks are levels
+/// sustained over 5 min`, and when there are none, why.
+pub fn peak_note(s: &SystemReport) -> String {
+    let mut note = format!(
+        "peaks are levels sustained over {} min",
+        s.peak_window_s / 60
+    );
+    if s.cpu_peak.is_none() && s.memory_peak.is_none() {
+        note.push_str(", and the samples span less");
     }
+    note
 }
 
 /// Where a disk is heading: when it fills, why no trend, or not growing.
@@ -307,13 +310,14 @@ pub fn markdown(r: &Report) -> String {
     let th = s.thresholds;
     let _ = writeln!(
         o,
-        "\n## System\n\nCPU {} now, peak {} (limit {:.0} %); memory {} now, peak {} (limit {:.0} %).\n",
+        "\n## System\n\nCPU {} now, peak {} (limit {:.0} %); memory {} now, peak {} (limit {:.0} %); {}.\n",
         rate(s.cpu_percent),
-        peak(s.cpu_peak, s.peak_window_s),
+        rate(s.cpu_peak),
         th.cpu_percent,
         rate(s.memory_percent),
-        peak(s.memory_peak, s.peak_window_s),
-        th.memory_percent
+        rate(s.memory_peak),
+        th.memory_percent,
+        peak_note(s)
     );
     if !s.disks.is_empty() {
         let _ = writeln!(
@@ -387,11 +391,12 @@ pub fn text(r: &Report) -> String {
     let s = &r.system;
     let _ = writeln!(
         o,
-        "\nCPU {} now, peak {}; memory {} now, peak {}",
+        "\nCPU {} now, peak {}; memory {} now, peak {} ({})",
         rate(s.cpu_percent),
-        peak(s.cpu_peak, s.peak_window_s),
+        rate(s.cpu_peak),
         rate(s.memory_percent),
-        peak(s.memory_peak, s.peak_window_s)
+        rate(s.memory_peak),
+        peak_note(s)
     );
     for d in &s.disks {
         let _ = writeln!(
