@@ -9,7 +9,7 @@
 //! store's writers.
 
 use crate::config::{BrokenJob, Config, Job};
-use crate::record::{JobState, LogLine, RunRecord, RunStatus, ScheduleEntry};
+use crate::record::{ConditionMemory, JobState, LogLine, RunRecord, RunStatus, ScheduleEntry};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,14 @@ impl Jobs {
             s.definition = Some(definition.to_owned());
             s.next_fire = next;
         })?;
+        Ok(())
+    }
+
+    /// Where the job's conditions stand now (an episode ran the job, or
+    /// ended), kept for the next start.
+    pub fn conditions_changed(&self, job: &str, memory: Vec<ConditionMemory>) -> Result<()> {
+        self.store
+            .update_job_state(job, |s| s.conditions = memory)?;
         Ok(())
     }
 

@@ -595,7 +595,7 @@ impl Ops {
 
     /// The runs in progress of one job; a run start looks here, and copying
     /// every job's list would make each start cost O(jobs).
-    fn running_of(&self, job: &str) -> Vec<Running> {
+    pub fn running_of(&self, job: &str) -> Vec<Running> {
         self.running.locked().get(job).cloned().unwrap_or_default()
     }
 
@@ -692,8 +692,13 @@ impl Ops {
                             run,
                         }));
                     }
+                    let again = if start.trigger == Trigger::Condition {
+                        "; the condition starts the job once this run has ended, if it still holds"
+                    } else {
+                        ""
+                    };
                     return Err(Refused::Skip(format!(
-                        "run {run} was still going (overlap = \"forbid\")"
+                        "run {run} was still going (overlap = \"forbid\"){again}"
                     )));
                 }
                 None

@@ -281,6 +281,20 @@ pub struct JobState {
     /// a rate over an hour of a histogram never shows.
     #[serde(default)]
     pub last_duration_ms: Option<u64>,
+    /// Where each `when` condition stood, so a restart neither runs a
+    /// remediation inside its cooldown nor twice in one episode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionMemory>,
+}
+
+/// What a job's condition remembers across restarts: the condition as
+/// written (a changed one starts afresh), whether its current episode ran
+/// the job, and when it last did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConditionMemory {
+    pub condition: String,
+    pub fired: bool,
+    pub last_fired: Option<DateTime<Utc>>,
 }
 
 /// The machine at one moment, kept so reports can show trends (disk

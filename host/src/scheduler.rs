@@ -195,16 +195,16 @@ impl Loop {
             }
         }
         // Jobs whose `when` condition has held long enough.
+        if self.first_pass {
+            restore_conditions(&self.ops, &config)?;
+        }
         for fired in check_conditions(&self.ops, &config)? {
             if let Some(job) = config.jobs.iter().find(|j| j.name == fired.job) {
                 tracing::info!(job = %job.name, condition = %fired.reason, "condition holds; running the job");
-                self.spawn(
-                    job,
-                    vec![(fired.at, Trigger::Condition)],
-                    Some(fired.reason),
-                );
+                self.spawn(job, vec![(fired.at, Trigger::Condition)], Some(fired));
             }
         }
+        save_conditions(&self.ops, &config)?;
         // Slots that started no run have no run's flush to cover them.
         if self.first_pass || unflushed {
             self.ops.jobs().flush().await?;
@@ -348,7 +348,7 @@ impl Loop {
         &mut self,
         job: &Job,
         slots: Vec<(DateTime<Utc>, Trigger)>,
-        condition: Option<String>,
+        condition: Option<crate::monitor::Fired>,
     ) {
         spawn_runs(
             &self.ops,
@@ -424,7 +424,8 @@ impl Loop {
     }
 }
 
-/// Checks every job's `when` conditions against the newest sample.
+/// Checks every job's `when` conditions against the samples not checked
+/// yet.
 fn check_conditions(
     ops: &Ops,
     config: &crate::config::Config,
@@ -436,16 +437,41 @@ fn check_conditions(
     let mut jobs = Vec::new();
     for job in config.jobs.iter().filter(|j| !j.when.is_empty()) {
         let state = ops.jobs().state(&job.name)?;
-        jobs.push((
-            job.name.as_str(),
-            ops.is_enabled(job, &state),
-            job.when.as_slice(),
-        ));
+        jobs.push(crate::monitor::ConditionsOf {
+            job: job.name.as_str(),
+            enabled: ops.is_enabled(job, &state),
+            busy: job.policy.overlap == crate::policy::Overlap::Forbid
+                && !ops.running_of(&job.name).is_empty(),
+            conditions: job.when.as_slice(),
+        });
     }
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
     Ok(ops.monitor().check(&jobs))
+}
+
+/// Gives each job's conditions back what they remembered before the
+/// daemon (re)started: which episode ran the job, and when (the cooldown).
+fn restore_conditions(ops: &Ops, config: &crate::config::Config) -> anyhow::Result<()> {
+    for job in config.jobs.iter().filter(|j| !j.when.is_empty()) {
+        let state = ops.jobs().state(&job.name)?;
+        ops.monitor()
+            .restore(&job.name, &job.when, &state.conditions);
+    }
+    Ok(())
+}
+
+/// Keeps what changed in the jobs' conditions (an episode ran the job,
+/// ended, or its run did not start) for the next start.
+fn save_conditions(ops: &Ops, config: &crate::config::Config) -> anyhow::Result<()> {
+    for name in ops.monitor().take_changed() {
+        if let Some(job) = config.jobs.iter().find(|j| j.name == name) {
+            let memory = ops.monitor().memory_of(&job.name, &job.when);
+            ops.jobs().conditions_changed(&job.name, memory)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `slots` of `job` one after another in a task: jitter first, then
@@ -457,7 +483,7 @@ fn spawn_runs(
     stopping: &CancellationToken,
     job: &Job,
     slots: Vec<(DateTime<Utc>, Trigger)>,
-    condition: Option<String>,
+    condition: Option<crate::monitor::Fired>,
 ) {
     let ops = ops.clone();
     let stopping = stopping.clone();
@@ -475,7 +501,7 @@ fn spawn_runs(
                 }
             }
             let mut start = Start::new(trigger, slot);
-            start.condition = condition.clone();
+            start.condition = condition.as_ref().map(|c| c.reason.clone());
             loop {
                 if stopping.is_cancelled() {
                     return;
@@ -491,6 +517,13 @@ fn spawn_runs(
                         break;
                     }
                 };
+                if rec.status == RunStatus::Skipped
+                    && let Some(fired) = &condition
+                {
+                    // Recorded as skipped, with why; the condition fires
+                    // again while it holds.
+                    ops.monitor().not_run(fired);
+                }
                 if !rec.status.is_retryable() || start.attempt > policy.retries {
                     break;
                 }

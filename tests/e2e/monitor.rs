@@ -194,3 +194,115 @@ fn an_http_probe_that_fails_runs_its_job_and_a_quick_one_does_not() {
     );
     assert!(daemon.stop().success());
 }
+
+/// Issue 23 (10): a condition's episode and cooldown survive a restart.
+/// A remediation that ran stays run while the disk stays full across a
+/// restart, and a new episode after a restart inside the cooldown waits
+/// for it; before, each restart ran the job again at once.
+#[test]
+fn a_restart_neither_reruns_an_episode_nor_forgets_the_cooldown() {
+    let env = Env::new("");
+    let var = env.path("var");
+    let Some(_disk) = SmallDisk::mount(var.clone(), "1m") else {
+        return;
+    };
+    env.write_config(&format!(
+        r#"
+[monitor]
+interval = "1s"
+
+[[job]]
+name = "remedy"
+plugin = "test-hostile"
+when = {{ metric = "disk_used_percent", mount = "{}", above = 90, cooldown = "1h" }}
+[job.config]
+action = "ok"
+"#,
+        var.display()
+    ));
+    env.install_guest("opsd-test-hostile");
+    std::fs::write(var.join("big.log"), vec![7u8; 950 << 10]).unwrap();
+    let daemon = env.daemon();
+    wait_for(Duration::from_secs(30), || {
+        let r = runs(&env, "remedy");
+        (r.len() == 1 && r[0]["status"] == "ok").then_some(())
+    })
+    .unwrap_or_else(|| panic!("no remedy run: {:#?}", runs(&env, "remedy")));
+    assert!(daemon.stop().success());
+
+    // Still full: the same episode, which ran the job already.
+    let daemon = env.daemon();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(runs(&env, "remedy").len(), 1, "{:#?}", runs(&env, "remedy"));
+    // The episode ends, a new one starts after a restart, inside the hour.
+    std::fs::remove_file(var.join("big.log")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.stop().success());
+    std::fs::write(var.join("big.log"), vec![7u8; 950 << 10]).unwrap();
+    let daemon = env.daemon();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(runs(&env, "remedy").len(), 1, "{:#?}", runs(&env, "remedy"));
+    let status = env.json(&["status", "--json"]);
+    assert!(
+        status["conditions"][0]["last_fired"].is_string(),
+        "{status:#}"
+    );
+    assert!(daemon.stop().success());
+}
+
+/// Issue 23 (10): a condition that fires while its job runs under
+/// `overlap = "forbid"` is recorded as skipped once, saying why, and runs
+/// the job when the running one has ended if it still holds; before, the
+/// skip used up the episode and the remediation never ran.
+#[test]
+fn a_condition_meeting_a_running_job_under_forbid_runs_it_afterwards() {
+    let env = Env::new("");
+    let var = env.path("var");
+    let Some(_disk) = SmallDisk::mount(var.clone(), "1m") else {
+        return;
+    };
+    env.write_config(&format!(
+        r#"
+[monitor]
+interval = "1s"
+
+[[job]]
+name = "remedy"
+plugin = "test-hostile"
+schedule = "{}"
+overlap = "forbid"
+when = {{ metric = "disk_used_percent", mount = "{}", above = 90, cooldown = "0s" }}
+[job.config]
+action = "sleep"
+seconds = 4
+"#,
+        crate::util::far_off(),
+        var.display()
+    ));
+    env.install_guest("opsd-test-hostile");
+    let daemon = env.daemon();
+    let mut manual = env.cmd(&["run", "remedy"]).spawn().expect("opsd run");
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(var.join("big.log"), vec![7u8; 950 << 10]).unwrap();
+    assert!(manual.wait().expect("opsd run").success());
+    let all = wait_for(Duration::from_secs(30), || {
+        let r = runs(&env, "remedy");
+        r.iter()
+            .any(|r| r["trigger"] == "condition" && r["status"] == "ok")
+            .then_some(r)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no condition run after the manual one: {:#?}",
+            runs(&env, "remedy")
+        )
+    });
+    let skipped: Vec<&Value> = all.iter().filter(|r| r["status"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1, "{all:#?}");
+    let why = skipped[0]["summary"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("was still going (overlap = \"forbid\"); the condition starts the job once this run has ended"),
+        "{why}"
+    );
+    assert!(daemon.stop().success());
+}

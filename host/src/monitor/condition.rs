@@ -280,6 +280,9 @@ pub struct Episode {
     pub last_fired: Option<DateTime<Utc>>,
     /// The latest value seen, for `opsd status`.
     pub value: Option<f64>,
+    /// Its run did not start (the job was still running under `overlap =
+    /// "forbid"`): it fires again once the job is idle, if it still holds.
+    pub waiting: bool,
 }
 
 impl Episode {
@@ -288,11 +291,21 @@ impl Episode {
     /// run the job yet and the cooldown is over. An episode ends when the
     /// condition stops holding; a sample without the figure (a mount gone,
     /// no history yet for a rate) ends it too.
-    pub fn observe(&mut self, cond: &Condition, at: DateTime<Utc>, value: Option<f64>) -> bool {
+    ///
+    /// `busy`: the job is running and may not start another run; an
+    /// episode waiting for it to end does not fire meanwhile.
+    pub fn observe(
+        &mut self,
+        cond: &Condition,
+        at: DateTime<Utc>,
+        value: Option<f64>,
+        busy: bool,
+    ) -> bool {
         self.value = value;
         if !value.is_some_and(|v| cond.holds(v)) {
             self.since = None;
             self.fired = false;
+            self.waiting = false;
             return false;
         }
         // A clock stepped back restarts the count rather than stretching it.
@@ -305,9 +318,10 @@ impl Episode {
         let cooled = self
             .last_fired
             .is_none_or(|l| l > at || (at - l).to_std().unwrap_or_default() >= cond.cooldown);
-        if self.fired || held < cond.hold || !cooled {
+        if self.fired || held < cond.hold || !cooled || (busy && self.waiting) {
             return false;
         }
+        self.waiting = false;
         self.fired = true;
         self.last_fired = Some(at);
         true
@@ -373,36 +387,36 @@ mod tests {
         let mut e = Episode::default();
         // Busy for four minutes, a dip, then busy again: the clock restarts.
         for s in (0..=240).step_by(60) {
-            assert!(!e.observe(&c, at(s), Some(95.0)), "{s}");
+            assert!(!e.observe(&c, at(s), Some(95.0), false), "{s}");
         }
-        assert!(!e.observe(&c, at(300), Some(50.0)));
+        assert!(!e.observe(&c, at(300), Some(50.0), false));
         for s in (360..660).step_by(60) {
-            assert!(!e.observe(&c, at(s), Some(95.0)), "{s}");
+            assert!(!e.observe(&c, at(s), Some(95.0), false), "{s}");
         }
         // Five minutes after 360: fires, then not again while it holds.
-        assert!(e.observe(&c, at(660), Some(95.0)));
+        assert!(e.observe(&c, at(660), Some(95.0), false));
         for s in (720..3600).step_by(60) {
-            assert!(!e.observe(&c, at(s), Some(99.0)), "{s}");
+            assert!(!e.observe(&c, at(s), Some(99.0), false), "{s}");
         }
         // A new episode fires again once it has held long enough.
-        assert!(!e.observe(&c, at(3660), Some(10.0)));
-        assert!(!e.observe(&c, at(3720), Some(90.0)));
-        assert!(e.observe(&c, at(3720 + 300), Some(90.0)));
+        assert!(!e.observe(&c, at(3660), Some(10.0), false));
+        assert!(!e.observe(&c, at(3720), Some(90.0), false));
+        assert!(e.observe(&c, at(3720 + 300), Some(90.0), false));
     }
 
     #[test]
     fn the_cooldown_holds_back_a_flapping_condition() {
         let c = cond("metric = \"memory_used_percent\"\nabove = 85\ncooldown = \"10m\"").unwrap();
         let mut e = Episode::default();
-        assert!(e.observe(&c, at(0), Some(90.0)));
-        assert!(!e.observe(&c, at(60), Some(80.0)));
+        assert!(e.observe(&c, at(0), Some(90.0), false));
+        assert!(!e.observe(&c, at(60), Some(80.0), false));
         // A new episode inside the cooldown waits for it to pass...
-        assert!(!e.observe(&c, at(120), Some(90.0)));
-        assert!(!e.observe(&c, at(540), Some(90.0)));
+        assert!(!e.observe(&c, at(120), Some(90.0), false));
+        assert!(!e.observe(&c, at(540), Some(90.0), false));
         // ...and fires when it has, if the condition still holds.
-        assert!(e.observe(&c, at(600), Some(90.0)));
+        assert!(e.observe(&c, at(600), Some(90.0), false));
         // A missing figure ends an episode without firing.
-        assert!(!e.observe(&c, at(660), None));
+        assert!(!e.observe(&c, at(660), None, false));
         assert_eq!(e.since, None);
     }
 }

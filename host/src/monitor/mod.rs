@@ -160,14 +160,28 @@ impl Ring {
     }
 }
 
+/// One job's conditions as [`Monitor::check`] weighs them.
+pub struct ConditionsOf<'a> {
+    pub job: &'a str,
+    pub enabled: bool,
+    /// Running, and may not start another run (`overlap = "forbid"`).
+    pub busy: bool,
+    pub conditions: &'a [condition::Condition],
+}
+
 /// A job's condition that holds and should run the job now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fired {
     pub job: String,
+    /// Which of the job's conditions.
+    pub index: usize,
     /// The condition described, with the figure that fired it.
     pub reason: String,
     /// When the sample that fired it was taken.
     pub at: DateTime<Utc>,
+    /// When it ran the job before this, to go back to if this run does
+    /// not start (see [`Monitor::not_run`]).
+    pub previous: Option<DateTime<Utc>>,
 }
 
 /// Where one job's condition stands, for `opsd status` and `/metrics`.
@@ -195,6 +209,9 @@ pub struct Monitor {
     ring: std::sync::Mutex<Ring>,
     /// Per (job, index of its condition).
     episodes: std::sync::Mutex<std::collections::HashMap<(String, usize), condition::Episode>>,
+    /// Jobs whose conditions' memory changed since the caller last saved
+    /// it (an episode ran the job, or ended).
+    changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The newest sample conditions were checked against.
     checked: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Woken each time a sample arrives.
@@ -256,49 +273,140 @@ impl Monitor {
     }
 
     /// Checks the conditions of `jobs` (name, enabled, conditions) against
-    /// the newest sample, once per sample, and says which should run now.
-    pub fn check(&self, jobs: &[(&str, bool, &[condition::Condition])]) -> Vec<Fired> {
+    /// every sample not checked yet, oldest first (a condition must hold
+    /// in each sample of its window, not only in the newest), and says
+    /// which should run now.
+    ///
+    /// `busy` jobs are running and may not start another run (`overlap =
+    /// "forbid"`): a condition whose run was refused for it waits.
+    pub fn check(&self, jobs: &[ConditionsOf<'_>]) -> Vec<Fired> {
         let history = self.history();
-        let Some(sample) = history.last() else {
+        let Some(newest) = history.last() else {
             return Vec::new();
         };
-        {
+        let first_new = {
             let mut checked = self.checked.locked();
-            if *checked == Some(sample.taken) {
-                return Vec::new();
-            }
-            *checked = Some(sample.taken);
-        }
-        let before = &history[..history.len() - 1];
+            let first = match *checked {
+                Some(c) if c == newest.taken => return Vec::new(),
+                Some(c) => history.partition_point(|s| s.taken <= c),
+                None => history.len() - 1,
+            };
+            *checked = Some(newest.taken);
+            first
+        };
         let mut episodes = self.episodes.locked();
         // Conditions of jobs gone or changed by a reload start afresh.
-        episodes.retain(|(job, i), _| jobs.iter().any(|(n, _, c)| n == job && *i < c.len()));
+        episodes.retain(|(job, i), _| jobs.iter().any(|j| j.job == job && *i < j.conditions.len()));
+        let mut changed = self.changed.locked();
         let mut fired = Vec::new();
-        for (job, enabled, conditions) in jobs {
-            for (i, cond) in conditions.iter().enumerate() {
-                let episode = episodes.entry((job.to_string(), i)).or_default();
-                let value = cond.metric.value(sample, before);
-                if !enabled {
-                    *episode = condition::Episode {
-                        value,
-                        ..Default::default()
-                    };
-                    continue;
-                }
-                if episode.observe(cond, sample.taken, value) {
-                    fired.push(Fired {
-                        job: job.to_string(),
-                        reason: format!(
-                            "{}: {}",
-                            cond.describe(),
-                            value.map_or("-".into(), |v| format!("{v:.1}"))
-                        ),
-                        at: sample.taken,
-                    });
+        for at in first_new..history.len() {
+            let (sample, before) = (&history[at], &history[..at]);
+            for ConditionsOf {
+                job,
+                enabled,
+                busy,
+                conditions,
+            } in jobs
+            {
+                for (i, cond) in conditions.iter().enumerate() {
+                    let episode = episodes.entry((job.to_string(), i)).or_default();
+                    let value = cond.metric.value(sample, before);
+                    let was = (episode.fired, episode.last_fired);
+                    if !enabled {
+                        *episode = condition::Episode {
+                            value,
+                            last_fired: episode.last_fired,
+                            ..Default::default()
+                        };
+                    } else if episode.observe(cond, sample.taken, value, *busy) {
+                        fired.push(Fired {
+                            job: job.to_string(),
+                            index: i,
+                            reason: format!(
+                                "{}: {}",
+                                cond.describe(),
+                                value.map_or("-".into(), |v| format!("{v:.1}"))
+                            ),
+                            at: sample.taken,
+                            previous: was.1,
+                        });
+                    }
+                    if (episode.fired, episode.last_fired) != was {
+                        changed.insert(job.to_string());
+                    }
                 }
             }
         }
         fired
+    }
+
+    /// A fire whose run did not start (the job was still running under
+    /// `overlap = "forbid"`): its episode has not run the job, so the
+    /// condition fires again with the next sample it holds in, and the
+    /// cooldown counts from the run before.
+    pub fn not_run(&self, fired: &Fired) {
+        let mut episodes = self.episodes.locked();
+        if let Some(e) = episodes.get_mut(&(fired.job.clone(), fired.index))
+            && e.last_fired == Some(fired.at)
+        {
+            e.fired = false;
+            e.waiting = true;
+            e.last_fired = fired.previous;
+            self.changed.locked().insert(fired.job.clone());
+        }
+    }
+
+    /// Jobs whose conditions' memory changed since the last call.
+    pub fn take_changed(&self) -> Vec<String> {
+        std::mem::take(&mut *self.changed.locked())
+            .into_iter()
+            .collect()
+    }
+
+    /// What `job`'s conditions remember, to keep across restarts.
+    pub fn memory_of(
+        &self,
+        job: &str,
+        conditions: &[condition::Condition],
+    ) -> Vec<crate::record::ConditionMemory> {
+        let episodes = self.episodes.locked();
+        conditions
+            .iter()
+            .enumerate()
+            .map(|(i, cond)| {
+                let e = episodes.get(&(job.to_string(), i));
+                crate::record::ConditionMemory {
+                    condition: cond.describe(),
+                    fired: e.is_some_and(|e| e.fired),
+                    last_fired: e.and_then(|e| e.last_fired),
+                }
+            })
+            .collect()
+    }
+
+    /// Takes back what `job`'s conditions remembered before a restart;
+    /// a condition written differently now starts afresh. How long one
+    /// has held is not kept: the count starts again with the first sample
+    /// (nobody saw the machine while opsd was down).
+    pub fn restore(
+        &self,
+        job: &str,
+        conditions: &[condition::Condition],
+        memory: &[crate::record::ConditionMemory],
+    ) {
+        let mut episodes = self.episodes.locked();
+        for (i, cond) in conditions.iter().enumerate() {
+            if let Some(m) = memory.get(i).filter(|m| m.condition == cond.describe()) {
+                episodes.insert(
+                    (job.to_string(), i),
+                    condition::Episode {
+                        fired: m.fired,
+                        last_fired: m.last_fired,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
     }
 
     /// Where every condition of `jobs` stands.
@@ -553,6 +661,92 @@ mod tests {
             ..Sample::default()
         });
         assert_eq!(r.len(), 1);
+    }
+
+    fn cpu(t: i64, percent: f64) -> Sample {
+        Sample {
+            taken: at(t),
+            cpu_percent: percent,
+            ..Sample::default()
+        }
+    }
+
+    fn conditions(text: &str) -> Vec<condition::Condition> {
+        let raw: condition::RawCondition = toml::from_str(text).expect("condition");
+        vec![condition::Condition::from_raw(&raw).expect("valid")]
+    }
+
+    fn job<'a>(conds: &'a [condition::Condition], busy: bool) -> [ConditionsOf<'a>; 1] {
+        [ConditionsOf {
+            job: "j",
+            enabled: true,
+            busy,
+            conditions: conds,
+        }]
+    }
+
+    #[test]
+    fn a_condition_holds_over_every_sample_not_only_the_newest() {
+        let c = conditions("metric = \"cpu_percent\"\nabove = 80\nfor = \"2m\"\ncooldown = \"0s\"");
+        let m = Monitor::new(Duration::from_secs(3600));
+        m.push(cpu(0, 95.0));
+        assert!(m.check(&job(&c, false)).is_empty());
+        // Two samples arrive before the next check; the first dips.
+        m.push(cpu(60, 50.0));
+        m.push(cpu(120, 95.0));
+        assert!(
+            m.check(&job(&c, false)).is_empty(),
+            "the dip at 60 s ended the episode"
+        );
+        m.push(cpu(240, 95.0));
+        let fired = m.check(&job(&c, false));
+        assert_eq!(fired.len(), 1, "held from 120 s to 240 s");
+        assert_eq!(fired[0].at, at(240));
+    }
+
+    #[test]
+    fn what_a_condition_remembers_survives_a_restart() {
+        let c = conditions("metric = \"cpu_percent\"\nabove = 80\ncooldown = \"1h\"");
+        let m = Monitor::new(Duration::from_secs(3600));
+        m.push(cpu(0, 95.0));
+        assert_eq!(m.check(&job(&c, false)).len(), 1);
+        assert_eq!(m.take_changed(), ["j"]);
+        let memory = m.memory_of("j", &c);
+        assert!(memory[0].fired && memory[0].last_fired == Some(at(0)));
+        // A new daemon: the same episode does not fire again...
+        let again = Monitor::new(Duration::from_secs(3600));
+        again.restore("j", &c, &memory);
+        again.push(cpu(60, 95.0));
+        assert!(again.check(&job(&c, false)).is_empty());
+        // ...nor a new one inside the cooldown...
+        again.push(cpu(120, 10.0));
+        again.push(cpu(180, 95.0));
+        assert!(again.check(&job(&c, false)).is_empty());
+        // ...but a condition written differently starts afresh.
+        let other = conditions("metric = \"cpu_percent\"\nabove = 70\ncooldown = \"1h\"");
+        let fresh = Monitor::new(Duration::from_secs(3600));
+        fresh.restore("j", &other, &memory);
+        fresh.push(cpu(60, 95.0));
+        assert_eq!(fresh.check(&job(&other, false)).len(), 1);
+    }
+
+    #[test]
+    fn a_fire_that_did_not_start_waits_for_the_job_to_be_idle() {
+        let c = conditions("metric = \"cpu_percent\"\nabove = 80\ncooldown = \"10m\"");
+        let m = Monitor::new(Duration::from_secs(3600));
+        m.push(cpu(0, 95.0));
+        let fired = m.check(&job(&c, true));
+        assert_eq!(fired.len(), 1, "nothing waits yet: the fire is tried");
+        m.not_run(&fired[0]);
+        // While the job runs, no fire (and no skipped run each sample).
+        m.push(cpu(60, 95.0));
+        assert!(m.check(&job(&c, true)).is_empty());
+        // Idle again and still holding: it fires, its cooldown untouched
+        // by the fire that did not run.
+        m.push(cpu(120, 95.0));
+        let fired = m.check(&job(&c, false));
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].previous, None);
     }
 
     #[test]
