@@ -19,6 +19,31 @@ const BUILTINS: &[(&str, &str)] = &[
     ("report", "opsd-report"),
 ];
 
+/// Sets `opsd_privileged` when the build runs as root or may use
+/// password-less sudo: tests that must mount a tmpfs or give a file to
+/// another user are then built to run, and elsewhere built as ignored
+/// (shown as such by the test runner, not passed without running).
+fn privileged_cfg() {
+    println!("cargo:rustc-check-cfg=cfg(opsd_privileged)");
+    println!("cargo:rerun-if-env-changed=USER");
+    println!("cargo:rerun-if-env-changed=SUDO_USER");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let sudo = || {
+        std::process::Command::new("sudo")
+            .args(["-n", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if root || sudo() {
+        println!("cargo:rustc-cfg=opsd_privileged");
+    }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -35,6 +60,7 @@ fn run() -> Result<(), String> {
     let out_dir = PathBuf::from(env("OUT_DIR")?);
     let target_dir = components::target_dir(&out_dir)?;
 
+    privileged_cfg();
     for path in ["plugins", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }

@@ -286,7 +286,13 @@ fn exec_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
             out.push((
                 Level::Warning,
                 format!(
-                    "the job grants `{}`, which plugin {name} does not say it runs",
+                    "the job grants `{}`, which plugin {name} does not list among the programs it may run ({}); fine if the job's config makes it run `{}`, otherwise take it out of `exec` (each granted program is one more a misbehaving plugin could start)",
+                    p.name,
+                    if caps.exec.is_empty() {
+                        "it lists none".to_owned()
+                    } else {
+                        crate::diag::toml_strings(&caps.exec)
+                    },
                     p.name
                 ),
             ));

@@ -1765,6 +1765,41 @@ mod tests {
         });
     }
 
+    /// Issue 23 (13): each smaller mistake an operator made gets a message
+    /// that names the file and line and says what to write.
+    #[test]
+    fn operator_mistakes_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").expect("file");
+        let job = |extra: &str| {
+            format!(
+                "data_dir = \"/tmp/x\"\n[[job]]\nname = \"j\"\nplugin = \"p\"\nschedule = \"@daily\"\n{extra}\n"
+            )
+        };
+        let cases = [
+            job("timeout = \"99999999999d\""),
+            job("when = { metric = \"memory_used_percent\", above = 185 }"),
+            job("[job.grants]\nnet = [\"10.0.0.0/33:80\"]"),
+            format!("data_dir = \"{}\"\n", file.display()),
+            format!(
+                "data_dir = \"/tmp/x\"\nplugin_dir = \"{}\"\n",
+                file.display()
+            ),
+        ];
+        let said: Vec<String> = cases
+            .iter()
+            .map(|text| match parse(text) {
+                Ok(_) => "accepted".to_owned(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        let said = said
+            .join("\n")
+            .replace(&file.display().to_string(), "[FILE]");
+        insta::assert_snapshot!(said);
+    }
+
     #[test]
     fn relative_paths_follow_the_config_file() {
         let c = parse("data_dir = \"state\"\n").unwrap();

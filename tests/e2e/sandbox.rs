@@ -478,14 +478,30 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
                 .into(),
             rw.into(),
             "failed",
-            "denied by the job's grants: fs /data".into(),
+            "the symlink `l2` -> `../../../../../etc/passwd` was refused: a link a plugin makes must point inside its grant /data".into(),
         ),
         (
             "plugin-symlink-abs",
             "action = \"symlink\"\nprogram = \"/etc/passwd\"\npath = \"/data/l1\"".into(),
             rw.into(),
             "failed",
-            "not-permitted".into(),
+            "the symlink `l1` -> `/etc/passwd` was refused: a link a plugin makes must point inside its grant /data".into(),
+        ),
+        (
+            // Issue 25 (4): the plugin catches the refusal and says ok;
+            // the attempt still fails the run, naming the grant.
+            "dotdot-caught",
+            "action = \"try-quietly\"\npath = \"/data/../../etc/passwd\"".into(),
+            rw.into(),
+            "failed",
+            "fs: opening `../../etc/passwd` in /data was refused: it leads out of the grant /data (".into(),
+        ),
+        (
+            "ro-write-caught",
+            "action = \"try-quietly\"\npath = \"/data/nothing\"\nprogram = \"/data/new.txt\"".into(),
+            ro.into(),
+            "failed",
+            "fs: opening `/data/new.txt` was refused: the grant /data (".into(),
         ),
         (
             "fill-past-quota",

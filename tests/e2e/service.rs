@@ -381,7 +381,7 @@ schedule = "@daily"
             "{file}:5: job `rotate`: error: plugin log-rotate writes under /logs (the logs to rotate, and the state file), but the grant /logs -> "
         ),
         format!(
-            "{file}:5: job `rotate`: warning: the job grants `sh`, which plugin log-rotate does not say it runs"
+            "{file}:5: job `rotate`: warning: the job grants `sh`, which plugin log-rotate does not list among the programs it may run ("
         ),
         format!(
             "{file}:14: job `rotate`: error: config key `rotat` is not known to plugin log-rotate (it knows "

@@ -8,6 +8,7 @@
 //! what happened in words an operator can act on.
 
 pub mod cache;
+mod fs_gate;
 pub mod log;
 mod quota;
 mod state;
@@ -356,6 +357,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         gate_name_lookup(&mut linker)?;
         quota::gate_writes(&mut linker)?;
+        fs_gate::gate_paths(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
         crate::system::prime();

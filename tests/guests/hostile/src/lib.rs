@@ -182,6 +182,13 @@ impl Plugin for Hostile {
                 }
                 Ok(Outcome::ok(format!("churned {} MiB", cfg.seconds)))
             }
+            // Reads `path` and writes `program` (a path too), ignoring
+            // what either says: a plugin that catches the refusal.
+            "try-quietly" => {
+                let read = std::fs::read_to_string(&cfg.path).is_ok();
+                let wrote = !cfg.program.is_empty() && std::fs::write(&cfg.program, b"x").is_ok();
+                Ok(Outcome::ok(format!("read {read}, wrote {wrote}")))
+            }
             "loop" => {
                 let mut x: u64 = 0;
                 loop {
