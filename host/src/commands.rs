@@ -430,6 +430,7 @@ async fn history(
         status,
         since,
         limit: Some(limit),
+        real_only: false,
     };
     let runs = Backend::open(config).await?.history(&q).await?;
     if json {

@@ -955,6 +955,7 @@ impl Ops {
             status: None,
             since: Some(since),
             limit: Some(10_000),
+            real_only: false,
         })?;
         let runs = runs
             .into_iter()
@@ -997,6 +998,7 @@ impl Ops {
                     status: None,
                     since: None,
                     limit: Some(1),
+                    real_only: false,
                 })?
                 .first()
                 .map(|r| r.started.timestamp());

@@ -53,6 +53,10 @@ pub struct HistoryQuery {
     pub status: Option<RunStatus>,
     pub since: Option<DateTime<Utc>>,
     pub limit: Option<usize>,
+    /// Leaves dry runs out: previews, which did nothing (what plugins
+    /// reading history are given).
+    #[serde(default)]
+    pub real_only: bool,
 }
 
 /// Handle to the open store; cheap to clone.
@@ -244,7 +248,8 @@ impl Store {
             if let Some(v) = self.runs.get(key)? {
                 let rec: RunRecord = decode(key, &v)?;
                 let keep = q.status.is_none_or(|s| s == rec.status)
-                    && q.since.is_none_or(|s| rec.started >= s);
+                    && q.since.is_none_or(|s| rec.started >= s)
+                    && !(q.real_only && rec.dry_run);
                 if keep {
                     out.push(rec);
                 }

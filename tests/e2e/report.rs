@@ -596,6 +596,25 @@ fn dry_runs_count_in_no_rate_or_duration() {
     assert_eq!(rotate["ok"], 2, "{rotate:#}");
     assert_eq!(rotate["dry_runs"], 1, "{rotate:#}");
     assert_eq!(report["totals"]["runs"], 2, "{report:#}");
+    // The scheduled report plugin: the history interface gives plugins
+    // the runs that happened, never the dry runs.
+    let rec = env.run_job("reports");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let json = rec["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["path"].as_str())
+        .find(|p| p.ends_with(".json"))
+        .unwrap_or_else(|| panic!("{rec:#}"))
+        .trim_start_matches("/reports/")
+        .to_owned();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("reports").join(json)).unwrap())
+            .unwrap();
+    let rotate = job(&written, "rotate");
+    assert_eq!(rotate["runs"], 2, "{rotate:#}");
+    assert_eq!(rotate["ok"], 2, "{rotate:#}");
     assert!(daemon.stop().success());
 }
 

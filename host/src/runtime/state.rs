@@ -417,6 +417,7 @@ impl history::Host for RunState {
             status: None,
             since,
             limit: Some(limit.min(10_000) as usize),
+            real_only: true,
         };
         store
             .history(&query)

@@ -131,8 +131,7 @@ fn gather(period: Period) -> Input {
                 duration_ms: r.duration_ms,
                 metrics: Vec::new(),
                 details: String::new(),
-                // The history interface (0.1.2) does not say whether a
-                // run was a dry run; `opsd report` reads it from the store.
+                // The history interface gives plugins no dry runs.
                 dry_run: false,
             };
             if wants_detail(&run.plugin) && details < MAX_DETAILS {
