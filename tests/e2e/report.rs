@@ -472,9 +472,34 @@ fn mount_of<'a>(status: &'a Value, path: &Path) -> &'a Value {
 fn the_reports_disk_figure_is_opsd_statuss() {
     let env = truth_env();
     let daemon = env.daemon();
+    // The daemon has sampled once it is up.
+    let before = crate::util::wait_for(std::time::Duration::from_secs(10), || {
+        let s = env.json(&["status", "--json"]);
+        s["sample"]["taken"].is_string().then_some(s)
+    })
+    .expect("a first sample");
     let rec = env.run_job("reports");
     assert_eq!(rec["status"], "ok", "{rec:#}");
     let status = env.json(&["status", "--json"]);
+    // CPU and memory now are the daemon's sample's, as opsd status shows
+    // them (when no new sample came meanwhile), not a reading of its own.
+    if before["sample"]["taken"] == status["sample"]["taken"] {
+        let report = written_report(&env, &rec);
+        let sample = &status["sample"];
+        let cpu = sample["cpu_percent"].as_f64().unwrap();
+        assert!(
+            (report["system"]["cpu_percent"].as_f64().unwrap() - cpu).abs() < 0.01,
+            "{:#} vs {sample:#}",
+            report["system"]
+        );
+        let memory = sample["memory_used_bytes"].as_f64().unwrap() * 100.0
+            / sample["memory_total_bytes"].as_f64().unwrap();
+        assert!(
+            (report["system"]["memory_percent"].as_f64().unwrap() - memory).abs() < 0.01,
+            "{:#} vs {sample:#}",
+            report["system"]
+        );
+    }
     let report = written_report(&env, &rec);
     let mount = mount_of(&status, env.dir.path());
     let name = mount["path"].as_str().unwrap();

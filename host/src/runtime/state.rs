@@ -288,9 +288,29 @@ fn exec_error(e: &process::ExecError) -> String {
     }
 }
 
+/// How old the daemon's sample may be for a plugin's snapshot to use it
+/// (the default `[monitor] interval` is a minute).
+const SAMPLE_FRESH: std::time::Duration = std::time::Duration::from_secs(180);
+
 impl system::Host for RunState {
+    /// The machine now, with the daemon's newest sample's CPU, load and
+    /// memory when it is fresh: the figures `opsd status` shows, so a
+    /// report and the status agree (a CPU figure read now would cover
+    /// only the moment of the call).
     fn snapshot(&mut self) -> system::SystemSnapshot {
-        crate::system::snapshot()
+        let mut now = crate::system::snapshot();
+        let latest = self.env.monitor.as_ref().and_then(|m| m.latest());
+        if let Some(s) = latest
+            .filter(|s| (chrono::Utc::now() - s.taken).to_std().unwrap_or_default() <= SAMPLE_FRESH)
+        {
+            now.cpu_percent = s.cpu_percent as f32;
+            now.load_average = (s.load[0], s.load[1], s.load[2]);
+            now.memory_total_bytes = s.memory_total_bytes;
+            now.memory_used_bytes = s.memory_used_bytes;
+            now.swap_total_bytes = s.swap_total_bytes;
+            now.swap_used_bytes = s.swap_used_bytes;
+        }
+        now
     }
 
     fn monitor(&mut self) -> system::MonitorFigures {
