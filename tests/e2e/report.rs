@@ -683,3 +683,49 @@ fn each_report_run_writes_its_own_files() {
     }
     assert!(daemon.stop().success());
 }
+
+/// Issue 23 (6): one file per report run must not fill the disk: a run
+/// removes this period's reports past `keep`, every format of each.
+#[test]
+fn reports_past_keep_are_removed() {
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "reports"
+plugin = "report"
+schedule = "{}"
+[job.grants]
+fs = [{{ host = "reports", guest = "/reports", access = "rw", create = true }}]
+history = "all"
+[job.config]
+output_dir = "/reports"
+keep = 2
+"#,
+        crate::util::far_off()
+    ));
+    std::fs::create_dir_all(env.path("reports")).unwrap();
+    std::fs::write(env.path("reports/notes.html"), "mine").unwrap();
+    let daemon = env.daemon();
+    let mut summaries = Vec::new();
+    for _ in 0..3 {
+        let rec = env.run_job("reports");
+        assert_eq!(rec["status"], "ok", "{rec:#}");
+        summaries.push(rec["summary"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(env.path("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        7,
+        "two reports of three files, and notes.html: {names:?}"
+    );
+    assert!(names.contains(&"notes.html".to_owned()));
+    assert!(
+        summaries[2].contains("removed 3 older report files (keep = 2)"),
+        "{summaries:#?}"
+    );
+    assert!(daemon.stop().success());
+}

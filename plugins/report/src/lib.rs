@@ -26,7 +26,8 @@ const SCHEMA: &str = r#"{
     "output_dir": {"type": "string", "description": "guest path (read-write grant) the reports are written to"},
     "period": {"enum": ["daily", "weekly", "monthly"], "default": "daily"},
     "formats": {"type": "array", "items": {"enum": ["json", "md", "html", "text"]}},
-    "file_per": {"enum": ["run", "period"], "default": "run", "description": "name files after the run's slot (to the minute) or after its day; never replacing another run's files either way"}
+    "file_per": {"enum": ["run", "period"], "default": "run", "description": "name files after the run's slot (to the minute) or after its day; never replacing another run's files either way"},
+    "keep": {"type": "integer", "minimum": 0, "default": 100, "description": "newest reports of this period to keep in output_dir (older ones are removed after a report is written); 0 keeps all"}
   }
 }"#;
 
@@ -46,6 +47,35 @@ pub struct Config {
     pub formats: Vec<String>,
     #[serde(default)]
     pub file_per: FilePer,
+    #[serde(default = "keep_default")]
+    pub keep: u64,
+}
+
+fn keep_default() -> u64 {
+    100
+}
+
+/// The stems (path without extension) of this period's reports in
+/// `names` (file names in the output directory) past the newest `keep`,
+/// oldest first: what a run removes. Names sort as their slots do.
+pub fn beyond_keep(names: &[String], kind: &str, exts: &[&str], keep: u64) -> Vec<String> {
+    if keep == 0 {
+        return Vec::new();
+    }
+    let prefix = format!("report-{kind}-");
+    let mut stems: Vec<String> = names
+        .iter()
+        .filter(|n| n.starts_with(&prefix))
+        .filter_map(|n| {
+            let (stem, ext) = n.rsplit_once('.')?;
+            exts.contains(&ext).then(|| stem.to_owned())
+        })
+        .collect();
+    stems.sort();
+    stems.dedup();
+    let excess = stems.len().saturating_sub(keep as usize);
+    stems.truncate(excess);
+    stems
 }
 
 /// What a report file is named after.
@@ -253,6 +283,33 @@ impl Plugin for Report {
             }
             written.push((path, text.len() as u64));
         }
+        // Older reports of this period past `keep`, every format of each.
+        let all_exts = ["json", "md", "html", "txt"];
+        let names: Vec<String> = std::fs::read_dir(&cfg.output_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let dir = cfg.output_dir.trim_end_matches('/');
+        let mut pruned = 0u64;
+        for stem in beyond_keep(&names, &report.period.kind, &all_exts, cfg.keep) {
+            for ext in all_exts {
+                let path = format!("{dir}/{stem}.{ext}");
+                if !names.iter().any(|n| *n == format!("{stem}.{ext}")) {
+                    continue;
+                }
+                if ctx.dry_run {
+                    opsd_sdk::info!("would remove {path} (keep = {})", cfg.keep);
+                } else if let Err(e) = std::fs::remove_file(&path) {
+                    opsd_sdk::warn!("could not remove {path}: {e}");
+                    continue;
+                }
+                pruned += 1;
+            }
+        }
         let t = &report.totals;
         let mut summary = format!(
             "{} report: {} runs, {} failed, success {}; {} need attention",
@@ -272,11 +329,23 @@ impl Plugin for Report {
                 if ctx.dry_run { "would write" } else { "wrote" }
             ));
         }
+        if pruned > 0 {
+            summary.push_str(&format!(
+                "; {} {pruned} older report files (keep = {})",
+                if ctx.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                cfg.keep
+            ));
+        }
         let mut out = Outcome::ok(summary)
             .details(report.attention.join("\n"))
             .metric("runs", t.runs as f64, None)
             .metric("failed", t.failed as f64, None)
-            .metric("attention", report.attention.len() as f64, None);
+            .metric("attention", report.attention.len() as f64, None)
+            .metric("pruned_files", pruned as f64, None);
         if let Some(r) = t.success_rate {
             out = out.metric("success_rate", r, Some("percent"));
         }
@@ -318,8 +387,34 @@ mod tests {
     fn the_schema_says_what_config_parses() {
         opsd_sdk::schema::assert_matches::<Config>(
             SCHEMA,
-            &serde_json::json!({"output_dir": "/reports", "period": "weekly", "formats": ["json", "html"], "file_per": "period"}),
+            &serde_json::json!({"output_dir": "/reports", "period": "weekly", "formats": ["json", "html"], "file_per": "period", "keep": 30}),
         );
+    }
+
+    #[test]
+    fn only_this_periods_oldest_reports_past_keep_go() {
+        let names: Vec<String> = [
+            "report-daily-2026-11-29T0900.html",
+            "report-daily-2026-11-29T0900.json",
+            "report-daily-2026-11-30T0900.html",
+            "report-daily-2026-11-30T0900-2.html",
+            "report-daily-2026-11-30T1800.html",
+            "report-weekly-2026-11-23T0000.html",
+            "report-daily-notes.pdf",
+            "unrelated.html",
+        ]
+        .map(String::from)
+        .to_vec();
+        let exts = ["json", "md", "html"];
+        assert_eq!(
+            beyond_keep(&names, "daily", &exts, 2),
+            [
+                "report-daily-2026-11-29T0900",
+                "report-daily-2026-11-30T0900"
+            ]
+        );
+        assert!(beyond_keep(&names, "daily", &exts, 0).is_empty());
+        assert!(beyond_keep(&names, "weekly", &exts, 1).is_empty());
     }
 
     #[test]
