@@ -18,6 +18,9 @@ struct Config {
     /// For `exec`: send stdout to this guest file instead of capturing it.
     #[serde(default)]
     stdout: Option<String>,
+    /// For `exec`: send stderr to this guest file (appended to).
+    #[serde(default)]
+    stderr: Option<String>,
     /// `host:port` for `tcp` and `http`.
     #[serde(default)]
     address: String,
@@ -76,6 +79,9 @@ impl Plugin for Hostile {
                 }
                 if let Some(file) = &cfg.stdout {
                     cmd = cmd.stdout(opsd_sdk::Output::File(file.clone()));
+                }
+                if let Some(file) = &cfg.stderr {
+                    cmd = cmd.stderr(opsd_sdk::Output::Append(file.clone()));
                 }
                 match cmd.run() {
                     Ok(exit) if exit.success() => Ok(Outcome::ok(
@@ -170,6 +176,59 @@ impl Plugin for Hostile {
                         .map_err(|e| PluginError::io(format!("writing {}", cfg.program), &e))?;
                 }
                 Ok(Outcome::ok(format!("wrote {} MiB", cfg.seconds)))
+            }
+            // Writes `seconds` MiB into `path` (a grant without a quota),
+            // then moves it to `program` (into one with a quota) whole: by
+            // rename, or by a hard link when `args` is ["link"].
+            "move-in" => {
+                fill(&cfg.path, cfg.seconds)?;
+                let r = if cfg.args.first().map(String::as_str) == Some("link") {
+                    std::fs::hard_link(&cfg.path, &cfg.program)
+                } else {
+                    std::fs::rename(&cfg.path, &cfg.program)
+                };
+                r.map_err(|e| PluginError::io(format!("moving to {}", cfg.program), &e))?;
+                Ok(Outcome::ok(format!("moved {} MiB in", cfg.seconds)))
+            }
+            // Opens `path`/f.bin (`path` a new directory), then buries
+            // `path` 18 directories of 250 bytes deep by renames (each
+            // short), so the file's host path is longer than PATH_MAX and
+            // /proc/self/fd cannot name it; then writes `seconds` MiB
+            // through the handle it kept.
+            "bury-then-fill" => {
+                use std::io::Write;
+                let io = |what: &str, e: std::io::Error| PluginError::io(what.to_string(), &e);
+                std::fs::create_dir(&cfg.path).map_err(|e| io("mkdir", e))?;
+                let mut f = std::fs::File::create(format!("{}/f.bin", cfg.path))
+                    .map_err(|e| io("creating", e))?;
+                let (parent, name) = cfg.path.rsplit_once('/').unwrap_or(("", &cfg.path));
+                let mut top = name.to_string();
+                for i in 0..18 {
+                    let next = (if i % 2 == 0 { "A" } else { "B" }).repeat(250);
+                    std::fs::create_dir(format!("{parent}/{next}")).map_err(|e| io("mkdir", e))?;
+                    std::fs::rename(format!("{parent}/{top}"), format!("{parent}/{next}/{top}"))
+                        .map_err(|e| io("burying", e))?;
+                    top = next;
+                }
+                let chunk = vec![0x5au8; 1 << 20];
+                for _ in 0..cfg.seconds {
+                    f.write_all(&chunk).map_err(|e| io("writing", e))?;
+                }
+                Ok(Outcome::ok(format!("wrote {} MiB buried", cfg.seconds)))
+            }
+            // Makes `path` a chain of `seconds` nested directories, then
+            // runs `program` with `args`.
+            "nest-then-exec" => {
+                let deep: String = (0..cfg.seconds).map(|_| "/d").collect();
+                std::fs::create_dir_all(format!("{}{deep}", cfg.path))
+                    .map_err(|e| PluginError::io(format!("nesting {}", cfg.path), &e))?;
+                exec_ok(&cfg.program, &cfg.args)
+            }
+            // Writes `seconds` MiB into `path`, then runs `program` with
+            // `args` (a workload that fills its grant, then runs a tool).
+            "fill-then-exec" => {
+                fill(&cfg.path, cfg.seconds)?;
+                exec_ok(&cfg.program, &cfg.args)
             }
             // Writes a 1 MiB file `seconds` times, deleting each before the
             // next: never holding more than 1 MiB, it must never be refused.
@@ -375,6 +434,36 @@ fn http_get(authority: &str) -> Result<u16, String> {
         .map_err(|_| "response taken twice")?
         .map_err(|e| format!("{e:?}"))?;
     Ok(response.status())
+}
+
+/// Writes `mib` MiB to a new file at `path`.
+fn fill(path: &str, mib: u64) -> Result<(), PluginError> {
+    use std::io::Write;
+    let mut f =
+        std::fs::File::create(path).map_err(|e| PluginError::io(format!("creating {path}"), &e))?;
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..mib {
+        f.write_all(&chunk)
+            .map_err(|e| PluginError::io(format!("writing {path}"), &e))?;
+    }
+    Ok(())
+}
+
+/// Runs `program`: ok with its stdout when it succeeds.
+fn exec_ok(program: &str, args: &[String]) -> Result<Outcome, PluginError> {
+    match Command::new(program).args(args.to_vec()).run() {
+        Ok(exit) if exit.success() => Ok(Outcome::ok(format!(
+            "ran {program}: {}",
+            String::from_utf8_lossy(&exit.stdout).trim()
+        ))),
+        Ok(exit) => Ok(Outcome::failed(format!(
+            "exit {:?}, signal {:?}: {}",
+            exit.code,
+            exit.signal,
+            exit.stderr_text()
+        ))),
+        Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+    }
 }
 
 opsd_sdk::export_plugin!(Hostile);
