@@ -445,6 +445,40 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "quota: `sh`'s output into /q/",
         ),
         (
+            // Files unlinked while open: the disk holds them, the tree
+            // does not show them.
+            "hoard-unlinked",
+            "action = \"hoard-unlinked\"\npath = \"/q/u\"\nseconds = 32".into(),
+            format!("fs = [{q8}]"),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            // A program moving 7 MiB from one grant with a quota into
+            // another holding 7 MiB of its 8 (the test puts them there).
+            "mv-across",
+            format!(
+                "action = \"exec\"\nprogram = \"mv\"\nargs = [\"{}/b.bin\", \"{}/\"]",
+                env.path("q2").display(),
+                q.display()
+            ),
+            format!(
+                "fs = [{q8}, {{ host = \"q2\", guest = \"/q2\", access = \"rw\", create = true, quota = \"8M\" }}]\nexec = [\"mv\"]"
+            ),
+            "failed",
+            "",
+        ),
+        (
+            // Written elsewhere, renamed over a file of the same size in
+            // the grant (5 of its 8 MiB, the test puts it there): the tree
+            // does not grow.
+            "rename-over",
+            "action = \"move-in\"\npath = \"/free/m.bin\"\nprogram = \"/q/m.bin\"\nseconds = 5".into(),
+            format!("fs = [{q8}, {free}]"),
+            "ok",
+            "moved 5 MiB in",
+        ),
+        (
             // At its quota, not past it: a program run then is fine.
             "full-then-true",
             "action = \"fill-then-exec\"\npath = \"/q/full.bin\"\nseconds = 8\nprogram = \"true\"".into(),
@@ -463,7 +497,20 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
     env.install_guest("opsd-test-hostile");
     let _daemon = env.daemon();
     let mut wrong = Vec::new();
+    let put = |rel: &str, mib: usize| {
+        let path = env.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, vec![0u8; mib << 20]).unwrap();
+    };
     for (name, _, _, status, needle) in &cases {
+        match *name {
+            "mv-across" => {
+                put("q/a.bin", 7);
+                put("q2/b.bin", 7);
+            }
+            "rename-over" => put("q/m.bin", 5),
+            _ => {}
+        }
         let out = env.run(&["run", name, "--json"]);
         let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let said = rec["error"]

@@ -228,7 +228,7 @@ impl QuotaBook {
             let a = account(&mut map, host);
             (a.charged, a.in_flight)
         };
-        let held = tree_bytes(host);
+        let held = tree_bytes(host).map(|t| t.saturating_add(unlinked_open(host)));
         let mut map = ACCOUNTS.locked();
         let a = account(&mut map, host);
         a.measured = held;
@@ -378,6 +378,42 @@ impl QuotaBook {
         }
         self.why.get().cloned().unwrap_or_default()
     }
+}
+
+/// Bytes of the files the daemon holds open that were unlinked from
+/// below `host` (or whose path /proc/self/fd cannot give): gone from the
+/// tree, they still take its disk until closed, and a plugin could keep
+/// any number of them.
+fn unlinked_open(host: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    for fd in fds.flatten() {
+        let below = match std::fs::read_link(fd.path()) {
+            Ok(target) => target
+                .as_os_str()
+                .as_bytes()
+                .strip_suffix(b" (deleted)")
+                .is_some_and(|p| Path::new(std::ffi::OsStr::from_bytes(p)).starts_with(host)),
+            Err(_) => true,
+        };
+        if !below {
+            continue;
+        }
+        // Gone for real (a file merely named so has links).
+        if let Ok(m) = std::fs::metadata(fd.path())
+            && m.is_file()
+            && m.nlink() == 0
+            && seen.insert((m.dev(), m.ino()))
+        {
+            total = total.saturating_add(m.len());
+        }
+    }
+    total
 }
 
 /// The file behind a descriptor, and the host path it has now (none
@@ -573,7 +609,16 @@ fn moving_in(
     if of.is_empty() {
         return None;
     }
-    let size = size_of(&from_dir, old, from.as_deref(), link);
+    let mut size = size_of(&from_dir, old, from.as_deref(), link);
+    if !link {
+        // A file renamed over goes: only what the new one adds counts.
+        let to_dir = cap_std::fs::Dir::from_std_file(to_dir);
+        if let Ok(m) = to_dir.symlink_metadata(new)
+            && m.is_file()
+        {
+            size = size.saturating_sub(m.len());
+        }
+    }
     Some((book, of, size))
 }
 

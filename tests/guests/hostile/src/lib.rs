@@ -216,6 +216,28 @@ impl Plugin for Hostile {
                 }
                 Ok(Outcome::ok(format!("wrote {} MiB buried", cfg.seconds)))
             }
+            // Creates `seconds` files of 4 MiB under `path`, unlinking each
+            // and keeping it open: the tree stays empty while the disk
+            // holds them all until the run ends.
+            "hoard-unlinked" => {
+                use std::io::Write;
+                let chunk = vec![0x5au8; 4 << 20];
+                let mut kept = Vec::new();
+                for i in 0..cfg.seconds {
+                    let p = format!("{}{i}", cfg.path);
+                    let mut f = std::fs::File::create(&p)
+                        .map_err(|e| PluginError::io(format!("creating {p}"), &e))?;
+                    std::fs::remove_file(&p)
+                        .map_err(|e| PluginError::io(format!("unlinking {p}"), &e))?;
+                    f.write_all(&chunk)
+                        .map_err(|e| PluginError::io(format!("writing {p}"), &e))?;
+                    kept.push(f);
+                }
+                Ok(Outcome::ok(format!(
+                    "held {} MiB in unlinked files",
+                    kept.len() * 4
+                )))
+            }
             // Makes `path` a chain of `seconds` nested directories, then
             // runs `program` with `args`.
             "nest-then-exec" => {
