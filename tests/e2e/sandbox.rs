@@ -402,6 +402,22 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "quota: grant /q (",
         ),
         (
+            // Linked out of the grant, written through the name outside.
+            "link-out-then-fill",
+            "action = \"link-then-fill\"\npath = \"/q/x.bin\"\nprogram = \"/free/x.bin\"\nseconds = 64".into(),
+            format!("fs = [{q8}, {free}]"),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            // Linked in empty, written through the name outside.
+            "link-in-then-fill",
+            "action = \"link-then-fill\"\npath = \"/free/y.bin\"\nprogram = \"/q/y.bin\"\nargs = [\"path\"]\nseconds = 64".into(),
+            format!("fs = [{q8}, {free}]"),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
             // A file whose host path is longer than PATH_MAX.
             "bury",
             "action = \"bury-then-fill\"\npath = \"/q/L\"\nseconds = 64".into(),

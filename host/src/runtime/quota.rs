@@ -165,6 +165,17 @@ impl QuotaBook {
             .collect()
     }
 
+    /// The accounts a write to `file` (at `path`, as /proc/self/fd names
+    /// it) draws on: those of its path, or every one when it has other
+    /// names (a hard link), which may lie in any grant.
+    fn accounts_of_file(&self, file: &std::fs::File, path: Option<&Path>) -> Vec<usize> {
+        use std::os::unix::fs::MetadataExt;
+        match file.metadata() {
+            Ok(m) if m.nlink() > 1 => self.accounts_of(None),
+            _ => self.accounts_of(path),
+        }
+    }
+
     /// Charges `growth` to the accounts `of` when it fits them all (in
     /// one step, so two runs cannot both take the last room); else the
     /// first account it does not fit.
@@ -460,7 +471,7 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                 if let (Some(book), Some((file, path))) =
                     (state.env.quota.clone(), file_of(state, &fd))
                 {
-                    let of = book.accounts_of(path.as_deref());
+                    let of = book.accounts_of_file(&file, path.as_deref());
                     let growth = growth_at(&file, offset, buf.len() as u64);
                     if book.charge(&of, growth).is_err() {
                         return Ok((Err(ErrorCode::InsufficientSpace),));
@@ -481,7 +492,7 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                 if let (Some(book), Some((file, path))) =
                     (state.env.quota.clone(), file_of(state, &fd))
                 {
-                    let of = book.accounts_of(path.as_deref());
+                    let of = book.accounts_of_file(&file, path.as_deref());
                     let growth = growth_at(&file, size, 0);
                     if book.charge(&of, growth).is_err() {
                         return Ok((Err(ErrorCode::InsufficientSpace),));
@@ -756,7 +767,9 @@ impl QuotaStream {
         };
         // Where the file is now decides what it draws on (it may have been
         // renamed since the stream was opened).
-        self.of = self.book.accounts_of(path_of(&self.file).as_deref());
+        self.of = self
+            .book
+            .accounts_of_file(&self.file, path_of(&self.file).as_deref());
         if self.book.charge(&self.of, growth).is_err() {
             // As ENOSPC, so `filesystem-error-code` says insufficient-space.
             return Err(StreamError::LastOperationFailed(wasmtime::Error::from(

@@ -238,6 +238,34 @@ impl Plugin for Hostile {
                     kept.len() * 4
                 )))
             }
+            // Creates `path` empty, hard-links it as `program`, then writes
+            // `seconds` MiB through a handle opened by the name `args`
+            // names ("path" or "program"): a file with a name in a grant
+            // with a quota, written through its name in one without.
+            "link-then-fill" => {
+                use std::io::Write;
+                std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                std::fs::hard_link(&cfg.path, &cfg.program)
+                    .map_err(|e| PluginError::io(format!("linking {}", cfg.program), &e))?;
+                let via = match cfg.args.first().map(String::as_str) {
+                    Some("path") => &cfg.path,
+                    _ => &cfg.program,
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(via)
+                    .map_err(|e| PluginError::io(format!("opening {via}"), &e))?;
+                let chunk = vec![0x5au8; 1 << 20];
+                for _ in 0..cfg.seconds {
+                    f.write_all(&chunk)
+                        .map_err(|e| PluginError::io(format!("writing {via}"), &e))?;
+                }
+                Ok(Outcome::ok(format!(
+                    "wrote {} MiB through {via}",
+                    cfg.seconds
+                )))
+            }
             // Makes `path` a chain of `seconds` nested directories, then
             // runs `program` with `args`.
             "nest-then-exec" => {
