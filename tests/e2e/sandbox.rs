@@ -418,6 +418,15 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "quota: grant /q (",
         ),
         (
+            // Truncated under an open stream, then written on where the
+            // stream was: the file's length is the stream's position.
+            "truncate-under",
+            "action = \"truncate-under\"\npath = \"/q/t.bin\"\nseconds = 7".into(),
+            format!("fs = [{q8}]"),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
             // A file whose host path is longer than PATH_MAX.
             "bury",
             "action = \"bury-then-fill\"\npath = \"/q/L\"\nseconds = 64".into(),

@@ -718,7 +718,6 @@ fn wrap_stream(
         of,
         file,
         position,
-        end: 0,
         pending: 0,
     });
     Ok((Ok(view.table.push(wrapped)?),))
@@ -734,9 +733,6 @@ struct QuotaStream {
     file: Arc<std::fs::File>,
     /// Where the next write lands; none for an appending stream.
     position: Option<u64>,
-    /// The furthest end charged so far (the file's size may lag a write
-    /// still in flight).
-    end: u64,
     /// Bytes of the write handed on and not known to have landed.
     pending: u64,
 }
@@ -760,9 +756,10 @@ impl QuotaStream {
                 let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
                 let end = at.saturating_add(n);
                 self.position = Some(end);
-                let grown = end.saturating_sub(size.max(self.end));
-                self.end = self.end.max(end);
-                grown
+                // Against the size now, not the furthest this stream went:
+                // the file may have been truncated since (its last write
+                // has landed, or the stream would not take another).
+                end.saturating_sub(size)
             }
         };
         // Where the file is now decides what it draws on (it may have been

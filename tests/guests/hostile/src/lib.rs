@@ -266,6 +266,27 @@ impl Plugin for Hostile {
                     cfg.seconds
                 )))
             }
+            // Writes `seconds` MiB to `path`, truncates it to nothing
+            // through the same handle, waits for the quota's watcher, then
+            // writes `seconds` MiB more where it left off (a hole before).
+            "truncate-under" => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                let chunk = vec![0x5au8; 1 << 20];
+                for round in 0..2 {
+                    for _ in 0..cfg.seconds {
+                        f.write_all(&chunk)
+                            .map_err(|e| PluginError::io(format!("writing {}", cfg.path), &e))?;
+                    }
+                    if round == 0 {
+                        f.set_len(0)
+                            .map_err(|e| PluginError::io(format!("truncating {}", cfg.path), &e))?;
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                }
+                Ok(Outcome::ok(format!("wrote {} MiB twice", cfg.seconds)))
+            }
             // Makes `path` a chain of `seconds` nested directories, then
             // runs `program` with `args`.
             "nest-then-exec" => {
