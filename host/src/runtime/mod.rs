@@ -702,8 +702,8 @@ impl Runtime {
         drop(store);
         // The watcher measures every 100 ms: a run that ended since is
         // measured once more, so it is never recorded ok over its quota.
-        if let Some(q) = &quota {
-            q.check_all();
+        if let Some(q) = quota.clone() {
+            let _ = tokio::task::spawn_blocking(move || q.check_all()).await;
         }
         if let Some(why) = quota.as_ref().and_then(|q| q.stopped_why()) {
             req.log.push(Level::Error, Source::Host, &why);
