@@ -427,6 +427,17 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "quota: grant /q (",
         ),
         (
+            // A program's output relayed into a file outside the grant
+            // that has a name inside it too.
+            "relay-through-link",
+            format!(
+                "action = \"link-then-exec\"\npath = \"/free/r.bin\"\naddress = \"/q/r.bin\"\nprogram = \"head\"\nargs = [\"-c\", \"{mib64}\", \"/dev/zero\"]\nstdout = \"/free/r.bin\""
+            ),
+            format!("fs = [{q8}, {free}]\nexec = [\"head\"]"),
+            "failed",
+            "quota: `head`'s output into /free/r.bin was stopped",
+        ),
+        (
             // A file whose host path is longer than PATH_MAX.
             "bury",
             "action = \"bury-then-fill\"\npath = \"/q/L\"\nseconds = 64".into(),

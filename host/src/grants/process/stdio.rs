@@ -27,8 +27,13 @@ pub(super) fn output_stdio(
     let file = fs::open_write(&ctx.grants.fs, path, append).map_err(|m| deny(ctx, m))?;
     let room = ctx.quota_room.and_then(|room| {
         use std::os::fd::AsRawFd;
-        // A path /proc/self/fd cannot name is held to every quota.
-        let host = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+        use std::os::unix::fs::MetadataExt;
+        // A path /proc/self/fd cannot name, or a file with other names
+        // (hard links, which may lie in any grant), is held to every quota.
+        let linked = file.metadata().map_or(true, |m| m.nlink() > 1);
+        let host = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .ok()
+            .filter(|_| !linked);
         room(host.as_deref())
     });
     let (stdio, relay) = FileRelay::output(file, path, room).map_err(|e| io_error(program, e))?;

@@ -287,6 +287,22 @@ impl Plugin for Hostile {
                 }
                 Ok(Outcome::ok(format!("wrote {} MiB twice", cfg.seconds)))
             }
+            // Creates `path` empty and hard-links it as `address`, then
+            // runs `program` with `args`, its stdout sent to `stdout`.
+            "link-then-exec" => {
+                std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                std::fs::hard_link(&cfg.path, &cfg.address)
+                    .map_err(|e| PluginError::io(format!("linking {}", cfg.address), &e))?;
+                let mut cmd = Command::new(&cfg.program).args(cfg.args.clone());
+                if let Some(file) = &cfg.stdout {
+                    cmd = cmd.stdout(opsd_sdk::Output::Append(file.clone()));
+                }
+                match cmd.run() {
+                    Ok(exit) => Ok(Outcome::ok(format!("exit {:?}", exit.code))),
+                    Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+                }
+            }
             // Makes `path` a chain of `seconds` nested directories, then
             // runs `program` with `args`.
             "nest-then-exec" => {
