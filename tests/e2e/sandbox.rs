@@ -438,6 +438,20 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "quota: `head`'s output into /free/r.bin was stopped",
         ),
         (
+            // A grant without a quota inside one with: a program writing
+            // there writes into the quota's tree.
+            "nested-no-quota",
+            format!(
+                "action = \"exec\"\nprogram = \"dd\"\nargs = [\"if=/dev/zero\", \"of={}/inner/dd.bin\", \"bs=1M\", \"count=64\"]",
+                q.display()
+            ),
+            format!(
+                "fs = [{q8}, {{ host = \"q/inner\", guest = \"/inner\", access = \"rw\", create = true }}]\nexec = [\"dd\"]"
+            ),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
             // A file whose host path is longer than PATH_MAX.
             "bury",
             "action = \"bury-then-fill\"\npath = \"/q/L\"\nseconds = 64".into(),
@@ -569,6 +583,7 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
         }
         empty(&q);
         empty(&env.path("free"));
+        std::fs::create_dir_all(q.join("inner")).unwrap();
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -343,13 +343,21 @@ impl QuotaBook {
     /// The largest file a program may write: what is left of the grant
     /// with least room (measured now; a program may write any of them),
     /// nothing when one cannot be measured. None when no cap applies:
-    /// some rw grant has no quota, and a program may write files of any
-    /// size there.
+    /// some rw grant has no quota (nor lies in one that has), and a
+    /// program may write files of any size there.
     pub fn file_size_cap(&self, grants: &[FsGrant]) -> Option<u64> {
+        // A grant without a quota inside the tree of one with a quota is
+        // held by that one.
+        let held = |g: &FsGrant| {
+            g.quota.is_some() || {
+                let host = g.host.canonicalize().unwrap_or_else(|_| g.host.clone());
+                self.watched.iter().any(|w| host.starts_with(&w.host))
+            }
+        };
         let all_quota = grants
             .iter()
             .filter(|g| g.access == crate::grants::Access::ReadWrite)
-            .all(|g| g.quota.is_some());
+            .all(held);
         if !all_quota {
             return None;
         }
