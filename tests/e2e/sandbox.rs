@@ -452,6 +452,27 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "quota: grant /q (",
         ),
         (
+            // Written through a grant without a quota inside one with.
+            "nested-fill",
+            "action = \"fill\"\npath = \"/inner/f.bin\"\nseconds = 64".into(),
+            format!(
+                "fs = [{q8}, {{ host = \"q/inner\", guest = \"/inner\", access = \"rw\", create = true }}]"
+            ),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
+            // A program (run as root here) raising its own file size cap.
+            "raise-fsize",
+            format!(
+                "action = \"exec\"\nprogram = \"sh\"\nargs = [\"-c\", \"ulimit -f unlimited && head -c {mib64} /dev/zero > {}/x.bin\"]",
+                q.display()
+            ),
+            format!("fs = [{q8}]\nexec = [\"sh\", \"head\"]"),
+            "failed",
+            "",
+        ),
+        (
             // A file whose host path is longer than PATH_MAX.
             "bury",
             "action = \"bury-then-fill\"\npath = \"/q/L\"\nseconds = 64".into(),
