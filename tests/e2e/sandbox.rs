@@ -473,6 +473,15 @@ fn a_quota_holds_against_moves_links_buried_files_and_programs() {
             "",
         ),
         (
+            // Stream writes in flight, uncharged (no quota where they were
+            // handed on), when their directory is renamed into the grant.
+            "streams-then-move",
+            "action = \"streams-then-move\"\nseconds = 400".into(),
+            format!("fs = [{q8}, {free}]\nlimits = {{ handles = 1000 }}"),
+            "failed",
+            "quota: grant /q (",
+        ),
+        (
             // A file whose host path is longer than PATH_MAX.
             "bury",
             "action = \"bury-then-fill\"\npath = \"/q/L\"\nseconds = 64".into(),

@@ -303,6 +303,54 @@ impl Plugin for Hostile {
                     Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
                 }
             }
+            // Makes /free/d, opens `seconds` files in it, hands a 64 KiB
+            // write to each one's stream without waiting, then renames
+            // /free/d into /q at once: writes still landing land in /q.
+            "streams-then-move" => {
+                use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let dirs = wasi::filesystem::preopens::get_directories();
+                let find = |g: &str| dirs.iter().find(|(_, p)| p == g).map(|(d, _)| d);
+                let (Some(free), Some(q)) = (find("/free"), find("/q")) else {
+                    return Ok(Outcome::failed("no /free or /q"));
+                };
+                let e = |what: &str, e: String| PluginError::other(what, e);
+                free.create_directory_at("d")
+                    .map_err(|x| e("mkdir", format!("{x:?}")))?;
+                let d = free
+                    .open_at(
+                        PathFlags::empty(),
+                        "d",
+                        OpenFlags::DIRECTORY,
+                        DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                    )
+                    .map_err(|x| e("open d", format!("{x:?}")))?;
+                let mut streams = Vec::new();
+                for i in 0..cfg.seconds {
+                    let f = d
+                        .open_at(
+                            PathFlags::empty(),
+                            &i.to_string(),
+                            OpenFlags::CREATE,
+                            DescriptorFlags::WRITE,
+                        )
+                        .map_err(|x| e("open", format!("{x:?}")))?;
+                    let s = f
+                        .write_via_stream(0)
+                        .map_err(|x| e("stream", format!("{x:?}")))?;
+                    streams.push((f, s));
+                }
+                let chunk = vec![0x5au8; 65536];
+                for (_, s) in &streams {
+                    let _ = s.check_write();
+                    s.write(&chunk).map_err(|x| e("write", format!("{x:?}")))?;
+                }
+                free.rename_at("d", q, "d")
+                    .map_err(|x| e("rename", format!("{x:?}")))?;
+                for (_, s) in &streams {
+                    let _ = s.blocking_flush();
+                }
+                Ok(Outcome::ok(format!("moved {} streams in", streams.len())))
+            }
             // Makes `path` a chain of `seconds` nested directories, then
             // runs `program` with `args`.
             "nest-then-exec" => {
