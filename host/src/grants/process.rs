@@ -436,13 +436,16 @@ pub struct ProcessContext<'a> {
     /// The largest file the program may write (`RLIMIT_FSIZE`): what is
     /// left of the job's quotas, when every rw grant has one.
     pub file_size_cap: Option<u64>,
-    /// What the file at a host path may still grow by under the job's
-    /// quotas (measured when asked); none outside any quota.
+    /// What the file at a host path (none: a path /proc/self/fd cannot
+    /// name) may still grow by under the job's quotas (measured when
+    /// asked), shared by every relay of the call; none outside any quota.
     pub quota_room: Option<&'a QuotaRoom<'a>>,
 }
 
-/// What a file at a host path may still grow by under the job's quotas.
-pub type QuotaRoom<'a> = dyn Fn(&Path) -> Option<u64> + Sync + 'a;
+/// What a file at a host path may still grow by under the job's quotas:
+/// one shared room for all of a program's relayed output.
+pub type QuotaRoom<'a> =
+    dyn Fn(Option<&Path>) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> + Sync + 'a;
 
 fn deny(ctx: &ProcessContext<'_>, message: String) -> ExecError {
     ctx.violations.record(message.clone());

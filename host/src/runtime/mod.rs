@@ -702,6 +702,11 @@ impl Runtime {
         };
         let memory = (store.data().limiter.hit, store.data().limiter.max_bytes);
         drop(store);
+        // The watcher measures every 100 ms: a run that ended since is
+        // measured once more, so it is never recorded ok over its quota.
+        if let Some(q) = quota.clone() {
+            let _ = tokio::task::spawn_blocking(move || q.check_all()).await;
+        }
         if let Some(why) = quota.as_ref().and_then(|q| q.stopped_why()) {
             req.log.push(Level::Error, Source::Host, &why);
             return Execution::failed(RunStatus::Failed, why);

@@ -236,7 +236,18 @@ impl process::Host for RunState {
             );
         }
         let note = |line: &str| env.log.push(Level::Info, Source::Host, line);
-        let room = |path: &std::path::Path| env.quota.as_ref().and_then(|q| q.room_for(path));
+        // One room for all the call's relayed output: the first relay
+        // measures it, the next ones share it (held to their own room).
+        let pool = std::sync::Mutex::new(None::<Arc<std::sync::atomic::AtomicU64>>);
+        let room = |path: Option<&std::path::Path>| {
+            use crate::locks::Unpoisoned;
+            let left = env.quota.as_ref()?.room_for(path)?;
+            let mut pool = pool.locked();
+            let pool = pool.get_or_insert_with(|| Arc::new(left.into()));
+            pool.fetch_min(left, std::sync::atomic::Ordering::SeqCst);
+            Some(pool.clone())
+        };
+        let before = env.quota.as_ref().map(|q| q.measure_all());
         let ctx = grants::process::ProcessContext {
             grants: &env.grants,
             violations: &env.violations,
@@ -253,7 +264,7 @@ impl process::Host for RunState {
         // What the program wrote is not charged on the way: measure now,
         // before the plugin goes on.
         if let Some(q) = &env.quota {
-            q.after_program(&program, &env.violations);
+            q.after_program(&program, before.as_deref().unwrap_or(&[]), &env.violations);
         }
         match &result {
             Ok(exit) => env.log.push(

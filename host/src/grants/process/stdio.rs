@@ -6,6 +6,8 @@ use super::{DRAIN, ProcessContext, Program, deny};
 use crate::bindings::opsd::plugin::process::{ExecError, Output};
 use crate::grants::fs;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The program's stdout or stderr as the plugin asked: a pipe the daemon
@@ -25,9 +27,14 @@ pub(super) fn output_stdio(
     let file = fs::open_write(&ctx.grants.fs, path, append).map_err(|m| deny(ctx, m))?;
     let room = ctx.quota_room.and_then(|room| {
         use std::os::fd::AsRawFd;
-        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        use std::os::unix::fs::MetadataExt;
+        // A path /proc/self/fd cannot name, or a file with other names
+        // (hard links, which may lie in any grant), is held to every quota.
+        let linked = file.metadata().map_or(true, |m| m.nlink() > 1);
+        let host = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .ok()
-            .and_then(|host| room(&host))
+            .filter(|_| !linked);
+        room(host.as_deref())
     });
     let (stdio, relay) = FileRelay::output(file, path, room).map_err(|e| io_error(program, e))?;
     relays.push(relay);
@@ -51,12 +58,13 @@ pub(super) struct FileRelay {
 
 impl FileRelay {
     /// The program writes a pipe; the daemon copies it into `file`, at
-    /// most `room` bytes (what a quota leaves): past that the copy stops
-    /// and the program's next write fails (EPIPE).
+    /// most what `room` holds (what a quota leaves, shared by the
+    /// program's relays): past that the copy stops and the program's next
+    /// write fails (EPIPE).
     pub(super) fn output(
         file: std::fs::File,
         path: &str,
-        room: Option<u64>,
+        room: Option<Arc<AtomicU64>>,
     ) -> std::io::Result<(Stdio, FileRelay)> {
         let (read, write) = pipe()?;
         let copy = tokio::task::spawn_blocking(move || {
@@ -136,68 +144,108 @@ fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
+/// Takes up to `want` bytes from `room` (all of `want` without one).
+fn reserve(room: Option<&AtomicU64>, want: u64) -> u64 {
+    match room {
+        None => want,
+        Some(room) => {
+            let mut took = 0;
+            let _ = room.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                took = left.min(want);
+                Some(left - took)
+            });
+            took
+        }
+    }
+}
+
+/// Gives back to `room` what a copy reserved and did not use.
+fn give_back(room: Option<&AtomicU64>, unused: u64) {
+    if let Some(room) = room {
+        room.fetch_add(unused, Ordering::SeqCst);
+    }
+}
+
 /// Copies `from` to its end into `to`, by splice(2) (one side is a pipe),
 /// else read and write (splice refuses files opened for appending); with
-/// `room`, never more than that many bytes (an error of kind
-/// `QuotaExceeded` when there was more).
+/// `room`, never more than it holds, taken from it as copied (the copies
+/// of one program's stdout and stderr share it); an error of kind
+/// `QuotaExceeded` when there was more.
 fn splice_all(
     from: std::os::fd::OwnedFd,
     to: std::os::fd::OwnedFd,
-    room: Option<u64>,
+    room: Option<Arc<AtomicU64>>,
 ) -> std::io::Result<()> {
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
-    let mut left = room.unwrap_or(u64::MAX);
+    let room = room.as_deref();
     let over = || {
         std::io::Error::new(
             std::io::ErrorKind::QuotaExceeded,
             "the job's quota there has no room for more; the copy was stopped",
         )
     };
-    loop {
-        if left == 0 {
-            // One byte more than there is room for says it does not fit.
-            let mut probe = [0u8; 1];
-            let mut src = std::fs::File::from(from);
-            return match src.read(&mut probe)? {
-                0 => Ok(()),
-                _ => Err(over()),
-            };
+    // One byte more than there is room for says it does not fit.
+    let no_room = |from: &std::os::fd::OwnedFd| -> std::io::Result<()> {
+        let mut src = std::fs::File::from(from.try_clone()?);
+        match src.read(&mut [0u8; 1])? {
+            0 => Ok(()),
+            _ => Err(over()),
         }
-        // SAFETY: splice between two descriptors we own.
-        let n = unsafe {
-            libc::splice(
-                from.as_raw_fd(),
-                std::ptr::null_mut(),
-                to.as_raw_fd(),
-                std::ptr::null_mut(),
-                left.min(1 << 20) as usize,
-                libc::SPLICE_F_MOVE,
-            )
+    };
+    let mut spliced = true;
+    loop {
+        let chunk = reserve(room, 1 << 20);
+        if chunk == 0 {
+            return no_room(&from);
+        }
+        let n = if spliced {
+            // SAFETY: splice between two descriptors we own.
+            unsafe {
+                libc::splice(
+                    from.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    to.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    chunk as usize,
+                    libc::SPLICE_F_MOVE,
+                )
+            }
+        } else {
+            let mut buf = vec![0u8; chunk as usize];
+            let mut src = std::fs::File::from(from.try_clone()?);
+            let mut dst = std::fs::File::from(to.try_clone()?);
+            match src.read(&mut buf) {
+                Ok(n) => {
+                    if let Err(e) = dst.write_all(&buf[..n]) {
+                        give_back(room, chunk - n as u64);
+                        return Err(e);
+                    }
+                    n as isize
+                }
+                Err(e) => {
+                    give_back(room, chunk);
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
         };
+        give_back(room, chunk - n.max(0) as u64);
         match n {
             0 => return Ok(()),
-            n if n > 0 => {
-                left -= n as u64;
-                continue;
-            }
+            n if n > 0 => continue,
             _ => {
                 let e = std::io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::EINVAL) => break,
+                    Some(libc::EINVAL) => spliced = false,
                     _ => return Err(e),
                 }
             }
         }
     }
-    let from = std::fs::File::from(from);
-    let mut to = std::fs::File::from(to);
-    let copied = std::io::copy(&mut (&from).take(left), &mut to)?;
-    if copied == left && (&from).read(&mut [0u8; 1])? > 0 {
-        return Err(over());
-    }
-    Ok(())
 }
 
 /// Reads a stream to its end, keeping at most `cap` bytes so a flood

@@ -18,6 +18,9 @@ struct Config {
     /// For `exec`: send stdout to this guest file instead of capturing it.
     #[serde(default)]
     stdout: Option<String>,
+    /// For `exec`: send stderr to this guest file (appended to).
+    #[serde(default)]
+    stderr: Option<String>,
     /// `host:port` for `tcp` and `http`.
     #[serde(default)]
     address: String,
@@ -76,6 +79,9 @@ impl Plugin for Hostile {
                 }
                 if let Some(file) = &cfg.stdout {
                     cmd = cmd.stdout(opsd_sdk::Output::File(file.clone()));
+                }
+                if let Some(file) = &cfg.stderr {
+                    cmd = cmd.stderr(opsd_sdk::Output::Append(file.clone()));
                 }
                 match cmd.run() {
                     Ok(exit) if exit.success() => Ok(Outcome::ok(
@@ -170,6 +176,194 @@ impl Plugin for Hostile {
                         .map_err(|e| PluginError::io(format!("writing {}", cfg.program), &e))?;
                 }
                 Ok(Outcome::ok(format!("wrote {} MiB", cfg.seconds)))
+            }
+            // Writes `seconds` MiB into `path` (a grant without a quota),
+            // then moves it to `program` (into one with a quota) whole: by
+            // rename, or by a hard link when `args` is ["link"].
+            "move-in" => {
+                fill(&cfg.path, cfg.seconds)?;
+                let r = if cfg.args.first().map(String::as_str) == Some("link") {
+                    std::fs::hard_link(&cfg.path, &cfg.program)
+                } else {
+                    std::fs::rename(&cfg.path, &cfg.program)
+                };
+                r.map_err(|e| PluginError::io(format!("moving to {}", cfg.program), &e))?;
+                Ok(Outcome::ok(format!("moved {} MiB in", cfg.seconds)))
+            }
+            // Opens `path`/f.bin (`path` a new directory), then buries
+            // `path` 18 directories of 250 bytes deep by renames (each
+            // short), so the file's host path is longer than PATH_MAX and
+            // /proc/self/fd cannot name it; then writes `seconds` MiB
+            // through the handle it kept.
+            "bury-then-fill" => {
+                use std::io::Write;
+                let io = |what: &str, e: std::io::Error| PluginError::io(what.to_string(), &e);
+                std::fs::create_dir(&cfg.path).map_err(|e| io("mkdir", e))?;
+                let mut f = std::fs::File::create(format!("{}/f.bin", cfg.path))
+                    .map_err(|e| io("creating", e))?;
+                let (parent, name) = cfg.path.rsplit_once('/').unwrap_or(("", &cfg.path));
+                let mut top = name.to_string();
+                for i in 0..18 {
+                    let next = (if i % 2 == 0 { "A" } else { "B" }).repeat(250);
+                    std::fs::create_dir(format!("{parent}/{next}")).map_err(|e| io("mkdir", e))?;
+                    std::fs::rename(format!("{parent}/{top}"), format!("{parent}/{next}/{top}"))
+                        .map_err(|e| io("burying", e))?;
+                    top = next;
+                }
+                let chunk = vec![0x5au8; 1 << 20];
+                for _ in 0..cfg.seconds {
+                    f.write_all(&chunk).map_err(|e| io("writing", e))?;
+                }
+                Ok(Outcome::ok(format!("wrote {} MiB buried", cfg.seconds)))
+            }
+            // Creates `seconds` files of 4 MiB under `path`, unlinking each
+            // and keeping it open: the tree stays empty while the disk
+            // holds them all until the run ends.
+            "hoard-unlinked" => {
+                use std::io::Write;
+                let chunk = vec![0x5au8; 4 << 20];
+                let mut kept = Vec::new();
+                for i in 0..cfg.seconds {
+                    let p = format!("{}{i}", cfg.path);
+                    let mut f = std::fs::File::create(&p)
+                        .map_err(|e| PluginError::io(format!("creating {p}"), &e))?;
+                    std::fs::remove_file(&p)
+                        .map_err(|e| PluginError::io(format!("unlinking {p}"), &e))?;
+                    f.write_all(&chunk)
+                        .map_err(|e| PluginError::io(format!("writing {p}"), &e))?;
+                    kept.push(f);
+                }
+                Ok(Outcome::ok(format!(
+                    "held {} MiB in unlinked files",
+                    kept.len() * 4
+                )))
+            }
+            // Creates `path` empty, hard-links it as `program`, then writes
+            // `seconds` MiB through a handle opened by the name `args`
+            // names ("path" or "program"): a file with a name in a grant
+            // with a quota, written through its name in one without.
+            "link-then-fill" => {
+                use std::io::Write;
+                std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                std::fs::hard_link(&cfg.path, &cfg.program)
+                    .map_err(|e| PluginError::io(format!("linking {}", cfg.program), &e))?;
+                let via = match cfg.args.first().map(String::as_str) {
+                    Some("path") => &cfg.path,
+                    _ => &cfg.program,
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(via)
+                    .map_err(|e| PluginError::io(format!("opening {via}"), &e))?;
+                let chunk = vec![0x5au8; 1 << 20];
+                for _ in 0..cfg.seconds {
+                    f.write_all(&chunk)
+                        .map_err(|e| PluginError::io(format!("writing {via}"), &e))?;
+                }
+                Ok(Outcome::ok(format!(
+                    "wrote {} MiB through {via}",
+                    cfg.seconds
+                )))
+            }
+            // Writes `seconds` MiB to `path`, truncates it to nothing
+            // through the same handle, waits for the quota's watcher, then
+            // writes `seconds` MiB more where it left off (a hole before).
+            "truncate-under" => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                let chunk = vec![0x5au8; 1 << 20];
+                for round in 0..2 {
+                    for _ in 0..cfg.seconds {
+                        f.write_all(&chunk)
+                            .map_err(|e| PluginError::io(format!("writing {}", cfg.path), &e))?;
+                    }
+                    if round == 0 {
+                        f.set_len(0)
+                            .map_err(|e| PluginError::io(format!("truncating {}", cfg.path), &e))?;
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                }
+                Ok(Outcome::ok(format!("wrote {} MiB twice", cfg.seconds)))
+            }
+            // Creates `path` empty and hard-links it as `address`, then
+            // runs `program` with `args`, its stdout sent to `stdout`.
+            "link-then-exec" => {
+                std::fs::File::create(&cfg.path)
+                    .map_err(|e| PluginError::io(format!("creating {}", cfg.path), &e))?;
+                std::fs::hard_link(&cfg.path, &cfg.address)
+                    .map_err(|e| PluginError::io(format!("linking {}", cfg.address), &e))?;
+                let mut cmd = Command::new(&cfg.program).args(cfg.args.clone());
+                if let Some(file) = &cfg.stdout {
+                    cmd = cmd.stdout(opsd_sdk::Output::Append(file.clone()));
+                }
+                match cmd.run() {
+                    Ok(exit) => Ok(Outcome::ok(format!("exit {:?}", exit.code))),
+                    Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+                }
+            }
+            // Makes /free/d, opens `seconds` files in it, hands a 64 KiB
+            // write to each one's stream without waiting, then renames
+            // /free/d into /q at once: writes still landing land in /q.
+            "streams-then-move" => {
+                use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+                let dirs = wasi::filesystem::preopens::get_directories();
+                let find = |g: &str| dirs.iter().find(|(_, p)| p == g).map(|(d, _)| d);
+                let (Some(free), Some(q)) = (find("/free"), find("/q")) else {
+                    return Ok(Outcome::failed("no /free or /q"));
+                };
+                let e = |what: &str, e: String| PluginError::other(what, e);
+                free.create_directory_at("d")
+                    .map_err(|x| e("mkdir", format!("{x:?}")))?;
+                let d = free
+                    .open_at(
+                        PathFlags::empty(),
+                        "d",
+                        OpenFlags::DIRECTORY,
+                        DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                    )
+                    .map_err(|x| e("open d", format!("{x:?}")))?;
+                let mut streams = Vec::new();
+                for i in 0..cfg.seconds {
+                    let f = d
+                        .open_at(
+                            PathFlags::empty(),
+                            &i.to_string(),
+                            OpenFlags::CREATE,
+                            DescriptorFlags::WRITE,
+                        )
+                        .map_err(|x| e("open", format!("{x:?}")))?;
+                    let s = f
+                        .write_via_stream(0)
+                        .map_err(|x| e("stream", format!("{x:?}")))?;
+                    streams.push((f, s));
+                }
+                let chunk = vec![0x5au8; 65536];
+                for (_, s) in &streams {
+                    let _ = s.check_write();
+                    s.write(&chunk).map_err(|x| e("write", format!("{x:?}")))?;
+                }
+                free.rename_at("d", q, "d")
+                    .map_err(|x| e("rename", format!("{x:?}")))?;
+                for (_, s) in &streams {
+                    let _ = s.blocking_flush();
+                }
+                Ok(Outcome::ok(format!("moved {} streams in", streams.len())))
+            }
+            // Makes `path` a chain of `seconds` nested directories, then
+            // runs `program` with `args`.
+            "nest-then-exec" => {
+                let deep: String = (0..cfg.seconds).map(|_| "/d").collect();
+                std::fs::create_dir_all(format!("{}{deep}", cfg.path))
+                    .map_err(|e| PluginError::io(format!("nesting {}", cfg.path), &e))?;
+                exec_ok(&cfg.program, &cfg.args)
+            }
+            // Writes `seconds` MiB into `path`, then runs `program` with
+            // `args` (a workload that fills its grant, then runs a tool).
+            "fill-then-exec" => {
+                fill(&cfg.path, cfg.seconds)?;
+                exec_ok(&cfg.program, &cfg.args)
             }
             // Writes a 1 MiB file `seconds` times, deleting each before the
             // next: never holding more than 1 MiB, it must never be refused.
@@ -382,6 +576,36 @@ fn http_get(authority: &str) -> Result<u16, String> {
         .map_err(|_| "response taken twice")?
         .map_err(|e| format!("{e:?}"))?;
     Ok(response.status())
+}
+
+/// Writes `mib` MiB to a new file at `path`.
+fn fill(path: &str, mib: u64) -> Result<(), PluginError> {
+    use std::io::Write;
+    let mut f =
+        std::fs::File::create(path).map_err(|e| PluginError::io(format!("creating {path}"), &e))?;
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..mib {
+        f.write_all(&chunk)
+            .map_err(|e| PluginError::io(format!("writing {path}"), &e))?;
+    }
+    Ok(())
+}
+
+/// Runs `program`: ok with its stdout when it succeeds.
+fn exec_ok(program: &str, args: &[String]) -> Result<Outcome, PluginError> {
+    match Command::new(program).args(args.to_vec()).run() {
+        Ok(exit) if exit.success() => Ok(Outcome::ok(format!(
+            "ran {program}: {}",
+            String::from_utf8_lossy(&exit.stdout).trim()
+        ))),
+        Ok(exit) => Ok(Outcome::failed(format!(
+            "exit {:?}, signal {:?}: {}",
+            exit.code,
+            exit.signal,
+            exit.stderr_text()
+        ))),
+        Err(e) => Err(PluginError::other("exec", format!("{e:?}"))),
+    }
 }
 
 opsd_sdk::export_plugin!(Hostile);
