@@ -777,7 +777,8 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             "action = \"write\"\npath = \"/data/../escape\"".into(),
             rw.into(),
             "failed",
-            "contains `..`".into(),
+            // The guest's error number named, not WASI's 63 (EPERM).
+            "Operation not permitted (WASI EPERM) (path `/data/../escape` contains `..`)".into(),
         ),
         (
             "host-symlink-out",
@@ -809,6 +810,30 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
             rw.into(),
             "failed",
             "fs: opening `../../etc/passwd` in /data was refused: it leads out of the grant /data (".into(),
+        ),
+        (
+            // An absolute path outside every grant: the guest's WASI
+            // library resolves it against `/`, which opsd watches.
+            "abs-caught",
+            "action = \"try-quietly\"\npath = \"/etc/passwd\"".into(),
+            rw.into(),
+            "failed",
+            "fs: opening `/etc/passwd` was refused: no fs grant gives the plugin that path (it has /data".into(),
+        ),
+        (
+            "relative-caught",
+            "action = \"try-quietly\"\npath = \"notes.txt\"".into(),
+            rw.into(),
+            "failed",
+            "fs: opening `/notes.txt` was refused: no fs grant gives the plugin that path".into(),
+        ),
+        (
+            // A symlink the host left in the grant, pointing out.
+            "host-symlink-caught",
+            "action = \"try-quietly\"\npath = \"/data/hostlink\"".into(),
+            rw.into(),
+            "failed",
+            "fs: opening `/data/hostlink` was refused: a symlink on the way leads out of the grant /data (".into(),
         ),
         (
             "ro-write-caught",

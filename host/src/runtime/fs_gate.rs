@@ -85,6 +85,22 @@ impl Place<'_> {
     }
 }
 
+/// Whether `fd` is the empty directory at `/` below the grants: a path
+/// the guest's WASI library resolved there lies in no grant.
+fn is_empty_root(state: &mut RunState, fd: &Resource<Descriptor>) -> bool {
+    use std::os::fd::AsRawFd;
+    let empty = state
+        .env
+        .idle_dir
+        .canonicalize()
+        .unwrap_or_else(|_| state.env.idle_dir.clone());
+    let view = state.filesystem();
+    let Ok(Descriptor::Dir(d)) = view.table.get(fd) else {
+        return false;
+    };
+    std::fs::read_link(format!("/proc/self/fd/{}", d.dir.as_raw_fd())).is_ok_and(|p| p == empty)
+}
+
 /// Why `op` on `path` below `fd` is refused, if it is; `writes` for
 /// calls that change the tree.
 fn refusal(
@@ -95,6 +111,18 @@ fn refusal(
     writes: bool,
 ) -> Option<String> {
     let env = state.env.clone();
+    if is_empty_root(state, fd) {
+        let inside = Path::new(path)
+            .components()
+            .any(|c| !matches!(c, Component::CurDir));
+        return inside.then(|| {
+            format!(
+                "fs: {op} `/{}` was refused: no fs grant gives the plugin that path (it has {}); add an `fs` grant if the job needs it",
+                crate::escape::line(path.trim_start_matches('/')),
+                crate::grants::fs::describe(&env.grants.fs)
+            )
+        });
+    }
     let place = place_of(state, fd, &env.grants.fs)?;
     let shown = crate::escape::line(path);
     let Some(rel) = place.resolve(path) else {
@@ -112,6 +140,51 @@ fn refusal(
         ));
     }
     None
+}
+
+/// Where a path the words allowed lands on the host, kept before a call
+/// so that, when wasmtime-wasi refuses it, opsd can tell whether a
+/// symlink in the grant led out (a violation) or the system said no.
+struct Landing {
+    root: PathBuf,
+    host: PathBuf,
+    guest: String,
+    grant: String,
+}
+
+fn landing(state: &mut RunState, fd: &Resource<Descriptor>, path: &str) -> Option<Landing> {
+    let env = state.env.clone();
+    let place = place_of(state, fd, &env.grants.fs)?;
+    let rel = place.resolve(path)?;
+    let root = place
+        .grant
+        .host
+        .canonicalize()
+        .unwrap_or_else(|_| place.grant.host.clone());
+    let mut host = root.clone();
+    host.extend(&rel);
+    Some(Landing {
+        root,
+        host,
+        guest: place.guest(&rel),
+        grant: place.grant_words(),
+    })
+}
+
+/// After a not-permitted answer: a violation when a symlink on the way
+/// leads out of the grant (the deepest part of the path that exists,
+/// followed on the host, is outside its root).
+fn refused_by_link<T>(state: &mut RunState, op: &str, at: Option<Landing>, r: &Answer<T>) {
+    let (Some(at), Ok((Err(ErrorCode::NotPermitted),))) = (at, r) else {
+        return;
+    };
+    let resolved = at.host.ancestors().find_map(|p| p.canonicalize().ok());
+    if resolved.is_some_and(|p| !p.starts_with(&at.root)) {
+        state.env.violations.record(format!(
+            "fs: {op} `{}` was refused: a symlink on the way leads out of the grant {}; a plugin reaches only what lies inside its grants",
+            at.guest, at.grant
+        ));
+    }
 }
 
 /// Records a refusal as a violation of the run and answers not-permitted.
@@ -154,12 +227,15 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                 if let Some(why) = refusal(state, &fd, "opening", &path, writes) {
                     return refuse(state, why);
                 }
-                answer(
+                let at = landing(state, &fd, &path);
+                let r = answer(
                     state
                         .filesystem()
                         .open_at(fd, path_flags, path, oflags, flags)
                         .await,
-                )
+                );
+                refused_by_link(state, "opening", at, &r);
+                r
             })
         },
     )?;
@@ -273,7 +349,10 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                 if let Some(why) = refusal(state, &fd, "looking at", &path, false) {
                     return refuse::<DescriptorStat>(state, why);
                 }
-                answer(state.filesystem().stat_at(fd, flags, path).await)
+                let at = landing(state, &fd, &path);
+                let r = answer(state.filesystem().stat_at(fd, flags, path).await);
+                refused_by_link(state, "looking at", at, &r);
+                r
             })
         },
     )?;

@@ -12,6 +12,7 @@ mod fs_gate;
 pub mod log;
 mod quota;
 mod state;
+mod wasi_errno;
 mod wasi_http;
 
 use crate::bindings::{Plugin, PluginPre};
@@ -629,9 +630,11 @@ impl Runtime {
         let secrets = crate::secrets::Secrets::new(job.grants.env_values());
         req.log.mask(secrets.clone());
         let mut exec = self.run_unmasked(plugin, req).await;
-        exec.summary = secrets.mask(&exec.summary);
+        exec.summary = wasi_errno::in_host_words(&secrets.mask(&exec.summary));
         exec.details = secrets.mask(&exec.details);
-        exec.error = exec.error.map(|e| secrets.mask(&e));
+        exec.error = exec
+            .error
+            .map(|e| wasi_errno::in_host_words(&secrets.mask(&e)));
         // Every field a plugin returns, so a secret cannot be stored
         // through the one left out.
         for m in &mut exec.metrics {
@@ -651,7 +654,15 @@ impl Runtime {
         let deadline = Instant::now() + job.timeout;
         let violations = Violations::default();
         violations.mask(crate::secrets::Secrets::new(job.grants.env_values()));
-        let wasi = match build_wasi(&job.grants, &violations, &req.log, &plugin.info.name).await {
+        let wasi = match build_wasi(
+            &job.grants,
+            &violations,
+            &req.log,
+            &plugin.info.name,
+            &self.idle_dir,
+        )
+        .await
+        {
             Ok(w) => w,
             Err(e) => return Execution::failed(RunStatus::Failed, e),
         };
@@ -964,17 +975,27 @@ fn outcome_execution(o: crate::bindings::opsd::plugin::types::Outcome) -> Execut
 
 /// The WASI context of one run: granted directories, granted environment
 /// variables, output into the run log, and sockets only where granted.
+///
+/// Below the grants, `/` is an empty read-only directory (`empty`) that
+/// opsd watches: a WASI library resolves an absolute path outside every
+/// grant against it rather than refusing it in the guest, where the host
+/// would never see the attempt; [`fs_gate`] makes that a violation.
 async fn build_wasi(
     grants: &Grants,
     violations: &Violations,
     log: &RunLog,
     plugin: &str,
+    empty: &std::path::Path,
 ) -> Result<wasmtime_wasi::WasiCtx, String> {
     let mut b = WasiCtxBuilder::new();
     b.args(&[plugin]);
     b.stdout(log.stream(Source::Stdout));
     b.stderr(log.stream(Source::Stderr));
     grants.wire(&mut b, violations).await?;
+    if !grants.fs.iter().any(|g| g.guest == "/") {
+        b.preopened_dir(empty, "/", wasmtime_wasi::FsPerms::ReadOnly)
+            .map_err(|e| format!("the empty root directory {}: {e}", empty.display()))?;
+    }
     Ok(b.build())
 }
 
