@@ -103,7 +103,7 @@ fn is_empty_root(state: &mut RunState, fd: &Resource<Descriptor>) -> bool {
 
 /// Why `op` on `path` below `fd` is refused, if it is; `writes` for
 /// calls that change the tree.
-fn refusal(
+pub(super) fn refusal(
     state: &mut RunState,
     fd: &Resource<Descriptor>,
     op: &str,
@@ -188,7 +188,10 @@ fn refused_by_link<T>(state: &mut RunState, op: &str, at: Option<Landing>, r: &A
 }
 
 /// Records a refusal as a violation of the run and answers not-permitted.
-fn refuse<T>(state: &mut RunState, why: String) -> wasmtime::Result<(Result<T, ErrorCode>,)> {
+pub(super) fn refuse<T>(
+    state: &mut RunState,
+    why: String,
+) -> wasmtime::Result<(Result<T, ErrorCode>,)> {
     state.env.violations.record(why);
     Ok((Err(ErrorCode::NotPermitted),))
 }
@@ -202,7 +205,9 @@ fn answer<T>(r: wasmtime_wasi::p2::FsResult<T>) -> Answer<T> {
     }
 }
 
-/// Puts the refusals in front of wasi:filesystem's path calls.
+/// Puts the refusals in front of wasi:filesystem's path calls
+/// (`rename-at` and `link-at`, which quotas also watch, ask [`refusal`]
+/// from the quota's gate).
 ///
 /// Long on purpose: one wrapper per call, each the same three steps
 /// (judge the path, refuse as a violation, or hand on).
@@ -265,46 +270,6 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                     }
                 }
                 answer(state.filesystem().symlink_at(fd, target, link).await)
-            })
-        },
-    )?;
-    types.func_wrap_async(
-        "[method]descriptor.link-at",
-        |mut store,
-         (fd, flags, old, new_fd, new): (
-            Resource<Descriptor>,
-            PathFlags,
-            String,
-            Resource<Descriptor>,
-            String,
-        )| {
-            Box::new(async move {
-                let state: &mut RunState = store.data_mut();
-                let why = refusal(state, &fd, "linking from", &old, false)
-                    .or_else(|| refusal(state, &new_fd, "making the link", &new, true));
-                if let Some(why) = why {
-                    return refuse(state, why);
-                }
-                answer(
-                    state
-                        .filesystem()
-                        .link_at(fd, flags, old, new_fd, new)
-                        .await,
-                )
-            })
-        },
-    )?;
-    types.func_wrap_async(
-        "[method]descriptor.rename-at",
-        |mut store, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
-            Box::new(async move {
-                let state: &mut RunState = store.data_mut();
-                let why = refusal(state, &fd, "renaming", &old, true)
-                    .or_else(|| refusal(state, &new_fd, "renaming to", &new, true));
-                if let Some(why) = why {
-                    return refuse(state, why);
-                }
-                answer(state.filesystem().rename_at(fd, old, new_fd, new).await)
             })
         },
     )?;

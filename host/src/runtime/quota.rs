@@ -542,6 +542,11 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
         )| {
             Box::new(async move {
                 let state: &mut RunState = store.data_mut();
+                let why = super::fs_gate::refusal(state, &fd, "renaming", &old, true)
+                    .or_else(|| super::fs_gate::refusal(state, &new_fd, "renaming to", &new, true));
+                if let Some(why) = why {
+                    return super::fs_gate::refuse(state, why);
+                }
                 let moved = moving_in(state, &fd, &old, &new_fd, &new, false);
                 if let Some((book, of, size)) = &moved
                     && book.charge(of, *size).is_err()
@@ -572,6 +577,12 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
         )| {
             Box::new(async move {
                 let state: &mut RunState = store.data_mut();
+                let why = super::fs_gate::refusal(state, &fd, "linking from", &old, false).or_else(
+                    || super::fs_gate::refusal(state, &new_fd, "making the link", &new, true),
+                );
+                if let Some(why) = why {
+                    return super::fs_gate::refuse(state, why);
+                }
                 let linked = moving_in(state, &fd, &old, &new_fd, &new, true);
                 if let Some((book, of, size)) = &linked
                     && book.charge(of, *size).is_err()
