@@ -583,6 +583,12 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/runs/{id}`.
+    pub async fn run_record(&self, id: &str) -> anyhow::Result<RunRecord> {
+        self.request("GET", &format!("/v1/runs/{}", encode(id)), None)
+            .await
+    }
+
     /// `GET /v1/runs/{id}/log`.
     pub async fn run_log(&self, id: &str) -> anyhow::Result<Vec<LogLine>> {
         self.request("GET", &format!("/v1/runs/{}/log", encode(id)), None)

@@ -137,6 +137,13 @@ impl Backend {
         }
     }
 
+    async fn run_record(&self, id: &str) -> anyhow::Result<RunRecord> {
+        match self {
+            Backend::Daemon(c) => c.run_record(id).await,
+            Backend::Local(ops) => Ok(ops.run_record(id)?),
+        }
+    }
+
     async fn run_log(&self, id: &str) -> anyhow::Result<Vec<LogLine>> {
         match self {
             Backend::Daemon(c) => c.run_log(id).await,
@@ -472,11 +479,18 @@ async fn report(
 
 /// `opsd logs`.
 async fn logs(config: Option<PathBuf>, run_id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let lines = Backend::open(config).await?.run_log(run_id).await?;
+    let backend = Backend::open(config).await?;
+    let lines = backend.run_log(run_id).await?;
     if json {
         print_json(&lines)?;
     } else {
         print(&cli::log_text(&lines))?;
+        // What the plugin reported beside its summary, after the log.
+        if let Ok(rec) = backend.run_record(run_id).await
+            && !rec.details.trim().is_empty()
+        {
+            print(&cli::details_text(&rec.details))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

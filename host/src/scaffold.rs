@@ -159,7 +159,7 @@ pub fn commands(name: &str, lang: Lang) -> (String, String) {
         ),
         Lang::Python => (
             format!(
-                "pip install componentize-py==0.25.1\ncomponentize-py -d wit -w plugin componentize app -o {name}.wasm"
+                "python3 -m venv .venv && . .venv/bin/activate\npip install componentize-py==0.25.1\ncomponentize-py -d wit -w plugin componentize app -o {name}.wasm"
             ),
             "python -m unittest".into(),
         ),
@@ -170,6 +170,12 @@ pub fn commands(name: &str, lang: Lang) -> (String, String) {
 fn readme(name: &str, lang: Lang) -> String {
     let (build, test) = commands(name, lang);
     let wasm = artifact(name, lang);
+    let contract = match lang {
+        Lang::Rust | Lang::Python => "`wit/plugin.wit`",
+        Lang::Js => {
+            "`wit/deps/opsd-plugin.wit` (the world this plugin builds for is `wit/world.wit`)"
+        }
+    };
     let sdk = match lang {
         Lang::Rust => {
             "\nIt uses opsd-sdk, the Rust side of the contract: `opsd-sdk/` is a copy\n\
@@ -186,7 +192,7 @@ fn readme(name: &str, lang: Lang) -> String {
 
 An opsd plugin, made by `opsd plugin new`. It measures a directory against
 a byte budget; replace `run` with your chore. The contract is
-`wit/plugin.wit` (opsd:plugin); see opsd's docs/plugin-guide.md.
+{contract} (opsd:plugin); see opsd's docs/plugin-guide.md.
 {sdk}
 Build:
 

@@ -1842,4 +1842,12 @@ fn plugin_text_is_shown_escaped_everywhere_an_operator_reads_it() {
     }
     let (_, run_text) = &shown[0];
     assert!(run_text.contains("\\x1b]0;pwned\\x07"), "{run_text}");
+    // `opsd run` and `opsd logs` show what the plugin said in `details`,
+    // escaped and indented under their label (issue 25, 6).
+    for (what, said) in [&shown[0], &shown[5]] {
+        assert!(
+            said.contains("details:\n  <script>alert(1)</script>\\x1b]0;pwned"),
+            "{what}:\n{said}"
+        );
+    }
 }

@@ -254,8 +254,20 @@ pub fn run_report(r: &RunRecord) -> String {
                 .unwrap_or_default()
         ));
     }
+    if !r.details.trim().is_empty() {
+        out.push_str(&details_text(&r.details));
+    }
     out.push_str(&format!("run {} (opsd logs {})\n", r.id, r.id));
     out
+}
+
+/// A run's `details` under a label, each line indented (plugin text, so
+/// escaped, and none passes for a line of opsd's own).
+pub fn details_text(details: &str) -> String {
+    format!(
+        "details:\n  {}\n",
+        crate::escape::indented(details.trim_end(), "  ")
+    )
 }
 
 /// `opsd logs` for people.
