@@ -92,6 +92,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Milliseconds as people read them: `840 ms`, `15.5 s`.
+pub fn human_ms(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
 /// Strings as a TOML array, `["a", "b"]`, for a message that shows what
 /// to write in the config (a JSON array of strings is valid TOML).
 pub fn toml_strings<S: AsRef<str>>(items: &[S]) -> String {

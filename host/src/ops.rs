@@ -820,13 +820,25 @@ impl Ops {
         let crate::plugins::Found { plugin, load, .. } = found;
         rec.plugin_version = plugin.info.version.clone();
         rec.plugin_sha256 = plugin.sha256.clone();
+        // A compile is worth saying (seconds for a Python or JavaScript
+        // plugin); code from memory or the disk cache is not.
+        let compiled = load.source == crate::record::LoadSource::Compiled;
         log.push(
-            Level::Debug,
+            if compiled { Level::Info } else { Level::Debug },
             Source::Host,
-            &format!(
-                "plugin {} {} ({}, {:.1} ms)",
-                plugin.info.name, plugin.info.version, load.source, load.ms
-            ),
+            &if compiled {
+                format!(
+                    "plugin {} {} was compiled for this machine in {}, before the run (once per plugin file; later runs load it from the cache)",
+                    plugin.info.name,
+                    plugin.info.version,
+                    crate::diag::human_ms(load.ms)
+                )
+            } else {
+                format!(
+                    "plugin {} {} ({}, {:.1} ms)",
+                    plugin.info.name, plugin.info.version, load.source, load.ms
+                )
+            },
         );
         rec.plugin_load = Some(load);
         // The record exists, durably, before the plugin starts (runs

@@ -243,6 +243,16 @@ pub fn run_report(r: &RunRecord) -> String {
     if let Some(c) = &r.condition {
         out.push_str(&format!("started because {c}\n"));
     }
+    if let Some(load) = r
+        .plugin_load
+        .as_ref()
+        .filter(|l| l.source == crate::record::LoadSource::Compiled)
+    {
+        out.push_str(&format!(
+            "the plugin was compiled for this machine first, in {} (not counted in the run's time; later runs load it from the cache)\n",
+            crate::diag::human_ms(load.ms)
+        ));
+    }
     for m in &r.metrics {
         out.push_str(&format!(
             "  {} = {}{}\n",
@@ -948,6 +958,11 @@ mod tests {
             name: "bytes_rotated".into(),
             value: 1258291.0,
             unit: Some("bytes".into()),
+        });
+        r.details = "rotated app.log\nrotated db.log".into();
+        r.plugin_load = Some(crate::record::PluginLoad {
+            source: crate::record::LoadSource::Compiled,
+            ms: 15463.0,
         });
         snapshot!("run_report_ok", run_report(&r));
         snapshot!("run_report_failed", run_report(&runs[1]));
