@@ -12,6 +12,7 @@ mod children;
 mod crash;
 mod daemon;
 mod dropin;
+mod http_check;
 mod log_rotate;
 mod logrotate_compat;
 mod monitor;
