@@ -320,6 +320,28 @@ impl Ops {
         self.notifier.locked().send(event, job, run, missed);
     }
 
+    /// Queues an alert's change for the notify targets.
+    pub fn notify_alert(&self, notice: &crate::monitor::alert::Notice) {
+        use crate::monitor::alert::Change;
+        let event = match notice.change {
+            Change::Firing | Change::Reminder => crate::notify::Event::Alert,
+            Change::Resolved => crate::notify::Event::Resolved,
+        };
+        self.notifier.locked().send_alert(
+            event,
+            crate::notify::AlertPayload {
+                name: notice.alert.clone(),
+                severity: notice.severity,
+                message: notice.message.clone(),
+                condition: notice.condition.clone(),
+                value: notice.value.filter(|v| v.is_finite()),
+                since: notice.active_since,
+                reminder: notice.change == Change::Reminder,
+                suppressed: notice.suppressed,
+            },
+        );
+    }
+
     /// Puts `new` in force, saying which jobs broke since `before` (the
     /// jobs broken so far; log and webhook) and which recovered; returns
     /// the notes of [`Ops::reload`].
@@ -419,12 +441,13 @@ impl Ops {
         let config = self.config();
         let jobs = config.conditions();
         let interval = config.monitor_interval;
-        if let Some(s) = MachineStatus::from_history(
+        if let Some(mut s) = MachineStatus::from_history(
             SampleSource::Daemon,
             interval,
             &self.monitor.history(),
             self.monitor.states(&jobs),
         ) {
+            s.alerts = self.monitor.alert_states(&config.alerts);
             return s;
         }
         let (watched, _) = config.watched();
@@ -433,8 +456,21 @@ impl Ops {
         let sample = sampler.sample(self.clock.now(), &watched, Vec::new());
         let probe = crate::monitor::Monitor::new(MONITOR_WINDOW);
         probe.push(sample.clone());
-        MachineStatus::from_history(SampleSource::Now, interval, &[sample], probe.states(&jobs))
-            .expect("one sample was just taken")
+        // No daemon: alerts as the store last had them.
+        for alert in &config.alerts {
+            if let Ok(Some(memory)) = self.jobs.alert_memory(&alert.name) {
+                probe.restore_alert(alert, &memory);
+            }
+        }
+        let mut st = MachineStatus::from_history(
+            SampleSource::Now,
+            interval,
+            &[sample],
+            probe.states(&jobs),
+        )
+        .expect("one sample was just taken");
+        st.alerts = probe.alert_states(&config.alerts);
+        st
     }
 
     /// Whether the scheduler loop is alive and the store takes writes.
@@ -585,6 +621,7 @@ impl Ops {
             } else {
                 self.monitor.states(&conditions)
             },
+            alerts: self.monitor.alert_states(&config.alerts),
         })
     }
 

@@ -5,6 +5,7 @@ mod pebble;
 mod pg;
 mod util;
 
+mod alerts;
 mod audit;
 mod backup;
 mod cert_renew;

@@ -16,6 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    flaps = 0
 
     def log_message(self, *args):
         pass
@@ -38,6 +39,9 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 up = False
             self.send(200, b"ok") if up else self.send(503, b"down")
+        elif path == "/flap":
+            Handler.flaps += 1
+            self.send(500 if Handler.flaps % 2 else 200, b"flap")
         elif path == "/fail":
             self.send(500, b"internal error")
         elif path == "/body":
