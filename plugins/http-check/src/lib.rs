@@ -43,6 +43,9 @@ impl Plugin for HttpCheck {
             "Checks HTTP(S) endpoints: status, body, latency and certificate expiry",
         )
         .wants_net()
+        // Only for cert_warn_days / cert_fail_days: wasi:http does not
+        // show the server's certificate.
+        .wants_exec("openssl")
         .config_schema(SCHEMA)
         .suggested_schedule("*/5 * * * *")
     }
