@@ -620,7 +620,10 @@ impl Config {
                 .iter()
                 .map(move |c| (c, j.grants.net.ca_roots.as_slice()))
         });
-        let of_alerts = self.alerts.iter().map(|a| (&a.condition, &[][..]));
+        let of_alerts = self
+            .alerts
+            .iter()
+            .map(|a| (&a.condition, a.ca_roots.as_slice()));
         for (c, roots) in of_jobs.chain(of_alerts) {
             if let Metric::DiskUsedPercent(p) = &c.metric
                 && !paths.contains(p)
@@ -696,7 +699,7 @@ impl Config {
         );
         let monitor_interval = monitor_interval(&raw.monitor, &lines, p);
         let notify = notify_targets(&raw.notify, &lines, p);
-        let alerts = alerts(&raw.alert, &lines, p);
+        let alerts = alerts(&raw.alert, &base, &lines, p);
 
         let mut names = BTreeSet::new();
         let jobs: Vec<Job> = raw
@@ -1095,12 +1098,42 @@ fn notify_targets(
 /// `[[alert]]`s: each checked, names unique.
 fn alerts(
     raw: &[Spanned<crate::monitor::alert::RawAlert>],
+    base: &Path,
     lines: &Lines<'_>,
     problems: &mut Problems,
 ) -> Vec<crate::monitor::alert::Alert> {
     let mut out: Vec<crate::monitor::alert::Alert> = Vec::new();
     for a in raw {
-        match crate::monitor::alert::Alert::from_raw(a.get_ref()) {
+        let alert = crate::monitor::alert::Alert::from_raw(a.get_ref()).map(|mut alert| {
+            for entry in &a.get_ref().ca {
+                let path = base.join(entry.get_ref());
+                match grants::net::read_ca_file(&path) {
+                    Ok(c) if !c.is_empty() => alert.ca_roots.extend(c),
+                    Ok(_) => problems.push(
+                        lines.at(entry),
+                        None,
+                        format!(
+                            "[[alert]] `{}`: ca `{}`: {} holds no PEM certificate",
+                            alert.name,
+                            entry.get_ref(),
+                            path.display()
+                        ),
+                    ),
+                    Err(e) => problems.push(
+                        lines.at(entry),
+                        None,
+                        format!(
+                            "[[alert]] `{}`: ca `{}`: cannot read {}: {e}",
+                            alert.name,
+                            entry.get_ref(),
+                            path.display()
+                        ),
+                    ),
+                }
+            }
+            alert
+        });
+        match alert {
             Ok(alert) if out.iter().any(|o| o.name == alert.name) => problems.push(
                 lines.at(a),
                 None,

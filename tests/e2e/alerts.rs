@@ -244,12 +244,19 @@ schedule = "{}"
 when = {{ metric = "http_status", url = "https://127.0.0.1:{s}/health", above = 499, for = "1s", cooldown = "0s" }}
 [job.grants]
 net = ["https://127.0.0.1:{s}"]
-ca = ["{}"]
+ca = ["{ca}"]
 [job.config]
 checks = [{{ url = "https://127.0.0.1:{s}/ok" }}]
+
+[[alert]]
+name = "tls-api"
+severity = "P3"
+message = "the API behind the private CA fails"
+when = {{ metric = "http_status", url = "https://127.0.0.1:{s}/ok", above = 499 }}
+ca = ["{ca}"]
 "#,
         far_off(),
-        ca.display()
+        ca = ca.display()
     ));
     let _daemon = env.daemon();
     // Trusted through the job's `ca` grant: the probe reads 200 (an
@@ -257,6 +264,13 @@ checks = [{{ url = "https://127.0.0.1:{s}/ok" }}]
     let st = wait_for(Duration::from_secs(15), || {
         let st = status(&env);
         (st["sample"]["probes"][0]["status"] == 200).then_some(st)
+    });
+    assert!(st.is_some(), "{:#}", status(&env));
+    // The alert's own `ca` trusts the same CA for its URL, which no job
+    // probes.
+    let st = wait_for(Duration::from_secs(15), || {
+        let st = status(&env);
+        (st["alerts"][0]["value"] == 200.0).then_some(st)
     });
     assert!(st.is_some(), "{:#}", status(&env));
     std::thread::sleep(Duration::from_secs(3));

@@ -20,6 +20,9 @@ pub(crate) struct RawAlert {
     pub(crate) message: Option<toml::Spanned<String>>,
     pub(crate) when: Option<toml::Spanned<RawWhen>>,
     pub(crate) repeat: Option<toml::Spanned<String>>,
+    /// PEM files of CAs its HTTPS probe trusts besides the public ones.
+    #[serde(default)]
+    pub(crate) ca: Vec<toml::Spanned<String>>,
 }
 
 /// How long an active alert waits before it is sent again, unless
@@ -39,6 +42,8 @@ pub struct Alert {
     pub condition: Condition,
     /// Time between reminders while it stays active.
     pub repeat: Duration,
+    /// Its `ca` files' certificates, read when the config loads.
+    pub ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// The longest message: a notification is a line, not a document.
@@ -116,12 +121,21 @@ impl Alert {
                 d
             }
         };
+        if !raw.ca.is_empty()
+            && !condition
+                .metric
+                .url()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            return Err(at("`ca` applies to an https:// URL's probe"));
+        }
         Ok(Alert {
             name,
             severity,
             message,
             condition,
             repeat,
+            ca_roots: Vec::new(),
         })
     }
 }
