@@ -114,6 +114,9 @@ pub struct Ops {
     metrics: crate::metrics::Metrics,
     /// Webhooks; set by the daemon.
     notifier: Mutex<crate::notify::Notifier>,
+    /// Set once the daemon delivers notifications: a reload then restarts
+    /// delivery with the new targets.
+    notifying: std::sync::atomic::AtomicBool,
     /// The address the HTTP endpoints were bound to; set by the daemon.
     http_addr: Mutex<Option<std::net::SocketAddr>>,
     /// One permit per run allowed to execute at once
@@ -209,6 +212,7 @@ impl Ops {
             monitor: Arc::new(crate::monitor::Monitor::new(MONITOR_WINDOW)),
             metrics: crate::metrics::Metrics::default(),
             notifier: Mutex::new(crate::notify::Notifier::default()),
+            notifying: std::sync::atomic::AtomicBool::new(false),
             http_addr: Mutex::new(None),
             run_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             run_slots_size: Mutex::new(slots),
@@ -297,7 +301,13 @@ impl Ops {
             }
         }
         self.resize_run_slots(new.max_concurrent_runs);
+        let targets_changed = old.notify != new.notify;
         *self.config.writing() = Arc::new(new);
+        // New `[[notify]]` targets take over at once; what the old ones
+        // had queued is still delivered.
+        if targets_changed && self.notifying.load(std::sync::atomic::Ordering::SeqCst) {
+            self.start_notifications();
+        }
         self.changed.notify_one();
         notes
     }
@@ -305,6 +315,8 @@ impl Ops {
     /// Starts delivering webhook notifications (the daemon does; CLI
     /// commands do not notify).
     pub fn start_notifications(&self) {
+        self.notifying
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let targets = self.config().notify.clone();
         *self.notifier.locked() = crate::notify::Notifier::start(targets);
     }

@@ -295,3 +295,32 @@ ca = ["{ca}"]
         "{run:#}"
     );
 }
+
+#[test]
+fn a_reload_hands_alerts_to_the_new_notify_targets() {
+    let (a_addr, a_hooks) = webhook_sink();
+    let (b_addr, b_hooks) = webhook_sink();
+    let config = |addr: &str, alerts: &[&str]| {
+        let mut text =
+            format!("[monitor]\ninterval = \"1s\"\n\n[[notify]]\nurl = \"http://{addr}/hook\"\n\n");
+        for name in alerts {
+            text.push_str(&format!(
+                "[[alert]]\nname = \"{name}\"\nseverity = \"P3\"\nmessage = \"memory is in use\"\nwhen = {{ metric = \"memory_used_percent\", above = 0 }}\n\n"
+            ));
+        }
+        text
+    };
+    let env = Env::new(&config(&a_addr, &["mem"]));
+    let daemon = env.daemon();
+    let hook = next(&a_hooks, 15).expect("the first target hears of it");
+    assert_eq!(hook["alert"]["name"], "mem", "{hook:#}");
+    env.write_config(&config(&b_addr, &["mem", "mem2"]));
+    daemon.signal(libc::SIGHUP);
+    let hook = next(&b_hooks, 15)
+        .unwrap_or_else(|| panic!("the new target heard nothing: {}", daemon.log()));
+    assert_eq!(hook["alert"]["name"], "mem2", "{hook:#}");
+    assert!(
+        next(&a_hooks, 2).is_none(),
+        "the old target is no longer told"
+    );
+}
