@@ -1103,7 +1103,22 @@ fn alerts(
     problems: &mut Problems,
 ) -> Vec<crate::monitor::alert::Alert> {
     let mut out: Vec<crate::monitor::alert::Alert> = Vec::new();
+    let mut seen = BTreeSet::new();
     for a in raw {
+        // Named twice is a problem even when the first is refused too.
+        if let Some(name) = &a.get_ref().name
+            && !seen.insert(name.get_ref().trim().to_owned())
+        {
+            problems.push(
+                lines.at(a),
+                None,
+                format!(
+                    "[[alert]] `{}` is defined twice; alert names must be unique",
+                    name.get_ref().trim()
+                ),
+            );
+            continue;
+        }
         let alert = crate::monitor::alert::Alert::from_raw(a.get_ref()).map(|mut alert| {
             for entry in &a.get_ref().ca {
                 let path = base.join(entry.get_ref());
@@ -1134,14 +1149,6 @@ fn alerts(
             alert
         });
         match alert {
-            Ok(alert) if out.iter().any(|o| o.name == alert.name) => problems.push(
-                lines.at(a),
-                None,
-                format!(
-                    "[[alert]] `{}` is defined twice; alert names must be unique",
-                    alert.name
-                ),
-            ),
             Ok(alert) => out.push(alert),
             Err(e) => problems.push(lines.at(a), None, e),
         }

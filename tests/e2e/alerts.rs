@@ -205,6 +205,19 @@ severity = "P2"
 message = "m"
 when = { metric = "lod1", above = 4 }
 
+[[alert]]
+name = "a"
+severity = "P3"
+message = "again"
+when = { metric = "load1", above = 4 }
+
+[[alert]]
+name = "d"
+severity = "P3"
+message = "m"
+when = { metric = "load1", above = 4 }
+ca = ["ca.pem"]
+
 [[notify]]
 url = "http://127.0.0.1:9/"
 severities = ["P9"]
@@ -218,6 +231,8 @@ max_per_minute = 0
         "opsd.toml:5: [[alert]] `a`: unknown severity `P7`; use P0, P1, P2 or P3",
         "opsd.toml:11: [[alert]] `b`: needs a `message`",
         "opsd.toml:16: [[alert]] `c`: when: unknown metric `lod1`",
+        "opsd.toml:22: [[alert]] `a` is defined twice",
+        "opsd.toml:28: [[alert]] `d`: `ca` applies to an https:// URL's probe",
         "[[notify]] severities: unknown severity `P9`",
         "[[notify]] max_per_minute must be from 1 to 10000, not 0",
     ] {

@@ -226,6 +226,11 @@ fn http_check_judges_status_body_latency_redirects_grants_and_certificates() {
             format!("{{ url = \"{}\", expect_body = \"needle\" }}", url("/huge")),
         ),
         (
+            "stall",
+            plain.clone(),
+            format!("{{ url = \"{}\", timeout_ms = 1500 }}", url("/stall")),
+        ),
+        (
             "endless",
             plain.clone(),
             format!(
@@ -335,6 +340,10 @@ fn http_check_judges_status_body_latency_redirects_grants_and_certificates() {
     failed("endless", &["did not end within timeout_ms (2000 ms)"]);
     let endless = began_endless.elapsed();
     assert!(endless < Duration::from_secs(10), "{endless:?}");
+    // A server that takes the request and never answers.
+    let began_stall = Instant::now();
+    failed("stall", &["no answer"]);
+    assert!(began_stall.elapsed() < Duration::from_secs(10));
     assert!(began.elapsed() < Duration::from_secs(30));
 
     // HTTPS through the private CA of the `ca` grant, with the short-lived

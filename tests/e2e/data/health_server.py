@@ -42,6 +42,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/flap":
             Handler.flaps += 1
             self.send(500 if Handler.flaps % 2 else 200, b"flap")
+        elif path == "/stall":
+            time.sleep(30)
+            self.send(200, b"too late")
         elif path == "/fail":
             self.send(500, b"internal error")
         elif path == "/body":
