@@ -17,6 +17,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("cert-renew", "opsd-cert-renew"),
     ("audit", "opsd-audit"),
     ("report", "opsd-report"),
+    ("http-check", "opsd-http-check"),
 ];
 
 /// Sets `opsd_privileged` when the build runs as root or may use

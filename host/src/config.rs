@@ -36,8 +36,10 @@ pub struct Config {
     pub http: Option<std::net::SocketAddr>,
     /// How long runs in progress may take to finish on SIGTERM.
     pub shutdown_grace: Duration,
-    /// Webhooks for failures, recoveries and missed slots.
+    /// Webhooks for failures, recoveries, missed slots and alerts.
     pub notify: Vec<crate::notify::Target>,
+    /// `[[alert]]`s: conditions that notify people, without a job.
+    pub alerts: Vec<crate::monitor::alert::Alert>,
     /// Built-in plugins a file in `plugin_dir` may replace.
     pub override_builtin: Vec<String>,
     /// Runs that may execute at once; the rest wait their turn, so a burst
@@ -78,6 +80,14 @@ pub const DEFAULT_RELEASE_IDLE_CODE_AFTER: Duration = Duration::from_secs(300);
 
 /// Grace for runs in progress at SIGTERM, unless `shutdown_grace` says.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// One URL the monitor probes, and the certificate authorities its probe
+/// trusts besides the public ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeTarget {
+    pub url: String,
+    pub ca_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
 
 /// One scheduled chore.
 #[derive(Debug, Clone)]
@@ -178,6 +188,8 @@ struct RawConfig {
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
+    alert: Vec<Spanned<crate::monitor::alert::RawAlert>>,
+    #[serde(default)]
     plugins: RawPlugins,
     #[serde(default)]
     sandbox: grants::RawSandbox,
@@ -218,16 +230,15 @@ struct RawNotify {
     on: Vec<crate::notify::Event>,
     #[serde(default)]
     jobs: Vec<Spanned<String>>,
+    #[serde(default)]
+    severities: Vec<Spanned<String>>,
+    #[serde(default)]
+    format: crate::notify::Format,
+    max_per_minute: Option<Spanned<i64>>,
 }
 
 fn all_events() -> Vec<crate::notify::Event> {
-    use crate::notify::Event;
-    vec![
-        Event::Failure,
-        Event::Recovered,
-        Event::Missed,
-        Event::Broken,
-    ]
+    crate::notify::ALL_EVENTS.to_vec()
 }
 
 #[derive(Deserialize, Default)]
@@ -597,15 +608,44 @@ impl Config {
     }
 
     /// What the monitor must measure besides the machine's own figures:
-    /// the paths disk conditions watch and the URLs they probe, each once.
-    pub fn watched(&self) -> (Vec<String>, Vec<String>) {
+    /// the paths disk conditions (of jobs and alerts) watch, and the URLs
+    /// they probe, each once, with the certificate authorities its probe
+    /// trusts besides the public ones: the `ca` grants of the jobs whose
+    /// conditions name it.
+    pub fn watched(&self) -> (Vec<String>, Vec<ProbeTarget>) {
         use crate::monitor::condition::Metric;
-        let (mut paths, mut urls) = (Vec::new(), Vec::new());
-        for c in self.jobs.iter().flat_map(|j| &j.when) {
-            match &c.metric {
-                Metric::DiskUsedPercent(p) if !paths.contains(p) => paths.push(p.clone()),
-                Metric::HttpLatencySeconds(u) if !urls.contains(u) => urls.push(u.clone()),
-                _ => {}
+        let (mut paths, mut urls): (Vec<String>, Vec<ProbeTarget>) = (Vec::new(), Vec::new());
+        let of_jobs = self.jobs.iter().flat_map(|j| {
+            j.when
+                .iter()
+                .map(move |c| (c, j.grants.net.ca_roots.as_slice()))
+        });
+        let of_alerts = self
+            .alerts
+            .iter()
+            .map(|a| (&a.condition, a.ca_roots.as_slice()));
+        for (c, roots) in of_jobs.chain(of_alerts) {
+            if let Metric::DiskUsedPercent(p) = &c.metric
+                && !paths.contains(p)
+            {
+                paths.push(p.clone());
+            }
+            if let Some(u) = c.metric.url() {
+                let i = match urls.iter().position(|t| t.url == u) {
+                    Some(i) => i,
+                    None => {
+                        urls.push(ProbeTarget {
+                            url: u.to_owned(),
+                            ca_roots: Vec::new(),
+                        });
+                        urls.len() - 1
+                    }
+                };
+                for r in roots {
+                    if !urls[i].ca_roots.contains(r) {
+                        urls[i].ca_roots.push(r.clone());
+                    }
+                }
             }
         }
         (paths, urls)
@@ -659,6 +699,7 @@ impl Config {
         );
         let monitor_interval = monitor_interval(&raw.monitor, &lines, p);
         let notify = notify_targets(&raw.notify, &lines, p);
+        let alerts = alerts(&raw.alert, &base, &lines, p);
 
         let mut names = BTreeSet::new();
         let jobs: Vec<Job> = raw
@@ -692,6 +733,7 @@ impl Config {
             http,
             shutdown_grace,
             notify,
+            alerts,
             override_builtin: raw
                 .plugins
                 .override_builtin
@@ -1003,6 +1045,32 @@ fn notify_targets(
             Ok(url)
                 if matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some() =>
             {
+                let mut severities = Vec::new();
+                for s in &n.get_ref().severities {
+                    match crate::record::Severity::parse(s.get_ref()) {
+                        Ok(s) => severities.push(s),
+                        Err(e) => {
+                            problems.push(lines.at(s), None, format!("[[notify]] severities: {e}"))
+                        }
+                    }
+                }
+                let max_per_minute = match &n.get_ref().max_per_minute {
+                    None => crate::notify::DEFAULT_MAX_PER_MINUTE,
+                    Some(m) => match u32::try_from(*m.get_ref()) {
+                        Ok(v @ 1..=10_000) => v,
+                        _ => {
+                            problems.push(
+                                lines.at(m),
+                                None,
+                                format!(
+                                    "[[notify]] max_per_minute must be from 1 to 10000, not {}",
+                                    m.get_ref()
+                                ),
+                            );
+                            crate::notify::DEFAULT_MAX_PER_MINUTE
+                        }
+                    },
+                };
                 notify.push(crate::notify::Target {
                     url,
                     on: n.get_ref().on.clone(),
@@ -1012,6 +1080,9 @@ fn notify_targets(
                         .iter()
                         .map(|j| j.get_ref().clone())
                         .collect(),
+                    severities,
+                    format: n.get_ref().format,
+                    max_per_minute,
                 });
             }
             _ => problems.push(
@@ -1022,6 +1093,67 @@ fn notify_targets(
         }
     }
     notify
+}
+
+/// `[[alert]]`s: each checked, names unique.
+fn alerts(
+    raw: &[Spanned<crate::monitor::alert::RawAlert>],
+    base: &Path,
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) -> Vec<crate::monitor::alert::Alert> {
+    let mut out: Vec<crate::monitor::alert::Alert> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for a in raw {
+        // Named twice is a problem even when the first is refused too.
+        if let Some(name) = &a.get_ref().name
+            && !seen.insert(name.get_ref().trim().to_owned())
+        {
+            problems.push(
+                lines.at(a),
+                None,
+                format!(
+                    "[[alert]] `{}` is defined twice; alert names must be unique",
+                    name.get_ref().trim()
+                ),
+            );
+            continue;
+        }
+        let alert = crate::monitor::alert::Alert::from_raw(a.get_ref()).map(|mut alert| {
+            for entry in &a.get_ref().ca {
+                let path = base.join(entry.get_ref());
+                match grants::net::read_ca_file(&path) {
+                    Ok(c) if !c.is_empty() => alert.ca_roots.extend(c),
+                    Ok(_) => problems.push(
+                        lines.at(entry),
+                        None,
+                        format!(
+                            "[[alert]] `{}`: ca `{}`: {} holds no PEM certificate",
+                            alert.name,
+                            entry.get_ref(),
+                            path.display()
+                        ),
+                    ),
+                    Err(e) => problems.push(
+                        lines.at(entry),
+                        None,
+                        format!(
+                            "[[alert]] `{}`: ca `{}`: cannot read {}: {e}",
+                            alert.name,
+                            entry.get_ref(),
+                            path.display()
+                        ),
+                    ),
+                }
+            }
+            alert
+        });
+        match alert {
+            Ok(alert) => out.push(alert),
+            Err(e) => problems.push(lines.at(a), None, e),
+        }
+    }
+    out
 }
 
 /// A job's `when` conditions.

@@ -107,16 +107,18 @@ async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
         let config = ops.config();
         let (watched, urls) = config.watched();
         let limit = config.monitor_interval.min(Duration::from_secs(30));
-        let probes = futures_util::future::join_all(urls.into_iter().map(|url| async move {
-            match probe::latency(&url, limit).await {
-                Ok(s) => Probe {
-                    url,
-                    seconds: Some(s),
+        let probes = futures_util::future::join_all(urls.into_iter().map(|t| async move {
+            match probe::probe(&t.url, limit, &t.ca_roots).await {
+                Ok(a) => Probe {
+                    url: t.url,
+                    seconds: Some(a.seconds),
+                    status: Some(a.status),
                     error: None,
                 },
                 Err(e) => Probe {
-                    url,
+                    url: t.url,
                     seconds: None,
+                    status: None,
                     error: Some(e),
                 },
             }

@@ -131,6 +131,19 @@ impl Jobs {
         Ok(())
     }
 
+    /// Keeps what an `[[alert]]` remembers (whether it is active, when it
+    /// was last sent) for the next start. Alerts are not jobs, but their
+    /// memory is state like a job's, written in one place.
+    pub fn alert_changed(&self, alert: &str, memory: &crate::record::AlertMemory) -> Result<()> {
+        self.store.put_alert_memory(alert, memory)?;
+        Ok(())
+    }
+
+    /// What an `[[alert]]` remembered when last saved.
+    pub fn alert_memory(&self, alert: &str) -> Result<Option<crate::record::AlertMemory>> {
+        self.store.alert_memory(alert)
+    }
+
     /// The job's next slot, as the scheduler now sees it (none while
     /// disabled).
     pub fn next_slot(&self, job: &str, next: Option<DateTime<Utc>>) -> Result<()> {

@@ -36,6 +36,8 @@ pub struct Figures {
     /// The monitor's samples, oldest first.
     pub history: Vec<Sample>,
     pub conditions: Vec<ConditionState>,
+    /// Every `[[alert]]`, active or not.
+    pub alerts: Vec<crate::monitor::alert::AlertStatus>,
 }
 
 /// One job's figures for the exposition.
@@ -88,6 +90,7 @@ impl Metrics {
         self.run_metrics(w, f);
         plugin_metrics(w, f);
         system_metrics(w, f);
+        alert_metrics(w, f);
         process_metrics(w);
         out
     }
@@ -362,7 +365,30 @@ fn disk_metrics(w: &mut String, s: &Sample) {
     }
 }
 
-/// Each HTTP probe's answer time.
+/// `opsd_alert_active{alert,severity}`: 1 while an alert is active, for
+/// every alert configured (0 from the start, so a rule sees it change).
+fn alert_metrics(w: &mut String, f: &Figures) {
+    if f.alerts.is_empty() {
+        return;
+    }
+    header(
+        w,
+        "opsd_alert_active",
+        "gauge",
+        "1 while an [[alert]] is active (held for its `for` and sent), 0 otherwise.",
+    );
+    for a in &f.alerts {
+        let _ = writeln!(
+            w,
+            "opsd_alert_active{{alert=\"{}\",severity=\"{}\"}} {}",
+            escape(&a.alert),
+            a.severity,
+            u8::from(a.active)
+        );
+    }
+}
+
+/// Each HTTP probe's answer time and status.
 fn probe_metrics(w: &mut String, s: &Sample) {
     if !s.probes.is_empty() {
         header(
@@ -377,6 +403,20 @@ fn probe_metrics(w: &mut String, s: &Sample) {
                 w,
                 "opsd_probe_latency_seconds{{url=\"{}\"}} {v}",
                 escape(&p.url)
+            );
+        }
+        header(
+            w,
+            "opsd_probe_status",
+            "gauge",
+            "Status code each HTTP probe got; 0 when no answer came.",
+        );
+        for p in &s.probes {
+            let _ = writeln!(
+                w,
+                "opsd_probe_status{{url=\"{}\"}} {}",
+                escape(&p.url),
+                p.status.unwrap_or(0)
             );
         }
     }
@@ -542,7 +582,23 @@ mod tests {
             plugins: Vec::new(),
             history: Vec::new(),
             conditions: Vec::new(),
+            alerts: vec![crate::monitor::alert::AlertStatus {
+                alert: "disk \"full\"".into(),
+                severity: crate::record::Severity::P0,
+                message: "m".into(),
+                condition: "c".into(),
+                value: None,
+                active: false,
+                active_since: None,
+                last_sent: None,
+                next_reminder: None,
+                suppressed: 0,
+            }],
         });
+        assert!(
+            text.contains("opsd_alert_active{alert=\"disk \\\"full\\\"\",severity=\"P0\"} 0\n"),
+            "{text}"
+        );
         for status in RunStatus::ENDINGS {
             let line = format!("opsd_job_runs_total{{job=\"nightly\",status=\"{status}\"}} 0\n");
             assert!(text.contains(&line), "{line} missing:\n{text}");

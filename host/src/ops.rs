@@ -114,6 +114,9 @@ pub struct Ops {
     metrics: crate::metrics::Metrics,
     /// Webhooks; set by the daemon.
     notifier: Mutex<crate::notify::Notifier>,
+    /// Set once the daemon delivers notifications: a reload then restarts
+    /// delivery with the new targets.
+    notifying: std::sync::atomic::AtomicBool,
     /// The address the HTTP endpoints were bound to; set by the daemon.
     http_addr: Mutex<Option<std::net::SocketAddr>>,
     /// One permit per run allowed to execute at once
@@ -209,6 +212,7 @@ impl Ops {
             monitor: Arc::new(crate::monitor::Monitor::new(MONITOR_WINDOW)),
             metrics: crate::metrics::Metrics::default(),
             notifier: Mutex::new(crate::notify::Notifier::default()),
+            notifying: std::sync::atomic::AtomicBool::new(false),
             http_addr: Mutex::new(None),
             run_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             run_slots_size: Mutex::new(slots),
@@ -297,7 +301,13 @@ impl Ops {
             }
         }
         self.resize_run_slots(new.max_concurrent_runs);
+        let targets_changed = old.notify != new.notify;
         *self.config.writing() = Arc::new(new);
+        // New `[[notify]]` targets take over at once; what the old ones
+        // had queued is still delivered.
+        if targets_changed && self.notifying.load(std::sync::atomic::Ordering::SeqCst) {
+            self.start_notifications();
+        }
         self.changed.notify_one();
         notes
     }
@@ -305,6 +315,8 @@ impl Ops {
     /// Starts delivering webhook notifications (the daemon does; CLI
     /// commands do not notify).
     pub fn start_notifications(&self) {
+        self.notifying
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let targets = self.config().notify.clone();
         *self.notifier.locked() = crate::notify::Notifier::start(targets);
     }
@@ -318,6 +330,28 @@ impl Ops {
         missed: Option<u64>,
     ) {
         self.notifier.locked().send(event, job, run, missed);
+    }
+
+    /// Queues an alert's change for the notify targets.
+    pub fn notify_alert(&self, notice: &crate::monitor::alert::Notice) {
+        use crate::monitor::alert::Change;
+        let event = match notice.change {
+            Change::Firing | Change::Reminder => crate::notify::Event::Alert,
+            Change::Resolved => crate::notify::Event::Resolved,
+        };
+        self.notifier.locked().send_alert(
+            event,
+            crate::notify::AlertPayload {
+                name: notice.alert.clone(),
+                severity: notice.severity,
+                message: notice.message.clone(),
+                condition: notice.condition.clone(),
+                value: notice.value.filter(|v| v.is_finite()),
+                since: notice.active_since,
+                reminder: notice.change == Change::Reminder,
+                suppressed: notice.suppressed,
+            },
+        );
     }
 
     /// Puts `new` in force, saying which jobs broke since `before` (the
@@ -419,12 +453,13 @@ impl Ops {
         let config = self.config();
         let jobs = config.conditions();
         let interval = config.monitor_interval;
-        if let Some(s) = MachineStatus::from_history(
+        if let Some(mut s) = MachineStatus::from_history(
             SampleSource::Daemon,
             interval,
             &self.monitor.history(),
             self.monitor.states(&jobs),
         ) {
+            s.alerts = self.monitor.alert_states(&config.alerts);
             return s;
         }
         let (watched, _) = config.watched();
@@ -433,8 +468,21 @@ impl Ops {
         let sample = sampler.sample(self.clock.now(), &watched, Vec::new());
         let probe = crate::monitor::Monitor::new(MONITOR_WINDOW);
         probe.push(sample.clone());
-        MachineStatus::from_history(SampleSource::Now, interval, &[sample], probe.states(&jobs))
-            .expect("one sample was just taken")
+        // No daemon: alerts as the store last had them.
+        for alert in &config.alerts {
+            if let Ok(Some(memory)) = self.jobs.alert_memory(&alert.name) {
+                probe.restore_alert(alert, &memory);
+            }
+        }
+        let mut st = MachineStatus::from_history(
+            SampleSource::Now,
+            interval,
+            &[sample],
+            probe.states(&jobs),
+        )
+        .expect("one sample was just taken");
+        st.alerts = probe.alert_states(&config.alerts);
+        st
     }
 
     /// Whether the scheduler loop is alive and the store takes writes.
@@ -585,6 +633,7 @@ impl Ops {
             } else {
                 self.monitor.states(&conditions)
             },
+            alerts: self.monitor.alert_states(&config.alerts),
         })
     }
 

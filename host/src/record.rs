@@ -297,6 +297,53 @@ pub struct ConditionMemory {
     pub last_fired: Option<DateTime<Utc>>,
 }
 
+/// How urgent an alert is: the runbook's incident levels, P0 (everything
+/// is down, wake someone) to P3 (look at it this week). Notify targets
+/// choose alerts by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    P0,
+    P1,
+    P2,
+    P3,
+}
+
+words!(Severity {
+    P0 => "P0",
+    P1 => "P1",
+    P2 => "P2",
+    P3 => "P3",
+});
+
+impl Severity {
+    /// Every level, most urgent first.
+    pub const ALL: [Severity; 4] = [Severity::P0, Severity::P1, Severity::P2, Severity::P3];
+
+    /// Reads `P0` to `P3` (any case), or says what is accepted.
+    pub fn parse(text: &str) -> Result<Severity, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| format!("unknown severity `{text}`; use P0, P1, P2 or P3"))
+    }
+}
+
+/// What an alert remembers across restarts, so one active before a
+/// restart is not sent again as new, and its clearing after the restart
+/// is still sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertMemory {
+    /// The condition as written: a changed one starts afresh.
+    pub condition: String,
+    /// Since when it has been active (notified); none when clear.
+    pub active_since: Option<DateTime<Utc>>,
+    /// When the last notification (the first or a reminder) was sent.
+    pub last_sent: Option<DateTime<Utc>>,
+    /// Samples it held in since then without a notification.
+    #[serde(default)]
+    pub suppressed: u64,
+}
+
 /// The machine at one moment, kept so reports can show trends (disk
 /// growth, a projected disk-full date) and compare periods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -205,6 +205,12 @@ impl Loop {
             }
         }
         save_conditions(&self.ops, &config)?;
+        // Alerts: sent when they start holding, every `repeat` while they
+        // do, and when they clear.
+        if self.first_pass {
+            restore_alerts(&self.ops, &config)?;
+        }
+        check_alerts(&self.ops, &config)?;
         // Slots that started no run have no run's flush to cover them.
         if self.first_pass || unflushed {
             self.ops.jobs().flush().await?;
@@ -470,6 +476,41 @@ fn save_conditions(ops: &Ops, config: &crate::config::Config) -> anyhow::Result<
             let memory = ops.monitor().memory_of(&job.name, &job.when);
             ops.jobs().conditions_changed(&job.name, memory)?;
         }
+    }
+    Ok(())
+}
+
+/// Gives each alert back what it remembered before the daemon started:
+/// whether it was active (so it is not sent again as new) and when it
+/// was last sent.
+fn restore_alerts(ops: &Ops, config: &crate::config::Config) -> anyhow::Result<()> {
+    for alert in &config.alerts {
+        if let Some(memory) = ops.jobs().alert_memory(&alert.name)? {
+            ops.monitor().restore_alert(alert, &memory);
+        }
+    }
+    Ok(())
+}
+
+/// Checks the alerts against new samples, sends what changed and keeps
+/// it for the next start.
+fn check_alerts(ops: &Ops, config: &crate::config::Config) -> anyhow::Result<()> {
+    if config.alerts.is_empty() {
+        return Ok(());
+    }
+    for notice in ops.monitor().check_alerts(&config.alerts) {
+        tracing::warn!(
+            alert = %notice.alert, severity = %notice.severity, change = ?notice.change,
+            condition = %notice.condition, "alert {}", match notice.change {
+                crate::monitor::alert::Change::Resolved => "resolved",
+                crate::monitor::alert::Change::Firing => "active",
+                crate::monitor::alert::Change::Reminder => "still active",
+            }
+        );
+        ops.notify_alert(&notice);
+    }
+    for (name, memory) in ops.monitor().take_alerts_changed(&config.alerts) {
+        ops.jobs().alert_changed(&name, &memory)?;
     }
     Ok(())
 }

@@ -72,6 +72,8 @@ pub struct Store {
     running: sled::Tree,
     /// System samples keyed by big-endian Unix seconds.
     samples: sled::Tree,
+    /// What each `[[alert]]` remembers (active since, last sent), by name.
+    alerts: sled::Tree,
     path: PathBuf,
     /// Lets concurrent [`Store::flush_async`] callers share one fsync.
     flushes: std::sync::Arc<FlushGate>,
@@ -123,6 +125,7 @@ impl Store {
             jobs: db.open_tree("jobs")?,
             running: db.open_tree("running")?,
             samples: db.open_tree("samples")?,
+            alerts: db.open_tree("alerts")?,
             db,
             path,
             flushes: Default::default(),
@@ -309,6 +312,24 @@ impl Store {
             source: e,
         })?;
         self.jobs.insert(job, value)?;
+        Ok(())
+    }
+
+    /// What an `[[alert]]` remembered when last saved.
+    pub fn alert_memory(&self, alert: &str) -> Result<Option<crate::record::AlertMemory>> {
+        self.alerts
+            .get(alert)?
+            .map(|v| decode(alert.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Replaces what an `[[alert]]` remembers.
+    pub fn put_alert_memory(&self, alert: &str, memory: &crate::record::AlertMemory) -> Result<()> {
+        let value = serde_json::to_vec(memory).map_err(|e| StoreError::Corrupt {
+            key: alert.into(),
+            source: e,
+        })?;
+        self.alerts.insert(alert, value)?;
         Ok(())
     }
 

@@ -353,7 +353,7 @@ fn sigterm_lets_runs_finish_within_the_grace_then_interrupts_them() {
 }
 
 /// Collects the bodies POSTed to it.
-fn webhook_sink() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+pub(crate) fn webhook_sink() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = std::sync::mpsc::channel();

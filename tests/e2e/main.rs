@@ -5,6 +5,7 @@ mod pebble;
 mod pg;
 mod util;
 
+mod alerts;
 mod audit;
 mod backup;
 mod cert_renew;
@@ -12,6 +13,7 @@ mod children;
 mod crash;
 mod daemon;
 mod dropin;
+mod http_check;
 mod log_rotate;
 mod logrotate_compat;
 mod monitor;

@@ -130,7 +130,7 @@ fn jobs(origin: &str) -> String {
         r#"
 [[job]]
 name = "health"
-plugin = "http-check"
+plugin = "py-http-check"
 schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
@@ -140,7 +140,7 @@ expect_body = "ok"
 
 [[job]]
 name = "health-slow"
-plugin = "http-check"
+plugin = "py-http-check"
 schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
@@ -150,7 +150,7 @@ warn_ms = 100
 
 [[job]]
 name = "health-down"
-plugin = "http-check"
+plugin = "py-http-check"
 schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
@@ -159,7 +159,7 @@ url = "{origin}/down"
 
 [[job]]
 name = "health-elsewhere"
-plugin = "http-check"
+plugin = "py-http-check"
 schedule = "{far}"
 [job.grants]
 net = ["{origin}"]
@@ -241,7 +241,7 @@ fn python_javascript_and_rust_examples_run_in_a_daemon() {
     }
     let ready = wait_for(Duration::from_secs(300), || {
         let list = env.json(&["plugins", "list", "--json"]);
-        let names = ["http-check", "cache-clean", "disk-guard"];
+        let names = ["py-http-check", "cache-clean", "disk-guard"];
         names
             .iter()
             .all(|n| {

@@ -95,7 +95,7 @@ def fetch(cfg: Config) -> Tuple[int, float, bytes]:
 class WitWorld(wit_world.WitWorld):
     def describe(self) -> Description:
         return Description(
-            name="http-check",
+            name="py-http-check",
             version="0.1.0",
             description="Checks an HTTP health endpoint's status, body and latency (Python example)",
             capabilities=Capabilities(fs=[], exec=[], net=True),

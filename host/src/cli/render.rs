@@ -532,6 +532,8 @@ enum Standing {
     /// Past the limit, not yet for as long as the limit asks.
     High,
     Over,
+    /// An alert that is active.
+    Active,
     NoLimit,
 }
 
@@ -540,6 +542,7 @@ fn standing_text(s: Standing, colour: bool, note: &str) -> String {
         Standing::Ok => ("ok", "32"),
         Standing::High => ("high", "33"),
         Standing::Over => ("OVER", "31;1"),
+        Standing::Active => ("ACTIVE", "31;1"),
         Standing::NoLimit => ("", ""),
     };
     let text = if note.is_empty() {
@@ -580,7 +583,53 @@ pub fn status_table(st: &crate::monitor::MachineStatus, colour: bool) -> String 
             None,
         ));
     }
+    if !st.alerts.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["ALERT", "SEVERITY", "WHEN", "NOW", "STATE"],
+            &alert_rows(st, colour),
+            None,
+        ));
+    }
     out
+}
+
+/// Where each `[[alert]]` stands: active since when, when it was last
+/// sent and will be again, and how many repeats were held back.
+fn alert_rows(st: &crate::monitor::MachineStatus, colour: bool) -> Vec<Vec<String>> {
+    let now = st.sample.taken;
+    let ago = |t: DateTime<Utc>| human_duration((now - t).num_seconds());
+    st.alerts
+        .iter()
+        .map(|a| {
+            let state = match a.active_since {
+                Some(since) => {
+                    let mut note = format!("since {}", ago(since));
+                    if let Some(l) = a.last_sent {
+                        note.push_str(&format!("; sent {} ago", ago(l)));
+                    }
+                    if let Some(n) = a.next_reminder {
+                        note.push_str(&format!(
+                            ", again in {}",
+                            human_duration((n - now).num_seconds())
+                        ));
+                    }
+                    if a.suppressed > 0 {
+                        note.push_str(&format!("; {} repeats held back", a.suppressed));
+                    }
+                    standing_text(Standing::Active, colour, &note)
+                }
+                None => standing_text(Standing::Ok, colour, ""),
+            };
+            vec![
+                a.alert.clone(),
+                a.severity.to_string(),
+                a.condition.clone(),
+                a.value.map_or("-".into(), |v| format!("{v:.1}")),
+                state,
+            ]
+        })
+        .collect()
 }
 
 /// Each figure of the machine against the runbook's limit.
@@ -1015,6 +1064,18 @@ mod tests {
                 holding_since: Some(taken - chrono::Duration::minutes(2)),
                 last_fired: None,
             }],
+            alerts: vec![crate::monitor::alert::AlertStatus {
+                alert: "mem".into(),
+                severity: crate::record::Severity::P1,
+                message: "memory is short".into(),
+                condition: "memory_used_percent > 85 for 5m".into(),
+                value: Some(91.0),
+                active: true,
+                active_since: Some(taken - chrono::Duration::minutes(30)),
+                last_sent: Some(taken - chrono::Duration::minutes(30)),
+                next_reminder: Some(taken + chrono::Duration::minutes(30)),
+                suppressed: 120,
+            }],
         };
         let plain = status_table(&st, false);
         let line = |start: &str| {
@@ -1032,6 +1093,12 @@ mod tests {
         );
         assert!(
             line("clean-var ").ends_with("OVER since 2min 0s"),
+            "{plain}"
+        );
+        assert!(
+            line("mem ").ends_with(
+                "ACTIVE since 30min 0s; sent 30min 0s ago, again in 30min 0s; 120 repeats held back"
+            ),
             "{plain}"
         );
         assert!(!plain.contains('\x1b'), "{plain}");

@@ -78,15 +78,9 @@ impl NetPolicy {
         job: &str,
         problems: &mut Problems,
     ) {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
         for entry in raw {
             let path = base.join(entry.get_ref());
-            let certs: Result<Vec<CertificateDer<'static>>, String> =
-                CertificateDer::pem_file_iter(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|it| it.collect::<Result<_, _>>().map_err(|e| e.to_string()));
-            match certs {
+            match read_ca_file(&path) {
                 Ok(c) if !c.is_empty() => self.ca_roots.extend(c),
                 Ok(_) => problems.push(
                     lines.at(entry),
@@ -271,6 +265,18 @@ impl NetPolicy {
                 }
         })
     }
+}
+
+/// The certificates of a PEM file, for a `ca` grant (or an alert's
+/// `ca`): what HTTPS trusts besides the public roots.
+pub(crate) fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())
+        .and_then(|it| it.collect::<Result<_, _>>().map_err(|e| e.to_string()))
 }
 
 /// Addresses a run may connect to, after DNS.

@@ -38,6 +38,13 @@ pub(crate) struct RawCondition {
     cooldown: Option<String>,
 }
 
+impl RawCondition {
+    /// Whether it sets `cooldown` (which alerts do not take).
+    pub(crate) fn has_cooldown(&self) -> bool {
+        self.cooldown.is_some()
+    }
+}
+
 /// What a condition measures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
@@ -55,6 +62,11 @@ pub enum Metric {
     /// Seconds an HTTP GET of this URL takes to answer; a probe that fails
     /// or times out counts as infinitely slow.
     HttpLatencySeconds(String),
+    /// The status code a GET of this URL answers with (redirects not
+    /// followed); a probe that gets no answer counts as infinitely high,
+    /// so `above = 499` holds for a server that is down as well as one
+    /// that answers 5xx.
+    HttpStatus(String),
 }
 
 /// The metric names a `when` may use.
@@ -66,6 +78,7 @@ pub const METRICS: &[&str] = &[
     "disk_used_percent",
     "network_errors_per_hour",
     "http_latency_seconds",
+    "http_status",
 ];
 
 impl Metric {
@@ -91,6 +104,11 @@ impl Metric {
                 .iter()
                 .find(|p| p.url == *url)
                 .map(|p| p.seconds.unwrap_or(f64::INFINITY)),
+            Metric::HttpStatus(url) => sample
+                .probes
+                .iter()
+                .find(|p| p.url == *url)
+                .map(|p| p.status.map_or(f64::INFINITY, f64::from)),
         }
     }
 
@@ -115,6 +133,15 @@ impl Metric {
             Metric::DiskUsedPercent(p) => format!("disk_used_percent({p})"),
             Metric::NetworkErrorsPerHour => "network_errors_per_hour".into(),
             Metric::HttpLatencySeconds(u) => format!("http_latency_seconds({u})"),
+            Metric::HttpStatus(u) => format!("http_status({u})"),
+        }
+    }
+
+    /// The URL an HTTP metric probes.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Metric::HttpLatencySeconds(u) | Metric::HttpStatus(u) => Some(u),
+            _ => None,
         }
     }
 }
@@ -174,7 +201,7 @@ impl Condition {
                 Metric::DiskUsedPercent(mount)
             }
             "network_errors_per_hour" => Metric::NetworkErrorsPerHour,
-            "http_latency_seconds" => {
+            "http_latency_seconds" | "http_status" => {
                 let url = need(&raw.url, "url")?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(format!(
@@ -187,7 +214,11 @@ impl Condition {
                         "when: url `{url}` must be scheme://host[:port]/path, without a user or password (the probe sends none)"
                     ));
                 }
-                Metric::HttpLatencySeconds(url)
+                if raw.metric == "http_status" {
+                    Metric::HttpStatus(url)
+                } else {
+                    Metric::HttpLatencySeconds(url)
+                }
             }
             other => {
                 return Err(format!(
@@ -202,9 +233,9 @@ impl Condition {
                 raw.metric
             ));
         }
-        if raw.url.is_some() && !matches!(metric, Metric::HttpLatencySeconds(_)) {
+        if raw.url.is_some() && metric.url().is_none() {
             return Err(format!(
-                "when: `url` applies to http_latency_seconds, not {}",
+                "when: `url` applies to http_latency_seconds and http_status, not {}",
                 raw.metric
             ));
         }
@@ -244,6 +275,20 @@ impl Condition {
             hold: duration(&raw.for_, "for", Duration::ZERO)?,
             cooldown: duration(&raw.cooldown, "cooldown", DEFAULT_COOLDOWN)?,
         })
+    }
+
+    /// Like [`Condition::describe`], for a message that leaves the
+    /// machine (a webhook): a probed URL without its query or fragment,
+    /// where health-check tokens live.
+    pub fn describe_shown(&self) -> String {
+        let text = self.describe();
+        match self.metric.url() {
+            Some(url) => {
+                let cut = url.find(['?', '#']).map_or(url, |i| &url[..i]);
+                text.replacen(url, cut, 1)
+            }
+            None => text,
+        }
     }
 
     /// Whether `value` is past the threshold.
@@ -373,6 +418,11 @@ mod tests {
             (
                 "metric = \"cpu_percent\"\nabove = 80\nfor = \"soon\"",
                 "when: for:",
+            ),
+            ("metric = \"http_status\"\nabove = 499", "needs `url`"),
+            (
+                "metric = \"load1\"\nurl = \"http://h/\"\nabove = 1",
+                "`url` applies to http_latency_seconds and http_status",
             ),
         ] {
             let e = cond(text).unwrap_err();

@@ -9,6 +9,7 @@
 //! [`condition`] decides when a job fires. Tests feed samples to the ring
 //! directly.
 
+pub mod alert;
 pub mod condition;
 pub mod probe;
 
@@ -59,12 +60,15 @@ pub struct DiskUse {
     pub used_percent: Option<f64>,
 }
 
-/// One HTTP probe's answer time.
+/// One HTTP probe's answer time and status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
     pub url: String,
     /// None when it failed or timed out.
     pub seconds: Option<f64>,
+    /// The status code answered; none when no answer came.
+    #[serde(default)]
+    pub status: Option<u16>,
     pub error: Option<String>,
 }
 
@@ -218,6 +222,12 @@ pub struct Monitor {
     pub sampled: tokio::sync::Notify,
     /// Set by tests that feed samples: the daemon's sampler then stays off.
     external: std::sync::atomic::AtomicBool,
+    /// Per `[[alert]]` name.
+    alerts: std::sync::Mutex<std::collections::HashMap<String, alert::AlertState>>,
+    /// The newest sample alerts were checked against.
+    alerts_checked: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Alerts whose memory changed since the caller last saved it.
+    alerts_changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Monitor {
@@ -409,6 +419,104 @@ impl Monitor {
         }
     }
 
+    /// Checks `alerts` against every sample not checked for them yet,
+    /// oldest first, and says what to send.
+    pub fn check_alerts(&self, alerts: &[alert::Alert]) -> Vec<alert::Notice> {
+        let history = self.history();
+        let Some(newest) = history.last() else {
+            return Vec::new();
+        };
+        let first_new = {
+            let mut checked = self.alerts_checked.locked();
+            let first = match *checked {
+                Some(c) if c == newest.taken => return Vec::new(),
+                Some(c) => history.partition_point(|s| s.taken <= c),
+                None => history.len() - 1,
+            };
+            *checked = Some(newest.taken);
+            first
+        };
+        let mut states = self.alerts.locked();
+        // Alerts a reload removed are forgotten; changed ones start afresh.
+        states.retain(|name, _| alerts.iter().any(|a| a.name == *name));
+        let mut changed = self.alerts_changed.locked();
+        let mut out = Vec::new();
+        for at in first_new..history.len() {
+            let (sample, before) = (&history[at], &history[..at]);
+            for a in alerts {
+                let state = states.entry(a.name.clone()).or_default();
+                let was = (state.active_since, state.last_sent);
+                let held_back = state.suppressed;
+                let value = a.condition.metric.value(sample, before);
+                if let Some(change) = state.observe(a, sample.taken, value) {
+                    out.push(alert::Notice {
+                        alert: a.name.clone(),
+                        severity: a.severity,
+                        message: a.message.clone(),
+                        condition: a.condition.describe_shown(),
+                        change,
+                        value,
+                        active_since: state.active_since.or(was.0),
+                        at: sample.taken,
+                        suppressed: if change == alert::Change::Reminder {
+                            held_back
+                        } else {
+                            0
+                        },
+                    });
+                }
+                if (state.active_since, state.last_sent) != was {
+                    changed.insert(a.name.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes back what an alert remembered before a restart.
+    pub fn restore_alert(&self, alert: &alert::Alert, memory: &crate::record::AlertMemory) {
+        if let Some(state) = alert::AlertState::restored(alert, memory) {
+            self.alerts.locked().insert(alert.name.clone(), state);
+        }
+    }
+
+    /// Alerts whose memory changed since the last call, with it.
+    pub fn take_alerts_changed(
+        &self,
+        alerts: &[alert::Alert],
+    ) -> Vec<(String, crate::record::AlertMemory)> {
+        let names = std::mem::take(&mut *self.alerts_changed.locked());
+        let states = self.alerts.locked();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let a = alerts.iter().find(|a| a.name == n)?;
+                Some((
+                    n,
+                    states.get(&a.name).cloned().unwrap_or_default().memory(a),
+                ))
+            })
+            .collect()
+    }
+
+    /// Where every alert stands.
+    pub fn alert_states(&self, alerts: &[alert::Alert]) -> Vec<alert::AlertStatus> {
+        let history = self.history();
+        let states = self.alerts.locked();
+        alerts
+            .iter()
+            .map(|a| {
+                let mut state = states.get(&a.name).cloned().unwrap_or_default();
+                if state.value.is_none()
+                    && let Some((last, before)) = history.split_last()
+                {
+                    state.value = a.condition.metric.value(last, before);
+                }
+                alert::AlertStatus::of(a, &state)
+            })
+            .collect()
+    }
+
     /// Where every condition of `jobs` stands.
     pub fn states(&self, jobs: &[(&str, &[condition::Condition])]) -> Vec<ConditionState> {
         let history = self.history();
@@ -473,6 +581,9 @@ pub struct MachineStatus {
     /// sample.
     pub cpu_above_limit_for_seconds: Option<u64>,
     pub conditions: Vec<ConditionState>,
+    /// Every `[[alert]]`: active or not, when last sent, repeats held back.
+    #[serde(default)]
+    pub alerts: Vec<alert::AlertStatus>,
 }
 
 impl MachineStatus {
@@ -498,6 +609,7 @@ impl MachineStatus {
             cpu_above_limit_for_seconds: busy_since
                 .map(|t| (sample.taken - t).num_seconds().max(0) as u64),
             conditions,
+            alerts: Vec::new(),
         })
     }
 }
