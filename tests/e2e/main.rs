@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod cert_renew;
 mod children;
+mod clean;
 mod crash;
 mod daemon;
 mod dropin;
