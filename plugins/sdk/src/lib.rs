@@ -43,6 +43,7 @@ pub mod bindings {
 
 pub mod config;
 pub mod fsinfo;
+pub mod http;
 mod outcome;
 pub mod pg;
 mod process;
