@@ -18,6 +18,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("audit", "opsd-audit"),
     ("report", "opsd-report"),
     ("clean", "opsd-clean"),
+    ("service", "opsd-service"),
 ];
 
 fn main() {

@@ -22,4 +22,5 @@ mod sandbox;
 mod schedule;
 mod scheduling;
 mod service;
+mod service_restart;
 mod vacuum;
