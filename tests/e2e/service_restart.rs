@@ -200,6 +200,19 @@ fn a_service_is_restarted_and_waited_for_until_its_health_url_says_back() {
                 sup.socket.display()
             )),
         ),
+        {
+            // The restart command not in the exec grant.
+            let j = job(
+                "ungranted-command",
+                &sup,
+                &format!("{{ url = \"{url}\" }}"),
+                "",
+                None,
+            );
+            let start = j.find("exec = [").unwrap();
+            let end = start + j[start..].find('\n').unwrap();
+            format!("{}exec = [\"true\"]{}", &j[..start], &j[end..])
+        },
         format!(
             r#"
 [[job]]
@@ -288,6 +301,17 @@ wait = "5s"
     let error = format!("{} {}", rec["error"], rec["summary"]);
     assert!(
         error.contains(&format!("127.0.0.1:{}", sup.port)),
+        "{rec:#}"
+    );
+
+    // A restart command the exec grant does not name is refused, and
+    // the run says which grant to add.
+    let rec = env.run_job("ungranted-command");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert_eq!(sup.generation(), 3);
+    let error = rec["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("program `curl` is not in the job's exec grant"),
         "{rec:#}"
     );
 
