@@ -18,6 +18,8 @@ const BUILTINS: &[(&str, &str)] = &[
     ("audit", "opsd-audit"),
     ("report", "opsd-report"),
     ("http-check", "opsd-http-check"),
+    ("clean", "opsd-clean"),
+    ("service", "opsd-service"),
 ];
 
 /// Sets `opsd_privileged` when the build runs as root or may use

@@ -26,6 +26,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
     ("config.rs", include_str!("../../plugins/sdk/src/config.rs")),
     ("fsinfo.rs", include_str!("../../plugins/sdk/src/fsinfo.rs")),
+    ("http.rs", include_str!("../../plugins/sdk/src/http.rs")),
     (
         "outcome.rs",
         include_str!("../../plugins/sdk/src/outcome.rs"),

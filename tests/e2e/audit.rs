@@ -199,3 +199,137 @@ path = "/var/log/app/agent.log"
             .unwrap();
     assert_eq!(state["version"], 1, "{}", text(&env.run(&["history"])));
 }
+
+/// The runbook's "error rate > 5 %": a pattern judged as a share of the
+/// lines read since the last run, over an hour of runs, and per minute,
+/// on a real log written between runs, through a live daemon.
+#[test]
+fn error_rates_are_judged_over_lines_windows_and_minutes() {
+    let far = crate::util::far_off();
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "rates"
+plugin = "audit"
+schedule = "{far}"
+[job.grants]
+fs = [
+  {{ host = "log", guest = "/var/log/app", access = "ro", create = true }},
+  {{ host = "audit-state", guest = "/state", access = "rw", create = true }},
+]
+[job.config]
+state_file = "/state/audit.json"
+[[job.config.logs]]
+path = "/var/log/app/api.log"
+patterns = [
+  {{ name = "errors", regex = " ERROR ", severity = "P2", rate = {{ above = "5%", of = "lines" }} }},
+  {{ name = "errors-1h", regex = " ERROR ", severity = "P3", rate = {{ above = "5%", window = "1h" }} }},
+  {{ name = "errors-per-min", regex = " ERROR ", severity = "P3", rate = {{ above = 100, per = "minute" }} }},
+]
+
+[[job]]
+name = "bad-rate"
+plugin = "audit"
+schedule = "{far}"
+[job.grants]
+fs = [
+  {{ host = "log", guest = "/var/log/app", access = "ro", create = true }},
+  {{ host = "audit-state", guest = "/state", access = "rw", create = true }},
+]
+[job.config]
+state_file = "/state/bad.json"
+[[job.config.logs]]
+path = "/var/log/app/api.log"
+patterns = [{{ name = "errors", regex = " ERROR ", rate = {{ above = "5" }} }}]
+"#
+    ));
+    std::fs::create_dir_all(env.path("log")).unwrap();
+    let log = env.path("log/api.log");
+    let _daemon = env.daemon();
+
+    // 200 lines, 15 errors: 7.5 % since the last run (the first: the
+    // whole log), and over the hour; per minute needs a span of time.
+    append(&log, "INFO GET /api/items 200", 185);
+    append(&log, "ERROR GET /api/items 500 upstream timed out", 15);
+    let rec = env.run_job("rates");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(
+        section(&rec, "new"),
+        [
+            "[P2] log-rate /var/log/app/api.log",
+            "[P3] log-rate /var/log/app/api.log"
+        ],
+        "{rec:#}"
+    );
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains(
+            "[P2] log-rate /var/log/app/api.log:errors: errors (/ ERROR /) at 7.5 % (15 of 200 lines) since the last run, above 5 %"
+        ),
+        "{details}"
+    );
+    assert!(
+        details.contains("rate of errors-per-min not judged: no span of time yet"),
+        "{details}"
+    );
+    assert_eq!(metric(&rec, "log_rate_errors"), 7.5);
+    assert_eq!(metric(&rec, "log_rate_errors_1h"), 7.5);
+
+    // 1000 more lines, 20 errors: 2 % since the last run, 35 of 1200 over
+    // the hour (2.92 %), but 20 errors within seconds is over 100 a minute.
+    append(&log, "INFO GET /api/items 200", 980);
+    append(&log, "ERROR GET /api/items 500 upstream timed out", 20);
+    let rec = env.run_job("rates");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(metric(&rec, "log_rate_errors"), 2.0);
+    assert_eq!(metric(&rec, "log_rate_errors_1h"), 2.92);
+    assert!(metric(&rec, "log_rate_errors_per_min") > 100.0, "{rec:#}");
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains(
+            "[P3] log-rate /var/log/app/api.log:errors-per-min: errors-per-min (/ ERROR /) at "
+        ),
+        "{details}"
+    );
+    assert_eq!(
+        section(&rec, "resolved"),
+        [
+            "[P2] log-rate /var/log/app/api.log",
+            "[P3] log-rate /var/log/app/api.log"
+        ],
+        "{rec:#}"
+    );
+
+    // Five quiet lines: too few for a percentage since the last run (said
+    // so), the hour still judged, nothing per minute: all clear.
+    append(&log, "INFO GET /api/items 200", 5);
+    let rec = env.run_job("rates");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let details = rec["details"].as_str().unwrap();
+    assert!(
+        details.contains("rate of errors not judged: 5 lines read, fewer than min_lines (20)"),
+        "{details}"
+    );
+    assert_eq!(metric(&rec, "log_rate_errors_per_min"), 0.0);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(env.path("audit-state/audit.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["log_samples"]["/var/log/app/api.log"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "the hour's samples are kept: {state:#}"
+    );
+
+    // A rule that cannot be read fails its run, naming the pattern and
+    // what to write.
+    let rec = env.run_job("bad-rate");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    let error = rec["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("job `bad-rate`")
+            && error.contains("pattern `errors`: rate.above `5`: write a percentage"),
+        "{rec:#}"
+    );
+}

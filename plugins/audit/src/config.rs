@@ -83,6 +83,10 @@ pub struct Pattern {
     pub threshold: u64,
     #[serde(default = "p2")]
     pub severity: Severity,
+    /// Judge by a rate over a window instead of a count since the last
+    /// run (`threshold` is then the least number of matches).
+    #[serde(default)]
+    pub rate: Option<crate::rate::RateSpec>,
 }
 
 fn one() -> u64 {
@@ -101,18 +105,21 @@ pub fn default_patterns() -> Vec<Pattern> {
             regex: "Authentication failed".into(),
             threshold: 10,
             severity: Severity::P2,
+            rate: None,
         },
         Pattern {
             name: "attack-signs".into(),
             regex: "(?i)injection|exploit|malicious".into(),
             threshold: 1,
             severity: Severity::P1,
+            rate: None,
         },
         Pattern {
             name: "rate-limited".into(),
             regex: "Rate limit exceeded".into(),
             threshold: 100,
             severity: Severity::P3,
+            rate: None,
         },
     ]
 }
@@ -230,6 +237,10 @@ impl Config {
                         "log {} pattern name `{}`: use letters, digits, `-` and `_`",
                         l.path, p.name
                     ));
+                }
+                if let Some(r) = &p.rate {
+                    r.check()
+                        .map_err(|e| format!("log {} pattern `{}`: {e}", l.path, p.name))?;
                 }
             }
         }

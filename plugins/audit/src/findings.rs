@@ -209,6 +209,9 @@ pub struct State {
     /// SUID/SGID files seen on the first run: the accepted baseline.
     pub suid_baseline: Option<BTreeSet<String>>,
     pub logs: BTreeMap<String, LogCursor>,
+    /// Per log, what recent runs read (for rates over a window).
+    #[serde(default)]
+    pub log_samples: BTreeMap<String, Vec<crate::rate::Sample>>,
 }
 
 impl State {

@@ -7,6 +7,7 @@ pub mod advisories;
 pub mod config;
 pub mod findings;
 pub mod logwatch;
+pub mod rate;
 pub mod scan;
 
 use config::Config;
@@ -36,7 +37,11 @@ const SCHEMA: &str = r#"{
       "properties": {"path": {"type": "string"},
         "patterns": {"type": "array", "items": {"type": "object", "required": ["name", "regex"], "additionalProperties": false,
           "properties": {"name": {"type": "string"}, "regex": {"type": "string"},
-            "threshold": {"type": "integer", "minimum": 0, "default": 1}, "severity": {"enum": ["P0", "P1", "P2", "P3"]}}}}}}},
+            "threshold": {"type": "integer", "minimum": 0, "default": 1}, "severity": {"enum": ["P0", "P1", "P2", "P3"]},
+            "rate": {"type": "object", "required": ["above"], "additionalProperties": false, "description": "judge by a rate instead of a count: above = \"5%\" of the lines, or above = 30 with per = \"minute\"",
+              "properties": {"above": {"type": ["string", "number"]}, "of": {"type": "string"}, "per": {"type": "string"},
+                "window": {"type": "string", "description": "a duration such as \"1h\"; default: since the last run"},
+                "min_lines": {"type": "integer", "minimum": 0, "default": 20}}}}}}}}},
     "npm_audit": {"type": "object", "required": ["dirs"], "additionalProperties": false,
       "properties": {"dirs": {"type": "array", "items": {"type": "string"}}, "program": {"type": "string"}}},
     "cargo_audit": {"type": "object", "required": ["dirs"], "additionalProperties": false,
@@ -87,7 +92,11 @@ impl Plugin for Audit {
             .unwrap_or(0);
         let mut run = Run::default();
         check_files(&cfg, &mut state, now, &mut run);
-        check_logs(&cfg, &mut state, &mut run);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        check_logs(&cfg, &mut state, now_ms, &mut run);
         check_scanners(&cfg, &mut run);
         run.findings
             .sort_by(|a, b| (a.severity, &a.id, &a.key).cmp(&(b.severity, &b.id, &b.key)));
@@ -133,7 +142,8 @@ fn check_files(cfg: &Config, state: &mut State, now: i64, run: &mut Run) {
     }
 }
 
-fn check_logs(cfg: &Config, state: &mut State, run: &mut Run) {
+/// Counts patterns in each log and judges rates; `now` in unix milliseconds.
+fn check_logs(cfg: &Config, state: &mut State, now: i64, run: &mut Run) {
     let mut lines = 0u64;
     for log in &cfg.logs {
         let patterns: Vec<regex::Regex> = log
@@ -155,10 +165,18 @@ fn check_logs(cfg: &Config, state: &mut State, run: &mut Run) {
             scanned.lines,
             scanned.sources.join(", ")
         ));
+        let samples = record_sample(log, state, &scanned, now);
         for (p, n) in log.patterns.iter().zip(&scanned.counts) {
             *run.metrics
                 .entry(format!("log_matches_{}", p.name.replace('-', "_")))
                 .or_default() += *n as f64;
+            if let Some(spec) = &p.rate {
+                // Checked by validate(); a rule that fails here is skipped.
+                if let Ok(rate) = spec.check() {
+                    judge_rate(log, p, &rate, samples, now, run);
+                }
+                continue;
+            }
             if *n >= p.threshold {
                 run.findings.push(Finding {
                     id: "log-pattern".into(),
@@ -175,6 +193,97 @@ fn check_logs(cfg: &Config, state: &mut State, run: &mut Run) {
     }
     if !cfg.logs.is_empty() {
         run.metrics.insert("log_lines_read".into(), lines as f64);
+    }
+}
+
+/// Adds this run's reading of `log` to the state's samples (pruned to the
+/// longest window its patterns ask for) and returns them, oldest first.
+fn record_sample<'s>(
+    log: &config::Log,
+    state: &'s mut State,
+    scanned: &logwatch::Scanned,
+    now: i64,
+) -> &'s [rate::Sample] {
+    let samples = state.log_samples.entry(log.path.clone()).or_default();
+    let from = samples.last().map(|s| s.to);
+    samples.push(rate::Sample {
+        from,
+        to: now,
+        lines: scanned.lines,
+        matches: log
+            .patterns
+            .iter()
+            .zip(&scanned.counts)
+            .map(|(p, n)| (p.name.clone(), *n))
+            .collect(),
+    });
+    let longest = log
+        .patterns
+        .iter()
+        .filter_map(|p| p.rate.as_ref()?.check().ok()?.window)
+        .max();
+    rate::prune(samples, longest, now);
+    samples
+}
+
+/// A `log-rate` finding when the pattern's rate is past its threshold.
+fn judge_rate(
+    log: &config::Log,
+    p: &config::Pattern,
+    rate: &rate::Rate,
+    samples: &[rate::Sample],
+    now: i64,
+    run: &mut Run,
+) {
+    let judged = rate.judge(&p.name, samples, now);
+    let Some(value) = judged.value else {
+        run.notes.push(format!(
+            "{} rate of {} not judged: {}",
+            log.path,
+            p.name,
+            judged.why_none.unwrap_or_default()
+        ));
+        return;
+    };
+    run.metrics.insert(
+        format!("log_rate_{}", p.name.replace('-', "_")),
+        (value * 100.0).round() / 100.0,
+    );
+    run.notes.push(format!(
+        "{} {}: {} ({} matches in {} lines {}; threshold {})",
+        log.path,
+        p.name,
+        rate.show(value),
+        judged.matches,
+        judged.lines,
+        rate.window_text(),
+        rate.show(rate.above)
+    ));
+    if value > rate.above && judged.matches >= p.threshold.max(1) {
+        let of = match rate.basis {
+            rate::Basis::Lines => format!("{} of {} lines", judged.matches, judged.lines),
+            rate::Basis::Time { .. } => format!(
+                "{} matches in {}",
+                judged.matches,
+                humantime::format_duration(std::time::Duration::from_millis(
+                    judged.span.unwrap_or(0).max(0) as u64 / 100 * 100
+                ))
+            ),
+        };
+        run.findings.push(Finding {
+            id: "log-rate".into(),
+            key: format!("{}:{}", log.path, p.name),
+            severity: p.severity,
+            title: format!(
+                "{} (/{}/) at {} ({of}) {}, above {}",
+                p.name,
+                p.regex,
+                rate.show(value),
+                rate.window_text(),
+                rate.show(rate.above)
+            ),
+            fix: format!("look at them: grep -E '{}' {}", p.regex, log.path),
+        });
     }
 }
 
@@ -382,7 +491,8 @@ mod tests {
                 "suid": {"paths": ["/usr/bin"], "allow": ["/usr/bin/sudo"]},
                 "certs": {"paths": ["/etc/ssl/opsd"], "warn_days": 30, "critical_days": 7},
                 "logs": [{"path": "/srv/app/app.log", "patterns": [
-                    {"name": "auth-failures", "regex": "Authentication failed", "threshold": 10, "severity": "P2"}
+                    {"name": "auth-failures", "regex": "Authentication failed", "threshold": 10, "severity": "P2",
+                     "rate": {"above": "5%", "of": "lines", "per": "minute", "window": "1h", "min_lines": 20}}
                 ]}],
                 "npm_audit": scanner, "cargo_audit": scanner, "osv_scanner": scanner,
                 "apt": {"program": "apt", "severity": "P1"}

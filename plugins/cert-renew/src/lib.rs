@@ -5,7 +5,8 @@
 pub mod acme;
 pub mod command;
 pub mod config;
-pub mod http;
+/// The SDK's HTTP client over wasi:http (it began here, for ACME).
+pub use opsd_sdk::http;
 pub mod keys;
 
 use config::{Config, Mode};

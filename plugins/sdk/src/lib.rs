@@ -6,9 +6,9 @@
 //! the job), the scheduled time ([`ContextExt::scheduled_time`]), logging
 //! macros that land in the run's captured log, outcome builders, a
 //! [`Command`] builder for the host's process interface, byte counts for
-//! people ([`human_bytes`]), PostgreSQL's client programs ([`pg`]) and a
-//! check that a config schema says what the config type parses
-//! ([`schema`]).
+//! people ([`human_bytes`]), PostgreSQL's client programs ([`pg`]), an
+//! HTTP client over wasi:http ([`http`]) and a check that a config schema
+//! says what the config type parses ([`schema`]).
 //!
 //! ```no_run
 //! use opsd_sdk::*;
@@ -43,6 +43,7 @@ pub mod bindings {
 
 pub mod config;
 pub mod fsinfo;
+pub mod http;
 mod outcome;
 pub mod pg;
 mod process;

@@ -1,14 +1,23 @@
-//! A small blocking HTTP client over wasi:http, enough for ACME: a method,
-//! a URL, headers, a body; the status, headers and body back. The host
-//! decides whether the request may leave (the job's `net` grant) and which
-//! certificate authorities HTTPS trusts (the `ca` grant).
+//! A small blocking HTTP client over wasi:http, enough for ACME and health
+//! checks: a method, a URL, headers, a body; the status, headers and body
+//! back. The host decides whether the request may leave (the job's `net`
+//! grant) and which certificate authorities HTTPS trusts (the `ca` grant).
+//! Redirects are not followed: a `Location` elsewhere is the caller's to
+//! judge.
+
+/// Part of the message of a request the job's `net` grant refused, so a
+/// caller can tell a refusal (which waiting will not change) from a
+/// server that is down.
+pub const DENIED: &str = "refused: not in the job's net grant";
 
 /// A response, fully read.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
+    /// The body, at most 4 MiB.
     pub body: Vec<u8>,
 }
 
@@ -52,14 +61,34 @@ pub fn origin(url: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{authority}"))
 }
 
-/// Sends one request and reads the whole response.
+/// Sends one request and reads the whole response, waiting up to 30 s to
+/// connect and 60 s for each part of the answer.
 pub fn request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<Response, String> {
-    platform::request(method, url, headers, body)
+    platform::request(
+        method,
+        url,
+        headers,
+        body,
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+/// [`request`] with one limit on connecting and on each wait for the
+/// answer: a health check that must not hang on a wedged server.
+pub fn request_timeout(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: std::time::Duration,
+) -> Result<Response, String> {
+    platform::request(method, url, headers, body, timeout, timeout)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -70,6 +99,16 @@ mod platform {
     /// objects are a few KiB).
     const MAX_BODY: usize = 4 << 20;
     use wasip2::http::outgoing_handler;
+    use wasip2::http::types::ErrorCode;
+
+    /// `GET url: why`, a refusal by the grant said as one.
+    fn failed(method: &str, url: &str, e: &ErrorCode) -> String {
+        if matches!(e, ErrorCode::HttpRequestDenied) {
+            format!("{method} {url}: {}", super::DENIED)
+        } else {
+            format!("{method} {url}: {e}")
+        }
+    }
     use wasip2::http::types::{
         Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
     };
@@ -79,6 +118,8 @@ mod platform {
         url: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
+        connect: std::time::Duration,
+        wait: std::time::Duration,
     ) -> Result<Response, String> {
         let (scheme, authority, path) = split_url(url)?;
         let fields = Fields::new();
@@ -107,11 +148,11 @@ mod platform {
             .map_err(|()| format!("bad path `{path}`"))?;
         let out_body = req.body().map_err(|()| "request body taken".to_owned())?;
         let options = RequestOptions::new();
-        let _ = options.set_connect_timeout(Some(30_000_000_000));
-        let _ = options.set_first_byte_timeout(Some(60_000_000_000));
-        let _ = options.set_between_bytes_timeout(Some(60_000_000_000));
-        let future = outgoing_handler::handle(req, Some(options))
-            .map_err(|e| format!("{method} {url}: {e}"))?;
+        let _ = options.set_connect_timeout(Some(connect.as_nanos() as u64));
+        let _ = options.set_first_byte_timeout(Some(wait.as_nanos() as u64));
+        let _ = options.set_between_bytes_timeout(Some(wait.as_nanos() as u64));
+        let future =
+            outgoing_handler::handle(req, Some(options)).map_err(|e| failed(method, url, &e))?;
         {
             let stream = out_body
                 .write()
@@ -128,7 +169,7 @@ mod platform {
         let response = loop {
             match future.get() {
                 Some(Ok(Ok(r))) => break r,
-                Some(Ok(Err(e))) => return Err(format!("{method} {url}: {e}")),
+                Some(Ok(Err(e))) => return Err(failed(method, url, &e)),
                 Some(Err(())) => return Err(format!("{method} {url}: response already taken")),
                 None => future.subscribe().block(),
             }
@@ -187,6 +228,8 @@ mod platform {
         url: &str,
         _headers: &[(&str, &str)],
         _body: Option<&[u8]>,
+        _connect: std::time::Duration,
+        _wait: std::time::Duration,
     ) -> Result<Response, String> {
         Err(format!(
             "{method} {url}: HTTP is only available inside opsd (wasi:http)"
