@@ -17,6 +17,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("cert-renew", "opsd-cert-renew"),
     ("audit", "opsd-audit"),
     ("report", "opsd-report"),
+    ("command", "opsd-command"),
 ];
 
 fn main() {
