@@ -1,0 +1,919 @@
+//! `opsd import crontab`: crontab(5) files in, an opsd config out, one
+//! `command` job per line.
+//!
+//! What cron does is kept exactly where opsd can say it, and said as a
+//! comment where it cannot:
+//! - the schedule: Vixie cron's fields (names, ranges, steps, 7 = Sunday,
+//!   `@daily`...), run in the zone cron ran it in (`CRON_TZ`, else the
+//!   machine's). Cron ANDs day-of-month and day-of-week when either field
+//!   *starts* with `*` (so `*/2` counts as unrestricted) and ORs them
+//!   otherwise; opsd (like croniter) calls only a field written `*`
+//!   unrestricted. Each line's day fields are rewritten so opsd fires on
+//!   cron's days; a line whose days opsd cannot name (`*/2` days that are
+//!   also Mondays) is left out, commented, and said why.
+//! - the command: cron hands every line to `SHELL -c`; a line with no
+//!   shell syntax runs its program directly (no shell granted), a line
+//!   with any (pipes, redirections, `&&`, `$VAR`, quotes...) runs as
+//!   `sh -c "..."` with a REVIEW comment. `%` is a newline and what
+//!   follows the first one is the program's standard input, `\%` a `%`.
+//! - the grants are inferred conservatively: the programs the line names
+//!   (resolved on cron's PATH), read-only access to the absolute paths it
+//!   names, write access only where it redirects output; every job is
+//!   marked for review.
+
+use crate::grants::process::resolve_program;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One crontab to import.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// For comments: where the lines came from.
+    pub name: String,
+    pub text: String,
+    /// `/etc/crontab` and `/etc/cron.d/*`: a user field after the
+    /// schedule.
+    pub system: bool,
+    /// Whose crontab it is, for a user crontab.
+    pub user: Option<String>,
+}
+
+/// What the import needs to know about the machine.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// The zone cron reckons in without `CRON_TZ`.
+    pub zone: String,
+}
+
+impl Machine {
+    /// This machine: its zone from `TZ`, `/etc/timezone` or the
+    /// `/etc/localtime` link (cron runs in local time).
+    pub fn here() -> Machine {
+        let from_tz = std::env::var("TZ")
+            .ok()
+            .map(|z| z.trim_start_matches(':').to_owned());
+        let from_file = || {
+            std::fs::read_to_string("/etc/timezone")
+                .ok()
+                .map(|z| z.trim().to_owned())
+        };
+        let from_link = || {
+            std::fs::read_link("/etc/localtime").ok().and_then(|p| {
+                let s = p.to_string_lossy().into_owned();
+                s.split_once("zoneinfo/").map(|(_, z)| z.to_owned())
+            })
+        };
+        let zone = [from_tz, from_file(), from_link()]
+            .into_iter()
+            .flatten()
+            .find(|z| z.parse::<chrono_tz::Tz>().is_ok())
+            .unwrap_or_else(|| "UTC".into());
+        Machine { zone }
+    }
+}
+
+/// cron's PATH when the crontab sets none.
+const CRON_PATH: &str = "/usr/bin:/bin";
+
+/// Words `sh` runs itself: never granted as programs.
+const SH_BUILTINS: &[&str] = &[
+    "cd", "test", "[", "echo", "printf", "true", "false", ":", "exit", "export", "set", "unset",
+    "read", "exec", "eval", ".", "if", "then", "else", "elif", "fi", "for", "while", "until", "do",
+    "done", "case", "esac", "in", "!", "{", "}", "umask", "wait", "trap", "shift", "return",
+    "local", "kill", "command", "type", "ulimit",
+];
+
+/// Words only a shell can run (no program of that name does the same).
+const SH_ONLY: &[&str] = &[
+    "cd", "export", "set", "unset", "read", "exec", "eval", ".", "if", "for", "while", "until",
+    "case", "!", "{", "umask", "wait", "trap", "shift", "return", "local", "ulimit", "command",
+    "type", ":", "exit",
+];
+
+/// The whole import: an opsd config, as TOML text with comments.
+pub fn import(sources: &[Source], machine: &Machine) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# Imported by `opsd import crontab`. Review every job marked REVIEW, then\n\
+         # `opsd check` this file. What differs from cron, for every job:\n\
+         # - output is recorded with the run (`opsd logs RUN`), not mailed; failures\n\
+         #   go to [[notify]] webhooks;\n\
+         # - a run is stopped after the job's `timeout` (1h unless set), and a second\n\
+         #   run does not start while one is going (overlap = \"forbid\");\n\
+         # - programs see only the files, programs and variables granted below.\n",
+    );
+    let mut names = BTreeSet::new();
+    for src in sources {
+        Importer {
+            src,
+            names: &mut names,
+            out: &mut out,
+            env: Vec::new(),
+            zone: machine.zone.clone(),
+            shell: "sh".into(),
+            path: CRON_PATH.into(),
+            mailto: None,
+        }
+        .run();
+    }
+    out
+}
+
+struct Importer<'a> {
+    src: &'a Source,
+    names: &'a mut BTreeSet<String>,
+    out: &'a mut String,
+    /// Variables the crontab set, for the jobs after them.
+    env: Vec<(String, String)>,
+    zone: String,
+    shell: String,
+    path: String,
+    mailto: Option<String>,
+}
+
+/// One job, before it is written.
+struct Job {
+    schedule: String,
+    program: String,
+    args: Vec<String>,
+    stdin: Option<String>,
+    exec: Vec<String>,
+    fs: Vec<(String, bool)>,
+    env: Vec<(String, String)>,
+    review: Vec<String>,
+}
+
+impl Importer<'_> {
+    fn run(mut self) {
+        let _ = writeln!(self.out, "\n# ---- {} ----", self.src.name);
+        for (i, raw) in self.src.text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = format!("{}:{}", self.src.name, i + 1);
+            if let Some((name, value)) = assignment(line) {
+                self.assign(&at, name, value);
+                continue;
+            }
+            match self.job(line) {
+                Ok(job) => self.write(&at, line, job),
+                Err(why) => {
+                    let _ = writeln!(
+                        self.out,
+                        "\n# NOT IMPORTED {at}: {}\n#   {why}",
+                        one_line(line)
+                    );
+                }
+            }
+        }
+    }
+
+    fn assign(&mut self, at: &str, name: &str, value: String) {
+        match name {
+            "CRON_TZ" => {
+                if value.parse::<chrono_tz::Tz>().is_ok() {
+                    self.zone = value;
+                } else {
+                    let _ = writeln!(
+                        self.out,
+                        "# NOTE {at}: CRON_TZ={value} is not an IANA zone; the jobs below keep {}",
+                        self.zone
+                    );
+                }
+            }
+            "MAILTO" => {
+                let _ = writeln!(
+                    self.out,
+                    "# NOTE {at}: MAILTO={value}: opsd mails nothing; add a [[notify]] webhook to hear of failures"
+                );
+                self.mailto = Some(value);
+            }
+            "SHELL" => self.shell = value,
+            "PATH" => {
+                self.path = value.clone();
+                self.env.retain(|(n, _)| n != "PATH");
+                self.env.push((name.into(), value));
+            }
+            _ => {
+                self.env.retain(|(n, _)| n != name);
+                self.env.push((name.into(), value));
+            }
+        }
+    }
+
+    fn job(&mut self, line: &str) -> Result<Job, String> {
+        let (schedule, rest) = schedule(line)?;
+        let (user, command) = if self.src.system {
+            let (user, cmd) = split_word(rest);
+            if user.is_empty() || cmd.trim().is_empty() {
+                return Err("a system crontab line has a user field and then a command".into());
+            }
+            (Some(user.to_owned()), cmd)
+        } else {
+            (self.src.user.clone(), rest)
+        };
+        let (command, stdin) = percent(command.trim());
+        if command.trim().is_empty() {
+            return Err("the line has a schedule but no command".into());
+        }
+        let mut job = Job {
+            schedule: schedule.text,
+            program: String::new(),
+            args: Vec::new(),
+            stdin,
+            exec: Vec::new(),
+            fs: Vec::new(),
+            env: Vec::new(),
+            review: schedule.review,
+        };
+        if let Some(u) = &user {
+            job.review.push(format!(
+                "cron ran this as `{u}`, in its home directory; opsd runs it as the daemon's user \
+                 unless [job.grants] says user = \"{u}\" (opsd as root), in an empty directory unless \
+                 the config sets cwd"
+            ));
+        }
+        if let Some(m) = &self.mailto {
+            job.review.push(format!(
+                "cron mailed its output to {m}; opsd records it with the run"
+            ));
+        }
+        match simple_words(&command) {
+            Some(words) => {
+                let program = self.program(&words[0], &mut job)?;
+                job.program = program.clone();
+                job.exec.push(program);
+                job.args = words[1..].to_vec();
+                for a in &job.args {
+                    paths_of(a, false, &mut job.fs);
+                }
+            }
+            None => {
+                let shell = if self.shell == "/bin/sh" {
+                    "sh"
+                } else {
+                    self.shell.as_str()
+                };
+                let sh = self.program(shell, &mut job)?;
+                job.program = sh.clone();
+                job.exec.push(sh);
+                job.args = vec!["-c".into(), command.clone()];
+                job.review.push(
+                    "uses shell syntax, so it runs through sh -c (as cron did); sh may start only the \
+                     programs granted in exec, and a variable or path it builds at run time is not \
+                     granted: check the list"
+                        .into(),
+                );
+                self.shell_grants(&command, &mut job);
+            }
+        }
+        let granted: Vec<(String, String)> = self.env.clone();
+        if !granted.is_empty() {
+            job.env = granted;
+        }
+        job.exec.dedup();
+        Ok(job)
+    }
+
+    /// A program as cron finds it: an absolute path, or a name on the
+    /// crontab's PATH.
+    fn program(&self, word: &str, job: &mut Job) -> Result<String, String> {
+        if word.contains('/') {
+            if !word.starts_with('/') {
+                return Err(format!(
+                    "`{word}` is relative to the user's home directory, which opsd does not run in; write its absolute path"
+                ));
+            }
+            return resolve_program(word, Path::new("/"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .map_err(|e| format!("{e}; install it, or fix the path"));
+        }
+        for dir in self.path.split(':').filter(|d| d.starts_with('/')) {
+            let p = Path::new(dir).join(word);
+            if let Ok(found) = resolve_program(&p.to_string_lossy(), Path::new("/")) {
+                return Ok(found.to_string_lossy().into_owned());
+            }
+        }
+        // cron would not find it either; opsd's own PATH may.
+        match resolve_program(word, Path::new("/")) {
+            Ok(p) => {
+                job.review.push(format!(
+                    "`{word}` is not on cron's PATH ({}), so cron could not have run it; opsd found {}",
+                    self.path,
+                    p.display()
+                ));
+                Ok(p.to_string_lossy().into_owned())
+            }
+            Err(_) => Err(format!(
+                "`{word}` is not installed here (not on {}); install it, or import the line on the machine that runs it",
+                self.path
+            )),
+        }
+    }
+
+    /// The programs and paths a shell line names, as far as reading it
+    /// without running it can tell.
+    fn shell_grants(&self, command: &str, job: &mut Job) {
+        let mut unknown = Vec::new();
+        let mut redirect_next = false;
+        for segment in command.split(['|', '&', ';', '\n', '(', ')', '`']) {
+            let mut first = true;
+            for word in segment.split_whitespace() {
+                let word = word.trim_matches(|c| c == '"' || c == '\'');
+                if let Some(target) = word
+                    .strip_prefix(">>")
+                    .or_else(|| word.strip_prefix('>'))
+                    .or_else(|| word.strip_prefix("2>"))
+                    .or_else(|| word.strip_prefix("1>"))
+                {
+                    if target.is_empty() {
+                        redirect_next = true;
+                    } else {
+                        paths_of(target, true, &mut job.fs);
+                    }
+                    continue;
+                }
+                if redirect_next {
+                    paths_of(word, true, &mut job.fs);
+                    redirect_next = false;
+                    continue;
+                }
+                if word.starts_with('<') {
+                    paths_of(word.trim_start_matches('<'), false, &mut job.fs);
+                    continue;
+                }
+                if first && assignment(word).is_some() {
+                    continue;
+                }
+                if first {
+                    first = false;
+                    if SH_BUILTINS.contains(&word) || word.is_empty() {
+                        continue;
+                    }
+                    if word.contains('$') || word.contains('*') {
+                        unknown.push(word.to_owned());
+                        continue;
+                    }
+                    let mut scratch = Job {
+                        review: Vec::new(),
+                        ..empty_job()
+                    };
+                    match self.program(word, &mut scratch) {
+                        Ok(p) => {
+                            job.exec.push(p);
+                            job.review.append(&mut scratch.review);
+                        }
+                        Err(_) => unknown.push(word.to_owned()),
+                    }
+                    continue;
+                }
+                paths_of(word, false, &mut job.fs);
+            }
+        }
+        if !unknown.is_empty() {
+            job.review.push(format!(
+                "it runs {}, which could not be found or worked out here; grant what it needs",
+                unknown
+                    .iter()
+                    .map(|w| format!("`{w}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+
+    fn write(&mut self, at: &str, line: &str, mut job: Job) {
+        let base = job_name(&job, self.src);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !self.names.insert(name.clone()) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        let out = &mut *self.out;
+        let _ = writeln!(out, "\n# {at}: {}", one_line(line));
+        for r in &job.review {
+            let _ = writeln!(out, "# REVIEW: {r}");
+        }
+        let _ = writeln!(out, "[[job]]");
+        let _ = writeln!(out, "name = {}", quoted(&name));
+        let _ = writeln!(out, "plugin = \"command\"");
+        let _ = writeln!(out, "schedule = {}", quoted(&job.schedule));
+        let _ = writeln!(out, "timezone = {}", quoted(&self.zone));
+        let _ = writeln!(
+            out,
+            "catch_up = \"skip\"            # as cron: a slot missed while opsd was down is not run"
+        );
+        let _ = writeln!(out, "\n[job.grants]");
+        let exec: Vec<String> = job.exec.iter().map(|e| quoted(e)).collect();
+        let _ = writeln!(out, "exec = [{}]", exec.join(", "));
+        tidy_fs(&mut job.fs, &job.exec);
+        if !job.fs.is_empty() {
+            let _ = writeln!(
+                out,
+                "fs = [   # REVIEW: inferred from the paths the line names"
+            );
+            for (path, write) in &job.fs {
+                let _ = writeln!(
+                    out,
+                    "  {{ host = {p}, guest = {p}, access = \"{}\" }},",
+                    if *write { "rw" } else { "ro" },
+                    p = quoted(path)
+                );
+            }
+            let _ = writeln!(out, "]");
+        }
+        if !job.env.is_empty() {
+            let names: Vec<String> = job.env.iter().map(|(n, _)| quoted(n)).collect();
+            let _ = writeln!(out, "env = [{}]", names.join(", "));
+        }
+        let _ = writeln!(out, "\n[job.config]");
+        let _ = writeln!(out, "program = {}", quoted(&job.program));
+        if !job.args.is_empty() {
+            let args: Vec<String> = job.args.iter().map(|a| quoted(a)).collect();
+            let _ = writeln!(out, "args = [{}]", args.join(", "));
+        }
+        if let Some(stdin) = &job.stdin {
+            let _ = writeln!(out, "stdin = {}", quoted(stdin));
+        }
+        if !job.env.is_empty() {
+            let vars: Vec<String> = job
+                .env
+                .iter()
+                .map(|(n, v)| format!("{} = {}", bare_or_quoted(n), quoted(v)))
+                .collect();
+            let _ = writeln!(out, "env = {{ {} }}", vars.join(", "));
+        }
+    }
+}
+
+fn empty_job() -> Job {
+    Job {
+        schedule: String::new(),
+        program: String::new(),
+        args: Vec::new(),
+        stdin: None,
+        exec: Vec::new(),
+        fs: Vec::new(),
+        env: Vec::new(),
+        review: Vec::new(),
+    }
+}
+
+/// A job name from the program's file name: `cron-backup-db`.
+fn job_name(job: &Job, src: &Source) -> String {
+    // Through sh: the first program the line runs besides the shell.
+    let word = job.exec.get(1).unwrap_or(&job.program).clone();
+    let base = Path::new(&word)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or(word);
+    let file = Path::new(&src.name)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let raw = format!("cron-{file}-{base}");
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while name.contains("--") {
+        name = name.replace("--", "-");
+    }
+    name.trim_end_matches('-').chars().take(60).collect()
+}
+
+/// Keeps each path once, drops one inside another (the outer one with
+/// the stronger access stays), never grants a program's own file
+/// writable, and leaves out what a job cannot be granted.
+fn tidy_fs(fs: &mut Vec<(String, bool)>, exec: &[String]) {
+    fs.retain(|(p, _)| {
+        p != "/"
+            && !["/dev", "/proc", "/sys", "/run", "/tmp"]
+                .iter()
+                .any(|s| Path::new(p).starts_with(s))
+    });
+    fs.sort();
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for (p, w) in fs.drain(..) {
+        if let Some(outer) = out
+            .iter_mut()
+            .find(|(o, _)| Path::new(&p).starts_with(o) || Path::new(o).starts_with(&p))
+        {
+            if Path::new(&outer.0).starts_with(&p) {
+                outer.0 = p.clone();
+            }
+            outer.1 |= w;
+            continue;
+        }
+        out.push((p, w));
+    }
+    // A writable grant holding a granted program is refused at load (the
+    // job could replace what runs): read-only there.
+    for (p, w) in &mut out {
+        if *w && exec.iter().any(|e| Path::new(e).starts_with(p.as_str())) {
+            *w = false;
+        }
+    }
+    *fs = out;
+}
+
+/// An absolute path a word names, as a grant: the directory itself, or a
+/// file's directory; only what exists (a redirection's file need not).
+fn paths_of(word: &str, write: bool, fs: &mut Vec<(String, bool)>) {
+    let word = word.trim_matches(|c| c == '"' || c == '\'' || c == ';');
+    let word = word.split_once('=').map_or(word, |(_, v)| v);
+    if !word.starts_with('/') || word.contains('$') || word.contains('*') {
+        return;
+    }
+    let p = PathBuf::from(word);
+    let dir = if p.is_dir() {
+        p
+    } else {
+        match p.parent() {
+            Some(d) if d.is_dir() => d.to_owned(),
+            _ => return,
+        }
+    };
+    if let Ok(real) = dir.canonicalize() {
+        fs.push((real.to_string_lossy().into_owned(), write));
+    }
+}
+
+/// `NAME=value` (crontab(5): spaces around `=` allowed; the value may be
+/// quoted to keep spaces).
+fn assignment(line: &str) -> Option<(&str, String)> {
+    let (name, value) = line.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty()
+        || name.as_bytes()[0].is_ascii_digit()
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return None;
+    }
+    let value = value.trim();
+    let value = match (value.chars().next(), value.chars().last()) {
+        (Some(q @ ('"' | '\'')), Some(e)) if value.len() >= 2 && q == e => {
+            value[1..value.len() - 1].to_owned()
+        }
+        _ => value.to_owned(),
+    };
+    Some((name, value))
+}
+
+/// A schedule translated for opsd, with what to review about it.
+struct Translated {
+    text: String,
+    review: Vec<String>,
+}
+
+/// The schedule at the start of a line (`@daily` or five fields) and the
+/// rest of the line.
+fn schedule(line: &str) -> Result<(Translated, &str), String> {
+    if let Some(at) = line.strip_prefix('@') {
+        let (word, rest) = split_word(at);
+        let known = [
+            "reboot", "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
+        ];
+        if !known.contains(&word) {
+            return Err(format!(
+                "`@{word}` is not a schedule cron knows (@reboot, @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)"
+            ));
+        }
+        let review = if word == "reboot" {
+            vec!["@reboot: opsd runs it once when the daemon starts, not only when the machine boots".into()]
+        } else {
+            Vec::new()
+        };
+        return Ok((
+            Translated {
+                text: format!("@{word}"),
+                review,
+            },
+            rest,
+        ));
+    }
+    let mut fields = Vec::new();
+    let mut rest = line;
+    for _ in 0..5 {
+        let (f, r) = split_word(rest);
+        if f.is_empty() {
+            return Err("a crontab line has five time fields, then the command".into());
+        }
+        fields.push(f);
+        rest = r;
+    }
+    Ok((translate(&fields)?, rest))
+}
+
+/// The five fields as opsd must write them to fire when cron fires.
+fn translate(f: &[&str]) -> Result<Translated, String> {
+    let names = ["minute", "hour", "day of month", "month", "day of week"];
+    let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+    let mut sets = Vec::new();
+    for i in 0..5 {
+        let set =
+            field(f[i], ranges[i], i).map_err(|e| format!("{} field `{}`: {e}", names[i], f[i]))?;
+        sets.push(set);
+    }
+    let full = |i: usize| {
+        let (lo, hi) = ranges[i];
+        let hi = if i == 4 { 6 } else { hi };
+        (lo..=hi).all(|v| sets[i].contains(&v))
+    };
+    let mut dow_set = sets[4].clone();
+    if dow_set.remove(&7) {
+        dow_set.insert(0);
+    }
+    let dow_full = (0..=6).all(|v| dow_set.contains(&v));
+    let dom_full = full(2);
+    let and = f[2].starts_with('*') || f[4].starts_with('*');
+    let mut review = Vec::new();
+    let (dom, dow) = if and {
+        match (dom_full, dow_full) {
+            (true, true) => ("*".to_owned(), "*".to_owned()),
+            (true, false) => ("*".to_owned(), f[4].to_owned()),
+            (false, true) => (f[2].to_owned(), "*".to_owned()),
+            (false, false) => {
+                return Err(format!(
+                    "cron fires on days that match both `{}` (day of month) and `{}` (day of week), because one of them starts with `*`; opsd ORs two restricted day fields and has no way to say AND, so this line would fire on other days; write it as one job per weekday-of-month (`mon#1`...) or check the day in the command",
+                    f[2], f[4]
+                ));
+            }
+        }
+    } else if dom_full || dow_full {
+        review.push(format!(
+            "cron ORs `{}` and `{}`, which is every day; written as `* *`",
+            f[2], f[4]
+        ));
+        ("*".to_owned(), "*".to_owned())
+    } else {
+        (f[2].to_owned(), f[4].to_owned())
+    };
+    let text = format!("{} {} {dom} {} {dow}", f[0], f[1], f[3]);
+    crate::schedule::Schedule::parse(&text)
+        .map_err(|e| format!("`{text}` as opsd reads it: {e}"))?;
+    Ok(Translated { text, review })
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const DAYS: [&str; 8] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// A field as Vixie cron reads it: `*`, numbers, names (month and day
+/// fields), ranges, `/step` after `*` or a range, lists.
+fn field(text: &str, (lo, hi): (u32, u32), which: usize) -> Result<BTreeSet<u32>, String> {
+    let number = |s: &str| -> Result<u32, String> {
+        let lower = s.to_ascii_lowercase();
+        let named = match which {
+            3 => MONTHS
+                .iter()
+                .position(|m| *m == lower)
+                .map(|i| i as u32 + 1),
+            4 => DAYS.iter().position(|d| *d == lower).map(|i| i as u32),
+            _ => None,
+        };
+        let n = match named {
+            Some(n) => n,
+            None => s
+                .parse::<u32>()
+                .map_err(|_| format!("`{s}` is not a number cron accepts here"))?,
+        };
+        if n < lo || n > hi {
+            return Err(format!("{n} is outside {lo}-{hi}"));
+        }
+        Ok(n)
+    };
+    let mut set = BTreeSet::new();
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => {
+                let step: u32 = s
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("step `{s}` is not a positive number"))?;
+                (r, step)
+            }
+            None => (item, 1),
+        };
+        let (a, b) = if range == "*" {
+            (lo, hi)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (number(a)?, number(b)?)
+        } else if step > 1 {
+            return Err(format!(
+                "`{item}`: cron steps only `*` or a range (`{range}-{hi}/{step}`)"
+            ));
+        } else {
+            let n = number(range)?;
+            (n, n)
+        };
+        if a > b {
+            return Err(format!("range `{range}` runs backwards"));
+        }
+        set.extend((a..=b).step_by(step as usize));
+    }
+    Ok(set)
+}
+
+/// The first whitespace-separated word and what follows it.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    }
+}
+
+/// crontab(5)'s `%`: the command ends at the first unescaped `%`; what
+/// follows is standard input, each further unescaped `%` a newline, and
+/// `\%` is a `%` (as Vixie cron's do_command.c reads it).
+fn percent(command: &str) -> (String, Option<String>) {
+    let mut cmd = String::new();
+    let mut chars = command.chars().peekable();
+    let mut stdin = None;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'%') => {
+                cmd.push('%');
+                chars.next();
+            }
+            '%' => {
+                let mut input = String::new();
+                let rest: String = chars.by_ref().collect();
+                let mut it = rest.chars().peekable();
+                while let Some(c) = it.next() {
+                    match c {
+                        '\\' if it.peek() == Some(&'%') => {
+                            input.push('%');
+                            it.next();
+                        }
+                        '%' => input.push('\n'),
+                        c => input.push(c),
+                    }
+                }
+                stdin = Some(input);
+                break;
+            }
+            c => cmd.push(c),
+        }
+    }
+    (cmd, stdin)
+}
+
+/// The words of a command with no shell syntax at all; none when the
+/// shell would do anything but split it at spaces.
+fn simple_words(command: &str) -> Option<Vec<String>> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_./:,@+=%".contains(&b);
+    let words: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty()
+        || !words.iter().all(|w| w.bytes().all(plain))
+        || assignment(&words[0]).is_some()
+        || SH_ONLY.contains(&words[0].as_str())
+    {
+        return None;
+    }
+    Some(words)
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// A TOML basic string on one line (a newline as `\n`), so a REVIEW
+/// comment above a key always sits next to it.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn bare_or_quoted(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        s.to_owned()
+    } else {
+        quoted(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str, system: bool) -> String {
+        import(
+            &[Source {
+                name: "crontab".into(),
+                text: text.into(),
+                system,
+                user: Some("app".into()),
+            }],
+            &Machine {
+                zone: "Europe/Berlin".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn percent_is_newline_and_stdin_as_in_cron() {
+        assert_eq!(percent("date"), ("date".into(), None));
+        assert_eq!(
+            percent(r"date +\%Y-\%m%line 1%line 2"),
+            ("date +%Y-%m".into(), Some("line 1\nline 2".into()))
+        );
+        assert_eq!(
+            percent(r"mail x%a\%b"),
+            ("mail x".into(), Some("a%b".into()))
+        );
+        assert_eq!(quoted("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
+        let t: toml::Table = toml::from_str(&format!("v = {}", quoted("x\u{1}\ty\n"))).unwrap();
+        assert_eq!(t["v"].as_str(), Some("x\u{1}\ty\n"));
+    }
+
+    #[test]
+    fn day_fields_follow_crons_or_and_and_rule() {
+        let t = |s: &str| {
+            let f: Vec<&str> = s.split(' ').collect();
+            translate(&f).map(|t| t.text)
+        };
+        assert_eq!(t("0 0 1,15 * mon").unwrap(), "0 0 1,15 * mon");
+        assert_eq!(t("0 0 * * mon-fri").unwrap(), "0 0 * * mon-fri");
+        assert_eq!(t("*/15 * */1 * mon").unwrap(), "*/15 * * * mon");
+        assert_eq!(t("0 0 */2 * *").unwrap(), "0 0 */2 * *");
+        assert_eq!(t("0 0 */2 * 0-7").unwrap(), "0 0 */2 * *");
+        assert_eq!(t("0 0 1-31 * mon").unwrap(), "0 0 * * *");
+        assert!(
+            t("0 0 */2 * mon")
+                .unwrap_err()
+                .contains("has no way to say AND")
+        );
+        assert!(t("0 0 1 * */2").is_err());
+        assert!(t("0 0 L * *").is_err());
+        assert!(t("0 0 * * 5#3").is_err());
+        assert!(t("0 24 * * *").unwrap_err().contains("outside 0-23"));
+        assert!(t("0 0 * * fri-mon").unwrap_err().contains("backwards"));
+    }
+
+    #[test]
+    fn lines_become_command_jobs() {
+        let out = one(
+            "MAILTO=ops@example.com\nCRON_TZ=America/New_York\n\
+             */15 * * * * /bin/true --flag\n\
+             @daily cat /etc/hostname | wc -c > /tmp/x\n\
+             0 5 * * 1 sh -c 'echo hi'%input\n\
+             0 0 */2 * mon /bin/true\n",
+            false,
+        );
+        assert!(out.contains("schedule = \"*/15 * * * *\""), "{out}");
+        assert!(out.contains("timezone = \"America/New_York\""), "{out}");
+        assert!(
+            out.contains("program = \"/bin/true\"") || out.contains("program = \"/usr/bin/true\""),
+            "{out}"
+        );
+        assert!(out.contains("args = [\"--flag\"]"), "{out}");
+        assert!(out.contains("MAILTO=ops@example.com"), "{out}");
+        assert!(
+            out.contains("args = [\"-c\", \"cat /etc/hostname | wc -c > /tmp/x\"]"),
+            "{out}"
+        );
+        assert!(out.contains("REVIEW: uses shell syntax"), "{out}");
+        assert!(out.contains("stdin = \"input\""), "{out}");
+        assert!(out.contains("NOT IMPORTED crontab:6"), "{out}");
+        let parsed: Result<toml::Table, _> = toml::from_str(&out);
+        assert!(parsed.is_ok(), "{out}\n{parsed:?}");
+    }
+
+    #[test]
+    fn system_lines_have_a_user() {
+        let out = one("17 * * * * root cd / && run-parts --report /etc\n", true);
+        assert!(out.contains("cron ran this as `root`"), "{out}");
+        assert!(out.contains("run-parts"), "{out}");
+        let out = one("17 * * * * root\n", true);
+        assert!(out.contains("NOT IMPORTED"), "{out}");
+    }
+}
