@@ -231,9 +231,11 @@ fn what_the_grants_do_not_allow_is_refused() {
             .contains("escaped"),
         "{all}"
     );
+    let error = rec["error"].as_str().unwrap_or_default();
     assert!(
-        all.contains("sh"),
-        "the refusal names what env tried: {all}"
+        error.contains("grant violation: confined `env` tried to run")
+            && error.contains("which the job's exec grant (env) does not name"),
+        "{error}"
     );
 }
 
@@ -307,9 +309,24 @@ fn a_manual_run_overrides_config_for_itself_only() {
         "{}",
         text(&logs)
     );
-    let history = env.run(&["history"]);
+    // --set reaches config, and the grants still bind what it says.
+    let (code, rec) = ran(&env, "greet", &["--set", "program=/usr/bin/id"]);
+    assert_eq!(
+        (code, rec["status"].as_str()),
+        (Some(1), Some("failed")),
+        "{rec:#}"
+    );
     assert!(
-        String::from_utf8_lossy(&history.stdout).contains("[--set args,tail_lines]"),
+        rec["error"]
+            .as_str()
+            .unwrap()
+            .contains("program `/usr/bin/id` is not in the job's exec grant"),
+        "{rec:#}"
+    );
+    let history = env.run(&["history"]);
+    let listed = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        listed.contains("[--set args,tail_lines]") && listed.contains("[--set program]"),
         "{}",
         text(&history)
     );
