@@ -637,9 +637,8 @@ fn find_need_rotating(set: &LogSet, i: usize, env: &mut Env<'_>) -> (bool, Decis
         );
     let mut rotate;
     let mut why = String::new();
-    if env.force {
-        rotate = true;
-    } else if opts.maxsize > 0 && sb.size > opts.maxsize {
+    // `logrotate -f` first, as in findNeedRotating.
+    if env.force || (opts.maxsize > 0 && sb.size > opts.maxsize) {
         rotate = true;
     } else if let Criterion::Size(threshold) = opts.criterion {
         rotate = sb.size >= threshold;
