@@ -5,7 +5,8 @@
 use crate::util::{Env, opsd_bin, python_with, text};
 use std::process::Command;
 
-/// Debian's default `/etc/crontab` (cron 3.0pl1-*), as installed.
+/// Debian's `/etc/crontab` as cron-daemon-common 3.0pl1-162 installs it
+/// (taken from the package, tabs and all).
 const DEBIAN_CRONTAB: &str = "# /etc/crontab: system-wide crontab
 # Unlike any other crontab you don't have to run the `crontab'
 # command to install the new version when you edit this file
@@ -13,8 +14,7 @@ const DEBIAN_CRONTAB: &str = "# /etc/crontab: system-wide crontab
 # that none of the other crontabs do.
 
 SHELL=/bin/sh
-# You can also override PATH, but by default, newer versions inherit it from the environment
-#PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
+PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
 
 # Example of job definition:
 # .---------------- minute (0 - 59)

@@ -145,6 +145,10 @@ struct Job {
     fs: Vec<(String, bool)>,
     env: Vec<(String, String)>,
     review: Vec<String>,
+    /// Files it reads outside any directory it names: `system_paths`.
+    read_files: Vec<String>,
+    /// Paths the line names that are not granted (too broad, or absent).
+    left_out: Vec<String>,
 }
 
 impl Importer<'_> {
@@ -240,6 +244,8 @@ impl Importer<'_> {
             fs: Vec::new(),
             env: Vec::new(),
             review: schedule.review,
+            read_files: Vec::new(),
+            left_out: Vec::new(),
         };
         if let Some(u) = &user {
             job.review.push(format!(
@@ -259,8 +265,8 @@ impl Importer<'_> {
                 job.program = program.clone();
                 job.exec.push(program);
                 job.args = words[1..].to_vec();
-                for a in &job.args {
-                    paths_of(a, false, &mut job.fs);
+                for a in job.args.clone() {
+                    paths_of(&a, false, &mut job);
                 }
             }
             None => {
@@ -281,6 +287,16 @@ impl Importer<'_> {
                 );
                 self.shell_grants(&command, &mut job);
             }
+        }
+        if !job.left_out.is_empty() {
+            job.review.push(format!(
+                "it names {}, which is not granted (absent here, or a write directly into a top-level directory): grant the narrowest directory it needs",
+                job.left_out
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         let granted: Vec<(String, String)> = self.env.clone();
         if !granted.is_empty() {
@@ -344,17 +360,17 @@ impl Importer<'_> {
                     if target.is_empty() {
                         redirect_next = true;
                     } else {
-                        paths_of(target, true, &mut job.fs);
+                        paths_of(target, true, job);
                     }
                     continue;
                 }
                 if redirect_next {
-                    paths_of(word, true, &mut job.fs);
+                    paths_of(word, true, job);
                     redirect_next = false;
                     continue;
                 }
                 if word.starts_with('<') {
-                    paths_of(word.trim_start_matches('<'), false, &mut job.fs);
+                    paths_of(word.trim_start_matches('<'), false, job);
                     continue;
                 }
                 if first && assignment(word).is_some() {
@@ -382,7 +398,7 @@ impl Importer<'_> {
                     }
                     continue;
                 }
-                paths_of(word, false, &mut job.fs);
+                paths_of(word, false, job);
             }
         }
         if !unknown.is_empty() {
@@ -438,6 +454,18 @@ impl Importer<'_> {
             }
             let _ = writeln!(out, "]");
         }
+        job.read_files.sort();
+        job.read_files.dedup();
+        job.read_files
+            .retain(|f| !job.fs.iter().any(|(d, _)| Path::new(f).starts_with(d)));
+        if !job.read_files.is_empty() {
+            let files: Vec<String> = job.read_files.iter().map(|f| quoted(f)).collect();
+            let _ = writeln!(
+                out,
+                "system_paths = [{}]   # REVIEW: files it reads, read-only",
+                files.join(", ")
+            );
+        }
         if !job.env.is_empty() {
             let names: Vec<String> = job.env.iter().map(|(n, _)| quoted(n)).collect();
             let _ = writeln!(out, "env = [{}]", names.join(", "));
@@ -472,6 +500,8 @@ fn empty_job() -> Job {
         fs: Vec::new(),
         env: Vec::new(),
         review: Vec::new(),
+        read_files: Vec::new(),
+        left_out: Vec::new(),
     }
 }
 
@@ -539,25 +569,55 @@ fn tidy_fs(fs: &mut Vec<(String, bool)>, exec: &[String]) {
     *fs = out;
 }
 
-/// An absolute path a word names, as a grant: the directory itself, or a
-/// file's directory; only what exists (a redirection's file need not).
-fn paths_of(word: &str, write: bool, fs: &mut Vec<(String, bool)>) {
+/// An absolute path a word names, as a grant: a directory it names
+/// (read-only), a file it reads (that file alone, in `system_paths`), a
+/// file it writes (its directory, read-write). Never the system base
+/// (which programs read anyway), nothing that does not exist (a written
+/// file may not, its directory must), and no directory directly under
+/// `/` for a file: `> /srv/x` would grant all of `/srv`. What is not
+/// granted lands in `left_out`, for a REVIEW line.
+fn paths_of(word: &str, write: bool, job: &mut Job) {
     let word = word.trim_matches(|c| c == '"' || c == '\'' || c == ';');
     let word = word.split_once('=').map_or(word, |(_, v)| v);
-    if !word.starts_with('/') || word.contains('$') || word.contains('*') {
+    if !word.starts_with('/') || word.contains('$') || word.contains('*') || word == "/" {
         return;
     }
     let p = PathBuf::from(word);
-    let dir = if p.is_dir() {
-        p
-    } else {
-        match p.parent() {
-            Some(d) if d.is_dir() => d.to_owned(),
-            _ => return,
-        }
+    let in_base = |p: &Path| {
+        crate::grants::confine::SYSTEM_BASE
+            .iter()
+            .any(|b| p.starts_with(b))
+            || ["/dev", "/proc", "/sys", "/run", "/tmp"]
+                .iter()
+                .any(|s| p.starts_with(s))
     };
-    if let Ok(real) = dir.canonicalize() {
-        fs.push((real.to_string_lossy().into_owned(), write));
+    if in_base(&p) && !write {
+        return;
+    }
+    let real = |p: &Path| p.canonicalize().ok().filter(|r| !in_base(r));
+    if !write && p.is_file() {
+        if let Some(r) = real(&p) {
+            job.read_files.push(r.to_string_lossy().into_owned());
+        }
+        return;
+    }
+    let dir = if p.is_dir() {
+        Some(p.clone())
+    } else if write {
+        p.parent()
+            .filter(|d| d.is_dir() && d.components().count() > 2)
+            .map(Path::to_owned)
+    } else {
+        None
+    };
+    match dir.as_deref().and_then(real) {
+        Some(r) => job.fs.push((r.to_string_lossy().into_owned(), write)),
+        None if dir.is_some() && !write => {}
+        None => {
+            if !job.left_out.iter().any(|l| l == word) {
+                job.left_out.push(word.to_owned());
+            }
+        }
     }
 }
 
@@ -772,6 +832,40 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("env = "), "LD_PRELOAD is never passed: {out}");
+    }
+
+    #[test]
+    fn grants_are_the_narrowest_directories_the_line_names() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(d.join("reports")).unwrap();
+        std::fs::create_dir(d.join("data")).unwrap();
+        std::fs::write(d.join("data/in.csv"), "x").unwrap();
+        let line = format!(
+            "0 3 * * * wc -l {d}/data/in.csv /etc/hostname /nonexistent-dir > {d}/reports/out.txt\n",
+            d = d.display()
+        );
+        let out = one(&line, false);
+        let d = d.display();
+        assert!(
+            out.contains(&format!(
+                "system_paths = [\"/etc/hostname\", \"{d}/data/in.csv\"]"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains(&format!("host = \"{d}/data\"")), "{out}");
+        assert!(
+            out.contains(&format!(
+                "{{ host = \"{d}/reports\", guest = \"{d}/reports\", access = \"rw\" }}"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("host = \"/etc\""), "{out}");
+        assert!(
+            out.contains("it names `/nonexistent-dir`, which is not granted"),
+            "{out}"
+        );
     }
 
     #[test]
