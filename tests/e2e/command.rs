@@ -363,6 +363,28 @@ fn a_manual_run_overrides_config_for_itself_only() {
         refused(env, "args", "has no `=`");
     };
     all_refused(&env);
+    // Following the run's log through the daemon: the same.
+    let out = env.run(&[
+        "run",
+        "greet",
+        "--follow",
+        "--json",
+        "--set",
+        "args=[\"-c\", \"echo followed\"]",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("followed"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(&["run", "greet", "--follow", "--set", "grants.exec=[]"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`grants` is not a key"),
+        "{}",
+        text(&out)
+    );
     // Without the daemon: the same answers, and --set works.
     daemon.stop();
     all_refused(&env);
