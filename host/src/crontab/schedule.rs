@@ -3,7 +3,7 @@
 //! day-of-week rule (AND when either field starts with `*`, OR
 //! otherwise) said in opsd's dialect, or refused when opsd cannot say it.
 
-use super::split_word;
+use super::words::split_word;
 use std::collections::BTreeSet;
 
 /// A schedule translated for opsd, with what to review about it.
