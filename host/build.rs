@@ -20,6 +20,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("http-check", "opsd-http-check"),
     ("clean", "opsd-clean"),
     ("service", "opsd-service"),
+    ("command", "opsd-command"),
 ];
 
 /// Sets `opsd_privileged` when the build runs as root or may use

@@ -6,7 +6,8 @@
 //! Routes (all JSON):
 //! - `GET  /v1/health`
 //! - `GET  /v1/schedule`
-//! - `POST /v1/jobs/{job}/run` with `{"dry_run": false}`: waits for the run
+//! - `POST /v1/jobs/{job}/run` with `{"dry_run": false}` (and `"set":
+//!   {"key": value}` for `opsd run --set`): waits for the run
 //! - `POST /v1/jobs/{job}/enable` and `/disable`
 //! - `GET  /v1/plugins`: every plugin with its status
 //! - `GET  /v1/status`: the machine against thresholds and conditions
@@ -41,6 +42,10 @@ pub struct RunBody {
     /// Stream the run's log and progress as NDJSON, ending with the record.
     #[serde(default)]
     pub follow: bool,
+    /// `[job.config]` values for this run only, by dotted key (`opsd run
+    /// --set`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub set: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One line of a followed run's NDJSON stream: `{"stream": "log",
@@ -71,6 +76,7 @@ impl IntoResponse for ApiError {
             OpsError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already-running"),
             OpsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
             OpsError::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+            OpsError::BadOverride { .. } => (StatusCode::BAD_REQUEST, "bad-override"),
         };
         let body = ErrorBody {
             error: self.0.to_string(),
@@ -198,6 +204,7 @@ async fn run_job(
     let body = body.map(|b| b.0).unwrap_or_default();
     let start = Start {
         dry_run: body.dry_run,
+        overrides: body.set,
         ..Start::new(Trigger::Manual, ops.clock().now())
     };
     if !body.follow {
@@ -479,10 +486,11 @@ impl Client {
         &self,
         job: &str,
         dry_run: bool,
+        set: &std::collections::BTreeMap<String, serde_json::Value>,
         mut on_event: impl FnMut(&LogEvent),
     ) -> anyhow::Result<RunRecord> {
         let path = format!("/v1/jobs/{}/run", encode(job));
-        let body = serde_json::json!({ "dry_run": dry_run, "follow": true });
+        let body = serde_json::json!({ "dry_run": dry_run, "follow": true, "set": set });
         let mut body = self.send("POST", &path, Some(body)).await?.into_body();
         let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -533,12 +541,17 @@ impl Client {
     }
 
     /// `POST /v1/jobs/{job}/run`.
-    pub async fn run_job(&self, job: &str, dry_run: bool) -> anyhow::Result<RunRecord> {
+    pub async fn run_job(
+        &self,
+        job: &str,
+        dry_run: bool,
+        set: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> anyhow::Result<RunRecord> {
         let path = format!("/v1/jobs/{}/run", encode(job));
         self.request(
             "POST",
             &path,
-            Some(serde_json::json!({ "dry_run": dry_run })),
+            Some(serde_json::json!({ "dry_run": dry_run, "set": set })),
         )
         .await
     }

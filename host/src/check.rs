@@ -264,8 +264,26 @@ fn fs_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
 }
 
 /// Programs the plugin may run, against the exec grant, both ways.
+///
+/// A plugin that asks for `*` (the built-in `command`) runs what its
+/// config names: the grant is the whole story, except that a `program`
+/// the grant does not name could never run.
 fn exec_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
     let (caps, name) = (&info.capabilities, &info.name);
+    if caps.exec.iter().any(|c| c == "*") {
+        if let Some(program) = job.config.get("program").and_then(Value::as_str)
+            && !job.grants.exec.names(program)
+        {
+            out.push((
+                Level::Error,
+                format!(
+                    "config program `{program}` is not in the job's exec grant ({}); add it to `exec = [...]`, by the same name or absolute path",
+                    job.grants.exec.describe()
+                ),
+            ));
+        }
+        return;
+    }
     for program in &caps.exec {
         if !job.grants.exec.names(program) {
             // A plugin names every program it may run in some mode (the
@@ -304,7 +322,7 @@ fn exec_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
 /// understood is what plugin schemas use: `type`, `properties`,
 /// `required`, `additionalProperties: false`, `enum`, `items`, `minimum`,
 /// `maximum`. Returns (top-level key, message).
-fn config_findings(config: &Value, info: &PluginInfo) -> Vec<(Option<String>, String)> {
+pub fn config_findings(config: &Value, info: &PluginInfo) -> Vec<(Option<String>, String)> {
     let Ok(schema) = serde_json::from_str::<Value>(&info.config_schema) else {
         return vec![(
             None,
@@ -314,6 +332,88 @@ fn config_findings(config: &Value, info: &PluginInfo) -> Vec<(Option<String>, St
     let mut out = Vec::new();
     validate(config, &schema, "", &info.name, &mut out);
     out
+}
+
+/// Reads one `opsd run --set KEY=VALUE`: the value as a TOML value
+/// (`0`, `true`, `"text"`, `["a", "b"]`, `{ a = 1 }`), or as the string it
+/// is when it is not one (`--set mode=fast`).
+pub fn parse_set(arg: &str) -> Result<(String, Value), String> {
+    let Some((key, raw)) = arg.split_once('=') else {
+        return Err(format!(
+            "--set `{arg}` has no `=`; write KEY=VALUE, such as --set rotate=0"
+        ));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("--set `{arg}` names no key; write KEY=VALUE"));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(v) => serde_json::to_value(v).map_err(|e| format!("--set {key}: {e}"))?,
+            None => Value::String(raw.to_owned()),
+        },
+        Err(_) => Value::String(raw.to_owned()),
+    };
+    Ok((key.to_owned(), value))
+}
+
+/// Sets `key` (dotted: `postgres.port`) in a job's `[job.config]` to
+/// `value`, for one run (`opsd run --set`). The first part must be a key
+/// the plugin's schema names (`known`) or the config has: a `--set`
+/// reaches `[job.config]` only, never grants or job settings.
+pub fn set_config_key(
+    config: &mut Value,
+    key: &str,
+    value: Value,
+    known: &[String],
+) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| {
+        p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
+        return Err(format!(
+            "`{key}` is not a key; write KEY=VALUE with KEY a [job.config] key (dotted for a table inside it: postgres.port=5433)"
+        ));
+    }
+    let top = parts[0];
+    let present = config.get(top).is_some();
+    if !present && !known.iter().any(|k| k == top) {
+        let mut keys = known.to_vec();
+        if let Some(map) = config.as_object() {
+            keys.extend(map.keys().filter(|k| !known.contains(k)).cloned());
+        }
+        return Err(format!(
+            "`{top}` is not a key of the job's [job.config] (its plugin's keys: {}); --set changes [job.config] only, never the job's grants or settings",
+            if keys.is_empty() {
+                "none".into()
+            } else {
+                keys.join(", ")
+            }
+        ));
+    }
+    if !config.is_object() {
+        *config = Value::Object(Default::default());
+    }
+    let mut at = config;
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Object(map) = at else {
+            return Err(format!(
+                "`{}` is not a table, so it has no key `{part}`",
+                parts[..i].join(".")
+            ));
+        };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_owned(), value);
+            return Ok(());
+        }
+        at = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    Ok(())
 }
 
 fn validate(
@@ -493,6 +593,31 @@ mod tests {
             config_schema: schema.into(),
             suggested_schedule: None,
         }
+    }
+
+    #[test]
+    fn a_set_reaches_config_keys_only() {
+        assert_eq!(parse_set("rotate=0").unwrap(), ("rotate".into(), json!(0)));
+        assert_eq!(parse_set("force=true").unwrap().1, json!(true));
+        assert_eq!(parse_set("mode=fast").unwrap().1, json!("fast"));
+        assert_eq!(
+            parse_set("args=[\"-f\", \"x\"]").unwrap().1,
+            json!(["-f", "x"])
+        );
+        assert_eq!(parse_set("note=a = b").unwrap().1, json!("a = b"));
+        assert!(parse_set("rotate").unwrap_err().contains("KEY=VALUE"));
+        let known = vec!["paths".to_owned(), "postgres".to_owned()];
+        let mut config = json!({"paths": ["/l/*.log"]});
+        set_config_key(&mut config, "postgres.port", json!(5433), &known).unwrap();
+        assert_eq!(config["postgres"]["port"], json!(5433));
+        let e = set_config_key(&mut config, "grants.fs", json!([]), &known).unwrap_err();
+        assert!(
+            e.contains("`grants` is not a key") && e.contains("never the job's grants"),
+            "{e}"
+        );
+        let e = set_config_key(&mut config, "paths.x", json!(1), &known).unwrap_err();
+        assert!(e.contains("`paths` is not a table"), "{e}");
+        assert!(set_config_key(&mut config, "a..b", json!(1), &known).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! answers are the same either way.
 
 use crate::api::Client;
-use crate::cli::{self, Cli, Command, PluginsCommand, ScheduleCommand};
+use crate::cli::{self, Cli, Command, ImportCommand, PluginsCommand, ScheduleCommand};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::ops::{Ops, Start};
@@ -13,6 +13,9 @@ use crate::record::{LogLine, RunRecord, Trigger};
 use crate::runtime::log::LogEvent;
 use crate::store::HistoryQuery;
 use anyhow::Context as _;
+
+/// `opsd run --set` values by dotted key.
+type Overrides = std::collections::BTreeMap<String, serde_json::Value>;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,14 +81,16 @@ impl Backend {
         &self,
         job: &str,
         dry_run: bool,
+        set: &Overrides,
         follow: Option<&mut dyn FnMut(&LogEvent)>,
     ) -> anyhow::Result<RunRecord> {
         match (self, follow) {
-            (Backend::Daemon(c), None) => c.run_job(job, dry_run).await,
-            (Backend::Daemon(c), Some(f)) => c.run_job_follow(job, dry_run, f).await,
+            (Backend::Daemon(c), None) => c.run_job(job, dry_run, set).await,
+            (Backend::Daemon(c), Some(f)) => c.run_job_follow(job, dry_run, set, f).await,
             (Backend::Local(ops), follow) => {
                 let start = Start {
                     dry_run,
+                    overrides: set.clone(),
                     ..Start::new(Trigger::Manual, chrono::Utc::now())
                 };
                 let Some(on_event) = follow else {
@@ -245,9 +250,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             job,
             dry_run,
+            set,
             json,
             follow,
-        } => run(cli.config.clone(), &job, dry_run, follow, json).await,
+        } => {
+            let set = set
+                .iter()
+                .map(|a| crate::check::parse_set(a))
+                .collect::<Result<Overrides, String>>()
+                .map_err(anyhow::Error::msg)?;
+            run(cli.config.clone(), &job, (dry_run, &set), follow, json).await
+        }
         Command::History {
             job,
             status,
@@ -266,6 +279,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PluginsCommand::New { name, lang, dir },
         } => new_plugin(&name, lang, dir),
         Command::Plugins { command } => plugins(config()?, command).await,
+        // Needs no configuration: it reads crontabs and prints one.
+        Command::Import {
+            command: ImportCommand::Crontab { files, system },
+        } => {
+            let sources = crontab_sources(&files, system)?;
+            write_out(&crate::crontab::import(
+                &sources,
+                &crate::crontab::Machine::here(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics on a write error,
             // and a closed pipe (`| head`) is no error.
@@ -280,6 +304,79 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The crontabs `opsd import crontab` reads: the files named (a
+/// directory as cron reads /etc/cron.d: each file whose name is letters,
+/// digits, `-` and `_`), or the user's own.
+fn crontab_sources(files: &[PathBuf], system: bool) -> anyhow::Result<Vec<crate::crontab::Source>> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok();
+    if files.is_empty() {
+        let listed = std::process::Command::new("crontab").arg("-l").output();
+        let text = match listed {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Ok(out) => anyhow::bail!(
+                "`crontab -l` failed: {}; name a crontab file instead (opsd import crontab FILE)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(_) => {
+                let spool = PathBuf::from("/var/spool/cron/crontabs")
+                    .join(user.as_deref().unwrap_or("root"));
+                std::fs::read_to_string(&spool).with_context(|| {
+                    format!(
+                        "`crontab` is not installed and {} cannot be read; name a crontab file (opsd import crontab FILE)",
+                        spool.display()
+                    )
+                })?
+            }
+        };
+        return Ok(vec![crate::crontab::Source {
+            name: format!("crontab of {}", user.as_deref().unwrap_or("this user")),
+            text,
+            system: false,
+            user,
+        }]);
+    }
+    let mut out = Vec::new();
+    for file in files {
+        let mut paths = Vec::new();
+        let dir = file.is_dir();
+        if dir {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.file_name().is_some_and(|n| {
+                            n.to_string_lossy()
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        })
+                })
+                .collect();
+            entries.sort();
+            paths.extend(entries);
+        } else {
+            paths.push(file.clone());
+        }
+        for path in paths {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let is_system = system
+                || dir
+                || path == std::path::Path::new("/etc/crontab")
+                || path.parent() == Some(std::path::Path::new("/etc/cron.d"));
+            out.push(crate::crontab::Source {
+                name: path.display().to_string(),
+                text,
+                system: is_system,
+                user: if is_system { None } else { user.clone() },
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The one man page: clap_mangen's sections, with every command listed
@@ -365,7 +462,7 @@ async fn schedule_list(config: Option<PathBuf>, json: bool) -> anyhow::Result<Ex
 async fn run(
     config: Option<PathBuf>,
     job: &str,
-    dry_run: bool,
+    (dry_run, set): (bool, &Overrides),
     follow: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -374,7 +471,7 @@ async fn run(
         let mut printer = cli::FollowPrinter::new();
         let mut on_event = |ev: &crate::runtime::log::LogEvent| printer.event(ev);
         let rec = {
-            let run = backend.run_job(job, dry_run, Some(&mut on_event));
+            let run = backend.run_job(job, dry_run, set, Some(&mut on_event));
             tokio::pin!(run);
             tokio::select! {
             rec = &mut run => rec,
@@ -401,7 +498,7 @@ async fn run(
         printer.finish();
         rec?
     } else {
-        backend.run_job(job, dry_run, None).await?
+        backend.run_job(job, dry_run, set, None).await?
     };
     if json {
         print_json(&rec)?;

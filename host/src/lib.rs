@@ -15,7 +15,7 @@
 //!   6    check
 //!   5    metrics plugins
 //!   4    jobs runtime
-//!   3    config
+//!   3    config crontab
 //!   2    grants system
 //!   1    monitor notify store
 //!   0    bindings builtins clock diag escape locks outbound policy record schedule secrets trust
@@ -41,7 +41,8 @@
 //!   interface's figures).
 //! - Layer 3: [`config`]: TOML in, a validated [`config::Config`] out,
 //!   with the jobs that cannot run set aside as broken; every problem
-//!   names file, line and job.
+//!   names file, line and job. [`crontab`]: crontab(5) files in, an opsd
+//!   config of `command` jobs out (`opsd import crontab`).
 //! - Layer 4: [`runtime`] (wasmtime: engine, compile cache, one instance
 //!   per run, limits) and [`jobs`] (the one writer of job state and run
 //!   records, by named transitions).
@@ -91,6 +92,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod crontab;
 pub mod daemon;
 pub mod diag;
 pub mod escape;

@@ -39,6 +39,13 @@ pub enum OpsError {
     Store(#[from] StoreError),
     #[error("opsd is stopping; the run was not started")]
     Stopping,
+    /// A `--set` the job's config or its plugin's schema refuses.
+    #[error("job `{job}`: --set {key}: {message}")]
+    BadOverride {
+        job: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// How and why a run starts.
@@ -51,6 +58,9 @@ pub struct Start {
     pub dry_run: bool,
     /// The `when` condition that started it, described.
     pub condition: Option<String>,
+    /// `[job.config]` values for this run only (`opsd run --set`), by
+    /// dotted key; checked against the plugin's schema before it starts.
+    pub overrides: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Start {
@@ -62,6 +72,7 @@ impl Start {
             attempt: 1,
             dry_run: false,
             condition: None,
+            overrides: Default::default(),
         }
     }
 }
@@ -686,7 +697,12 @@ impl Ops {
         {
             config = self.config();
         }
-        let job = config.job(name)?;
+        let mut job = config.job(name)?;
+        let overridden;
+        if !start.overrides.is_empty() {
+            overridden = self.overridden(job, &start.overrides).await?;
+            job = &overridden;
+        }
         let _queued = match self.overlap(job, &start).await {
             Ok(queued) => queued,
             Err(Refused::Skip(why)) => return self.skip(job, start, &why),
@@ -722,6 +738,63 @@ impl Ops {
         }
         result
     }
+    /// The job with `overrides` set in its `[job.config]`, for one run:
+    /// only keys its plugin's schema names (or its config has), and the
+    /// result must pass the schema, so `--set` never reaches grants or
+    /// job settings and never runs a config `opsd check` would refuse.
+    async fn overridden(
+        &self,
+        job: &Job,
+        overrides: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Job, OpsError> {
+        let bad = |key: &str, message: String| OpsError::BadOverride {
+            job: job.name.clone(),
+            key: key.to_owned(),
+            message,
+        };
+        let found = self
+            .registry
+            .find(&job.plugin)
+            .await
+            .map_err(|e| bad(overrides.keys().next().map_or("", |k| k), e.to_string()))?;
+        let info = &found.plugin.info;
+        let schema: serde_json::Value =
+            serde_json::from_str(&info.config_schema).unwrap_or_default();
+        let known: Vec<String> = schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut config = job.config.clone();
+        for (key, value) in overrides {
+            crate::check::set_config_key(&mut config, key, value.clone(), &known)
+                .map_err(|m| bad(key, m))?;
+        }
+        if let Some((key, message)) = crate::check::config_findings(&config, info)
+            .into_iter()
+            .next()
+        {
+            let key = overrides
+                .keys()
+                .find(|k| {
+                    key.as_deref()
+                        .is_some_and(|top| k.split('.').next() == Some(top))
+                })
+                .or_else(|| overrides.keys().next())
+                .map_or(String::new(), Clone::clone);
+            return Err(bad(
+                &key,
+                format!(
+                    "plugin {}'s config schema refuses the result: {message}",
+                    info.name
+                ),
+            ));
+        }
+        let mut job = job.clone();
+        job.config = config;
+        Ok(job)
+    }
+
     /// Applies the job's overlap policy to a run about to start: a guard
     /// to hold while it runs (its turn in a queue), or why it does not
     /// run.
@@ -824,6 +897,17 @@ impl Ops {
         );
         rec.attempt = start.attempt;
         rec.condition = start.condition.clone();
+        rec.overrides = start.overrides.clone();
+        if !rec.overrides.is_empty() {
+            log.push(
+                Level::Info,
+                Source::Host,
+                &format!(
+                    "this run's [job.config] differs from the file's (opsd run --set): {}",
+                    crate::record::overrides_text(&rec.overrides)
+                ),
+            );
+        }
         let mut clock_start = Instant::now();
         let exec = match self.find_plugin(job).await {
             Err(e) => Execution::failed(RunStatus::Failed, e),

@@ -168,6 +168,20 @@ pub struct RunRecord {
     pub metrics: Vec<Metric>,
     pub artifacts: Vec<Artifact>,
     pub plugin_load: Option<PluginLoad>,
+    /// `[job.config]` keys a manual run set for itself (`opsd run --set
+    /// KEY=VALUE`), with the values it ran with: history says the run was
+    /// not the configured job.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub overrides: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A run's overrides for people: `force=true, rotate=0`.
+pub fn overrides_text(overrides: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
+    overrides
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl RunRecord {
@@ -203,6 +217,7 @@ impl RunRecord {
             metrics: Vec::new(),
             artifacts: Vec::new(),
             plugin_load: None,
+            overrides: Default::default(),
         }
     }
 }

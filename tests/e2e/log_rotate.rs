@@ -356,3 +356,48 @@ fn jobs_that_share_a_directory_or_a_state_file_do_not_collide() {
     assert!(left.is_empty(), "{left:?}");
     assert!(daemon.stop().success());
 }
+
+/// `logrotate -f` as opsd does it: `opsd run JOB --set force=true`, through
+/// the daemon, rotates a log its criteria say is not due; the record says
+/// so, and the next plain run goes by the criteria again.
+#[test]
+fn a_manual_run_with_set_force_rotates_what_is_not_due() {
+    let env = Env::new(&format!(
+        r#"
+[[job]]
+name = "weekly"
+plugin = "log-rotate"
+schedule = "{}"
+[job.grants]
+fs = [{{ host = "logs", guest = "/logs", access = "rw", create = true }}]
+[job.config]
+paths = ["/logs/*.log"]
+frequency = "weekly"
+rotate = 2
+"#,
+        crate::util::far_off()
+    ));
+    let logs = env.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "line\n".repeat(10)).unwrap();
+    let _daemon = env.daemon();
+    // First sight, then not due.
+    for _ in 0..2 {
+        let rec = env.run_job("weekly");
+        assert_eq!(rec["status"], "ok", "{rec:#}");
+        assert!(!logs.join("app.log.1").exists(), "{rec:#}");
+    }
+    let out = env.run(&["run", "weekly", "--set", "force=true", "--json"]);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(rec["overrides"]["force"], true, "{rec:#}");
+    assert!(logs.join("app.log.1").exists(), "{rec:#}");
+    std::fs::write(logs.join("app.log"), "line\n".repeat(10)).unwrap();
+    let rec = env.run_job("weekly");
+    assert!(!logs.join("app.log.2").exists(), "{rec:#}");
+    // A value the schema refuses names the key.
+    let out = env.run(&["run", "weekly", "--set", "force=yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--set force:"), "{err}");
+}

@@ -58,6 +58,10 @@ pub enum Command {
         /// Ask the plugin to report what it would do, changing nothing
         #[arg(long)]
         dry_run: bool,
+        /// Set a [job.config] key for this run only (repeatable; VALUE is a
+        /// TOML value, else a string), e.g. --set force=true
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         /// Print the run record as JSON
         #[arg(long)]
         json: bool,
@@ -120,10 +124,29 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Turn existing schedules into opsd jobs: prints a config to review
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `opsd man > /usr/local/share/man/man1/opsd.1`
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A crontab as `command` jobs: your own (`crontab -l`) with no FILE;
+    /// /etc/crontab and /etc/cron.d/* (or a directory) with a user field
+    Crontab {
+        /// Crontab files or cron.d-style directories
+        files: Vec<PathBuf>,
+        /// Read every FILE as a system crontab (a user field after the
+        /// schedule), as /etc/crontab and /etc/cron.d/* are read anyway
+        #[arg(long)]
+        system: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -199,11 +199,18 @@ pub fn history_table(runs: &[RunRecord], width: Option<usize>) -> String {
                 r.job.clone(),
                 r.status.to_string(),
                 r.duration_ms.map_or("-".into(), format_ms),
-                line(match &r.error {
-                    Some(e) if r.summary.is_empty() => e,
-                    _ => &r.summary,
-                })
-                .into_owned(),
+                {
+                    let summary = line(match &r.error {
+                        Some(e) if r.summary.is_empty() => e,
+                        _ => &r.summary,
+                    });
+                    if r.overrides.is_empty() {
+                        summary.into_owned()
+                    } else {
+                        let keys: Vec<&str> = r.overrides.keys().map(String::as_str).collect();
+                        format!("[--set {}] {summary}", line(&keys.join(",")))
+                    }
+                },
             ]
         })
         .collect();
@@ -251,6 +258,12 @@ pub fn run_report(r: &RunRecord) -> String {
         out.push_str(&format!(
             "the plugin was compiled for this machine first, in {} (not counted in the run's time; later runs load it from the cache)\n",
             crate::diag::human_ms(load.ms)
+        ));
+    }
+    if !r.overrides.is_empty() {
+        out.push_str(&format!(
+            "ran with --set {} (not the configured [job.config])\n",
+            line(&crate::record::overrides_text(&r.overrides))
         ));
     }
     for m in &r.metrics {

@@ -125,6 +125,10 @@ pub enum Frequency {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Rotate whatever the criteria say, as `logrotate -f` does (usually
+    /// for one run: `opsd run JOB --set force=true`).
+    #[serde(default)]
+    pub force: bool,
     /// Guest paths of logrotate config files or directories.
     #[serde(default)]
     pub logrotate_conf: Option<OneOrMany>,
@@ -227,6 +231,8 @@ pub struct Job {
     /// its own: read once when the job's own does not exist yet, so an
     /// upgrade keeps the rotation times.
     pub shared_state_file: Option<String>,
+    /// Rotate every log whatever its criteria (`logrotate -f`).
+    pub force: bool,
 }
 
 /// The prefix of every file log-rotate keeps beside the logs (state,
@@ -239,9 +245,12 @@ pub fn parse_job(json: &str, job_name: &str) -> Result<Job, String> {
     let value: serde_json::Value = opsd_sdk::config::parse(json)?;
     if let Some(table) = value.as_object()
         && table.contains_key("logrotate_conf")
-        && let Some(key) = table
-            .keys()
-            .find(|k| !matches!(k.as_str(), "logrotate_conf" | "state_file" | "paths"))
+        && let Some(key) = table.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "logrotate_conf" | "state_file" | "paths" | "force"
+            )
+        })
     {
         return Err(format!(
             "`{key}` is set with `logrotate_conf`: directives belong in the logrotate config file, not in [job.config]"
@@ -279,6 +288,7 @@ impl Config {
                 source: Source::Conf(files),
                 state_file,
                 shared_state_file: None,
+                force: self.force,
             });
         }
         let Some(paths) = &self.paths else {
@@ -317,6 +327,7 @@ impl Config {
             },
             state_file,
             shared_state_file,
+            force: self.force,
         })
     }
 

@@ -116,6 +116,9 @@ pub struct Env<'a> {
     /// against directories others can write apply.
     pub root: bool,
     pub dry_run: bool,
+    /// `logrotate -f`: every log is due, whatever its criteria (an empty
+    /// one under notifempty still is not).
+    pub force: bool,
     pub state: &'a mut State,
     pub report: &'a mut Report,
 }
@@ -634,7 +637,8 @@ fn find_need_rotating(set: &LogSet, i: usize, env: &mut Env<'_>) -> (bool, Decis
         );
     let mut rotate;
     let mut why = String::new();
-    if opts.maxsize > 0 && sb.size > opts.maxsize {
+    // `logrotate -f` first, as in findNeedRotating.
+    if env.force || (opts.maxsize > 0 && sb.size > opts.maxsize) {
         rotate = true;
     } else if let Criterion::Size(threshold) = opts.criterion {
         rotate = sb.size >= threshold;

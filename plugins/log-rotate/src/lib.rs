@@ -48,6 +48,7 @@ const SCHEMA: &str = r#"{
     "minage": {"type": "integer", "minimum": 0},
     "missingok": {"type": "boolean", "default": false},
     "notifempty": {"type": "boolean", "default": false},
+    "force": {"type": "boolean", "default": false},
     "start": {"type": "integer", "minimum": 0},
     "sharedscripts": {"type": "boolean", "default": false},
     "allowhardlink": {"type": "boolean", "default": false},
@@ -136,6 +137,7 @@ impl Plugin for LogRotate {
                 now,
                 root,
                 dry_run: ctx.dry_run,
+                force: job.force,
                 state: &mut state,
                 report: &mut report,
             };
@@ -299,7 +301,7 @@ mod tests {
                 "create": {"mode": "0640", "owner": "app", "group": "adm"}, "createolddir": true,
                 "olddir": "/logs/old", "dateext": true, "dateformat": "-%Y%m%d", "dateyesterday": false,
                 "extension": ".log", "addextension": ".log", "maxage": 30, "minage": 1,
-                "missingok": true, "notifempty": true, "start": 1, "sharedscripts": true,
+                "missingok": true, "notifempty": true, "force": false, "start": 1, "sharedscripts": true,
                 "allowhardlink": false, "prerotate": "echo pre", "postrotate": ["kill", "-HUP", "1"],
                 "firstaction": "true", "lastaction": "true", "preremove": "true"
             }),
