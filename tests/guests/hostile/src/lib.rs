@@ -595,6 +595,7 @@ fn fs_step(step: &str) -> Result<(), String> {
         "rmtree" => std::fs::remove_dir_all(path).map_err(e),
         "read" => std::fs::read(path).map(drop).map_err(e),
         "symlink" => symlink(more, path),
+        "rename" => std::fs::rename(path, more).map_err(e),
         // Opens `path` as a directory, then removes `more` below it.
         "open-unlink" => {
             let (dir, rest) = preopen_for(path).ok_or("no preopen")?;
