@@ -1851,3 +1851,173 @@ fn plugin_text_is_shown_escaped_everywhere_an_operator_reads_it() {
         );
     }
 }
+
+/// The path gate's review: each job a list of file steps whose errors the
+/// plugin swallows, so only a recorded violation fails the run.
+#[test]
+fn the_path_gate_judges_where_a_path_really_lands() {
+    let steps = |s: &[&str]| format!("action = \"fs-steps\"\nargs = {s:?}");
+    let rw = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]";
+    let ups = "../".repeat(12);
+    let deep = "deep/".repeat(12);
+    let env = env_with(&[
+        // A link made through the plugin's own `deep -> .`: by its words
+        // `deep/deep/.../l -> ../../..` stays inside; on the host it is
+        // `l -> ../../..`, out of the grant.
+        hostile(
+            "link-through-a-loop",
+            &steps(&[
+                "symlink /data/deep .",
+                &format!("symlink /data/{deep}l {ups}etc/passwd"),
+            ]),
+            rw,
+        ),
+        // The same, the loop in the target's own words.
+        hostile(
+            "target-through-a-loop",
+            &steps(&[
+                "symlink /data/deep .",
+                &format!("symlink /data/l2 {deep}{ups}etc/passwd"),
+            ]),
+            rw,
+        ),
+        // Not an attack: a read-only grant nested in a read-write one is
+        // writable through the outer one (as for the host's file calls
+        // and Landlock), by path or through a descriptor opened there.
+        hostile(
+            "rw-over-ro",
+            &steps(&[
+                "mkdir /data/keep/sub",
+                "write /data/keep/sub/f",
+                "write /data/keep/f2",
+                "open-unlink /data/keep f2",
+                "rmtree /data/keep/sub",
+            ]),
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }, { host = \"data/keep\", guest = \"/keep\", access = \"ro\", create = true }]",
+        ),
+        // A change through a read-only grant, on a directory a read-write
+        // grant nested in it also reaches.
+        hostile(
+            "ro-over-rw",
+            &steps(&["write /out/f", "open-unlink /srv/out f"]),
+            "[job.grants]\nfs = [{ host = \"srv\", guest = \"/srv\", access = \"ro\", create = true }, { host = \"srv/out\", guest = \"/out\", access = \"rw\", create = true }]",
+        ),
+        // Two read-write grants, one nested in the other: `..` from the
+        // inner one's root leads out of it, from a directory opened there
+        // through the outer one it does not.
+        hostile(
+            "inner-dotdot",
+            &steps(&["read /sub/../f3"]),
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }, { host = \"data/sub\", guest = \"/sub\", access = \"rw\", create = true }]",
+        ),
+        hostile(
+            "outer-fd-dotdot",
+            &steps(&["write /data/f3", "open-unlink /data/sub ../f3"]),
+            "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }, { host = \"data/sub\", guest = \"/sub\", access = \"rw\", create = true }]",
+        ),
+        // A link made where the directory's host path is past PATH_MAX
+        // (so /proc cannot say where it is).
+        hostile(
+            "link-past-path-max",
+            &steps(&[&format!(
+                "deep-link /data/far {}etc/passwd",
+                "../".repeat(40)
+            )]),
+            rw,
+        ),
+        // A link that points inside where it was made, moved up.
+        hostile(
+            "link-moved-up",
+            &steps(&[
+                "mkdir /data/m/m/m/m/m/m",
+                "symlink /data/m/m/m/m/m/m/l3 ../../../../../../etc/passwd",
+                "rename /data/m/m/m/m/m/m/l3 /data/l3",
+            ]),
+            rw,
+        ),
+        // Writing the empty root itself.
+        hostile("write-the-root", &steps(&["open-write /"]), rw),
+    ]);
+    let said = |job: &str| {
+        let out = env.run(&["run", job, "--json"]);
+        let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        eprintln!("{job}: {rec:#}");
+        rec
+    };
+    let mut wrong = Vec::new();
+    let mut check = |job: &str, ok: bool, rec: &serde_json::Value| {
+        if !ok {
+            wrong.push(format!("{job}: {rec:#}"));
+        }
+    };
+    let error = |rec: &serde_json::Value| rec["error"].as_str().unwrap_or_default().to_owned();
+    for (job, link) in [
+        ("link-through-a-loop", "data/l"),
+        ("target-through-a-loop", "data/l2"),
+    ] {
+        let rec = said(job);
+        let landed = std::fs::canonicalize(env.path(link)).ok();
+        check(
+            job,
+            landed.as_deref() != Some(std::path::Path::new("/etc/passwd"))
+                && rec["status"] == "failed"
+                && error(&rec).contains("a link a plugin makes must point inside its grant"),
+            &rec,
+        );
+    }
+    let rec = said("rw-over-ro");
+    check(
+        "rw-over-ro",
+        rec["status"] == "ok"
+            && !rec["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Permitted"),
+        &rec,
+    );
+    let rec = said("ro-over-rw");
+    check(
+        "ro-over-rw",
+        rec["status"] == "failed" && error(&rec).contains("is read-only"),
+        &rec,
+    );
+    let rec = said("inner-dotdot");
+    check(
+        "inner-dotdot",
+        rec["status"] == "failed" && error(&rec).contains("leads out of the grant /sub"),
+        &rec,
+    );
+    let rec = said("outer-fd-dotdot");
+    // No violation: its words stay in /data (cap-std still refuses `..`
+    // above the directory a descriptor was opened on).
+    check("outer-fd-dotdot", rec["status"] == "ok", &rec);
+    let rec = said("link-past-path-max");
+    let made = std::process::Command::new("find")
+        .args([
+            env.path("data/far").as_os_str(),
+            "-name".as_ref(),
+            "l".as_ref(),
+        ])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    check(
+        "link-past-path-max",
+        made.is_empty() && rec["status"] == "failed" && error(&rec).contains("symlink"),
+        &rec,
+    );
+    let rec = said("link-moved-up");
+    let landed = std::fs::canonicalize(env.path("data/l3")).ok();
+    check(
+        "link-moved-up",
+        landed.as_deref() != Some(std::path::Path::new("/etc/passwd")) && rec["status"] == "failed",
+        &rec,
+    );
+    let rec = said("write-the-root");
+    check(
+        "write-the-root",
+        rec["status"] == "failed" && error(&rec).contains("no fs grant gives the plugin that path"),
+        &rec,
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -38,21 +38,80 @@ fn place_of<'a>(
         return None;
     };
     let host = std::fs::read_link(format!("/proc/self/fd/{}", d.dir.as_raw_fd())).ok()?;
-    // The deepest grant holding it (grants may nest).
-    grants
-        .iter()
-        .filter_map(|g| {
-            let root = g.host.canonicalize().unwrap_or_else(|_| g.host.clone());
-            let rel = host.strip_prefix(&root).ok()?;
-            Some(Place {
-                grant: g,
-                below: rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect(),
-            })
+    let rw = !d.perms.write_not_permitted();
+    let key = std::sync::Arc::as_ptr(&d.dir) as usize;
+    // The grant it was reached through (its preopen's), which, where
+    // grants nest, need not be the deepest grant holding it: a read-only
+    // grant nested in a read-write one is writable through the outer one,
+    // as for the host's file calls and Landlock, and the other way round
+    // is not; cap-std keeps `..` below that preopen's root.
+    let known = state.dirs.get(&key);
+    let holding = |g: &&'a FsGrant| {
+        let root = g.host.canonicalize().unwrap_or_else(|_| g.host.clone());
+        host.starts_with(root)
+    };
+    // Not known (none should be): of the grants of its access holding
+    // it, the outermost, so no legitimate call is called an escape.
+    let grant = known
+        .and_then(|&i| grants.get(i))
+        .filter(holding)
+        .or_else(|| {
+            grants
+                .iter()
+                .filter(holding)
+                .filter(|g| (g.access == Access::ReadWrite) == rw)
+                .min_by_key(|g| g.host.as_os_str().len())
         })
-        .max_by_key(|p| p.grant.host.as_os_str().len())
+        .or_else(|| {
+            grants
+                .iter()
+                .filter(holding)
+                .max_by_key(|g| g.host.as_os_str().len())
+        })?;
+    let root = grant
+        .host
+        .canonicalize()
+        .unwrap_or_else(|_| grant.host.clone());
+    let rel = host.strip_prefix(&root).ok()?;
+    Some(Place {
+        grant,
+        below: rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect(),
+    })
+}
+
+/// The key of a directory descriptor in [`RunState::dirs`].
+fn dir_key(state: &mut RunState, fd: &Resource<Descriptor>) -> Option<usize> {
+    match state.filesystem().table.get(fd) {
+        Ok(Descriptor::Dir(d)) => Some(std::sync::Arc::as_ptr(&d.dir) as usize),
+        _ => None,
+    }
+}
+
+/// `path` on the host as the kernel would follow it: its deepest
+/// existing ancestor with symlinks resolved, then the rest by its words.
+fn followed(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    for at in path.ancestors() {
+        if let Ok(mut real) = at.canonicalize() {
+            for c in rest.iter().rev() {
+                match c {
+                    Component::ParentDir => {
+                        real.pop();
+                    }
+                    Component::Normal(n) => real.push(n),
+                    _ => {}
+                }
+            }
+            return real;
+        }
+        if let Some(c) = at.components().next_back() {
+            rest.push(c);
+        }
+    }
+    path.to_owned()
 }
 
 impl Place<'_> {
@@ -115,10 +174,11 @@ pub(super) fn refusal(
         let inside = Path::new(path)
             .components()
             .any(|c| !matches!(c, Component::CurDir));
-        return inside.then(|| {
+        // `.` too, when the call would change it.
+        return (inside || writes).then(|| {
             format!(
                 "fs: {op} `/{}` was refused: no fs grant gives the plugin that path (it has {}); add an `fs` grant if the job needs it",
-                crate::escape::line(path.trim_start_matches('/')),
+                crate::escape::line(if path == "." { "" } else { path.trim_start_matches('/') }),
                 crate::grants::fs::describe(&env.grants.fs)
             )
         });
@@ -187,6 +247,43 @@ fn refused_by_link<T>(state: &mut RunState, op: &str, at: Option<Landing>, r: &A
     }
 }
 
+/// Why moving or hard-linking `old` (below `fd`) to `new` (below
+/// `new_fd`) is refused, if it is a symlink that would point out of the
+/// grant from its new place: a relative target is followed from the
+/// link's directory, so one judged where it was made may lead out from
+/// another (a link in a subdirectory a directory tree moved as a whole
+/// carries is not looked at).
+pub(super) fn moved_link(
+    state: &mut RunState,
+    op: &str,
+    (fd, old): (&Resource<Descriptor>, &str),
+    (new_fd, new): (&Resource<Descriptor>, &str),
+) -> Option<String> {
+    let from = landing(state, fd, old)?;
+    let name = from.host.file_name()?.to_owned();
+    let at = followed(from.host.parent()?).join(name);
+    if !std::fs::symlink_metadata(&at)
+        .ok()?
+        .file_type()
+        .is_symlink()
+    {
+        return None;
+    }
+    let target = std::fs::read_link(&at).ok()?;
+    let to = landing(state, new_fd, new)?;
+    let dir = followed(to.host.parent()?);
+    if dir.starts_with(&to.root) && followed(&dir.join(&target)).starts_with(&to.root) {
+        return None;
+    }
+    Some(format!(
+        "fs: {op} the symlink `{}` -> `{}` to `{}` was refused: from there it would point out of the grant {}; a link a plugin makes must point inside its grant",
+        from.guest,
+        crate::escape::line(&target.to_string_lossy()),
+        to.guest,
+        to.grant
+    ))
+}
+
 /// Records a refusal as a violation of the run and answers not-permitted.
 pub(super) fn refuse<T>(
     state: &mut RunState,
@@ -213,6 +310,23 @@ fn answer<T>(r: wasmtime_wasi::p2::FsResult<T>) -> Answer<T> {
 /// (judge the path, refuse as a violation, or hand on).
 pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
+    // Each preopen noted with its grant: a directory opened below one is
+    // in that grant, whichever others hold it too.
+    linker
+        .instance("wasi:filesystem/preopens@0.2.12")?
+        .func_wrap("get-directories", |mut store, (): ()| {
+            use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+            let state: &mut RunState = store.data_mut();
+            let dirs = state.filesystem().get_directories()?;
+            let env = state.env.clone();
+            for (fd, guest) in &dirs {
+                let grant = env.grants.fs.iter().position(|g| &g.guest == guest);
+                if let (Some(key), Some(i)) = (dir_key(state, fd), grant) {
+                    state.dirs.insert(key, i);
+                }
+            }
+            Ok((dirs,))
+        })?;
     let mut types = linker.instance("wasi:filesystem/types@0.2.12")?;
     types.func_wrap_async(
         "[method]descriptor.open-at",
@@ -233,6 +347,7 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                     return refuse(state, why);
                 }
                 let at = landing(state, &fd, &path);
+                let parent = dir_key(state, &fd).and_then(|k| state.dirs.get(&k).copied());
                 let r = answer(
                     state
                         .filesystem()
@@ -240,6 +355,16 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                         .await,
                 );
                 refused_by_link(state, "opening", at, &r);
+                // A new directory's handle may reuse a closed one's: noted
+                // anew each time.
+                if let Ok((Ok(opened),)) = &r
+                    && let Some(key) = dir_key(state, opened)
+                {
+                    match parent {
+                        Some(i) => state.dirs.insert(key, i),
+                        None => state.dirs.remove(&key),
+                    };
+                }
                 r
             })
         },
@@ -259,7 +384,16 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                     let lands = place.resolve(&from).and_then(|dir| {
                         Place { grant: place.grant, below: dir }.resolve(&target)
                     });
-                    if lands.is_none() {
+                    // By its words it may stay inside, yet a symlink the
+                    // plugin made on the way (`deep -> .`) puts the link,
+                    // or its target, elsewhere: judged where the kernel
+                    // will follow it too.
+                    let root = place.grant.host.canonicalize().unwrap_or_else(|_| place.grant.host.clone());
+                    let mut dir = root.clone();
+                    dir.extend(&place.below);
+                    let dir = followed(&dir.join(&from));
+                    let out = !dir.starts_with(&root) || !followed(&dir.join(&target)).starts_with(&root);
+                    if lands.is_none() || out {
                         let why = format!(
                             "fs: the symlink `{}` -> `{}` was refused: a link a plugin makes must point inside its grant {} (a relative target that stays below the grant's root)",
                             crate::escape::line(&link),
@@ -268,6 +402,15 @@ pub fn gate_paths(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
                         );
                         return refuse(state, why);
                     }
+                } else if dir_key(state, &fd).is_some() {
+                    // A directory /proc cannot place (its host path past
+                    // PATH_MAX): cap-std judges no target, so none is made.
+                    let why = format!(
+                        "fs: the symlink `{}` -> `{}` was refused: opsd cannot tell where its directory lies (its host path is too long to read back), so not whether the link points inside the plugin's grants",
+                        crate::escape::line(&link),
+                        crate::escape::line(&target),
+                    );
+                    return refuse(state, why);
                 }
                 answer(state.filesystem().symlink_at(fd, target, link).await)
             })

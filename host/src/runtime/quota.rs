@@ -543,7 +543,10 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
             Box::new(async move {
                 let state: &mut RunState = store.data_mut();
                 let why = super::fs_gate::refusal(state, &fd, "renaming", &old, true)
-                    .or_else(|| super::fs_gate::refusal(state, &new_fd, "renaming to", &new, true));
+                    .or_else(|| super::fs_gate::refusal(state, &new_fd, "renaming to", &new, true))
+                    .or_else(|| {
+                        super::fs_gate::moved_link(state, "moving", (&fd, &old), (&new_fd, &new))
+                    });
                 if let Some(why) = why {
                     return super::fs_gate::refuse(state, why);
                 }
@@ -578,7 +581,17 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
             Box::new(async move {
                 let state: &mut RunState = store.data_mut();
                 let why = super::fs_gate::refusal(state, &fd, "linking from", &old, false).or_else(
-                    || super::fs_gate::refusal(state, &new_fd, "making the link", &new, true),
+                    || {
+                        super::fs_gate::refusal(state, &new_fd, "making the link", &new, true)
+                            .or_else(|| {
+                                super::fs_gate::moved_link(
+                                    state,
+                                    "linking",
+                                    (&fd, &old),
+                                    (&new_fd, &new),
+                                )
+                            })
+                    },
                 );
                 if let Some(why) = why {
                     return super::fs_gate::refuse(state, why);

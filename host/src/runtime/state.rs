@@ -49,6 +49,10 @@ pub struct RunState {
     /// each holds a resolver thread until it ends, whether or not the
     /// plugin waits for it.
     pub lookups: (Instant, u32),
+    /// The grant (its index) each directory the plugin holds was reached
+    /// through, by the directory's shared handle: a preopen's, or the
+    /// one it was opened below (`fs_gate`).
+    pub dirs: std::collections::HashMap<usize, usize>,
 }
 
 impl RunState {
@@ -72,6 +76,7 @@ impl RunState {
                 hit: false,
             },
             lookups: (Instant::now(), 0),
+            dirs: Default::default(),
         }
     }
 }

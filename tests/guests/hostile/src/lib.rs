@@ -536,6 +536,16 @@ impl Plugin for Hostile {
                     .details(cfg.path.clone())
                     .metric("said", 1.0, Some(&cfg.path)))
             }
+            // Each of `args` a file step ("op path [more]"), its error
+            // caught and kept in the summary: only the host's refusal can
+            // fail the run.
+            "fs-steps" => Ok(Outcome::ok(
+                cfg.args
+                    .iter()
+                    .map(|step| format!("{step}: {}", fs_step(step).err().unwrap_or("ok".into())))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )),
             other => Err(PluginError::bad_config(format!("unknown action `{other}`"))),
         }
     }
@@ -550,6 +560,92 @@ fn symlink(target: &str, link: &str) -> Result<(), String> {
         }
     }
     Err(format!("{link} is in no preopened directory"))
+}
+
+/// The preopened directory deepest above guest `path`, and the rest.
+fn preopen_for(path: &str) -> Option<(wasi::filesystem::types::Descriptor, String)> {
+    let mut best: Option<(wasi::filesystem::types::Descriptor, String, usize)> = None;
+    for (dir, guest) in wasi::filesystem::preopens::get_directories() {
+        let g = guest.trim_end_matches('/').to_owned();
+        let rest = if path == g {
+            Some(String::new())
+        } else {
+            path.strip_prefix(&format!("{g}/")).map(str::to_owned)
+        };
+        if let Some(rest) = rest {
+            if best.as_ref().is_none_or(|b| g.len() >= b.2) {
+                best = Some((dir, rest, g.len()));
+            }
+        }
+    }
+    best.map(|(d, r, _)| (d, if r.is_empty() { ".".into() } else { r }))
+}
+
+/// One step of `fs-steps`.
+fn fs_step(step: &str) -> Result<(), String> {
+    use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let words: Vec<&str> = step.split(' ').collect();
+    let (op, path) = (words[0], words.get(1).copied().unwrap_or(""));
+    let more = words.get(2).copied().unwrap_or("");
+    let e = |e: std::io::Error| e.to_string();
+    let w = |e: wasi::filesystem::types::ErrorCode| format!("{e:?}");
+    match op {
+        "write" => std::fs::write(path, b"x").map_err(e),
+        "mkdir" => std::fs::create_dir_all(path).map_err(e),
+        "rmtree" => std::fs::remove_dir_all(path).map_err(e),
+        "read" => std::fs::read(path).map(drop).map_err(e),
+        "symlink" => symlink(more, path),
+        "rename" => std::fs::rename(path, more).map_err(e),
+        // Opens `path` as a directory, then removes `more` below it.
+        "open-unlink" => {
+            let (dir, rest) = preopen_for(path).ok_or("no preopen")?;
+            let sub = dir
+                .open_at(
+                    PathFlags::empty(),
+                    &rest,
+                    OpenFlags::DIRECTORY,
+                    DescriptorFlags::READ,
+                )
+                .map_err(w)?;
+            sub.unlink_file_at(more).map_err(w)
+        }
+        // open-at with create and write, exactly as named.
+        "open-write" => {
+            let (dir, rest) = preopen_for(path).ok_or("no preopen")?;
+            dir.open_at(
+                PathFlags::empty(),
+                &rest,
+                OpenFlags::CREATE,
+                DescriptorFlags::WRITE,
+            )
+            .map(drop)
+            .map_err(w)
+        }
+        // Directories below `path` whose host path passes PATH_MAX, each
+        // opened from the last, then a link `l` -> `more` in the deepest.
+        "deep-link" => {
+            let (mut dir, rest) = preopen_for(path).ok_or("no preopen")?;
+            let name = "d".repeat(250);
+            for step in 0..20 {
+                let at = if step == 0 {
+                    rest.as_str()
+                } else {
+                    name.as_str()
+                };
+                let _ = dir.create_directory_at(at);
+                dir = dir
+                    .open_at(
+                        PathFlags::empty(),
+                        at,
+                        OpenFlags::DIRECTORY,
+                        DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                    )
+                    .map_err(w)?;
+            }
+            dir.symlink_at(more, "l").map_err(w)
+        }
+        other => Err(format!("unknown step {other}")),
+    }
 }
 
 /// Recurses until the stack runs out.
