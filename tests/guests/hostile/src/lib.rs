@@ -572,10 +572,10 @@ fn preopen_for(path: &str) -> Option<(wasi::filesystem::types::Descriptor, Strin
         } else {
             path.strip_prefix(&format!("{g}/")).map(str::to_owned)
         };
-        if let Some(rest) = rest {
-            if best.as_ref().is_none_or(|b| g.len() >= b.2) {
-                best = Some((dir, rest, g.len()));
-            }
+        if let Some(rest) = rest
+            && best.as_ref().is_none_or(|b| g.len() >= b.2)
+        {
+            best = Some((dir, rest, g.len()));
         }
     }
     best.map(|(d, r, _)| (d, if r.is_empty() { ".".into() } else { r }))
