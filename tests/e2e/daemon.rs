@@ -40,7 +40,14 @@ fn health_and_metrics_over_http_change_after_a_run() {
     let addr = env.http_addr();
     assert!(addr.starts_with("127.0.0.1:"), "loopback: {addr}");
 
-    let (status, body) = http_get(&addr, "/health");
+    // Healthy once the scheduler has gone round once (on a loaded
+    // machine that may be a moment after the socket answers; until then
+    // /health says "the scheduler loop has not started").
+    let (status, body) = wait_for(Duration::from_secs(20), || {
+        let (status, body) = http_get(&addr, "/health");
+        (status == 200).then_some((status, body))
+    })
+    .unwrap_or_else(|| http_get(&addr, "/health"));
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");

@@ -721,8 +721,10 @@ fn every_hostile_plugin_is_contained_and_the_daemon_keeps_its_schedule() {
     let store = env.path("state");
     let socket = env.path("state/opsd.sock");
     let suid = setuid_id(&env);
+    // Long enough to outlast the test on a loaded machine: its end must
+    // be a kill, not its time running out.
     let outsider = std::process::Command::new("sleep")
-        .arg("27.1829")
+        .arg("3600")
         .spawn()
         .expect("sleep");
     let rw = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"rw\", create = true }]";
