@@ -542,20 +542,10 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
         )| {
             Box::new(async move {
                 let state: &mut RunState = store.data_mut();
-                let why = super::fs_gate::refusal(state, &fd, "renaming", &old, true)
-                    .or_else(|| super::fs_gate::refusal(state, &new_fd, "renaming to", &new, true))
-                    .or_else(|| {
-                        super::fs_gate::moved_link(state, "moving", (&fd, &old), (&new_fd, &new))
-                    });
-                if let Some(why) = why {
-                    return super::fs_gate::refuse(state, why);
-                }
-                let moved = moving_in(state, &fd, &old, &new_fd, &new, false);
-                if let Some((book, of, size)) = &moved
-                    && book.charge(of, *size).is_err()
-                {
-                    return Ok((Err(ErrorCode::InsufficientSpace),));
-                }
+                let moved = match before_move(state, (&fd, &old), (&new_fd, &new), false) {
+                    Ok(moved) => moved,
+                    Err(refused) => return refused,
+                };
                 let r = store
                     .data_mut()
                     .filesystem()
@@ -580,28 +570,10 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
         )| {
             Box::new(async move {
                 let state: &mut RunState = store.data_mut();
-                let why = super::fs_gate::refusal(state, &fd, "linking from", &old, false).or_else(
-                    || {
-                        super::fs_gate::refusal(state, &new_fd, "making the link", &new, true)
-                            .or_else(|| {
-                                super::fs_gate::moved_link(
-                                    state,
-                                    "linking",
-                                    (&fd, &old),
-                                    (&new_fd, &new),
-                                )
-                            })
-                    },
-                );
-                if let Some(why) = why {
-                    return super::fs_gate::refuse(state, why);
-                }
-                let linked = moving_in(state, &fd, &old, &new_fd, &new, true);
-                if let Some((book, of, size)) = &linked
-                    && book.charge(of, *size).is_err()
-                {
-                    return Ok((Err(ErrorCode::InsufficientSpace),));
-                }
+                let linked = match before_move(state, (&fd, &old), (&new_fd, &new), true) {
+                    Ok(linked) => linked,
+                    Err(refused) => return refused,
+                };
                 let r = store
                     .data_mut()
                     .filesystem()
@@ -616,6 +588,41 @@ pub fn gate_writes(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// A move's charge: the book, the accounts charged and the bytes.
+type MoveCharge = (Arc<QuotaBook>, Vec<usize>, u64);
+
+/// What a rename (or, with `link`, a hard link) of `old` to `new` must
+/// pass before it is made: the path refusals (out of a grant, under a
+/// read-only one, a symlink that would point out from where it lands),
+/// then the quota's charge for what it brings in. The charge to settle
+/// once the call is done, or the answer that refuses it.
+fn before_move(
+    state: &mut RunState,
+    (fd, old): (&Resource<Descriptor>, &str),
+    (new_fd, new): (&Resource<Descriptor>, &str),
+    link: bool,
+) -> Result<Option<MoveCharge>, Answer<()>> {
+    use super::fs_gate::{moved_link, refusal, refuse};
+    let (from, from_writes, to, moving) = if link {
+        ("linking from", false, "making the link", "linking")
+    } else {
+        ("renaming", true, "renaming to", "moving")
+    };
+    let why = refusal(state, fd, from, old, from_writes)
+        .or_else(|| refusal(state, new_fd, to, new, true))
+        .or_else(|| moved_link(state, moving, (fd, old), (new_fd, new)));
+    if let Some(why) = why {
+        return Err(refuse(state, why));
+    }
+    let charge = moving_in(state, fd, old, new_fd, new, link);
+    if let Some((book, of, size)) = &charge
+        && book.charge(of, *size).is_err()
+    {
+        return Err(Ok((Err(ErrorCode::InsufficientSpace),)));
+    }
+    Ok(charge)
 }
 
 /// What renaming (or, with `link`, hard-linking) `old` under directory
