@@ -7,7 +7,7 @@ build:
 # Build only the built-in plugins (host/build.rs's list), as components,
 # into target/opsd-wasm/wasm32-wasip2/plugin.
 build-plugins:
-    cargo build --profile plugin --target wasm32-wasip2 --target-dir target/opsd-wasm -p opsd-log-rotate -p opsd-backup -p opsd-vacuum -p opsd-cert-renew -p opsd-audit -p opsd-report -p opsd-http-check -p opsd-clean -p opsd-service -p opsd-command
+    cargo build --profile plugin --target wasm32-wasip2 --target-dir target/opsd-wasm -p opsd-log-rotate -p opsd-backup -p opsd-restore-drill -p opsd-vacuum -p opsd-cert-renew -p opsd-audit -p opsd-report -p opsd-http-check -p opsd-clean -p opsd-service -p opsd-command
 
 # Build the test guests (tests/guests/* and the Rust example plugin) into
 # the same directory, as the tests do: through their artifacts crate.

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 const BUILTINS: &[(&str, &str)] = &[
     ("log-rotate", "opsd-log-rotate"),
     ("backup", "opsd-backup"),
+    ("restore-drill", "opsd-restore-drill"),
     ("vacuum", "opsd-vacuum"),
     ("cert-renew", "opsd-cert-renew"),
     ("audit", "opsd-audit"),

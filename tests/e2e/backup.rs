@@ -111,7 +111,11 @@ fn backs_up_postgres_a_directory_and_a_secret_and_the_dump_restores() {
     );
 
     let files = listing(&env.path("backups"));
-    assert_eq!(files.len(), 8, "4 artifacts and 4 sidecars: {files:?}");
+    assert_eq!(
+        files.len(),
+        10,
+        "4 artifacts, the dump's row counts and 5 sidecars: {files:?}"
+    );
     assert!(files.iter().all(|f| !f.ends_with(".partial")));
     // A dump holds every row: backups are private unless `mode` says.
     for f in &files {
@@ -184,7 +188,7 @@ fn backs_up_postgres_a_directory_and_a_secret_and_the_dump_restores() {
         .collect();
     assert!(
         lines.iter().any(|l| l.starts_with(&format!(
-            "restore drill of {db}: 2 tables, 25000 rows restored, counts match"
+            "restore drill of shop ({db}): 2 tables, 25000 rows restored, counts match"
         ))),
         "{lines:#?}"
     );
@@ -565,4 +569,194 @@ path = "/app/.env"
     let ok = env.run_job("small");
     assert_eq!(ok["status"], "ok", "{ok:#}");
     assert!(daemon.stop().success());
+}
+
+/// A weekly drill job beside a nightly backup of the same set.
+fn drill_config(db: &str) -> String {
+    let backup = backup_job("nightly", db, "read", "")
+        .replace(
+            "verify = \"read\"",
+            "verify = \"read\"\nrecord_counts = true",
+        )
+        .replace(
+            "globals = true",
+            "globals = true\ncheck_query = \"SELECT sum(qty) || '/' || max(id) FROM orders\"",
+        );
+    format!(
+        r#"{backup}
+[[job]]
+name = "drill"
+plugin = "restore-drill"
+schedule = "0 4 * * sun"
+[job.grants]
+fs = [{{ host = "backups", guest = "/backups", access = "ro" }}]
+exec = ["pg_restore", "psql"]
+net = ["{unix}"]
+[job.config]
+target = "/backups"
+postgres = {conn}
+[[job.config.sources]]
+kind = "postgres"
+name = "shop"
+database = "{db}"
+"#,
+        conn = pg().conn_toml(),
+        unix = pg().unix_grant()
+    )
+}
+
+fn scratch_databases() -> String {
+    pg().sql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd_verify_%'",
+    )
+}
+
+/// Rewrites a dump's sha256 sidecar to match it, as a tool that
+/// "repairs" checksums would.
+fn reseal(dump: &std::path::Path) {
+    let name = dump.file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        format!("{}.sha256", dump.display()),
+        format!("{}  {name}\n", sha256(dump)),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_drill_restores_the_newest_dump_and_holds_it_to_the_counts_at_dump_time() {
+    let db = shop();
+    let env = Env::new(&drill_config(&db));
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    let check = env.run(&["check"]);
+    assert!(check.status.success(), "{}", text(&check));
+    let rec = env.run_job("nightly");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let files = listing(&env.path("backups"));
+    let dump = env
+        .path("backups")
+        .join(files.iter().find(|f| f.ends_with(".dump")).unwrap());
+    let counts: Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.counts", dump.display())).unwrap())
+            .unwrap();
+    assert_eq!(
+        counts["before"]["tables"]["public.items"], 20000,
+        "{counts:#}"
+    );
+    assert_eq!(
+        counts["after"]["tables"]["public.orders"], 5000,
+        "{counts:#}"
+    );
+
+    // The database moves on after the dump; the drill still holds the
+    // dump to what the database held when it was made.
+    pg().sql(&db, "INSERT INTO orders (item, qty) VALUES (1, 1), (2, 2)");
+    let rec = env.run_job("drill");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    let summary = rec["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("restore drill: shop: the dump of ")
+            && summary.ends_with(" restored, 2 tables, 25000 rows"),
+        "{summary}"
+    );
+    assert_eq!(crate::util::metric(&rec, "shop_drill_rows"), 25000.0);
+    assert_eq!(crate::util::metric(&rec, "shop_drill_tables"), 2.0);
+    assert_eq!(scratch_databases(), "0");
+
+    // The report shows the set's last good drill, and the drill job is
+    // not taken for a backup job.
+    let report = env.json(&["report", "--since", "7d", "--format", "json"]);
+    let drills = report["drills"].as_array().unwrap();
+    assert_eq!(drills.len(), 1, "{report:#}");
+    assert_eq!(drills[0]["set"], "shop");
+    assert_eq!(drills[0]["job"], "drill");
+    assert_eq!(drills[0]["rows"], 25000);
+    let backup_jobs: Vec<&str> = report["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(backup_jobs, ["nightly"]);
+    let md = env.run(&["report", "--since", "7d", "--format", "md"]);
+    assert!(text(&md).contains("## Restore drills"), "{}", text(&md));
+
+    // A dump that lost a row, its sidecar "repaired" to match: the drill
+    // tells it from a database that was written to.
+    let partial = pg().create_db("partial");
+    pg().sql(
+        &partial,
+        "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric);
+         INSERT INTO items SELECT g, 'item ' || g, g * 1.5 FROM generate_series(1, 19999) g;
+         CREATE TABLE orders (id serial PRIMARY KEY, item int REFERENCES items(id), qty int);
+         INSERT INTO orders (item, qty) SELECT (g % 19999) + 1, g % 7 FROM generate_series(1, 5000) g;",
+    );
+    let out = Command::new(pg().program("pg_dump"))
+        .arg("-h")
+        .arg(&pg().socket_dir)
+        .args(["-p", &pg().port.to_string(), "-U", "postgres", "-Fc", "-f"])
+        .arg(&dump)
+        .arg(&partial)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reseal(&dump);
+    let out = env.run(&["run", "drill", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "failed");
+    let err = rec["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!(
+            "restore drill of shop ({db}) failed: the restored dump does not hold what the database held when it was dumped: public.items: 20000 rows in {db} at dump time, 19999 restored"
+        )),
+        "{err}"
+    );
+    assert_eq!(scratch_databases(), "0");
+
+    // A dump changed behind its sidecar is not restored at all.
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let out = env.run(&["run", "drill", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "failed");
+    let err = rec["error"].as_str().unwrap();
+    assert!(
+        err.contains("does not match its sha256 sidecar") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    // The report still shows the last good drill, not the failed ones.
+    let report = env.json(&["report", "--since", "7d", "--format", "json"]);
+    assert_eq!(report["drills"][0]["rows"], 25000, "{report:#}");
+}
+
+#[test]
+fn table_names_built_to_break_a_query_are_only_counted() {
+    let db = shop();
+    // Names a line-by-line reading of psql's output would split, and
+    // fragments of which would be pasted into SQL.
+    pg().sql(
+        &db,
+        r#"CREATE TABLE "we""ird|na
+me" (x int);
+           INSERT INTO "we""ird|na
+me" VALUES (1), (2), (3);
+           CREATE TABLE "a
+; DROP TABLE items; --" (y int);
+           INSERT INTO "a
+; DROP TABLE items; --" VALUES (4);"#,
+    );
+    let env = Env::new(&backup_job("nightly", &db, "restore", ""));
+    let rec = env.run_job("nightly");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(crate::util::metric(&rec, "shop_drill_tables"), 4.0);
+    assert_eq!(crate::util::metric(&rec, "shop_drill_rows"), 25004.0);
+    assert_eq!(pg().sql(&db, "SELECT count(*) FROM items"), "20000");
+    assert_eq!(scratch_databases(), "0");
 }

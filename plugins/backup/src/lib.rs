@@ -7,12 +7,10 @@
 //! every source succeeded and read back; retention prunes only after a
 //! published, verified set, so a failed run never deletes anything.
 
-pub mod config;
-pub mod publish;
-pub mod retention;
-pub mod sources;
+use opsd_backup_core::sets::{STAMP, existing_sets};
+use opsd_backup_core::{config, drill, publish, sources};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use config::{Config, Source, Verify};
 use opsd_sdk::{
     Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
@@ -30,21 +28,19 @@ const SCHEMA: &str = r#"{
     "mode": {"type": "string", "description": "permission bits of the backups, octal; default 0600"},
     "group": {"type": "string", "description": "group the backups are given"},
     "verify": {"enum": ["read", "restore"]},
+    "record_counts": {"type": "boolean", "description": "keep row counts from dump time beside each dump, for drills"},
     "postgres": {"type": "object", "additionalProperties": false,
       "properties": {"host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"}}},
     "sources": {"type": "array", "items": {"type": "object", "required": ["kind", "name"], "additionalProperties": false,
       "properties": {"kind": {"enum": ["postgres", "directory", "file"]}, "name": {"type": "string"},
         "database": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"},
-        "globals": {"type": "boolean"}, "path": {"type": "string"}, "exclude": {"type": "array", "items": {"type": "string"}}}}},
+        "globals": {"type": "boolean"}, "check_query": {"type": "string"}, "path": {"type": "string"}, "exclude": {"type": "array", "items": {"type": "string"}}}}},
     "retention": {"type": "object", "additionalProperties": false,
       "properties": {"keep_last": {"type": "integer"}, "keep_hourly": {"type": "integer"}, "keep_daily": {"type": "integer"},
         "keep_weekly": {"type": "integer"}, "keep_monthly": {"type": "integer"}, "keep_yearly": {"type": "integer"},
         "max_age": {"type": "string"}}}
   }
 }"#;
-
-/// The stamp in backup file names.
-const STAMP: &str = "%Y%m%dT%H%M%SZ";
 
 struct Backup;
 
@@ -96,6 +92,7 @@ impl Plugin for Backup {
         let mut sealed: Vec<Pending> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
         let mut per_source: Vec<(String, u64, f64)> = Vec::new();
+        let mut drilled: Vec<(String, usize, u64)> = Vec::new();
         let total = cfg.sources.len() as u64;
         let result = (|| {
             for (i, source) in cfg.sources.iter().enumerate() {
@@ -105,7 +102,14 @@ impl Plugin for Backup {
                     &format!("backing up {}", source.name()),
                 );
                 let started = Instant::now();
-                let paths = produce(&cfg, source, &stamp, &mut produced, &mut warnings)?;
+                let paths = produce(
+                    &cfg,
+                    source,
+                    &stamp,
+                    &mut produced,
+                    &mut warnings,
+                    &mut drilled,
+                )?;
                 let mut bytes = 0;
                 for p in paths {
                     let s = publish::seal(&p, cfg.file_mode(), cfg.group.as_deref())?;
@@ -147,14 +151,22 @@ impl Plugin for Backup {
                 .metric(&format!("{name}_bytes"), *bytes as f64, Some("bytes"))
                 .metric(&format!("{name}_seconds"), *secs, Some("seconds"));
         }
+        for (name, tables, rows) in &drilled {
+            out = drill::metrics(out, name, *tables, *rows, when.timestamp());
+        }
         out = out
             .metric("bytes_total", total_bytes as f64, Some("bytes"))
             .metric("backups_kept", kept as f64, None)
             .metric("backups_pruned", pruned as f64, None);
         for s in sealed {
+            let kind = if s.path.ends_with(".counts") {
+                "row-counts"
+            } else {
+                "backup"
+            };
             out = out.artifact(Artifact {
                 path: s.path,
-                kind: "backup".into(),
+                kind: kind.into(),
                 size_bytes: Some(s.bytes),
                 sha256: Some(s.sha256),
             });
@@ -171,6 +183,7 @@ fn produce(
     stamp: &str,
     produced: &mut Vec<String>,
     warnings: &mut Vec<String>,
+    drilled: &mut Vec<(String, usize, u64)>,
 ) -> Result<Vec<String>, PluginError> {
     let base = format!(
         "{}/{}-{stamp}",
@@ -186,35 +199,44 @@ fn produce(
     };
     match source {
         Source::Postgres {
-            database, globals, ..
+            database,
+            globals,
+            check_query,
+            ..
         } => {
             let conn = source.conn(&cfg.postgres);
             let dump = track(format!("{base}.dump"))?;
+            let before = cfg
+                .records_counts()
+                .then(|| sources::counts(&conn, database, check_query.as_deref()))
+                .transpose()?;
             sources::dump_postgres(&conn, database, &Pending::partial(&dump))?;
             let mut out = vec![dump.clone()];
-            if cfg.verify == Verify::Restore {
-                let scratch = format!(
-                    "opsd_verify_{}_{}",
-                    source.name().replace('.', "_"),
-                    stamp.to_ascii_lowercase()
-                );
-                let drill =
-                    sources::restore_drill(&conn, database, &Pending::partial(&dump), &scratch)?;
-                opsd_sdk::info!(
-                    "restore drill of {database}: {} tables, {} rows restored{}",
-                    drill.tables,
-                    drill.rows,
-                    if drill.differences.is_empty() {
-                        ", counts match"
-                    } else {
-                        ""
-                    }
-                );
-                if !drill.differences.is_empty() {
-                    warnings.push(format!(
-                        "restore drill of {database}: counts differ (was it written to during the backup?): {}",
-                        drill.differences.join("; ")
-                    ));
+            if let Some(before) = before {
+                let at = sources::AtDump {
+                    database: database.clone(),
+                    check_query: check_query.clone(),
+                    before,
+                    after: sources::counts(&conn, database, check_query.as_deref())?,
+                };
+                let file = track(format!("{dump}.counts"))?;
+                let json = serde_json::to_vec_pretty(&at)
+                    .map_err(|e| PluginError::other("io", e.to_string()))?;
+                std::fs::write(Pending::partial(&file), json)
+                    .at(format!("writing {}", Pending::partial(&file)))?;
+                out.push(file);
+                if cfg.verify == Verify::Restore {
+                    let scratch = drill::scratch_name(source.name(), stamp);
+                    let d = sources::restore_drill(
+                        &conn,
+                        database,
+                        &Pending::partial(&dump),
+                        &scratch,
+                        Some(&at),
+                        check_query.as_deref(),
+                    )?;
+                    drill::judge(source.name(), database, &d, warnings)?;
+                    drilled.push((source.name().to_owned(), d.tables, d.rows));
                 }
             }
             if *globals {
@@ -256,31 +278,6 @@ fn stamp_taken(cfg: &Config, stamp: &str) -> bool {
             let name = e.file_name().to_string_lossy().into_owned();
             prefixes.iter().any(|p| name.starts_with(p.as_str()))
         })
-}
-
-/// The backup sets in the target for one source: stamp time -> files.
-fn existing_sets(target: &str, source: &str) -> Vec<(DateTime<Utc>, Vec<String>)> {
-    let prefix = format!("{source}-");
-    let mut sets: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> = Default::default();
-    for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if rest.len() < 16 || name.ends_with(".partial") {
-            continue;
-        }
-        let Ok(t) = NaiveDateTime::parse_from_str(&rest[..16], STAMP) else {
-            continue;
-        };
-        sets.entry(t.and_utc())
-            .or_default()
-            .push(format!("{}/{name}", target.trim_end_matches('/')));
-    }
-    // A set counts only if its main file is there, not just sidecars.
-    sets.into_iter()
-        .filter(|(_, files)| files.iter().any(|f| !f.ends_with(".sha256")))
-        .collect()
 }
 
 /// Applies retention to every source's sets; returns (kept, pruned).
@@ -343,10 +340,12 @@ mod tests {
                 "mode": "0640",
                 "group": "backup",
                 "verify": "restore",
+                "record_counts": true,
                 "postgres": {"host": "/run/postgresql", "port": 5432, "user": "postgres"},
                 "sources": [
                     {"kind": "postgres", "name": "shop", "database": "shop", "host": "db",
-                     "port": 5433, "user": "backup", "globals": true},
+                     "port": 5433, "user": "backup", "globals": true,
+                     "check_query": "SELECT sum(total) FROM orders"},
                     {"kind": "directory", "name": "uploads", "path": "/data/uploads", "exclude": ["*.tmp"]},
                     {"kind": "file", "name": "env", "path": "/app/.env"}
                 ],

@@ -310,6 +310,7 @@ pub fn build(input: &Input, period: Period) -> Report {
         (finished > 0).then(|| 100.0 * (totals.ok + totals.warning) as f64 / finished as f64);
 
     let backups = backup_reports(&runs, period, input.now, &mut attention);
+    let drills = drill_reports(&runs, input.now);
     let certificates = cert_reports(&runs, period, &mut attention);
     let vacuum = vacuum_reports(&runs, period);
     let audit = audit_reports(&runs, period, &mut attention);
@@ -330,6 +331,7 @@ pub fn build(input: &Input, period: Period) -> Report {
         attention,
         jobs,
         backups,
+        drills,
         certificates,
         vacuum,
         audit,
@@ -394,6 +396,41 @@ fn backup_reports(
             }
         })
         .collect()
+}
+
+/// Metric suffix a backup run names a drilled set with.
+const DRILL_ROWS: &str = "_drill_rows";
+
+/// The newest good drill of each backup set.
+fn drill_reports(runs: &[&RunIn], now: i64) -> Vec<DrillReport> {
+    let mut newest: std::collections::BTreeMap<String, DrillReport> = Default::default();
+    for r in runs.iter().filter(|r| {
+        matches!(r.plugin.as_str(), "backup" | "restore-drill") && is_ok(&r.status) && !r.dry_run
+    }) {
+        let Some(at) = r.finished else { continue };
+        for (name, rows) in &r.metrics {
+            let Some(set) = name.strip_suffix(DRILL_ROWS) else {
+                continue;
+            };
+            if newest.get(set).is_some_and(|d| d.age_s <= now - at) {
+                continue;
+            }
+            newest.insert(
+                set.to_owned(),
+                DrillReport {
+                    set: set.to_owned(),
+                    job: r.job.clone(),
+                    at: rfc3339(at),
+                    age_s: now - at,
+                    dump_time: metric(r, &format!("{set}_drill_dump_time"))
+                        .map(|t| rfc3339(t as i64)),
+                    tables: metric(r, &format!("{set}_drill_tables")).unwrap_or(0.0) as u64,
+                    rows: *rows as u64,
+                },
+            );
+        }
+    }
+    newest.into_values().collect()
 }
 
 fn cert_reports(runs: &[&RunIn], period: Period, attention: &mut Vec<String>) -> Vec<CertReport> {

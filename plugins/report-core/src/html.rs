@@ -318,6 +318,23 @@ pub fn page(r: &Report) -> String {
         }
         b.push_str("</tbody></table></section>");
     }
+    if !r.drills.is_empty() {
+        b.push_str("<section><h2>Restore drills</h2><table><thead><tr><th>backup set</th><th>last good drill</th><th>age</th><th>dump restored</th><th>tables</th><th>rows</th><th>job</th></tr></thead><tbody>");
+        for d in &r.drills {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.set),
+                esc(&d.at),
+                age(d.age_s),
+                esc(d.dump_time.as_deref().unwrap_or("-")),
+                d.tables,
+                d.rows,
+                esc(&d.job)
+            );
+        }
+        b.push_str("</tbody></table></section>");
+    }
     if !r.certificates.is_empty() {
         b.push_str("<section><h2>Certificates</h2><table><thead><tr><th>job</th><th>soonest expiry</th><th>renewed</th><th>last run</th></tr></thead><tbody>");
         for c in &r.certificates {

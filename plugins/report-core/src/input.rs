@@ -79,5 +79,8 @@ pub struct Input {
 
 /// Which plugins' runs need metrics and details for the report.
 pub fn wants_detail(plugin: &str) -> bool {
-    matches!(plugin, "backup" | "cert-renew" | "vacuum" | "audit")
+    matches!(
+        plugin,
+        "backup" | "restore-drill" | "cert-renew" | "vacuum" | "audit"
+    )
 }

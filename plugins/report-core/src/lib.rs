@@ -234,6 +234,44 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_good_drill_of_each_set_is_shown() {
+        let mut i = input();
+        let drill = |id: u32, hours_ago: i64, status: &str, rows: f64| {
+            let mut r = run(id, "drill", "restore-drill", hours_ago, status, 9_000);
+            if status != "failed" {
+                r.metrics = vec![
+                    ("shop_drill_rows".into(), rows),
+                    ("shop_drill_tables".into(), 2.0),
+                    (
+                        "shop_drill_dump_time".into(),
+                        (NOW - 3600 * (hours_ago + 20)) as f64,
+                    ),
+                ];
+            }
+            r
+        };
+        i.runs.push(drill(90, 100, "ok", 24_000.0));
+        i.runs.push(drill(91, 50, "warning", 25_000.0));
+        i.runs.push(drill(92, 3, "failed", 0.0));
+        let r = build(&i, Period::named("weekly", NOW).unwrap());
+        assert_eq!(r.drills.len(), 1, "{:?}", r.drills);
+        let d = &r.drills[0];
+        assert_eq!(
+            (d.set.as_str(), d.job.as_str(), d.rows, d.tables),
+            ("shop", "drill", 25_000, 2)
+        );
+        assert_eq!(
+            d.dump_time.as_deref(),
+            Some(build::rfc3339(NOW - 3600 * 70).as_str())
+        );
+        assert_eq!(r.backups.len(), 1, "{:?}", r.backups);
+        for f in [Format::Markdown, Format::Html, Format::Text] {
+            let out = render(&r, f);
+            assert!(out.contains("25000"), "{f:?}: {out}");
+        }
+    }
+
+    #[test]
     fn a_job_is_never_a_success_only_once_it_was_due() {
         let mut i = input();
         let job = |name: &str, missed_total: u64| JobIn {

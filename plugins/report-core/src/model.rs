@@ -107,6 +107,23 @@ pub struct BackupReport {
     pub growth_bytes_per_day: Option<f64>,
 }
 
+/// A backup set's newest good restore drill (by a `restore-drill` job, or
+/// a backup job with `verify = "restore"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// The source name the set's files are named after.
+    pub set: String,
+    /// The job that ran the drill.
+    pub job: String,
+    /// When the drill finished.
+    pub at: String,
+    pub age_s: i64,
+    /// When the dump it restored was made.
+    pub dump_time: Option<String>,
+    pub tables: u64,
+    pub rows: u64,
+}
+
 /// A cert-renew job's view of its certificates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CertReport {
@@ -208,6 +225,9 @@ pub struct Report {
     pub attention: Vec<String>,
     pub jobs: Vec<JobReport>,
     pub backups: Vec<BackupReport>,
+    /// The newest good restore drill of each backup set in the report's span.
+    #[serde(default)]
+    pub drills: Vec<DrillReport>,
     pub certificates: Vec<CertReport>,
     pub vacuum: Vec<VacuumReport>,
     pub audit: Vec<AuditReport>,

@@ -255,6 +255,22 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    if !r.drills.is_empty() {
+        o.push_str("\n## Restore drills\n\n| backup set | last good drill | age | dump restored | tables | rows | job |\n|---|---|---|---|---|---|---|\n");
+        for d in &r.drills {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                md_escape(&d.set),
+                md_escape(&d.at),
+                age(d.age_s),
+                md_escape(d.dump_time.as_deref().unwrap_or("-")),
+                d.tables,
+                d.rows,
+                md_escape(&d.job)
+            );
+        }
+    }
     if !r.certificates.is_empty() {
         o.push_str("\n## Certificates\n\n| job | soonest expiry | renewed | last run |\n|---|---|---|---|\n");
         for c in &r.certificates {
@@ -386,6 +402,19 @@ pub fn text(r: &Report) -> String {
             p50,
             p95,
             plain(&last_success(j))
+        );
+    }
+    for d in &r.drills {
+        let _ = writeln!(
+            o,
+            "\nrestore drill of {}: last good {} ({} ago, job {}): the dump of {} restored, {} tables, {} rows",
+            plain(&d.set),
+            d.at,
+            age(d.age_s),
+            plain(&d.job),
+            d.dump_time.as_deref().unwrap_or("-"),
+            d.tables,
+            d.rows
         );
     }
     let s = &r.system;

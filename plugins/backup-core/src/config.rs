@@ -4,11 +4,13 @@
 //! [job.config]
 //! target = "/backups"                 # guest dir in a read-write grant
 //! verify = "restore"                  # "read" (default) or "restore"
+//! # record_counts = true              # row counts beside each dump
 //! postgres = { host = "/run/postgresql", port = 5432, user = "postgres" }
 //! [[job.config.sources]]
 //! kind = "postgres"
 //! name = "codie"
 //! database = "codie"
+//! check_query = "SELECT sum(total) FROM orders"  # compared by drills
 //! globals = true                      # pg_dumpall --globals-only too
 //! [[job.config.sources]]
 //! kind = "directory"
@@ -56,6 +58,10 @@ pub enum Source {
         /// Also `pg_dumpall --globals-only` (roles, tablespaces).
         #[serde(default)]
         globals: bool,
+        /// A query whose output a restore must reproduce (a sum, a
+        /// checksum): compared like the row counts.
+        #[serde(default)]
+        check_query: Option<String>,
     },
     /// A directory, as a gzipped tar streamed by `tar`.
     Directory {
@@ -102,6 +108,11 @@ pub struct Config {
     pub sources: Vec<Source>,
     #[serde(default)]
     pub verify: Verify,
+    /// Count rows just before and after each dump and keep the counts
+    /// beside it (`NAME.dump.counts`), for later drills; implied by
+    /// `verify = "restore"`.
+    #[serde(default)]
+    pub record_counts: bool,
     /// Connection settings for PostgreSQL sources; each source may
     /// override them.
     #[serde(default)]
@@ -177,6 +188,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether each dump gets its row counts recorded beside it.
+    pub fn records_counts(&self) -> bool {
+        self.record_counts || self.verify == Verify::Restore
     }
 }
 

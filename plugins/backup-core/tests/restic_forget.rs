@@ -3,7 +3,7 @@
 //! backup plugin must keep the same snapshots.
 
 use chrono::{DateTime, TimeZone, Utc};
-use opsd_backup::retention::Retention;
+use opsd_backup_core::retention::Retention;
 use std::process::Command;
 
 /// A small deterministic generator (xorshift), so the test needs no

@@ -1,0 +1,245 @@
+//! Restore drills: a backup nobody has restored is a hope, not a backup.
+//!
+//! The `restore-drill` plugin makes nothing new: for each PostgreSQL
+//! source it takes the newest published dump, checks it against its sha256
+//! sidecar, restores it into a scratch database, compares row counts
+//! (and the source's `check_query`) with those recorded around the dump
+//! (`NAME.dump.counts`), and drops the scratch database again. The run's
+//! metrics (`SOURCE_drill_rows`, `SOURCE_drill_tables`,
+//! `SOURCE_drill_dump_time`) are what reports show as the last good drill
+//! of each backup set.
+
+use crate::publish;
+use crate::sets::{STAMP, existing_sets};
+use crate::sources::{self, AtDump, Drill};
+use chrono::{DateTime, Utc};
+use opsd_sdk::{IoContext, Outcome, PluginError, pg};
+use serde::Deserialize;
+
+/// A restore-drill job's `[job.config]`: the backup job's `target`,
+/// `postgres` and PostgreSQL sources, nothing it writes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    pub target: String,
+    pub sources: Vec<DrillSource>,
+    #[serde(default)]
+    pub postgres: pg::Conn,
+}
+
+/// The only kind of source a drill restores.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpKind {
+    Postgres,
+}
+
+/// A backup job's PostgreSQL source, as the drill names it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillSource {
+    pub kind: DumpKind,
+    /// The backup job's name for the source: its files' prefix.
+    pub name: String,
+    pub database: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Used only when the dump has no counts beside it: otherwise the
+    /// query recorded then is run.
+    #[serde(default)]
+    pub check_query: Option<String>,
+}
+
+impl DrillSource {
+    fn conn(&self, base: &pg::Conn) -> pg::Conn {
+        pg::Conn {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+        }
+        .over(base)
+    }
+}
+
+impl DrillConfig {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.target.starts_with('/') {
+            return Err(format!(
+                "target `{}` must be the guest directory the backup job writes, such as \"/backups\"",
+                self.target
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err("no sources: name the backup job's PostgreSQL sources in [[job.config.sources]] with kind = \"postgres\"".into());
+        }
+        Ok(())
+    }
+}
+
+/// A scratch database name no real one is likely to have, unique per set.
+pub fn scratch_name(source: &str, stamp: &str) -> String {
+    format!(
+        "opsd_verify_{}_{}",
+        source.replace('.', "_"),
+        stamp.to_ascii_lowercase()
+    )
+}
+
+/// Logs what a drill found; fails on differences the dump is to blame
+/// for, and turns the rest into warnings.
+pub fn judge(
+    source: &str,
+    database: &str,
+    d: &Drill,
+    warnings: &mut Vec<String>,
+) -> Result<(), PluginError> {
+    if !d.mismatches.is_empty() {
+        for m in &d.mismatches {
+            opsd_sdk::error!("restore drill of {source}: {m}");
+        }
+        return Err(PluginError::other(
+            "drill",
+            format!(
+                "restore drill of {source} ({database}) failed: the restored dump does not hold what the database held when it was dumped: {}",
+                d.mismatches.join("; ")
+            ),
+        ));
+    }
+    opsd_sdk::info!(
+        "restore drill of {source} ({database}): {} tables, {} rows restored{}",
+        d.tables,
+        d.rows,
+        if d.notes.is_empty() {
+            ", counts match"
+        } else {
+            ""
+        }
+    );
+    if !d.notes.is_empty() {
+        warnings.push(format!("restore drill of {source}: {}", d.notes.join("; ")));
+    }
+    Ok(())
+}
+
+/// The metrics reports read a drill from.
+pub fn metrics(out: Outcome, source: &str, tables: usize, rows: u64, dumped: i64) -> Outcome {
+    out.metric(&format!("{source}_drill_tables"), tables as f64, None)
+        .metric(&format!("{source}_drill_rows"), rows as f64, None)
+        .metric(
+            &format!("{source}_drill_dump_time"),
+            dumped as f64,
+            Some("seconds"),
+        )
+}
+
+/// The newest published dump of a source, with its set's time.
+fn newest_dump(target: &str, source: &str) -> Option<(DateTime<Utc>, String)> {
+    existing_sets(target, source)
+        .into_iter()
+        .rev()
+        .find_map(|(t, files)| {
+            files
+                .into_iter()
+                .find(|f| f.ends_with(".dump"))
+                .map(|f| (t, f))
+        })
+}
+
+/// Checks a dump against the sha256 sidecar written when it was sealed:
+/// a dump changed since is not restored as if it were the backup.
+fn check_sidecar(dump: &str) -> Result<(), PluginError> {
+    let sidecar = format!("{dump}.sha256");
+    let text = std::fs::read_to_string(&sidecar).at(format!(
+        "reading {sidecar} (every dump opsd publishes has one; without it the dump cannot be trusted)"
+    ))?;
+    let want = text.split_whitespace().next().unwrap_or("");
+    let (got, _) = publish::sha256_file(dump)?;
+    if want != got {
+        return Err(PluginError::other(
+            "drill",
+            format!(
+                "{dump} does not match its sha256 sidecar ({want:.12}... recorded, {got:.12}... now): the dump was changed or damaged after it was written; nothing was restored"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The counts recorded around a dump, if the backup job kept them.
+fn counts_at_dump(dump: &str) -> Result<Option<AtDump>, PluginError> {
+    let file = format!("{dump}.counts");
+    match std::fs::read(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PluginError::other("io", format!("reading {file}: {e}"))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            PluginError::other(
+                "drill",
+                format!("{file} is not the row counts opsd writes beside a dump: {e}"),
+            )
+        }),
+    }
+}
+
+/// Every source's newest dump restored and compared; the first that
+/// fails fails the run.
+pub fn run(cfg: &DrillConfig, dry_run: bool) -> Result<Outcome, PluginError> {
+    let mut warnings = Vec::new();
+    let mut lines = Vec::new();
+    let mut out_metrics = Vec::new();
+    for source in &cfg.sources {
+        let (name, database) = (source.name.as_str(), &source.database);
+        let (when, dump) = newest_dump(&cfg.target, name).ok_or_else(|| {
+            PluginError::other(
+                "drill",
+                format!(
+                    "no dump of {name} in {} to drill: has the backup job for it run, and does this job name the same target and source?",
+                    cfg.target
+                ),
+            )
+        })?;
+        if dry_run {
+            lines.push(format!("would restore {dump} into a scratch database"));
+            continue;
+        }
+        check_sidecar(&dump)?;
+        let at = counts_at_dump(&dump)?;
+        let conn = source.conn(&cfg.postgres);
+        let stamp = when.format(STAMP).to_string();
+        opsd_sdk::info!("restoring {dump} into a scratch database");
+        let d = sources::restore_drill(
+            &conn,
+            database,
+            &dump,
+            &scratch_name(name, &stamp),
+            at.as_ref(),
+            source.check_query.as_deref(),
+        )?;
+        judge(name, database, &d, &mut warnings)?;
+        lines.push(format!(
+            "{name}: the dump of {} restored, {} tables, {} rows",
+            when.format("%Y-%m-%d %H:%M UTC"),
+            d.tables,
+            d.rows
+        ));
+        out_metrics.push((name.to_owned(), d.tables, d.rows, when.timestamp()));
+    }
+    if dry_run {
+        return Ok(Outcome::ok(lines.join("; ")));
+    }
+    let summary = format!("restore drill: {}", lines.join("; "));
+    let mut out = if warnings.is_empty() {
+        Outcome::ok(summary)
+    } else {
+        Outcome::warning(format!("{summary}; {}", warnings[0]))
+    };
+    out = out.details(warnings.join("\n"));
+    for (name, tables, rows, when) in out_metrics {
+        out = metrics(out, &name, tables, rows, when);
+    }
+    Ok(out)
+}
