@@ -5,6 +5,7 @@
 pub mod acme;
 pub mod command;
 pub mod config;
+pub mod dns;
 /// The SDK's HTTP client over wasi:http (it began here, for ACME).
 pub use opsd_sdk::http;
 pub mod keys;
