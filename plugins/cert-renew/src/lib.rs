@@ -9,6 +9,7 @@ pub mod dns;
 /// The SDK's HTTP client over wasi:http (it began here, for ACME).
 pub use opsd_sdk::http;
 pub mod keys;
+pub mod pair;
 
 use config::{Config, Mode};
 use opsd_sdk::{Artifact, Command, Context, ContextExt, Description, Outcome, Plugin, PluginError};
