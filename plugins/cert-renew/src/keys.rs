@@ -120,6 +120,33 @@ impl CertKey {
         ))
     }
 
+    /// The configured type this key is, if it is one.
+    pub fn key_type(&self) -> Option<KeyType> {
+        use rsa::traits::PublicKeyParts;
+        match self {
+            CertKey::P256(_) => Some(KeyType::P256),
+            CertKey::P384(_) => Some(KeyType::P384),
+            CertKey::Rsa(k) => match k.size() * 8 {
+                2048 => Some(KeyType::Rsa2048),
+                3072 => Some(KeyType::Rsa3072),
+                4096 => Some(KeyType::Rsa4096),
+                _ => None,
+            },
+        }
+    }
+
+    /// The key's type for people: `p256`, `rsa2048`, `rsa1024`.
+    pub fn describe(&self) -> String {
+        use rsa::traits::PublicKeyParts;
+        match self {
+            CertKey::Rsa(k) => format!("rsa{}", k.size() * 8),
+            _ => self
+                .key_type()
+                .map(|t| t.name().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The key as PKCS#8 PEM.
     pub fn to_pem(&self) -> Result<String, String> {
         let pem = match self {
