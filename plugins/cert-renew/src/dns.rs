@@ -508,7 +508,7 @@ pub fn rcode_name(rcode: u16) -> String {
         2 => "SERVFAIL".into(),
         3 => "NXDOMAIN".into(),
         4 => "NOTIMP".into(),
-        5 => "REFUSED (the server does not allow this update from this key or address)".into(),
+        5 => "REFUSED (the server's policy refuses this key, address or name)".into(),
         6 => "YXDOMAIN".into(),
         7 => "YXRRSET".into(),
         8 => "NXRRSET".into(),

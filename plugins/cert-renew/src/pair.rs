@@ -83,9 +83,22 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// wasi-libc's symlink(2) (std's WASI wrapper is unstable), which maps
+/// onto the preopened directories like every other path call.
 #[cfg(target_os = "wasi")]
 fn symlink(target: &str, link: &str) -> std::io::Result<()> {
-    std::os::wasi::fs::symlink_path(target, link)
+    use std::ffi::{CString, c_char, c_int};
+    unsafe extern "C" {
+        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
+    }
+    let t = CString::new(target)?;
+    let l = CString::new(link)?;
+    // SAFETY: two NUL-terminated strings that outlive the call.
+    if unsafe { symlink(t.as_ptr(), l.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(not(target_os = "wasi"))]
@@ -151,7 +164,9 @@ pub fn install_with(
         write(&join(&vdir, &layout.key_file), key_pem, 0o600)?;
         write(&join(&vdir, &layout.cert_file), cert_pem, 0o644)?;
         let _ = opsd_sdk::fsinfo::sync_dir(&vdir);
-        let link = join(&store, ".link.tmp");
+        // Made beside D, so its relative target reads the same before
+        // and after the rename.
+        let link = join(&layout.parent, &format!(".{}.opsd-link", layout.name));
         let _ = std::fs::remove_file(&link);
         let target = format!(".{}.opsd/{version}", layout.name);
         symlink(&target, &link).map_err(|e| format!("making the link {link}: {e}"))?;
