@@ -123,7 +123,18 @@ fn dns01_issues_a_wildcard_and_the_apex_that_pebble_really_checked() {
     );
     let site = env.path("ssl/site");
     let chain = site.join("fullchain.pem");
-    verify_chain(pebble_validating(&n.addr), &env, &chain);
+    let p = pebble_validating(&n.addr);
+    verify_chain(p, &env, &chain);
+    // Pebble looked the records up itself (no always-valid shortcut).
+    let pebble_log = std::fs::read_to_string(p.dir.join("pebble.log")).unwrap();
+    assert!(
+        !pebble_log.contains("ALWAYS_VALID")
+            && pebble_log
+                .matches("set VALID by completed challenge")
+                .count()
+                >= 2,
+        "{pebble_log}"
+    );
     assert_pair(&site);
     let names = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in"], &chain);
     assert!(

@@ -120,6 +120,9 @@ fn version_name() -> String {
     )
 }
 
+/// Writes one file: (path, bytes, mode).
+pub type WriteFile<'a> = dyn FnMut(&str, &[u8], u32) -> Result<(), String> + 'a;
+
 /// Writes the pair as one step (see the module docs).
 pub fn install(layout: &Layout, key_pem: &[u8], cert_pem: &[u8]) -> Result<(), String> {
     install_with(layout, key_pem, cert_pem, &mut |p, d, m| {
@@ -132,7 +135,7 @@ pub fn install_with(
     layout: &Layout,
     key_pem: &[u8],
     cert_pem: &[u8],
-    write: &mut dyn FnMut(&str, &[u8], u32) -> Result<(), String>,
+    write: &mut WriteFile<'_>,
 ) -> Result<(), String> {
     let store = layout.store();
     match std::fs::create_dir(&store) {
