@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `opsd` binary, real sled, real wasm
 //! components, on temp directories.
 
+mod named;
 mod pebble;
 mod pg;
 mod util;
@@ -8,6 +9,7 @@ mod util;
 mod alerts;
 mod audit;
 mod backup;
+mod cert_dns;
 mod cert_renew;
 mod children;
 mod clean;

@@ -2,8 +2,9 @@
 //! process on free ports with a TLS certificate made here by openssl (the
 //! package ships none), every challenge taken as valid
 //! (`PEBBLE_VA_ALWAYS_VALID`), no nonce rejection, and a one-hour
-//! certificate lifetime so renewal can be exercised. Stopped when the
-//! process exits.
+//! certificate lifetime so renewal can be exercised; and a second one that
+//! really checks DNS-01 records against the tests' `named`. Stopped when
+//! the process exits.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,27 +28,41 @@ pub struct Pebble {
 }
 
 static PEBBLE: OnceLock<Result<Pebble, String>> = OnceLock::new();
-static PID: AtomicI32 = AtomicI32::new(0);
+static PEBBLE_DNS: OnceLock<Result<Pebble, String>> = OnceLock::new();
+static PIDS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
 
 extern "C" fn stop_server() {
-    let pid = PID.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: signalling the server we started.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
+    for pid in &PIDS {
+        let pid = pid.load(Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: signalling a server we started.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
         }
     }
 }
 
 /// The shared server, started on first use.
 pub fn pebble() -> &'static Pebble {
-    match PEBBLE.get_or_init(start) {
+    match PEBBLE.get_or_init(|| start(None)) {
         Ok(p) => p,
         Err(e) => panic!("cannot start Pebble for the tests: {e}"),
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// A second shared server that really validates challenges (no
+/// `PEBBLE_VA_ALWAYS_VALID`), looking names up at `dns_server`
+/// (`host:port`, the tests' own `named`): DNS-01 passes only when the TXT
+/// record is there.
+pub fn pebble_validating(dns_server: &str) -> &'static Pebble {
+    match PEBBLE_DNS.get_or_init(|| start(Some(dns_server))) {
+        Ok(p) => p,
+        Err(e) => panic!("cannot start the validating Pebble for the tests: {e}"),
+    }
+}
+
+pub(crate) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -136,7 +151,7 @@ fn make_tls(dir: &Path) -> Result<(), String> {
     )
 }
 
-fn start() -> Result<Pebble, String> {
+fn start(dns_server: Option<&str>) -> Result<Pebble, String> {
     let dir = tempfile::Builder::new()
         .prefix("opsd-pebble")
         .tempdir()
@@ -160,10 +175,13 @@ fn start() -> Result<Pebble, String> {
     });
     std::fs::write(dir.join("pebble.json"), config.to_string()).map_err(|e| e.to_string())?;
     let log = std::fs::File::create(dir.join("pebble.log")).map_err(|e| e.to_string())?;
-    let child = Command::new("pebble")
-        .arg("-config")
-        .arg(dir.join("pebble.json"))
-        .env("PEBBLE_VA_ALWAYS_VALID", "1")
+    let mut cmd = Command::new("pebble");
+    cmd.arg("-config").arg(dir.join("pebble.json"));
+    match dns_server {
+        Some(server) => cmd.arg("-dnsserver").arg(server),
+        None => cmd.env("PEBBLE_VA_ALWAYS_VALID", "1"),
+    };
+    let child = cmd
         .env("PEBBLE_VA_NOSLEEP", "1")
         .env("PEBBLE_WFE_NONCEREJECT", "0")
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -171,11 +189,12 @@ fn start() -> Result<Pebble, String> {
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("pebble (Debian package pebble): {e}"))?;
-    PID.store(child.id() as i32, Ordering::SeqCst);
+    PIDS[usize::from(dns_server.is_some())].store(child.id() as i32, Ordering::SeqCst);
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
     // SAFETY: registering a plain extern "C" function with no state.
-    unsafe {
+    AT_EXIT.call_once(|| unsafe {
         libc::atexit(stop_server);
-    }
+    });
     let p = Pebble {
         directory: format!("https://localhost:{port}/dir"),
         origin: format!("https://localhost:{port}"),

@@ -1,4 +1,4 @@
-//! An ACME (RFC 8555) client: account, order, HTTP-01 challenge, finalize
+//! An ACME (RFC 8555) client: account, order, HTTP-01 or DNS-01 challenges, finalize
 //! with a CSR, download the chain. Requests are JWS-signed with an ES256
 //! (P-256) account key; every URL it follows must stay on the directory's
 //! origin, which is also the only origin the job's net grant needs.
@@ -29,10 +29,15 @@ pub struct Order {
     pub certificate: Option<String>,
 }
 
-/// One pending HTTP-01 challenge.
+/// One pending challenge (HTTP-01 or DNS-01).
 #[derive(Debug, Clone)]
-pub struct Http01 {
+pub struct Challenge {
+    /// `http-01` or `dns-01`.
+    pub kind: &'static str,
+    /// The identifier; for a wildcard, the name without `*.`.
     pub domain: String,
+    /// Whether the authorization is for `*.domain`.
+    pub wildcard: bool,
     pub authz_url: String,
     pub challenge_url: String,
     pub token: String,
@@ -287,8 +292,19 @@ impl Client {
         Ok(order_of(&order_url, &v))
     }
 
-    /// The HTTP-01 challenge of each authorization still pending.
-    pub fn http01_challenges(&mut self, order: &Order) -> Result<Vec<Http01>, String> {
+    /// The DNS-01 TXT value for `token` (RFC 8555 8.4): the key
+    /// authorization's SHA-256, base64url.
+    pub fn dns01_value(&self, token: &str) -> String {
+        b64(&Sha256::digest(self.key_authorization(token).as_bytes()))
+    }
+
+    /// The challenge of type `kind` (`http-01`, `dns-01`) of each
+    /// authorization still pending.
+    pub fn challenges(
+        &mut self,
+        order: &Order,
+        kind: &'static str,
+    ) -> Result<Vec<Challenge>, String> {
         let mut out = Vec::new();
         for authz_url in &order.authorizations {
             let resp = self.post("reading an authorization", authz_url, None)?;
@@ -299,12 +315,14 @@ impl Client {
             }
             let ch = v["challenges"]
                 .as_array()
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "http-01"))
+                .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
                 .ok_or_else(|| {
-                    format!("the ACME server offers no http-01 challenge for {domain}")
+                    format!("the ACME server offers no {kind} challenge for {domain}")
                 })?;
-            out.push(Http01 {
+            out.push(Challenge {
+                kind,
                 domain,
+                wildcard: v["wildcard"] == true,
                 authz_url: authz_url.clone(),
                 challenge_url: ch["url"].as_str().unwrap_or("").to_owned(),
                 token: ch["token"].as_str().unwrap_or("").to_owned(),
@@ -315,9 +333,9 @@ impl Client {
 
     /// Tells the server the challenge is ready and waits for the
     /// authorization to become valid.
-    pub fn complete(&mut self, ch: &Http01) -> Result<(), String> {
+    pub fn complete(&mut self, ch: &Challenge) -> Result<(), String> {
         self.post(
-            &format!("answering the http-01 challenge for {}", ch.domain),
+            &format!("answering the {} challenge for {}", ch.kind, ch.domain),
             &ch.challenge_url,
             Some(&json!({})),
         )?;
@@ -332,7 +350,7 @@ impl Client {
                 other => {
                     let detail = v["challenges"]
                         .as_array()
-                        .and_then(|cs| cs.iter().find(|c| c["type"] == "http-01"))
+                        .and_then(|cs| cs.iter().find(|c| c["type"] == ch.kind))
                         .map(|c| c["error"]["detail"].as_str().unwrap_or("").to_owned())
                         .unwrap_or_default();
                     return Err(format!(

@@ -6,6 +6,7 @@ use der::Encode;
 use der::asn1::Ia5String;
 use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::signature;
 use std::io::Write;
 use std::str::FromStr;
 use x509_cert::builder::{Builder, RequestBuilder};
@@ -44,8 +45,156 @@ pub fn spki_der(key: &SigningKey) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("encoding a public key: {e}"))
 }
 
-/// A CSR (DER) for `domains`, the first as the subject's CN.
+/// The type of a certificate's key (`key_type` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// ECDSA on P-256 (the default: small and fast everywhere).
+    #[default]
+    P256,
+    /// ECDSA on P-384.
+    P384,
+    /// RSA, 2048 bits: for clients that speak no ECDSA.
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+}
+
+impl KeyType {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::P256 => "p256",
+            KeyType::P384 => "p384",
+            KeyType::Rsa2048 => "rsa2048",
+            KeyType::Rsa3072 => "rsa3072",
+            KeyType::Rsa4096 => "rsa4096",
+        }
+    }
+}
+
+/// A certificate's private key, of any supported type.
+pub enum CertKey {
+    P256(SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
+}
+
+impl CertKey {
+    /// A fresh key of `kind` from the host's random source. RSA keys take
+    /// a second or more to find (4096 bits: many).
+    pub fn generate(kind: KeyType) -> Result<CertKey, String> {
+        let rsa = |bits: usize| {
+            rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits)
+                .map(|k| CertKey::Rsa(Box::new(k)))
+                .map_err(|e| format!("generating an RSA-{bits} key: {e}"))
+        };
+        match kind {
+            KeyType::P256 => Ok(CertKey::P256(generate())),
+            KeyType::P384 => Ok(CertKey::P384(p384::ecdsa::SigningKey::random(
+                &mut rand_core::OsRng,
+            ))),
+            KeyType::Rsa2048 => rsa(2048),
+            KeyType::Rsa3072 => rsa(3072),
+            KeyType::Rsa4096 => rsa(4096),
+        }
+    }
+
+    /// Reads a PKCS#8 PEM key of any supported type (or a P-256 SEC1 one).
+    pub fn parse(path: &str, pem: &str) -> Result<CertKey, String> {
+        if let Ok(k) = parse_key(path, pem) {
+            return Ok(CertKey::P256(k));
+        }
+        if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_pem(pem) {
+            return Ok(CertKey::P384(k));
+        }
+        if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+            return Ok(CertKey::Rsa(Box::new(k)));
+        }
+        if let Ok(k) = <rsa::RsaPrivateKey as rsa::pkcs1::DecodeRsaPrivateKey>::from_pkcs1_pem(pem)
+        {
+            return Ok(CertKey::Rsa(Box::new(k)));
+        }
+        Err(format!(
+            "{path}: not a private key in PEM (P-256, P-384 or RSA; PKCS#8, SEC1 or PKCS#1)"
+        ))
+    }
+
+    /// The configured type this key is, if it is one.
+    pub fn key_type(&self) -> Option<KeyType> {
+        use rsa::traits::PublicKeyParts;
+        match self {
+            CertKey::P256(_) => Some(KeyType::P256),
+            CertKey::P384(_) => Some(KeyType::P384),
+            CertKey::Rsa(k) => match k.size() * 8 {
+                2048 => Some(KeyType::Rsa2048),
+                3072 => Some(KeyType::Rsa3072),
+                4096 => Some(KeyType::Rsa4096),
+                _ => None,
+            },
+        }
+    }
+
+    /// The key's type for people: `p256`, `rsa2048`, `rsa1024`.
+    pub fn describe(&self) -> String {
+        use rsa::traits::PublicKeyParts;
+        match self {
+            CertKey::Rsa(k) => format!("rsa{}", k.size() * 8),
+            _ => self
+                .key_type()
+                .map(|t| t.name().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The key as PKCS#8 PEM.
+    pub fn to_pem(&self) -> Result<String, String> {
+        let pem = match self {
+            CertKey::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
+            CertKey::P384(k) => k.to_pkcs8_pem(LineEnding::LF),
+            CertKey::Rsa(k) => k.to_pkcs8_pem(LineEnding::LF),
+        };
+        pem.map(|z| z.to_string())
+            .map_err(|e| format!("encoding a key: {e}"))
+    }
+
+    /// The public key as SubjectPublicKeyInfo DER.
+    pub fn spki_der(&self) -> Result<Vec<u8>, String> {
+        let der = match self {
+            CertKey::P256(k) => k.verifying_key().to_public_key_der(),
+            CertKey::P384(k) => k.verifying_key().to_public_key_der(),
+            CertKey::Rsa(k) => k.to_public_key().to_public_key_der(),
+        };
+        der.map(|d| d.as_bytes().to_vec())
+            .map_err(|e| format!("encoding a public key: {e}"))
+    }
+
+    /// A CSR (DER) for `domains`, the first as the subject's CN, signed
+    /// with ES256, ES384 or RS256.
+    pub fn csr_der(&self, domains: &[String]) -> Result<Vec<u8>, String> {
+        match self {
+            CertKey::P256(k) => csr_with::<_, DerSignature>(k, domains),
+            CertKey::P384(k) => csr_with::<_, p384::ecdsa::DerSignature>(k, domains),
+            CertKey::Rsa(k) => {
+                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
+                csr_with::<_, rsa::pkcs1v15::Signature>(&signer, domains)
+            }
+        }
+    }
+}
+
+/// A CSR (DER) for `domains` with a P-256 key.
 pub fn csr_der(key: &SigningKey, domains: &[String]) -> Result<Vec<u8>, String> {
+    csr_with::<_, DerSignature>(key, domains)
+}
+
+fn csr_with<S, Sig>(key: &S, domains: &[String]) -> Result<Vec<u8>, String>
+where
+    S: signature::Keypair + x509_cert::spki::DynSignatureAlgorithmIdentifier,
+    S::VerifyingKey: EncodePublicKey,
+    S: signature::Signer<Sig>,
+    Sig: x509_cert::spki::SignatureBitStringEncoding,
+{
     let first = domains.first().ok_or("a CSR needs at least one name")?;
     let subject =
         Name::from_str(&format!("CN={first}")).map_err(|e| format!("subject CN={first}: {e}"))?;
@@ -63,7 +212,7 @@ pub fn csr_der(key: &SigningKey, domains: &[String]) -> Result<Vec<u8>, String> 
         .add_extension(&SubjectAltName(names))
         .map_err(|e| format!("building the CSR: {e}"))?;
     let req = builder
-        .build::<DerSignature>()
+        .build::<Sig>()
         .map_err(|e| format!("signing the CSR: {e}"))?;
     req.to_der().map_err(|e| format!("encoding the CSR: {e}"))
 }

@@ -1,15 +1,18 @@
 //! cert-renew: reports how long every certificate has left and renews the
 //! ones it manages before they expire, with its own ACME client (HTTP-01
-//! through a web root) or through `certbot renew`.
+//! through a web root, or DNS-01 through RFC 2136 updates, which wildcard
+//! names need) or through `certbot renew`.
 
 pub mod acme;
 pub mod command;
 pub mod config;
+pub mod dns;
 /// The SDK's HTTP client over wasi:http (it began here, for ACME).
 pub use opsd_sdk::http;
 pub mod keys;
+pub mod pair;
 
-use config::{Config, Mode};
+use config::{Challenge, Config, Mode};
 use opsd_sdk::{Artifact, Command, Context, ContextExt, Description, Outcome, Plugin, PluginError};
 use opsd_x509 as certs;
 use opsd_x509::CertInfo;
@@ -22,14 +25,25 @@ const SCHEMA: &str = r#"{
     "mode": {"enum": ["acme", "command"], "default": "acme"},
     "renew_before_days": {"type": "integer", "minimum": 0, "description": "renew this many days before expiry (default: when a third of the lifetime remains)"},
     "scan": {"type": "array", "items": {"type": "string"}, "description": "more PEM files or directories to report on"},
-    "acme": {"type": "object", "required": ["directory", "account_key", "webroot"], "additionalProperties": false,
+    "acme": {"type": "object", "required": ["directory", "account_key"], "additionalProperties": false,
       "properties": {"directory": {"type": "string", "description": "the ACME directory URL"}, "email": {"type": "string"},
         "account_key": {"type": "string", "description": "guest path of the account key, made on first use"},
-        "webroot": {"type": "string", "description": "guest path serving /.well-known/acme-challenge/"},
-        "timeout": {"type": "integer", "minimum": 0, "default": 120}}},
+        "webroot": {"type": "string", "description": "guest path serving /.well-known/acme-challenge/ (http-01)"},
+        "challenge": {"enum": ["http-01", "dns-01"], "default": "http-01"},
+        "timeout": {"type": "integer", "minimum": 0, "default": 120},
+        "dns": {"type": "object", "required": ["server", "zone", "tsig_key"], "additionalProperties": false,
+          "description": "the DNS server dns-01 sends RFC 2136 updates to, over TCP",
+          "properties": {"server": {"type": "string", "description": "host:port, in the net grant"},
+            "zone": {"type": "string"}, "tsig_key": {"type": "string", "description": "the TSIG key's name"},
+            "tsig_algorithm": {"enum": ["hmac-sha256", "hmac-sha512"], "default": "hmac-sha256"},
+            "tsig_secret_env": {"type": "string", "description": "a granted variable holding the base64 secret"},
+            "tsig_secret_file": {"type": "string", "description": "guest path of a file holding it"},
+            "ttl": {"type": "integer", "minimum": 0, "default": 60}}}}},
     "certs": {"type": "array", "items": {"type": "object", "required": ["domains", "cert", "key"], "additionalProperties": false,
       "properties": {"domains": {"type": "array", "items": {"type": "string"}}, "cert": {"type": "string"},
-        "key": {"type": "string"}, "webroot": {"type": "string"}}}},
+        "key": {"type": "string", "description": "in the same directory as cert: the two are replaced together"},
+        "webroot": {"type": "string"}, "challenge": {"enum": ["http-01", "dns-01"]},
+        "key_type": {"enum": ["p256", "p384", "rsa2048", "rsa3072", "rsa4096"], "default": "p256"}}}},
     "command": {"type": "array", "items": {"type": "string"}},
     "deploy_hook": {"type": "array", "items": {"type": "string"}}
   }
@@ -151,10 +165,22 @@ fn due_reason(spec: &config::Cert, cfg: &Config, now: i64, report: &mut Report) 
     }
     match std::fs::read_to_string(&spec.key) {
         Err(_) => return Some(format!("its key {} is missing", spec.key)),
-        Ok(pem) => match keys::parse_key(&spec.key, &pem).and_then(|k| keys::spki_der(&k)) {
-            Ok(spki) if spki == info.spki_der => {}
-            Ok(_) => return Some(format!("its key {} does not match it", spec.key)),
+        Ok(pem) => match keys::CertKey::parse(&spec.key, &pem) {
             Err(e) => return Some(e),
+            Ok(k) => match k.spki_der() {
+                Ok(spki) if spki != info.spki_der => {
+                    return Some(format!("its key {} does not match it", spec.key));
+                }
+                Err(e) => return Some(e),
+                Ok(_) if k.key_type() != Some(spec.key_type) => {
+                    return Some(format!(
+                        "its key is {}, the config asks for {}",
+                        k.describe(),
+                        spec.key_type.name()
+                    ));
+                }
+                Ok(_) => {}
+            },
         },
     }
     let renew_at = info.renew_at(cfg.renew_before_days);
@@ -191,9 +217,15 @@ fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
     let (due, unwritable): (Vec<_>, Vec<_>) = due
         .into_iter()
         .map(|(spec, why)| {
-            let blocked = [&spec.key, &spec.cert]
-                .into_iter()
-                .find_map(|f| keys::check_writable(f, dry_run).err());
+            // The files' directory must exist (it says where they go), and
+            // its parent takes the versioned copies and the link.
+            let pair_dir = pair::Layout::of(&spec.key, &spec.cert).map(|l| l.dir);
+            let blocked = match &pair_dir {
+                Err(e) => Some(e.clone()),
+                Ok(dir) => [&spec.key, &spec.cert, dir]
+                    .into_iter()
+                    .find_map(|f| keys::check_writable(f, dry_run).err()),
+            };
             (spec, why, blocked)
         })
         .partition(|(_, _, blocked)| blocked.is_none());
@@ -221,6 +253,23 @@ fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
         if let Err(e) = acme::Client::connect(&acme_cfg.directory, keys::generate()) {
             report.errors.push(e);
         }
+        // And that the DNS server answers, and the TSIG secret is there.
+        if let Some(dns_cfg) = &acme_cfg.dns
+            && due
+                .iter()
+                .any(|(s, _)| s.challenge(acme_cfg) == Challenge::Dns01)
+        {
+            let server = dns::Server {
+                addr: dns_cfg.server.clone(),
+                timeout: Duration::from_secs(10),
+            };
+            if let Err(e) = dns_cfg
+                .key()
+                .and_then(|_| server.txt(&config::challenge_name(&dns_cfg.zone)))
+            {
+                report.errors.push(e);
+            }
+        }
         return;
     }
     let client = account(acme_cfg).and_then(|key| {
@@ -246,8 +295,7 @@ fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
             spec.cert,
             spec.domains.join(", ")
         );
-        let webroot = spec.webroot.as_deref().unwrap_or(&acme_cfg.webroot);
-        match issue(&mut client, spec, webroot, &acme_cfg.account_key) {
+        match issue(&mut client, spec, acme_cfg, &mut report.warnings) {
             Ok(info) => {
                 report.lines.push(format!(
                     "renewed {} ({}): valid until {} ({} days)",
@@ -285,52 +333,48 @@ fn account(acme_cfg: &config::Acme) -> Result<p256::ecdsa::SigningKey, String> {
 fn issue(
     client: &mut acme::Client,
     spec: &config::Cert,
-    webroot: &str,
-    account_key: &str,
+    acme_cfg: &config::Acme,
+    warnings: &mut Vec<String>,
 ) -> Result<CertInfo, String> {
     let order = client.new_order(&spec.domains)?;
-    let challenges = client.http01_challenges(&order)?;
-    let dir = format!(
-        "{}/.well-known/acme-challenge",
-        webroot.trim_end_matches('/')
-    );
-    if !challenges.is_empty() {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
-    }
-    let mut written = Vec::new();
-    let answered = (|| {
-        for ch in &challenges {
-            if ch.token.is_empty()
-                || !ch
-                    .token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(format!(
-                    "the ACME server sent a challenge token that is not base64url: {:?}",
-                    ch.token
-                ));
-            }
-            let file = format!("{dir}/{}", ch.token);
-            std::fs::write(&file, client.key_authorization(&ch.token))
-                .map_err(|e| format!("writing the challenge {file}: {e}"))?;
-            written.push(file);
+    let kind = spec.challenge(acme_cfg);
+    let challenges = client.challenges(&order, kind.name())?;
+    for ch in &challenges {
+        if ch.token.is_empty()
+            || !ch
+                .token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "the ACME server sent a challenge token that is not base64url: {:?}",
+                ch.token
+            ));
         }
-        for ch in &challenges {
-            client.complete(ch)?;
-        }
-        Ok(())
-    })();
-    for f in &written {
-        let _ = std::fs::remove_file(f);
     }
-    answered?;
-    let key = keys::generate();
-    let csr = keys::csr_der(&key, &spec.domains)?;
+    match kind {
+        Challenge::Http01 => {
+            let webroot = spec
+                .webroot
+                .as_deref()
+                .or(acme_cfg.webroot.as_deref())
+                .ok_or("http-01 needs a webroot")?;
+            answer_http01(client, &challenges, webroot)?
+        }
+        Challenge::Dns01 => {
+            let dns_cfg = acme_cfg
+                .dns
+                .as_ref()
+                .ok_or("dns-01 needs [job.config.acme.dns]")?;
+            answer_dns01(client, &challenges, dns_cfg, warnings)?
+        }
+    }
+    let key = keys::CertKey::generate(spec.key_type)?;
+    let csr = key.csr_der(&spec.domains)?;
     let order = client.finalize(&order, &csr)?;
     let pem = client.download(&order)?;
     let info = certs::parse_pem(&spec.cert, pem.as_bytes())?;
-    if info.spki_der != keys::spki_der(&key)? {
+    if info.spki_der != key.spki_der()? {
         return Err("the issued certificate is not for the key this run made".into());
     }
     for d in &spec.domains {
@@ -338,15 +382,16 @@ fn issue(
             return Err(format!("the issued certificate does not name {d}"));
         }
     }
-    // The key first: a certificate is never on disk without its key.
-    let key_pem = keys::key_pem(&key)?;
-    let saved = keys::write_atomic(&spec.key, key_pem.as_bytes(), 0o600)
-        .and_then(|()| keys::write_atomic(&spec.cert, pem.as_bytes(), 0o644));
+    // Key and chain change together: a new versioned directory, then one
+    // rename of the link to it (see pair.rs).
+    let key_pem = key.to_pem()?;
+    let saved = pair::Layout::of(&spec.key, &spec.cert)
+        .and_then(|layout| pair::install(&layout, key_pem.as_bytes(), pem.as_bytes()));
     if let Err(e) = saved {
         // Issued and paid for in rate limit: kept beside the account key
         // (a directory the job writes), and the error says where.
         return Err(
-            match keys::rescue(account_key, &spec.cert, &key_pem, &pem) {
+            match keys::rescue(&acme_cfg.account_key, &spec.cert, &key_pem, &pem) {
                 Ok((k, c)) => format!(
                     "the certificate was issued but could not be saved ({e}); it is kept in {c} with its key in {k}: move them into place"
                 ),
@@ -357,6 +402,125 @@ fn issue(
         );
     }
     Ok(info)
+}
+
+/// Writes the HTTP-01 files, answers, and removes the files again.
+fn answer_http01(
+    client: &mut acme::Client,
+    challenges: &[acme::Challenge],
+    webroot: &str,
+) -> Result<(), String> {
+    let dir = format!(
+        "{}/.well-known/acme-challenge",
+        webroot.trim_end_matches('/')
+    );
+    if !challenges.is_empty() {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    }
+    let mut written = Vec::new();
+    let answered = (|| {
+        for ch in challenges {
+            let file = format!("{dir}/{}", ch.token);
+            std::fs::write(&file, client.key_authorization(&ch.token))
+                .map_err(|e| format!("writing the challenge {file}: {e}"))?;
+            written.push(file);
+        }
+        for ch in challenges {
+            client.complete(ch)?;
+        }
+        Ok(())
+    })();
+    for f in &written {
+        let _ = std::fs::remove_file(f);
+    }
+    answered
+}
+
+/// Adds the DNS-01 TXT records with one signed update, waits until the
+/// server answers them, answers the challenges, and deletes exactly
+/// those records again whatever happened (a failed delete is a warning
+/// naming the records left behind).
+fn answer_dns01(
+    client: &mut acme::Client,
+    challenges: &[acme::Challenge],
+    dns_cfg: &config::DnsUpdate,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    if challenges.is_empty() {
+        return Ok(());
+    }
+    let key = dns_cfg.key()?;
+    let server = dns::Server {
+        addr: dns_cfg.server.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let records: Vec<dns::Txt> = challenges
+        .iter()
+        .map(|ch| dns::Txt {
+            name: config::challenge_name(&ch.domain),
+            value: client.dns01_value(&ch.token),
+        })
+        .collect();
+    for r in &records {
+        if !config::in_zone(&r.name, &dns_cfg.zone) {
+            return Err(format!(
+                "the ACME server asks about {}, which is not in the zone {}",
+                r.name, dns_cfg.zone
+            ));
+        }
+    }
+    let added = server.update(&key, &dns_cfg.zone, &records, true, dns_cfg.ttl);
+    let answered = added.and_then(|()| {
+        wait_for_records(&server, &records, client.patience)?;
+        for ch in challenges {
+            client.complete(ch)?;
+        }
+        Ok(())
+    });
+    // Deleting records that were never added is harmless (RFC 2136
+    // 3.4.2.4), so this runs after a failed add too.
+    if let Err(e) = server.update(&key, &dns_cfg.zone, &records, false, 0) {
+        let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        let text = format!(
+            "the DNS-01 records ({}) could not be removed: {e}; delete them by hand",
+            names.join(", ")
+        );
+        if answered.is_ok() {
+            warnings.push(text);
+        } else {
+            opsd_sdk::warn!("{text}");
+        }
+    }
+    answered
+}
+
+/// Polls the server until every record is there.
+fn wait_for_records(
+    server: &dns::Server,
+    records: &[dns::Txt],
+    patience: Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let mut missing = None;
+        for r in records {
+            if !server.txt(&r.name)?.contains(&r.value) {
+                missing = Some(&r.name);
+                break;
+            }
+        }
+        let Some(name) = missing else { return Ok(()) };
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "DNS server {} still does not answer the TXT record at {name} after {} s",
+                server.addr,
+                patience.as_secs()
+            ));
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
 }
 
 fn run_command(cfg: &Config, dry_run: bool, report: &mut Report) {
@@ -535,9 +699,15 @@ mod tests {
             &serde_json::json!({
                 "mode": "acme", "renew_before_days": 30, "scan": ["/etc/ssl/certs"],
                 "acme": {"directory": "https://acme.test/dir", "email": "ops@example.org",
-                         "account_key": "/etc/ssl/opsd/account.key", "webroot": "/var/www/html", "timeout": 60},
-                "certs": [{"domains": ["a.test"], "cert": "/etc/ssl/opsd/a.pem", "key": "/etc/ssl/opsd/a.key",
-                           "webroot": "/var/www/a"}],
+                         "account_key": "/etc/ssl/opsd/account.key", "webroot": "/var/www/html", "timeout": 60,
+                         "challenge": "http-01",
+                         "dns": {"server": "192.0.2.53:53", "zone": "a.test", "tsig_key": "acme",
+                                 "tsig_algorithm": "hmac-sha256", "tsig_secret_env": "TSIG_SECRET",
+                                 "tsig_secret_file": "/etc/opsd/tsig.key", "ttl": 30}},
+                "certs": [{"domains": ["a.test"], "cert": "/etc/ssl/opsd/a/fullchain.pem", "key": "/etc/ssl/opsd/a/privkey.pem",
+                           "webroot": "/var/www/a", "key_type": "p384"},
+                          {"domains": ["*.a.test", "a.test"], "cert": "/etc/ssl/opsd/w/fullchain.pem",
+                           "key": "/etc/ssl/opsd/w/privkey.pem", "challenge": "dns-01", "key_type": "rsa2048"}],
                 "command": ["certbot", "renew"], "deploy_hook": ["systemctl", "reload", "nginx"]
             }),
         );
