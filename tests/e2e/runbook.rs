@@ -956,6 +956,11 @@ fn the_runbook_example_checks_and_every_job_runs_green_against_real_services() {
             continue;
         };
         let status = rec["status"].as_str().unwrap_or("");
+        eprintln!(
+            "runbook test: {} ended {status}: {}",
+            row.job,
+            rec["summary"].as_str().unwrap_or("")
+        );
         let good = match row.expect {
             Expect::Ok => status == "ok",
             Expect::OkOrWarning(_) => status == "ok" || status == "warning",
