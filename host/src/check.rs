@@ -214,7 +214,10 @@ fn grant_findings(job: &Job, info: &PluginInfo) -> Vec<(Level, String)> {
         )),
         crate::grants::HistoryScope::Own => {}
     }
-    if !caps.net && !job.grants.net.is_empty() {
+    // The programs a job grants connect through its `net` grant too
+    // (psql to its database, git to its remote): a net grant beside
+    // programs is theirs, not more than the plugin asks.
+    if !caps.net && !job.grants.net.is_empty() && job.grants.exec.programs.is_empty() {
         out.push((
             Level::Warning,
             format!(
@@ -250,6 +253,9 @@ fn fs_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
                     want.reason, want.guest
                 ),
             )),
+            // The config names paths inside the grants (a guest path
+            // named as on the host, `/var/log/app`): it points there.
+            Err(_) if config_strings(&job.config).any(|s| fs::locate(&job.grants.fs, s).is_ok()) => {}
             Err(_) => out.push((
                 Level::Warning,
                 format!(
@@ -261,6 +267,22 @@ fn fs_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
             )),
         }
     }
+}
+
+/// Every string in a job's config, at any depth.
+fn config_strings(config: &Value) -> impl Iterator<Item = &str> {
+    let mut stack = vec![config];
+    std::iter::from_fn(move || {
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::String(s) => return Some(s.as_str()),
+                Value::Array(a) => stack.extend(a),
+                Value::Object(o) => stack.extend(o.values()),
+                _ => {}
+            }
+        }
+        None
+    })
 }
 
 /// Programs the plugin may run, against the exec grant, both ways.
@@ -296,10 +318,14 @@ fn exec_findings(job: &Job, info: &PluginInfo, out: &mut Vec<(Level, String)>) {
         }
     }
     for p in &job.grants.exec.programs {
-        if !caps
-            .exec
-            .iter()
-            .any(|c| *c == p.name || p.path.ends_with(c))
+        // A program the config names (a service's restart command, a
+        // deploy hook) is one the config makes it run.
+        let named = config_strings(&job.config).any(|s| s == p.name);
+        if !named
+            && !caps
+                .exec
+                .iter()
+                .any(|c| *c == p.name || p.path.ends_with(c))
         {
             out.push((
                 Level::Warning,

@@ -24,6 +24,7 @@ mod logrotate_compat;
 mod monitor;
 mod polyglot;
 mod report;
+mod runbook;
 mod sandbox;
 mod schedule;
 mod scheduling;

@@ -433,3 +433,83 @@ fn completions_and_man_page() {
         );
     }
 }
+
+#[test]
+fn check_takes_a_config_pointing_into_the_grants_and_programs_it_names() {
+    let env = Env::new(
+        r#"
+[[job]]
+name = "own-path"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/var/log/app", access = "rw", create = true }]
+[job.config]
+paths = ["/var/log/app/*.log"]
+
+[[job]]
+name = "elsewhere"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/var/log/app", access = "rw", create = true }]
+[job.config]
+paths = ["/srv/*.log"]
+
+[[job]]
+name = "db-ping"
+plugin = "command"
+schedule = "@daily"
+[job.grants]
+exec = ["psql"]
+net = ["127.0.0.1:5432"]
+[job.config]
+program = "psql"
+args = ["-c", "SELECT 1"]
+
+[[job]]
+name = "rotate-net"
+plugin = "log-rotate"
+schedule = "@daily"
+[job.grants]
+fs = [{ host = "logs", guest = "/logs", access = "rw", create = true }]
+net = ["127.0.0.1:5432"]
+[job.config]
+paths = ["/logs/*.log"]
+
+[[job]]
+name = "restart"
+plugin = "service"
+schedule = "@daily"
+[job.grants]
+exec = ["curl", "sh"]
+net = ["http://127.0.0.1:3000"]
+[job.config]
+command = ["curl", "-sf", "-X", "POST", "http://127.0.0.1:3000/restart"]
+health = { url = "http://127.0.0.1:3000/health" }
+"#,
+    );
+    let out = env.run(&["check"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains(": warning:"))
+        .collect();
+    // A config naming paths in the grant, psql's own network and a
+    // restart command's program are no warnings; a config pointing
+    // elsewhere, a net grant no program uses and a program nothing names
+    // still are.
+    assert_eq!(warnings.len(), 3, "{report}");
+    assert!(
+        warnings[0].contains("job `elsewhere`: warning: plugin log-rotate expects /logs"),
+        "{report}"
+    );
+    assert!(
+        warnings[1].contains("job `rotate-net`: warning: the job grants network access"),
+        "{report}"
+    );
+    assert!(
+        warnings[2].contains("job `restart`: warning: the job grants `sh`"),
+        "{report}"
+    );
+}

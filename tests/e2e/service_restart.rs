@@ -46,9 +46,9 @@ fn free_port() -> u16 {
 
 /// A supervisor: keeps one server process, restarts it on
 /// `POST /restart` on its Unix control socket.
-struct Supervisor {
-    port: u16,
-    socket: PathBuf,
+pub(crate) struct Supervisor {
+    pub(crate) port: u16,
+    pub(crate) socket: PathBuf,
     generation: Arc<AtomicU32>,
     broken: Arc<AtomicBool>,
     child: Arc<Mutex<Child>>,
@@ -65,7 +65,7 @@ fn spawn_server(port: u16, generation: u32, broken: bool) -> Child {
 }
 
 impl Supervisor {
-    fn start(dir: &Path) -> Supervisor {
+    pub(crate) fn start(dir: &Path) -> Supervisor {
         let port = free_port();
         let socket = dir.join("ctl.sock");
         let listener = UnixListener::bind(&socket).unwrap();
@@ -112,7 +112,7 @@ impl Supervisor {
     }
 
     /// The service's /health body, waiting up to 10 s for an answer.
-    fn health(&self) -> Option<String> {
+    pub(crate) fn health(&self) -> Option<String> {
         crate::util::wait_for(Duration::from_secs(10), || {
             let stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
             let (code, body) = crate::util::http_exchange(stream, "/health");
@@ -120,7 +120,7 @@ impl Supervisor {
         })
     }
 
-    fn generation(&self) -> u32 {
+    pub(crate) fn generation(&self) -> u32 {
         self.generation.load(Ordering::SeqCst)
     }
 }

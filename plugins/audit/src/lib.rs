@@ -78,6 +78,8 @@ impl Plugin for Audit {
         .wants_dir("/var/lib/opsd", true, "the audit's state between runs")
         .wants_exec("npm")
         .wants_exec("apt")
+        // apt asks dpkg for the machine's architectures.
+        .wants_exec("dpkg")
         .config_schema(SCHEMA)
         .suggested_schedule("30 6 * * *")
     }
