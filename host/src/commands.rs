@@ -17,7 +17,7 @@ use anyhow::Context as _;
 /// `opsd run --set` values by dotted key.
 type Overrides = std::collections::BTreeMap<String, serde_json::Value>;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -278,6 +278,22 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins {
             command: PluginsCommand::New { name, lang, dir },
         } => new_plugin(&name, lang, dir),
+        // A project on disk, not the daemon's state: no configuration.
+        Command::Plugins {
+            command: PluginsCommand::Test { dir },
+        } => {
+            let project = crate::project::Project::detect(&project_dir(dir))?;
+            project.test()?;
+            print(&format!(
+                "{} ({}): tests passed\n",
+                project.name,
+                lang_name(project.lang)
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins {
+            command: PluginsCommand::Build { dir },
+        } => build_plugin(&project_dir(dir)).await,
         Command::Plugins { command } => plugins(config()?, command).await,
         // Needs no configuration: it reads crontabs and prints one.
         Command::Import {
@@ -712,15 +728,74 @@ fn new_plugin(
 ) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     let written = crate::scaffold::create(name, lang, &dir)?;
-    let (build, test) = crate::scaffold::commands(name, lang);
     print(&format!(
-        "created {} ({} files)\n\nbuild:\n  cd {}\n  {}\ntest:\n  {}\ninstall:\n  cp {} DATA_DIR/plugins/\n",
+        "created {} ({} files)\n\ntest and build:\n  cd {}\n  opsd plugin test\n  opsd plugin build\ninstall:\n  cp {} DATA_DIR/plugins/\n",
         dir.display(),
         written.len(),
         dir.display(),
-        build.replace('\n', "\n  "),
-        test,
         crate::scaffold::artifact(name, lang),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn project_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn lang_name(lang: crate::scaffold::Lang) -> &'static str {
+    match lang {
+        crate::scaffold::Lang::Rust => "Rust",
+        crate::scaffold::Lang::Python => "Python",
+        crate::scaffold::Lang::Js => "JavaScript",
+    }
+}
+
+/// `opsd plugin build`: the component, then the same load and checks a
+/// dropped-in file gets (compiled in a cache of its own, removed after).
+async fn build_plugin(dir: &Path) -> anyhow::Result<ExitCode> {
+    let project = crate::project::Project::detect(dir)?;
+    let started = std::time::Instant::now();
+    let wasm = project.build()?;
+    let built = started.elapsed();
+    let cache = std::env::temp_dir().join(format!("opsd-plugin-build-{}", std::process::id()));
+    let runtime = Arc::new(crate::runtime::Runtime::new(cache.clone())?);
+    let registry = crate::plugins::Registry::new(runtime, cache.clone(), Vec::new());
+    eprintln!(
+        "opsd: checking {} as a dropped-in plugin (compiling it)",
+        wasm.display()
+    );
+    let checked = std::time::Instant::now();
+    let report = registry.inspect(&wasm.to_string_lossy()).await;
+    let compile = checked.elapsed();
+    // Best effort: a cache left in the temp directory is only space.
+    let _ = std::fs::remove_dir_all(&cache);
+    if !report.accepted {
+        print(&cli::inspection_text(&report))?;
+        eprintln!(
+            "opsd: {} was built but opsd would not load it: {}",
+            wasm.display(),
+            report.error.as_deref().unwrap_or("see above")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let (name, version) = report
+        .info
+        .as_ref()
+        .map(|i| (i.name.as_str(), i.version.as_str()))
+        .unwrap_or((project.name.as_str(), "?"));
+    let mib = report.size as f64 / 1048576.0;
+    print(&format!(
+        "built {} ({}) in {}: {}, {mib:.1} MiB\naccepted as plugin {name} {version} ({}), compiled in {}\ninstall:\n  cp {} DATA_DIR/plugins/\n",
+        project.name,
+        lang_name(project.lang),
+        crate::diag::human_ms(built.as_secs_f64() * 1000.0),
+        wasm.display(),
+        report
+            .contract
+            .as_deref()
+            .map_or("opsd:plugin".into(), |v| format!("opsd:plugin@{v}")),
+        crate::diag::human_ms(compile.as_secs_f64() * 1000.0),
+        wasm.display(),
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -728,6 +803,11 @@ fn new_plugin(
 async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginsCommand::New { name, lang, dir } => new_plugin(&name, lang, dir),
+        PluginsCommand::Build { dir } => build_plugin(&project_dir(dir)).await,
+        PluginsCommand::Test { dir } => {
+            crate::project::Project::detect(&project_dir(dir))?.test()?;
+            Ok(ExitCode::SUCCESS)
+        }
         PluginsCommand::List { json } => {
             let list = match Backend::connect(config).await? {
                 Backend::Daemon(c) => c.plugins().await?,

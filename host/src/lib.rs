@@ -9,7 +9,7 @@
 //! ```text
 //! layer  modules
 //!  10    commands
-//!   9    cli daemon
+//!   9    cli daemon project
 //!   8    api scaffold scheduler
 //!   7    ops
 //!   6    check
@@ -55,7 +55,8 @@
 //! - Layer 8: [`scheduler`] (decides *when* jobs fire), [`api`] (control
 //!   socket and HTTP endpoints), [`scaffold`] (`opsd plugin new`).
 //! - Layer 9: [`cli`] (arguments and tables), [`daemon`] (`opsd daemon`:
-//!   signals, reloads, systemd).
+//!   signals, reloads, systemd), [`project`] (`opsd plugin build` and
+//!   `test`: a plugin project's language, toolchain and component).
 //! - Layer 10: [`commands`]: each CLI command, through the daemon or
 //!   directly.
 //!
@@ -106,6 +107,7 @@ pub mod ops;
 pub mod outbound;
 pub mod plugins;
 pub mod policy;
+pub mod project;
 pub mod record;
 pub mod runtime;
 pub mod scaffold;

@@ -52,6 +52,9 @@ const JS_TEST: &str = include_str!("../templates/js/logic.test.js");
 const JS_PACKAGE: &str = include_str!("../templates/js/package.json");
 const JS_WORLD: &str = include_str!("../templates/js/world.wit");
 
+/// The componentize-py the Python template is built and tested with.
+pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
 /// Languages a new plugin can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
@@ -151,8 +154,9 @@ pub fn artifact(name: &str, lang: Lang) -> String {
     }
 }
 
-/// The commands that build and test a project, for README and CLI.
-pub fn commands(name: &str, lang: Lang) -> (String, String) {
+/// What `opsd plugin build` and `opsd plugin test` run for a project, for
+/// its README: the same steps by hand.
+pub fn steps(name: &str, lang: Lang) -> (String, String) {
     match lang {
         Lang::Rust => (
             "rustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2".into(),
@@ -160,7 +164,7 @@ pub fn commands(name: &str, lang: Lang) -> (String, String) {
         ),
         Lang::Python => (
             format!(
-                "python3 -m venv .venv && . .venv/bin/activate\npip install componentize-py==0.25.1\ncomponentize-py -d wit -w plugin componentize app -o {name}.wasm"
+                "python3 -m venv .venv && . .venv/bin/activate\npip install {COMPONENTIZE_PY}\ncomponentize-py -d wit -w plugin componentize app -o {name}.wasm"
             ),
             "python -m unittest".into(),
         ),
@@ -169,7 +173,12 @@ pub fn commands(name: &str, lang: Lang) -> (String, String) {
 }
 
 fn readme(name: &str, lang: Lang) -> String {
-    let (build, test) = commands(name, lang);
+    let (build, test) = steps(name, lang);
+    let toolchain = match lang {
+        Lang::Rust => "adds the wasm32-wasip2 target with rustup if it is missing",
+        Lang::Python => "makes `.venv` and installs componentize-py into it on first use",
+        Lang::Js => "runs `npm install` on first use (`node_modules`)",
+    };
     let wasm = artifact(name, lang);
     let contract = match lang {
         Lang::Rust | Lang::Python => "`wit/plugin.wit`",
@@ -195,15 +204,19 @@ An opsd plugin, made by `opsd plugin new`. It measures a directory against
 a byte budget; replace `run` with your chore. The contract is
 {contract} (opsd:plugin); see opsd's docs/plugin-guide.md.
 {sdk}
-Build:
+Test the logic (no WebAssembly needed), then build the component:
+
+```sh
+opsd plugin test
+opsd plugin build
+```
+
+`opsd plugin build` {toolchain}, builds `{wasm}` and checks it exactly as
+opsd checks a dropped-in plugin (it prints its size, contract and compile
+time, or why opsd would refuse it). By hand, the same steps are:
 
 ```sh
 {build}
-```
-
-Test the logic (no WebAssembly needed):
-
-```sh
 {test}
 ```
 

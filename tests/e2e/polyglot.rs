@@ -369,70 +369,49 @@ fn python_javascript_and_rust_examples_run_in_a_daemon() {
     assert!(daemon.stop().success());
 }
 
-/// Builds a `opsd plugin new` project after running its own tests; returns
-/// the component.
-fn build_new_project(lang: &str, project: &Path, name: &str) -> PathBuf {
-    match lang {
-        "rust" => {
-            run_ok(
-                Command::new("cargo").current_dir(project).arg("test"),
-                "cargo test (rust template)",
-            );
-            run_ok(
-                Command::new("cargo").current_dir(project).args([
-                    "build",
-                    "--release",
-                    "--target",
-                    "wasm32-wasip2",
-                ]),
-                "cargo build (rust template)",
-            );
-            project.join(format!(
-                "target/wasm32-wasip2/release/{}.wasm",
-                name.replace('-', "_")
-            ))
-        }
-        "python" => {
-            run_ok(
-                Command::new("python3")
-                    .current_dir(project)
-                    .args(["-m", "unittest", "-v"]),
-                "python -m unittest (python template)",
-            );
-            run_ok(
-                Command::new(componentize_py())
-                    .current_dir(project)
-                    .args(["-d", "wit", "-w", "plugin", "componentize", "app", "-o"])
-                    .arg(format!("{name}.wasm")),
-                "componentize-py (python template)",
-            );
-            project.join(format!("{name}.wasm"))
-        }
-        _ => {
-            std::os::unix::fs::symlink(node_modules_with(NODE_TOOLS), project.join("node_modules"))
-                .unwrap();
-            run_ok(
-                Command::new("npm").current_dir(project).arg("test"),
-                "npm test (js template)",
-            );
-            run_ok(
-                Command::new("npm")
-                    .current_dir(project)
-                    .args(["run", "build"]),
-                "npm run build (js template)",
-            );
-            project.join(format!("{name}.wasm"))
-        }
-    }
+/// `opsd plugin test` then `opsd plugin build` in a project; returns
+/// the component `build` names.
+fn test_and_build(project: &Path, name: &str, lang: &str) -> PathBuf {
+    let out = run_ok(
+        Command::new(crate::util::opsd_bin())
+            .current_dir(project)
+            .args(["plugin", "test"]),
+        &format!("opsd plugin test ({lang})"),
+    );
+    assert!(
+        out.contains(&format!("{name} (")) && out.contains("tests passed"),
+        "{out}"
+    );
+    let out = run_ok(
+        Command::new(crate::util::opsd_bin())
+            .current_dir(project)
+            .args(["plugin", "build"]),
+        &format!("opsd plugin build ({lang})"),
+    );
+    assert!(
+        out.contains(&format!("accepted as plugin {name} 0.1.0 (opsd:plugin@")),
+        "{out}"
+    );
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("  cp "))
+        .and_then(|l| l.strip_suffix(" DATA_DIR/plugins/"))
+        .unwrap_or_else(|| panic!("no install line: {out}"));
+    project.join(path)
 }
 
 #[test]
-fn plugin_new_projects_pass_their_tests_build_and_run() {
+fn plugin_new_projects_test_build_and_run_with_two_commands() {
     let mut jobs = String::new();
     for lang in ["rust", "python", "js"] {
-        jobs.push_str(&format!(
-            "[[job]]\nname = \"size-{lang}\"\nplugin = \"size-{lang}\"\nschedule = \"@yearly\"\n[job.grants]\nfs = [{{ host = \"data\", guest = \"/data\", access = \"ro\" }}]\n[job.config]\ndir = \"/data\"\nmax_bytes = 100\n\n"
-        ));
+        for (job, dir) in [
+            (format!("size-{lang}"), "/data"),
+            (format!("size-{lang}-denied"), "/etc"),
+        ] {
+            jobs.push_str(&format!(
+                "[[job]]\nname = \"{job}\"\nplugin = \"size-{lang}\"\nschedule = \"@yearly\"\n[job.grants]\nfs = [{{ host = \"data\", guest = \"/data\", access = \"ro\" }}]\n[job.config]\ndir = \"{dir}\"\nmax_bytes = 100\n\n"
+            ));
+        }
     }
     let env = Env::new(&jobs);
     std::fs::create_dir_all(env.path("data")).unwrap();
@@ -443,6 +422,14 @@ fn plugin_new_projects_pass_their_tests_build_and_run() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("`Size` is not a usable plugin name"),
+        "{}",
+        text(&out)
+    );
+    // A directory that is no project says what would make one.
+    let out = env.run(&["plugin", "build", env.path("data").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not a plugin project opsd knows"),
         "{}",
         text(&out)
     );
@@ -459,7 +446,8 @@ fn plugin_new_projects_pass_their_tests_build_and_run() {
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         assert!(
-            text(&out).contains(&format!("created {name}")),
+            text(&out).contains(&format!("created {name}"))
+                && text(&out).contains("opsd plugin test\n  opsd plugin build"),
             "{}",
             text(&out)
         );
@@ -470,7 +458,14 @@ fn plugin_new_projects_pass_their_tests_build_and_run() {
             .unwrap();
         assert!(text(&again).contains("already exists"), "{}", text(&again));
 
-        let wasm = build_new_project(lang, &project, &name);
+        // Python's .venv and componentize-py are installed by `plugin
+        // build` itself; the npm tools come from the tests' shared
+        // node_modules, which `plugin build` finds in the project.
+        if lang == "js" {
+            std::os::unix::fs::symlink(node_modules_with(NODE_TOOLS), project.join("node_modules"))
+                .unwrap();
+        }
+        let wasm = test_and_build(&project, &name, lang);
         std::fs::copy(&wasm, env.path(&format!("plugins/{name}.wasm"))).unwrap();
         let rec = env.run_job(&name);
         assert_eq!(rec["status"], "warning", "{lang}: {rec:#}");
@@ -479,6 +474,12 @@ fn plugin_new_projects_pass_their_tests_build_and_run() {
             "{lang}"
         );
         assert_eq!(rec["plugin"], name.as_str());
+
+        // A read outside the grant fails the run, naming the grant.
+        let rec = env.run_job(&format!("{name}-denied"));
+        assert_eq!(rec["status"], "failed", "{lang}: {rec:#}");
+        let err = rec["error"].as_str().unwrap_or_default();
+        assert!(err.contains("/etc"), "{lang}: {rec:#}");
     }
 }
 

@@ -168,6 +168,17 @@ pub enum PluginsCommand {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Build a plugin project (Rust, Python or JavaScript) into a component
+    /// and check it as a dropped-in file would be
+    Build {
+        /// The project directory [default: .]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Run a plugin project's own tests, installing what they need first
+    Test {
+        /// The project directory [default: .]
+        dir: Option<std::path::PathBuf>,
+    },
     /// What a .wasm file is and whether opsd would accept it
     Inspect {
         /// Path to a .wasm file, or the name of a known plugin

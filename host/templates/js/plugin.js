@@ -1,8 +1,8 @@
 // {{name}}: an opsd plugin. It reports how much a directory holds and
 // warns when that passes a budget; replace `run` with your chore.
 //
-// Build:   npm install && npm run build
-// Test:    npm test
+// Test:    opsd plugin test
+// Build:   opsd plugin build   (see README.md for the steps it runs)
 // Install: cp {{name}}.wasm /var/lib/opsd/plugins/
 
 import { log } from 'opsd:plugin/log@0.1.2';

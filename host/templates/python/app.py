@@ -1,8 +1,8 @@
 """{{name}}: an opsd plugin. It reports how much a directory holds and warns
 when that passes a budget; replace `run` with your chore.
 
-Build:   componentize-py -d wit -w plugin componentize app -o {{name}}.wasm
-Test:    python -m unittest
+Test:    opsd plugin test
+Build:   opsd plugin build   (see README.md for the steps it runs)
 Install: cp {{name}}.wasm /var/lib/opsd/plugins/
 """
 

@@ -1,8 +1,8 @@
 //! {{name}}: an opsd plugin. It reports how much a directory holds and
 //! warns when that passes a budget; replace `run` with your chore.
 //!
-//! Build: cargo build --release --target wasm32-wasip2
-//! Test:  cargo test
+//! Test:    opsd plugin test
+//! Build:   opsd plugin build   (see README.md for the steps it runs)
 //! Install: cp target/wasm32-wasip2/release/{{crate}}.wasm /var/lib/opsd/plugins/
 
 use opsd_sdk::{Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError, Status};
