@@ -181,19 +181,21 @@ fn a_dry_run_writes_nothing() {
     assert!(!env.path("ssl/account.key").exists());
 }
 
-/// A certificate directory that does not exist is found before anything
-/// is ordered (an issued certificate that cannot be saved is thrown away
-/// and counts against the CA's rate limit); the dry run says so too.
+/// A certificate directory that cannot take the files is found before
+/// anything is ordered (an issued certificate that cannot be saved is
+/// thrown away and counts against the CA's rate limit); the dry run says
+/// so too. (One that does not exist yet is made by the first install.)
 #[test]
 fn nothing_is_ordered_that_cannot_be_saved() {
     let env = acme_env(&pebble().origin, true, "", None);
     std::fs::remove_dir(env.path("ssl/opsd.test")).unwrap();
+    std::fs::write(env.path("ssl/opsd.test"), "not a directory").unwrap();
     let out = env.run(&["run", "certs", "--dry-run", "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], "failed", "{rec:#}");
     let error = rec["error"].as_str().unwrap();
     assert!(
-        error.contains("was not ordered: its directory /etc/ssl/opsd/opsd.test does not exist"),
+        error.contains("was not ordered: /etc/ssl/opsd/opsd.test is not a directory"),
         "{error}"
     );
     let rec = env.run_job("certs");

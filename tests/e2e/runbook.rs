@@ -539,6 +539,27 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            job: "restore-drill",
+            why: "PostgreSQL on the test server's socket",
+            adapt: to_test_pg,
+            args: &[],
+            expect: Expect::Ok,
+            then: |_, _, rec| {
+                let summary = rec["summary"].as_str().unwrap_or("");
+                assert!(
+                    summary.starts_with("restore drill: db: the dump of "),
+                    "{rec:#}"
+                );
+                assert_eq!(
+                    pg().sql(
+                        "postgres",
+                        "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd_verify_%'"
+                    ),
+                    "0"
+                );
+            },
+        },
+        Row {
             job: "verify-backups",
             why: "",
             adapt: nothing,
@@ -556,7 +577,7 @@ fn rows() -> Vec<Row> {
             expect: Expect::Ok,
             then: |env, w, rec| {
                 let log = env.json(&["logs", rec["id"].as_str().unwrap(), "--json"]);
-                let drill = format!("restore drill of {}:", w.db);
+                let drill = format!("restore drill of db ({}):", w.db);
                 assert!(
                     log.as_array().unwrap().iter().any(|l| {
                         let m = l["message"].as_str().unwrap_or("");
@@ -717,7 +738,14 @@ fn rows() -> Vec<Row> {
             expect: Expect::Ok,
             then: |_, w, rec| {
                 assert!(record_text(rec).contains("renewed 1 of 1"), "{rec:#}");
-                assert!(w.at("/etc/ssl/codie/codie.example.com.pem").exists());
+                assert!(
+                    w.at("/etc/ssl/codie/codie.example.com/fullchain.pem")
+                        .exists()
+                );
+                assert!(
+                    w.at("/etc/ssl/codie/codie.example.com/privkey.pem")
+                        .exists()
+                );
             },
         },
         Row {

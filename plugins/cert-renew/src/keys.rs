@@ -253,7 +253,8 @@ pub fn check_writable(path: &str, look_only: bool) -> Result<(), String> {
     if look_only {
         return match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => Ok(()),
-            _ => Err(format!(
+            Ok(_) => Err(format!("{dir} is not a directory")),
+            Err(_) => Err(format!(
                 "its directory {dir} does not exist; create it (or grant it with `create = true`)"
             )),
         };

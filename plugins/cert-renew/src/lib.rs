@@ -217,11 +217,16 @@ fn run_acme(cfg: &Config, now: i64, dry_run: bool, report: &mut Report) {
     let (due, unwritable): (Vec<_>, Vec<_>) = due
         .into_iter()
         .map(|(spec, why)| {
-            // The files' directory must exist (it says where they go), and
-            // its parent takes the versioned copies and the link.
+            // The files' directory's parent takes the versioned copies and
+            // the link; the directory itself is made by the first
+            // install (certbot's live/NAME is too), or, if it is there,
+            // must take the files.
             let pair_dir = pair::Layout::of(&spec.key, &spec.cert).map(|l| l.dir);
             let blocked = match &pair_dir {
                 Err(e) => Some(e.clone()),
+                Ok(dir) if std::fs::symlink_metadata(dir).is_err() => {
+                    keys::check_writable(dir, dry_run).err()
+                }
                 Ok(dir) => [&spec.key, &spec.cert, dir]
                     .into_iter()
                     .find_map(|f| keys::check_writable(f, dry_run).err()),
