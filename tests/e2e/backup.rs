@@ -760,3 +760,49 @@ me" VALUES (1), (2), (3);
     assert_eq!(pg().sql(&db, "SELECT count(*) FROM items"), "20000");
     assert_eq!(scratch_databases(), "0");
 }
+
+/// A database user who may create functions in `public` (as the owner of
+/// a database does) shadows `format(text, name, name)` for the backup
+/// user's counting query; the function tries to make its author a
+/// superuser, which only works when a superuser calls it. The counts
+/// (on the source, and on the scratch database the restored function
+/// lands in) never call it.
+#[test]
+fn a_function_shadowing_the_counting_query_is_never_called() {
+    let db = shop();
+    let role = format!("{db}_app");
+    pg().sql(
+        &db,
+        &format!(
+            r#"CREATE ROLE {role} LOGIN;
+           GRANT CREATE ON SCHEMA public TO {role};
+           SET ROLE {role};
+           CREATE TABLE public.seen (who text);
+           GRANT INSERT ON public.seen TO PUBLIC;
+           CREATE FUNCTION public.format(text, name, name) RETURNS text
+             LANGUAGE plpgsql AS $f$
+           BEGIN
+             INSERT INTO public.seen VALUES (current_user);
+             BEGIN
+               EXECUTE 'ALTER ROLE {role} SUPERUSER';
+             EXCEPTION WHEN others THEN NULL;
+             END;
+             RETURN pg_catalog.format($1, $2, $3);
+           END $f$;
+           RESET ROLE;"#
+        ),
+    );
+    let env = Env::new(&backup_job("nightly", &db, "restore", ""));
+    let rec = env.run_job("nightly");
+    assert_eq!(
+        pg().sql(
+            "postgres",
+            &format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'")
+        ),
+        "f",
+        "the backup user ran the shadowing function"
+    );
+    assert_eq!(pg().sql(&db, "SELECT count(*) FROM public.seen"), "0");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(scratch_databases(), "0");
+}

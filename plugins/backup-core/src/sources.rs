@@ -96,13 +96,20 @@ pub struct Counts {
 
 /// Counts every user table on the server side: table names never come
 /// back into SQL text, so a table named to break a query (quotes,
-/// newlines, `|`) is only ever counted. Runs `check_query` too, if given.
+/// newlines, `|`) is only ever counted. The search path is emptied first,
+/// as pg_dump does: a function or operator a database user put in
+/// `public` (`format(text, name, name)` beats the built-in's `"any"`)
+/// would otherwise run as the backup user, often a superuser; and row
+/// security is off, so a policy can neither make a count lie nor run its
+/// code (a table it would filter is an error). Runs `check_query` too,
+/// if given, with the database's own search path.
 pub fn counts(
     conn: &Conn,
     database: &str,
     check_query: Option<&str>,
 ) -> Result<Counts, PluginError> {
-    const QUERY: &str = "SELECT coalesce(json_object_agg(name, n), '{}') FROM (\
+    const QUERY: &str = "SET search_path = ''; SET row_security = off; \
+        SELECT coalesce(json_object_agg(name, n), '{}') FROM (\
         SELECT format('%I.%I', schemaname, tablename) AS name, \
         (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', \
         schemaname, tablename), false, true, '')))[1]::text::bigint AS n \

@@ -164,8 +164,17 @@ pub fn install_with(
     let vdir = join(&store, &version);
     std::fs::create_dir(&vdir).map_err(|e| format!("{vdir}: {e}"))?;
     let written = (|| {
+        // Closed while the key is written (its file exists, empty, for
+        // a moment before its mode is set, and a descriptor opened then
+        // would read the key), then as open as D was: a 0700 D stays so.
+        let mode = opsd_sdk::fsinfo::mode_owner(&mode_source(layout, existing, &vdir))
+            .or_else(|_| opsd_sdk::fsinfo::mode_owner(&vdir))
+            .map_err(|e| format!("the mode of {vdir}: {e}"))?
+            .mode;
+        opsd_sdk::fsinfo::set_mode(&vdir, 0o700)?;
         write(&join(&vdir, &layout.key_file), key_pem, 0o600)?;
         write(&join(&vdir, &layout.cert_file), cert_pem, 0o644)?;
+        opsd_sdk::fsinfo::set_mode(&vdir, mode & 0o777)?;
         let _ = opsd_sdk::fsinfo::sync_dir(&vdir);
         // Made beside D, so its relative target reads the same before
         // and after the rename.
@@ -206,6 +215,24 @@ pub fn install_with(
     let _ = opsd_sdk::fsinfo::sync_dir(&layout.parent);
     prune(&store, &version);
     Ok(())
+}
+
+/// Whose mode a new version takes: the real `D`, or the version our
+/// link points to; a new directory's otherwise (no `D`, or a link that
+/// is not ours, which is never followed).
+fn mode_source(layout: &Layout, existing: Option<bool>, vdir: &str) -> String {
+    let ours = format!(".{}.opsd/", layout.name);
+    match existing {
+        Some(true) => layout.dir.clone(),
+        Some(false) => match std::fs::read_link(&layout.dir) {
+            Ok(t) => match t.to_str().and_then(|t| t.strip_prefix(&ours)) {
+                Some(v) if v.starts_with('v') && !v.contains('/') => join(&layout.store(), v),
+                _ => vdir.to_owned(),
+            },
+            Err(_) => vdir.to_owned(),
+        },
+        None => vdir.to_owned(),
+    }
 }
 
 /// A real `D` may hold only the pair (and this plugin's temporary
@@ -344,6 +371,49 @@ mod tests {
         assert!(e.contains("No space left"), "{e}");
         assert_eq!(read_pair(&l), ("K1".into(), "C1".into()));
         assert_eq!(std::fs::read_dir(l.store()).unwrap().count(), 1);
+    }
+
+    /// Nobody else can enter a version while its key is written (a local
+    /// user who opened the key's temporary file before its mode was set
+    /// would read the key through that descriptor), and the version then
+    /// opens up only as far as `D` was: a 0700 `D` stays 0700.
+    #[test]
+    fn a_version_is_closed_while_written_and_keeps_the_directorys_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let t = tempfile::tempdir().unwrap();
+        let l = layout(t.path());
+        std::fs::create_dir(&l.dir).unwrap();
+        std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let mut seen = Vec::new();
+        install_with(&l, b"K1", b"C1", &mut |p, d, m| {
+            seen.push(mode(&p[..p.rfind('/').unwrap()]));
+            write_atomic(p, d, m)
+        })
+        .unwrap();
+        assert_eq!(seen, [0o700, 0o700], "the version while written");
+        assert_eq!(mode(&l.dir), 0o750);
+        std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        install(&l, b"K2", b"C2").unwrap();
+        assert_eq!(mode(&l.dir), 0o700, "the mode of the version it replaced");
+        // A D made by cert-renew itself is as a new directory is.
+        let fresh = Layout::of(
+            &format!("{}/new/privkey.pem", t.path().display()),
+            &format!("{}/new/fullchain.pem", t.path().display()),
+        )
+        .unwrap();
+        install(&fresh, b"K", b"C").unwrap();
+        // Our link left dangling (its version removed by hand) or a link
+        // of someone else's: the new version is as a new directory is.
+        std::fs::remove_dir_all(std::fs::canonicalize(&fresh.dir).unwrap()).unwrap();
+        install(&fresh, b"K2", b"C2").unwrap();
+        std::fs::remove_file(&fresh.dir).unwrap();
+        std::os::unix::fs::symlink(&l.dir, &fresh.dir).unwrap();
+        install(&fresh, b"K3", b"C3").unwrap();
+        assert_eq!(mode(&l.dir), 0o700, "a link not ours is never followed");
+        let probe = t.path().join("probe");
+        std::fs::create_dir(&probe).unwrap();
+        assert_eq!(mode(&fresh.dir), mode(probe.to_str().unwrap()));
     }
 
     /// Readers that resolve the directory once never see a key from one
