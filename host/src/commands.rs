@@ -44,20 +44,20 @@ impl Backend {
             note_differences(&client, &path, loaded.as_ref().err()).await;
             return Ok(Backend::Daemon(client));
         }
-        Ok(Backend::Local(Arc::new(Ops::open(
-            loaded?,
-            Arc::new(SystemClock),
-        )?)))
+        Ok(Backend::local(Ops::open(loaded?, Arc::new(SystemClock))?))
     }
 
     async fn connect(config: Config) -> anyhow::Result<Backend> {
         if let Some(client) = Client::connect(&config.socket).await {
             return Ok(Backend::Daemon(client));
         }
-        Ok(Backend::Local(Arc::new(Ops::open(
-            config,
-            Arc::new(SystemClock),
-        )?)))
+        Ok(Backend::local(Ops::open(config, Arc::new(SystemClock))?))
+    }
+
+    /// Works on the store here, saying on stderr when a plugin compiles.
+    fn local(ops: Ops) -> Backend {
+        say_compiles(ops.registry().runtime());
+        Backend::Local(Arc::new(ops))
     }
 
     async fn status(&self) -> anyhow::Result<crate::monitor::MachineStatus> {
@@ -677,10 +677,27 @@ async fn show(config: Option<PathBuf>, name: &str, json: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says on stderr when a plugin compiles: a Python or JavaScript plugin
+/// takes seconds the first time, which look like a hang in silence.
+fn say_compiles(runtime: &crate::runtime::Runtime) {
+    use crate::runtime::CompileEvent;
+    runtime.on_compile(Arc::new(|e| match e {
+        CompileEvent::Started { what, bytes } => eprintln!(
+            "opsd: compiling {what} ({:.1} MiB) for this machine; once per file, later commands and runs load it from the cache",
+            bytes as f64 / 1048576.0
+        ),
+        CompileEvent::Finished { plugin, ms, .. } => eprintln!(
+            "opsd: compiled plugin {plugin} in {}",
+            crate::diag::human_ms(ms)
+        ),
+    }));
+}
+
 /// `opsd check`: the configuration loaded (or this was not reached); now
 /// each job against its plugin.
 async fn check(config: Config) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(crate::runtime::Runtime::new(config.data_dir.join("cache"))?);
+    say_compiles(&runtime);
     let registry = crate::plugins::Registry::new(
         runtime,
         config.plugin_dir.clone(),

@@ -278,7 +278,7 @@ impl Registry {
         }
         let state = self
             .runtime
-            .load(Arc::from(bytes))
+            .load_named(Arc::from(bytes), &path.display().to_string())
             .await
             .map_err(|e| e.to_string());
         match &state {
@@ -573,7 +573,7 @@ impl Registry {
         };
         report.sha256 = crate::runtime::cache::sha256_hex(&bytes);
         report.size = bytes.len() as u64;
-        match self.runtime.load(Arc::from(bytes)).await {
+        match self.runtime.load_named(Arc::from(bytes), what).await {
             Ok((p, _)) => {
                 report.accepted = true;
                 report.contract = p.contract.clone();

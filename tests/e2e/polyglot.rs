@@ -467,6 +467,18 @@ fn plugin_new_projects_test_build_and_run_with_two_commands() {
         }
         let wasm = test_and_build(&project, &name, lang);
         std::fs::copy(&wasm, env.path(&format!("plugins/{name}.wasm"))).unwrap();
+        // The first command to meet the file compiles it, and says so
+        // while it does.
+        let check = env.run(&["check"]);
+        let said = String::from_utf8_lossy(&check.stderr);
+        assert!(
+            said.contains(&format!(
+                "opsd: compiling {}",
+                env.path(&format!("plugins/{name}.wasm")).display()
+            )) && said.contains(&format!("opsd: compiled plugin {name} in ")),
+            "{lang}: {}",
+            text(&check)
+        );
         let rec = env.run_job(&name);
         assert_eq!(rec["status"], "warning", "{lang}: {rec:#}");
         assert_eq!(

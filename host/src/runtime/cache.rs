@@ -92,11 +92,14 @@ impl CompileCache {
     /// Loads the compiled component for `bytes` (whose digest is
     /// `sha256`), compiling and storing it on a miss. Blocking: call from
     /// a blocking thread.
+    /// `compiling` is called just before a compile (a miss), so a caller
+    /// can say so while it lasts.
     pub fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
         sha256: &str,
+        compiling: impl FnOnce(),
     ) -> wasmtime::Result<(Component, LoadSource, f64)> {
         let start = Instant::now();
         let path = self.path_for(sha256);
@@ -118,6 +121,7 @@ impl CompileCache {
                 }
             }
         }
+        compiling();
         let component = Component::new(engine, bytes)?;
         if let Err(e) = self.store(&component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile cache entry");

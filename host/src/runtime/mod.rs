@@ -333,6 +333,23 @@ fn trim_heap() {
     }
 }
 
+/// A compile, as it starts and ends: a Python or JavaScript component
+/// takes seconds to compile, which a command must not pass in silence.
+#[derive(Debug, Clone, Copy)]
+pub enum CompileEvent<'a> {
+    /// `what` (a file, a built-in) of `bytes` is being compiled.
+    Started { what: &'a str, bytes: usize },
+    /// It compiled and described itself as `plugin`, in `ms`.
+    Finished {
+        what: &'a str,
+        plugin: &'a str,
+        ms: f64,
+    },
+}
+
+/// Told of every compile; set by commands that print to a terminal.
+pub type CompileNotice = Arc<dyn Fn(CompileEvent<'_>) + Send + Sync>;
+
 /// The process-wide wasmtime engine and what it has loaded.
 pub struct Runtime {
     engine: Engine,
@@ -343,6 +360,7 @@ pub struct Runtime {
     /// An empty directory beside the cache, where the programs of a job
     /// with no fs grant start.
     idle_dir: PathBuf,
+    notice: Mutex<Option<CompileNotice>>,
 }
 
 impl Runtime {
@@ -373,7 +391,13 @@ impl Runtime {
             engine,
             linker,
             loaded: Mutex::new(HashMap::new()),
+            notice: Mutex::new(None),
         })
+    }
+
+    /// Calls `notice` when a plugin starts and finishes compiling.
+    pub fn on_compile(&self, notice: CompileNotice) {
+        *self.notice.locked() = Some(notice);
     }
 
     /// Compiles (or loads from cache) and describes a plugin. The same
@@ -382,8 +406,18 @@ impl Runtime {
         &self,
         bytes: Arc<[u8]>,
     ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
+        self.load_named(bytes, "a plugin").await
+    }
+
+    /// [`Runtime::load`], with what the bytes are (a file's path) for the
+    /// messages a compile gives.
+    pub async fn load_named(
+        &self,
+        bytes: Arc<[u8]>,
+        what: &str,
+    ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
         let sha256 = cache::sha256_hex(&bytes);
-        self.load_hashed(bytes, sha256).await
+        self.load_hashed(bytes, sha256, what).await
     }
 
     /// Like [`Runtime::load`] for a built-in, whose hash is known: once
@@ -396,7 +430,11 @@ impl Runtime {
             return Ok(p);
         }
         let loaded = self
-            .load_hashed(Arc::from(builtin.bytes), builtin.sha256.to_owned())
+            .load_hashed(
+                Arc::from(builtin.bytes),
+                builtin.sha256.to_owned(),
+                &format!("the built-in {}", builtin.name),
+            )
             .await?;
         // What runs under a built-in's name describes itself by it: a
         // component that says otherwise is not the built-in, whatever
@@ -429,6 +467,7 @@ impl Runtime {
         &self,
         bytes: Arc<[u8]>,
         sha256: String,
+        what: &str,
     ) -> Result<(Arc<LoadedPlugin>, PluginLoad), LoadError> {
         if let Some(p) = self.in_memory(&sha256) {
             return Ok(p);
@@ -445,8 +484,20 @@ impl Runtime {
         }
         let (engine, cache, sha) = (self.engine.clone(), self.cache.clone(), sha256.clone());
         let bytes2 = bytes.clone();
+        let notice = self.notice.locked().clone();
+        let (what2, notice2) = (what.to_owned(), notice.clone());
+        let compiling = move || {
+            tracing::info!(plugin_file = %what2, bytes = bytes2.len(), "compiling plugin for this machine (once per file; cached after)");
+            if let Some(n) = &notice2 {
+                n(CompileEvent::Started {
+                    what: &what2,
+                    bytes: bytes2.len(),
+                });
+            }
+        };
+        let bytes3 = bytes.clone();
         let (component, source, ms) =
-            tokio::task::spawn_blocking(move || cache.load(&engine, &bytes2, &sha))
+            tokio::task::spawn_blocking(move || cache.load(&engine, &bytes3, &sha, compiling))
                 .await
                 .map_err(|e| LoadError::NotComponent(e.to_string()))?
                 .map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
@@ -470,6 +521,15 @@ impl Runtime {
         let pre = PluginPre::new(pre).map_err(|e| LoadError::Incompatible(format!("{e:#}")))?;
         let info = self.describe(&pre).await?;
         let load = PluginLoad { source, ms };
+        if source == crate::record::LoadSource::Compiled
+            && let Some(n) = &notice
+        {
+            n(CompileEvent::Finished {
+                what,
+                plugin: &info.name,
+                ms,
+            });
+        }
         tracing::info!(
             plugin = %info.name, version = %crate::escape::line(&info.version), sha256 = %&sha256[..12],
             source = source.as_str(), ms = format!("{ms:.1}"), "plugin loaded"
