@@ -192,13 +192,7 @@ fn backs_up_postgres_a_directory_and_a_secret_and_the_dump_restores() {
         ))),
         "{lines:#?}"
     );
-    assert_eq!(
-        pg().sql(
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd_verify_%'"
-        ),
-        "0"
-    );
+    assert_eq!(scratch_databases("shop"), "0");
 
     // The archive holds the directory minus the excluded file.
     let out = Command::new("tar")
@@ -605,10 +599,14 @@ database = "{db}"
     )
 }
 
-fn scratch_databases() -> String {
+/// Scratch databases of one source's drills. Each test drills a source
+/// name of its own: tests run in parallel against one server.
+fn scratch_databases(source: &str) -> String {
     pg().sql(
         "postgres",
-        "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd_verify_%'",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd\\_verify\\_{source}\\_%'"
+        ),
     )
 }
 
@@ -626,7 +624,7 @@ fn reseal(dump: &std::path::Path) {
 #[test]
 fn a_drill_restores_the_newest_dump_and_holds_it_to_the_counts_at_dump_time() {
     let db = shop();
-    let env = Env::new(&drill_config(&db));
+    let env = Env::new(&drill_config(&db).replace("name = \"shop\"", "name = \"drillshop\""));
     std::fs::create_dir_all(env.path("backups")).unwrap();
     let check = env.run(&["check"]);
     assert!(check.status.success(), "{}", text(&check));
@@ -655,20 +653,35 @@ fn a_drill_restores_the_newest_dump_and_holds_it_to_the_counts_at_dump_time() {
     assert_eq!(rec["status"], "ok", "{rec:#}");
     let summary = rec["summary"].as_str().unwrap();
     assert!(
-        summary.starts_with("restore drill: shop: the dump of ")
+        summary.starts_with("restore drill: drillshop: the dump of ")
             && summary.ends_with(" restored, 2 tables, 25000 rows"),
         "{summary}"
     );
-    assert_eq!(crate::util::metric(&rec, "shop_drill_rows"), 25000.0);
-    assert_eq!(crate::util::metric(&rec, "shop_drill_tables"), 2.0);
-    assert_eq!(scratch_databases(), "0");
+    assert_eq!(crate::util::metric(&rec, "drillshop_drill_rows"), 25000.0);
+    assert_eq!(crate::util::metric(&rec, "drillshop_drill_tables"), 2.0);
+    assert_eq!(scratch_databases("drillshop"), "0");
+
+    // A scratch database a killed drill left is a full copy of the
+    // database: the next drill says so (and leaves it: another job may be
+    // drilling a set of the same name).
+    let stale = "opsd_verify_drillshop_20200101t000000z";
+    pg().sql("postgres", &format!("CREATE DATABASE {stale}"));
+    let rec = env.run_job("drill");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert!(
+        rec["summary"].as_str().unwrap().contains(&format!(
+            "scratch databases left by interrupted drills of this set: {stale} (each a full copy of {db}"
+        )),
+        "{rec:#}"
+    );
+    pg().sql("postgres", &format!("DROP DATABASE {stale}"));
 
     // The report shows the set's last good drill, and the drill job is
     // not taken for a backup job.
     let report = env.json(&["report", "--since", "7d", "--format", "json"]);
     let drills = report["drills"].as_array().unwrap();
     assert_eq!(drills.len(), 1, "{report:#}");
-    assert_eq!(drills[0]["set"], "shop");
+    assert_eq!(drills[0]["set"], "drillshop");
     assert_eq!(drills[0]["job"], "drill");
     assert_eq!(drills[0]["rows"], 25000);
     let backup_jobs: Vec<&str> = report["backups"]
@@ -712,11 +725,11 @@ fn a_drill_restores_the_newest_dump_and_holds_it_to_the_counts_at_dump_time() {
     let err = rec["error"].as_str().unwrap();
     assert!(
         err.contains(&format!(
-            "restore drill of shop ({db}) failed: the restored dump does not hold what the database held when it was dumped: public.items: 20000 rows in {db} at dump time, 19999 restored"
+            "restore drill of drillshop ({db}) failed: the restored dump does not hold what the database held when it was dumped: public.items: 20000 rows in {db} at dump time, 19999 restored"
         )),
         "{err}"
     );
-    assert_eq!(scratch_databases(), "0");
+    assert_eq!(scratch_databases("drillshop"), "0");
 
     // A dump changed behind its sidecar is not restored at all.
     let mut bytes = std::fs::read(&dump).unwrap();
@@ -752,13 +765,16 @@ me" VALUES (1), (2), (3);
            INSERT INTO "a
 ; DROP TABLE items; --" VALUES (4);"#,
     );
-    let env = Env::new(&backup_job("nightly", &db, "restore", ""));
+    let env = Env::new(
+        &backup_job("nightly", &db, "restore", "")
+            .replace("name = \"shop\"", "name = \"oddnames\""),
+    );
     let rec = env.run_job("nightly");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert_eq!(crate::util::metric(&rec, "shop_drill_tables"), 4.0);
-    assert_eq!(crate::util::metric(&rec, "shop_drill_rows"), 25004.0);
+    assert_eq!(crate::util::metric(&rec, "oddnames_drill_tables"), 4.0);
+    assert_eq!(crate::util::metric(&rec, "oddnames_drill_rows"), 25004.0);
     assert_eq!(pg().sql(&db, "SELECT count(*) FROM items"), "20000");
-    assert_eq!(scratch_databases(), "0");
+    assert_eq!(scratch_databases("oddnames"), "0");
 }
 
 /// A database user who may create functions in `public` (as the owner of
@@ -792,7 +808,10 @@ fn a_function_shadowing_the_counting_query_is_never_called() {
            RESET ROLE;"#
         ),
     );
-    let env = Env::new(&backup_job("nightly", &db, "restore", ""));
+    let env = Env::new(
+        &backup_job("nightly", &db, "restore", "")
+            .replace("name = \"shop\"", "name = \"shadowed\""),
+    );
     let rec = env.run_job("nightly");
     assert_eq!(
         pg().sql(
@@ -804,5 +823,5 @@ fn a_function_shadowing_the_counting_query_is_never_called() {
     );
     assert_eq!(pg().sql(&db, "SELECT count(*) FROM public.seen"), "0");
     assert_eq!(rec["status"], "ok", "{rec:#}");
-    assert_eq!(scratch_databases(), "0");
+    assert_eq!(scratch_databases("shadowed"), "0");
 }

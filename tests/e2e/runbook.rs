@@ -553,7 +553,7 @@ fn rows() -> Vec<Row> {
                 assert_eq!(
                     pg().sql(
                         "postgres",
-                        "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd_verify_%'"
+                        "SELECT count(*) FROM pg_database WHERE datname LIKE 'opsd\\_verify\\_db\\_%'"
                     ),
                     "0"
                 );

@@ -316,9 +316,39 @@ pub fn restore_drill(
             pg::quote_ident(scratch)
         ))
         .run_checked(&format!("dropping scratch database {scratch}"));
-    let counted = result?;
+    let mut counted = result?;
     dropped?;
+    let left = leftover_scratch(conn, scratch)?;
+    if !left.is_empty() {
+        counted.notes.push(format!(
+            "scratch databases left by interrupted drills of this set: {} (each a full copy of {database}; drop them with DROP DATABASE when no drill is running)",
+            left.join(", ")
+        ));
+    }
     Ok(counted)
+}
+
+/// Scratch databases of the same set other than `scratch`: drills that
+/// were killed (a timeout) before they could drop theirs. Reported, not
+/// dropped: another job's drill of a set by the same name may be using one.
+fn leftover_scratch(conn: &Conn, scratch: &str) -> Result<Vec<String>, PluginError> {
+    let Some((prefix, _)) = scratch.rsplit_once('_') else {
+        return Ok(Vec::new());
+    };
+    let pattern = format!("{prefix}_").replace('_', "\\_") + "%";
+    let out = conn
+        .psql("postgres")
+        .arg(format!(
+            "--command=SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE {} AND datname <> {} ORDER BY 1",
+            pg::quote_literal(&pattern),
+            pg::quote_literal(scratch)
+        ))
+        .run_checked("listing scratch databases")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 #[cfg(test)]
