@@ -113,7 +113,7 @@ impl Plugin for CommandPlugin {
         }
         if exit.truncated {
             details.push(
-                "output passed the job's output cap (grants.limits.output): the tails above end where the capture stopped".into(),
+                "output passed the job's output cap (grants.limits.output): the middle of it was cut (opsd keeps the first and the last half of the cap)".into(),
             );
         }
         let seconds = exit.duration_ms as f64 / 1000.0;

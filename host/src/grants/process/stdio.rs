@@ -249,24 +249,82 @@ fn splice_all(
 }
 
 /// Reads a stream to its end, keeping at most `cap` bytes so a flood
-/// neither blocks the child nor fills memory.
+/// neither blocks the child nor fills memory: the first half and the last
+/// half, with a line saying how much was cut between them, since a
+/// program's error is usually at the end of what it printed.
 pub(super) async fn read_capped<R: AsyncRead + Unpin>(mut r: R, cap: usize) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut truncated = false;
+    let mut kept = Capped::new(cap);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
-                if room < n {
-                    truncated = true;
-                }
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
+            Ok(n) => kept.push(&buf[..n]),
         }
     }
-    (kept, truncated)
+    kept.finish()
+}
+
+/// A stream's head and tail within a byte budget.
+struct Capped {
+    head: Vec<u8>,
+    head_cap: usize,
+    tail: std::collections::VecDeque<u8>,
+    tail_cap: usize,
+    cut: u64,
+}
+
+impl Capped {
+    fn new(cap: usize) -> Capped {
+        let head_cap = cap / 2;
+        Capped {
+            head: Vec::new(),
+            head_cap,
+            tail: std::collections::VecDeque::new(),
+            tail_cap: cap - head_cap,
+            cut: 0,
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        let room = self.head_cap.saturating_sub(self.head.len());
+        let to_head = room.min(bytes.len());
+        self.head.extend_from_slice(&bytes[..to_head]);
+        bytes = &bytes[to_head..];
+        if bytes.len() >= self.tail_cap {
+            self.cut += (self.tail.len() + bytes.len() - self.tail_cap) as u64;
+            self.tail.clear();
+            self.tail.extend(&bytes[bytes.len() - self.tail_cap..]);
+            return;
+        }
+        self.tail.extend(bytes);
+        let over = self.tail.len().saturating_sub(self.tail_cap);
+        self.tail.drain(..over);
+        self.cut += over as u64;
+    }
+
+    /// Head, the line saying what was cut (taken from the head's end, so
+    /// the whole stays within the cap), tail.
+    fn finish(self) -> (Vec<u8>, bool) {
+        let mut out = self.head;
+        if self.cut > 0 {
+            let line = |cut: u64| {
+                format!(
+                    "\n[opsd: {cut} bytes of output cut here; the job's grants.limits.output caps what is kept]\n"
+                )
+            };
+            // The line's own length is part of what it counts.
+            let mut marker = line(self.cut);
+            for _ in 0..2 {
+                let room = out.len().min(marker.len());
+                marker = line(self.cut + room as u64);
+            }
+            let keep = out.len().saturating_sub(marker.len());
+            out.truncate(keep);
+            out.extend_from_slice(marker.as_bytes());
+        }
+        out.extend(self.tail);
+        (out, self.cut > 0)
+    }
 }
 
 /// The output a reader collected, waiting at most [`DRAIN`] for the
@@ -285,5 +343,37 @@ pub(super) async fn join_capture(
             abort.abort();
             (Vec::new(), true)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_keeps_its_head_and_its_end() {
+        let mut c = Capped::new(200);
+        let flood: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        for chunk in flood.chunks(7) {
+            c.push(chunk);
+        }
+        let (out, truncated) = c.finish();
+        assert!(truncated);
+        assert_eq!(out.len(), 200, "the cap holds, marker included");
+        let text = String::from_utf8(out).unwrap();
+        let (head, rest) = text.split_once("\n[opsd: ").unwrap();
+        let (count, tail) = rest.split_once(" bytes of output cut here;").unwrap();
+        let tail = tail.split_once("]\n").unwrap().1;
+        assert!(flood.starts_with(head.as_bytes()));
+        assert!(flood.ends_with(tail.as_bytes()));
+        assert_eq!(tail.len(), 100);
+        assert_eq!(count.parse::<usize>().unwrap(), 1000 - head.len() - tail.len());
+
+        let mut small = Capped::new(10);
+        small.push(b"short");
+        assert_eq!(small.finish(), (b"short".to_vec(), false));
+        let mut exact = Capped::new(10);
+        exact.push(b"0123456789");
+        assert_eq!(exact.finish(), (b"0123456789".to_vec(), false));
     }
 }
