@@ -245,3 +245,76 @@ fn imported_schedules_fire_when_cron_does() {
     assert_eq!(imported.matches("NOT IMPORTED").count(), 2, "{imported}");
     assert!(!imported.contains("[[job]]"), "{imported}");
 }
+
+/// With no FILE, the user's own crontab as `crontab -l` lists it; a
+/// `crontab -l` that fails (no crontab) says so and what to do instead.
+#[test]
+fn with_no_file_the_users_crontab_is_imported_through_crontab_l() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let listed = dir.path().join("listed");
+    std::fs::write(&listed, USER_CRONTAB).unwrap();
+    // A stand-in `crontab` that prints the crontab for `-l` and records
+    // how it was asked.
+    let script = bin.join("crontab");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {asked}\n[ \"$1\" = -l ] || exit 2\n[ -e {listed} ] || {{ echo \"no crontab for $USER\" >&2; exit 1; }}\ncat {listed}\n",
+            asked = dir.path().join("asked").display(),
+            listed = listed.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let run = || {
+        Command::new(opsd_bin())
+            .args(["import", "crontab"])
+            .env("PATH", &path)
+            .env("USER", "alice")
+            .output()
+            .expect("run opsd import")
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("asked")).unwrap(),
+        "-l\n"
+    );
+    let imported = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        imported.contains("# ---- crontab of alice ----")
+            && imported.contains("name = \"cron-crontab-of-alice-true\"")
+            && imported.contains("cron ran this as `alice`"),
+        "{imported}"
+    );
+    let from_file = import(&[listed.to_str().unwrap()]);
+    let schedules = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("schedule = "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        schedules(&imported),
+        schedules(&from_file),
+        "the same jobs as from the file"
+    );
+    // What it prints is a config opsd accepts.
+    let env = env_of(&imported);
+    let check = env.run(&["check"]);
+    assert!(check.status.success(), "{}", text(&check));
+
+    std::fs::remove_file(&listed).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("`crontab -l` failed: no crontab for alice")
+            && said.contains("opsd import crontab FILE"),
+        "{said}"
+    );
+}

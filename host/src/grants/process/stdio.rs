@@ -367,7 +367,10 @@ mod tests {
         assert!(flood.starts_with(head.as_bytes()));
         assert!(flood.ends_with(tail.as_bytes()));
         assert_eq!(tail.len(), 100);
-        assert_eq!(count.parse::<usize>().unwrap(), 1000 - head.len() - tail.len());
+        assert_eq!(
+            count.parse::<usize>().unwrap(),
+            1000 - head.len() - tail.len()
+        );
 
         let mut small = Capped::new(10);
         small.push(b"short");
