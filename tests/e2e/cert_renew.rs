@@ -23,27 +23,6 @@ fn mode(p: &Path) -> u32 {
         & 0o777
 }
 
-/// `openssl verify` of the leaf against Pebble's root, with the rest of
-/// the file as intermediates.
-fn verify_chain(env: &Env, chain: &Path) {
-    let root = env.path("pebble-root.pem");
-    pebble().root_pem(&root);
-    let out = Command::new("openssl")
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(&root)
-        .arg("-untrusted")
-        .arg(chain)
-        .arg(chain)
-        .output()
-        .expect("openssl verify");
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK"),
-        "openssl verify: {}",
-        text(&out)
-    );
-}
-
 fn public_key_of(args: &[&str], path: &Path) -> String {
     let out = Command::new("openssl")
         .args(args)
@@ -120,7 +99,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
     let rec = env.run_job("certs");
     assert_eq!(rec["status"], "ok", "{rec:#}");
     assert_summary(&rec, "renewed 1 of 1 certificates");
-    verify_chain(&env, &chain);
+    pebble().verify_chain(env.dir.path(), &chain);
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&env.path("ssl/account.key")), 0o600);
     assert_eq!(
@@ -165,7 +144,7 @@ fn issues_leaves_alone_and_renews_near_expiry() {
     assert_eq!(rec["status"], "ok", "{rec:#}");
     assert_summary(&rec, "renewed 1 of 1 certificates");
     assert_ne!(std::fs::read(&chain).unwrap(), first, "a new certificate");
-    verify_chain(&env, &chain);
+    pebble().verify_chain(env.dir.path(), &chain);
     assert_eq!(mode(&key), 0o600);
     assert!(marker.exists(), "the deploy hook ran again");
 }

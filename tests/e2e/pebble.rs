@@ -235,4 +235,26 @@ impl Pebble {
             .expect("Pebble's root");
         std::fs::write(to, pem).expect("write root");
     }
+
+    /// `openssl verify` of the leaf in `chain` against this server's root
+    /// (written into `scratch`), with the rest of the file as
+    /// intermediates.
+    pub fn verify_chain(&self, scratch: &Path, chain: &Path) {
+        let root = scratch.join("pebble-root.pem");
+        self.root_pem(&root);
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(chain)
+            .arg(chain)
+            .output()
+            .expect("openssl verify");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK"),
+            "openssl verify: {}",
+            crate::util::text(&out)
+        );
+    }
 }
