@@ -1,6 +1,6 @@
 //! `opsd plugin new`: a plugin project that builds, tests and runs as it
-//! comes, in Rust, Python or JavaScript. The templates and the WIT they
-//! need (and, for Rust, the SDK) are compiled into the binary, so it works
+//! comes, in Rust, Python or JavaScript. The templates, the WIT they need
+//! and the language's SDK are compiled into the binary, so it works
 //! offline and always matches the contract this opsd speaks.
 
 use std::path::{Path, PathBuf};
@@ -43,6 +43,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
 /// holds it in `wit/` beside the `opsd-sdk/` copy).
 const SDK_WIT_IN_TREE: &str = r#"path: "../../wit","#;
 const SDK_WIT_IN_PROJECT: &str = r#"path: "../wit","#;
+/// The Python SDK, one module (`sdk/python`), copied into Python projects.
+pub const PY_SDK: &str = include_str!("../../sdk/python/opsd_sdk.py");
+/// The JavaScript SDK, one module (`sdk/js`), copied into JS projects.
+pub const JS_SDK: &str = include_str!("../../sdk/js/opsd-sdk.js");
 const PY_APP: &str = include_str!("../templates/python/app.py");
 const PY_LOGIC: &str = include_str!("../templates/python/logic.py");
 const PY_TEST: &str = include_str!("../templates/python/test_logic.py");
@@ -122,6 +126,7 @@ pub fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
             ("app.py".into(), fill(PY_APP)),
             ("logic.py".into(), fill(PY_LOGIC)),
             ("test_logic.py".into(), fill(PY_TEST)),
+            ("opsd_sdk.py".into(), PY_SDK.into()),
             ("wit/plugin.wit".into(), PLUGIN_WIT.into()),
             (".gitignore".into(), "__pycache__/\n*.wasm\n".into()),
         ],
@@ -129,6 +134,7 @@ pub fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
             ("plugin.js".into(), fill(JS_PLUGIN)),
             ("logic.js".into(), fill(JS_LOGIC)),
             ("logic.test.js".into(), fill(JS_TEST)),
+            ("opsd-sdk.js".into(), JS_SDK.into()),
             ("package.json".into(), fill(JS_PACKAGE)),
             ("build.mjs".into(), JS_BUILD.into()),
             ("wit/world.wit".into(), fill(JS_WORLD)),
@@ -195,7 +201,22 @@ fn readme(name: &str, lang: Lang) -> String {
              its plugins/sdk) or a path to a checkout's plugins/sdk, and delete\n\
              `opsd-sdk/`.\n"
         }
-        Lang::Python | Lang::Js => "",
+        Lang::Python => {
+            "\nIt uses opsd_sdk.py, the Python side of the contract (config into a\n\
+             dataclass, outcomes, logging, programs, files): a copy of the SDK of\n\
+             the opsd that made this project (sdk/python in opsd's source). The\n\
+             bindings it wraps are the `wit_world` module componentize-py makes\n\
+             from `wit/`; opsd's docs/host-interfaces.md lists every host\n\
+             function in both forms.\n"
+        }
+        Lang::Js => {
+            "\nIt uses opsd-sdk.js, the JavaScript side of the contract (config\n\
+             checks, outcomes, logging, programs, and `fs` over the granted\n\
+             directories, with 64-bit values as Numbers and host errors as\n\
+             ordinary Errors): a copy of the SDK of the opsd that made this\n\
+             project (sdk/js in opsd's source). opsd's docs/host-interfaces.md\n\
+             lists every host function and how ComponentizeJS names it.\n"
+        }
     };
     format!(
         r#"# {name}
@@ -345,6 +366,45 @@ mod tests {
                 version(dep)
             };
             assert_eq!(version(&copy_deps[name.as_str()]), want, "{name}");
+        }
+    }
+
+    /// Python and JavaScript projects carry their SDK, byte for byte the
+    /// one in `sdk/`, and the examples use that same file.
+    #[test]
+    fn python_and_js_projects_hold_their_sdk() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (lang, file, source, example) in [
+            (
+                Lang::Python,
+                "opsd_sdk.py",
+                "sdk/python/opsd_sdk.py",
+                "examples/plugins/http-check/opsd_sdk.py",
+            ),
+            (
+                Lang::Js,
+                "opsd-sdk.js",
+                "sdk/js/opsd-sdk.js",
+                "examples/plugins/cache-clean/opsd-sdk.js",
+            ),
+        ] {
+            let files = files("disk-report", lang);
+            let copy = &files.iter().find(|(p, _)| p == file).unwrap().1;
+            let on_disk = std::fs::read_to_string(root.join(source)).unwrap();
+            assert_eq!(copy, &on_disk, "{lang:?}");
+            assert_eq!(
+                std::fs::read_to_string(root.join(example)).unwrap(),
+                on_disk,
+                "{example}"
+            );
+            let readme = &files.iter().find(|(p, _)| p == "README.md").unwrap().1;
+            assert!(readme.contains(file), "{lang:?} README names {file}");
+            let code = files
+                .iter()
+                .filter(|(p, _)| p.ends_with(".py") || p.ends_with(".js"))
+                .filter(|(p, _)| p != file)
+                .any(|(_, body)| body.contains("opsd_sdk") || body.contains("./opsd-sdk.js"));
+            assert!(code, "{lang:?}: the template uses its SDK");
         }
     }
 
