@@ -187,9 +187,10 @@ fn readme(name: &str, lang: Lang) -> String {
     };
     let wasm = artifact(name, lang);
     let contract = match lang {
-        Lang::Rust | Lang::Python => "`wit/plugin.wit`",
+        Lang::Rust | Lang::Python => "`wit/plugin.wit` (opsd:plugin)",
         Lang::Js => {
-            "`wit/deps/opsd-plugin.wit` (the world this plugin builds for is `wit/world.wit`)"
+            "`wit/deps/opsd-plugin.wit` (opsd:plugin); the world this plugin\n\
+             builds for, `wit/world.wit`, adds the WASI filesystem"
         }
     };
     let sdk = match lang {
@@ -206,16 +207,15 @@ fn readme(name: &str, lang: Lang) -> String {
              dataclass, outcomes, logging, programs, files): a copy of the SDK of\n\
              the opsd that made this project (sdk/python in opsd's source). The\n\
              bindings it wraps are the `wit_world` module componentize-py makes\n\
-             from `wit/`; opsd's docs/host-interfaces.md lists every host\n\
-             function in both forms.\n"
+             from `wit/`.\n"
         }
         Lang::Js => {
             "\nIt uses opsd-sdk.js, the JavaScript side of the contract (config\n\
              checks, outcomes, logging, programs, and `fs` over the granted\n\
              directories, with 64-bit values as Numbers and host errors as\n\
              ordinary Errors): a copy of the SDK of the opsd that made this\n\
-             project (sdk/js in opsd's source). opsd's docs/host-interfaces.md\n\
-             lists every host function and how ComponentizeJS names it.\n"
+             project (sdk/js in opsd's source). Its `fs` needs the world to\n\
+             import wasi:filesystem/preopens, as `wit/world.wit` does.\n"
         }
     };
     format!(
@@ -223,7 +223,9 @@ fn readme(name: &str, lang: Lang) -> String {
 
 An opsd plugin, made by `opsd plugin new`. It measures a directory against
 a byte budget; replace `run` with your chore. The contract is
-{contract} (opsd:plugin); see opsd's docs/plugin-guide.md.
+{contract}. opsd's docs/plugin-guide.md explains it, and
+docs/host-interfaces.md lists every host function and record in each
+language.
 {sdk}
 Test the logic (no WebAssembly needed), then build the component:
 

@@ -19,7 +19,6 @@ tests code that uses it on any Python.
 """
 
 import dataclasses
-import importlib
 import json
 import os
 import typing
@@ -33,16 +32,32 @@ __all__ = [
 ]
 
 
-def _bindings(*names):
-    """The first of `wit_world.imports.NAME` that exists. componentize-py
-    renames an interface whose name clashes with another package's
-    (`types` becomes `opsd_plugin_types` beside `wasi:http/types`)."""
-    for name in names:
-        try:
-            return importlib.import_module(f"wit_world.imports.{name}")
-        except ImportError:
-            continue
-    return None
+# The bindings, resolved when the module is imported: componentize-py
+# imports it while building the component, so a module that is missing
+# is looked for on the build machine, never at run time inside the
+# sandbox (where looking would touch paths the job does not grant).
+# componentize-py names the `types` interface `opsd_plugin_types` when
+# the world also imports a WASI `types` (wasi:http's). In plain Python
+# (unit tests) there are no bindings, and only the config part works.
+try:
+    from componentize_py_types import Err
+    from wit_world.imports import files as _files_api
+    from wit_world.imports import log as _log_api
+    from wit_world.imports import process as _process_api
+
+    try:
+        from wit_world.imports import types as _types_api
+    except ImportError:
+        from wit_world.imports import opsd_plugin_types as _types_api
+except ImportError:
+    Err = None
+    _files_api = _log_api = _process_api = _types_api = None
+
+
+def _need(api):
+    if api is None:
+        raise RuntimeError("opsd_sdk: this call needs the component's bindings (wit_world); it runs inside opsd")
+    return api
 
 
 class ConfigError(ValueError):
@@ -97,15 +112,9 @@ def load_config(text: str, cls):
     return cls(**raw)
 
 
-def _types():
-    return _bindings("types", "opsd_plugin_types")
-
-
 def error(message: str, kind: str):
     """A plugin-error to raise from `run`: `raise opsd_sdk.error(...)`."""
-    from componentize_py_types import Err
-
-    return Err(_types().PluginError(message=message, kind=kind))
+    return _need(Err)(_need(_types_api).PluginError(message=message, kind=kind))
 
 
 def bad_config(ctx, message: str):
@@ -124,11 +133,11 @@ def config(ctx, cls):
 
 def metric(name: str, value: float, unit: typing.Optional[str] = None):
     """A metric record; `value` may be an int."""
-    return _types().Metric(name=name, value=float(value), unit=unit)
+    return _need(_types_api).Metric(name=name, value=float(value), unit=unit)
 
 
 def _outcome(status: str, summary: str, details: str, metrics, artifacts):
-    t = _types()
+    t = _need(_types_api)
     return t.Outcome(
         status=getattr(t.Status, status.upper()),
         summary=summary,
@@ -187,7 +196,7 @@ class Report:
 
 
 def _log(level: str, message: str):
-    log = _bindings("log")
+    log = _need(_log_api)
     log.log(getattr(log.Level, level), message)
 
 
@@ -214,7 +223,7 @@ def error_log(message: str):
 
 def progress(done: int, total: typing.Optional[int], message: str):
     """Progress: `done` of `total` (None when unknown)."""
-    _bindings("log").progress(done, total, message)
+    _need(_log_api).progress(done, total, message)
 
 
 class ProcessError(Exception):
@@ -234,9 +243,7 @@ def run(program: str, *args: str, stdin=None, cwd=None, env=(), timeout_ms=None,
     Returns the exit record (`.code`, `.stdout`, `.stderr` bytes); raises
     ProcessError when it cannot start, times out or (with `check`) exits
     non-zero. A denied program fails the run whatever the plugin does."""
-    from componentize_py_types import Err
-
-    p = _bindings("process")
+    p = _need(_process_api)
     if isinstance(stdin, str):
         stdin = stdin.encode()
     cmd = p.Command(
@@ -266,8 +273,6 @@ class FilesError(OSError):
 
 
 def _files(call, path, *args):
-    from componentize_py_types import Err
-
     try:
         return call(path, *args)
     except Err as e:
@@ -277,22 +282,22 @@ def _files(call, path, *args):
 def stat(path: str):
     """Mode, owner, size and the free space of the filesystem holding
     `path` (a file-info record)."""
-    return _files(_bindings("files").stat, path)
+    return _files(_need(_files_api).stat, path)
 
 
 def set_mode(path: str, mode: int):
     """Permission bits, 0o777 at most (read-write grant)."""
-    _files(_bindings("files").set_mode, path, mode)
+    _files(_need(_files_api).set_mode, path, mode)
 
 
 def set_owner(path: str, owner: typing.Optional[str] = None, group: typing.Optional[str] = None):
     """Owner and/or group by name or number (read-write grant)."""
-    _files(_bindings("files").set_owner, path, owner, group)
+    _files(_need(_files_api).set_owner, path, owner, group)
 
 
 def sync_dir(path: str):
     """Makes a rename into directory `path` durable."""
-    _files(_bindings("files").sync_dir, path)
+    _files(_need(_files_api).sync_dir, path)
 
 
 def read_text(path: str) -> str:
