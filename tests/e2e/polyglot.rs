@@ -483,6 +483,189 @@ fn plugin_new_projects_test_build_and_run_with_two_commands() {
     }
 }
 
+/// A Python plugin that calls every kind of opsd_sdk helper.
+const SDK_PY_APP: &str = r#"
+from dataclasses import dataclass
+
+import wit_world
+from wit_world.imports.types import Capabilities, Description, FsRequest
+
+import opsd_sdk
+
+
+@dataclass
+class Config:
+    dir: str
+    max_bytes: int
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self):
+        return Description(
+            name="sdk-py",
+            version="0.1.0",
+            description="exercises opsd_sdk",
+            capabilities=Capabilities(fs=[FsRequest("/data", True, "scratch")], exec=["sh"], net=False),
+            config_schema="{}",
+            suggested_schedule=None,
+        )
+
+    def run(self, ctx):
+        cfg = opsd_sdk.config(ctx, Config)
+        report = opsd_sdk.Report()
+        report.note("stdout=" + opsd_sdk.run("sh", "-c", "echo hello").stdout.decode().strip())
+        try:
+            opsd_sdk.run("sh", "-c", "echo oops >&2; exit 3")
+        except opsd_sdk.ProcessError as e:
+            report.warn(str(e))
+        path = cfg.dir + "/py.txt"
+        opsd_sdk.write_text(path, "written by python", mode=0o640)
+        report.note("read=" + opsd_sdk.read_text(path))
+        report.note("mode=" + oct(opsd_sdk.stat(path).mode & 0o777))
+        try:
+            opsd_sdk.stat(cfg.dir + "/missing.txt")
+        except opsd_sdk.FilesError as e:
+            report.note("hosterr=" + str(e))
+        report.metric("max_bytes", cfg.max_bytes)
+        opsd_sdk.progress(1, 1, "done")
+        opsd_sdk.info("sdk-py done")
+        return report.outcome("sdk exercised")
+"#;
+
+/// A JavaScript plugin that calls every kind of opsd-sdk.js helper.
+const SDK_JS_PLUGIN: &str = r#"
+import * as opsd from './opsd-sdk.js';
+import { snapshot } from 'opsd:plugin/system@0.1.2';
+
+export function describe() {
+  return {
+    name: 'sdk-js',
+    version: '0.1.0',
+    description: 'exercises opsd-sdk.js',
+    capabilities: { fs: [{ guest: '/data', write: true, reason: 'scratch' }], exec: ['sh'], net: false },
+    configSchema: '{}',
+    suggestedSchedule: undefined,
+  };
+}
+
+export function run(ctx) {
+  const cfg = opsd.config(ctx, { dir: { type: 'string' }, max_bytes: { type: 'integer' } });
+  const report = new opsd.Report();
+  report.note(`stdout=${opsd.run('sh', ['-c', 'echo hello']).stdoutText.trim()}`);
+  try {
+    opsd.run('sh', ['-c', 'echo oops >&2; exit 3']);
+  } catch (e) {
+    report.warn(`${e instanceof Error}:${e.message}`);
+  }
+  const path = `${cfg.dir}/js.txt`;
+  opsd.fs.writeText(path, 'written by js');
+  report.note(`read=${opsd.fs.readText(path)}`);
+  report.note(`list=${opsd.fs.list(cfg.dir).map((e) => e.name).sort().join(',')}`);
+  const st = opsd.fs.stat(path);
+  report.note(`size=${typeof st.size}:${st.size}`);
+  report.note(`fsTotal=${typeof opsd.files.stat(path).fsTotalBytes}`);
+  const snap = opsd.numbers(snapshot());
+  report.note(`memory=${typeof snap.memoryTotalBytes}:${snap.memoryTotalBytes > 0}`);
+  try {
+    opsd.fs.readText(`${cfg.dir}/missing.txt`);
+  } catch (e) {
+    report.note(`missing=${e instanceof Error}:${e.message}`);
+  }
+  try {
+    opsd.files.stat(`${cfg.dir}/missing.txt`);
+  } catch (e) {
+    report.note(`hosterr=${e instanceof Error}:${e.message}`);
+  }
+  report.metric('max_bytes', BigInt(cfg.max_bytes));
+  opsd.progress(1, 1, 'done');
+  return report.outcome('sdk exercised');
+}
+"#;
+
+/// The Python and JavaScript SDKs' helpers inside real components in a
+/// daemon: programs (a failure carries its stderr), files through WASI
+/// and the host, findings, and in JavaScript 64-bit values as Numbers and
+/// host errors as ordinary Errors.
+#[test]
+fn the_python_and_js_sdks_work_inside_components() {
+    let mut jobs = String::new();
+    for name in ["sdk-py", "sdk-js"] {
+        jobs.push_str(&format!(
+            "[[job]]\nname = \"{name}\"\nplugin = \"{name}\"\nschedule = \"@yearly\"\n[job.grants]\nexec = [\"sh\"]\nfs = [{{ host = \"data\", guest = \"/data\", access = \"rw\" }}]\n[job.config]\ndir = \"/data\"\nmax_bytes = 7\n\n"
+        ));
+    }
+    let env = Env::new(&jobs);
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    let projects = env.path("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    for (name, lang, file, source) in [
+        ("sdk-py", "python", "app.py", SDK_PY_APP),
+        ("sdk-js", "js", "plugin.js", SDK_JS_PLUGIN),
+    ] {
+        run_ok(
+            Command::new(crate::util::opsd_bin())
+                .current_dir(&projects)
+                .args(["plugin", "new", name, "--lang", lang]),
+            "opsd plugin new",
+        );
+        let project = projects.join(name);
+        std::fs::write(project.join(file), source).unwrap();
+        if lang == "js" {
+            std::os::unix::fs::symlink(node_modules_with(NODE_TOOLS), project.join("node_modules"))
+                .unwrap();
+        }
+        let wasm = test_and_build(&project, name, lang);
+        std::fs::copy(&wasm, env.path(&format!("plugins/{name}.wasm"))).unwrap();
+    }
+
+    let rec = env.run_job("sdk-py");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(rec["summary"], "sdk exercised");
+    assert_eq!(metric(&rec, "max_bytes"), 7.0);
+    let details = rec["details"].as_str().unwrap();
+    for want in [
+        "stdout=hello",
+        "warning: sh failed (exit code 3): oops",
+        "read=written by python",
+        "mode=0o640",
+        "hosterr=/data/missing.txt: ",
+    ] {
+        assert!(details.contains(want), "{want}: {details}");
+    }
+    let written = env.path("data/py.txt");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "written by python"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&written).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    let rec = env.run_job("sdk-js");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(metric(&rec, "max_bytes"), 7.0);
+    let details = rec["details"].as_str().unwrap();
+    for want in [
+        "stdout=hello",
+        "warning: true:sh failed (exit code 3): oops",
+        "read=written by js",
+        "list=js.txt,py.txt",
+        "size=number:13",
+        "fsTotal=number",
+        "memory=number:true",
+        "missing=true:/data/missing.txt: no such file or directory",
+        "hosterr=true:/data/missing.txt: ",
+    ] {
+        assert!(details.contains(want), "{want}: {details}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.path("data/js.txt")).unwrap(),
+        "written by js"
+    );
+}
+
 /// Whether `block` appears in `file` as consecutive lines, all shifted by
 /// the same indentation.
 fn quoted(file: &str, block: &[&str]) -> bool {
