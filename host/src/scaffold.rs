@@ -1,6 +1,6 @@
 //! `opsd plugin new`: a plugin project that builds, tests and runs as it
-//! comes, in Rust, Python or JavaScript. The templates and the WIT they
-//! need (and, for Rust, the SDK) are compiled into the binary, so it works
+//! comes, in Rust, Python or JavaScript. The templates, the WIT they need
+//! and the language's SDK are compiled into the binary, so it works
 //! offline and always matches the contract this opsd speaks.
 
 use std::path::{Path, PathBuf};
@@ -43,6 +43,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
 /// holds it in `wit/` beside the `opsd-sdk/` copy).
 const SDK_WIT_IN_TREE: &str = r#"path: "../../wit","#;
 const SDK_WIT_IN_PROJECT: &str = r#"path: "../wit","#;
+/// The Python SDK, one module (`sdk/python`), copied into Python projects.
+pub const PY_SDK: &str = include_str!("../../sdk/python/opsd_sdk.py");
+/// The JavaScript SDK, one module (`sdk/js`), copied into JS projects.
+pub const JS_SDK: &str = include_str!("../../sdk/js/opsd-sdk.js");
 const PY_APP: &str = include_str!("../templates/python/app.py");
 const PY_LOGIC: &str = include_str!("../templates/python/logic.py");
 const PY_TEST: &str = include_str!("../templates/python/test_logic.py");
@@ -122,6 +126,7 @@ pub fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
             ("app.py".into(), fill(PY_APP)),
             ("logic.py".into(), fill(PY_LOGIC)),
             ("test_logic.py".into(), fill(PY_TEST)),
+            ("opsd_sdk.py".into(), PY_SDK.into()),
             ("wit/plugin.wit".into(), PLUGIN_WIT.into()),
             (".gitignore".into(), "__pycache__/\n*.wasm\n".into()),
         ],
@@ -129,6 +134,7 @@ pub fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
             ("plugin.js".into(), fill(JS_PLUGIN)),
             ("logic.js".into(), fill(JS_LOGIC)),
             ("logic.test.js".into(), fill(JS_TEST)),
+            ("opsd-sdk.js".into(), JS_SDK.into()),
             ("package.json".into(), fill(JS_PACKAGE)),
             ("build.mjs".into(), JS_BUILD.into()),
             ("wit/world.wit".into(), fill(JS_WORLD)),
@@ -181,9 +187,10 @@ fn readme(name: &str, lang: Lang) -> String {
     };
     let wasm = artifact(name, lang);
     let contract = match lang {
-        Lang::Rust | Lang::Python => "`wit/plugin.wit`",
+        Lang::Rust | Lang::Python => "`wit/plugin.wit` (opsd:plugin)",
         Lang::Js => {
-            "`wit/deps/opsd-plugin.wit` (the world this plugin builds for is `wit/world.wit`)"
+            "`wit/deps/opsd-plugin.wit` (opsd:plugin); the world this plugin\n\
+             builds for, `wit/world.wit`, adds the WASI filesystem"
         }
     };
     let sdk = match lang {
@@ -195,14 +202,30 @@ fn readme(name: &str, lang: Lang) -> String {
              its plugins/sdk) or a path to a checkout's plugins/sdk, and delete\n\
              `opsd-sdk/`.\n"
         }
-        Lang::Python | Lang::Js => "",
+        Lang::Python => {
+            "\nIt uses opsd_sdk.py, the Python side of the contract (config into a\n\
+             dataclass, outcomes, logging, programs, files): a copy of the SDK of\n\
+             the opsd that made this project (sdk/python in opsd's source). The\n\
+             bindings it wraps are the `wit_world` module componentize-py makes\n\
+             from `wit/`.\n"
+        }
+        Lang::Js => {
+            "\nIt uses opsd-sdk.js, the JavaScript side of the contract (config\n\
+             checks, outcomes, logging, programs, and `fs` over the granted\n\
+             directories, with 64-bit values as Numbers and host errors as\n\
+             ordinary Errors): a copy of the SDK of the opsd that made this\n\
+             project (sdk/js in opsd's source). Its `fs` needs the world to\n\
+             import wasi:filesystem/preopens, as `wit/world.wit` does.\n"
+        }
     };
     format!(
         r#"# {name}
 
 An opsd plugin, made by `opsd plugin new`. It measures a directory against
 a byte budget; replace `run` with your chore. The contract is
-{contract} (opsd:plugin); see opsd's docs/plugin-guide.md.
+{contract}. opsd's docs/plugin-guide.md explains it, and
+docs/host-interfaces.md lists every host function and record in each
+language.
 {sdk}
 Test the logic (no WebAssembly needed), then build the component:
 
@@ -345,6 +368,45 @@ mod tests {
                 version(dep)
             };
             assert_eq!(version(&copy_deps[name.as_str()]), want, "{name}");
+        }
+    }
+
+    /// Python and JavaScript projects carry their SDK, byte for byte the
+    /// one in `sdk/`, and the examples use that same file.
+    #[test]
+    fn python_and_js_projects_hold_their_sdk() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (lang, file, source, example) in [
+            (
+                Lang::Python,
+                "opsd_sdk.py",
+                "sdk/python/opsd_sdk.py",
+                "examples/plugins/http-check/opsd_sdk.py",
+            ),
+            (
+                Lang::Js,
+                "opsd-sdk.js",
+                "sdk/js/opsd-sdk.js",
+                "examples/plugins/cache-clean/opsd-sdk.js",
+            ),
+        ] {
+            let files = files("disk-report", lang);
+            let copy = &files.iter().find(|(p, _)| p == file).unwrap().1;
+            let on_disk = std::fs::read_to_string(root.join(source)).unwrap();
+            assert_eq!(copy, &on_disk, "{lang:?}");
+            assert_eq!(
+                std::fs::read_to_string(root.join(example)).unwrap(),
+                on_disk,
+                "{example}"
+            );
+            let readme = &files.iter().find(|(p, _)| p == "README.md").unwrap().1;
+            assert!(readme.contains(file), "{lang:?} README names {file}");
+            let code = files
+                .iter()
+                .filter(|(p, _)| p.ends_with(".py") || p.ends_with(".js"))
+                .filter(|(p, _)| p != file)
+                .any(|(_, body)| body.contains("opsd_sdk") || body.contains("./opsd-sdk.js"));
+            assert!(code, "{lang:?}: the template uses its SDK");
         }
     }
 

@@ -495,6 +495,189 @@ fn plugin_new_projects_test_build_and_run_with_two_commands() {
     }
 }
 
+/// A Python plugin that calls every kind of opsd_sdk helper.
+const SDK_PY_APP: &str = r#"
+from dataclasses import dataclass
+
+import wit_world
+from wit_world.imports.types import Capabilities, Description, FsRequest
+
+import opsd_sdk
+
+
+@dataclass
+class Config:
+    dir: str
+    max_bytes: int
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self):
+        return Description(
+            name="sdk-py",
+            version="0.1.0",
+            description="exercises opsd_sdk",
+            capabilities=Capabilities(fs=[FsRequest("/data", True, "scratch")], exec=["sh"], net=False),
+            config_schema="{}",
+            suggested_schedule=None,
+        )
+
+    def run(self, ctx):
+        cfg = opsd_sdk.config(ctx, Config)
+        report = opsd_sdk.Report()
+        report.note("stdout=" + opsd_sdk.run("sh", "-c", "echo hello").stdout.decode().strip())
+        try:
+            opsd_sdk.run("sh", "-c", "echo oops >&2; exit 3")
+        except opsd_sdk.ProcessError as e:
+            report.warn(str(e))
+        path = cfg.dir + "/py.txt"
+        opsd_sdk.write_text(path, "written by python", mode=0o640)
+        report.note("read=" + opsd_sdk.read_text(path))
+        report.note("mode=" + oct(opsd_sdk.stat(path).mode & 0o777))
+        try:
+            opsd_sdk.stat(cfg.dir + "/missing.txt")
+        except opsd_sdk.FilesError as e:
+            report.note("hosterr=" + str(e))
+        report.metric("max_bytes", cfg.max_bytes)
+        opsd_sdk.progress(1, 1, "done")
+        opsd_sdk.info("sdk-py done")
+        return report.outcome("sdk exercised")
+"#;
+
+/// A JavaScript plugin that calls every kind of opsd-sdk.js helper.
+const SDK_JS_PLUGIN: &str = r#"
+import * as opsd from './opsd-sdk.js';
+import { snapshot } from 'opsd:plugin/system@0.1.2';
+
+export function describe() {
+  return {
+    name: 'sdk-js',
+    version: '0.1.0',
+    description: 'exercises opsd-sdk.js',
+    capabilities: { fs: [{ guest: '/data', write: true, reason: 'scratch' }], exec: ['sh'], net: false },
+    configSchema: '{}',
+    suggestedSchedule: undefined,
+  };
+}
+
+export function run(ctx) {
+  const cfg = opsd.config(ctx, { dir: { type: 'string' }, max_bytes: { type: 'integer' } });
+  const report = new opsd.Report();
+  report.note(`stdout=${opsd.run('sh', ['-c', 'echo hello']).stdoutText.trim()}`);
+  try {
+    opsd.run('sh', ['-c', 'echo oops >&2; exit 3']);
+  } catch (e) {
+    report.warn(`${e instanceof Error}:${e.message}`);
+  }
+  const path = `${cfg.dir}/js.txt`;
+  opsd.fs.writeText(path, 'written by js');
+  report.note(`read=${opsd.fs.readText(path)}`);
+  report.note(`list=${opsd.fs.list(cfg.dir).map((e) => e.name).sort().join(',')}`);
+  const st = opsd.fs.stat(path);
+  report.note(`size=${typeof st.size}:${st.size}`);
+  report.note(`fsTotal=${typeof opsd.files.stat(path).fsTotalBytes}`);
+  const snap = opsd.numbers(snapshot());
+  report.note(`memory=${typeof snap.memoryTotalBytes}:${snap.memoryTotalBytes > 0}`);
+  try {
+    opsd.fs.readText(`${cfg.dir}/missing.txt`);
+  } catch (e) {
+    report.note(`missing=${e instanceof Error}:${e.message}`);
+  }
+  try {
+    opsd.files.stat(`${cfg.dir}/missing.txt`);
+  } catch (e) {
+    report.note(`hosterr=${e instanceof Error}:${e.message}`);
+  }
+  report.metric('max_bytes', BigInt(cfg.max_bytes));
+  opsd.progress(1, 1, 'done');
+  return report.outcome('sdk exercised');
+}
+"#;
+
+/// The Python and JavaScript SDKs' helpers inside real components in a
+/// daemon: programs (a failure carries its stderr), files through WASI
+/// and the host, findings, and in JavaScript 64-bit values as Numbers and
+/// host errors as ordinary Errors.
+#[test]
+fn the_python_and_js_sdks_work_inside_components() {
+    let mut jobs = String::new();
+    for name in ["sdk-py", "sdk-js"] {
+        jobs.push_str(&format!(
+            "[[job]]\nname = \"{name}\"\nplugin = \"{name}\"\nschedule = \"@yearly\"\n[job.grants]\nexec = [\"sh\"]\nfs = [{{ host = \"data\", guest = \"/data\", access = \"rw\" }}]\n[job.config]\ndir = \"/data\"\nmax_bytes = 7\n\n"
+        ));
+    }
+    let env = Env::new(&jobs);
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    let projects = env.path("projects");
+    std::fs::create_dir_all(&projects).unwrap();
+    for (name, lang, file, source) in [
+        ("sdk-py", "python", "app.py", SDK_PY_APP),
+        ("sdk-js", "js", "plugin.js", SDK_JS_PLUGIN),
+    ] {
+        run_ok(
+            Command::new(crate::util::opsd_bin())
+                .current_dir(&projects)
+                .args(["plugin", "new", name, "--lang", lang]),
+            "opsd plugin new",
+        );
+        let project = projects.join(name);
+        std::fs::write(project.join(file), source).unwrap();
+        if lang == "js" {
+            std::os::unix::fs::symlink(node_modules_with(NODE_TOOLS), project.join("node_modules"))
+                .unwrap();
+        }
+        let wasm = test_and_build(&project, name, lang);
+        std::fs::copy(&wasm, env.path(&format!("plugins/{name}.wasm"))).unwrap();
+    }
+
+    let rec = env.run_job("sdk-py");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(rec["summary"], "sdk exercised");
+    assert_eq!(metric(&rec, "max_bytes"), 7.0);
+    let details = rec["details"].as_str().unwrap();
+    for want in [
+        "stdout=hello",
+        "warning: sh failed (exit code 3): oops",
+        "read=written by python",
+        "mode=0o640",
+        "hosterr=/data/missing.txt: ",
+    ] {
+        assert!(details.contains(want), "{want}: {details}");
+    }
+    let written = env.path("data/py.txt");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "written by python"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&written).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    let rec = env.run_job("sdk-js");
+    assert_eq!(rec["status"], "warning", "{rec:#}");
+    assert_eq!(metric(&rec, "max_bytes"), 7.0);
+    let details = rec["details"].as_str().unwrap();
+    for want in [
+        "stdout=hello",
+        "warning: true:sh failed (exit code 3): oops",
+        "read=written by js",
+        "list=js.txt,py.txt",
+        "size=number:13",
+        "fsTotal=number",
+        "memory=number:true",
+        "missing=true:/data/missing.txt: no such file or directory",
+        "hosterr=true:/data/missing.txt: ",
+    ] {
+        assert!(details.contains(want), "{want}: {details}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.path("data/js.txt")).unwrap(),
+        "written by js"
+    );
+}
+
 /// Whether `block` appears in `file` as consecutive lines, all shifted by
 /// the same indentation.
 fn quoted(file: &str, block: &[&str]) -> bool {
@@ -519,9 +702,11 @@ fn quoted(file: &str, block: &[&str]) -> bool {
     })
 }
 
-#[test]
-fn the_plugin_guide_quotes_only_files_ci_builds() {
-    let guide = std::fs::read_to_string(repo().join("docs/plugin-guide.md")).unwrap();
+/// Checks that every code block of `doc` (a path in the repository) is
+/// quoted from the file its `<!-- from: PATH -->` line names; returns how
+/// many were.
+fn check_quotes(doc: &str) -> usize {
+    let guide = std::fs::read_to_string(repo().join(doc)).unwrap();
     let lines: Vec<&str> = guide.lines().collect();
     let mut i = 0;
     let mut checked = 0;
@@ -532,7 +717,7 @@ fn the_plugin_guide_quotes_only_files_ci_builds() {
         };
         let end = (i + 1..lines.len())
             .find(|&k| lines[k] == "```")
-            .unwrap_or_else(|| panic!("docs/plugin-guide.md:{}: unclosed block", i + 1));
+            .unwrap_or_else(|| panic!("{doc}:{}: unclosed block", i + 1));
         let block = &lines[i + 1..end];
         let source = lines[i.saturating_sub(1)]
             .strip_prefix("<!-- from: ")
@@ -540,10 +725,10 @@ fn the_plugin_guide_quotes_only_files_ci_builds() {
         match source {
             Some(path) => {
                 let file = std::fs::read_to_string(repo().join(path))
-                    .unwrap_or_else(|e| panic!("docs/plugin-guide.md:{}: {path}: {e}", i + 1));
+                    .unwrap_or_else(|e| panic!("{doc}:{}: {path}: {e}", i + 1));
                 assert!(
                     quoted(&file, block),
-                    "docs/plugin-guide.md:{}: this block is not in {path} as written:\n{}",
+                    "{doc}:{}: this block is not in {path} as written:\n{}",
                     i + 1,
                     block.join("\n")
                 );
@@ -553,12 +738,274 @@ fn the_plugin_guide_quotes_only_files_ci_builds() {
             None => assert_eq!(
                 lang,
                 "text",
-                "docs/plugin-guide.md:{}: a code block needs a `<!-- from: PATH -->` line naming the file it quotes",
+                "{doc}:{}: a code block needs a `<!-- from: PATH -->` line naming the file it quotes",
                 i + 1
             ),
         }
         i = end + 1;
     }
+    assert!(!guide.contains("PLACEHOLDER"), "{doc}");
+    checked
+}
+
+#[test]
+fn the_plugin_guide_quotes_only_files_ci_builds() {
+    let checked = check_quotes("docs/plugin-guide.md");
     assert!(checked >= 10, "only {checked} quoted blocks");
-    assert!(!guide.contains("PLACEHOLDER"));
+    let checked = check_quotes("docs/host-interfaces.md");
+    assert!(checked >= 10, "only {checked} quoted blocks");
+}
+
+/// One named shape or function of a WIT interface.
+#[derive(Debug)]
+struct WitItem {
+    /// `record`, `enum`, `variant` or `func`.
+    kind: &'static str,
+    name: String,
+    /// A record's fields or an enum's or variant's cases (without payloads).
+    members: Vec<String>,
+}
+
+/// `wit/plugin.wit`'s interfaces: (name, items), and the package version.
+/// A small parser for the subset the contract uses: comments dropped,
+/// blocks matched by braces, members split at top-level commas.
+fn parse_wit(wit: &str) -> (String, Vec<(String, Vec<WitItem>)>) {
+    let text: String = wit
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let version = text
+        .split("package opsd:plugin@")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("package line")
+        .to_owned();
+    // (keyword, name, body) of each `KEYWORD NAME { ... }` in `s`.
+    fn blocks<'a>(s: &'a str, keyword: &str) -> Vec<(String, &'a str)> {
+        let mut out = Vec::new();
+        let pat = format!("{keyword} ");
+        let mut from = 0;
+        while let Some(at) = s[from..].find(&pat) {
+            let start = from + at;
+            from = start + pat.len();
+            let before_ok = start == 0 || s[..start].ends_with(char::is_whitespace);
+            let Some(open) = s[from..].find('{') else {
+                break;
+            };
+            let name = s[from..from + open].trim();
+            if !before_ok
+                || name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                continue;
+            }
+            let body_start = from + open + 1;
+            let mut depth = 1;
+            let mut end = body_start;
+            for (k, c) in s[body_start..].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    end = body_start + k;
+                    break;
+                }
+            }
+            out.push((name.to_owned(), &s[body_start..end]));
+            from = end;
+        }
+        out
+    }
+    fn members(body: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut depth = 0i32;
+        let mut cur = String::new();
+        for c in body.chars() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => depth -= 1,
+                _ => {}
+            }
+            if c == ',' && depth == 0 {
+                out.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(c);
+            }
+        }
+        out.push(cur);
+        out.iter()
+            .map(|m| m.split([':', '(']).next().unwrap_or("").trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
+    let interfaces = blocks(&text, "interface")
+        .into_iter()
+        .map(|(name, body)| {
+            let mut items = Vec::new();
+            for kind in ["record", "enum", "variant"] {
+                for (n, b) in blocks(body, kind) {
+                    items.push(WitItem {
+                        kind,
+                        name: n,
+                        members: members(b),
+                    });
+                }
+            }
+            for line in body.lines() {
+                if let Some((n, rest)) = line.trim().split_once(':')
+                    && rest.trim_start().starts_with("func(")
+                {
+                    items.push(WitItem {
+                        kind: "func",
+                        name: n.trim().to_owned(),
+                        members: vec![],
+                    });
+                }
+            }
+            (name, items)
+        })
+        .collect();
+    (version, interfaces)
+}
+
+fn snake(n: &str) -> String {
+    n.replace('-', "_")
+}
+
+fn camel(n: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in n.split('-').enumerate() {
+        let mut c = part.chars();
+        if i > 0
+            && let Some(f) = c.next()
+        {
+            out.extend(f.to_uppercase());
+        }
+        out.push_str(c.as_str());
+    }
+    out
+}
+
+/// The text of `doc` from the heading line `heading` to the next heading
+/// of the same or a higher level.
+fn section<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
+    let level = heading.split(' ').next().unwrap_or("").len();
+    let start = doc.lines().position(|l| l == heading)?;
+    let lines: Vec<&str> = doc.lines().collect();
+    let end = (start + 1..lines.len())
+        .find(|&k| {
+            let h = lines[k].split(' ').next().unwrap_or("");
+            !h.is_empty() && h.chars().all(|c| c == '#') && h.len() <= level
+        })
+        .unwrap_or(lines.len());
+    let from: usize = lines[..start].iter().map(|l| l.len() + 1).sum();
+    let to: usize = lines[..end].iter().map(|l| l.len() + 1).sum();
+    Some(&doc[from..to.min(doc.len())])
+}
+
+/// docs/host-interfaces.md names every function, record field and case of
+/// `wit/plugin.wit` in its WIT, Rust/Python and JavaScript spellings, and
+/// nothing the WIT does not have: a change to the contract fails here
+/// until the reference follows it.
+#[test]
+fn the_host_interface_reference_follows_the_wit() {
+    let wit = std::fs::read_to_string(repo().join("wit/plugin.wit")).unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/host-interfaces.md")).unwrap();
+    let (version, interfaces) = parse_wit(&wit);
+    assert!(interfaces.len() >= 6, "{interfaces:?}");
+    let mut problems = Vec::new();
+    let mut seen_items = 0;
+    for (iface, items) in &interfaces {
+        let heading = format!("## `opsd:plugin/{iface}@{version}`");
+        let Some(sec) = section(&doc, &heading) else {
+            problems.push(format!("no section `{heading}`"));
+            continue;
+        };
+        for item in items {
+            seen_items += 1;
+            if item.kind == "func" {
+                let row = format!("| `{}(", item.name);
+                let Some(line) = sec.lines().find(|l| l.starts_with(&row)) else {
+                    problems.push(format!("{iface}: no row for function `{}`", item.name));
+                    continue;
+                };
+                for form in [snake(&item.name), camel(&item.name)] {
+                    if !line.contains(&format!("{form}(")) {
+                        problems.push(format!(
+                            "{iface}.{}: its row never shows `{form}(`",
+                            item.name
+                        ));
+                    }
+                }
+                continue;
+            }
+            let sub_heading = format!("### {} `{}`", item.kind, item.name);
+            let Some(sub) = section(sec, &sub_heading) else {
+                problems.push(format!("{iface}: no `{sub_heading}`"));
+                continue;
+            };
+            for m in &item.members {
+                let row = if item.kind == "record" {
+                    format!("| `{m}` | `{}` | `{}` |", snake(m), camel(m))
+                } else {
+                    format!("| `{m}")
+                };
+                if !sub.lines().any(|l| l.starts_with(&row)) {
+                    problems.push(format!("{iface}.{}: no row `{row}`", item.name));
+                }
+            }
+            // Rows for members the WIT no longer has.
+            for line in sub.lines().filter(|l| l.starts_with("| `")) {
+                let name = line[3..].split(['`', '(']).next().unwrap_or("");
+                if !item.members.iter().any(|m| m == name) {
+                    problems.push(format!(
+                        "{iface}.{}: row `{name}` is not in the WIT",
+                        item.name
+                    ));
+                }
+            }
+        }
+        // Sub-sections and function rows the WIT no longer has.
+        for line in sec.lines() {
+            if let Some(rest) = line.strip_prefix("### ") {
+                let name = rest.split('`').nth(1).unwrap_or("");
+                if !items
+                    .iter()
+                    .any(|i| i.name == name && rest.starts_with(i.kind))
+                {
+                    problems.push(format!("{iface}: `{line}` is not in the WIT"));
+                }
+            }
+        }
+        if let Some(table) = sec.split("| WIT | Rust |").nth(1) {
+            for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+                let name = line[3..].split('(').next().unwrap_or("");
+                if !items.iter().any(|i| i.kind == "func" && i.name == name) {
+                    problems.push(format!("{iface}: function `{name}` is not in the WIT"));
+                }
+            }
+        }
+    }
+    for line in doc.lines().filter(|l| l.starts_with("## `opsd:plugin/")) {
+        if !interfaces
+            .iter()
+            .any(|(n, _)| line == format!("## `opsd:plugin/{n}@{version}`"))
+        {
+            problems.push(format!("`{line}` is no interface of opsd:plugin@{version}"));
+        }
+    }
+    assert!(
+        seen_items >= 30,
+        "parsed only {seen_items} items: {interfaces:?}"
+    );
+    assert!(
+        problems.is_empty(),
+        "docs/host-interfaces.md does not follow wit/plugin.wit:\n{}",
+        problems.join("\n")
+    );
 }

@@ -3,8 +3,7 @@
 // freed. A JavaScript opsd plugin, built by build.sh (rolldown, then
 // ComponentizeJS).
 
-import { log, progress } from 'opsd:plugin/log@0.1.2';
-import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
+import * as opsd from './opsd-sdk.js';
 import { parseConfig, selectVictims, human } from './select.js';
 
 const SCHEMA = JSON.stringify({
@@ -35,62 +34,27 @@ export function describe() {
   };
 }
 
-/** The preopened directory holding `path`, and `path` relative to it. */
-function resolve(path) {
-  let best = null;
-  for (const [descriptor, root] of getDirectories()) {
-    const prefix = root.replace(/\/+$/, '');
-    if ((path === prefix || path.startsWith(`${prefix}/`) || prefix === '') &&
-        (best === null || prefix.length > best.prefix.length)) {
-      best = { descriptor, prefix };
-    }
-  }
-  if (best === null) {
-    throw fail(`${path} is not in a granted directory; grant it with { host = "...", guest = "${path}", access = "rw" }`, 'denied');
-  }
-  const rel = path.slice(best.prefix.length).replace(/^\/+/, '') || '.';
-  return { root: best.descriptor, rel };
-}
-
-/** WASI errors arrive as a ComponentError whose payload is the error code. */
-function code(e) {
-  return e?.payload ?? e?.message ?? String(e);
-}
-
-function fail(message, kind) {
-  return { message, kind };
-}
-
-/** Every regular file under `rel` (symlinks are neither followed nor removed). */
-function walk(root, rel, guestBase, out, dirs, skipped) {
-  let dir;
+/** Every regular file under `dir` (symlinks are neither followed nor
+ * removed), through opsd-sdk's `fs` over the granted directories. */
+function walk(dir, out, dirs, skipped) {
+  let entries;
   try {
-    dir = rel === '.' ? root : root.openAt({}, rel, { directory: true }, { read: true });
+    entries = opsd.fs.list(dir);
   } catch (e) {
-    skipped.push(`${guestBase}: ${code(e)}`);
+    skipped.push(e.message);
     return;
   }
-  const entries = dir.readDirectory();
-  for (;;) {
-    const entry = entries.readDirectoryEntry();
-    if (!entry) break;
-    const childRel = rel === '.' ? entry.name : `${rel}/${entry.name}`;
-    const guest = `${guestBase}/${entry.name}`;
+  for (const entry of entries) {
+    const path = `${dir}/${entry.name}`;
     if (entry.type === 'directory') {
-      dirs.push({ rel: childRel, guest });
-      walk(root, childRel, guest, out, dirs, skipped);
+      dirs.push(path);
+      walk(path, out, dirs, skipped);
     } else if (entry.type === 'regular-file') {
       try {
-        const st = root.statAt({}, childRel);
-        out.push({
-          rel: childRel,
-          path: guest,
-          name: entry.name,
-          size: Number(st.size),
-          mtime: Number(st.dataModificationTimestamp?.seconds ?? 0n),
-        });
+        const { size, mtime } = opsd.fs.stat(path);
+        out.push({ path, name: entry.name, size, mtime: mtime ?? 0 });
       } catch (e) {
-        skipped.push(`${guest}: ${code(e)}`);
+        skipped.push(e.message);
       }
     }
   }
@@ -101,17 +65,23 @@ export function run(ctx) {
   try {
     cfg = parseConfig(ctx.config);
   } catch (e) {
-    throw fail(`job \`${ctx.job}\`: ${e.message}`, 'bad-config');
+    throw opsd.badConfig(ctx, e.message);
   }
-  const { root, rel } = resolve(cfg.dir);
+  // The cache itself must be readable: a missing grant is an error, a
+  // subdirectory that cannot be read is a warning below.
+  try {
+    opsd.fs.stat(cfg.dir);
+  } catch (e) {
+    throw opsd.pluginError(e.message, 'io');
+  }
   const files = [];
   const dirs = [];
   const skipped = [];
-  walk(root, rel, cfg.dir, files, dirs, skipped);
+  walk(cfg.dir, files, dirs, skipped);
   const total = files.reduce((sum, f) => sum + f.size, 0);
   const now = Math.floor(Date.now() / 1000);
   const { remove, keepBytes } = selectVictims(files, { now, ...cfg });
-  log('info', `${cfg.dir}: ${files.length} files, ${human(total)}; ${remove.length} to remove`);
+  opsd.info(`${cfg.dir}: ${files.length} files, ${human(total)}; ${remove.length} to remove`);
 
   const lines = [];
   let freed = 0;
@@ -124,21 +94,21 @@ export function run(ctx) {
       return;
     }
     try {
-      root.unlinkFileAt(f.rel);
+      opsd.fs.remove(f.path);
       freed += f.size;
       removed += 1;
       lines.push(`removed ${f.path} (${human(f.size)}, ${why})`);
     } catch (e) {
-      errors.push(`${f.path}: ${code(e)}`);
+      errors.push(e.message);
     }
-    progress(BigInt(i + 1), BigInt(remove.length), f.path);
+    opsd.progress(i + 1, remove.length, f.path);
   });
   let dirsRemoved = 0;
   if (!ctx.dryRun && cfg.removeEmptyDirs) {
     // Deepest first, so a parent emptied by its children goes too.
     for (const d of [...dirs].reverse()) {
       try {
-        root.removeDirectoryAt(d.rel);
+        opsd.fs.removeDir(d);
         dirsRemoved += 1;
       } catch {
         // Not empty: kept.
@@ -152,17 +122,15 @@ export function run(ctx) {
   const count = ctx.dryRun ? remove.length : removed;
   const summary = `${verb} ${human(ctx.dryRun ? remove.reduce((s, f) => s + f.size, 0) : freed)} ` +
     `in ${count} files from ${cfg.dir}; ${human(keepBytes)} left`;
-  return {
-    status: errors.length > 0 ? 'failed' : skipped.length > 0 ? 'warning' : 'ok',
-    summary: errors.length > 0 ? `${summary}; ${errors.length} could not be removed` : summary,
+  const make = errors.length > 0 ? opsd.failed : skipped.length > 0 ? opsd.warning : opsd.ok;
+  return make(errors.length > 0 ? `${summary}; ${errors.length} could not be removed` : summary, {
     details: lines.join('\n'),
     metrics: [
-      { name: 'files_scanned', value: files.length, unit: undefined },
-      { name: 'files_removed', value: count, unit: undefined },
-      { name: 'bytes_freed', value: ctx.dryRun ? 0 : freed, unit: 'bytes' },
-      { name: 'bytes_left', value: keepBytes, unit: 'bytes' },
-      { name: 'dirs_removed', value: dirsRemoved, unit: undefined },
+      opsd.metric('files_scanned', files.length),
+      opsd.metric('files_removed', count),
+      opsd.metric('bytes_freed', ctx.dryRun ? 0 : freed, 'bytes'),
+      opsd.metric('bytes_left', keepBytes, 'bytes'),
+      opsd.metric('dirs_removed', dirsRemoved),
     ],
-    artifacts: [],
-  };
+  });
 }

@@ -6,19 +6,12 @@ import time
 from typing import Tuple
 
 import wit_world
-from componentize_py_types import Err, Ok
-from wit_world.imports import log, outgoing_handler, streams
+from componentize_py_types import Err
+from wit_world.imports import outgoing_handler, streams
 from wit_world.imports import wasi_http_types as http
-from wit_world.imports.opsd_plugin_types import (
-    Capabilities,
-    Context,
-    Description,
-    Metric,
-    Outcome,
-    PluginError,
-    Status,
-)
+from wit_world.imports.opsd_plugin_types import Capabilities, Context, Description, Outcome
 
+import opsd_sdk
 from checks import Config, ConfigError, parse_config, verdict
 
 SCHEMA = """{
@@ -36,7 +29,7 @@ SCHEMA = """{
 }"""
 
 MAX_BODY = 1 << 20
-STATUS = {"ok": Status.OK, "warning": Status.WARNING, "failed": Status.FAILED}
+OUTCOME = {"ok": opsd_sdk.ok, "warning": opsd_sdk.warning, "failed": opsd_sdk.failed}
 
 
 class Unreachable(Exception):
@@ -107,31 +100,27 @@ class WitWorld(wit_world.WitWorld):
         try:
             cfg = parse_config(ctx.config)
         except (ConfigError, ValueError) as e:
-            raise Err(PluginError(message=f"job `{ctx.job}`: {e}", kind="bad-config"))
+            raise opsd_sdk.bad_config(ctx, str(e))
         if ctx.dry_run:
-            return Outcome(Status.OK, f"would GET {cfg.url}", "", [], [])
-        log.log(log.Level.INFO, f"GET {cfg.url}")
+            return opsd_sdk.ok(f"would GET {cfg.url}")
+        opsd_sdk.info(f"GET {cfg.url}")
         try:
             status, latency_ms, body = fetch(cfg)
         except Unreachable as e:
-            return Outcome(
-                status=Status.FAILED,
-                summary=f"{cfg.url} did not answer: {e}",
+            return opsd_sdk.failed(
+                f"{cfg.url} did not answer: {e}",
                 details="no response; if the reason is `http request denied`, add the URL's origin to the job's `net` grant",
-                metrics=[Metric("up", 0.0, None)],
-                artifacts=[],
+                metrics=[opsd_sdk.metric("up", 0)],
             )
         outcome, line = verdict(cfg, status, latency_ms, body)
-        log.log(log.Level.INFO, line)
-        return Outcome(
-            status=STATUS[outcome],
-            summary=line,
+        opsd_sdk.info(line)
+        return OUTCOME[outcome](
+            line,
             details=body[:200].decode("utf-8", "replace"),
             metrics=[
-                Metric("up", 1.0 if outcome != "failed" else 0.0, None),
-                Metric("status_code", float(status), None),
-                Metric("latency_ms", round(latency_ms, 1), "ms"),
-                Metric("body_bytes", float(len(body)), "bytes"),
+                opsd_sdk.metric("up", 1 if outcome != "failed" else 0),
+                opsd_sdk.metric("status_code", status),
+                opsd_sdk.metric("latency_ms", round(latency_ms, 1), "ms"),
+                opsd_sdk.metric("body_bytes", len(body), "bytes"),
             ],
-            artifacts=[],
         )

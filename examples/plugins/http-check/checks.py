@@ -1,16 +1,24 @@
 """What http-check decides, without any WebAssembly: the config and the
 verdict on a response. Tested with `python -m unittest` in this directory."""
 
-import json
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-KNOWN = {"url", "expect_status", "expect_body", "warn_ms", "fail_ms", "timeout_ms"}
+from opsd_sdk import ConfigError, load_config
 
 
-class ConfigError(ValueError):
-    """The job's `[job.config]` is wrong; the message says how to fix it."""
+@dataclass
+class Settings:
+    """`[job.config]` as written; opsd_sdk.load_config names a missing,
+    unknown or mistyped key."""
+
+    url: str
+    expect_status: Union[int, List[int]] = 200
+    expect_body: Optional[str] = None
+    warn_ms: int = 500
+    fail_ms: int = 2000
+    timeout_ms: int = 5000
 
 
 @dataclass
@@ -26,28 +34,23 @@ class Config:
     timeout_ms: int = 5000
 
 
-def _ms(raw: dict, key: str, default: int) -> int:
-    value = raw.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+def _ms(raw: Settings, key: str) -> int:
+    value = getattr(raw, key)
+    if value <= 0:
         raise ConfigError(f"`{key}` must be a positive number of milliseconds, not {value!r}")
     return value
 
 
 def parse_config(text: str) -> Config:
-    raw = json.loads(text or "{}")
-    unknown = sorted(set(raw) - KNOWN)
-    if unknown:
-        raise ConfigError(f"unknown key `{unknown[0]}`; known keys: {', '.join(sorted(KNOWN))}")
-    url = raw.get("url")
-    if not isinstance(url, str):
-        raise ConfigError('`url` is required, such as "http://127.0.0.1:8080/health"')
+    raw = load_config(text, Settings)
+    url = raw.url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"`url` {url!r} must be an absolute http:// or https:// URL")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    expect = raw.get("expect_status", [200])
+    expect = raw.expect_status
     if isinstance(expect, int):
         expect = [expect]
     if not expect or not all(isinstance(s, int) and 100 <= s <= 599 for s in expect):
@@ -58,10 +61,10 @@ def parse_config(text: str) -> Config:
         authority=parts.netloc,
         path=path,
         expect_status=expect,
-        expect_body=raw.get("expect_body"),
-        warn_ms=_ms(raw, "warn_ms", 500),
-        fail_ms=_ms(raw, "fail_ms", 2000),
-        timeout_ms=_ms(raw, "timeout_ms", 5000),
+        expect_body=raw.expect_body,
+        warn_ms=_ms(raw, "warn_ms"),
+        fail_ms=_ms(raw, "fail_ms"),
+        timeout_ms=_ms(raw, "timeout_ms"),
     )
     if cfg.warn_ms > cfg.fail_ms:
         raise ConfigError(f"`warn_ms` ({cfg.warn_ms}) must not be above `fail_ms` ({cfg.fail_ms})")

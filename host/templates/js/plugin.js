@@ -5,9 +5,8 @@
 // Build:   opsd plugin build   (see README.md for the steps it runs)
 // Install: cp {{name}}.wasm /var/lib/opsd/plugins/
 
-import { log } from 'opsd:plugin/log@0.1.2';
-import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
-import { verdict } from './logic.js';
+import * as opsd from './opsd-sdk.js';
+import { CONFIG, verdict } from './logic.js';
 
 export function describe() {
   return {
@@ -30,32 +29,21 @@ export function describe() {
 }
 
 export function run(ctx) {
-  const { dir, max_bytes: budget } = JSON.parse(ctx.config);
-  if (typeof dir !== 'string' || typeof budget !== 'number') {
-    throw { message: `job \`${ctx.job}\`: set \`dir\` (a guest path) and \`max_bytes\` (a number)`, kind: 'bad-config' };
-  }
-  // The granted directory is one of the preopens, by its guest path.
-  const found = getDirectories().find(([, path]) => path === dir);
-  if (!found) {
-    throw { message: `${dir} is not a granted directory; grant it in the job's fs list`, kind: 'io' };
-  }
-  const [descriptor] = found;
+  const { dir, max_bytes: budget } = opsd.config(ctx, CONFIG);
   let files = 0;
   let total = 0;
-  const entries = descriptor.readDirectory();
-  for (let e = entries.readDirectoryEntry(); e; e = entries.readDirectoryEntry()) {
-    if (e.type === 'regular-file') {
-      files += 1;
-      total += Number(descriptor.statAt({}, e.name).size);
+  try {
+    for (const entry of opsd.fs.list(dir)) {
+      if (entry.type === 'regular-file') {
+        files += 1;
+        total += opsd.fs.stat(`${dir}/${entry.name}`).size;
+      }
     }
+  } catch (e) {
+    throw opsd.pluginError(e.message, 'io');
   }
-  log('info', `measured ${dir}`);
+  opsd.info(`measured ${dir}`);
   const { warn, summary } = verdict(dir, files, total, budget);
-  return {
-    status: warn ? 'warning' : 'ok',
-    summary,
-    details: '',
-    metrics: [{ name: 'bytes', value: total, unit: 'bytes' }],
-    artifacts: [],
-  };
+  const make = warn ? opsd.warning : opsd.ok;
+  return make(summary, { metrics: [opsd.metric('bytes', total, 'bytes')] });
 }

@@ -10,20 +10,10 @@ import json
 import os
 
 import wit_world
-from componentize_py_types import Err
-from wit_world.imports import log
-from wit_world.imports.types import (
-    Capabilities,
-    Context,
-    Description,
-    FsRequest,
-    Metric,
-    Outcome,
-    PluginError,
-    Status,
-)
+from wit_world.imports.types import Capabilities, Context, Description, FsRequest, Outcome
 
-from logic import verdict
+import opsd_sdk
+from logic import Config, verdict
 
 SCHEMA = json.dumps({
     "type": "object",
@@ -49,23 +39,12 @@ class WitWorld(wit_world.WitWorld):
         )
 
     def run(self, ctx: Context) -> Outcome:
-        config = json.loads(ctx.config)
-        directory, budget = config.get("dir"), config.get("max_bytes")
-        if not isinstance(directory, str) or not isinstance(budget, int):
-            raise Err(PluginError(
-                message=f"job `{ctx.job}`: set `dir` (a guest path) and `max_bytes` (a number)",
-                kind="bad-config",
-            ))
+        cfg = opsd_sdk.config(ctx, Config)
         try:
-            sizes = [e.stat().st_size for e in os.scandir(directory) if e.is_file()]
+            sizes = [e.stat().st_size for e in os.scandir(cfg.dir) if e.is_file()]
         except OSError as e:
-            raise Err(PluginError(message=f"{directory}: {e} (is it in the job's fs grant?)", kind="io"))
-        log.log(log.Level.INFO, f"measured {directory}")
-        warn, summary = verdict(directory, len(sizes), sum(sizes), budget)
-        return Outcome(
-            status=Status.WARNING if warn else Status.OK,
-            summary=summary,
-            details="",
-            metrics=[Metric(name="bytes", value=float(sum(sizes)), unit="bytes")],
-            artifacts=[],
-        )
+            raise opsd_sdk.error(f"{cfg.dir}: {e.strerror or e} (is it in the job's fs grant?)", "io")
+        opsd_sdk.info(f"measured {cfg.dir}")
+        over, summary = verdict(cfg.dir, len(sizes), sum(sizes), cfg.max_bytes)
+        make = opsd_sdk.warning if over else opsd_sdk.ok
+        return make(summary, metrics=[opsd_sdk.metric("bytes", sum(sizes), "bytes")])

@@ -1,4 +1,16 @@
-"""The verdict, free of host calls so `python -m unittest` checks it."""
+"""The config and the verdict, free of host calls so `python -m unittest`
+checks them."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    """The job's `[job.config]`; opsd_sdk.config fills it and names a
+    missing or unknown key."""
+
+    dir: str
+    max_bytes: int
 
 
 def verdict(directory: str, files: int, total: int, max_bytes: int):

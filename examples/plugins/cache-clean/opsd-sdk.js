@@ -1,0 +1,1 @@
+../../../sdk/js/opsd-sdk.js

@@ -1,0 +1,1 @@
+../../../sdk/python/opsd_sdk.py
