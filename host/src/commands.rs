@@ -4,7 +4,9 @@
 //! answers are the same either way.
 
 use crate::api::Client;
-use crate::cli::{self, Cli, Command, ImportCommand, PluginsCommand, ScheduleCommand};
+use crate::cli::{
+    self, Cli, Command, FleetCommand, ImportCommand, PluginsCommand, ScheduleCommand,
+};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::ops::{Ops, Start};
@@ -267,7 +269,30 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             limit,
             json,
+            fleet: true,
+            host,
+        } => {
+            let since = since_arg(since)?;
+            let q = crate::fleet::FleetQuery {
+                host: host.as_deref(),
+                job: job.as_deref(),
+                status: status.map(|s| s.as_str()),
+                since,
+                limit,
+            };
+            fleet_history(&config()?, &q, json).await
+        }
+        Command::History {
+            job,
+            status,
+            since,
+            limit,
+            json,
+            ..
         } => history(cli.config.clone(), job, status, since, limit, json).await,
+        Command::Fleet {
+            command: FleetCommand::Status { json },
+        } => fleet_status(&config()?, json).await,
         Command::Report {
             since,
             format,
@@ -537,14 +562,7 @@ async fn history(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let since = since
-        .map(|s| {
-            crate::diag::parse_duration(&s)
-                .map_err(anyhow::Error::msg)
-                .and_then(|d| Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?))
-        })
-        .transpose()
-        .context("--since")?;
+    let since = since_arg(since)?;
     let q = HistoryQuery {
         job,
         status,
@@ -557,6 +575,55 @@ async fn history(
         print_json(&runs)?;
     } else {
         print(&cli::history_table(&runs, cli::terminal_width()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--since AGE` as the instant that long ago.
+fn since_arg(since: Option<String>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    since
+        .map(|s| {
+            crate::diag::parse_duration(&s)
+                .map_err(anyhow::Error::msg)
+                .and_then(|d| Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?))
+        })
+        .transpose()
+        .context("--since")
+}
+
+/// The fleet's PostgreSQL, from the configuration's `[fleet]`.
+async fn central(config: &Config) -> anyhow::Result<crate::fleet::Central> {
+    let Some(settings) = &config.fleet else {
+        anyhow::bail!(
+            "{} has no [fleet] section: add one with postgres = \"postgres://...\" (or postgres_env) to share history with other hosts",
+            config.path.display()
+        );
+    };
+    Ok(crate::fleet::Central::connect(settings).await?)
+}
+
+/// `opsd history --fleet`: every host's runs, newest first.
+async fn fleet_history(
+    config: &Config,
+    q: &crate::fleet::FleetQuery<'_>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let runs = central(config).await?.history(q).await?;
+    if json {
+        print_json(&runs)?;
+    } else {
+        print(&cli::fleet_history_table(&runs, cli::terminal_width()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd fleet status`: the hosts PostgreSQL has heard from.
+async fn fleet_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let hosts = central(config).await?.hosts().await?;
+    if json {
+        print_json(&serde_json::json!({ "hosts": hosts }))?;
+    } else {
+        print(&cli::fleet_hosts_table(&hosts, chrono::Utc::now()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use crate::policy::{CatchUp, Overlap, Policy};
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +60,65 @@ pub struct Config {
     pub source: Arc<str>,
     /// The sha256 of `source`, hex.
     pub source_sha256: String,
+    /// `[fleet]`: this host's part in a fleet that shares a PostgreSQL.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// `[fleet]`: where the fleet's PostgreSQL is, and who this host is in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSettings {
+    pub postgres: FleetUrl,
+    /// This host's name in the fleet (default: the hostname).
+    pub host: String,
+    /// What fleet jobs may ask of the hosts that run them (`role = "db"`).
+    pub labels: BTreeMap<String, String>,
+    /// CA certificates (PEM) the server's certificate may chain to,
+    /// besides the public ones.
+    pub ca: Option<PathBuf>,
+}
+
+/// Where the connection string comes from.
+#[derive(Clone, PartialEq)]
+pub enum FleetUrl {
+    /// Written in the file (`postgres = "..."`).
+    Inline(String),
+    /// In this environment variable (`postgres_env = "..."`), so a
+    /// password stays out of the file.
+    Env(String),
+}
+
+impl std::fmt::Debug for FleetUrl {
+    /// Never the string itself: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FleetUrl::Inline(_) => f.write_str("Inline(..)"),
+            FleetUrl::Env(name) => write!(f, "Env({name})"),
+        }
+    }
+}
+
+impl FleetSettings {
+    /// The connection string, read from the environment when it is there.
+    pub fn url(&self) -> Result<String, String> {
+        match &self.postgres {
+            FleetUrl::Inline(url) => Ok(url.clone()),
+            FleetUrl::Env(name) => std::env::var(name).map_err(|_| {
+                format!(
+                    "postgres_env names {name}, which is not set in opsd's environment; set it (systemd: Environment= or EnvironmentFile=) or write postgres = \"...\""
+                )
+            }),
+        }
+    }
+
+    /// The extra CA certificates, read now.
+    pub fn ca_certs(&self) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+        match &self.ca {
+            None => Ok(Vec::new()),
+            Some(path) => {
+                grants::net::read_ca_file(path).map_err(|e| format!("ca {}: {e}", path.display()))
+            }
+        }
+    }
 }
 
 /// Runs at once unless `max_concurrent_runs` says: four per CPU, at least
@@ -197,6 +256,18 @@ struct RawConfig {
     defaults: RawDefaults,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
+    fleet: Option<Spanned<RawFleet>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    postgres: Option<Spanned<String>>,
+    postgres_env: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+    ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -700,6 +771,10 @@ impl Config {
         let monitor_interval = monitor_interval(&raw.monitor, &lines, p);
         let notify = notify_targets(&raw.notify, &lines, p);
         let alerts = alerts(&raw.alert, &base, &lines, p);
+        let fleet = raw
+            .fleet
+            .as_ref()
+            .and_then(|f| fleet_settings(f, &base, &lines, p));
 
         let mut names = BTreeSet::new();
         let jobs: Vec<Job> = raw
@@ -744,6 +819,7 @@ impl Config {
             broken,
             source: Arc::from(text),
             source_sha256: source_sha256(text),
+            fleet,
         })
     }
 
@@ -1012,6 +1088,107 @@ fn duration_setting(
             default
         }),
     }
+}
+
+/// `[fleet]`, checked: one source for the connection string, a host name
+/// and labels that can be matched, a CA file that is there.
+fn fleet_settings(
+    raw: &Spanned<RawFleet>,
+    base: &Path,
+    lines: &Lines<'_>,
+    problems: &mut Problems,
+) -> Option<FleetSettings> {
+    let f = raw.get_ref();
+    let at = lines.at(raw);
+    let postgres = match (&f.postgres, &f.postgres_env) {
+        (Some(url), None) => {
+            let u = url.get_ref();
+            if u.parse::<tokio_postgres::Config>().is_err() {
+                problems.push(
+                    lines.at(url),
+                    None,
+                    "[fleet] postgres is not a PostgreSQL connection string; write postgres://USER@HOST:PORT/DB?sslmode=require (or keep it out of the file with postgres_env = \"VARIABLE\")",
+                );
+                return None;
+            }
+            FleetUrl::Inline(u.clone())
+        }
+        (None, Some(name)) => {
+            let n = name.get_ref();
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                problems.push(
+                    lines.at(name),
+                    None,
+                    format!("[fleet] postgres_env `{n}` is not an environment variable name"),
+                );
+                return None;
+            }
+            FleetUrl::Env(n.clone())
+        }
+        (Some(_), Some(_)) => {
+            problems.push(
+                at,
+                None,
+                "[fleet] has both postgres and postgres_env; keep one",
+            );
+            return None;
+        }
+        (None, None) => {
+            problems.push(
+                at,
+                None,
+                "[fleet] needs postgres = \"postgres://...\" or postgres_env = \"VARIABLE\" holding it",
+            );
+            return None;
+        }
+    };
+    let host = match &f.host {
+        Some(h) => h.get_ref().clone(),
+        None => sysinfo::System::host_name().unwrap_or_default(),
+    };
+    if host.is_empty()
+        || host.len() > 253
+        || host.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        problems.push(
+            f.host.as_ref().and_then(|h| lines.at(h)).or(at),
+            None,
+            format!("[fleet] host {host:?} cannot name a host in the fleet: 1 to 253 characters, no spaces; set host = \"NAME\""),
+        );
+        return None;
+    }
+    let mut labels = BTreeMap::new();
+    for (k, v) in &f.labels {
+        let key_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let value = v.get_ref();
+        if !key_ok || value.is_empty() || value.chars().any(char::is_control) {
+            problems.push(
+                lines.at(v),
+                None,
+                format!("[fleet] labels: `{k} = {value:?}`: a label is a lowercase name (letters, digits, `_`, `-`) and a non-empty value"),
+            );
+            continue;
+        }
+        labels.insert(k.clone(), value.clone());
+    }
+    let ca = f.ca.as_ref().map(|c| base.join(c.get_ref()));
+    if let (Some(path), Some(c)) = (&ca, &f.ca)
+        && let Err(e) = grants::net::read_ca_file(path)
+    {
+        problems.push(
+            lines.at(c),
+            None,
+            format!("[fleet] ca {}: {e}", path.display()),
+        );
+    }
+    Some(FleetSettings {
+        postgres,
+        host,
+        labels,
+        ca,
+    })
 }
 
 /// `[monitor] interval`, at least a second.

@@ -77,6 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ops.registry().clone(),
         stopped(stop_rx.clone()),
     ));
+    tokio::spawn(sync_fleet(ops.clone(), stopped(stop_rx.clone())));
     sd_notify("READY=1");
 
     let grace = config.shutdown_grace;
@@ -92,6 +93,88 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ops.store().flush()?;
     tracing::info!("opsd daemon stopped");
     result
+}
+
+/// How often a fleet host says it is alive and drains its outbox.
+const FLEET_SYNC: Duration = Duration::from_secs(2);
+
+/// Runs copied to PostgreSQL in one statement.
+const FLEET_BATCH: usize = 500;
+
+/// While a `[fleet]` is set: keeps a connection to its PostgreSQL, says
+/// every [`FLEET_SYNC`] that this host is alive, and copies the outbox's
+/// finished runs to the central history, oldest first, removing each
+/// only once PostgreSQL has it. PostgreSQL away stops nothing else: runs
+/// wait in the outbox, and the loop tries again, saying once that it
+/// lost the connection and once that it has it back.
+async fn sync_fleet(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
+    use crate::fleet::Central;
+    tokio::pin!(stop);
+    let mut central: Option<(Central, crate::config::FleetSettings)> = None;
+    let mut down_since: Option<String> = None;
+    loop {
+        let settings = ops.config().fleet.clone();
+        if let Some(settings) = settings {
+            ops.store().enable_outbox();
+            if central
+                .as_ref()
+                .is_some_and(|(c, s)| c.is_closed() || *s != settings)
+            {
+                central = None;
+            }
+            if central.is_none() {
+                match Central::connect(&settings).await {
+                    Ok(c) => {
+                        tracing::info!(at = %c.at(), host = %settings.host, "connected to the fleet's PostgreSQL");
+                        down_since = None;
+                        central = Some((c, settings.clone()));
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if down_since.as_deref() != Some(text.as_str()) {
+                            tracing::warn!(error = %text, outbox = ops.store().outbox_len(), "fleet: runs wait in the outbox until PostgreSQL answers");
+                            down_since = Some(text);
+                        }
+                    }
+                }
+            }
+            if let Some((c, s)) = &central
+                && let Err(e) = drain_outbox(&ops, c, s).await
+            {
+                tracing::warn!(error = %e, outbox = ops.store().outbox_len(), "fleet: runs wait in the outbox until PostgreSQL answers");
+                down_since = Some(e.to_string());
+                central = None;
+            }
+            ops.set_fleet_contact(central.is_some());
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(FLEET_SYNC) => {}
+        }
+    }
+}
+
+/// The outbox in batches until it is empty, then a heartbeat saying
+/// what is left (runs that finished meanwhile).
+async fn drain_outbox(
+    ops: &Ops,
+    central: &crate::fleet::Central,
+    settings: &crate::config::FleetSettings,
+) -> anyhow::Result<()> {
+    loop {
+        let store = ops.store().clone();
+        let batch = tokio::task::spawn_blocking(move || store.outbox_batch(FLEET_BATCH)).await??;
+        if batch.is_empty() {
+            central
+                .heartbeat(settings, ops.store().outbox_len() as u64)
+                .await?;
+            return Ok(());
+        }
+        central.publish(&settings.host, &batch).await?;
+        let ids: Vec<String> = batch.into_iter().map(|r| r.id).collect();
+        let store = ops.store().clone();
+        tokio::task::spawn_blocking(move || store.outbox_done(&ids)).await??;
+    }
 }
 
 /// Samples the machine every `[monitor] interval` into the monitor until

@@ -14,7 +14,7 @@
 //!   7    ops
 //!   6    check
 //!   5    metrics plugins
-//!   4    jobs runtime
+//!   4    fleet jobs runtime
 //!   3    config crontab
 //!   2    grants system
 //!   1    monitor notify store
@@ -44,8 +44,9 @@
 //!   names file, line and job. [`crontab`]: crontab(5) files in, an opsd
 //!   config of `command` jobs out (`opsd import crontab`).
 //! - Layer 4: [`runtime`] (wasmtime: engine, compile cache, one instance
-//!   per run, limits) and [`jobs`] (the one writer of job state and run
-//!   records, by named transitions).
+//!   per run, limits), [`jobs`] (the one writer of job state and run
+//!   records, by named transitions) and [`fleet`] (the fleet's PostgreSQL:
+//!   schema, heartbeats, the central history).
 //! - Layer 5: [`plugins`] (built-ins and the plugin directory, ready or
 //!   rejected) and [`metrics`] (the Prometheus exposition).
 //! - Layer 6: [`check`]: what `opsd check` finds, and the jobs that
@@ -97,6 +98,7 @@ pub mod crontab;
 pub mod daemon;
 pub mod diag;
 pub mod escape;
+pub mod fleet;
 pub mod grants;
 pub mod jobs;
 pub mod locks;

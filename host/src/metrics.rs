@@ -38,6 +38,16 @@ pub struct Figures {
     pub conditions: Vec<ConditionState>,
     /// Every `[[alert]]`, active or not.
     pub alerts: Vec<crate::monitor::alert::AlertStatus>,
+    /// With a `[fleet]`: how this host stands with its PostgreSQL.
+    pub fleet: Option<FleetFigures>,
+}
+
+/// A fleet host's link to the fleet's PostgreSQL.
+pub struct FleetFigures {
+    /// Finished runs not yet copied to PostgreSQL.
+    pub outbox: u64,
+    /// Seconds since PostgreSQL last answered; none if it never has.
+    pub since_contact: Option<f64>,
 }
 
 /// One job's figures for the exposition.
@@ -91,6 +101,7 @@ impl Metrics {
         plugin_metrics(w, f);
         system_metrics(w, f);
         alert_metrics(w, f);
+        fleet_metrics(w, f);
         process_metrics(w);
         out
     }
@@ -365,6 +376,31 @@ fn disk_metrics(w: &mut String, s: &Sample) {
     }
 }
 
+/// The outbox backlog and the time since PostgreSQL last answered: what
+/// a rule watches to learn that a host's history is not reaching the
+/// fleet.
+fn fleet_metrics(w: &mut String, f: &Figures) {
+    let Some(fleet) = &f.fleet else {
+        return;
+    };
+    header(
+        w,
+        "opsd_fleet_outbox_runs",
+        "gauge",
+        "Finished runs waiting in this host's outbox to be copied to the fleet's PostgreSQL.",
+    );
+    let _ = writeln!(w, "opsd_fleet_outbox_runs {}", fleet.outbox);
+    if let Some(s) = fleet.since_contact {
+        header(
+            w,
+            "opsd_fleet_seconds_since_contact",
+            "gauge",
+            "Seconds since the fleet's PostgreSQL last answered this host.",
+        );
+        let _ = writeln!(w, "opsd_fleet_seconds_since_contact {s:.3}");
+    }
+}
+
 /// `opsd_alert_active{alert,severity}`: 1 while an alert is active, for
 /// every alert configured (0 from the start, so a rule sees it change).
 fn alert_metrics(w: &mut String, f: &Figures) {
@@ -594,7 +630,13 @@ mod tests {
                 next_reminder: None,
                 suppressed: 0,
             }],
+            fleet: Some(FleetFigures {
+                outbox: 3,
+                since_contact: None,
+            }),
         });
+        assert!(text.contains("opsd_fleet_outbox_runs 3\n"), "{text}");
+        assert!(!text.contains("opsd_fleet_seconds_since_contact"), "{text}");
         assert!(
             text.contains("opsd_alert_active{alert=\"disk \\\"full\\\"\",severity=\"P0\"} 0\n"),
             "{text}"

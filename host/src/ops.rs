@@ -130,6 +130,8 @@ pub struct Ops {
     notifying: std::sync::atomic::AtomicBool,
     /// The address the HTTP endpoints were bound to; set by the daemon.
     http_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// When the daemon last heard from the fleet's PostgreSQL.
+    fleet_contact: Mutex<Option<DateTime<Utc>>>,
     /// One permit per run allowed to execute at once
     /// (`max_concurrent_runs`), and how many permits that is now.
     run_slots: Arc<tokio::sync::Semaphore>,
@@ -195,6 +197,9 @@ impl Ops {
     pub fn open(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
         ensure_private_dir(&config.data_dir)?;
         let jobs = Jobs::new(Store::open(&config.data_dir)?);
+        if config.fleet.is_some() {
+            jobs.store().enable_outbox();
+        }
         for rec in jobs.mark_interrupted(clock.now())? {
             tracing::warn!(job = %rec.job, run = %rec.id, "run was left unfinished by a previous process; marked interrupted");
         }
@@ -225,6 +230,7 @@ impl Ops {
             notifier: Mutex::new(crate::notify::Notifier::default()),
             notifying: std::sync::atomic::AtomicBool::new(false),
             http_addr: Mutex::new(None),
+            fleet_contact: Mutex::new(None),
             run_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             run_slots_size: Mutex::new(slots),
         })
@@ -271,6 +277,18 @@ impl Ops {
     /// an enable or disable).
     pub fn changed(&self) -> &tokio::sync::Notify {
         &self.changed
+    }
+
+    /// Records a round with the fleet's PostgreSQL: when it answered.
+    pub fn set_fleet_contact(&self, answered: bool) {
+        if answered {
+            *self.fleet_contact.locked() = Some(self.clock.now());
+        }
+    }
+
+    /// When the fleet's PostgreSQL last answered this daemon.
+    pub fn fleet_contact(&self) -> Option<DateTime<Utc>> {
+        *self.fleet_contact.locked()
     }
 
     /// Where the daemon bound its HTTP endpoints, for `/health` to say.
@@ -645,6 +663,12 @@ impl Ops {
                 self.monitor.states(&conditions)
             },
             alerts: self.monitor.alert_states(&config.alerts),
+            fleet: config.fleet.as_ref().map(|_| crate::metrics::FleetFigures {
+                outbox: self.store().outbox_len() as u64,
+                since_contact: self
+                    .fleet_contact()
+                    .map(|t| (self.clock.now() - t).num_milliseconds() as f64 / 1000.0),
+            }),
         })
     }
 

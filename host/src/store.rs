@@ -74,6 +74,12 @@ pub struct Store {
     samples: sled::Tree,
     /// What each `[[alert]]` remembers (active since, last sent), by name.
     alerts: sled::Tree,
+    /// Keys of finished runs not yet copied to the fleet's PostgreSQL:
+    /// written with the record, removed once PostgreSQL has it, so a run
+    /// is never lost while PostgreSQL is away.
+    outbox: sled::Tree,
+    /// Whether finished runs go into the outbox (a `[fleet]` is set).
+    outbox_on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
     /// Lets concurrent [`Store::flush_async`] callers share one fsync.
     flushes: std::sync::Arc<FlushGate>,
@@ -126,6 +132,8 @@ impl Store {
             running: db.open_tree("running")?,
             samples: db.open_tree("samples")?,
             alerts: db.open_tree("alerts")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_on: Default::default(),
             db,
             path,
             flushes: Default::default(),
@@ -191,6 +199,48 @@ impl Store {
             self.running.insert(key, &[])?;
         } else {
             self.running.remove(key)?;
+            if self.outbox_on.load(std::sync::atomic::Ordering::SeqCst) {
+                self.outbox.insert(key, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// From now on, finished runs also go into the fleet outbox.
+    pub fn enable_outbox(&self) {
+        self.outbox_on
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Finished runs waiting to be copied to the fleet's PostgreSQL.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Up to `n` runs from the outbox, oldest first, by id. A run whose
+    /// record retention removed meanwhile is left out (and its entry
+    /// dropped): there is nothing left to copy.
+    pub fn outbox_batch(&self, n: usize) -> Result<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            if out.len() >= n {
+                break;
+            }
+            let (key, _) = item?;
+            match self.runs.get(&key)? {
+                Some(v) => out.push(decode(&key, &v)?),
+                None => {
+                    self.outbox.remove(&key)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes copied runs out of the outbox.
+    pub fn outbox_done(&self, ids: &[String]) -> Result<()> {
+        for id in ids {
+            self.outbox.remove(run_key(id))?;
         }
         Ok(())
     }

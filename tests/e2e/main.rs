@@ -17,6 +17,7 @@ mod command;
 mod crash;
 mod daemon;
 mod dropin;
+mod fleet;
 mod http_check;
 mod import;
 mod log_rotate;

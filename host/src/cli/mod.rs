@@ -86,6 +86,12 @@ pub enum Command {
         /// Print records as a JSON array
         #[arg(long)]
         json: bool,
+        /// Every host's runs, from the fleet's PostgreSQL (`[fleet]`)
+        #[arg(long)]
+        fleet: bool,
+        /// With --fleet: only this host's runs
+        #[arg(long, requires = "fleet")]
+        host: Option<String>,
     },
     /// A report over run history and the machine: per-job success,
     /// failures, durations against the previous period, backups,
@@ -124,6 +130,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// The fleet sharing this host's `[fleet]` PostgreSQL
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Turn existing schedules into opsd jobs: prints a config to review
     Import {
         #[command(subcommand)]
@@ -133,6 +144,17 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `opsd man > /usr/local/share/man/man1/opsd.1`
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Every host the fleet has heard from: labels, version, when last
+    /// seen, runs waiting in its outbox
+    Status {
+        /// Print a JSON object with a `hosts` array
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -221,6 +221,70 @@ pub fn history_table(runs: &[RunRecord], width: Option<usize>) -> String {
     )
 }
 
+/// `opsd history --fleet`: the history table with the host each ran on.
+pub fn fleet_history_table(runs: &[crate::fleet::FleetRun], width: Option<usize>) -> String {
+    if runs.is_empty() {
+        return "No runs in the fleet's history.\n".into();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|f| {
+            let r = &f.record;
+            vec![
+                line(&f.host).into_owned(),
+                when(r.started),
+                line(&r.job).into_owned(),
+                r.status.to_string(),
+                r.duration_ms.map_or("-".into(), format_ms),
+                line(match &r.error {
+                    Some(e) if r.summary.is_empty() => e,
+                    _ => &r.summary,
+                })
+                .into_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &["HOST", "STARTED", "JOB", "STATUS", "TOOK", "SUMMARY"],
+        &rows,
+        width,
+    )
+}
+
+/// `opsd fleet status`: each host, when PostgreSQL last heard from it.
+pub fn fleet_hosts_table(hosts: &[crate::fleet::FleetHost], now: DateTime<Utc>) -> String {
+    if hosts.is_empty() {
+        return "No host has reached the fleet's PostgreSQL yet.\n".into();
+    }
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let labels: Vec<String> = h
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", line(v)))
+                .collect();
+            let ago = (now - h.last_seen).num_seconds().max(0);
+            vec![
+                line(&h.name).into_owned(),
+                if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(",")
+                },
+                line(&h.version).into_owned(),
+                format!("{} ({ago}s ago)", when(h.last_seen)),
+                h.outbox.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["HOST", "LABELS", "VERSION", "LAST SEEN", "OUTBOX"],
+        &rows,
+        None,
+    )
+}
+
 fn format_ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
