@@ -1103,7 +1103,7 @@ fn fleet_settings(
     let postgres = match (&f.postgres, &f.postgres_env) {
         (Some(url), None) => {
             let u = url.get_ref();
-            if u.parse::<tokio_postgres::Config>().is_err() {
+            if crate::fleet::parse_url(u).is_err() {
                 problems.push(
                     lines.at(url),
                     None,

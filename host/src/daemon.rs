@@ -170,7 +170,9 @@ async fn drain_outbox(
                 .await?;
             return Ok(());
         }
-        central.publish(&settings.host, &batch).await?;
+        for (id, why) in central.publish(&settings.host, &batch).await? {
+            tracing::error!(run = %id, error = %why, "fleet: PostgreSQL refuses this run's record; it stays in this host's history only");
+        }
         let ids: Vec<String> = batch.into_iter().map(|r| r.id).collect();
         let store = ops.store().clone();
         tokio::task::spawn_blocking(move || store.outbox_done(&ids)).await??;

@@ -215,3 +215,168 @@ fn a_fleet_section_with_mistakes_is_refused_naming_the_line() {
     );
     assert!(!said.contains("s3cret-pw"), "{said}");
 }
+
+/// A host whose `nul` job prints a NUL byte (which PostgreSQL's jsonb
+/// refuses) besides its `tick`.
+fn nul_config(postgres: &str, host: &str) -> String {
+    format!(
+        r#"{}
+[[job]]
+name = "nul"
+plugin = "command"
+schedule = "{}"
+[job.grants]
+exec = ["printf"]
+[job.config]
+program = "printf"
+args = ['nul\000byte\n']
+"#,
+        host_config(postgres, host, "db"),
+        crate::util::far_off()
+    )
+}
+
+#[test]
+fn a_run_postgresql_refuses_does_not_keep_later_runs_from_the_fleet() {
+    let db = pg().create_db("fleetnul");
+    let env = Env::new(&nul_config(&conn(&db), "delta"));
+    let _daemon = env.daemon();
+    let poison = env.run_job("nul");
+    let local = json_of(&env, &["history", "--json"]);
+    assert!(
+        local.to_string().contains("\\u0000"),
+        "the record holds the NUL: {local:#}"
+    );
+    let later = env.run_job("tick");
+    let runs = central_runs(&env, 2);
+    let ids: Vec<&str> = runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&later["id"].as_str().unwrap()), "{runs:#?}");
+    assert!(ids.contains(&poison["id"].as_str().unwrap()), "{runs:#?}");
+    let outbox = wait_for(Duration::from_secs(10), || {
+        let s = json_of(&env, &["fleet", "status", "--json"]);
+        (s["hosts"][0]["outbox"] == 0).then_some(s)
+    });
+    assert!(outbox.is_some(), "the outbox drains to 0");
+}
+
+#[test]
+fn rows_another_host_wrote_cannot_break_or_escape_fleet_status() {
+    let db = pg().create_db("fleethostile");
+    let env = Env::new(&host_config(&conn(&db), "epsilon", "db"));
+    let daemon = env.daemon();
+    env.run_job("tick");
+    central_runs(&env, 1);
+    drop(daemon);
+    // Another host (same role: the schema's owner) writes what it likes.
+    pg().sql(
+        &db,
+        "ALTER TABLE opsd_hosts ALTER COLUMN version DROP NOT NULL;
+         INSERT INTO opsd_hosts (name, labels, version, last_seen, outbox)
+         VALUES (E'evil\\x1b[2J', '{\"x\\u001b[31m\": \"red\\u001b[0m\"}', NULL, now(), -5);
+         INSERT INTO opsd_hosts (name, labels, version, last_seen)
+         VALUES ('odd', '[1, 2]', '1', 'infinity');",
+    );
+    for args in [&["fleet", "status"][..], &["fleet", "status", "--json"]] {
+        let out = env.run(args);
+        let said = text(&out);
+        assert!(out.status.success(), "opsd {args:?}: {said}");
+        assert!(!said.contains("panicked"), "{said}");
+        assert!(
+            !out.stdout.contains(&0x1b),
+            "an escape reached the terminal: {said}"
+        );
+        assert!(said.contains("epsilon"), "{said}");
+    }
+}
+
+#[test]
+fn postgresql_that_stops_answering_does_not_stall_the_fleet_loop() {
+    let db = pg().create_db("fleethang");
+    let env = Env::new(&host_config(&conn(&db), "zeta", "db"));
+    let daemon = env.daemon();
+    env.run_job("tick");
+    central_runs(&env, 1);
+    // Another session holds the history table: every write to it waits,
+    // as it would on a server that accepts and never answers.
+    let hold = std::thread::spawn(move || {
+        pg().try_sql(
+            &db,
+            "BEGIN; LOCK TABLE opsd_runs IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(40); COMMIT;",
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    env.run_job("tick");
+    let said = wait_for(Duration::from_secs(30), || {
+        let log = daemon.log();
+        log.contains("no answer within").then_some(log)
+    });
+    assert!(
+        said.is_some(),
+        "the loop gives up on a silent PostgreSQL and says so: {}",
+        daemon.log()
+    );
+    let _ = hold.join();
+    central_runs(&env, 2);
+}
+
+/// A man in the middle on a non-local address: answers "no TLS" to the
+/// SSLRequest, then asks for the password in clear; returns all it got.
+fn downgrading_server() -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{Read, Write};
+    // This machine's address on its default route (no packet is sent).
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|u| u.connect("8.8.8.8:53").map(|()| u))
+        .and_then(|u| u.local_addr())
+        .map(|a| a.ip())
+        .expect("a non-loopback address of this machine");
+    assert!(!ip.is_loopback(), "{ip}");
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let Ok((mut s, _)) = listener.accept() else {
+            return got;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut ssl_request = [0u8; 8];
+        if s.read_exact(&mut ssl_request).is_err() || s.write_all(b"N").is_err() {
+            return got;
+        }
+        let mut len = [0u8; 4];
+        if s.read_exact(&mut len).is_err() {
+            return got;
+        }
+        let mut startup = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+        if s.read_exact(&mut startup).is_err() {
+            return got;
+        }
+        let _ = s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+        let _ = s.read_to_end(&mut got);
+        got
+    });
+    (addr, seen)
+}
+
+#[test]
+fn a_server_off_this_machine_cannot_talk_opsd_out_of_tls() {
+    for mode in ["", "sslmode=prefer&"] {
+        let (addr, seen) = downgrading_server();
+        let env = Env::new(&format!(
+            "[fleet]\npostgres = \"postgres://opsd:s3cret-pw@{}:{}/x?{mode}connect_timeout=3\"\n",
+            addr.ip(),
+            addr.port()
+        ));
+        let out = env.run(&["fleet", "status"]);
+        assert!(!out.status.success(), "{}", text(&out));
+        let got = seen.join().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&got).contains("s3cret-pw"),
+            "{mode:?}: the password went in clear to a server that refused TLS"
+        );
+    }
+    // verify-full, as the README writes it, is a connection string opsd takes.
+    let env =
+        Env::new("[fleet]\npostgres = \"postgres://opsd@db.example/opsd?sslmode=verify-full\"\n");
+    let out = env.run(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -262,7 +262,7 @@ pub fn fleet_hosts_table(hosts: &[crate::fleet::FleetHost], now: DateTime<Utc>) 
             let labels: Vec<String> = h
                 .labels
                 .iter()
-                .map(|(k, v)| format!("{k}={}", line(v)))
+                .map(|(k, v)| format!("{}={}", line(k), line(v)))
                 .collect();
             let ago = (now - h.last_seen).num_seconds().max(0);
             vec![

@@ -104,11 +104,7 @@ impl Central {
     /// to this opsd's version.
     pub async fn connect(settings: &FleetSettings) -> Result<Central, FleetError> {
         let url = settings.url().map_err(FleetError::Settings)?;
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            FleetError::Settings(format!(
-                "the PostgreSQL connection string does not parse ({e}); write postgres://USER@HOST:PORT/DB?sslmode=require"
-            ))
-        })?;
+        let config = parse_url(&url).map_err(FleetError::Settings)?;
         let at = describe(&config);
         let tls = super::tls::MakeRustls::new(&settings.ca_certs().map_err(FleetError::Settings)?)
             .map_err(FleetError::Settings)?;
@@ -128,7 +124,7 @@ impl Central {
             }
         });
         let central = Central { client, at, driver };
-        central.migrate().await?;
+        central.timed(central.migrate()).await??;
         Ok(central)
     }
 
@@ -199,30 +195,60 @@ impl Central {
     pub async fn heartbeat(&self, settings: &FleetSettings, outbox: u64) -> Result<(), FleetError> {
         let labels = serde_json::to_value(&settings.labels).unwrap_or_default();
         let outbox = i64::try_from(outbox).unwrap_or(i64::MAX);
-        self.client
-            .execute(
-                "INSERT INTO opsd_hosts (name, labels, version, last_seen, outbox)
+        self.timed(self.client.execute(
+            "INSERT INTO opsd_hosts (name, labels, version, last_seen, outbox)
                  VALUES ($1, $2, $3, now(), $4)
                  ON CONFLICT (name) DO UPDATE
                  SET labels = EXCLUDED.labels, version = EXCLUDED.version,
                      last_seen = now(), outbox = EXCLUDED.outbox",
-                &[&settings.host, &labels, &env!("CARGO_PKG_VERSION"), &outbox],
-            )
-            .await
-            .map_err(|e| self.query_error(e))?;
+            &[&settings.host, &labels, &env!("CARGO_PKG_VERSION"), &outbox],
+        ))
+        .await?
+        .map_err(|e| self.query_error(e))?;
         Ok(())
     }
 
     /// Copies finished runs to the central history. Idempotent by run id:
-    /// a batch sent again after a lost answer adds nothing.
-    pub async fn publish(&self, host: &str, runs: &[RunRecord]) -> Result<(), FleetError> {
+    /// a batch sent again after a lost answer adds nothing. A run the
+    /// server refuses for what it holds (SQLSTATE class 22 or 54) is
+    /// answered in the returned list, id and reason, and the rest still
+    /// go: one bad record must not keep every later run from the fleet.
+    pub async fn publish(
+        &self,
+        host: &str,
+        runs: &[RunRecord],
+    ) -> Result<Vec<(String, String)>, FleetError> {
         if runs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let records: Vec<serde_json::Value> = runs
             .iter()
-            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .map(|r| without_nul(serde_json::to_value(r).unwrap_or_default()))
             .collect();
+        match self.timed(self.insert_runs(host, &records)).await? {
+            Ok(()) => return Ok(Vec::new()),
+            Err(e) if !refuses_data(&e) => return Err(self.query_error(e)),
+            Err(_) => {}
+        }
+        let mut refused = Vec::new();
+        for (run, record) in runs.iter().zip(records) {
+            match self
+                .timed(self.insert_runs(host, std::slice::from_ref(&record)))
+                .await?
+            {
+                Ok(()) => {}
+                Err(e) if refuses_data(&e) => refused.push((run.id.clone(), error_text(&e))),
+                Err(e) => return Err(self.query_error(e)),
+            }
+        }
+        Ok(refused)
+    }
+
+    async fn insert_runs(
+        &self,
+        host: &str,
+        records: &[serde_json::Value],
+    ) -> Result<(), tokio_postgres::Error> {
         self.client
             .execute(
                 "INSERT INTO opsd_runs (run_id, host, job, status, started, record)
@@ -232,8 +258,19 @@ impl Central {
                 &[&host, &records],
             )
             .await
-            .map_err(|e| self.query_error(e))?;
-        Ok(())
+            .map(|_| ())
+    }
+
+    /// `fut`, or an error once the server has not answered within
+    /// [`QUERY_TIMEOUT`]: a server that accepts and never answers (or a
+    /// lock someone holds) must not stall the sync loop forever.
+    async fn timed<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T, FleetError> {
+        tokio::time::timeout(QUERY_TIMEOUT, fut)
+            .await
+            .map_err(|_| FleetError::Query {
+                at: self.at.clone(),
+                error: format!("no answer within {} s", QUERY_TIMEOUT.as_secs()),
+            })
     }
 
     /// Every host the fleet has heard from, by name.
@@ -246,16 +283,27 @@ impl Central {
             )
             .await
             .map_err(|e| self.query_error(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| FleetHost {
-                name: r.get(0),
-                labels: serde_json::from_value(r.get(1)).unwrap_or_default(),
-                version: r.get(2),
-                last_seen: r.get(3),
-                outbox: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            // Rows other hosts wrote: any of them may hold what no opsd
+            // wrote (NULLs, other types, dates past chrono's range).
+            let host = (|| {
+                Ok::<_, tokio_postgres::Error>(FleetHost {
+                    name: r.try_get(0)?,
+                    labels: serde_json::from_value(r.try_get(1)?).unwrap_or_default(),
+                    version: r.try_get(2)?,
+                    last_seen: r.try_get(3)?,
+                    outbox: u64::try_from(r.try_get::<_, i64>(4)?).unwrap_or(0),
+                })
+            })();
+            match host {
+                Ok(h) => out.push(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a fleet host row this opsd cannot read; skipped")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The central history, newest first.
@@ -275,8 +323,13 @@ impl Central {
             .map_err(|e| self.query_error(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let host: String = r.get(0);
-            let value: serde_json::Value = r.get(1);
+            let (host, value): (String, serde_json::Value) = match (r.try_get(0), r.try_get(1)) {
+                (Ok(h), Ok(v)) => (h, v),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "a central run row this opsd cannot read; skipped");
+                    continue;
+                }
+            };
             match serde_json::from_value::<RunRecord>(value) {
                 Ok(record) => out.push(FleetRun { host, record }),
                 Err(e) => {
@@ -288,8 +341,74 @@ impl Central {
     }
 }
 
+/// A connection string as opsd means it. `sslmode=verify-full` and
+/// `verify-ca` (libpq's names, which tokio-postgres does not know) are
+/// `require`: rustls always checks the chain and the host name. `prefer`
+/// (also tokio-postgres's default when no sslmode is written) would fall
+/// back to plaintext whenever the server, or anyone in the middle, says
+/// "no TLS", and hand it the password; so it means `require` for every
+/// host off this machine. Plaintext there takes `sslmode=disable`.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    use tokio_postgres::config::{Host, SslMode};
+    let url = url
+        .replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require");
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        format!(
+            "the PostgreSQL connection string does not parse ({e}); write postgres://USER@HOST:PORT/DB?sslmode=require"
+        )
+    })?;
+    let local = |h: &Host| match h {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    if config.get_ssl_mode() == SslMode::Prefer && !config.get_hosts().iter().all(local) {
+        config.ssl_mode(SslMode::Require);
+    }
+    Ok(config)
+}
+
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long one statement (or the migration) may wait for the server.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether the server refused the data itself (class 22, data exception;
+/// 54, a limit passed), not the connection or the moment: sending the same
+/// record again would be refused again.
+fn refuses_data(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("54"))
+}
+
+/// A record PostgreSQL can store: jsonb and text refuse U+0000 anywhere
+/// (a plugin's output may hold one), so it becomes U+FFFD, in keys too.
+fn without_nul(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let fix = |s: String| {
+        if s.contains('\0') {
+            s.replace('\0', "\u{fffd}")
+        } else {
+            s
+        }
+    };
+    match value {
+        Value::String(s) => Value::String(fix(s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nul).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (fix(k), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
 
 /// `host:port/dbname` of a connection config: what messages name.
 fn describe(config: &tokio_postgres::Config) -> String {
