@@ -276,12 +276,11 @@ impl Central {
     /// Every host the fleet has heard from, by name.
     pub async fn hosts(&self) -> Result<Vec<FleetHost>, FleetError> {
         let rows = self
-            .client
-            .query(
+            .timed(self.client.query(
                 "SELECT name, labels, version, last_seen, outbox FROM opsd_hosts ORDER BY name",
                 &[],
-            )
-            .await
+            ))
+            .await?
             .map_err(|e| self.query_error(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -310,16 +309,15 @@ impl Central {
     pub async fn history(&self, q: &FleetQuery<'_>) -> Result<Vec<FleetRun>, FleetError> {
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
         let rows = self
-            .client
-            .query(
+            .timed(self.client.query(
                 "SELECT host, record FROM opsd_runs
                  WHERE ($1::text IS NULL OR host = $1) AND ($2::text IS NULL OR job = $2)
                    AND ($3::text IS NULL OR status = $3)
                    AND ($4::timestamptz IS NULL OR started >= $4)
                  ORDER BY started DESC, run_id DESC LIMIT $5",
                 &[&q.host, &q.job, &q.status, &q.since, &limit],
-            )
-            .await
+            ))
+            .await?
             .map_err(|e| self.query_error(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
