@@ -104,7 +104,7 @@ impl Central {
     /// to this opsd's version.
     pub async fn connect(settings: &FleetSettings) -> Result<Central, FleetError> {
         let url = settings.url().map_err(FleetError::Settings)?;
-        let config = parse_url(&url).map_err(FleetError::Settings)?;
+        let config = crate::config::parse_fleet_url(&url).map_err(FleetError::Settings)?;
         let at = describe(&config);
         let tls = super::tls::MakeRustls::new(&settings.ca_certs().map_err(FleetError::Settings)?)
             .map_err(FleetError::Settings)?;
@@ -337,38 +337,6 @@ impl Central {
         }
         Ok(out)
     }
-}
-
-/// A connection string as opsd means it. `sslmode=verify-full` and
-/// `verify-ca` (libpq's names, which tokio-postgres does not know) are
-/// `require`: rustls always checks the chain and the host name. `prefer`
-/// (also tokio-postgres's default when no sslmode is written) would fall
-/// back to plaintext whenever the server, or anyone in the middle, says
-/// "no TLS", and hand it the password; so it means `require` for every
-/// host off this machine. Plaintext there takes `sslmode=disable`.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
-    use tokio_postgres::config::{Host, SslMode};
-    let url = url
-        .replace("sslmode=verify-full", "sslmode=require")
-        .replace("sslmode=verify-ca", "sslmode=require");
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-        format!(
-            "the PostgreSQL connection string does not parse ({e}); write postgres://USER@HOST:PORT/DB?sslmode=require"
-        )
-    })?;
-    let local = |h: &Host| match h {
-        Host::Unix(_) => true,
-        Host::Tcp(name) => {
-            name == "localhost"
-                || name
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    };
-    if config.get_ssl_mode() == SslMode::Prefer && !config.get_hosts().iter().all(local) {
-        config.ssl_mode(SslMode::Require);
-    }
-    Ok(config)
 }
 
 /// How long a connection attempt may take.

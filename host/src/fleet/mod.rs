@@ -8,4 +8,4 @@
 pub mod central;
 pub mod tls;
 
-pub use central::{Central, FleetError, FleetHost, FleetQuery, FleetRun, parse_url};
+pub use central::{Central, FleetError, FleetHost, FleetQuery, FleetRun};
