@@ -98,8 +98,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// How often a fleet host says it is alive and drains its outbox.
 const FLEET_SYNC: Duration = Duration::from_secs(2);
 
-/// Runs copied to PostgreSQL in one statement.
+/// Runs copied to PostgreSQL in one statement, at most.
 const FLEET_BATCH: usize = 500;
+
+/// Bytes of records in one statement, at most (a run's details may be
+/// megabytes; PostgreSQL refuses a message over 1 GiB).
+const FLEET_BATCH_BYTES: usize = 8 << 20;
 
 /// While a `[fleet]` is set: keeps a connection to its PostgreSQL, says
 /// every [`FLEET_SYNC`] that this host is alive, and copies the outbox's
@@ -163,7 +167,9 @@ async fn drain_outbox(
 ) -> anyhow::Result<()> {
     loop {
         let store = ops.store().clone();
-        let batch = tokio::task::spawn_blocking(move || store.outbox_batch(FLEET_BATCH)).await??;
+        let batch =
+            tokio::task::spawn_blocking(move || store.outbox_batch(FLEET_BATCH, FLEET_BATCH_BYTES))
+                .await??;
         if batch.is_empty() {
             central
                 .heartbeat(settings, ops.store().outbox_len() as u64)

@@ -217,19 +217,38 @@ impl Store {
         self.outbox.len()
     }
 
-    /// Up to `n` runs from the outbox, oldest first, by id. A run whose
-    /// record retention removed meanwhile is left out (and its entry
-    /// dropped): there is nothing left to copy.
-    pub fn outbox_batch(&self, n: usize) -> Result<Vec<RunRecord>> {
+    /// Up to `n` runs from the outbox, oldest first, by id, and no more
+    /// than `max_bytes` of records (at least one): a backlog of large
+    /// runs never makes a statement PostgreSQL refuses for its size. A
+    /// run whose record retention removed meanwhile, or that cannot be
+    /// read, is left out (and its entry dropped, said in the log): there
+    /// is nothing to copy, and it must not hold back the runs behind it.
+    pub fn outbox_batch(&self, n: usize, max_bytes: usize) -> Result<Vec<RunRecord>> {
         let mut out = Vec::new();
+        let mut bytes = 0;
         for item in self.outbox.iter() {
             if out.len() >= n {
                 break;
             }
             let (key, _) = item?;
             match self.runs.get(&key)? {
-                Some(v) => out.push(decode(&key, &v)?),
+                Some(v) => {
+                    if !out.is_empty() && bytes + v.len() > max_bytes {
+                        break;
+                    }
+                    match decode(&key, &v) {
+                        Ok(rec) => {
+                            bytes += v.len();
+                            out.push(rec);
+                        }
+                        Err(e) => {
+                            tracing::warn!(run = %key_id(&key), error = %e, "a run record in the store cannot be read; it stays out of the fleet's history");
+                            self.outbox.remove(&key)?;
+                        }
+                    }
+                }
                 None => {
+                    tracing::info!(run = %key_id(&key), "a run history retention removed before it reached the fleet's PostgreSQL");
                     self.outbox.remove(&key)?;
                 }
             }
@@ -498,6 +517,12 @@ fn run_key(id: &str) -> [u8; 16] {
         .unwrap_or([0; 16])
 }
 
+/// A run key as the run's id, for messages.
+fn key_id(key: &[u8]) -> String {
+    let bytes: [u8; 16] = key.try_into().unwrap_or([0; 16]);
+    Ulid(u128::from_be_bytes(bytes)).to_string()
+}
+
 fn key_time(key: &[u8]) -> DateTime<Utc> {
     let bytes: [u8; 16] = key.try_into().unwrap_or([0; 16]);
     let ms = Ulid(u128::from_be_bytes(bytes)).timestamp_ms();
@@ -552,6 +577,42 @@ mod tests {
         let mut r = RunRecord::begin(&new_run_id(), job, "p", Trigger::Manual, now, now, false);
         r.status = status;
         r
+    }
+
+    /// The outbox takes finished runs only, hands them out by size, and
+    /// a record it cannot read or that retention removed holds nothing
+    /// back.
+    #[test]
+    fn the_outbox_holds_finished_runs_in_batches_bounded_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put_run(&rec("before", RunStatus::Ok)).unwrap();
+        s.enable_outbox();
+        s.put_run(&rec("running", RunStatus::Running)).unwrap();
+        let mut big = Vec::new();
+        for _ in 0..3 {
+            let mut r = rec("big", RunStatus::Ok);
+            r.details = "x".repeat(10_000);
+            s.put_run(&r).unwrap();
+            big.push(r.id);
+        }
+        assert_eq!(s.outbox_len(), 3, "only finished runs, once a fleet is set");
+        let batch = s.outbox_batch(10, 15_000).unwrap();
+        assert_eq!(batch.len(), 1, "one large record fills the batch");
+        assert_eq!(batch[0].id, big[0]);
+        assert_eq!(s.outbox_batch(10, 1 << 20).unwrap().len(), 3);
+
+        // A record that no longer decodes, and one retention removed.
+        s.runs.insert(run_key(&big[0]), &b"{not json"[..]).unwrap();
+        s.runs.remove(run_key(&big[1])).unwrap();
+        let batch = s.outbox_batch(10, 1 << 20).unwrap();
+        assert_eq!(
+            batch.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            [big[2].as_str()]
+        );
+        assert_eq!(s.outbox_len(), 1);
+        s.outbox_done(&[big[2].clone()]).unwrap();
+        assert_eq!(s.outbox_len(), 0);
     }
 
     #[test]
