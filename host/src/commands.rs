@@ -750,7 +750,8 @@ fn say_compiles(runtime: &crate::runtime::Runtime) {
     use crate::runtime::CompileEvent;
     runtime.on_compile(Arc::new(|e| match e {
         CompileEvent::Started { what, bytes } => eprintln!(
-            "opsd: compiling {what} ({:.1} MiB) for this machine; once per file, later commands and runs load it from the cache",
+            "opsd: compiling {} ({:.1} MiB) for this machine; once per file, later commands and runs load it from the cache",
+            crate::escape::line(what),
             bytes as f64 / 1048576.0
         ),
         CompileEvent::Finished { plugin, ms, .. } => eprintln!(

@@ -486,3 +486,20 @@ fn refused(env: &Env, job: &str) -> String {
     );
     err
 }
+
+/// A plugin file's name is printed while it compiles: one named to hold
+/// terminal control sequences reaches the terminal with them escaped.
+#[test]
+fn a_plugin_file_named_to_drive_the_terminal_is_printed_escaped() {
+    let env = Env::new("");
+    let evil = env.path("plugins/evil\u{1b}]0;owned\u{7}\u{1b}[2J.wasm");
+    std::fs::copy(crate::util::guest("opsd-test-hostile"), &evil).unwrap();
+    let out = env.run(&["plugins", "list"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("opsd: compiling "), "{said}");
+    assert!(
+        !said.contains('\u{1b}') && !said.contains('\u{7}'),
+        "{said:?}"
+    );
+    assert!(!text(&out).contains('\u{1b}'), "{:?}", text(&out));
+}

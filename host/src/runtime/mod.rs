@@ -487,7 +487,7 @@ impl Runtime {
         let notice = self.notice.locked().clone();
         let (what2, notice2) = (what.to_owned(), notice.clone());
         let compiling = move || {
-            tracing::info!(plugin_file = %what2, bytes = bytes2.len(), "compiling plugin for this machine (once per file; cached after)");
+            tracing::info!(plugin_file = %crate::escape::line(&what2), bytes = bytes2.len(), "compiling plugin for this machine (once per file; cached after)");
             if let Some(n) = &notice2 {
                 n(CompileEvent::Started {
                     what: &what2,
