@@ -269,27 +269,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             limit,
             json,
-            fleet: true,
+            fleet,
             host,
         } => {
             let since = since_arg(since)?;
-            let q = crate::fleet::FleetQuery {
-                host: host.as_deref(),
-                job: job.as_deref(),
-                status: status.map(|s| s.as_str()),
-                since,
-                limit,
-            };
-            fleet_history(&config()?, &q, json).await
+            if fleet {
+                let q = crate::fleet::FleetQuery {
+                    host: host.as_deref(),
+                    job: job.as_deref(),
+                    status: status.map(|s| s.as_str()),
+                    since,
+                    limit,
+                };
+                fleet_history(&config()?, &q, json).await
+            } else {
+                history(cli.config.clone(), job, status, since, limit, json).await
+            }
         }
-        Command::History {
-            job,
-            status,
-            since,
-            limit,
-            json,
-            ..
-        } => history(cli.config.clone(), job, status, since, limit, json).await,
         Command::Fleet {
             command: FleetCommand::Status { json },
         } => fleet_status(&config()?, json).await,
@@ -558,11 +554,10 @@ async fn history(
     config: Option<PathBuf>,
     job: Option<String>,
     status: Option<crate::record::RunStatus>,
-    since: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
     limit: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let since = since_arg(since)?;
     let q = HistoryQuery {
         job,
         status,

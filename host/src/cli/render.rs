@@ -199,18 +199,7 @@ pub fn history_table(runs: &[RunRecord], width: Option<usize>) -> String {
                 r.job.clone(),
                 r.status.to_string(),
                 r.duration_ms.map_or("-".into(), format_ms),
-                {
-                    let summary = line(match &r.error {
-                        Some(e) if r.summary.is_empty() => e,
-                        _ => &r.summary,
-                    });
-                    if r.overrides.is_empty() {
-                        summary.into_owned()
-                    } else {
-                        let keys: Vec<&str> = r.overrides.keys().map(String::as_str).collect();
-                        format!("[--set {}] {summary}", line(&keys.join(",")))
-                    }
-                },
+                summary_cell(r),
             ]
         })
         .collect();
@@ -219,6 +208,21 @@ pub fn history_table(runs: &[RunRecord], width: Option<usize>) -> String {
         &rows,
         width,
     )
+}
+
+/// A run's summary (its error when it has none) on one line, after the
+/// `--set` keys of a run that was not the configured job.
+fn summary_cell(r: &RunRecord) -> String {
+    let summary = line(match &r.error {
+        Some(e) if r.summary.is_empty() => e,
+        _ => &r.summary,
+    });
+    if r.overrides.is_empty() {
+        summary.into_owned()
+    } else {
+        let keys: Vec<&str> = r.overrides.keys().map(String::as_str).collect();
+        format!("[--set {}] {summary}", line(&keys.join(",")))
+    }
 }
 
 /// `opsd history --fleet`: the history table with the host each ran on.
@@ -236,11 +240,7 @@ pub fn fleet_history_table(runs: &[crate::fleet::FleetRun], width: Option<usize>
                 line(&r.job).into_owned(),
                 r.status.to_string(),
                 r.duration_ms.map_or("-".into(), format_ms),
-                line(match &r.error {
-                    Some(e) if r.summary.is_empty() => e,
-                    _ => &r.summary,
-                })
-                .into_owned(),
+                summary_cell(r),
             ]
         })
         .collect();

@@ -272,12 +272,7 @@ pub fn restore_drill(
 ) -> Result<Drill, PluginError> {
     // A scratch database of the same name is one an interrupted drill
     // left: opsd's own (`opsd_verify_...`), so it goes first.
-    conn.psql("postgres")
-        .arg(format!(
-            "--command=DROP DATABASE IF EXISTS {}",
-            pg::quote_ident(scratch)
-        ))
-        .run_checked(&format!("dropping a stale scratch database {scratch}"))?;
+    drop_database(conn, scratch, "a stale scratch database")?;
     conn.psql("postgres")
         .arg(format!(
             "--command=CREATE DATABASE {}",
@@ -309,13 +304,7 @@ pub fn restore_drill(
             }
         })
     })();
-    let dropped = conn
-        .psql("postgres")
-        .arg(format!(
-            "--command=DROP DATABASE IF EXISTS {}",
-            pg::quote_ident(scratch)
-        ))
-        .run_checked(&format!("dropping scratch database {scratch}"));
+    let dropped = drop_database(conn, scratch, "scratch database");
     let mut counted = result?;
     dropped?;
     let left = leftover_scratch(conn, scratch)?;
@@ -326,6 +315,17 @@ pub fn restore_drill(
         ));
     }
     Ok(counted)
+}
+
+/// `DROP DATABASE IF EXISTS`, saying what the database was on failure.
+fn drop_database(conn: &Conn, name: &str, what: &str) -> Result<(), PluginError> {
+    conn.psql("postgres")
+        .arg(format!(
+            "--command=DROP DATABASE IF EXISTS {}",
+            pg::quote_ident(name)
+        ))
+        .run_checked(&format!("dropping {what} {name}"))
+        .map(drop)
 }
 
 /// Scratch databases of the same set other than `scratch`: drills that
