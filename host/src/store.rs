@@ -78,6 +78,10 @@ pub struct Store {
     /// written with the record, removed once PostgreSQL has it, so a run
     /// is never lost while PostgreSQL is away.
     outbox: sled::Tree,
+    /// Fleet jobs on this host: slots held while PostgreSQL was away
+    /// (`held\0JOB\0SLOT`) and each job's definition when this host last
+    /// told the fleet (`def\0JOB`).
+    fleet: sled::Tree,
     /// Whether finished runs go into the outbox (a `[fleet]` is set).
     outbox_on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
@@ -133,6 +137,7 @@ impl Store {
             samples: db.open_tree("samples")?,
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
+            fleet: db.open_tree("fleet")?,
             outbox_on: Default::default(),
             db,
             path,
@@ -254,6 +259,57 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Keeps a fleet job's slot that could not be claimed, for its
+    /// catch-up policy once PostgreSQL answers; durable on return.
+    pub fn hold_slot(&self, job: &str, slot: DateTime<Utc>) -> Result<()> {
+        let mut key = format!("held\0{job}\0").into_bytes();
+        key.extend_from_slice(&slot.timestamp_micros().to_be_bytes());
+        self.fleet.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// Every held slot, by job, oldest first; taken out of the store.
+    pub fn take_held(&self) -> Result<Vec<(String, Vec<DateTime<Utc>>)>> {
+        let mut out: Vec<(String, Vec<DateTime<Utc>>)> = Vec::new();
+        for item in self.fleet.scan_prefix(b"held\0") {
+            let (key, _) = item?;
+            self.fleet.remove(&key)?;
+            let rest = &key[5..];
+            let Some(split) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let job = String::from_utf8_lossy(&rest[..split]).into_owned();
+            let Some(slot) = rest[split + 1..]
+                .try_into()
+                .ok()
+                .map(i64::from_be_bytes)
+                .and_then(DateTime::from_timestamp_micros)
+            else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((j, slots)) if *j == job => slots.push(slot),
+                _ => out.push((job, vec![slot])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A fleet job's definition as this host last told the fleet.
+    pub fn told_definition(&self, job: &str) -> Result<Option<String>> {
+        Ok(self
+            .fleet
+            .get(format!("def\0{job}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Remembers the definition this host told the fleet.
+    pub fn set_told_definition(&self, job: &str, definition: &str) -> Result<()> {
+        self.fleet
+            .insert(format!("def\0{job}"), definition.as_bytes())?;
+        Ok(())
     }
 
     /// Takes copied runs out of the outbox.
