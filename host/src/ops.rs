@@ -700,11 +700,24 @@ impl Ops {
                 self.monitor.states(&conditions)
             },
             alerts: self.monitor.alert_states(&config.alerts),
-            fleet: config.fleet.as_ref().map(|_| crate::metrics::FleetFigures {
-                outbox: self.store().outbox_len() as u64,
-                since_contact: self
-                    .fleet_contact()
-                    .map(|t| (self.clock.now() - t).num_milliseconds() as f64 / 1000.0),
+            fleet: config.fleet.as_ref().map(|_| {
+                use crate::fleet::lease::ClaimCounts as C;
+                let c = &self.fleet.counts;
+                crate::metrics::FleetFigures {
+                    outbox: self.store().outbox_len() as u64,
+                    since_contact: self
+                        .fleet_contact()
+                        .map(|t| (self.clock.now() - t).num_milliseconds() as f64 / 1000.0),
+                    claims: [
+                        ("won", C::get(&c.won)),
+                        ("taken", C::get(&c.taken)),
+                        ("refused", C::get(&c.refused)),
+                    ],
+                    lease_renewals: C::get(&c.renewals),
+                    leases_lost: C::get(&c.leases_lost),
+                    taken_over: C::get(&c.taken_over),
+                    disagreeing: self.fleet.disagreeing() as u64,
+                }
             }),
         })
     }
@@ -1180,7 +1193,7 @@ impl Ops {
         &self,
         span: chrono::Duration,
     ) -> Result<opsd_report_core::input::Input, OpsError> {
-        use opsd_report_core::input::{DiskIn, Input, JobIn, RunIn, SampleIn};
+        use opsd_report_core::input::{DiskIn, Input, JobIn, SampleIn};
         let now = self.clock.now();
         let since = now - span * 2;
         let runs = self.jobs.store().history(&HistoryQuery {
@@ -1190,34 +1203,7 @@ impl Ops {
             limit: Some(10_000),
             real_only: false,
         })?;
-        let runs = runs
-            .into_iter()
-            .map(|r| {
-                let detailed = opsd_report_core::input::wants_detail(&r.plugin);
-                RunIn {
-                    scheduled: r.scheduled.timestamp(),
-                    started: r.started.timestamp(),
-                    finished: r.finished.map(|t| t.timestamp()),
-                    status: r.status.as_str().to_owned(),
-                    duration_ms: r.duration_ms,
-                    metrics: if detailed {
-                        r.metrics
-                            .iter()
-                            .map(|m| (m.name.clone(), m.value))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                    details: if detailed { r.details } else { String::new() },
-                    dry_run: r.dry_run,
-                    id: r.id,
-                    job: r.job,
-                    plugin: r.plugin,
-                    summary: r.summary,
-                    error: r.error,
-                }
-            })
-            .collect();
+        let runs = runs.into_iter().map(run_in).collect();
         let mut jobs = Vec::new();
         for e in self.schedule()? {
             let state = self.jobs.store().job_state(&e.job)?.unwrap_or_default();
@@ -1279,6 +1265,7 @@ impl Ops {
                 Some(s) => crate::system::stored_sample(&s, s.taken),
                 None => crate::system::sample(now),
             })),
+            hosts: Vec::new(),
         })
     }
 
@@ -1305,6 +1292,35 @@ impl Ops {
             .store()
             .run(id)?
             .ok_or_else(|| OpsError::UnknownRun(id.to_owned()))
+    }
+}
+
+/// A run as a report reads it: metrics and details only for the plugins
+/// whose sections need them.
+pub fn run_in(r: RunRecord) -> opsd_report_core::input::RunIn {
+    let detailed = opsd_report_core::input::wants_detail(&r.plugin);
+    opsd_report_core::input::RunIn {
+        scheduled: r.scheduled.timestamp(),
+        started: r.started.timestamp(),
+        finished: r.finished.map(|t| t.timestamp()),
+        status: r.status.as_str().to_owned(),
+        duration_ms: r.duration_ms,
+        metrics: if detailed {
+            r.metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        details: if detailed { r.details } else { String::new() },
+        dry_run: r.dry_run,
+        id: r.id,
+        job: r.job,
+        plugin: r.plugin,
+        summary: r.summary,
+        error: r.error,
+        host: None,
     }
 }
 

@@ -389,4 +389,185 @@ fn a_job_on_role_db_never_runs_on_other_hosts() {
         .filter(|r| r["job"] == "dbonly" && r["status"] == "ok")
         .count();
     assert!(ran >= 5, "alpha runs every slot: {ran}");
+
+    // What the fleet says of its jobs, from any host.
+    let web = &hosts[2].0;
+    let status = web.json(&["fleet", "status", "--json"]);
+    let jobs = status["jobs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 1, "{status:#}");
+    assert_eq!(jobs[0]["name"], "dbonly");
+    assert_eq!(jobs[0]["hosts"], serde_json::json!(["alpha"]), "{status:#}");
+    assert_eq!(jobs[0]["last_host"], "alpha");
+    assert!(jobs[0]["next_slot"].is_string(), "{status:#}");
+    // (The same rows; the slots move on every second between the calls.)
+    let listed = web.json(&["schedule", "list", "--fleet", "--json"]);
+    assert_eq!(listed[0]["name"], jobs[0]["name"], "{listed:#}");
+    assert_eq!(listed[0]["hosts"], jobs[0]["hosts"]);
+    assert_eq!(listed[0]["definition"], jobs[0]["definition"]);
+    let table = text(&web.run(&["schedule", "list", "--fleet"]));
+    assert!(
+        table.contains("FLEET JOB") && table.contains("dbonly") && table.contains("on alpha"),
+        "{table}"
+    );
+    // The fleet's report, per host and per job, in every format.
+    let report = web.json(&["report", "--fleet", "--format", "json"]);
+    let by_host: BTreeMap<String, Value> = report["hosts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| (h["name"].as_str().unwrap_or_default().to_owned(), h))
+        .collect();
+    assert_eq!(by_host.len(), 3, "{report:#}");
+    assert!(
+        by_host["alpha"]["runs"].as_u64().unwrap_or(0) >= 5,
+        "{report:#}"
+    );
+    assert_eq!(by_host["beta"]["runs"], 0);
+    assert_eq!(by_host["alpha"]["labels"], "role=db");
+    assert!(
+        report["jobs"]
+            .as_array()
+            .is_some_and(|j| j.iter().any(|j| j["name"] == "dbonly")),
+        "{report:#}"
+    );
+    for (format, header) in [
+        ("md", "## Hosts"),
+        ("html", "<h2>Hosts</h2>"),
+        ("text", "host alpha (role=db)"),
+    ] {
+        let out = text(&web.run(&["report", "--fleet", "--format", format]));
+        assert!(
+            out.contains(header) && out.contains("dbonly"),
+            "{format}: {out}"
+        );
+    }
+    let (_, metrics) = crate::util::http_get(&hosts[0].0.http_addr(), "/metrics");
+    let won = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("opsd_fleet_claims_total{outcome=\"won\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(won >= 5, "{metrics}");
+    assert!(
+        metrics.contains("opsd_fleet_jobs_disagreeing 0\n"),
+        "{metrics}"
+    );
+}
+
+/// Two hosts define the same fleet job differently: the one that did not
+/// set the fleet's definition says so loudly and runs nothing, until its
+/// configuration agrees.
+#[test]
+fn a_host_with_a_different_definition_says_so_and_does_not_run_it() {
+    let db = pg().create_db("fleetdef");
+    let postgres = conn(pg(), &db);
+    let echo = |word: &str| job("greet", "* * * * * *", "scope = \"fleet\"", "echo", &[word]);
+    let alpha = Env::new(&host(&postgres, "alpha", "app", "10s", &echo("hello")));
+    let _a = alpha.daemon();
+    all_seen(pg(), &db, 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let beta = Env::new(&host(&postgres, "beta", "app", "10s", &echo("goodbye")));
+    let b = beta.daemon();
+    let said = wait_for(Duration::from_secs(20), || {
+        let log = b.log();
+        log.contains("differs from the one the fleet runs")
+            .then_some(log)
+    });
+    assert!(said.is_some(), "beta says so: {}", b.log());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        local(&beta).iter().all(|r| r["status"] != "ok"),
+        "beta ran a job the fleet defines differently"
+    );
+    let status = alpha.json(&["fleet", "status", "--json"]);
+    assert_eq!(
+        status["jobs"][0]["disagreeing"],
+        serde_json::json!(["beta"]),
+        "{status:#}"
+    );
+    let (_, metrics) = crate::util::http_get(&beta.http_addr(), "/metrics");
+    assert!(
+        metrics.contains("opsd_fleet_jobs_disagreeing 1\n"),
+        "{metrics}"
+    );
+    // beta's operator makes it agree (a reload): it runs slots again.
+    beta.write_config(&host(&postgres, "beta", "app", "10s", &echo("hello")));
+    b.signal(libc::SIGHUP);
+    let ran = wait_for(Duration::from_secs(30), || {
+        local(&beta)
+            .iter()
+            .any(|r| r["job"] == "greet" && r["status"] == "ok")
+            .then_some(())
+    });
+    assert!(
+        ran.is_some(),
+        "beta, agreeing now, runs some slots: {}",
+        b.log()
+    );
+    let twice = pg().sql(
+        &db,
+        "SELECT count(*) FROM (SELECT record->>'scheduled' FROM opsd_runs WHERE status = 'ok' GROUP BY 1 HAVING count(*) > 1) x",
+    );
+    assert_eq!(twice, "0");
+}
+
+/// Hosts whose clocks are 8 s ahead and 90 s behind the database's
+/// (libfaketime) neither run a slot before its time nor repeat one.
+#[test]
+fn hosts_with_skewed_clocks_neither_steal_nor_repeat_a_slot() {
+    let db = pg().create_db("fleetclock");
+    let postgres = conn(pg(), &db);
+    let tick = job("tick", "* * * * * *", "scope = \"fleet\"", "true", &[]);
+    let mut hosts = Vec::new();
+    for (name, skew) in [
+        ("alpha", None),
+        ("beta", Some("+8s")),
+        ("gamma", Some("-90s")),
+    ] {
+        let env = Env::new(&host(&postgres, name, "app", "10s", &tick));
+        let d = match skew {
+            None => env.daemon(),
+            Some(offset) => env.daemon_with_env(&[
+                (
+                    "LD_PRELOAD",
+                    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                ),
+                ("FAKETIME", offset),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ]),
+        };
+        hosts.push((env, d));
+    }
+    all_seen(pg(), &db, 3);
+    std::thread::sleep(Duration::from_secs(20));
+    let offsets = pg().sql(&db, "SELECT string_agg(name || '=' || (clock_offset_ms / 1000), ',' ORDER BY name) FROM opsd_hosts");
+    assert!(
+        offsets.contains("beta=8") || offsets.contains("beta=7"),
+        "fleet status tells each host's skew: {offsets}"
+    );
+    assert!(
+        offsets.contains("gamma=-90") || offsets.contains("gamma=-89"),
+        "{offsets}"
+    );
+    // No slot was claimed before its time on the database's clock.
+    let early = pg().sql(
+        &db,
+        "SELECT count(*) FROM opsd_claims WHERE claimed < scheduled - interval '1 second'",
+    );
+    assert_eq!(early, "0", "a slot ran before its time: {}", pg().sql(&db, "SELECT host, slot, claimed FROM opsd_claims WHERE claimed < scheduled - interval '1 second' LIMIT 5"));
+    // None ran twice, and the host 90 s behind found every slot taken.
+    let twice = pg().sql(
+        &db,
+        "SELECT count(*) FROM (SELECT record->>'scheduled' FROM opsd_runs WHERE status = 'ok' GROUP BY 1 HAVING count(*) > 1) x",
+    );
+    assert_eq!(twice, "0");
+    let gamma = pg().sql(&db, "SELECT count(*) FROM opsd_claims WHERE host = 'gamma'");
+    assert_eq!(gamma, "0", "the host 90 s behind took no slot");
+    let beta = pg().sql(&db, "SELECT count(*) FROM opsd_claims WHERE host = 'beta'");
+    assert!(
+        beta.parse::<i64>().unwrap_or(0) > 0,
+        "the host ahead still runs slots, at their time"
+    );
+    drop(hosts);
 }
