@@ -452,7 +452,23 @@ fn a_job_on_role_db_never_runs_on_other_hosts() {
     assert!(
         metrics.contains("opsd_fleet_jobs_disagreeing 0\n"),
         "{metrics}"
-    );
+    );    // Every fleet figure the example Grafana dashboard charts is there.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/grafana/opsd-dashboard.json"
+    ))
+    .unwrap_or_default();
+    let charted: BTreeSet<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("opsd_fleet_"))
+        .collect();
+    assert!(charted.len() >= 6, "{charted:?}");
+    for name in charted {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "the dashboard charts {name}, which a fleet host's /metrics lacks"
+        );
+    }
 }
 
 /// Two hosts define the same fleet job differently: the one that did not
