@@ -10,6 +10,7 @@
 //! - Under systemd (`Type=notify`): READY=1 once serving, RELOADING=1 and
 //!   STOPPING=1 around those, and WATCHDOG=1 while the scheduler is healthy.
 
+mod fleet_rounds;
 use crate::api;
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -119,7 +120,7 @@ async fn sync_fleet(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut central: Option<(Arc<Central>, crate::config::FleetSettings)> = None;
     let mut down_since: Option<String> = None;
-    let mut jobs = crate::fleet::rounds::Rounds::default();
+    let mut jobs = fleet_rounds::Rounds::default();
     loop {
         let settings = ops.config().fleet.clone();
         if let Some(settings) = settings {

@@ -28,8 +28,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// A slot taken later than this after its time counts as missed.
-pub const MISSED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+pub use crate::policy::MISSED_AFTER;
 
 /// Retention runs this often (and at start).
 const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(1);

@@ -198,15 +198,20 @@ impl Store {
             key: rec.id.clone(),
             source: e,
         })?;
+        // The outbox entry goes first: sled recovers its writes in order,
+        // so a crash between the two leaves an entry whose run is still
+        // `running` (the outbox waits for it; recovery finishes it as
+        // interrupted), never a finished run the outbox does not know.
+        let finished = rec.status != RunStatus::Running;
+        if finished && self.outbox_on.load(std::sync::atomic::Ordering::SeqCst) {
+            self.outbox.insert(key, &[])?;
+        }
         self.runs.insert(key, value)?;
         self.job_runs.insert(job_key(&rec.job, &key), &[])?;
-        if rec.status == RunStatus::Running {
-            self.running.insert(key, &[])?;
-        } else {
+        if finished {
             self.running.remove(key)?;
-            if self.outbox_on.load(std::sync::atomic::Ordering::SeqCst) {
-                self.outbox.insert(key, &[])?;
-            }
+        } else {
+            self.running.insert(key, &[])?;
         }
         Ok(())
     }
@@ -241,7 +246,10 @@ impl Store {
                     if !out.is_empty() && bytes + v.len() > max_bytes {
                         break;
                     }
-                    match decode(&key, &v) {
+                    match decode::<RunRecord>(&key, &v) {
+                        // Its finished record is on its way (see
+                        // `put_run`): it goes in a later batch.
+                        Ok(rec) if rec.status == RunStatus::Running => {}
                         Ok(rec) => {
                             bytes += v.len();
                             out.push(rec);
@@ -669,6 +677,20 @@ mod tests {
         assert_eq!(s.outbox_len(), 1);
         s.outbox_done(&[big[2].clone()]).unwrap();
         assert_eq!(s.outbox_len(), 0);
+
+        // A crash between a finished run's outbox entry and its record:
+        // the entry waits while the record says running, and recovery's
+        // interrupted record goes.
+        let r = rec("crashed", RunStatus::Running);
+        s.put_run(&r).unwrap();
+        s.outbox.insert(run_key(&r.id), &[]).unwrap();
+        assert!(s.outbox_batch(10, 1 << 20).unwrap().is_empty());
+        assert_eq!(s.outbox_len(), 1, "still waiting");
+        s.recover_interrupted(Utc::now()).unwrap();
+        // (with the run left `running` at the start of this test)
+        let batch = s.outbox_batch(10, 1 << 20).unwrap();
+        let crashed = batch.iter().find(|b| b.id == r.id).expect("sent now");
+        assert_eq!(crashed.status, RunStatus::Interrupted);
     }
 
     #[test]

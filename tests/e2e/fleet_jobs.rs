@@ -452,7 +452,7 @@ fn a_job_on_role_db_never_runs_on_other_hosts() {
     assert!(
         metrics.contains("opsd_fleet_jobs_disagreeing 0\n"),
         "{metrics}"
-    );    // Every fleet figure the example Grafana dashboard charts is there.
+    ); // Every fleet figure the example Grafana dashboard charts is there.
     let dashboard = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/grafana/opsd-dashboard.json"

@@ -9,7 +9,6 @@
 
 use super::{Coordinator, Expired};
 use crate::record::Trigger;
-use crate::runtime::Cancel;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -170,8 +169,13 @@ impl Lease {
 /// Renews `lease` every third of its length until aborted. If the claim
 /// is no longer the run's, or PostgreSQL has not renewed it for five
 /// sixths of its length since `granted` (when the claim was sent), the
-/// run is stopped and the lease marked lost.
-pub async fn keep(link: Arc<FleetLink>, lease: Lease, granted: Instant, cancel: Cancel) {
+/// lease is marked lost and `stop` stops the run, told why.
+pub async fn keep(
+    link: Arc<FleetLink>,
+    lease: Lease,
+    granted: Instant,
+    stop: impl Fn(String) + Send + 'static,
+) {
     let every = lease.length / 3;
     let give_up_after = lease.length - lease.length / 6;
     let mut renewed = granted;
@@ -179,10 +183,7 @@ pub async fn keep(link: Arc<FleetLink>, lease: Lease, granted: Instant, cancel: 
         ClaimCounts::add(&link.counts.leases_lost);
         tracing::error!(job = %lease.job, run = %lease.run_id, slot = %lease.slot, "fleet lease lost: {why}");
         *lease.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
-        cancel.cancel(
-            crate::record::RunStatus::Interrupted,
-            format!("lost its fleet lease: {why}"),
-        );
+        stop(format!("lost its fleet lease: {why}"));
     };
     loop {
         let deadline = renewed + give_up_after;

@@ -13,7 +13,6 @@
 
 pub mod central;
 pub mod lease;
-pub mod rounds;
 pub mod tls;
 
 pub use central::{

@@ -93,7 +93,7 @@ impl Ops {
             forbid_overlap: job.policy.overlap == Overlap::Forbid,
             early: scheduled.then_some(EARLY),
             late: scheduled.then(|| {
-                (crate::scheduler::MISSED_AFTER.to_std().unwrap_or_default()) + job.policy.jitter
+                (crate::policy::MISSED_AFTER.to_std().unwrap_or_default()) + job.policy.jitter
             }),
         };
         let coordinator: Arc<dyn Coordinator> = match self.fleet.coordinator() {
@@ -245,11 +245,12 @@ impl Ops {
         cancel: &crate::runtime::Cancel,
     ) -> Option<Held> {
         let (lease, claim, granted) = claimed?;
+        let cancel = cancel.clone();
         let keeper = tokio::spawn(crate::fleet::lease::keep(
             self.fleet.clone(),
             lease.clone(),
             granted,
-            cancel.clone(),
+            move |why| cancel.cancel(RunStatus::Interrupted, why),
         ));
         Some(Held {
             lease,

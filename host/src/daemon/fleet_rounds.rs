@@ -3,8 +3,8 @@
 //! the hosts agree on, slots whose lease ran out on another host, and
 //! slots this host held while PostgreSQL was away.
 
-use super::{Central, Expired, HostJob};
 use crate::config::{FleetSettings, Job};
+use crate::fleet::{Central, Expired, FleetError, HostJob};
 use crate::ops::Ops;
 use crate::policy::{CatchUp, MAX_CATCH_UP};
 use crate::record::Trigger;
@@ -39,7 +39,7 @@ impl Rounds {
         ops: &Ops,
         central: &Central,
         settings: &FleetSettings,
-    ) -> Result<(), super::FleetError> {
+    ) -> Result<(), FleetError> {
         let config = ops.config();
         let now = ops.clock().now();
         // Who is alive, by the database's clock (the newest heartbeat,
@@ -161,7 +161,7 @@ impl Rounds {
         central: &Central,
         eligible: &[&Job],
         now: DateTime<Utc>,
-    ) -> Result<bool, super::FleetError> {
+    ) -> Result<bool, FleetError> {
         let names: Vec<String> = eligible.iter().map(|j| j.name.clone()).collect();
         let expired = central.expired(&names).await?;
         let keys: HashSet<(String, String, String)> = expired
