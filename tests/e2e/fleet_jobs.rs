@@ -390,3 +390,31 @@ fn a_job_on_role_db_never_runs_on_other_hosts() {
         .count();
     assert!(ran >= 5, "alpha runs every slot: {ran}");
 }
+
+/// `opsd run` with no daemon on the host connects to PostgreSQL for the
+/// claim: the same connection keeps the lease alive while the run goes
+/// on (longer than the lease here) and ends the claim after, so no
+/// other host takes a finished run over as if its host had died.
+#[test]
+fn a_manual_run_without_a_daemon_keeps_and_ends_its_claim() {
+    let db = pg().create_db("fleetlocal");
+    let postgres = conn(pg(), &db);
+    let slow = job(
+        "slow",
+        &crate::util::far_off(),
+        "scope = \"fleet\"\nretries = 1",
+        "sleep",
+        &["5"],
+    );
+    let env = Env::new(&host(&postgres, "alpha", "app", "3s", &slow));
+    let out = env.run(&["run", "slow", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("run --json: {e}: {}", text(&out)));
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(rec["fleet"]["lease_lost"].is_null(), "{rec:#}");
+    let claim = pg().sql(
+        &db,
+        "SELECT host || ' ' || coalesce(status, 'open') FROM opsd_claims WHERE job = 'slow'",
+    );
+    assert_eq!(claim, "alpha ok", "the run's claim ended with it");
+}

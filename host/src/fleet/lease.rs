@@ -158,9 +158,20 @@ pub struct Lease {
     pub length: Duration,
     /// Set when the lease was lost, with why.
     pub lost: Arc<Mutex<Option<String>>>,
+    /// The connection the claim went through: renewals and the claim's
+    /// end use it when the daemon's fleet loop has none (`opsd run` with
+    /// no daemon connects for its run alone).
+    pub claimed_via: Arc<dyn Coordinator>,
 }
 
 impl Lease {
+    /// The way to PostgreSQL for this lease: the fleet loop's, else the
+    /// one the claim went through.
+    pub fn coordinator(&self, link: &FleetLink) -> Arc<dyn Coordinator> {
+        link.coordinator()
+            .unwrap_or_else(|| self.claimed_via.clone())
+    }
+
     /// Why the lease was lost, if it was.
     pub fn lost(&self) -> Option<String> {
         self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -196,9 +207,7 @@ pub async fn keep(link: Arc<FleetLink>, lease: Lease, granted: Instant, cancel: 
             ));
             return;
         }
-        let Some(c) = link.coordinator() else {
-            continue;
-        };
+        let c = lease.coordinator(&link);
         let sent = Instant::now();
         let answer = tokio::time::timeout(
             deadline.saturating_duration_since(sent),

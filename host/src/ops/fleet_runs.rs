@@ -177,6 +177,7 @@ impl Ops {
                             run_id: run_id.to_owned(),
                             length: settings.lease,
                             lost: Default::default(),
+                            claimed_via: coordinator.clone(),
                         },
                         FleetClaim {
                             slot: ask.slot.clone(),
@@ -273,9 +274,8 @@ impl Ops {
         } = held;
         keeper.abort();
         let mut lost = lease.lost();
-        if lost.is_none()
-            && let Some(c) = self.fleet.coordinator()
-        {
+        if lost.is_none() {
+            let c = lease.coordinator(&self.fleet);
             let status = exec.status.to_string();
             let answer = tokio::time::timeout(
                 Duration::from_secs(5),
