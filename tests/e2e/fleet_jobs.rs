@@ -418,3 +418,32 @@ fn a_manual_run_without_a_daemon_keeps_and_ends_its_claim() {
     );
     assert_eq!(claim, "alpha ok", "the run's claim ended with it");
 }
+
+/// A dry run of a fleet job takes no claim: it acts on nothing, so it
+/// must not hold the slot from a real run (`overlap = "forbid"` makes
+/// other hosts skip theirs while a claim is live), and a host dying
+/// mid-dry-run must not leave another host a slot to take over and run
+/// for real.
+#[test]
+fn a_dry_run_of_a_fleet_job_claims_nothing() {
+    let db = pg().create_db("fleetdry");
+    let postgres = conn(pg(), &db);
+    let once = job(
+        "once",
+        &crate::util::far_off(),
+        "scope = \"fleet\"\nretries = 1\noverlap = \"forbid\"",
+        "true",
+        &[],
+    );
+    let env = Env::new(&host(&postgres, "alpha", "app", "3s", &once));
+    let out = env.run(&["run", "once", "--dry-run", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("run --dry-run --json: {e}: {}", text(&out)));
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(rec["dry_run"], true, "{rec:#}");
+    // No claims table at all is no claim either: nothing connected.
+    let claims = pg()
+        .try_sql(&db, "SELECT count(*) FROM opsd_claims")
+        .unwrap_or_else(|_| "0".into());
+    assert_eq!(claims, "0", "a dry run claimed a slot");
+}

@@ -60,6 +60,11 @@ impl Ops {
                 host: settings.host.clone(),
             });
         }
+        if start.dry_run {
+            // It acts on nothing: no slot to hold from a real run, and
+            // nothing another host could take over and run for real.
+            return Ok(Claimed::Run(None));
+        }
         let manual = start.trigger == Trigger::Manual;
         let found = match self.find_plugin(job).await {
             Ok(f) => f,
