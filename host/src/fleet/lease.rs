@@ -178,6 +178,30 @@ impl Lease {
     }
 }
 
+/// The task keeping a run's lease. Dropping it stops the renewals, so a
+/// run that ends any way at all (an error before its plugin starts, the
+/// daemon stopping) never leaves a lease renewed for nothing, which would
+/// hold its slot from every other host for as long as this process lives.
+pub struct Keeper(tokio::task::JoinHandle<()>);
+
+impl Keeper {
+    /// Starts keeping `lease` (see [`keep`]).
+    pub fn spawn(link: Arc<FleetLink>, lease: Lease, granted: Instant, cancel: Cancel) -> Keeper {
+        Keeper(tokio::spawn(keep(link, lease, granted, cancel)))
+    }
+
+    #[cfg(test)]
+    fn of(task: tokio::task::JoinHandle<()>) -> Keeper {
+        Keeper(task)
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Renews `lease` every third of its length until aborted. If the claim
 /// is no longer the run's, or PostgreSQL has not renewed it for five
 /// sixths of its length since `granted` (when the claim was sent), the
@@ -231,5 +255,39 @@ pub async fn keep(link: Arc<FleetLink>, lease: Lease, granted: Instant, cancel: 
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets its flag when dropped: when the task holding it is gone.
+    struct Gone(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_keeper_stops_renewing() {
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Gone(gone.clone());
+        let keeper = Keeper::of(tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        }));
+        tokio::task::yield_now().await;
+        assert!(!gone.load(Ordering::SeqCst));
+        drop(keeper);
+        for _ in 0..100 {
+            if gone.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the keeper's task outlived it");
     }
 }

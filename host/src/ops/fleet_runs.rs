@@ -4,7 +4,7 @@
 
 use super::{Ops, OpsError, Start};
 use crate::config::{Config, Job};
-use crate::fleet::lease::{ClaimCounts, Lease};
+use crate::fleet::lease::{ClaimCounts, Keeper, Lease};
 use crate::fleet::{Claim, ClaimAsk, Coordinator, Released, TakeOver, slot_key};
 use crate::policy::Overlap;
 use crate::record::{FleetClaim, RunRecord, RunStatus, TookOver, Trigger};
@@ -28,7 +28,7 @@ const RANK_STEP: Duration = Duration::from_millis(100);
 pub(super) struct Held {
     lease: Lease,
     claim: FleetClaim,
-    keeper: tokio::task::JoinHandle<()>,
+    keeper: Keeper,
 }
 
 /// What a fleet job's run may do, decided before it starts.
@@ -251,12 +251,7 @@ impl Ops {
         cancel: &crate::runtime::Cancel,
     ) -> Option<Held> {
         let (lease, claim, granted) = claimed?;
-        let keeper = tokio::spawn(crate::fleet::lease::keep(
-            self.fleet.clone(),
-            lease.clone(),
-            granted,
-            cancel.clone(),
-        ));
+        let keeper = Keeper::spawn(self.fleet.clone(), lease.clone(), granted, cancel.clone());
         Some(Held {
             lease,
             claim,
@@ -277,7 +272,7 @@ impl Ops {
             mut claim,
             keeper,
         } = held;
-        keeper.abort();
+        drop(keeper);
         let mut lost = lease.lost();
         if lost.is_none() {
             let c = lease.coordinator(&self.fleet);
