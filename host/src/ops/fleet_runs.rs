@@ -96,7 +96,10 @@ impl Ops {
             attempt: start.attempt,
             lease: settings.lease,
             forbid_overlap: job.policy.overlap == Overlap::Forbid,
-            early: scheduled.then_some(EARLY),
+            // Any slot of the schedule (a catch-up's too: a host whose
+            // clock is ahead thinks future slots were missed) waits for
+            // the database's clock; a run by hand has no slot to wait for.
+            early: (!manual).then_some(EARLY),
             late: scheduled.then(|| {
                 (crate::scheduler::MISSED_AFTER.to_std().unwrap_or_default()) + job.policy.jitter
             }),
