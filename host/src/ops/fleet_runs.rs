@@ -24,6 +24,18 @@ const MAX_EARLY: f64 = 300.0;
 /// (see [`crate::fleet::lease::FleetLink::rank`]).
 const RANK_STEP: Duration = Duration::from_millis(100);
 
+/// The longest a host waits for its place: the hosts ranked above it are
+/// read from PostgreSQL, and anyone who can write there could list
+/// thousands that never claim, making every slot wait past its time.
+const MAX_RANK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a host ranked `rank` waits before it claims a slot.
+fn rank_wait(rank: usize) -> Duration {
+    RANK_STEP
+        .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX))
+        .min(MAX_RANK_WAIT)
+}
+
 /// A claimed run's lease, its record's fleet part, and its keeper.
 pub(super) struct Held {
     lease: Lease,
@@ -125,7 +137,7 @@ impl Ops {
         if scheduled {
             let rank = self.fleet.rank(&settings.host, scope, &job.name, &ask.slot);
             if rank > 0 {
-                tokio::time::sleep(RANK_STEP * rank as u32).await;
+                tokio::time::sleep(rank_wait(rank)).await;
             }
         }
         loop {
@@ -336,5 +348,36 @@ impl Ops {
                 slot_key(start.scheduled)
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::lease::FleetLink;
+
+    /// Ten thousand hosts written into PostgreSQL that never claim do
+    /// not make a slot wait past its time.
+    #[test]
+    fn hosts_that_never_claim_cannot_hold_a_slot_back() {
+        let link = FleetLink::default();
+        let fake: Vec<(String, std::collections::BTreeMap<String, String>)> = (0..10_000)
+            .map(|i| (format!("ghost{i}"), Default::default()))
+            .chain(std::iter::once(("me".to_owned(), Default::default())))
+            .collect();
+        link.set_hosts(fake);
+        let scope = crate::config::FleetScope {
+            on: Default::default(),
+            written: String::new(),
+        };
+        let worst = (0..20)
+            .map(|i| link.rank("me", &scope, "job", &format!("slot {i}")))
+            .max()
+            .unwrap_or(0);
+        assert!(worst > 1000, "ranked {worst} of 10001");
+        assert!(rank_wait(worst) <= MAX_RANK_WAIT);
+        assert!(MAX_RANK_WAIT < crate::scheduler::MISSED_AFTER.to_std().unwrap_or_default());
+        assert_eq!(rank_wait(0), Duration::ZERO);
+        assert_eq!(rank_wait(3), RANK_STEP * 3);
     }
 }
