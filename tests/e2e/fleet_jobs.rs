@@ -587,3 +587,120 @@ fn hosts_with_skewed_clocks_neither_steal_nor_repeat_a_slot() {
     );
     drop(hosts);
 }
+
+/// `opsd run` with no daemon on the host connects to PostgreSQL for the
+/// claim: the same connection keeps the lease alive while the run goes
+/// on (longer than the lease here) and ends the claim after, so no
+/// other host takes a finished run over as if its host had died.
+#[test]
+fn a_manual_run_without_a_daemon_keeps_and_ends_its_claim() {
+    let db = pg().create_db("fleetlocal");
+    let postgres = conn(pg(), &db);
+    let slow = job(
+        "slow",
+        &crate::util::far_off(),
+        "scope = \"fleet\"\nretries = 1",
+        "sleep",
+        &["5"],
+    );
+    let env = Env::new(&host(&postgres, "alpha", "app", "3s", &slow));
+    let out = env.run(&["run", "slow", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("run --json: {e}: {}", text(&out)));
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(rec["fleet"]["lease_lost"].is_null(), "{rec:#}");
+    let claim = pg().sql(
+        &db,
+        "SELECT host || ' ' || coalesce(status, 'open') FROM opsd_claims WHERE job = 'slow'",
+    );
+    assert_eq!(claim, "alpha ok", "the run's claim ended with it");
+}
+
+/// A dry run of a fleet job takes no claim: it acts on nothing, so it
+/// must not hold the slot from a real run (`overlap = "forbid"` makes
+/// other hosts skip theirs while a claim is live), and a host dying
+/// mid-dry-run must not leave another host a slot to take over and run
+/// for real.
+#[test]
+fn a_dry_run_of_a_fleet_job_claims_nothing() {
+    let db = pg().create_db("fleetdry");
+    let postgres = conn(pg(), &db);
+    let once = job(
+        "once",
+        &crate::util::far_off(),
+        "scope = \"fleet\"\nretries = 1\noverlap = \"forbid\"",
+        "true",
+        &[],
+    );
+    let env = Env::new(&host(&postgres, "alpha", "app", "3s", &once));
+    let out = env.run(&["run", "once", "--dry-run", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("run --dry-run --json: {e}: {}", text(&out)));
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(rec["dry_run"], true, "{rec:#}");
+    // No claims table at all is no claim either: nothing connected.
+    let claims = pg()
+        .try_sql(&db, "SELECT count(*) FROM opsd_claims")
+        .unwrap_or_else(|_| "0".into());
+    assert_eq!(claims, "0", "a dry run claimed a slot");
+}
+
+/// A host whose clock jumped three minutes ahead while it was stopped
+/// starts again: the slots it thinks it missed lie in the database's
+/// future, and catch-up must not claim them before they come (that
+/// steals them from the hosts whose clocks are right, and runs them
+/// early).
+#[test]
+fn a_host_ahead_of_the_database_does_not_catch_up_future_slots() {
+    let db = pg().create_db("fleetahead");
+    let postgres = conn(pg(), &db);
+    let every10 = job(
+        "every10",
+        "* * * * * *",
+        "scope = \"fleet\"\ncatch_up = \"all\"",
+        "true",
+        &[],
+    );
+    let env = Env::new(&host(&postgres, "alpha", "app", "5s", &every10));
+    let d = env.daemon();
+    all_seen(pg(), &db, 1);
+    // The daemon has its place in the schedule: a slot it fired.
+    let fired = wait_for(Duration::from_secs(15), || {
+        pg().try_sql(&db, "SELECT count(*) FROM opsd_claims WHERE status = 'ok'")
+            .ok()
+            .filter(|n| n != "0")
+    });
+    assert!(fired.is_some(), "the host never ran a slot");
+    d.stop();
+    pg().sql(&db, "DELETE FROM opsd_claims");
+    let _ahead = env.daemon_with_env(&[
+        ("FAKETIME", "+180s"),
+        (
+            "LD_PRELOAD",
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        ),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("NO_FAKE_STAT", "1"),
+    ]);
+    let offset = wait_for(Duration::from_secs(15), || {
+        pg().try_sql(&db, "SELECT clock_offset_ms FROM opsd_hosts WHERE name = 'alpha' AND clock_offset_ms > 100000")
+            .ok()
+            .filter(|r| !r.is_empty())
+    });
+    assert!(offset.is_some(), "the host never said its clock was ahead");
+    std::thread::sleep(Duration::from_secs(5));
+    let early = pg().sql(
+        &db,
+        "SELECT count(*) || ' ' || coalesce(string_agg(slot, ', '), '') FROM opsd_claims WHERE claimed < scheduled - interval '2 s'",
+    );
+    let all = pg().sql(
+        &db,
+        "SELECT slot, claimed, status FROM opsd_claims ORDER BY 1",
+    );
+    assert_eq!(
+        early.trim(),
+        "0",
+        "slots claimed before they came by the database's clock:\n{all}\n{}",
+        _ahead.log()
+    );
+}

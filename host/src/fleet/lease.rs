@@ -157,12 +157,52 @@ pub struct Lease {
     pub length: Duration,
     /// Set when the lease was lost, with why.
     pub lost: Arc<Mutex<Option<String>>>,
+    /// The connection the claim went through: renewals and the claim's
+    /// end use it when the daemon's fleet loop has none (`opsd run` with
+    /// no daemon connects for its run alone).
+    pub claimed_via: Arc<dyn Coordinator>,
 }
 
 impl Lease {
+    /// The way to PostgreSQL for this lease: the fleet loop's, else the
+    /// one the claim went through.
+    pub fn coordinator(&self, link: &FleetLink) -> Arc<dyn Coordinator> {
+        link.coordinator()
+            .unwrap_or_else(|| self.claimed_via.clone())
+    }
+
     /// Why the lease was lost, if it was.
     pub fn lost(&self) -> Option<String> {
         self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The task keeping a run's lease. Dropping it stops the renewals, so a
+/// run that ends any way at all (an error before its plugin starts, the
+/// daemon stopping) never leaves a lease renewed for nothing, which would
+/// hold its slot from every other host for as long as this process lives.
+pub struct Keeper(tokio::task::JoinHandle<()>);
+
+impl Keeper {
+    /// Starts keeping `lease` (see [`keep`]).
+    pub fn spawn(
+        link: Arc<FleetLink>,
+        lease: Lease,
+        granted: Instant,
+        stop: impl Fn(String) + Send + Sync + 'static,
+    ) -> Keeper {
+        Keeper(tokio::spawn(keep(link, lease, granted, stop)))
+    }
+
+    #[cfg(test)]
+    fn of(task: tokio::task::JoinHandle<()>) -> Keeper {
+        Keeper(task)
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -174,7 +214,7 @@ pub async fn keep(
     link: Arc<FleetLink>,
     lease: Lease,
     granted: Instant,
-    stop: impl Fn(String) + Send + 'static,
+    stop: impl Fn(String) + Send + Sync + 'static,
 ) {
     let every = lease.length / 3;
     let give_up_after = lease.length - lease.length / 6;
@@ -197,9 +237,7 @@ pub async fn keep(
             ));
             return;
         }
-        let Some(c) = link.coordinator() else {
-            continue;
-        };
+        let c = lease.coordinator(&link);
         let sent = Instant::now();
         let answer = tokio::time::timeout(
             deadline.saturating_duration_since(sent),
@@ -223,5 +261,39 @@ pub async fn keep(
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets its flag when dropped: when the task holding it is gone.
+    struct Gone(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_keeper_stops_renewing() {
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Gone(gone.clone());
+        let keeper = Keeper::of(tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        }));
+        tokio::task::yield_now().await;
+        assert!(!gone.load(Ordering::SeqCst));
+        drop(keeper);
+        for _ in 0..100 {
+            if gone.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the keeper's task outlived it");
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{Ops, OpsError, Start};
 use crate::config::{Config, Job};
-use crate::fleet::lease::{ClaimCounts, Lease};
+use crate::fleet::lease::{ClaimCounts, Keeper, Lease};
 use crate::fleet::{Claim, ClaimAsk, Coordinator, Released, TakeOver, slot_key};
 use crate::policy::Overlap;
 use crate::record::{FleetClaim, RunRecord, RunStatus, TookOver, Trigger};
@@ -24,11 +24,23 @@ const MAX_EARLY: f64 = 300.0;
 /// (see [`crate::fleet::lease::FleetLink::rank`]).
 const RANK_STEP: Duration = Duration::from_millis(100);
 
+/// The longest a host waits for its place: the hosts ranked above it are
+/// read from PostgreSQL, and anyone who can write there could list
+/// thousands that never claim, making every slot wait past its time.
+const MAX_RANK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a host ranked `rank` waits before it claims a slot.
+fn rank_wait(rank: usize) -> Duration {
+    RANK_STEP
+        .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX))
+        .min(MAX_RANK_WAIT)
+}
+
 /// A claimed run's lease, its record's fleet part, and its keeper.
 pub(super) struct Held {
     lease: Lease,
     claim: FleetClaim,
-    keeper: tokio::task::JoinHandle<()>,
+    keeper: Keeper,
 }
 
 /// What a fleet job's run may do, decided before it starts.
@@ -59,6 +71,11 @@ impl Ops {
                 on: scope.on_text(),
                 host: settings.host.clone(),
             });
+        }
+        if start.dry_run {
+            // It acts on nothing: no slot to hold from a real run, and
+            // nothing another host could take over and run for real.
+            return Ok(Claimed::Run(None));
         }
         let manual = start.trigger == Trigger::Manual;
         let found = match self.find_plugin(job).await {
@@ -91,7 +108,10 @@ impl Ops {
             attempt: start.attempt,
             lease: settings.lease,
             forbid_overlap: job.policy.overlap == Overlap::Forbid,
-            early: scheduled.then_some(EARLY),
+            // Any slot of the schedule (a catch-up's too: a host whose
+            // clock is ahead thinks future slots were missed) waits for
+            // the database's clock; a run by hand has no slot to wait for.
+            early: (!manual).then_some(EARLY),
             late: scheduled.then(|| {
                 (crate::policy::MISSED_AFTER.to_std().unwrap_or_default()) + job.policy.jitter
             }),
@@ -117,7 +137,7 @@ impl Ops {
         if scheduled {
             let rank = self.fleet.rank(&settings.host, scope, &job.name, &ask.slot);
             if rank > 0 {
-                tokio::time::sleep(RANK_STEP * rank as u32).await;
+                tokio::time::sleep(rank_wait(rank)).await;
             }
         }
         loop {
@@ -177,6 +197,7 @@ impl Ops {
                             run_id: run_id.to_owned(),
                             length: settings.lease,
                             lost: Default::default(),
+                            claimed_via: coordinator.clone(),
                         },
                         FleetClaim {
                             slot: ask.slot.clone(),
@@ -246,12 +267,9 @@ impl Ops {
     ) -> Option<Held> {
         let (lease, claim, granted) = claimed?;
         let cancel = cancel.clone();
-        let keeper = tokio::spawn(crate::fleet::lease::keep(
-            self.fleet.clone(),
-            lease.clone(),
-            granted,
-            move |why| cancel.cancel(RunStatus::Interrupted, why),
-        ));
+        let keeper = Keeper::spawn(self.fleet.clone(), lease.clone(), granted, move |why| {
+            cancel.cancel(RunStatus::Interrupted, why)
+        });
         Some(Held {
             lease,
             claim,
@@ -272,11 +290,10 @@ impl Ops {
             mut claim,
             keeper,
         } = held;
-        keeper.abort();
+        drop(keeper);
         let mut lost = lease.lost();
-        if lost.is_none()
-            && let Some(c) = self.fleet.coordinator()
-        {
+        if lost.is_none() {
+            let c = lease.coordinator(&self.fleet);
             let status = exec.status.to_string();
             let answer = tokio::time::timeout(
                 Duration::from_secs(5),
@@ -334,5 +351,36 @@ impl Ops {
                 slot_key(start.scheduled)
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::lease::FleetLink;
+
+    /// Ten thousand hosts written into PostgreSQL that never claim do
+    /// not make a slot wait past its time.
+    #[test]
+    fn hosts_that_never_claim_cannot_hold_a_slot_back() {
+        let link = FleetLink::default();
+        let fake: Vec<(String, std::collections::BTreeMap<String, String>)> = (0..10_000)
+            .map(|i| (format!("ghost{i}"), Default::default()))
+            .chain(std::iter::once(("me".to_owned(), Default::default())))
+            .collect();
+        link.set_hosts(fake);
+        let scope = crate::config::FleetScope {
+            on: Default::default(),
+            written: String::new(),
+        };
+        let worst = (0..20)
+            .map(|i| link.rank("me", &scope, "job", &format!("slot {i}")))
+            .max()
+            .unwrap_or(0);
+        assert!(worst > 1000, "ranked {worst} of 10001");
+        assert!(rank_wait(worst) <= MAX_RANK_WAIT);
+        assert!(MAX_RANK_WAIT < crate::scheduler::MISSED_AFTER.to_std().unwrap_or_default());
+        assert_eq!(rank_wait(0), Duration::ZERO);
+        assert_eq!(rank_wait(3), RANK_STEP * 3);
     }
 }
