@@ -704,3 +704,50 @@ fn a_host_ahead_of_the_database_does_not_catch_up_future_slots() {
         _ahead.log()
     );
 }
+
+/// Rows someone with the fleet's credentials writes into the claims
+/// table (expired claims of slots the schedule never had, or made with
+/// another definition) do not make a host run the job.
+#[test]
+fn forged_expired_claims_do_not_make_a_host_run_the_job() {
+    let db = pg().create_db("fleetforge");
+    let postgres = conn(pg(), &db);
+    let once = job(
+        "nightly",
+        "0 3 * * *",
+        "scope = \"fleet\"\nretries = 3\noverlap = \"allow\"",
+        "true",
+        &[],
+    );
+    let alpha = Env::new(&host(&postgres, "alpha", "app", "10s", &once));
+    let _a = alpha.daemon();
+    let definition = wait_for(Duration::from_secs(20), || {
+        pg().try_sql(
+            &db,
+            "SELECT definition FROM opsd_host_jobs WHERE job = 'nightly'",
+        )
+        .ok()
+        .filter(|d| !d.is_empty())
+    })
+    .expect("alpha says how it sees the job");
+    // Twenty slots at 03:17 (not in `0 3 * * *`) with the right
+    // definition, twenty at 03:00 with another one.
+    pg().sql(
+        &db,
+        &format!(
+            "INSERT INTO opsd_claims (job, slot, scheduled, definition, host, run_id, attempt, claimed, lease_until)
+             SELECT 'nightly', to_char(t, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), t, d, 'mallory', 'R' || i, 1, t, now() - interval '1 minute'
+             FROM generate_series(1, 40) i,
+                  LATERAL (SELECT (date_trunc('day', now()) - (i || ' days')::interval + CASE WHEN i <= 20 THEN interval '3 h 17 min' ELSE interval '3 h' END) AS t,
+                                  CASE WHEN i <= 20 THEN '{definition}' ELSE 'forged' END AS d) x"
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let ran = local(&alpha);
+    assert!(ran.is_empty(), "alpha ran forged slots: {ran:#?}");
+    let untouched = pg().sql(
+        &db,
+        "SELECT count(*) FROM opsd_claims WHERE host = 'mallory' AND ended IS NULL",
+    );
+    assert_eq!(untouched, "40", "nothing taken over or ended");
+}

@@ -9,11 +9,17 @@ use crate::ops::Ops;
 use crate::policy::{CatchUp, MAX_CATCH_UP};
 use crate::record::Trigger;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// A host counts as alive this long after its last heartbeat.
 const ALIVE_FOR: chrono::Duration = chrono::Duration::seconds(10);
+
+/// A hand-over whose run has not taken its slot is made again after this.
+const HAND_OVER_AGAIN: Duration = Duration::from_secs(30);
+
+/// Expired claims of one job handed over in one round, at most.
+const TAKE_OVERS_PER_ROUND: usize = 10;
 
 /// Ended claims are kept this long, for `fleet status` and audits.
 const KEEP_CLAIMS: Duration = Duration::from_secs(30 * 86_400);
@@ -26,7 +32,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub struct Rounds {
     /// Expired claims handed to the scheduler, so a round does not hand
     /// one over twice while its run is on the way.
-    handed: HashSet<(String, String, String)>,
+    handed: HashMap<(String, String, String), Instant>,
     /// What this host last said of its fleet jobs.
     said: Option<Vec<HostJob>>,
     last_prune: Option<Instant>,
@@ -134,7 +140,13 @@ impl Rounds {
                 })
             })
             .collect();
-        let mut released = self.take_overs(ops, central, &eligible, now).await?;
+        let definitions: BTreeMap<String, String> = mine
+            .iter()
+            .map(|m| (m.job.clone(), m.definition.clone()))
+            .collect();
+        let mut released = self
+            .take_overs(ops, central, &eligible, &definitions)
+            .await?;
         released |= release_held(ops, &eligible, now);
         if released {
             ops.changed().notify_one();
@@ -160,7 +172,7 @@ impl Rounds {
         ops: &Ops,
         central: &Central,
         eligible: &[&Job],
-        now: DateTime<Utc>,
+        definitions: &BTreeMap<String, String>,
     ) -> Result<bool, FleetError> {
         let names: Vec<String> = eligible.iter().map(|j| j.name.clone()).collect();
         let expired = central.expired(&names).await?;
@@ -168,21 +180,41 @@ impl Rounds {
             .iter()
             .map(|e| (e.job.clone(), e.slot.clone(), e.run_id.clone()))
             .collect();
-        self.handed.retain(|k| keys.contains(k));
+        // A hand-over whose run never took the slot (it found the job
+        // busy, PostgreSQL failed it) is tried again after a while.
+        self.handed
+            .retain(|k, at| keys.contains(k) && at.elapsed() < HAND_OVER_AGAIN);
         let mut released = false;
+        let mut per_job: HashMap<String, usize> = HashMap::new();
         for e in expired {
             let key = (e.job.clone(), e.slot.clone(), e.run_id.clone());
-            if self.handed.contains(&key) {
+            if self.handed.contains_key(&key) {
                 continue;
             }
             let Some(job) = eligible.iter().find(|j| j.name == e.job) else {
                 continue;
             };
-            match again(job, &e, now) {
+            // Only what this host would have run itself: a slot of the
+            // job's schedule (or a manual run), claimed with the
+            // definition this host has, a few per round. Rows written by
+            // someone else with the database's credentials cannot make
+            // the fleet run a job over and over.
+            let ours = definitions.get(&e.job) == Some(&e.definition);
+            let in_schedule = e.slot.starts_with("manual ")
+                || job.schedule.next_after(
+                    e.scheduled - chrono::Duration::microseconds(1),
+                    job.timezone,
+                ) == Some(e.scheduled);
+            let n = per_job.entry(e.job.clone()).or_default();
+            if !ours || !in_schedule || *n >= TAKE_OVERS_PER_ROUND {
+                continue;
+            }
+            *n += 1;
+            match again(job, &e, e.db_now) {
                 Some(trigger) => {
                     tracing::warn!(job = %e.job, slot = %e.slot, host = %e.host, run = %e.run_id, lease_until = %e.lease_until,
                         "a fleet slot's lease ran out mid-run on another host; the job's policies run it again ({trigger:?})");
-                    self.handed.insert(key);
+                    self.handed.insert(key, Instant::now());
                     let (name, at) = (e.job.clone(), e.scheduled);
                     ops.fleet().release(&name, vec![(at, trigger)], Some(e));
                     released = true;
@@ -238,6 +270,7 @@ fn release_held(ops: &Ops, eligible: &[&Job], now: DateTime<Utc>) -> bool {
     let mut released = false;
     for (name, slots) in held {
         let Some(job) = eligible.iter().find(|j| j.name == name) else {
+            tracing::warn!(job = %name, slots = slots.len(), "slots held while the fleet's PostgreSQL was away are dropped: the job is no longer a fleet job this host may run, or its definition differs from the fleet's");
             continue;
         };
         let policy = &job.policy;

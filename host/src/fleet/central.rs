@@ -425,6 +425,11 @@ pub struct Expired {
     pub run_id: String,
     pub attempt: u32,
     pub lease_until: DateTime<Utc>,
+    /// The definition the claim was made with.
+    pub definition: String,
+    /// The database's clock when it was read: what the job's policies
+    /// are judged by, so hosts with skewed clocks decide alike.
+    pub db_now: DateTime<Utc>,
 }
 
 /// What became of a claim's end.
@@ -620,7 +625,7 @@ impl Central {
         }
         let rows = self
             .timed(self.client.query(
-                "SELECT job, slot, scheduled, host, run_id, attempt, lease_until
+                "SELECT job, slot, scheduled, host, run_id, attempt, lease_until, definition, now()
                  FROM opsd_claims
                  WHERE ended IS NULL AND lease_until < now() AND job = ANY($1)
                  ORDER BY scheduled LIMIT 1000",
@@ -639,6 +644,8 @@ impl Central {
                     run_id: r.try_get(4)?,
                     attempt: u32::try_from(r.try_get::<_, i32>(5)?).unwrap_or(1),
                     lease_until: r.try_get(6)?,
+                    definition: r.try_get(7)?,
+                    db_now: r.try_get(8)?,
                 })
             })();
             match e {

@@ -82,8 +82,10 @@ BEGIN
     END IF;
     SELECT * INTO c FROM opsd_claims WHERE job = p_job AND slot = p_slot;
     IF FOUND THEN
-        -- Only a retry of the host whose attempt ended takes it again.
-        IF NOT (c.host = p_host AND c.ended IS NOT NULL AND p_attempt > c.attempt) THEN
+        -- Only a retry by the host that made the attempt before takes it
+        -- again (that attempt is over: retries follow it; its end may not
+        -- have reached the database).
+        IF NOT (c.host = p_host AND p_attempt > c.attempt) THEN
             RETURN QUERY SELECT 'taken'::text, c.host, coalesce(c.status, 'running'), NULL::timestamptz;
             RETURN;
         END IF;
