@@ -10,14 +10,14 @@
 //! layer  modules
 //!  10    commands
 //!   9    cli daemon project
-//!   8    api scaffold scheduler
+//!   8    api console scaffold scheduler
 //!   7    ops
 //!   6    check
 //!   5    metrics plugins
 //!   4    fleet jobs runtime
 //!   3    config crontab
 //!   2    grants system
-//!   1    monitor notify store
+//!   1    http_token monitor notify store
 //!   0    bindings builtins clock diag escape locks outbound policy record schedule secrets trust
 //! ```
 //!
@@ -94,12 +94,14 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod crontab;
 pub mod daemon;
 pub mod diag;
 pub mod escape;
 pub mod fleet;
 pub mod grants;
+pub mod http_token;
 pub mod jobs;
 pub mod locks;
 pub mod metrics;

@@ -448,6 +448,7 @@ async fn health_is_503_with_the_reason_until_the_scheduler_runs() {
     tokio::spawn(opsd::api::serve_http(
         listener,
         ops.clone(),
+        opsd::console::router(ops.clone(), None),
         std::future::pending(),
     ));
     let get = |addr: String| tokio::task::spawn_blocking(move || http_get(&addr, "/health"));
