@@ -69,7 +69,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api_task = tokio::spawn(api::serve(listener, ops.clone(), stopped(stop_rx.clone())));
     let http_task = http.map(|l| {
         let console = crate::console::router(ops.clone(), l.local_addr().ok());
-        tokio::spawn(api::serve_http(l, ops.clone(), console, stopped(stop_rx.clone())))
+        tokio::spawn(api::serve_http(
+            l,
+            ops.clone(),
+            console,
+            stopped(stop_rx.clone()),
+        ))
     });
     spawn_watchdog(ops.clone());
     if ops.monitor().samples_itself() {

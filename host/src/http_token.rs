@@ -45,7 +45,10 @@ impl HttpToken {
 /// with XOR so no early exit tells where they part.
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 fn check(text: &str) -> Result<(), String> {
@@ -124,7 +127,10 @@ pub(crate) fn read(
             let text = text.trim_end_matches(['\n', '\r']);
             match check(text) {
                 Ok(()) => Some(HttpToken(text.to_owned())),
-                Err(e) => fail(problems, format!("[http] token_file {shown}: the token {e}")),
+                Err(e) => fail(
+                    problems,
+                    format!("[http] token_file {shown}: the token {e}"),
+                ),
             }
         }
     }

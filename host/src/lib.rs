@@ -35,7 +35,9 @@
 //!   [`trust`] (who may write what opsd runs), [`builtins`] (the plugins
 //!   compiled in), [`bindings`] (the host side of `wit/plugin.wit`).
 //! - Layer 1: [`monitor`] (the machine's figures and `when` conditions),
-//!   [`notify`] (webhooks), [`store`] (sled trees of runs, logs, state).
+//!   [`notify`] (webhooks), [`store`] (sled trees of runs, logs, state),
+//!   [`http_token`] (the web console's token, never shown, compared in
+//!   constant time).
 //! - Layer 2: [`grants`] (the capability policy: files, programs,
 //!   network, limits; default deny) and [`system`] (the `system` host
 //!   interface's figures).
@@ -54,7 +56,8 @@
 //! - Layer 7: [`ops`]: what every interface offers (schedule, run,
 //!   history, logs, status, health) over one open store.
 //! - Layer 8: [`scheduler`] (decides *when* jobs fire), [`api`] (control
-//!   socket and HTTP endpoints), [`scaffold`] (`opsd plugin new`).
+//!   socket and HTTP endpoints), [`console`] (the web console on the HTTP
+//!   listener), [`scaffold`] (`opsd plugin new`).
 //! - Layer 9: [`cli`] (arguments and tables), [`daemon`] (`opsd daemon`:
 //!   signals, reloads, systemd), [`project`] (`opsd plugin build` and
 //!   `test`: a plugin project's language, toolchain and component).

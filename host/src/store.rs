@@ -547,9 +547,11 @@ impl Store {
             .and_then(|t| serde_json::to_string(&t).ok())
             .map(|t| format!("\"trigger\":{t}"));
         let has = |v: &[u8], words: &Option<String>| {
-            words
-                .as_ref()
-                .is_none_or(|w| v.windows(w.len()).any(|x| x == w.as_bytes()))
+            words.as_ref().is_none_or(|w| {
+                // std's substring search (and UTF-8 check) is compiled
+                // optimised even in a debug build.
+                std::str::from_utf8(v).map_or(true, |text| text.contains(w.as_str()))
+            })
         };
         let mut page = HistoryPage::default();
         let limit = q.limit.max(1);
@@ -773,6 +775,92 @@ mod tests {
             .unwrap();
         assert_eq!(failed.len(), 1);
         assert!(s.run("not-a-ulid").unwrap().is_none());
+    }
+
+    /// The console's pages: newest first, filtered, continued from a run
+    /// id, and stopped at the budget with a place to go on from.
+    #[test]
+    fn history_pages_follow_on_and_stop_at_their_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let mut r = rec(if i % 3 == 0 { "a" } else { "b" }, RunStatus::Ok);
+            if i % 10 == 9 {
+                r.status = RunStatus::Failed;
+                r.trigger = Trigger::Schedule;
+                // Words in the summary alone do not make a match.
+            } else if i == 4 {
+                r.summary = "\"status\":\"failed\"".into();
+            }
+            s.put_run(&r).unwrap();
+            ids.push(r.id);
+        }
+        let ids_of = |p: &HistoryPage| p.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let first = s
+            .history_page(&PageQuery {
+                limit: 10,
+                budget: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&first),
+            ids[20..].iter().rev().cloned().collect::<Vec<_>>()
+        );
+        let second = s
+            .history_page(&PageQuery {
+                limit: 10,
+                budget: 1000,
+                before: first.next.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&second),
+            ids[10..20].iter().rev().cloned().collect::<Vec<_>>()
+        );
+        let failed = s
+            .history_page(&PageQuery {
+                status: Some(RunStatus::Failed),
+                trigger: Some(Trigger::Schedule),
+                limit: 10,
+                budget: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&failed),
+            [ids[29].clone(), ids[19].clone(), ids[9].clone()]
+        );
+        assert_eq!(failed.next, None);
+        let a = s
+            .history_page(&PageQuery {
+                job: Some("a".into()),
+                limit: 3,
+                budget: 1000,
+                before: Some(ids[27].clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&a),
+            [ids[24].clone(), ids[21].clone(), ids[18].clone()]
+        );
+        // A budget of 12 records finds the failure at 29 and 19, and
+        // stops, saying where to go on from.
+        let bounded = s
+            .history_page(&PageQuery {
+                status: Some(RunStatus::Failed),
+                limit: 10,
+                budget: 12,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(bounded.runs.len(), 2);
+        assert_eq!(bounded.examined, 12);
+        assert_eq!(bounded.next.as_deref(), Some(ids[18].as_str()));
+        assert!(bounded.searched_to.is_some());
     }
 
     #[test]

@@ -116,7 +116,10 @@ pub fn badge(word: &str) -> String {
 
 /// A table from a header and rows of cells already made HTML.
 pub fn table(class: &str, header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = format!("<div class=\"scroll\"><table class=\"{}\"><thead><tr>", esc(class));
+    let mut out = format!(
+        "<div class=\"scroll\"><table class=\"{}\"><thead><tr>",
+        esc(class)
+    );
     for h in header {
         let _ = write!(out, "<th>{}</th>", esc(h));
     }
@@ -139,7 +142,8 @@ mod tests {
 
     #[test]
     fn markup_and_terminal_sequences_are_inert() {
-        let hostile = "\"><img src=x onerror=alert(1)><script>x</script>\u{1b}[31mred\u{1b}]0;t\u{7}'";
+        let hostile =
+            "\"><img src=x onerror=alert(1)><script>x</script>\u{1b}[31mred\u{1b}]0;t\u{7}'";
         let shown = esc(hostile);
         assert!(!shown.contains('<') && !shown.contains('>') && !shown.contains('"'));
         assert!(!shown.contains('\'') && !shown.contains('\u{1b}'));

@@ -145,14 +145,17 @@ pub fn router(ops: Arc<Ops>, listen: Option<SocketAddr>) -> Router {
 /// is fetched from elsewhere, no page may be framed, nothing is cached.
 fn hardened(mut res: Response, csp: &'static str) -> Response {
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -198,13 +201,8 @@ fn random_hex() -> String {
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of
         // `buf`, which lives across the call.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-                0,
-            )
-        };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
         } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
@@ -252,6 +250,19 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 /// `Host`. A browser always sends one of them on a cross-site POST.
 fn same_origin(headers: &HeaderMap) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ok = same_origin_said(&get);
+    if !ok {
+        tracing::warn!(
+            origin = get("origin").unwrap_or("-"),
+            sec_fetch_site = get("sec-fetch-site").unwrap_or("-"),
+            host = get("host").unwrap_or("-"),
+            "web console: refused a request from another site"
+        );
+    }
+    ok
+}
+
+fn same_origin_said<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> bool {
     if let Some(site) = get("sec-fetch-site")
         && !matches!(site, "same-origin" | "none")
     {
@@ -363,11 +374,7 @@ impl Console {
 
 async fn css() -> Response {
     hardened(
-        (
-            [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-            CSS,
-        )
-            .into_response(),
+        ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response(),
         PAGE_CSP,
     )
 }
@@ -498,7 +505,12 @@ async fn run_now(
     };
     let ops = c.ops.clone();
     if let Err(e) = ops.config().job(&job) {
-        return refusal(StatusCode::NOT_FOUND, "Unknown job", &e.to_string(), Some(&access));
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "Unknown job",
+            &e.to_string(),
+            Some(&access),
+        );
     }
     let before: Vec<String> = ops.running_of(&job).into_iter().map(|r| r.run_id).collect();
     let start = crate::ops::Start::new(crate::record::Trigger::Manual, ops.clock().now());
@@ -528,10 +540,11 @@ async fn run_now(
                 ),
             };
         }
+        // Under way once its record is written (the run page reads it).
         if let Some(r) = ops
             .running_of(&job)
             .into_iter()
-            .find(|r| !before.contains(&r.run_id))
+            .find(|r| !before.contains(&r.run_id) && ops.run_record(&r.run_id).is_ok())
         {
             return redirect(&format!("/runs/{}", html::url(&r.run_id)));
         }
@@ -540,7 +553,13 @@ async fn run_now(
     redirect(&format!("/jobs/{}", html::url(&job)))
 }
 
-async fn set_enabled(c: Shared, job: String, headers: HeaderMap, csrf: String, on: bool) -> Response {
+async fn set_enabled(
+    c: Shared,
+    job: String,
+    headers: HeaderMap,
+    csrf: String,
+    on: bool,
+) -> Response {
     let access = match c.act_access(&headers, &csrf) {
         Ok(a) => a,
         Err(res) => return res,
@@ -549,7 +568,12 @@ async fn set_enabled(c: Shared, job: String, headers: HeaderMap, csrf: String, o
     let j = job.clone();
     match tokio::task::spawn_blocking(move || ops.set_enabled(&j, on)).await {
         Ok(Ok(_)) => redirect(&format!("/jobs/{}", html::url(&job))),
-        Ok(Err(e)) => refusal(StatusCode::BAD_REQUEST, "Not changed", &e.to_string(), Some(&access)),
+        Ok(Err(e)) => refusal(
+            StatusCode::BAD_REQUEST,
+            "Not changed",
+            &e.to_string(),
+            Some(&access),
+        ),
         Err(e) => refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Error",
@@ -596,8 +620,10 @@ async fn cancel(
     {
         Some(r) => {
             tracing::info!(run = %id, "run cancelled from the web console");
-            r.cancel
-                .cancel(RunStatus::Cancelled, "cancelled from the web console".into());
+            r.cancel.cancel(
+                RunStatus::Cancelled,
+                "cancelled from the web console".into(),
+            );
             redirect(&format!("/runs/{}", html::url(&id)))
         }
         None => refusal(
@@ -712,7 +738,11 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, Form(f): Form<LoginF
     res
 }
 
-async fn logout(State(c): State<Shared>, headers: HeaderMap, Form(f): Form<ActionForm>) -> Response {
+async fn logout(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<ActionForm>,
+) -> Response {
     if let Err(res) = c.act_access(&headers, &f.csrf) {
         return res;
     }

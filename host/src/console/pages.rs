@@ -321,7 +321,10 @@ pub(crate) fn job(ops: &Ops, access: &Access, name: &str) -> Response {
     };
     let mut facts: Vec<(&str, String)> = vec![
         ("Plugin", esc(&d.plugin)),
-        ("Schedule", format!("{} ({})", esc(&schedule), esc(&d.timezone))),
+        (
+            "Schedule",
+            format!("{} ({})", esc(&schedule), esc(&d.timezone)),
+        ),
         (
             "When",
             if d.when.is_empty() {
@@ -344,10 +347,11 @@ pub(crate) fn job(ops: &Ops, access: &Access, name: &str) -> Response {
             format!(
                 "{}{}",
                 esc(&d.catch_up),
-                d.catch_up_deadline_seconds.map_or(String::new(), |s| format!(
-                    " (within {})",
-                    human_duration(s as i64)
-                ))
+                d.catch_up_deadline_seconds
+                    .map_or(String::new(), |s| format!(
+                        " (within {})",
+                        human_duration(s as i64)
+                    ))
             ),
         ),
         ("Overlap", esc(&d.overlap)),
@@ -433,14 +437,31 @@ fn facts_list(facts: &[(&str, String)]) -> String {
 pub(crate) fn run(ops: &Ops, access: &Access, id: &str) -> Response {
     let rec = match ops.run_record(id) {
         Ok(r) => r,
-        Err(e) => return ops_error(access, e),
+        Err(e) => {
+            // Taken up, its record not written yet: a moment.
+            if let Some((job, _)) = ops
+                .running()
+                .into_iter()
+                .find(|(_, runs)| runs.iter().any(|r| r.run_id == id))
+            {
+                let body = format!(
+                    "<h1>Run of {} {}</h1><p class=\"notice\">Starting…</p>",
+                    job_link(&job),
+                    badge("running")
+                );
+                let page = frame(&format!("Run of {job}"), "", Some(access), &body).replacen(
+                    "</head>",
+                    "<meta http-equiv=\"refresh\" content=\"1\"></head>",
+                    1,
+                );
+                return html_response(StatusCode::OK, page);
+            }
+            return ops_error(access, e);
+        }
     };
     let log = ops.run_log(id).unwrap_or_default();
     let live = rec.status == RunStatus::Running
-        && ops
-            .running_of(&rec.job)
-            .iter()
-            .any(|r| r.run_id == rec.id);
+        && ops.running_of(&rec.job).iter().any(|r| r.run_id == rec.id);
     let mut body = format!(
         "<h1>Run of {} {}</h1>",
         job_link(&rec.job),
@@ -497,7 +518,11 @@ pub(crate) fn run(ops: &Ops, access: &Access, id: &str) -> Response {
     }
     body.push_str(&facts_list(&facts));
     if !rec.details.is_empty() {
-        let _ = write!(body, "<h2>Details</h2><pre>{}</pre>", esc_block(&rec.details));
+        let _ = write!(
+            body,
+            "<h2>Details</h2><pre>{}</pre>",
+            esc_block(&rec.details)
+        );
     }
     if !rec.metrics.is_empty() {
         body.push_str("<h2>Metrics</h2>");
@@ -794,13 +819,7 @@ fn spark(title: &str, points: &[(DateTime<Utc>, f64)], limit: Option<f64>, unit:
         }
         let path: Vec<String> = points
             .iter()
-            .map(|(t, v)| {
-                format!(
-                    "{:.1},{:.1}",
-                    (t.timestamp() as f64 - t0) / span * w,
-                    y(*v)
-                )
-            })
+            .map(|(t, v)| format!("{:.1},{:.1}", (t.timestamp() as f64 - t0) / span * w, y(*v)))
             .collect();
         let _ = write!(
             s,
@@ -832,11 +851,9 @@ pub(crate) fn status(ops: &Ops, access: &Access) -> Response {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let standing = |over: bool| badge(if over { "OVER" } else { "ok" });
     let cpu_state = match st.cpu_above_limit_for_seconds {
-        Some(secs) if secs >= CPU_LIMIT_FOR.as_secs() => format!(
-            "{} for {}",
-            badge("OVER"),
-            human_duration(secs as i64)
-        ),
+        Some(secs) if secs >= CPU_LIMIT_FOR.as_secs() => {
+            format!("{} for {}", badge("OVER"), human_duration(secs as i64))
+        }
         Some(secs) => format!("{} for {}", badge("high"), human_duration(secs as i64)),
         None => badge("ok"),
     };
@@ -890,7 +907,9 @@ pub(crate) fn status(ops: &Ops, access: &Access) -> Response {
     rows.push(vec![
         "network errors".into(),
         st.network_errors_per_hour
-            .map_or("- (no hour of samples yet)".into(), |r| format!("{r:.0} /h")),
+            .map_or("- (no hour of samples yet)".into(), |r| {
+                format!("{r:.0} /h")
+            }),
         format!("{NETWORK_ERRORS_LIMIT} /h"),
         st.network_errors_per_hour
             .map_or(String::new(), |r| standing(r > NETWORK_ERRORS_LIMIT)),
@@ -940,7 +959,12 @@ pub(crate) fn status(ops: &Ops, access: &Access) -> Response {
         Some(MEMORY_LIMIT),
         " %",
     ));
-    body.push_str(&spark("load (1 min)", &series(&|x| Some(x.load[0])), None, ""));
+    body.push_str(&spark(
+        "load (1 min)",
+        &series(&|x| Some(x.load[0])),
+        None,
+        "",
+    ));
     for d in s.filesystems().into_iter().filter(|d| d.total_bytes > 0) {
         let path = d.path.clone();
         body.push_str(&spark(
@@ -1038,18 +1062,17 @@ pub(crate) fn plugins(list: &[crate::plugins::PluginEntry], access: &Access) -> 
             let caps = match &p.capabilities {
                 None => "-".to_owned(),
                 Some(c) => {
-                    let mut parts: Vec<String> = c
-                        .fs
-                        .iter()
-                        .map(|f| {
-                            format!(
-                                "{} {} ({})",
-                                if f.write { "writes" } else { "reads" },
-                                esc(&f.guest),
-                                esc(&f.reason)
-                            )
-                        })
-                        .collect();
+                    let mut parts: Vec<String> =
+                        c.fs.iter()
+                            .map(|f| {
+                                format!(
+                                    "{} {} ({})",
+                                    if f.write { "writes" } else { "reads" },
+                                    esc(&f.guest),
+                                    esc(&f.reason)
+                                )
+                            })
+                            .collect();
                     if !c.exec.is_empty() {
                         parts.push(format!("runs {}", esc(&c.exec.join(", "))));
                     }
@@ -1078,7 +1101,10 @@ pub(crate) fn plugins(list: &[crate::plugins::PluginEntry], access: &Access) -> 
             ]
         })
         .collect();
-    let mut body = format!("<h1>Plugins</h1><p class=\"muted\">{} found</p>", list.len());
+    let mut body = format!(
+        "<h1>Plugins</h1><p class=\"muted\">{} found</p>",
+        list.len()
+    );
     body.push_str(&table(
         "stack plugins",
         &[
@@ -1113,7 +1139,14 @@ pub(crate) fn report(ops: &Ops, access: &Access, since: Option<&str>) -> Respons
     };
     let period = opsd_report_core::Period::last(seconds, input.now);
     let report = opsd_report_core::build(&input, period);
-    let page = opsd_report_core::render(&report, opsd_report_core::Format::Html);
+    // The report escapes markup; terminal controls it leaves as they
+    // are, and here they are made visible as everywhere else in the
+    // console (markup itself holds none).
+    let page = crate::escape::block(&opsd_report_core::render(
+        &report,
+        opsd_report_core::Format::Html,
+    ))
+    .into_owned();
     let mut chooser = String::from(
         "<link rel=\"stylesheet\" href=\"/console/console.css\"><header class=\"top\"><span class=\"brand\">opsd</span><nav><a href=\"/\">Schedule</a> <a href=\"/history\">History</a> <a href=\"/status\">Status</a> <a href=\"/plugins\">Plugins</a> <a class=\"here\" href=\"/reports\">Reports</a></nav></header><form class=\"filters\" method=\"get\" action=\"/reports\"><label>Span<select name=\"since\">",
     );
@@ -1160,4 +1193,3 @@ pub(crate) fn login(token_set: bool, next: &str, error: Option<&str>) -> Respons
     };
     html_response(code, frame("Sign in", "", None, &body))
 }
-
