@@ -658,6 +658,20 @@ fn the_console_answers_in_a_browser_and_shows_hostile_text_as_text() {
         .is_some()
     );
 
+    // Cancel a running run from its page.
+    b.goto(&format!("{base}/jobs/follow"));
+    b.submit("[...document.querySelectorAll('form')].find(f => f.action.endsWith('/jobs/follow/run')).submit()");
+    assert!(b.url().contains("/runs/"), "{}", b.url());
+    b.submit(
+        "[...document.querySelectorAll('form')].find(f => f.action.endsWith('/cancel')).submit()",
+    );
+    let cancelled = wait_for(Duration::from_secs(10), || {
+        let h = env.json(&["history", "--job", "follow", "--json"]);
+        (h[0]["status"] == "cancelled").then_some(h[0].clone())
+    });
+    assert!(cancelled.is_some(), "the run was cancelled");
+    assert!(daemon.log().contains("run cancelled from the web console"));
+
     // /health and /metrics stay open and as they were.
     let (code, body) = get(&addr, "/health");
     assert_eq!(code, 200, "{body}");

@@ -294,80 +294,83 @@ impl Console {
     }
 
     /// May this request read console pages? `Err` is the answer to send.
-    fn read_access(&self, headers: &HeaderMap, path: &str) -> Result<Access, Response> {
+    fn read_access(&self, headers: &HeaderMap, path: &str) -> Result<Access, Box<Response>> {
         let token_set = self.ops.config().http_token.is_some();
         let csrf = self.session(headers);
         let access = Access { csrf, token_set };
         if self.loopback {
             if !loopback_host(headers) {
-                return Err(refusal(
+                return Err(Box::new(refusal(
                     StatusCode::MISDIRECTED_REQUEST,
                     "Wrong host",
                     "This console listens on loopback and answers only requests for localhost or a loopback address. Behind a reverse proxy, pass the upstream's address as Host (nginx does by default; Caddy: header_up Host {upstream_hostport}).",
                     None,
-                ));
+                )));
             }
             return Ok(access);
         }
         if !token_set {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Console off",
                 "The web console is off: opsd listens off loopback and [http] has no token. Set [http] token_file (and serve it behind a TLS reverse proxy), or listen on 127.0.0.1.",
                 None,
-            ));
+            )));
         }
         if access.csrf.is_none() {
-            return Err(redirect(&format!("/login?next={}", html::url(path))));
+            return Err(Box::new(redirect(&format!(
+                "/login?next={}",
+                html::url(path)
+            ))));
         }
         Ok(access)
     }
 
     /// May this POST change something? Checks the session, the CSRF
     /// token the form carried and the request's origin.
-    fn act_access(&self, headers: &HeaderMap, csrf: &str) -> Result<Access, Response> {
+    fn act_access(&self, headers: &HeaderMap, csrf: &str) -> Result<Access, Box<Response>> {
         let token_set = self.ops.config().http_token.is_some();
         if !token_set {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Read-only",
                 "This console is read-only: [http] has no token. Set [http] token_file to offer run now, cancel, enable and disable here, or use the opsd command.",
                 None,
-            ));
+            )));
         }
         if !same_origin(headers) {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Refused",
                 "Refused: the request came from another site.",
                 None,
-            ));
+            )));
         }
         if self.loopback && !loopback_host(headers) {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::MISDIRECTED_REQUEST,
                 "Wrong host",
                 "This console answers only requests for localhost or a loopback address.",
                 None,
-            ));
+            )));
         }
         match self.session(headers) {
             Some(expected) if crate::http_token::same_secret(&expected, csrf) => Ok(Access {
                 csrf: Some(expected),
                 token_set,
             }),
-            Some(_) => Err(refusal(
+            Some(_) => Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Refused",
                 "Refused: the form's CSRF token does not match your session. Reload the page and try again.",
                 None,
-            )),
-            None => Err(refusal(
+            ))),
+            None => Err(Box::new(refusal(
                 StatusCode::UNAUTHORIZED,
                 "Sign in",
                 "Sign in with the console's token first (the link at the top right).",
                 None,
-            )),
+            ))),
         }
     }
 }
@@ -399,7 +402,7 @@ async fn page(
 ) -> Response {
     let access = match c.read_access(headers, &path) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let ops = c.ops.clone();
     match tokio::task::spawn_blocking(move || build(&ops, &access)).await {
@@ -453,7 +456,7 @@ async fn status_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
 async fn plugins_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let access = match c.read_access(&headers, "/plugins") {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let list = c.ops.registry().list().await;
     pages::plugins(&list, &access)
@@ -501,7 +504,7 @@ async fn run_now(
 ) -> Response {
     let access = match c.act_access(&headers, &f.csrf) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let ops = c.ops.clone();
     if let Err(e) = ops.config().job(&job) {
@@ -562,7 +565,7 @@ async fn set_enabled(
 ) -> Response {
     let access = match c.act_access(&headers, &csrf) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let ops = c.ops.clone();
     let j = job.clone();
@@ -609,7 +612,7 @@ async fn cancel(
 ) -> Response {
     let access = match c.act_access(&headers, &f.csrf) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match c
         .ops
@@ -744,7 +747,7 @@ async fn logout(
     Form(f): Form<ActionForm>,
 ) -> Response {
     if let Err(res) = c.act_access(&headers, &f.csrf) {
-        return res;
+        return *res;
     }
     if let (Some(id), Ok(mut sessions)) = (cookie(&headers, COOKIE), c.sessions.lock()) {
         sessions.remove(&id);
@@ -788,7 +791,7 @@ async fn run_events(
     headers: HeaderMap,
 ) -> Response {
     if let Err(res) = c.read_access(&headers, &format!("/runs/{}", html::url(&id))) {
-        return res;
+        return *res;
     }
     let ops = c.ops.clone();
     let running = ops
