@@ -1148,7 +1148,10 @@ pub(crate) fn report(ops: &Ops, access: &Access, since: Option<&str>) -> Respons
     ))
     .into_owned();
     let mut chooser = String::from(
-        "<link rel=\"stylesheet\" href=\"/console/console.css\"><header class=\"top\"><span class=\"brand\">opsd</span><nav><a href=\"/\">Schedule</a> <a href=\"/history\">History</a> <a href=\"/status\">Status</a> <a href=\"/plugins\">Plugins</a> <a class=\"here\" href=\"/reports\">Reports</a></nav></header><form class=\"filters\" method=\"get\" action=\"/reports\"><label>Span<select name=\"since\">",
+        // The report's own stylesheet styles the page; the console's
+        // bar brings a few rules of its own (this page allows inline
+        // style, never script).
+        "<style>.console-bar{display:flex;flex-wrap:wrap;gap:.3rem 1rem;align-items:center;background:#263238;color:#fff;padding:.5rem 1rem;margin:0 0 1rem;border-radius:4px;font:15px system-ui,sans-serif}.console-bar a{color:#fff;text-decoration:none}.console-bar a.here{border-bottom:2px solid #90caf9}.console-bar form{margin-left:auto}</style><header class=\"console-bar\"><b>opsd</b><a href=\"/\">Schedule</a><a href=\"/history\">History</a><a href=\"/status\">Status</a><a href=\"/plugins\">Plugins</a><a class=\"here\" href=\"/reports\">Reports</a><form method=\"get\" action=\"/reports\"><label>Span <select name=\"since\">",
     );
     let mut spans = vec!["24h", "7d", "30d", "90d"];
     if !spans.contains(&since) {
@@ -1163,7 +1166,7 @@ pub(crate) fn report(ops: &Ops, access: &Access, since: Option<&str>) -> Respons
             esc(s)
         );
     }
-    chooser.push_str("</select></label><button type=\"submit\">Show</button></form>");
+    chooser.push_str("</select></label> <button type=\"submit\">Show</button></form></header>");
     let page = match page.find("<body>") {
         Some(at) => format!("{}{chooser}{}", &page[..at + 6], &page[at + 6..]),
         None => page,
