@@ -233,7 +233,7 @@ fn duration_chart(runs: &[RunRecord]) -> String {
             "<a href=\"/runs/{}\"><rect class=\"{class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{} {} {}</title></rect></a>",
             url(&r.id),
             h - bh,
-            (step * 0.8).max(1.0),
+            (step * 0.8).clamp(1.0, 40.0),
             esc(&r.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             esc(r.status.as_str()),
             esc(&r.duration_ms.map_or("-".into(), millis)),
@@ -1092,10 +1092,18 @@ pub(crate) fn plugins(list: &[crate::plugins::PluginEntry], access: &Access) -> 
             }
             vec![
                 esc(&p.name),
-                esc(&p.version),
+                if p.version.is_empty() {
+                    "<span class=\"muted\">not loaded yet</span>".into()
+                } else {
+                    esc(&p.version)
+                },
                 status,
                 esc(&p.source),
-                format!("<code>{}</code>", esc(&p.sha256)),
+                format!(
+                    "<code title=\"{}\">{}…</code>",
+                    esc(&p.sha256),
+                    esc(&p.sha256.chars().take(12).collect::<String>())
+                ),
                 caps,
                 esc(&p.description),
             ]
