@@ -371,7 +371,7 @@ fn the_console_answers_in_a_browser_and_shows_hostile_text_as_text() {
         ),
         hostile(
             "follow",
-            "action = \"say-all\"\npath = \"following\"\nseconds = 6\nargs = [\"line 1\", \"line 2\", \"line 3\", \"line 4\", \"line 5\", \"line 6\", \"line 7\", \"line 8\"]"
+            "action = \"say-all\"\npath = \"following\"\nseconds = 8\nargs = [\"line 1\", \"line 2\", \"line 3\", \"line 4\", \"line 5\", \"line 6\", \"line 7\", \"line 8\"]"
         ),
         hostile("quick", "action = \"ok\""),
         "[[job]]\nname = \"cond\"\nplugin = \"test-hostile\"\nwhen = { metric = \"memory_used_percent\", above = 99.9, for = \"5m\" }\n[job.config]\naction = \"ok\"\n\n",
