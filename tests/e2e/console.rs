@@ -219,7 +219,7 @@ impl Browser {
     }
 
     fn text(&mut self) -> String {
-        self.eval("document.body.innerText")
+        self.eval("document.body ? document.body.innerText : ''")
             .as_str()
             .unwrap_or_default()
             .to_owned()
@@ -661,7 +661,31 @@ fn the_console_answers_in_a_browser_and_shows_hostile_text_as_text() {
     // Cancel a running run from its page.
     b.goto(&format!("{base}/jobs/follow"));
     b.submit("[...document.querySelectorAll('form')].find(f => f.action.endsWith('/jobs/follow/run')).submit()");
-    assert!(b.url().contains("/runs/"), "{}", b.url());
+    let running = b.url();
+    assert!(running.contains("/runs/"), "{running}");
+    // Without JavaScript the running run's page still says where it is
+    // (its lines and progress so far) and refreshes itself.
+    std::thread::sleep(Duration::from_millis(1500));
+    b.call(
+        "Emulation.setScriptExecutionDisabled",
+        json!({ "value": true }),
+    );
+    b.goto(&running);
+    let text = b.text();
+    assert!(
+        text.contains("line 1") && text.contains("of 8 following"),
+        "{text}"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('meta[http-equiv=refresh]').length"),
+        1,
+        "the page refreshes itself without JavaScript"
+    );
+    b.call(
+        "Emulation.setScriptExecutionDisabled",
+        json!({ "value": false }),
+    );
+    b.goto(&running);
     b.submit(
         "[...document.querySelectorAll('form')].find(f => f.action.endsWith('/cancel')).submit()",
     );

@@ -823,6 +823,7 @@ async fn run_events(
         }
         let last_ms = have.last().map_or(0, |l| l.ms);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 biased;
@@ -858,6 +859,14 @@ async fn run_events(
                     if tx.is_closed() {
                         return;
                     }
+                    // A comment every 15 s keeps a quiet run's stream
+                    // open through proxies that close idle connections.
+                    ticks += 1;
+                    if ticks % 30 == 0
+                        && tx.send(bytes::Bytes::from_static(b": still running\n\n")).await.is_err()
+                    {
+                        return;
+                    }
                     if !ops.running().into_values().flatten().any(|r| r.run_id == id) {
                         break;
                     }
@@ -891,4 +900,103 @@ async fn run_events(
             .into_response(),
         PAGE_CSP,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_this_console_may_post() {
+        let own = [
+            ("host", "127.0.0.1:9779"),
+            ("origin", "http://127.0.0.1:9779"),
+        ];
+        assert!(same_origin(&headers(&own)));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:9779"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        // A plain client sends neither; the session and CSRF token decide.
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:9779")])));
+        for bad in [
+            [
+                ("host", "127.0.0.1:9779"),
+                ("origin", "http://evil.example"),
+            ],
+            [("host", "127.0.0.1:9779"), ("origin", "null")],
+            [
+                ("host", "127.0.0.1:9779"),
+                ("origin", "http://127.0.0.1:9780"),
+            ],
+            [("host", "127.0.0.1:9779"), ("sec-fetch-site", "same-site")],
+            [("host", "127.0.0.1:9779"), ("sec-fetch-site", "cross-site")],
+        ] {
+            assert!(!same_origin(&headers(&bad)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_pages_answer_loopback_names_only() {
+        let with_host = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        for ok in [
+            "127.0.0.1:9779",
+            "localhost:9779",
+            "LOCALHOST",
+            "[::1]:9779",
+            "127.0.0.2",
+        ] {
+            assert!(loopback_host(&with_host(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9779",
+            "10.0.0.1:9779",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(&with_host(bad)), "{bad}");
+        }
+        assert!(!loopback_host(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn sign_in_leads_only_to_this_console() {
+        assert_eq!(safe_next(Some("/history?job=a")), "/history?job=a");
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn session_ids_are_random_and_long() {
+        let (a, b) = (random_hex(), random_hex());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn cookies_are_read_by_exact_name() {
+        let h = headers(&[("cookie", "x_opsd_console=no; opsd_console=abc; other=1")]);
+        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&HeaderMap::new(), COOKIE), None);
+    }
 }

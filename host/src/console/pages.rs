@@ -460,8 +460,12 @@ pub(crate) fn run(ops: &Ops, access: &Access, id: &str) -> Response {
         }
     };
     let log = ops.run_log(id).unwrap_or_default();
-    let live = rec.status == RunStatus::Running
-        && ops.running_of(&rec.job).iter().any(|r| r.run_id == rec.id);
+    let running = ops
+        .running_of(&rec.job)
+        .into_iter()
+        .find(|r| r.run_id == rec.id && rec.status == RunStatus::Running);
+    let live = running.is_some();
+    let progress = running.as_ref().and_then(|r| r.log.last_progress());
     let mut body = format!(
         "<h1>Run of {} {}</h1>",
         job_link(&rec.job),
@@ -562,9 +566,24 @@ pub(crate) fn run(ops: &Ops, access: &Access, id: &str) -> Response {
     }
     body.push_str("<h2>Log</h2>");
     if live {
+        // The progress so far, so the page says it without JavaScript.
+        let (bar, note) = match &progress {
+            Some((done, Some(total), message)) => (
+                format!("<progress id=\"progress\" max=\"{total}\" value=\"{done}\"></progress>"),
+                format!("{done} of {total} {}", esc(message)),
+            ),
+            Some((done, None, message)) => (
+                "<progress id=\"progress\"></progress>".to_owned(),
+                format!("{done} {}", esc(message)),
+            ),
+            None => (
+                "<progress id=\"progress\"></progress>".to_owned(),
+                String::new(),
+            ),
+        };
         let _ = write!(
             body,
-            "<div id=\"live\" data-events=\"/runs/{}/events\"><progress id=\"progress\"></progress> <span id=\"progress-note\"></span> <span id=\"live-state\" class=\"muted\">refreshing every 3 s</span></div>",
+            "<div id=\"live\" data-events=\"/runs/{}/events\">{bar} <span id=\"progress-note\">{note}</span> <span id=\"live-state\" class=\"muted\">refreshing every 3 s</span></div>",
             url(&rec.id)
         );
     }
