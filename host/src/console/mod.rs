@@ -862,7 +862,7 @@ async fn run_events(
                     // A comment every 15 s keeps a quiet run's stream
                     // open through proxies that close idle connections.
                     ticks += 1;
-                    if ticks % 30 == 0
+                    if ticks.is_multiple_of(30)
                         && tx.send(bytes::Bytes::from_static(b": still running\n\n")).await.is_err()
                     {
                         return;
