@@ -77,6 +77,11 @@ impl IntoResponse for ApiError {
             OpsError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
             OpsError::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
             OpsError::BadOverride { .. } => (StatusCode::BAD_REQUEST, "bad-override"),
+            OpsError::NotOnThisHost { .. } => (StatusCode::CONFLICT, "not-on-this-host"),
+            OpsError::ClaimedElsewhere { .. } => (StatusCode::CONFLICT, "claimed-elsewhere"),
+            OpsError::FleetUnreachable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "fleet-unreachable")
+            }
         };
         let body = ErrorBody {
             error: self.0.to_string(),

@@ -237,7 +237,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Status { json } => status(cli.config.clone(), json).await,
         Command::Schedule { command } => match command {
-            ScheduleCommand::List { json } => schedule_list(cli.config.clone(), json).await,
+            ScheduleCommand::List { json, fleet: true } => fleet_schedule(&config()?, json).await,
+            ScheduleCommand::List { json, fleet: false } => {
+                schedule_list(cli.config.clone(), json).await
+            }
             ScheduleCommand::Show { job, json } => show(cli.config.clone(), &job, json).await,
             ScheduleCommand::Next {
                 expr,
@@ -293,7 +296,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             format,
             output,
-        } => report(cli.config.clone(), &since, &format, output).await,
+            fleet,
+        } => report(cli.config.clone(), &since, &format, output, fleet).await,
         Command::Logs { run_id, json } => logs(cli.config.clone(), &run_id, json).await,
         // Needs no configuration: it only writes a project.
         Command::Plugins {
@@ -612,15 +616,81 @@ async fn fleet_history(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `opsd fleet status`: the hosts PostgreSQL has heard from.
+/// `opsd fleet status`: the hosts PostgreSQL has heard from, and the
+/// fleet jobs with their next slot and last host.
 async fn fleet_status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let hosts = central(config).await?.hosts().await?;
+    let central = central(config).await?;
+    let hosts = central.hosts().await?;
+    let jobs = central.jobs().await?;
     if json {
-        print_json(&serde_json::json!({ "hosts": hosts }))?;
+        print_json(&serde_json::json!({ "hosts": hosts, "jobs": jobs }))?;
     } else {
         print(&cli::fleet_hosts_table(&hosts, chrono::Utc::now()))?;
+        if !jobs.is_empty() {
+            print("\n")?;
+            print(&cli::fleet_jobs_table(&jobs))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `opsd schedule list --fleet`: the fleet jobs as the fleet sees them.
+async fn fleet_schedule(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let jobs = central(config).await?.jobs().await?;
+    if json {
+        print_json(&jobs)?;
+    } else {
+        print(&cli::fleet_jobs_table(&jobs))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `opsd report --fleet` is built from: every host's runs in the
+/// central history, and the hosts.
+async fn fleet_report_input(
+    config: &Config,
+    seconds: i64,
+) -> anyhow::Result<opsd_report_core::input::Input> {
+    let central = central(config).await?;
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::seconds(seconds.saturating_mul(2));
+    let runs = central
+        .history(&crate::fleet::FleetQuery {
+            since: Some(since),
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
+    let hosts = central.hosts().await?;
+    Ok(opsd_report_core::input::Input {
+        hostname: format!("fleet of {} hosts", hosts.len()),
+        now: now.timestamp(),
+        runs: runs
+            .into_iter()
+            .map(|f| {
+                let mut run = crate::ops::run_in(f.record);
+                run.host = Some(f.host);
+                run
+            })
+            .collect(),
+        jobs: Vec::new(),
+        samples: Vec::new(),
+        current: None,
+        hosts: hosts
+            .into_iter()
+            .map(|h| opsd_report_core::input::HostIn {
+                labels: h
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                name: h.name,
+                last_seen: h.last_seen.timestamp(),
+                outbox: h.outbox,
+            })
+            .collect(),
+    })
 }
 
 /// `opsd report`: to a file (written whole, then renamed) or stdout.
@@ -629,12 +699,17 @@ async fn report(
     since: &str,
     format: &str,
     output: Option<std::path::PathBuf>,
+    fleet: bool,
 ) -> anyhow::Result<ExitCode> {
     let seconds = opsd_report_core::parse_span(since)
         .with_context(|| format!("--since `{since}`: write a span such as 24h, 7d or 30d"))?;
     let format = opsd_report_core::Format::parse(format)
         .with_context(|| format!("--format `{format}`: use text, md, html or json"))?;
-    let input = Backend::open(config).await?.report_input(seconds).await?;
+    let input = if fleet {
+        fleet_report_input(&load_config(config)?, seconds).await?
+    } else {
+        Backend::open(config).await?.report_input(seconds).await?
+    };
     let period = opsd_report_core::Period::last(seconds, input.now);
     let report = opsd_report_core::build(&input, period);
     let text = opsd_report_core::render(&report, format);

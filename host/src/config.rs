@@ -14,7 +14,7 @@ use crate::policy::{CatchUp, Overlap, Policy};
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +78,42 @@ pub struct FleetSettings {
     /// CA certificates (PEM) the server's certificate may chain to,
     /// besides the public ones.
     pub ca: Option<PathBuf>,
+    /// How long a claim on a fleet job's slot holds without renewal: a
+    /// host that dies mid-run frees its slot after this long.
+    pub lease: Duration,
+}
+
+/// Unless `[fleet] lease` says.
+pub const DEFAULT_FLEET_LEASE: Duration = Duration::from_secs(30);
+
+/// `scope = "fleet"`: the job runs once per fleet, on one eligible host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetScope {
+    /// `on = { role = "db" }`: labels a host must have to run it.
+    pub on: BTreeMap<String, String>,
+    /// A digest of the job as written (not as this host resolved it:
+    /// program paths differ between machines) and its settings after
+    /// `[defaults]`; hosts that disagree on it are not running one job.
+    pub written: String,
+}
+
+impl FleetScope {
+    /// Whether a host with `labels` may run the job.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.on.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// `role=db, region=eu`, or `any host`.
+    pub fn on_text(&self) -> String {
+        if self.on.is_empty() {
+            return "any host".into();
+        }
+        self.on
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Where the connection string comes from.
@@ -177,6 +213,8 @@ pub struct Job {
     pub config_lines: std::collections::BTreeMap<String, usize>,
     /// Line of the job's `[[job]]` header, for messages.
     pub line: usize,
+    /// `scope = "fleet"`: once per fleet rather than on this host.
+    pub fleet: Option<FleetScope>,
 }
 
 impl Job {
@@ -197,7 +235,25 @@ impl Job {
             self.grants,
             self.policy
         );
+        let text = match &self.fleet {
+            // Only then: a host job's hash stays what it was before
+            // fleets, so an upgrade does not look like a changed job.
+            Some(f) => format!("{text}\nfleet {:?}", f.on),
+            None => text,
+        };
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+
+    /// What hosts of a fleet compare before running the job: the job as
+    /// written, its settings, and the plugin's content.
+    pub fn fleet_definition(&self, plugin_sha256: &str) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let f = self.fleet.as_ref()?;
+        let text = format!(
+            "{}\n{}\n{:?}\n{:?}\n{plugin_sha256}",
+            f.written, self.timezone, self.timeout, self.policy
+        );
+        Some(hex::encode(&Sha256::digest(text.as_bytes())[..8]))
     }
 }
 
@@ -271,6 +327,7 @@ struct RawFleet {
     #[serde(default)]
     labels: BTreeMap<String, Spanned<String>>,
     ca: Option<Spanned<String>>,
+    lease: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -385,6 +442,10 @@ with_job_settings! {
         sandbox: grants::RawSandbox,
         #[serde(default)]
         config: Option<Spanned<toml::Table>>,
+        #[serde(default)]
+        scope: Option<Spanned<String>>,
+        #[serde(default)]
+        on: Option<Spanned<BTreeMap<String, String>>>,
     }
 }
 
@@ -789,10 +850,22 @@ impl Config {
             .and_then(|f| fleet_settings(f, &base, &lines, p));
 
         let mut names = BTreeSet::new();
+        let written = written_fleet_jobs(&raw, text);
         let jobs: Vec<Job> = raw
             .job
             .iter()
-            .filter_map(|spanned| job(spanned, &raw, text, &base, &mut names, p))
+            .filter_map(|spanned| {
+                job(
+                    spanned,
+                    &raw,
+                    text,
+                    &base,
+                    fleet.as_ref(),
+                    &written,
+                    &mut names,
+                    p,
+                )
+            })
             .collect();
         names.extend(unparsed.iter().map(|b| b.name.clone()));
         places.check_grants(&jobs, p);
@@ -1196,12 +1269,111 @@ fn fleet_settings(
             format!("[fleet] ca {}: {e}", path.display()),
         );
     }
+    let lease = duration_setting(
+        f.lease.as_ref(),
+        "[fleet] lease",
+        DEFAULT_FLEET_LEASE,
+        lines,
+        problems,
+    );
+    if let Some(l) = &f.lease
+        && !(MIN_FLEET_LEASE..=MAX_FLEET_LEASE).contains(&lease)
+    {
+        problems.push(
+            lines.at(l),
+            None,
+            format!(
+                "[fleet] lease = {:?}: a lease is between {} and {} (renewed every third of it while a run goes on)",
+                l.get_ref(),
+                humantime::format_duration(MIN_FLEET_LEASE),
+                humantime::format_duration(MAX_FLEET_LEASE)
+            ),
+        );
+    }
     Some(FleetSettings {
         postgres,
         host,
         labels,
         ca,
+        lease,
     })
+}
+
+/// The shortest lease: renewals every second, no shorter.
+const MIN_FLEET_LEASE: Duration = Duration::from_secs(3);
+
+/// The longest lease: a dead host's slot waits no longer than this.
+const MAX_FLEET_LEASE: Duration = Duration::from_secs(3600);
+
+/// `scope` and `on` of one job: `None` for a host job.
+fn fleet_scope(
+    raw_job: &RawJob,
+    written: Option<&toml::Table>,
+    fleet: Option<&FleetSettings>,
+    lines: &Lines<'_>,
+    name: &str,
+    problems: &mut Problems,
+) -> Option<FleetScope> {
+    let scope = raw_job.scope.as_ref();
+    let is_fleet = match scope.map(|s| s.get_ref().as_str()) {
+        None | Some("host") => false,
+        Some("fleet") => true,
+        Some(other) => {
+            problems.push(
+                scope.and_then(|s| lines.at(s)),
+                Some(name),
+                format!("scope = {other:?}: a job's scope is \"host\" (runs on this host, the default) or \"fleet\" (once per fleet)"),
+            );
+            return None;
+        }
+    };
+    if !is_fleet {
+        if let Some(on) = &raw_job.on {
+            problems.push(
+                lines.at(on),
+                Some(name),
+                "`on` says which hosts of a fleet may run a fleet job; add scope = \"fleet\" or remove it",
+            );
+        }
+        return None;
+    }
+    let at = scope.and_then(|s| lines.at(s));
+    if fleet.is_none() {
+        problems.push(
+            at,
+            Some(name),
+            "scope = \"fleet\" needs a [fleet] section naming the fleet's PostgreSQL (postgres_env = \"VARIABLE\")",
+        );
+    }
+    if raw_job.when.is_some() {
+        problems.push(
+            at,
+            Some(name),
+            "a `when` condition watches this machine, and a fleet job runs once for all of them; keep the condition on a scope = \"host\" job",
+        );
+    }
+    if raw_job
+        .schedule
+        .as_ref()
+        .is_some_and(|s| s.get_ref().trim() == "@reboot")
+    {
+        problems.push(
+            at,
+            Some(name),
+            "@reboot is each host's own start; a fleet job needs a schedule all hosts share",
+        );
+    }
+    let mut on = BTreeMap::new();
+    if let Some(raw_on) = &raw_job.on {
+        for (k, v) in raw_on.get_ref() {
+            on.insert(k.clone(), v.clone());
+        }
+    }
+    let mut table = written.cloned().unwrap_or_default();
+    table.remove("enabled");
+    let written =
+        serde_json::to_string(&toml_to_json(toml::Value::Table(table))).unwrap_or_default();
+    Some(FleetScope { on, written })
 }
 
 /// A connection string as opsd means it. `sslmode=verify-full` and
@@ -1398,6 +1570,28 @@ fn job_when(
     when
 }
 
+/// Each fleet job's `[[job]]` table as written, by name: what hosts
+/// compare. Read only when the file has a fleet job.
+fn written_fleet_jobs(raw: &RawConfig, text: &str) -> HashMap<String, toml::Table> {
+    let mut out = HashMap::new();
+    if !raw.job.iter().any(|j| j.get_ref().scope.is_some()) {
+        return out;
+    }
+    let Ok(whole) = text.parse::<toml::Table>() else {
+        return out;
+    };
+    if let Some(toml::Value::Array(jobs)) = whole.get("job") {
+        for j in jobs {
+            if let toml::Value::Table(t) = j
+                && let Some(toml::Value::String(name)) = t.get("name")
+            {
+                out.insert(name.clone(), t.clone());
+            }
+        }
+    }
+    out
+}
+
 /// `plugin_sha256`, lower-cased: 64 hex digits.
 fn plugin_pin(
     raw_job: &RawJob,
@@ -1423,11 +1617,14 @@ fn plugin_pin(
 
 /// One `[[job]]`: `None` when it has problems (they are in `problems`).
 /// `names` collects the names seen, to refuse a second job by one.
+#[allow(clippy::too_many_arguments)]
 fn job(
     spanned: &Spanned<RawJob>,
     raw: &RawConfig,
     text: &str,
     base: &Path,
+    fleet: Option<&FleetSettings>,
+    written: &HashMap<String, toml::Table>,
     names: &mut BTreeSet<String>,
     problems: &mut Problems,
 ) -> Option<Job> {
@@ -1471,6 +1668,7 @@ fn job(
     let when = job_when(raw_job, &lines, &name, problems);
     let settings = job_settings(raw_job, &raw.defaults, &lines, &name, problems);
     let pin = plugin_pin(raw_job, &lines, &name, problems);
+    let fleet = fleet_scope(raw_job, written.get(&name), fleet, &lines, &name, problems);
     let mode = raw_job
         .sandbox
         .exec
@@ -1505,6 +1703,7 @@ fn job(
         config,
         config_lines,
         line: line.unwrap_or(0),
+        fleet,
     })
 }
 

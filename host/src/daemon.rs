@@ -10,6 +10,7 @@
 //! - Under systemd (`Type=notify`): READY=1 once serving, RELOADING=1 and
 //!   STOPPING=1 around those, and WATCHDOG=1 while the scheduler is healthy.
 
+mod fleet_rounds;
 use crate::api;
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -115,14 +116,18 @@ const FLEET_BATCH_BYTES: usize = 8 << 20;
 /// While a `[fleet]` is set: keeps a connection to its PostgreSQL, says
 /// every [`FLEET_SYNC`] that this host is alive, and copies the outbox's
 /// finished runs to the central history, oldest first, removing each
-/// only once PostgreSQL has it. PostgreSQL away stops nothing else: runs
-/// wait in the outbox, and the loop tries again, saying once that it
-/// lost the connection and once that it has it back.
+/// only once PostgreSQL has it. It also keeps the fleet jobs' side:
+/// which hosts are alive, the definitions hosts agree on, slots whose
+/// lease ran out elsewhere and slots held while PostgreSQL was away.
+/// PostgreSQL away stops nothing else: runs wait in the outbox, and the
+/// loop tries again, saying once that it lost the connection and once
+/// that it has it back.
 async fn sync_fleet(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
     use crate::fleet::Central;
     tokio::pin!(stop);
-    let mut central: Option<(Central, crate::config::FleetSettings)> = None;
+    let mut central: Option<(Arc<Central>, crate::config::FleetSettings)> = None;
     let mut down_since: Option<String> = None;
+    let mut jobs = fleet_rounds::Rounds::default();
     loop {
         let settings = ops.config().fleet.clone();
         if let Some(settings) = settings {
@@ -132,12 +137,15 @@ async fn sync_fleet(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
                 .is_some_and(|(c, s)| c.is_closed() || *s != settings)
             {
                 central = None;
+                ops.fleet().set_coordinator(None);
             }
             if central.is_none() {
                 match Central::connect(&settings).await {
                     Ok(c) => {
                         tracing::info!(at = %c.at(), host = %settings.host, "connected to the fleet's PostgreSQL");
                         down_since = None;
+                        let c = Arc::new(c);
+                        ops.fleet().set_coordinator(Some(c.clone()));
                         central = Some((c, settings.clone()));
                     }
                     Err(e) => {
@@ -149,14 +157,21 @@ async fn sync_fleet(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
                     }
                 }
             }
-            if let Some((c, s)) = &central
-                && let Err(e) = drain_outbox(&ops, c, s).await
-            {
-                tracing::warn!(error = %e, outbox = ops.store().outbox_len(), "fleet: runs wait in the outbox until PostgreSQL answers");
-                down_since = Some(e.to_string());
-                central = None;
+            if let Some((c, s)) = &central {
+                let round = async {
+                    drain_outbox(&ops, c, s).await?;
+                    jobs.round(&ops, c, s).await.map_err(anyhow::Error::from)
+                };
+                if let Err(e) = round.await {
+                    tracing::warn!(error = %e, outbox = ops.store().outbox_len(), "fleet: runs wait in the outbox until PostgreSQL answers");
+                    down_since = Some(e.to_string());
+                    central = None;
+                    ops.fleet().set_coordinator(None);
+                }
             }
             ops.set_fleet_contact(central.is_some());
+        } else if central.take().is_some() {
+            ops.fleet().set_coordinator(None);
         }
         tokio::select! {
             _ = &mut stop => return,

@@ -48,7 +48,8 @@
 //! - Layer 4: [`runtime`] (wasmtime: engine, compile cache, one instance
 //!   per run, limits), [`jobs`] (the one writer of job state and run
 //!   records, by named transitions) and [`fleet`] (the fleet's PostgreSQL:
-//!   schema, heartbeats, the central history).
+//!   schema, heartbeats, the central history, fleet jobs' claims and
+//!   leases behind the `Coordinator` trait).
 //! - Layer 5: [`plugins`] (built-ins and the plugin directory, ready or
 //!   rejected) and [`metrics`] (the Prometheus exposition).
 //! - Layer 6: [`check`]: what `opsd check` finds, and the jobs that

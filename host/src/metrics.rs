@@ -48,6 +48,16 @@ pub struct FleetFigures {
     pub outbox: u64,
     /// Seconds since PostgreSQL last answered; none if it never has.
     pub since_contact: Option<f64>,
+    /// Fleet-job claims since start, by outcome: `won`, `taken` (another
+    /// host had the slot), `refused` (not run: overlap, definition,
+    /// clock, PostgreSQL away).
+    pub claims: [(&'static str, u64); 3],
+    pub lease_renewals: u64,
+    pub leases_lost: u64,
+    /// Slots taken over from a host whose lease ran out.
+    pub taken_over: u64,
+    /// Fleet jobs this host defines differently from the fleet.
+    pub disagreeing: u64,
 }
 
 /// One job's figures for the exposition.
@@ -399,6 +409,42 @@ fn fleet_metrics(w: &mut String, f: &Figures) {
         );
         let _ = writeln!(w, "opsd_fleet_seconds_since_contact {s:.3}");
     }
+    header(
+        w,
+        "opsd_fleet_claims_total",
+        "counter",
+        "Fleet-job slots this host tried to claim, by outcome (won; taken by another host; refused: overlap, a differing definition, a skewed clock or PostgreSQL away).",
+    );
+    for (outcome, n) in fleet.claims {
+        let _ = writeln!(w, "opsd_fleet_claims_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    for (name, help, value) in [
+        (
+            "opsd_fleet_lease_renewals_total",
+            "Leases on running fleet-job slots renewed in PostgreSQL.",
+            fleet.lease_renewals,
+        ),
+        (
+            "opsd_fleet_leases_lost_total",
+            "Runs stopped or discounted because their fleet lease was lost.",
+            fleet.leases_lost,
+        ),
+        (
+            "opsd_fleet_takeovers_total",
+            "Fleet-job slots this host took over from a host whose lease ran out.",
+            fleet.taken_over,
+        ),
+    ] {
+        header(w, name, "counter", help);
+        let _ = writeln!(w, "{name} {value}");
+    }
+    header(
+        w,
+        "opsd_fleet_jobs_disagreeing",
+        "gauge",
+        "Fleet jobs this host defines differently from the fleet (it does not run them).",
+    );
+    let _ = writeln!(w, "opsd_fleet_jobs_disagreeing {}", fleet.disagreeing);
 }
 
 /// `opsd_alert_active{alert,severity}`: 1 while an alert is active, for
@@ -633,9 +679,19 @@ mod tests {
             fleet: Some(FleetFigures {
                 outbox: 3,
                 since_contact: None,
+                claims: [("won", 4), ("taken", 7), ("refused", 1)],
+                lease_renewals: 2,
+                leases_lost: 0,
+                taken_over: 1,
+                disagreeing: 0,
             }),
         });
         assert!(text.contains("opsd_fleet_outbox_runs 3\n"), "{text}");
+        assert!(
+            text.contains("opsd_fleet_claims_total{outcome=\"taken\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("opsd_fleet_takeovers_total 1\n"), "{text}");
         assert!(!text.contains("opsd_fleet_seconds_since_contact"), "{text}");
         assert!(
             text.contains("opsd_alert_active{alert=\"disk \\\"full\\\"\",severity=\"P0\"} 0\n"),

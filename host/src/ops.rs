@@ -46,7 +46,28 @@ pub enum OpsError {
         key: String,
         message: String,
     },
+    #[error(
+        "job `{job}` is a fleet job for hosts with {on}, and this host ({host}) is not one of them; run it on one that is"
+    )]
+    NotOnThisHost {
+        job: String,
+        on: String,
+        host: String,
+    },
+    /// Another host claimed the slot: nothing to record here.
+    #[error("job `{job}`: host {host} has slot {slot}")]
+    ClaimedElsewhere {
+        job: String,
+        host: String,
+        slot: String,
+    },
+    #[error(
+        "job `{job}` is a fleet job, and it runs only once the fleet's PostgreSQL grants it: {error}"
+    )]
+    FleetUnreachable { job: String, error: String },
 }
+
+mod fleet_runs;
 
 /// How and why a run starts.
 #[derive(Debug, Clone)]
@@ -61,6 +82,12 @@ pub struct Start {
     /// `[job.config]` values for this run only (`opsd run --set`), by
     /// dotted key; checked against the plugin's schema before it starts.
     pub overrides: std::collections::BTreeMap<String, serde_json::Value>,
+    /// A fleet slot whose lease ran out on another host: the run takes it
+    /// over rather than claiming it afresh.
+    pub take_over: Option<crate::fleet::Expired>,
+    /// The fleet slot a take-over and its retries serve, when it is not
+    /// the one `scheduled` names (a manual run's).
+    pub fleet_slot: Option<String>,
 }
 
 impl Start {
@@ -73,6 +100,8 @@ impl Start {
             dry_run: false,
             condition: None,
             overrides: Default::default(),
+            take_over: None,
+            fleet_slot: None,
         }
     }
 }
@@ -132,6 +161,8 @@ pub struct Ops {
     http_addr: Mutex<Option<std::net::SocketAddr>>,
     /// When the daemon last heard from the fleet's PostgreSQL.
     fleet_contact: Mutex<Option<DateTime<Utc>>>,
+    /// Fleet jobs' claims: the way to PostgreSQL, counts, runs to start.
+    fleet: Arc<crate::fleet::lease::FleetLink>,
     /// One permit per run allowed to execute at once
     /// (`max_concurrent_runs`), and how many permits that is now.
     run_slots: Arc<tokio::sync::Semaphore>,
@@ -231,6 +262,7 @@ impl Ops {
             notifying: std::sync::atomic::AtomicBool::new(false),
             http_addr: Mutex::new(None),
             fleet_contact: Mutex::new(None),
+            fleet: Default::default(),
             run_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             run_slots_size: Mutex::new(slots),
         })
@@ -284,6 +316,11 @@ impl Ops {
         if answered {
             *self.fleet_contact.locked() = Some(self.clock.now());
         }
+    }
+
+    /// Fleet jobs' side of the link with the fleet's PostgreSQL.
+    pub fn fleet(&self) -> &Arc<crate::fleet::lease::FleetLink> {
+        &self.fleet
     }
 
     /// When the fleet's PostgreSQL last answered this daemon.
@@ -663,11 +700,24 @@ impl Ops {
                 self.monitor.states(&conditions)
             },
             alerts: self.monitor.alert_states(&config.alerts),
-            fleet: config.fleet.as_ref().map(|_| crate::metrics::FleetFigures {
-                outbox: self.store().outbox_len() as u64,
-                since_contact: self
-                    .fleet_contact()
-                    .map(|t| (self.clock.now() - t).num_milliseconds() as f64 / 1000.0),
+            fleet: config.fleet.as_ref().map(|_| {
+                use crate::fleet::lease::ClaimCounts as C;
+                let c = &self.fleet.counts;
+                crate::metrics::FleetFigures {
+                    outbox: self.store().outbox_len() as u64,
+                    since_contact: self
+                        .fleet_contact()
+                        .map(|t| (self.clock.now() - t).num_milliseconds() as f64 / 1000.0),
+                    claims: [
+                        ("won", C::get(&c.won)),
+                        ("taken", C::get(&c.taken)),
+                        ("refused", C::get(&c.refused)),
+                    ],
+                    lease_renewals: C::get(&c.renewals),
+                    leases_lost: C::get(&c.leases_lost),
+                    taken_over: C::get(&c.taken_over),
+                    disagreeing: self.fleet.disagreeing() as u64,
+                }
             }),
         })
     }
@@ -733,9 +783,14 @@ impl Ops {
             Err(Refused::Error(e)) => return Err(e),
         };
         let run_id = store::new_run_id();
+        let claimed = match self.claim(&config, job, &start, &run_id).await? {
+            fleet_runs::Claimed::Recorded(rec) => return Ok(rec),
+            fleet_runs::Claimed::Run(claimed) => claimed,
+        };
         let log = RunLog::new(&job.name, &run_id, job.grants.limits.log_bytes);
         let forwarder = follow.map(|tx| forward(&log, tx));
         let cancel = Cancel::default();
+        let held = self.keep_lease(claimed, &cancel);
         self.running
             .locked()
             .entry(job.name.clone())
@@ -745,7 +800,7 @@ impl Ops {
                 log: log.clone(),
                 cancel: cancel.clone(),
             });
-        let result = self.execute(job, &run_id, log, cancel, start).await;
+        let result = self.execute(job, &run_id, log, cancel, start, held).await;
         {
             let mut running = self.running.locked();
             if let Some(v) = running.get_mut(&job.name) {
@@ -875,6 +930,18 @@ impl Ops {
 
     /// Records a slot that was not run, and why.
     fn skip(&self, job: &Job, start: Start, why: &str) -> Result<RunRecord, OpsError> {
+        self.not_run(job, &start, RunStatus::Skipped, why)
+    }
+
+    /// Records a run that never started its plugin, with its status and
+    /// why.
+    fn not_run(
+        &self,
+        job: &Job,
+        start: &Start,
+        status: RunStatus,
+        why: &str,
+    ) -> Result<RunRecord, OpsError> {
         let now = self.clock.now();
         let mut rec = RunRecord::begin(
             &store::new_run_id(),
@@ -887,12 +954,17 @@ impl Ops {
         );
         rec.attempt = start.attempt;
         rec.condition = start.condition.clone();
-        rec.status = RunStatus::Skipped;
+        rec.status = status;
         rec.finished = Some(now);
         rec.duration_ms = Some(0);
-        rec.summary = format!("skipped: {why}");
+        if status == RunStatus::Skipped {
+            rec.summary = format!("skipped: {why}");
+        } else {
+            rec.summary = crate::runtime::first_line(why).to_owned();
+            rec.error = Some(why.to_owned());
+        }
         self.jobs.skipped(&rec)?;
-        tracing::warn!(job = %job.name, slot = %start.scheduled, "slot skipped: {why}");
+        tracing::warn!(job = %job.name, slot = %start.scheduled, "slot not run: {why}");
         Ok(rec)
     }
 
@@ -904,6 +976,7 @@ impl Ops {
         log: RunLog,
         cancel: Cancel,
         start: Start,
+        held: Option<fleet_runs::Held>,
     ) -> Result<RunRecord, OpsError> {
         // No retry follows a manual run or the last attempt: its failure
         // is the one to tell people about.
@@ -942,6 +1015,10 @@ impl Ops {
                 clock_start = began;
                 exec
             }
+        };
+        let exec = match held {
+            Some(h) => self.end_claim(&mut rec, exec, h).await,
+            None => exec,
         };
         self.finish(job, rec, exec, clock_start.elapsed(), &log, final_attempt)
             .await
@@ -1116,7 +1193,7 @@ impl Ops {
         &self,
         span: chrono::Duration,
     ) -> Result<opsd_report_core::input::Input, OpsError> {
-        use opsd_report_core::input::{DiskIn, Input, JobIn, RunIn, SampleIn};
+        use opsd_report_core::input::{DiskIn, Input, JobIn, SampleIn};
         let now = self.clock.now();
         let since = now - span * 2;
         let runs = self.jobs.store().history(&HistoryQuery {
@@ -1126,34 +1203,7 @@ impl Ops {
             limit: Some(10_000),
             real_only: false,
         })?;
-        let runs = runs
-            .into_iter()
-            .map(|r| {
-                let detailed = opsd_report_core::input::wants_detail(&r.plugin);
-                RunIn {
-                    scheduled: r.scheduled.timestamp(),
-                    started: r.started.timestamp(),
-                    finished: r.finished.map(|t| t.timestamp()),
-                    status: r.status.as_str().to_owned(),
-                    duration_ms: r.duration_ms,
-                    metrics: if detailed {
-                        r.metrics
-                            .iter()
-                            .map(|m| (m.name.clone(), m.value))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                    details: if detailed { r.details } else { String::new() },
-                    dry_run: r.dry_run,
-                    id: r.id,
-                    job: r.job,
-                    plugin: r.plugin,
-                    summary: r.summary,
-                    error: r.error,
-                }
-            })
-            .collect();
+        let runs = runs.into_iter().map(run_in).collect();
         let mut jobs = Vec::new();
         for e in self.schedule()? {
             let state = self.jobs.store().job_state(&e.job)?.unwrap_or_default();
@@ -1215,6 +1265,7 @@ impl Ops {
                 Some(s) => crate::system::stored_sample(&s, s.taken),
                 None => crate::system::sample(now),
             })),
+            hosts: Vec::new(),
         })
     }
 
@@ -1241,6 +1292,35 @@ impl Ops {
             .store()
             .run(id)?
             .ok_or_else(|| OpsError::UnknownRun(id.to_owned()))
+    }
+}
+
+/// A run as a report reads it: metrics and details only for the plugins
+/// whose sections need them.
+pub fn run_in(r: RunRecord) -> opsd_report_core::input::RunIn {
+    let detailed = opsd_report_core::input::wants_detail(&r.plugin);
+    opsd_report_core::input::RunIn {
+        scheduled: r.scheduled.timestamp(),
+        started: r.started.timestamp(),
+        finished: r.finished.map(|t| t.timestamp()),
+        status: r.status.as_str().to_owned(),
+        duration_ms: r.duration_ms,
+        metrics: if detailed {
+            r.metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.value))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        details: if detailed { r.details } else { String::new() },
+        dry_run: r.dry_run,
+        id: r.id,
+        job: r.job,
+        plugin: r.plugin,
+        summary: r.summary,
+        error: r.error,
+        host: None,
     }
 }
 

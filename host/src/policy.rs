@@ -55,6 +55,10 @@ words!(Overlap {
 /// and logged, so a long outage never becomes an endless backlog.
 pub const MAX_CATCH_UP: usize = 100;
 
+/// A slot taken later than this after its time counts as missed (and
+/// goes to the catch-up policy).
+pub const MISSED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+
 /// The most runs `overlap = "queue"` keeps waiting per job.
 pub const MAX_QUEUE: usize = 10;
 

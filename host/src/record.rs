@@ -173,6 +173,32 @@ pub struct RunRecord {
     /// not the configured job.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub overrides: std::collections::BTreeMap<String, serde_json::Value>,
+    /// A fleet job's run: the slot it claimed, and what became of the
+    /// claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetClaim>,
+}
+
+/// How a fleet job's run held its slot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FleetClaim {
+    /// The slot's key in the fleet: its time (RFC 3339, UTC), or
+    /// `manual RUN` for a run started by hand.
+    pub slot: String,
+    /// The attempt it took over from a host whose lease ran out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_over: Option<TookOver>,
+    /// Why the run lost its lease, when it did: its result does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_lost: Option<String>,
+}
+
+/// The attempt a run took over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TookOver {
+    pub host: String,
+    pub run: String,
+    pub lease_until: DateTime<Utc>,
 }
 
 /// A run's overrides for people: `force=true, rotate=0`.
@@ -218,6 +244,7 @@ impl RunRecord {
             artifacts: Vec::new(),
             plugin_load: None,
             overrides: Default::default(),
+            fleet: None,
         }
     }
 }

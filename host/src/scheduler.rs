@@ -28,8 +28,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// A slot taken later than this after its time counts as missed.
-pub const MISSED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+pub use crate::policy::MISSED_AFTER;
 
 /// Retention runs this often (and at start).
 const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(1);
@@ -194,6 +193,7 @@ impl Loop {
                 wake = wake.min(n);
             }
         }
+        self.start_released(&config);
         // Jobs whose `when` condition has held long enough.
         if self.first_pass {
             restore_conditions(&self.ops, &config)?;
@@ -316,7 +316,22 @@ impl Loop {
     /// Takes the slots that came due: records them, tells of missed ones,
     /// starts what runs. Returns whether nothing was started.
     fn take(&mut self, job: &Job, due: Due) -> anyhow::Result<bool> {
-        if due.missed > 0 {
+        let config = self.ops.config();
+        let fleet_job = job.fleet.is_some();
+        if let (Some(scope), Some(fleet)) = (&job.fleet, &config.fleet)
+            && !scope.admits(&fleet.labels)
+        {
+            // Other hosts run it; this one only keeps its place.
+            self.ops
+                .jobs()
+                .slots_taken(&job.name, due.last, due.next, 0)?;
+            return Ok(true);
+        }
+        if due.missed > 0 && fleet_job {
+            // Other hosts may well have run them: each catch-up run
+            // claims its slot, and one that was run is not run again.
+            tracing::info!(job = %job.name, missed = due.missed, "fleet job: slots passed while this host was not running; their claims say whether another host ran them");
+        } else if due.missed > 0 {
             tracing::warn!(
                 job = %job.name, missed = due.missed, catch_up = ?job.policy.catch_up,
                 running = due.run.iter().filter(|r| r.1 == Trigger::CatchUp).count(),
@@ -363,7 +378,27 @@ impl Loop {
             job,
             slots,
             condition,
+            None,
         );
+    }
+
+    /// Starts the fleet runs the fleet loop handed over: slots held while
+    /// PostgreSQL was away, and slots whose lease ran out elsewhere.
+    fn start_released(&mut self, config: &crate::config::Config) {
+        for (name, slots, take_over) in self.ops.fleet().take_released() {
+            let Some(job) = config.jobs.iter().find(|j| j.name == name) else {
+                continue;
+            };
+            spawn_runs(
+                &self.ops,
+                &mut self.tasks,
+                &self.stopping,
+                job,
+                slots,
+                None,
+                take_over,
+            );
+        }
     }
 
     /// What the loop does each time round besides firing: says it is
@@ -525,6 +560,7 @@ fn spawn_runs(
     job: &Job,
     slots: Vec<(DateTime<Utc>, Trigger)>,
     condition: Option<crate::monitor::Fired>,
+    take_over: Option<crate::fleet::Expired>,
 ) {
     let ops = ops.clone();
     let stopping = stopping.clone();
@@ -543,6 +579,11 @@ fn spawn_runs(
             }
             let mut start = Start::new(trigger, slot);
             start.condition = condition.as_ref().map(|c| c.reason.clone());
+            if let Some(t) = &take_over {
+                start.attempt = t.attempt + 1;
+                start.fleet_slot = Some(t.slot.clone());
+                start.take_over = Some(t.clone());
+            }
             loop {
                 if stopping.is_cancelled() {
                     return;
@@ -551,6 +592,10 @@ fn spawn_runs(
                     Ok(rec) => rec,
                     Err(OpsError::AlreadyRunning { run, .. }) => {
                         tracing::warn!(job = %name, running = %run, "slot skipped: the previous run is still going");
+                        break;
+                    }
+                    Err(OpsError::ClaimedElsewhere { host, slot, .. }) => {
+                        tracing::debug!(job = %name, slot = %slot, host = %host, "fleet slot claimed by another host");
                         break;
                     }
                     Err(e) => {
@@ -580,6 +625,7 @@ fn spawn_runs(
                 }
                 start.attempt += 1;
                 start.trigger = Trigger::Retry;
+                start.take_over = None;
             }
         }
     });

@@ -78,6 +78,10 @@ pub struct Store {
     /// written with the record, removed once PostgreSQL has it, so a run
     /// is never lost while PostgreSQL is away.
     outbox: sled::Tree,
+    /// Fleet jobs on this host: slots held while PostgreSQL was away
+    /// (`held\0JOB\0SLOT`) and each job's definition when this host last
+    /// told the fleet (`def\0JOB`).
+    fleet: sled::Tree,
     /// Whether finished runs go into the outbox (a `[fleet]` is set).
     outbox_on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
@@ -133,6 +137,7 @@ impl Store {
             samples: db.open_tree("samples")?,
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
+            fleet: db.open_tree("fleet")?,
             outbox_on: Default::default(),
             db,
             path,
@@ -193,15 +198,20 @@ impl Store {
             key: rec.id.clone(),
             source: e,
         })?;
+        // The outbox entry goes first: sled recovers its writes in order,
+        // so a crash between the two leaves an entry whose run is still
+        // `running` (the outbox waits for it; recovery finishes it as
+        // interrupted), never a finished run the outbox does not know.
+        let finished = rec.status != RunStatus::Running;
+        if finished && self.outbox_on.load(std::sync::atomic::Ordering::SeqCst) {
+            self.outbox.insert(key, &[])?;
+        }
         self.runs.insert(key, value)?;
         self.job_runs.insert(job_key(&rec.job, &key), &[])?;
-        if rec.status == RunStatus::Running {
-            self.running.insert(key, &[])?;
-        } else {
+        if finished {
             self.running.remove(key)?;
-            if self.outbox_on.load(std::sync::atomic::Ordering::SeqCst) {
-                self.outbox.insert(key, &[])?;
-            }
+        } else {
+            self.running.insert(key, &[])?;
         }
         Ok(())
     }
@@ -236,7 +246,10 @@ impl Store {
                     if !out.is_empty() && bytes + v.len() > max_bytes {
                         break;
                     }
-                    match decode(&key, &v) {
+                    match decode::<RunRecord>(&key, &v) {
+                        // Its finished record is on its way (see
+                        // `put_run`): it goes in a later batch.
+                        Ok(rec) if rec.status == RunStatus::Running => {}
                         Ok(rec) => {
                             bytes += v.len();
                             out.push(rec);
@@ -254,6 +267,57 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Keeps a fleet job's slot that could not be claimed, for its
+    /// catch-up policy once PostgreSQL answers; durable on return.
+    pub fn hold_slot(&self, job: &str, slot: DateTime<Utc>) -> Result<()> {
+        let mut key = format!("held\0{job}\0").into_bytes();
+        key.extend_from_slice(&slot.timestamp_micros().to_be_bytes());
+        self.fleet.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// Every held slot, by job, oldest first; taken out of the store.
+    pub fn take_held(&self) -> Result<Vec<(String, Vec<DateTime<Utc>>)>> {
+        let mut out: Vec<(String, Vec<DateTime<Utc>>)> = Vec::new();
+        for item in self.fleet.scan_prefix(b"held\0") {
+            let (key, _) = item?;
+            self.fleet.remove(&key)?;
+            let rest = &key[5..];
+            let Some(split) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let job = String::from_utf8_lossy(&rest[..split]).into_owned();
+            let Some(slot) = rest[split + 1..]
+                .try_into()
+                .ok()
+                .map(i64::from_be_bytes)
+                .and_then(DateTime::from_timestamp_micros)
+            else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((j, slots)) if *j == job => slots.push(slot),
+                _ => out.push((job, vec![slot])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A fleet job's definition as this host last told the fleet.
+    pub fn told_definition(&self, job: &str) -> Result<Option<String>> {
+        Ok(self
+            .fleet
+            .get(format!("def\0{job}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Remembers the definition this host told the fleet.
+    pub fn set_told_definition(&self, job: &str, definition: &str) -> Result<()> {
+        self.fleet
+            .insert(format!("def\0{job}"), definition.as_bytes())?;
+        Ok(())
     }
 
     /// Takes copied runs out of the outbox.
@@ -731,6 +795,20 @@ mod tests {
         assert_eq!(s.outbox_len(), 1);
         s.outbox_done(&[big[2].clone()]).unwrap();
         assert_eq!(s.outbox_len(), 0);
+
+        // A crash between a finished run's outbox entry and its record:
+        // the entry waits while the record says running, and recovery's
+        // interrupted record goes.
+        let r = rec("crashed", RunStatus::Running);
+        s.put_run(&r).unwrap();
+        s.outbox.insert(run_key(&r.id), &[]).unwrap();
+        assert!(s.outbox_batch(10, 1 << 20).unwrap().is_empty());
+        assert_eq!(s.outbox_len(), 1, "still waiting");
+        s.recover_interrupted(Utc::now()).unwrap();
+        // (with the run left `running` at the start of this test)
+        let batch = s.outbox_batch(10, 1 << 20).unwrap();
+        let crashed = batch.iter().find(|b| b.id == r.id).expect("sent now");
+        assert_eq!(crashed.status, RunStatus::Interrupted);
     }
 
     #[test]

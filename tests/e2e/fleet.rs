@@ -111,7 +111,7 @@ fn every_hosts_runs_reach_the_central_history_and_fleet_status_names_the_hosts()
     );
 
     // The schema is opsd's own, versioned; a second start migrates nothing.
-    assert_eq!(pg().sql(&db, "SELECT max(version) FROM opsd_schema"), "1");
+    assert_eq!(pg().sql(&db, "SELECT max(version) FROM opsd_schema"), "2");
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod crash;
 mod daemon;
 mod dropin;
 mod fleet;
+mod fleet_jobs;
 mod http_check;
 mod import;
 mod log_rotate;

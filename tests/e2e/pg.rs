@@ -71,6 +71,17 @@ fn as_postgres(program: &std::path::Path) -> Command {
 }
 
 fn start() -> Result<Pg, String> {
+    let (pg, child) = launch()?;
+    PID.store(child.id() as i32, Ordering::SeqCst);
+    // SAFETY: registering a plain extern "C" function with no state.
+    unsafe {
+        libc::atexit(stop_server);
+    }
+    Ok(pg)
+}
+
+/// A server of its own, in a new directory: initdb, then started.
+fn launch() -> Result<(Pg, std::process::Child), String> {
     let bin = bindir()?;
     let base = tempfile::Builder::new()
         .prefix("opsd-pg")
@@ -111,52 +122,104 @@ fn start() -> Result<Pg, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let log = std::fs::File::create(base.join("postgres.log")).map_err(|e| e.to_string())?;
-    let child = as_postgres(&bin.join("postgres"))
-        .arg("-D")
-        .arg(&data)
-        .arg("-k")
-        .arg(&base)
-        .args(["-p", &port.to_string()])
-        .args([
-            "-c",
-            "listen_addresses=",
-            "-c",
-            "autovacuum=off",
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("postgres: {e}"))?;
-    PID.store(child.id() as i32, Ordering::SeqCst);
-    // SAFETY: registering a plain extern "C" function with no state.
-    unsafe {
-        libc::atexit(stop_server);
-    }
     let pg = Pg {
         socket_dir: base,
         port,
         bin,
     };
-    let start = Instant::now();
-    loop {
-        if pg.try_sql("postgres", "SELECT 1").is_ok() {
-            return Ok(pg);
+    let child = pg.serve()?;
+    Ok((pg, child))
+}
+
+/// A server a test may stop and start again (the shared one must stay
+/// up for the others): stopped for good when dropped.
+pub struct PrivatePg {
+    pub pg: Pg,
+    child: Option<std::process::Child>,
+}
+
+impl PrivatePg {
+    pub fn new() -> PrivatePg {
+        let (pg, child) = launch().unwrap_or_else(|e| panic!("a private PostgreSQL: {e}"));
+        PrivatePg {
+            pg,
+            child: Some(child),
         }
-        if start.elapsed() > Duration::from_secs(30) {
-            let log =
-                std::fs::read_to_string(pg.socket_dir.join("postgres.log")).unwrap_or_default();
-            return Err(format!("the server did not come up in 30s:\n{log}"));
+    }
+
+    /// Fast shutdown (SIGINT), waiting for the server to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling the server we started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGINT);
+            }
+            let _ = c.wait();
         }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn start(&mut self) {
+        if self.child.is_none() {
+            self.child = Some(self.pg.serve().unwrap_or_else(|e| panic!("{e}")));
+        }
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // SAFETY: signalling the server we started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGQUIT);
+            }
+        }
     }
 }
 
 impl Pg {
+    /// Starts the server on its data directory and waits until it answers.
+    fn serve(&self) -> Result<std::process::Child, String> {
+        let base = &self.socket_dir;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(base.join("postgres.log"))
+            .map_err(|e| e.to_string())?;
+        let mut child = as_postgres(&self.bin.join("postgres"))
+            .arg("-D")
+            .arg(base.join("data"))
+            .arg("-k")
+            .arg(base)
+            .args(["-p", &self.port.to_string()])
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "autovacuum=off",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("postgres: {e}"))?;
+        let start = Instant::now();
+        loop {
+            if self.try_sql("postgres", "SELECT 1").is_ok() {
+                return Ok(child);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(base.join("postgres.log")).unwrap_or_default();
+                return Err(format!("the server did not come up in 30s:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs SQL in `db`; returns unaligned, tuples-only output.
     pub fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))

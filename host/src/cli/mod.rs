@@ -107,6 +107,10 @@ pub enum Command {
         /// Write here (atomically) instead of standard output
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The whole fleet's runs, per host and per job, from the fleet's
+        /// PostgreSQL (`[fleet]`)
+        #[arg(long)]
+        fleet: bool,
     },
     /// Show the captured log of one run
     Logs {
@@ -218,6 +222,10 @@ pub enum ScheduleCommand {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        /// The fleet's jobs (scope = "fleet"): next slot, last host, the
+        /// hosts that may run each, from the fleet's PostgreSQL
+        #[arg(long)]
+        fleet: bool,
     },
     /// One job in detail: schedule, next fires, last run, policies, grants
     Show {

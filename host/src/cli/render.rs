@@ -285,6 +285,55 @@ pub fn fleet_hosts_table(hosts: &[crate::fleet::FleetHost], now: DateTime<Utc>) 
     )
 }
 
+/// `opsd schedule list --fleet` and the jobs of `opsd fleet status`:
+/// each fleet job's next slot, where its last slot ran, who may run it.
+pub fn fleet_jobs_table(jobs: &[crate::fleet::FleetJob]) -> String {
+    if jobs.is_empty() {
+        return "No fleet job has been claimed or defined yet.\n".into();
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.iter()
+                .map(|h| line(h).into_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                line(&j.name).into_owned(),
+                j.next_slot.map_or("-".into(), when),
+                match (&j.last_host, j.last_slot) {
+                    (Some(h), Some(s)) => format!(
+                        "{} on {} ({})",
+                        when(s),
+                        line(h),
+                        line(j.last_status.as_deref().unwrap_or("-"))
+                    ),
+                    _ => "-".into(),
+                },
+                list(&j.hosts),
+                list(&j.disagreeing),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "FLEET JOB",
+            "NEXT",
+            "LAST",
+            "MAY RUN",
+            "DEFINED DIFFERENTLY",
+        ],
+        &rows,
+        None,
+    )
+}
+
 fn format_ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")

@@ -49,6 +49,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX opsd_runs_started ON opsd_runs (started DESC);
      CREATE INDEX opsd_runs_job ON opsd_runs (job, started DESC);
      CREATE INDEX opsd_runs_host ON opsd_runs (host, started DESC);",
+    // 2: fleet jobs: their agreed definition, each host's view of them,
+    // and the claims on their slots.
+    include_str!("schema-2.sql"),
 ];
 
 /// The schema version this opsd writes.
@@ -63,6 +66,10 @@ pub struct FleetHost {
     pub last_seen: DateTime<Utc>,
     /// Finished runs it had not yet copied to PostgreSQL, when last seen.
     pub outbox: u64,
+    /// How far ahead of the database's clock its clock was (negative:
+    /// behind), in milliseconds, at its last heartbeat.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// A run in the central history: the host's record, and the host.
@@ -195,13 +202,24 @@ impl Central {
     pub async fn heartbeat(&self, settings: &FleetSettings, outbox: u64) -> Result<(), FleetError> {
         let labels = serde_json::to_value(&settings.labels).unwrap_or_default();
         let outbox = i64::try_from(outbox).unwrap_or(i64::MAX);
+        // This host's clock as the statement leaves, against the
+        // server's as it runs: the skew, give or take half a round trip.
+        let local = Utc::now();
         self.timed(self.client.execute(
-            "INSERT INTO opsd_hosts (name, labels, version, last_seen, outbox)
-                 VALUES ($1, $2, $3, now(), $4)
+            "INSERT INTO opsd_hosts (name, labels, version, last_seen, outbox, clock_offset_ms)
+                 VALUES ($1, $2, $3, now(), $4,
+                         (extract(epoch FROM $5::timestamptz - now()) * 1000)::bigint)
                  ON CONFLICT (name) DO UPDATE
                  SET labels = EXCLUDED.labels, version = EXCLUDED.version,
-                     last_seen = now(), outbox = EXCLUDED.outbox",
-            &[&settings.host, &labels, &env!("CARGO_PKG_VERSION"), &outbox],
+                     last_seen = now(), outbox = EXCLUDED.outbox,
+                     clock_offset_ms = EXCLUDED.clock_offset_ms",
+            &[
+                &settings.host,
+                &labels,
+                &env!("CARGO_PKG_VERSION"),
+                &outbox,
+                &local,
+            ],
         ))
         .await?
         .map_err(|e| self.query_error(e))?;
@@ -251,7 +269,18 @@ impl Central {
     ) -> Result<(), tokio_postgres::Error> {
         self.client
             .execute(
-                "INSERT INTO opsd_runs (run_id, host, job, status, started, record)
+                // A fleet run's record also ends its claim, if nothing
+                // did (the host could not reach PostgreSQL as it
+                // finished). An interrupted run leaves its claim to
+                // expire, so that another host may take the slot over.
+                "WITH ended AS (
+                    UPDATE opsd_claims c SET ended = (r->>'finished')::timestamptz, status = r->>'status'
+                    FROM unnest($2::jsonb[]) AS r
+                    WHERE r ? 'fleet' AND c.job = r->>'job' AND c.slot = r->'fleet'->>'slot'
+                      AND c.run_id = r->>'id' AND c.ended IS NULL
+                      AND r->>'status' NOT IN ('running', 'interrupted')
+                 )
+                 INSERT INTO opsd_runs (run_id, host, job, status, started, record)
                  SELECT r->>'id', $1, r->>'job', r->>'status', (r->>'started')::timestamptz, r
                  FROM unnest($2::jsonb[]) AS r
                  ON CONFLICT (run_id) DO NOTHING",
@@ -277,7 +306,8 @@ impl Central {
     pub async fn hosts(&self) -> Result<Vec<FleetHost>, FleetError> {
         let rows = self
             .timed(self.client.query(
-                "SELECT name, labels, version, last_seen, outbox FROM opsd_hosts ORDER BY name",
+                "SELECT name, labels, version, last_seen, outbox, clock_offset_ms
+                 FROM opsd_hosts ORDER BY name",
                 &[],
             ))
             .await?
@@ -293,6 +323,7 @@ impl Central {
                     version: r.try_get(2)?,
                     last_seen: r.try_get(3)?,
                     outbox: u64::try_from(r.try_get::<_, i64>(4)?).unwrap_or(0),
+                    clock_offset_ms: r.try_get(5)?,
                 })
             })();
             match host {
@@ -337,6 +368,460 @@ impl Central {
         }
         Ok(out)
     }
+}
+
+/// A claim on a slot of a fleet job, as asked for.
+#[derive(Debug, Clone)]
+pub struct ClaimAsk {
+    pub job: String,
+    /// The slot's key: [`slot_key`] of its time, or `manual RUN`.
+    pub slot: String,
+    pub scheduled: DateTime<Utc>,
+    /// [`crate::config::Job::fleet_definition`] on this host.
+    pub definition: String,
+    pub host: String,
+    pub run_id: String,
+    pub attempt: u32,
+    pub lease: std::time::Duration,
+    pub forbid_overlap: bool,
+    /// How far ahead of the database's clock the slot may be: `None` for
+    /// a run that is not a schedule's (manual).
+    pub early: Option<std::time::Duration>,
+    /// How far behind: `None` for catch-up, retries and manual runs.
+    pub late: Option<std::time::Duration>,
+}
+
+/// The key of a scheduled slot: its time to the microsecond, in UTC.
+pub fn slot_key(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// What became of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This host runs the slot; its lease ends then unless renewed.
+    Won { until: DateTime<Utc> },
+    /// Another host has (or had) it.
+    Taken { host: String, status: String },
+    /// `overlap = "forbid"` and another run of the job goes on.
+    Busy { host: String, run: String },
+    /// The fleet runs a different definition of the job, set by `by`.
+    Definition { fleet: String, by: String },
+    /// This host's clock is ahead of the database's by about this many
+    /// seconds: the slot has not come yet.
+    Early { seconds: f64 },
+    /// Behind: the slot passed this many seconds ago and nobody ran it.
+    Late { seconds: f64 },
+}
+
+/// A claim whose lease ran out with its run unfinished: its host died or
+/// lost PostgreSQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expired {
+    pub job: String,
+    pub slot: String,
+    pub scheduled: DateTime<Utc>,
+    pub host: String,
+    pub run_id: String,
+    pub attempt: u32,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// What became of a claim's end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Released {
+    /// Recorded; the slot is done.
+    Ended,
+    /// The claim is no longer this run's: another host took it over.
+    Lost { holder: String },
+}
+
+/// A fleet job as a host sees it, for `fleet status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostJob {
+    pub job: String,
+    pub definition: String,
+    pub eligible: bool,
+    pub next_slot: Option<DateTime<Utc>>,
+}
+
+/// A fleet job as the fleet sees it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct FleetJob {
+    pub name: String,
+    /// The definition hash the fleet runs, and the host that set it.
+    pub definition: String,
+    pub defined_by: String,
+    /// The earliest next slot among hosts that may run it.
+    pub next_slot: Option<DateTime<Utc>>,
+    /// Hosts that may run it (their labels fit and they agree on it).
+    pub hosts: Vec<String>,
+    /// Hosts that define it differently: they do not run it.
+    pub disagreeing: Vec<String>,
+    pub last_host: Option<String>,
+    pub last_slot: Option<DateTime<Utc>>,
+    /// `running`, or how the last claimed slot's run ended.
+    pub last_status: Option<String>,
+}
+
+impl Central {
+    async fn claim_call(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<
+        (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<DateTime<Utc>>,
+        ),
+        FleetError,
+    > {
+        let row = self
+            .timed(self.client.query_one(sql, params))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        let bad = |e: tokio_postgres::Error| self.query_error(e);
+        Ok((
+            row.try_get(0).map_err(bad)?,
+            row.try_get(1).map_err(bad)?,
+            row.try_get(2).map_err(bad)?,
+            row.try_get(3).map_err(bad)?,
+        ))
+    }
+
+    /// Claims a slot (see `schema-2.sql`, `opsd_claim`).
+    pub async fn claim(&self, ask: &ClaimAsk) -> Result<Claim, FleetError> {
+        let attempt = i32::try_from(ask.attempt).unwrap_or(i32::MAX);
+        let (outcome, holder, detail, until) = self
+            .claim_call(
+                "SELECT * FROM opsd_claim($1, $2, $3, $4, $5, $6, $7,
+                     make_interval(secs => $8), $9,
+                     make_interval(secs => $10), make_interval(secs => $11))",
+                &[
+                    &ask.job,
+                    &ask.slot,
+                    &ask.scheduled,
+                    &ask.definition,
+                    &ask.host,
+                    &ask.run_id,
+                    &attempt,
+                    &ask.lease.as_secs_f64(),
+                    &ask.forbid_overlap,
+                    &ask.early.map(|d| d.as_secs_f64()),
+                    &ask.late.map(|d| d.as_secs_f64()),
+                ],
+            )
+            .await?;
+        let text = |o: Option<String>| o.unwrap_or_default();
+        let secs = |o: &Option<String>| o.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        Ok(match outcome.as_str() {
+            "won" => Claim::Won {
+                until: until.unwrap_or_else(Utc::now),
+            },
+            "taken" => Claim::Taken {
+                host: text(holder),
+                status: text(detail),
+            },
+            "busy" => Claim::Busy {
+                host: text(holder),
+                run: text(detail),
+            },
+            "definition" => Claim::Definition {
+                fleet: text(detail),
+                by: text(holder),
+            },
+            "early" => Claim::Early {
+                seconds: secs(&detail),
+            },
+            "late" => Claim::Late {
+                seconds: secs(&detail),
+            },
+            other => {
+                return Err(FleetError::Query {
+                    at: self.at.clone(),
+                    error: format!("opsd_claim answered {other:?}, which this opsd does not know"),
+                });
+            }
+        })
+    }
+
+    /// Extends a run's lease; `false` once the claim is no longer the
+    /// run's, or its lease has already run out.
+    pub async fn renew(
+        &self,
+        job: &str,
+        slot: &str,
+        run_id: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, FleetError> {
+        let n = self
+            .timed(self.client.execute(
+                "UPDATE opsd_claims SET lease_until = now() + make_interval(secs => $4)
+                 WHERE job = $1 AND slot = $2 AND run_id = $3 AND ended IS NULL
+                   AND lease_until > now()",
+                &[&job, &slot, &run_id, &lease.as_secs_f64()],
+            ))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        Ok(n == 1)
+    }
+
+    /// Ends a run's claim with its status. An interrupted run (opsd
+    /// stopping) gives its lease up instead, so another host may take
+    /// the slot over at once, as the job's policies say.
+    pub async fn release(
+        &self,
+        job: &str,
+        slot: &str,
+        run_id: &str,
+        status: &str,
+    ) -> Result<Released, FleetError> {
+        let sql = if status == "interrupted" {
+            "UPDATE opsd_claims SET lease_until = now() - interval '1 microsecond'
+             WHERE job = $1 AND slot = $2 AND run_id = $3 AND ended IS NULL AND $4 <> ''"
+        } else {
+            "UPDATE opsd_claims SET ended = now(), status = $4
+             WHERE job = $1 AND slot = $2 AND run_id = $3 AND ended IS NULL"
+        };
+        let n = self
+            .timed(self.client.execute(sql, &[&job, &slot, &run_id, &status]))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        if n == 1 {
+            return Ok(Released::Ended);
+        }
+        let row = self
+            .timed(self.client.query_opt(
+                "SELECT host, run_id FROM opsd_claims WHERE job = $1 AND slot = $2",
+                &[&job, &slot],
+            ))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        match row {
+            // Ended already (by the outbox copy of its record): ours.
+            Some(r) if r.try_get::<_, String>(1).ok().as_deref() == Some(run_id) => {
+                Ok(Released::Ended)
+            }
+            Some(r) => Ok(Released::Lost {
+                holder: r.try_get(0).unwrap_or_default(),
+            }),
+            None => Ok(Released::Lost {
+                holder: String::new(),
+            }),
+        }
+    }
+
+    /// Claims of `jobs` whose lease ran out with the run unfinished.
+    pub async fn expired(&self, jobs: &[String]) -> Result<Vec<Expired>, FleetError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .timed(self.client.query(
+                "SELECT job, slot, scheduled, host, run_id, attempt, lease_until
+                 FROM opsd_claims
+                 WHERE ended IS NULL AND lease_until < now() AND job = ANY($1)
+                 ORDER BY scheduled LIMIT 1000",
+                &[&jobs],
+            ))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let e = (|| {
+                Ok::<_, tokio_postgres::Error>(Expired {
+                    job: r.try_get(0)?,
+                    slot: r.try_get(1)?,
+                    scheduled: r.try_get(2)?,
+                    host: r.try_get(3)?,
+                    run_id: r.try_get(4)?,
+                    attempt: u32::try_from(r.try_get::<_, i32>(5)?).unwrap_or(1),
+                    lease_until: r.try_get(6)?,
+                })
+            })();
+            match e {
+                Ok(e) => out.push(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a fleet claim row this opsd cannot read; skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes over an expired claim for a new run: `Won` (holding the
+    /// host and run that lost it), or why not.
+    pub async fn take_over(
+        &self,
+        expired: &Expired,
+        ask: &ClaimAsk,
+    ) -> Result<TakeOver, FleetError> {
+        let (outcome, holder, detail, until) = self
+            .claim_call(
+                "SELECT * FROM opsd_take_over($1, $2, $3, $4, $5, $6,
+                     make_interval(secs => $7), $8)",
+                &[
+                    &expired.job,
+                    &expired.slot,
+                    &expired.run_id,
+                    &ask.definition,
+                    &ask.host,
+                    &ask.run_id,
+                    &ask.lease.as_secs_f64(),
+                    &ask.forbid_overlap,
+                ],
+            )
+            .await?;
+        Ok(match outcome.as_str() {
+            "won" => TakeOver::Won {
+                until: until.unwrap_or_else(Utc::now),
+            },
+            "busy" => TakeOver::Busy,
+            "definition" => TakeOver::Definition {
+                fleet: detail.unwrap_or_default(),
+                by: holder.unwrap_or_default(),
+            },
+            _ => TakeOver::Gone,
+        })
+    }
+
+    /// Ends an expired claim as `lost`, nobody running it again (the
+    /// job's policies said no); `false` if another host got there first.
+    pub async fn abandon(&self, expired: &Expired) -> Result<bool, FleetError> {
+        let n = self
+            .timed(self.client.execute(
+                "UPDATE opsd_claims SET ended = now(), status = 'lost'
+                 WHERE job = $1 AND slot = $2 AND run_id = $3 AND ended IS NULL
+                   AND lease_until < now()",
+                &[&expired.job, &expired.slot, &expired.run_id],
+            ))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        Ok(n == 1)
+    }
+
+    /// Makes `definition` the one the fleet runs for `job`: when this
+    /// host's own definition changed (an operator edited it here), or,
+    /// with `only_if_new`, when the fleet has none yet.
+    pub async fn define(
+        &self,
+        job: &str,
+        definition: &str,
+        host: &str,
+        only_if_new: bool,
+    ) -> Result<(), FleetError> {
+        let sql = if only_if_new {
+            "INSERT INTO opsd_jobs (job, definition, defined_by) VALUES ($1, $2, $3)
+             ON CONFLICT (job) DO NOTHING"
+        } else {
+            "INSERT INTO opsd_jobs (job, definition, defined_by) VALUES ($1, $2, $3)
+             ON CONFLICT (job) DO UPDATE SET definition = EXCLUDED.definition,
+                 defined_by = EXCLUDED.defined_by, defined = now()
+             WHERE opsd_jobs.definition <> EXCLUDED.definition"
+        };
+        self.timed(self.client.execute(sql, &[&job, &definition, &host]))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        Ok(())
+    }
+
+    /// Says how this host sees its fleet jobs; rows of jobs it no longer
+    /// has go.
+    pub async fn host_jobs(&self, host: &str, jobs: &[HostJob]) -> Result<(), FleetError> {
+        let names: Vec<&str> = jobs.iter().map(|j| j.job.as_str()).collect();
+        let defs: Vec<&str> = jobs.iter().map(|j| j.definition.as_str()).collect();
+        let eligible: Vec<bool> = jobs.iter().map(|j| j.eligible).collect();
+        let next: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.next_slot).collect();
+        self.timed(self.client.execute(
+            "WITH gone AS (
+                DELETE FROM opsd_host_jobs WHERE host = $1 AND NOT (job = ANY($2))
+             )
+             INSERT INTO opsd_host_jobs (host, job, definition, eligible, next_slot, seen)
+             SELECT $1, j, d, e, n, now()
+             FROM unnest($2::text[], $3::text[], $4::bool[], $5::timestamptz[]) AS u(j, d, e, n)
+             ON CONFLICT (host, job) DO UPDATE SET definition = EXCLUDED.definition,
+                 eligible = EXCLUDED.eligible, next_slot = EXCLUDED.next_slot, seen = now()",
+            &[&host, &names, &defs, &eligible, &next],
+        ))
+        .await?
+        .map_err(|e| self.query_error(e))?;
+        Ok(())
+    }
+
+    /// Every fleet job, by name.
+    pub async fn jobs(&self) -> Result<Vec<FleetJob>, FleetError> {
+        let rows = self
+            .timed(self.client.query(
+                "SELECT j.job, j.definition, j.defined_by,
+                    (SELECT min(h.next_slot) FROM opsd_host_jobs h
+                      WHERE h.job = j.job AND h.eligible AND h.definition = j.definition),
+                    coalesce((SELECT array_agg(h.host ORDER BY h.host) FROM opsd_host_jobs h
+                      WHERE h.job = j.job AND h.eligible AND h.definition = j.definition), '{}'),
+                    coalesce((SELECT array_agg(h.host ORDER BY h.host) FROM opsd_host_jobs h
+                      WHERE h.job = j.job AND h.definition <> j.definition), '{}'),
+                    last.host, last.scheduled, last.status
+                 FROM opsd_jobs j
+                 LEFT JOIN LATERAL (
+                    SELECT c.host, c.scheduled, coalesce(c.status, 'running') AS status
+                    FROM opsd_claims c WHERE c.job = j.job
+                    ORDER BY c.scheduled DESC LIMIT 1
+                 ) last ON true
+                 ORDER BY j.job",
+                &[],
+            ))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let job = (|| {
+                Ok::<_, tokio_postgres::Error>(FleetJob {
+                    name: r.try_get(0)?,
+                    definition: r.try_get(1)?,
+                    defined_by: r.try_get(2)?,
+                    next_slot: r.try_get(3)?,
+                    hosts: r.try_get(4)?,
+                    disagreeing: r.try_get(5)?,
+                    last_host: r.try_get(6)?,
+                    last_slot: r.try_get(7)?,
+                    last_status: r.try_get(8)?,
+                })
+            })();
+            match job {
+                Ok(j) => out.push(j),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a fleet job row this opsd cannot read; skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes ended claims older than `keep`; how many went.
+    pub async fn prune_claims(&self, keep: std::time::Duration) -> Result<u64, FleetError> {
+        self.timed(self.client.execute(
+            "DELETE FROM opsd_claims WHERE ended < now() - make_interval(secs => $1)",
+            &[&keep.as_secs_f64()],
+        ))
+        .await?
+        .map_err(|e| self.query_error(e))
+    }
+}
+
+/// What became of a take-over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TakeOver {
+    Won {
+        until: DateTime<Utc>,
+    },
+    /// Another host took it over, or it ended meanwhile.
+    Gone,
+    Busy,
+    Definition {
+        fleet: String,
+        by: String,
+    },
 }
 
 /// How long a connection attempt may take.

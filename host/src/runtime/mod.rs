@@ -1110,7 +1110,7 @@ fn handles_exhausted(e: &wasmtime::Error) -> bool {
     }) || e.to_string().contains("resource table has no free keys")
 }
 
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 

@@ -315,6 +315,7 @@ pub fn build(input: &Input, period: Period) -> Report {
     let vacuum = vacuum_reports(&runs, period);
     let audit = audit_reports(&runs, period, &mut attention);
     let system = system_report(input, period, &mut attention);
+    let hosts = host_reports(input, &current, &mut attention);
 
     Report {
         schema: SCHEMA.into(),
@@ -336,7 +337,75 @@ pub fn build(input: &Input, period: Period) -> Report {
         vacuum,
         audit,
         system,
+        hosts,
     }
+}
+
+/// A host silent this long is worth someone's attention.
+const HOST_SILENT_S: i64 = 600;
+
+/// Each host of a fleet report: what it ran in the period, and whether
+/// it still answers.
+fn host_reports(input: &Input, current: &[&RunIn], attention: &mut Vec<String>) -> Vec<HostReport> {
+    let mut hosts: BTreeMap<&str, HostReport> = BTreeMap::new();
+    let blank = |name: &str| HostReport {
+        name: name.to_owned(),
+        labels: String::new(),
+        last_seen: None,
+        last_seen_age_s: None,
+        outbox: 0,
+        runs: 0,
+        ok: 0,
+        warning: 0,
+        failed: 0,
+        success_rate: None,
+        jobs: Vec::new(),
+    };
+    for h in &input.hosts {
+        let mut r = blank(&h.name);
+        r.labels = h.labels.clone();
+        r.last_seen = Some(rfc3339(h.last_seen));
+        r.last_seen_age_s = Some((input.now - h.last_seen).max(0));
+        r.outbox = h.outbox;
+        hosts.insert(&h.name, r);
+    }
+    let mut jobs: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for run in current {
+        let Some(host) = run.host.as_deref() else {
+            continue;
+        };
+        let h = hosts.entry(host).or_insert_with(|| blank(host));
+        match run.status.as_str() {
+            "ok" => h.ok += 1,
+            "warning" => h.warning += 1,
+            "failed" | "timeout" | "interrupted" | "cancelled" => h.failed += 1,
+            _ => {}
+        }
+        if is_finished(&run.status) {
+            h.runs += 1;
+            *jobs.entry((host, &run.job)).or_default() += 1;
+        }
+    }
+    for ((host, job), n) in jobs {
+        if let Some(h) = hosts.get_mut(host) {
+            h.jobs.push((job.to_owned(), n));
+        }
+    }
+    for h in hosts.values_mut() {
+        let finished = h.ok + h.warning + h.failed;
+        h.success_rate =
+            (finished > 0).then(|| 100.0 * (h.ok + h.warning) as f64 / finished as f64);
+        if let Some(age) = h.last_seen_age_s
+            && age > HOST_SILENT_S
+        {
+            attention.push(format!(
+                "host {}: not heard from for {} (is it down, or cut off from the fleet's PostgreSQL?)",
+                h.name,
+                crate::render::age(age)
+            ));
+        }
+    }
+    hosts.into_values().collect()
 }
 
 fn latest_of<'a>(runs: &[&'a RunIn], job: &str) -> Option<&'a RunIn> {

@@ -3,7 +3,9 @@
 //! an air-gapped share the same.
 
 use crate::model::*;
-use crate::render::{age, bytes, change, full_by, last_success, peak_note, rate, span_ms};
+use crate::render::{
+    age, bytes, change, full_by, host_jobs, last_success, peak_note, rate, span_ms,
+};
 use std::fmt::Write;
 
 const OK: &str = "#2e7d32";
@@ -314,6 +316,26 @@ pub fn page(r: &Report) -> String {
                 x.growth_bytes_per_day
                     .map(bytes)
                     .unwrap_or_else(|| "-".into())
+            );
+        }
+        b.push_str("</tbody></table></section>");
+    }
+    if !r.hosts.is_empty() {
+        b.push_str("<section><h2>Hosts</h2><table><thead><tr><th>host</th><th>labels</th><th>last seen</th><th>runs</th><th>failed</th><th>success</th><th>outbox</th><th>jobs run</th></tr></thead><tbody>");
+        for h in &r.hosts {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&h.name),
+                esc(&h.labels),
+                h.last_seen_age_s
+                    .map(|a| format!("{} ago", age(a)))
+                    .unwrap_or_else(|| "-".into()),
+                h.runs,
+                h.failed,
+                rate(h.success_rate),
+                h.outbox,
+                esc(&host_jobs(h))
             );
         }
         b.push_str("</tbody></table></section>");

@@ -27,6 +27,20 @@ pub struct RunIn {
     /// A dry run changed nothing: it counts in no rate or duration.
     #[serde(default)]
     pub dry_run: bool,
+    /// The host it ran on, in a fleet report.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// A host of the fleet, for `opsd report --fleet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostIn {
+    pub name: String,
+    /// `role=db, region=eu`.
+    pub labels: String,
+    pub last_seen: i64,
+    /// Finished runs it had not yet copied to the fleet.
+    pub outbox: u64,
 }
 
 /// A configured job.
@@ -75,6 +89,9 @@ pub struct Input {
     pub samples: Vec<SampleIn>,
     /// The machine as the report is made.
     pub current: Option<SampleIn>,
+    /// The fleet's hosts, for a fleet report: each gets its own section.
+    #[serde(default)]
+    pub hosts: Vec<HostIn>,
 }
 
 /// Which plugins' runs need metrics and details for the report.

@@ -99,6 +99,7 @@ mod tests {
             metrics: Vec::new(),
             details: String::new(),
             dry_run: false,
+            host: None,
         }
     }
 
@@ -178,6 +179,7 @@ mod tests {
             }],
             current: samples.last().cloned(),
             samples,
+            hosts: Vec::new(),
         }
     }
 

@@ -232,4 +232,25 @@ pub struct Report {
     pub vacuum: Vec<VacuumReport>,
     pub audit: Vec<AuditReport>,
     pub system: SystemReport,
+    /// A fleet report's hosts, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostReport>,
+}
+
+/// One host of the fleet over the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub name: String,
+    pub labels: String,
+    pub last_seen: Option<String>,
+    /// Seconds from its last heartbeat to the report's time.
+    pub last_seen_age_s: Option<i64>,
+    pub outbox: u64,
+    pub runs: u64,
+    pub ok: u64,
+    pub warning: u64,
+    pub failed: u64,
+    pub success_rate: Option<f64>,
+    /// The jobs it ran in the period, with how many runs each.
+    pub jobs: Vec<(String, u64)>,
 }

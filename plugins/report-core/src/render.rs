@@ -165,6 +165,18 @@ pub fn is_format_char(c: char) -> bool {
 }
 
 /// The report as Markdown.
+/// `backup x3, tick x120`: what a host ran.
+pub fn host_jobs(h: &HostReport) -> String {
+    if h.jobs.is_empty() {
+        return "-".into();
+    }
+    h.jobs
+        .iter()
+        .map(|(j, n)| format!("{j} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -252,6 +264,25 @@ pub fn markdown(r: &Report) -> String {
                 b.growth_bytes_per_day
                     .map(bytes)
                     .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    if !r.hosts.is_empty() {
+        o.push_str("\n## Hosts\n\n| host | labels | last seen | runs | failed | success | outbox | jobs run |\n|---|---|---|---|---|---|---|---|\n");
+        for h in &r.hosts {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                md_escape(&h.name),
+                md_escape(&h.labels),
+                h.last_seen_age_s
+                    .map(|a| format!("{} ago", age(a)))
+                    .unwrap_or_else(|| "-".into()),
+                h.runs,
+                h.failed,
+                rate(h.success_rate),
+                h.outbox,
+                md_escape(&host_jobs(h))
             );
         }
     }
@@ -402,6 +433,26 @@ pub fn text(r: &Report) -> String {
             p50,
             p95,
             plain(&last_success(j))
+        );
+    }
+    for h in &r.hosts {
+        let _ = writeln!(
+            o,
+            "\nhost {} ({}): last seen {}, {} runs, {} failed, success {}, outbox {}; ran {}",
+            plain(&h.name),
+            plain(if h.labels.is_empty() {
+                "no labels"
+            } else {
+                &h.labels
+            }),
+            h.last_seen_age_s
+                .map(|a| format!("{} ago", age(a)))
+                .unwrap_or_else(|| "never".into()),
+            h.runs,
+            h.failed,
+            rate(h.success_rate),
+            h.outbox,
+            plain(&host_jobs(h))
         );
     }
     for d in &r.drills {

@@ -163,6 +163,7 @@ fn gather(period: Period) -> Input {
                 details: String::new(),
                 // The history interface gives plugins no dry runs.
                 dry_run: false,
+                host: None,
             };
             if wants_detail(&run.plugin) && details < MAX_DETAILS {
                 details += 1;
@@ -201,6 +202,7 @@ fn gather(period: Period) -> Input {
             .map(sample)
             .collect(),
         current: Some(sample(now)),
+        hosts: Vec::new(),
     }
 }
 
