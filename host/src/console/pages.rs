@@ -84,11 +84,16 @@ fn or_dash(s: Option<String>) -> String {
     s.unwrap_or_else(|| "-".into())
 }
 
-/// Where a fleet job runs, as its definition says. Fleet mode's `scope`
-/// (and `on`) belong here once jobs carry them; until then every job
-/// runs on this host.
-fn scope(_job: &crate::config::Job) -> Option<String> {
-    None
+/// Where a fleet job runs (`scope = "fleet"`, and `on`): once per fleet,
+/// on a host with those labels. None for a job of this host.
+fn scope(job: &crate::config::Job) -> Option<String> {
+    let fleet = job.fleet.as_ref()?;
+    Some(if fleet.on.is_empty() {
+        "fleet: one host of the fleet".to_owned()
+    } else {
+        let labels: Vec<String> = fleet.on.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("fleet: one host with {}", labels.join(", "))
+    })
 }
 
 /// `/`: every job as `opsd schedule list` shows it, soonest first.
@@ -509,6 +514,16 @@ pub(crate) fn run(ops: &Ops, access: &Access, id: &str) -> Response {
             "Set for this run",
             esc(&crate::record::overrides_text(&rec.overrides)),
         ));
+    }
+    if let Some(f) = &rec.fleet {
+        let mut claim = format!("slot {}", esc(&f.slot));
+        if let Some(t) = &f.took_over {
+            let _ = write!(claim, "; took over run {} of {}", esc(&t.run), esc(&t.host));
+        }
+        if let Some(lost) = &f.lease_lost {
+            let _ = write!(claim, "; lost its lease: {}", esc(lost));
+        }
+        facts.push(("Fleet claim", claim));
     }
     if let Some(l) = &rec.plugin_load {
         facts.push((
@@ -1222,4 +1237,27 @@ pub(crate) fn login(token_set: bool, next: &str, error: Option<&str>) -> Respons
         StatusCode::OK
     };
     html_response(code, frame("Sign in", "", None, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_jobs_say_where_they_run() {
+        let text = "data_dir = \"/tmp/opsd-console-test\"\n\
+            [fleet]\npostgres = \"postgres://opsd@db.internal:5432/opsd?sslmode=require\"\nhost = \"a\"\n\
+            [[job]]\nname = \"here\"\nplugin = \"clean\"\nschedule = \"@daily\"\n\
+            [job.config]\npaths = [\"/x\"]\nolder_than = \"1d\"\n\
+            [[job]]\nname = \"once\"\nplugin = \"clean\"\nschedule = \"@daily\"\nscope = \"fleet\"\non = { role = \"db\" }\n\
+            [job.config]\npaths = [\"/x\"]\nolder_than = \"1d\"\n";
+        let config = crate::config::Config::parse(std::path::Path::new("/etc/opsd.toml"), text)
+            .expect("a config");
+        let job = |n: &str| config.jobs.iter().find(|j| j.name == n).expect("the job");
+        assert_eq!(scope(job("here")), None);
+        assert_eq!(
+            scope(job("once")).as_deref(),
+            Some("fleet: one host with role=db")
+        );
+    }
 }
