@@ -165,13 +165,15 @@ pub fn http_router(ops: Arc<Ops>) -> Router {
         .with_state(ops)
 }
 
-/// Serves the monitoring endpoints until `shutdown` resolves.
+/// Serves the monitoring endpoints, and beside them `pages` (the web
+/// console), until `shutdown` resolves.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     ops: Arc<Ops>,
+    pages: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, http_router(ops))
+    axum::serve(listener, http_router(ops).merge(pages))
         .with_graceful_shutdown(shutdown)
         .await
         .context("HTTP server")

@@ -34,6 +34,9 @@ pub struct Config {
     pub socket: PathBuf,
     /// Where `/health` and `/metrics` are served; none when disabled.
     pub http: Option<std::net::SocketAddr>,
+    /// `[http] token` or `token_file`: the web console's buttons, and its
+    /// pages off loopback, need it.
+    pub http_token: Option<crate::http_token::HttpToken>,
     /// How long runs in progress may take to finish on SIGTERM.
     pub shutdown_grace: Duration,
     /// Webhooks for failures, recoveries, missed slots and alerts.
@@ -348,6 +351,8 @@ pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(15);
 struct RawHttp {
     listen: Option<Spanned<String>>,
     enabled: Option<bool>,
+    token: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -814,6 +819,13 @@ impl Config {
 
         let places = Places::read(&raw, &base, &lines, p);
         let http = http_listen(&raw.http, &lines, p);
+        let http_token = crate::http_token::read(
+            raw.http.token.as_ref(),
+            raw.http.token_file.as_ref(),
+            &base,
+            &lines,
+            p,
+        );
         let setting = |value: &Option<Spanned<String>>, key: &str, default, p: &mut Problems| {
             duration_setting(value.as_ref(), key, default, &lines, p)
         };
@@ -879,6 +891,7 @@ impl Config {
             plugin_dir: places.plugin_dir,
             socket: places.socket,
             http,
+            http_token,
             shutdown_grace,
             notify,
             alerts,

@@ -68,8 +68,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     spawn_signal_handler(ops.clone(), stop_tx)?;
     tokio::spawn(retry_broken_jobs(ops.clone(), stopped(stop_rx.clone())));
     let api_task = tokio::spawn(api::serve(listener, ops.clone(), stopped(stop_rx.clone())));
-    let http_task =
-        http.map(|l| tokio::spawn(api::serve_http(l, ops.clone(), stopped(stop_rx.clone()))));
+    let http_task = http.map(|l| {
+        let console = crate::console::router(ops.clone(), l.local_addr().ok());
+        tokio::spawn(api::serve_http(
+            l,
+            ops.clone(),
+            console,
+            stopped(stop_rx.clone()),
+        ))
+    });
     spawn_watchdog(ops.clone());
     if ops.monitor().samples_itself() {
         tokio::spawn(sample_machine(ops.clone(), stopped(stop_rx.clone())));

@@ -10,14 +10,14 @@
 //! layer  modules
 //!  10    commands
 //!   9    cli daemon project
-//!   8    api scaffold scheduler
+//!   8    api console scaffold scheduler
 //!   7    ops
 //!   6    check
 //!   5    metrics plugins
 //!   4    fleet jobs runtime
 //!   3    config crontab
 //!   2    grants system
-//!   1    monitor notify store
+//!   1    http_token monitor notify store
 //!   0    bindings builtins clock diag escape locks outbound policy record schedule secrets trust
 //! ```
 //!
@@ -35,7 +35,9 @@
 //!   [`trust`] (who may write what opsd runs), [`builtins`] (the plugins
 //!   compiled in), [`bindings`] (the host side of `wit/plugin.wit`).
 //! - Layer 1: [`monitor`] (the machine's figures and `when` conditions),
-//!   [`notify`] (webhooks), [`store`] (sled trees of runs, logs, state).
+//!   [`notify`] (webhooks), [`store`] (sled trees of runs, logs, state),
+//!   [`http_token`] (the web console's token, never shown, compared in
+//!   constant time).
 //! - Layer 2: [`grants`] (the capability policy: files, programs,
 //!   network, limits; default deny) and [`system`] (the `system` host
 //!   interface's figures).
@@ -55,7 +57,8 @@
 //! - Layer 7: [`ops`]: what every interface offers (schedule, run,
 //!   history, logs, status, health) over one open store.
 //! - Layer 8: [`scheduler`] (decides *when* jobs fire), [`api`] (control
-//!   socket and HTTP endpoints), [`scaffold`] (`opsd plugin new`).
+//!   socket and HTTP endpoints), [`console`] (the web console on the HTTP
+//!   listener), [`scaffold`] (`opsd plugin new`).
 //! - Layer 9: [`cli`] (arguments and tables), [`daemon`] (`opsd daemon`:
 //!   signals, reloads, systemd), [`project`] (`opsd plugin build` and
 //!   `test`: a plugin project's language, toolchain and component).
@@ -95,12 +98,14 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod crontab;
 pub mod daemon;
 pub mod diag;
 pub mod escape;
 pub mod fleet;
 pub mod grants;
+pub mod http_token;
 pub mod jobs;
 pub mod locks;
 pub mod metrics;

@@ -561,6 +561,124 @@ impl Store {
     }
 }
 
+/// One page of history for the web console: runs taken up before
+/// `before` (a run id, exclusive) and `until`, newest first, filtered.
+/// Its cost is bounded whatever the store holds: times are key ranges, a
+/// job is its index, and at most `budget` records are examined; a page
+/// that stops there says where to go on from.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    pub job: Option<String>,
+    pub status: Option<RunStatus>,
+    pub trigger: Option<crate::record::Trigger>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub before: Option<String>,
+    pub limit: usize,
+    pub budget: usize,
+}
+
+/// What [`Store::history_page`] found.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub runs: Vec<RunRecord>,
+    /// Run id to pass as `before` for the next page; none at the end.
+    pub next: Option<String>,
+    /// Records looked at.
+    pub examined: usize,
+    /// The page stopped at the budget before it was full: the search
+    /// reached back only to this time.
+    pub searched_to: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// A page of history; see [`PageQuery`].
+    pub fn history_page(&self, q: &PageQuery) -> Result<HistoryPage> {
+        let mut upper: [u8; 16] = [0xff; 16];
+        if let Some(b) = &q.before {
+            upper = upper.min(run_key(b));
+        }
+        if let Some(u) = q.until {
+            let ms = u.timestamp_millis().max(0) as u64;
+            upper = upper.min(Ulid::from_parts(ms, 0).0.to_be_bytes());
+        }
+        // Pre-filters on the stored JSON (serde writes `"status":"ok"`):
+        // a record without the words is skipped undecoded; one with them
+        // is decoded and checked properly.
+        let status_words = q.status.map(|s| format!("\"status\":\"{s}\""));
+        let trigger_words = q
+            .trigger
+            .and_then(|t| serde_json::to_string(&t).ok())
+            .map(|t| format!("\"trigger\":{t}"));
+        let has = |v: &[u8], words: &Option<String>| {
+            words.as_ref().is_none_or(|w| {
+                // std's substring search (and UTF-8 check) is compiled
+                // optimised even in a debug build.
+                std::str::from_utf8(v).map_or(true, |text| text.contains(w.as_str()))
+            })
+        };
+        let mut page = HistoryPage::default();
+        let limit = q.limit.max(1);
+        let mut last_key: Option<[u8; 16]> = None;
+        let mut consider = |key: &[u8], value: Option<sled::IVec>| -> Result<bool> {
+            if let Some(since) = q.since
+                && key_time(key) < since
+            {
+                return Ok(false);
+            }
+            if page.examined >= q.budget.max(limit) {
+                page.searched_to = last_key.map(|k| key_time(&k));
+                page.next = last_key.map(|k| key_id(&k));
+                return Ok(false);
+            }
+            page.examined += 1;
+            last_key = key.try_into().ok();
+            let value = match value {
+                Some(v) => Some(v),
+                None => self.runs.get(key)?,
+            };
+            if let Some(v) = value
+                && has(&v, &status_words)
+                && has(&v, &trigger_words)
+            {
+                let rec: RunRecord = decode(key, &v)?;
+                if q.status.is_none_or(|s| s == rec.status)
+                    && q.trigger.is_none_or(|t| t == rec.trigger)
+                {
+                    page.runs.push(rec);
+                    if page.runs.len() >= limit {
+                        page.next = Some(key_id(key));
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        };
+        match &q.job {
+            Some(job) => {
+                let prefix = job_prefix(job);
+                let mut end = prefix.clone();
+                end.extend_from_slice(&upper);
+                for item in self.job_runs.range(prefix.clone()..end).rev() {
+                    let (k, _) = item?;
+                    if !consider(&k[prefix.len()..], None)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for item in self.runs.range(..upper).rev() {
+                    let (k, v) = item?;
+                    if !consider(&k, Some(v))? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
 /// A new run id: a ULID, unique and ordered by creation time.
 pub fn new_run_id() -> String {
     use std::sync::Mutex;
@@ -735,6 +853,92 @@ mod tests {
             .unwrap();
         assert_eq!(failed.len(), 1);
         assert!(s.run("not-a-ulid").unwrap().is_none());
+    }
+
+    /// The console's pages: newest first, filtered, continued from a run
+    /// id, and stopped at the budget with a place to go on from.
+    #[test]
+    fn history_pages_follow_on_and_stop_at_their_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let mut r = rec(if i % 3 == 0 { "a" } else { "b" }, RunStatus::Ok);
+            if i % 10 == 9 {
+                r.status = RunStatus::Failed;
+                r.trigger = Trigger::Schedule;
+                // Words in the summary alone do not make a match.
+            } else if i == 4 {
+                r.summary = "\"status\":\"failed\"".into();
+            }
+            s.put_run(&r).unwrap();
+            ids.push(r.id);
+        }
+        let ids_of = |p: &HistoryPage| p.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let first = s
+            .history_page(&PageQuery {
+                limit: 10,
+                budget: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&first),
+            ids[20..].iter().rev().cloned().collect::<Vec<_>>()
+        );
+        let second = s
+            .history_page(&PageQuery {
+                limit: 10,
+                budget: 1000,
+                before: first.next.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&second),
+            ids[10..20].iter().rev().cloned().collect::<Vec<_>>()
+        );
+        let failed = s
+            .history_page(&PageQuery {
+                status: Some(RunStatus::Failed),
+                trigger: Some(Trigger::Schedule),
+                limit: 10,
+                budget: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&failed),
+            [ids[29].clone(), ids[19].clone(), ids[9].clone()]
+        );
+        assert_eq!(failed.next, None);
+        let a = s
+            .history_page(&PageQuery {
+                job: Some("a".into()),
+                limit: 3,
+                budget: 1000,
+                before: Some(ids[27].clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids_of(&a),
+            [ids[24].clone(), ids[21].clone(), ids[18].clone()]
+        );
+        // A budget of 12 records finds the failure at 29 and 19, and
+        // stops, saying where to go on from.
+        let bounded = s
+            .history_page(&PageQuery {
+                status: Some(RunStatus::Failed),
+                limit: 10,
+                budget: 12,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(bounded.runs.len(), 2);
+        assert_eq!(bounded.examined, 12);
+        assert_eq!(bounded.next.as_deref(), Some(ids[18].as_str()));
+        assert!(bounded.searched_to.is_some());
     }
 
     #[test]

@@ -52,8 +52,8 @@ fn health_and_metrics_over_http_change_after_a_run() {
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
     assert!(health["scheduler_tick_age_seconds"].as_f64().unwrap() < 60.0);
-    // The TCP listener serves health and metrics only: the control routes
-    // live on the 0600 socket.
+    // The TCP listener serves health, metrics and the web console: the
+    // control routes live on the 0600 socket.
     for path in [
         "/v1/schedule",
         "/v1/runs",
@@ -450,6 +450,7 @@ async fn health_is_503_with_the_reason_until_the_scheduler_runs() {
     tokio::spawn(opsd::api::serve_http(
         listener,
         ops.clone(),
+        opsd::console::router(ops.clone(), None),
         std::future::pending(),
     ));
     let get = |addr: String| tokio::task::spawn_blocking(move || http_get(&addr, "/health"));

@@ -14,6 +14,7 @@ mod cert_renew;
 mod children;
 mod clean;
 mod command;
+mod console;
 mod crash;
 mod daemon;
 mod dropin;

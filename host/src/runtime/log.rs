@@ -160,6 +160,12 @@ impl RunLog {
         });
     }
 
+    /// The latest progress report (done, total, message), if any: what a
+    /// page opened mid-run shows before the next one arrives.
+    pub fn last_progress(&self) -> Option<(u64, Option<u64>, String)> {
+        self.inner.lock().ok()?.last_progress.clone()
+    }
+
     /// Lines refused because the log had reached its cap.
     pub fn dropped(&self) -> u64 {
         self.inner.lock().map(|i| i.dropped).unwrap_or(0)

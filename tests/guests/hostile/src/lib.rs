@@ -536,6 +536,33 @@ impl Plugin for Hostile {
                     .details(cfg.path.clone())
                     .metric("said", 1.0, Some(&cfg.path)))
             }
+            // Says `path` in every field a run returns: log lines,
+            // progress, summary, details, a metric's name and unit, an
+            // artifact's path, kind and hash; with `seconds` = 1, fails
+            // with it as the error. Logs a line every `seconds` x 100 ms
+            // for `args.len()` more steps first, so a test can follow it.
+            "say-all" => {
+                let p = &cfg.path;
+                opsd_sdk::info!("{p}");
+                opsd_sdk::warn!("{p}");
+                for (i, step) in cfg.args.iter().enumerate() {
+                    opsd_sdk::progress(i as u64 + 1, Some(cfg.args.len() as u64), p);
+                    opsd_sdk::info!("{step}");
+                    std::thread::sleep(std::time::Duration::from_millis(cfg.seconds * 100));
+                }
+                if cfg.seconds == 1 {
+                    return Err(PluginError::other("say-all", p.clone()));
+                }
+                Ok(Outcome::warning(p.clone())
+                    .details(format!("{p}\nsecond line {p}"))
+                    .metric(p, 1.0, Some(p))
+                    .artifact(opsd_sdk::Artifact {
+                        path: format!("/data/{p}"),
+                        kind: p.clone(),
+                        size_bytes: Some(1),
+                        sha256: Some(p.clone()),
+                    }))
+            }
             // Each of `args` a file step ("op path [more]"), its error
             // caught and kept in the summary: only the host's refusal can
             // fail the run.
