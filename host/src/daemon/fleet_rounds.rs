@@ -104,17 +104,25 @@ impl Rounds {
                 next_slot: state.next_fire.filter(|_| eligible),
             });
         }
-        if self.said.as_ref() != Some(&mine) {
-            central.host_jobs(&settings.host, &mine).await?;
+        // Only what changed since the last round (a fire moves one job's
+        // next slot): the claims share this connection.
+        let said = self.said.as_deref().unwrap_or_default();
+        let changed: Vec<&HostJob> = if said.len() == mine.len() {
+            mine.iter()
+                .zip(said)
+                .filter(|(m, s)| m != s)
+                .map(|(m, _)| m)
+                .collect()
+        } else {
+            mine.iter().collect()
+        };
+        let names: Vec<&str> = mine.iter().map(|m| m.job.as_str()).collect();
+        if !changed.is_empty() || said.len() != mine.len() {
+            central.host_jobs(&settings.host, &names, &changed).await?;
             self.said = Some(mine.clone());
         }
         // Where this host disagrees with the fleet, said loudly once.
-        let fleet_defs: BTreeMap<String, (String, String)> = central
-            .jobs()
-            .await?
-            .into_iter()
-            .map(|j| (j.name, (j.definition, j.defined_by)))
-            .collect();
+        let fleet_defs = central.definitions(&names).await?;
         for m in &mine {
             let differs = fleet_defs.get(&m.job).filter(|(d, _)| *d != m.definition);
             ops.fleet().set_disagreeing(&m.job, differs.is_some());

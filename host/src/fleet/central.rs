@@ -734,27 +734,52 @@ impl Central {
         Ok(())
     }
 
-    /// Says how this host sees its fleet jobs; rows of jobs it no longer
-    /// has go.
-    pub async fn host_jobs(&self, host: &str, jobs: &[HostJob]) -> Result<(), FleetError> {
+    /// Says how this host sees the fleet jobs that `changed`; rows of
+    /// jobs not in `all` go.
+    pub async fn host_jobs(
+        &self,
+        host: &str,
+        all: &[&str],
+        changed: &[&HostJob],
+    ) -> Result<(), FleetError> {
+        let jobs = changed;
         let names: Vec<&str> = jobs.iter().map(|j| j.job.as_str()).collect();
         let defs: Vec<&str> = jobs.iter().map(|j| j.definition.as_str()).collect();
         let eligible: Vec<bool> = jobs.iter().map(|j| j.eligible).collect();
         let next: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.next_slot).collect();
         self.timed(self.client.execute(
             "WITH gone AS (
-                DELETE FROM opsd_host_jobs WHERE host = $1 AND NOT (job = ANY($2))
+                DELETE FROM opsd_host_jobs WHERE host = $1 AND NOT (job = ANY($6))
              )
              INSERT INTO opsd_host_jobs (host, job, definition, eligible, next_slot, seen)
              SELECT $1, j, d, e, n, now()
              FROM unnest($2::text[], $3::text[], $4::bool[], $5::timestamptz[]) AS u(j, d, e, n)
              ON CONFLICT (host, job) DO UPDATE SET definition = EXCLUDED.definition,
                  eligible = EXCLUDED.eligible, next_slot = EXCLUDED.next_slot, seen = now()",
-            &[&host, &names, &defs, &eligible, &next],
+            &[&host, &names, &defs, &eligible, &next, &all],
         ))
         .await?
         .map_err(|e| self.query_error(e))?;
         Ok(())
+    }
+
+    /// The definition the fleet runs for each of `jobs` that has one, and
+    /// the host that set it.
+    pub async fn definitions(
+        &self,
+        jobs: &[&str],
+    ) -> Result<BTreeMap<String, (String, String)>, FleetError> {
+        let rows = self
+            .timed(self.client.query(
+                "SELECT job, definition, defined_by FROM opsd_jobs WHERE job = ANY($1)",
+                &[&jobs],
+            ))
+            .await?
+            .map_err(|e| self.query_error(e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, (r.try_get(1).ok()?, r.try_get(2).ok()?))))
+            .collect())
     }
 
     /// Every fleet job, by name.
