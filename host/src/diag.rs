@@ -92,6 +92,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// `3h 12min`, `45s`, `2 days 3h`: the largest two units, as
+/// `opsd schedule list` and the console say them.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}min {s}s"),
+        (0, _, _) => format!("{h}h {m}min"),
+        (1, _, _) => format!("1 day {h}h"),
+        _ => format!("{d} days {h}h"),
+    }
+}
+
 /// Milliseconds as people read them: `840 ms`, `15.5 s`.
 pub fn human_ms(ms: f64) -> String {
     if ms < 1000.0 {

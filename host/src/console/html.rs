@@ -65,24 +65,7 @@ pub fn time(t: DateTime<Utc>) -> String {
     )
 }
 
-/// `3h 12min`, `45s`, `2 days 3h`: the largest two units, as `opsd
-/// schedule list` says them.
-pub fn human_duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (d, h, m, s) = (
-        secs / 86_400,
-        secs % 86_400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-    );
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}min {s}s"),
-        (0, _, _) => format!("{h}h {m}min"),
-        (1, _, _) => format!("1 day {h}h"),
-        _ => format!("{d} days {h}h"),
-    }
-}
+pub use crate::diag::human_duration;
 
 /// Milliseconds for people: `850 ms`, `12.4 s`, `3min 2s`.
 pub fn millis(ms: u64) -> String {
