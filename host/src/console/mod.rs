@@ -246,7 +246,8 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the request comes from a page of this console, as far as the
-/// browser says: `Sec-Fetch-Site` when sent, else `Origin` against
+/// browser says: `Sec-Fetch-Site` when sent (`none`, typed or
+/// bookmarked, still has its `Origin` checked), else `Origin` against
 /// `Host`. A browser always sends one of them on a cross-site POST.
 fn same_origin(headers: &HeaderMap) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -263,10 +264,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 fn same_origin_said<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> bool {
-    if let Some(site) = get("sec-fetch-site")
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    match get("sec-fetch-site") {
+        // The browser's own word, which a page cannot forge; `Origin`
+        // may name a TLS proxy in front while `Host` names this listener.
+        Some("same-origin") => return true,
+        Some("none") | None => {}
+        Some(_) => return false,
     }
     match (get("origin"), get("host")) {
         (None, _) => true,
@@ -923,6 +926,14 @@ mod tests {
         assert!(same_origin(&headers(&own)));
         assert!(same_origin(&headers(&[
             ("host", "127.0.0.1:9779"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        // Behind the README's TLS proxy, which passes the upstream's
+        // address as Host: the browser says same-origin, and the Origin
+        // is the proxy's.
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:9779"),
+            ("origin", "https://ops.example.com"),
             ("sec-fetch-site", "same-origin")
         ])));
         // A plain client sends neither; the session and CSRF token decide.
