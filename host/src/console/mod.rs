@@ -9,8 +9,9 @@
 //!   tied to it that every button's form carries. A button's POST is
 //!   refused unless the session, its CSRF token and the request's origin
 //!   (`Origin`, `Sec-Fetch-Site`) all agree.
-//! - On a listener off loopback, every console page needs a session;
-//!   without a token there the console is off. On loopback, pages answer
+//! - On a listener off loopback, or through a reverse proxy that says so
+//!   (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`), every console page
+//!   needs a session; without a token there the console is off. On loopback, pages answer
 //!   only requests naming a loopback host, so a web page a DNS rebinding
 //!   points at 127.0.0.1 reads nothing.
 //!
@@ -245,6 +246,24 @@ fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether reading a page needs a session: off loopback, and on loopback
+/// when a reverse proxy says it passed the request on (`Forwarded`,
+/// `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`,
+/// `X-Real-IP`), since its client may be anywhere. A local client adding
+/// them only makes it stricter for itself.
+fn needs_session(loopback: bool, headers: &HeaderMap) -> bool {
+    !loopback
+        || [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+        ]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+}
+
 /// Whether the request comes from a page of this console, as far as the
 /// browser says: `Sec-Fetch-Site` when sent (`none`, typed or
 /// bookmarked, still has its `Origin` checked), else `Origin` against
@@ -301,22 +320,22 @@ impl Console {
         let token_set = self.ops.config().http_token.is_some();
         let csrf = self.session(headers);
         let access = Access { csrf, token_set };
-        if self.loopback {
-            if !loopback_host(headers) {
-                return Err(Box::new(refusal(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "Wrong host",
-                    "This console listens on loopback and answers only requests for localhost or a loopback address. Behind a reverse proxy, pass the upstream's address as Host (nginx does by default; Caddy: header_up Host {upstream_hostport}).",
-                    None,
-                )));
-            }
+        if self.loopback && !loopback_host(headers) {
+            return Err(Box::new(refusal(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Wrong host",
+                "This console listens on loopback and answers only requests for localhost or a loopback address. Behind a reverse proxy, pass the upstream's address as Host (nginx does by default; Caddy: header_up Host {upstream_hostport}).",
+                None,
+            )));
+        }
+        if !needs_session(self.loopback, headers) {
             return Ok(access);
         }
         if !token_set {
             return Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Console off",
-                "The web console is off: opsd listens off loopback and [http] has no token. Set [http] token_file (and serve it behind a TLS reverse proxy), or listen on 127.0.0.1.",
+                "The web console is off here: the request came off loopback or through a reverse proxy, and [http] has no token. Set [http] token_file (and serve it behind a TLS reverse proxy), or use it from this machine on 127.0.0.1.",
                 None,
             )));
         }
@@ -980,6 +999,26 @@ mod tests {
             assert!(!loopback_host(&with_host(bad)), "{bad}");
         }
         assert!(!loopback_host(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn pages_through_a_proxy_need_a_session() {
+        assert!(needs_session(false, &headers(&[("host", "10.0.0.1:9779")])));
+        assert!(!needs_session(
+            true,
+            &headers(&[("host", "127.0.0.1:9779")])
+        ));
+        for proxy in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+        ] {
+            let mut h = headers(&[("host", "127.0.0.1:9779")]);
+            h.insert(proxy, HeaderValue::from_static("203.0.113.9"));
+            assert!(needs_session(true, &h), "{proxy}");
+        }
     }
 
     #[test]
