@@ -765,6 +765,27 @@ mod tests {
         assert!(scrape(addr).await.contains("up 1"));
     }
 
+    /// A kept-alive connection left idle after its answer is cut off too,
+    /// so one request does not buy a slot for ever.
+    #[tokio::test]
+    async fn idle_kept_alive_connections_are_cut_off() {
+        let (addr, _stop) = listening(HttpLimits {
+            connections: 16,
+            header_timeout: Duration::from_millis(300),
+        })
+        .await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut sink))
+            .await
+            .expect("an idle kept-alive connection is cut off")
+            .ok();
+        assert!(String::from_utf8_lossy(&sink).contains("up 1"));
+    }
+
     /// Past the limit, connections wait their turn: the daemon's file
     /// descriptors are not the listener's to use up.
     #[tokio::test]
