@@ -189,6 +189,9 @@ pub struct HttpLimits {
     pub connections: usize,
     /// Time a client has to send a request's headers.
     pub header_timeout: std::time::Duration,
+    /// Time a handler has to make its answer, reading the request's body
+    /// included (a live view's stream, once answered, is not limited).
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for HttpLimits {
@@ -196,22 +199,38 @@ impl Default for HttpLimits {
         HttpLimits {
             connections: 256,
             header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
 
 /// Serves `router` as `axum::serve` would, but holds at most
-/// `limits.connections` connections (the rest wait in the backlog) and
+/// `limits.connections` connections (the rest wait in the backlog),
 /// drops a client that takes longer than `limits.header_timeout` to send
-/// its headers: a slowloris, local or (off loopback) remote, can delay
-/// the listener but not take the daemon's file descriptors, which the
-/// store, the plugins and the control socket need.
+/// its headers, and answers 408 to a request whose handler (reading the
+/// body included) takes longer than `limits.request_timeout`. A
+/// slowloris, local or (off loopback) remote, can delay the listener but
+/// not hold it for ever, nor take the daemon's file descriptors, which
+/// the store, the plugins and the control socket need.
 async fn serve_limited(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let deadline = limits.request_timeout;
+    let router = router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(deadline, next.run(req)).await {
+                Ok(res) => res,
+                Err(_) => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request took too long (a body sent too slowly?)\n",
+                )
+                    .into_response(),
+            }
+        },
+    ));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -749,6 +768,7 @@ mod tests {
         let (addr, _stop) = listening(HttpLimits {
             connections: 16,
             header_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(60),
         })
         .await;
         let mut slow = Vec::new();
@@ -772,6 +792,7 @@ mod tests {
         let (addr, _stop) = listening(HttpLimits {
             connections: 16,
             header_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(60),
         })
         .await;
         let mut c = TcpStream::connect(addr).await.unwrap();
@@ -786,6 +807,40 @@ mod tests {
         assert!(String::from_utf8_lossy(&sink).contains("up 1"));
     }
 
+    /// A client that sends its headers in time and then trickles a body
+    /// is cut off too: headers alone do not buy a slot for ever.
+    #[tokio::test]
+    async fn a_trickled_body_is_cut_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/login", post(|body: String| async move { body }));
+        let limits = HttpLimits {
+            connections: 16,
+            header_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(300),
+        };
+        tokio::spawn(serve_limited(
+            listener,
+            router,
+            limits,
+            std::future::pending(),
+        ));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nx")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut sink))
+            .await
+            .expect("a client trickling its body is cut off")
+            .ok();
+        assert!(
+            String::from_utf8_lossy(&sink).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&sink)
+        );
+    }
+
     /// Past the limit, connections wait their turn: the daemon's file
     /// descriptors are not the listener's to use up.
     #[tokio::test]
@@ -793,6 +848,7 @@ mod tests {
         let (addr, _stop) = listening(HttpLimits {
             connections: 3,
             header_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
         })
         .await;
         let mut slow = Vec::new();
