@@ -173,10 +173,103 @@ pub async fn serve_http(
     pages: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, http_router(ops).merge(pages))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")
+    serve_limited(
+        listener,
+        http_router(ops).merge(pages),
+        HttpLimits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// How much of the daemon one HTTP client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: std::time::Duration,
+    /// Time a handler has to make its answer, reading the request's body
+    /// included (a live view's stream, once answered, is not limited).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connections: 256,
+            header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves `router` as `axum::serve` would, but holds at most
+/// `limits.connections` connections (the rest wait in the backlog),
+/// drops a client that takes longer than `limits.header_timeout` to send
+/// its headers, and answers 408 to a request whose handler (reading the
+/// body included) takes longer than `limits.request_timeout`. A
+/// slowloris, local or (off loopback) remote, can delay the listener but
+/// not hold it for ever, nor take the daemon's file descriptors, which
+/// the store, the plugins and the control socket need.
+async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let deadline = limits.request_timeout;
+    let router = router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(deadline, next.run(req)).await {
+                Ok(res) => res,
+                Err(_) => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request took too long (a body sent too slowly?)\n",
+                )
+                    .into_response(),
+            }
+        },
+    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot.context("HTTP server: connection slots")?,
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or the like: wait rather than spin.
+                    tracing::warn!(error = %e, "HTTP server: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
 }
 async fn job_detail(
     State(ops): State<Arc<Ops>>,
@@ -627,4 +720,153 @@ fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn listening(
+        limits: HttpLimits,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/metrics", get(|| async { "up 1\n" }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve_limited(listener, router, limits, async {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    /// Opens a connection and sends half a request's headers.
+    async fn slow_client(addr: std::net::SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        s
+    }
+
+    async fn scrape(addr: std::net::SocketAddr) -> String {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// A slowloris (clients that never finish their headers) is cut off
+    /// instead of holding sockets, and so file descriptors, for ever.
+    #[tokio::test]
+    async fn clients_that_never_finish_their_headers_are_cut_off() {
+        let (addr, _stop) = listening(HttpLimits {
+            connections: 16,
+            header_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(60),
+        })
+        .await;
+        let mut slow = Vec::new();
+        for _ in 0..4 {
+            slow.push(slow_client(addr).await);
+        }
+        for s in &mut slow {
+            let mut sink = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink))
+                .await
+                .expect("a client that never finishes its headers is cut off")
+                .ok();
+        }
+        assert!(scrape(addr).await.contains("up 1"));
+    }
+
+    /// A kept-alive connection left idle after its answer is cut off too,
+    /// so one request does not buy a slot for ever.
+    #[tokio::test]
+    async fn idle_kept_alive_connections_are_cut_off() {
+        let (addr, _stop) = listening(HttpLimits {
+            connections: 16,
+            header_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(60),
+        })
+        .await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut sink))
+            .await
+            .expect("an idle kept-alive connection is cut off")
+            .ok();
+        assert!(String::from_utf8_lossy(&sink).contains("up 1"));
+    }
+
+    /// A client that sends its headers in time and then trickles a body
+    /// is cut off too: headers alone do not buy a slot for ever.
+    #[tokio::test]
+    async fn a_trickled_body_is_cut_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/login", post(|body: String| async move { body }));
+        let limits = HttpLimits {
+            connections: 16,
+            header_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(300),
+        };
+        tokio::spawn(serve_limited(
+            listener,
+            router,
+            limits,
+            std::future::pending(),
+        ));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nx")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut sink))
+            .await
+            .expect("a client trickling its body is cut off")
+            .ok();
+        assert!(
+            String::from_utf8_lossy(&sink).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&sink)
+        );
+    }
+
+    /// Past the limit, connections wait their turn: the daemon's file
+    /// descriptors are not the listener's to use up.
+    #[tokio::test]
+    async fn connections_past_the_limit_wait() {
+        let (addr, _stop) = listening(HttpLimits {
+            connections: 3,
+            header_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+        })
+        .await;
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            slow.push(slow_client(addr).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = tokio::spawn(scrape(addr));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a fourth connection was served while three held the listener"
+        );
+        drop(slow);
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("served once the slow clients left")
+            .unwrap();
+        assert!(answer.contains("up 1"), "{answer}");
+    }
 }

@@ -701,8 +701,9 @@ async fn report(
     output: Option<std::path::PathBuf>,
     fleet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let seconds = opsd_report_core::parse_span(since)
-        .with_context(|| format!("--since `{since}`: write a span such as 24h, 7d or 30d"))?;
+    let seconds = opsd_report_core::parse_span(since).with_context(|| {
+        format!("--since `{since}`: write a span such as 24h, 7d or 30d (at most 36500d)")
+    })?;
     let format = opsd_report_core::Format::parse(format)
         .with_context(|| format!("--format `{format}`: use text, md, html or json"))?;
     let input = if fleet {

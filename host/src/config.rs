@@ -822,6 +822,7 @@ impl Config {
         let http_token = crate::http_token::read(
             raw.http.token.as_ref(),
             raw.http.token_file.as_ref(),
+            &path,
             &base,
             &lines,
             p,

@@ -67,10 +67,13 @@ fn check(text: &str) -> Result<(), String> {
 }
 
 /// Reads `[http] token` or `token_file` (relative to the config's
-/// directory); every problem names the line and says what to do.
+/// directory); every problem names the line and says what to do. A token
+/// written in `config` itself is refused when others may read that file:
+/// on loopback the token is what keeps local accounts to reading.
 pub(crate) fn read(
     token: Option<&Spanned<String>>,
     token_file: Option<&Spanned<String>>,
+    config: &Path,
     base: &Path,
     lines: &Lines<'_>,
     problems: &mut Problems,
@@ -86,7 +89,24 @@ pub(crate) fn read(
             None
         }
         (Some(t), None) => match check(t.get_ref()) {
-            Ok(()) => Some(HttpToken(t.get_ref().clone())),
+            Ok(()) => {
+                use std::os::unix::fs::MetadataExt;
+                if let Ok(m) = std::fs::metadata(config)
+                    && m.mode() & 0o077 != 0
+                {
+                    let shown = config.display();
+                    problems.push(
+                        lines.at(t),
+                        None,
+                        format!(
+                            "[http] token is in {shown}, which other users may read (mode {:o}); move it to token_file (mode 0600) or `chmod 600 {shown}`",
+                            m.mode() & 0o777
+                        ),
+                    );
+                    return None;
+                }
+                Some(HttpToken(t.get_ref().clone()))
+            }
             Err(e) => {
                 problems.push(lines.at(t), None, format!("[http] token {e}"));
                 None
@@ -149,5 +169,25 @@ mod tests {
         assert_eq!(format!("{t:?}"), "HttpToken(..)");
         assert!(HttpToken::new("short").is_err());
         assert!(HttpToken::new("0123456789abcdef xyz").is_err());
+    }
+
+    /// A token written in a config file others may read is any local
+    /// account's: refused, saying to move it to token_file or chmod 600.
+    #[test]
+    fn a_token_in_a_config_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("opsd.toml");
+        let text = "data_dir = \"state\"\n[http]\ntoken = \"0123456789abcdef-xyz\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = crate::config::Config::parse(&path, text)
+            .expect_err("a token in a world-readable config")
+            .to_string();
+        assert!(err.contains("other users may read"), "{err}");
+        assert!(err.contains("token_file"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = crate::config::Config::parse(&path, text).expect("a private config");
+        assert!(config.http_token.is_some());
     }
 }

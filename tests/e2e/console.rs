@@ -774,6 +774,12 @@ fn without_a_token_the_console_only_reads_and_off_loopback_it_needs_one() {
         "{}[http]\nlisten = \"0.0.0.0:0\"\ntoken = \"{TOKEN}\"\n",
         hostile("quick", "action = \"ok\"")
     ));
+    // A token in the config itself needs a config others cannot read.
+    std::fs::set_permissions(
+        env.path("opsd.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let daemon = env.daemon();
     let port = env.http_addr().rsplit_once(':').unwrap().1.to_owned();
     let local = format!("127.0.0.1:{port}");

@@ -9,8 +9,9 @@
 //!   tied to it that every button's form carries. A button's POST is
 //!   refused unless the session, its CSRF token and the request's origin
 //!   (`Origin`, `Sec-Fetch-Site`) all agree.
-//! - On a listener off loopback, every console page needs a session;
-//!   without a token there the console is off. On loopback, pages answer
+//! - On a listener off loopback, or through a reverse proxy that says so
+//!   (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`), every console page
+//!   needs a session; without a token there the console is off. On loopback, pages answer
 //!   only requests naming a loopback host, so a web page a DNS rebinding
 //!   points at 127.0.0.1 reads nothing.
 //!
@@ -245,8 +246,27 @@ fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether reading a page needs a session: off loopback, and on loopback
+/// when a reverse proxy says it passed the request on (`Forwarded`,
+/// `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`,
+/// `X-Real-IP`), since its client may be anywhere. A local client adding
+/// them only makes it stricter for itself.
+fn needs_session(loopback: bool, headers: &HeaderMap) -> bool {
+    !loopback
+        || [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+        ]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+}
+
 /// Whether the request comes from a page of this console, as far as the
-/// browser says: `Sec-Fetch-Site` when sent, else `Origin` against
+/// browser says: `Sec-Fetch-Site` when sent (`none`, typed or
+/// bookmarked, still has its `Origin` checked), else `Origin` against
 /// `Host`. A browser always sends one of them on a cross-site POST.
 fn same_origin(headers: &HeaderMap) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -263,10 +283,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 fn same_origin_said<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> bool {
-    if let Some(site) = get("sec-fetch-site")
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    match get("sec-fetch-site") {
+        // The browser's own word, which a page cannot forge; `Origin`
+        // may name a TLS proxy in front while `Host` names this listener.
+        Some("same-origin") => return true,
+        Some("none") | None => {}
+        Some(_) => return false,
     }
     match (get("origin"), get("host")) {
         (None, _) => true,
@@ -298,22 +320,22 @@ impl Console {
         let token_set = self.ops.config().http_token.is_some();
         let csrf = self.session(headers);
         let access = Access { csrf, token_set };
-        if self.loopback {
-            if !loopback_host(headers) {
-                return Err(Box::new(refusal(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "Wrong host",
-                    "This console listens on loopback and answers only requests for localhost or a loopback address. Behind a reverse proxy, pass the upstream's address as Host (nginx does by default; Caddy: header_up Host {upstream_hostport}).",
-                    None,
-                )));
-            }
+        if self.loopback && !loopback_host(headers) {
+            return Err(Box::new(refusal(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Wrong host",
+                "This console listens on loopback and answers only requests for localhost or a loopback address. Behind a reverse proxy, pass the upstream's address as Host (nginx does by default; Caddy: header_up Host {upstream_hostport}).",
+                None,
+            )));
+        }
+        if !needs_session(self.loopback, headers) {
             return Ok(access);
         }
         if !token_set {
             return Err(Box::new(refusal(
                 StatusCode::FORBIDDEN,
                 "Console off",
-                "The web console is off: opsd listens off loopback and [http] has no token. Set [http] token_file (and serve it behind a TLS reverse proxy), or listen on 127.0.0.1.",
+                "The web console is off here: the request came off loopback or through a reverse proxy, and [http] has no token. Set [http] token_file (and serve it behind a TLS reverse proxy), or use it from this machine on 127.0.0.1.",
                 None,
             )));
         }
@@ -925,6 +947,14 @@ mod tests {
             ("host", "127.0.0.1:9779"),
             ("sec-fetch-site", "same-origin")
         ])));
+        // Behind the README's TLS proxy, which passes the upstream's
+        // address as Host: the browser says same-origin, and the Origin
+        // is the proxy's.
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:9779"),
+            ("origin", "https://ops.example.com"),
+            ("sec-fetch-site", "same-origin")
+        ])));
         // A plain client sends neither; the session and CSRF token decide.
         assert!(same_origin(&headers(&[("host", "127.0.0.1:9779")])));
         for bad in [
@@ -969,6 +999,26 @@ mod tests {
             assert!(!loopback_host(&with_host(bad)), "{bad}");
         }
         assert!(!loopback_host(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn pages_through_a_proxy_need_a_session() {
+        assert!(needs_session(false, &headers(&[("host", "10.0.0.1:9779")])));
+        assert!(!needs_session(
+            true,
+            &headers(&[("host", "127.0.0.1:9779")])
+        ));
+        for proxy in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+        ] {
+            let mut h = headers(&[("host", "127.0.0.1:9779")]);
+            h.insert(proxy, HeaderValue::from_static("203.0.113.9"));
+            assert!(needs_session(true, &h), "{proxy}");
+        }
     }
 
     #[test]

@@ -1172,7 +1172,7 @@ pub(crate) fn report(ops: &Ops, access: &Access, since: Option<&str>) -> Respons
             StatusCode::BAD_REQUEST,
             "Report",
             access,
-            &format!("`{since}` is not a span; write one such as 24h, 7d or 30d"),
+            &format!("`{since}` is not a span; write one such as 24h, 7d or 30d (at most 36500d)"),
         );
     };
     let input = match ops.report_input(chrono::Duration::seconds(seconds.max(1))) {

@@ -59,7 +59,12 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
-/// Parses a span such as `7d`, `24h`, `90m` or `30d` into seconds.
+/// The longest span a report covers: a hundred years (36500 days) is
+/// all history, and keeps every time computed from it in range.
+pub const MAX_SPAN_SECONDS: i64 = 36_500 * 86_400;
+
+/// Parses a span such as `7d`, `24h`, `90m` or `30d` into seconds; none
+/// past [`MAX_SPAN_SECONDS`].
 pub fn parse_span(s: &str) -> Option<i64> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
@@ -72,7 +77,8 @@ pub fn parse_span(s: &str) -> Option<i64> {
         "w" => 604_800,
         _ => return None,
     };
-    (n > 0).then_some(n * mult)
+    n.checked_mul(mult)
+        .filter(|s| (1..=MAX_SPAN_SECONDS).contains(s))
 }
 
 #[cfg(test)]
@@ -439,6 +445,12 @@ mod tests {
         assert_eq!(parse_span("7d"), Some(604_800));
         assert_eq!(parse_span("36h"), Some(129_600));
         assert_eq!(parse_span("soon"), None);
+        // A span from a URL or a command line: too long a one is refused,
+        // not overflowed (`/reports?since=999999999999999d`).
+        assert_eq!(parse_span("999999999999999d"), None);
+        assert_eq!(parse_span("9223372036854775807s"), None);
+        assert_eq!(parse_span("36500d"), Some(MAX_SPAN_SECONDS));
+        assert_eq!(parse_span("36501d"), None);
         assert_eq!(Format::parse("md"), Some(Format::Markdown));
         assert_eq!(Period::last(604_800, NOW).kind, "weekly");
     }
