@@ -976,7 +976,7 @@ impl Ops {
         log: RunLog,
         cancel: Cancel,
         start: Start,
-        held: Option<fleet_runs::Held>,
+        mut held: Option<fleet_runs::Held>,
     ) -> Result<RunRecord, OpsError> {
         // No retry follows a manual run or the last attempt: its failure
         // is the one to tell people about.
@@ -1006,7 +1006,11 @@ impl Ops {
             );
         }
         let mut clock_start = Instant::now();
-        let exec = match self.find_plugin(job).await {
+        let found = match held.as_mut().and_then(|h| h.found.take()) {
+            Some(found) => Ok(found),
+            None => self.find_plugin(job).await,
+        };
+        let exec = match found {
             Err(e) => Execution::failed(RunStatus::Failed, e),
             Ok(found) => {
                 let (exec, began) = self

@@ -371,6 +371,16 @@ impl Loop {
         slots: Vec<(DateTime<Utc>, Trigger)>,
         condition: Option<crate::monitor::Fired>,
     ) {
+        self.spawn_taking_over(job, slots, condition, None);
+    }
+
+    fn spawn_taking_over(
+        &mut self,
+        job: &Job,
+        slots: Vec<(DateTime<Utc>, Trigger)>,
+        condition: Option<crate::monitor::Fired>,
+        take_over: Option<crate::fleet::Expired>,
+    ) {
         spawn_runs(
             &self.ops,
             &mut self.tasks,
@@ -378,7 +388,7 @@ impl Loop {
             job,
             slots,
             condition,
-            None,
+            take_over,
         );
     }
 
@@ -389,15 +399,7 @@ impl Loop {
             let Some(job) = config.jobs.iter().find(|j| j.name == name) else {
                 continue;
             };
-            spawn_runs(
-                &self.ops,
-                &mut self.tasks,
-                &self.stopping,
-                job,
-                slots,
-                None,
-                take_over,
-            );
+            self.spawn_taking_over(job, slots, None, take_over);
         }
     }
 

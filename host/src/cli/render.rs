@@ -868,13 +868,7 @@ fn condition_rows(st: &crate::monitor::MachineStatus, colour: bool) -> Vec<Vec<S
     st.conditions
         .iter()
         .map(|c| {
-            let holds = c.value.is_some_and(|v| {
-                if c.above {
-                    v > c.threshold
-                } else {
-                    v < c.threshold
-                }
-            });
+            let holds = c.past_threshold();
             let state = match (c.holding_since, holds) {
                 (Some(since), _) => standing_text(
                     Standing::Over,

@@ -1020,13 +1020,7 @@ pub(crate) fn status(ops: &Ops, access: &Access) -> Response {
             .conditions
             .iter()
             .map(|c| {
-                let holds = c.value.is_some_and(|v| {
-                    if c.above {
-                        v > c.threshold
-                    } else {
-                        v < c.threshold
-                    }
-                });
+                let holds = c.past_threshold();
                 let state = match (c.holding_since, holds) {
                     (Some(since), _) => format!(
                         "{} since {}",

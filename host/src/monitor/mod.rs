@@ -205,6 +205,20 @@ pub struct ConditionState {
     pub last_fired: Option<DateTime<Utc>>,
 }
 
+impl ConditionState {
+    /// Whether the latest figure is past the threshold (whether or not
+    /// for long enough).
+    pub fn past_threshold(&self) -> bool {
+        self.value.is_some_and(|v| {
+            if self.above {
+                v > self.threshold
+            } else {
+                v < self.threshold
+            }
+        })
+    }
+}
+
 /// The daemon's view of the machine: recent samples and where each job
 /// condition stands. Samples come from the daemon's sampler, or from a
 /// test that pushes its own.

@@ -41,6 +41,18 @@ pub(super) struct Held {
     lease: Lease,
     claim: FleetClaim,
     keeper: Keeper,
+    /// The plugin the claim was made for, until the run takes it.
+    pub(super) found: Option<crate::plugins::Found>,
+}
+
+/// A slot this host won: its lease (granted when the claim was sent),
+/// its record's fleet part, and the plugin the claim was made for (the
+/// run uses that one: looking it up again would lose what its load was).
+pub(super) struct Won {
+    lease: Lease,
+    claim: FleetClaim,
+    granted: Instant,
+    found: crate::plugins::Found,
 }
 
 /// What a fleet job's run may do, decided before it starts.
@@ -48,7 +60,7 @@ pub(super) struct Held {
 pub(super) enum Claimed {
     /// Run it: a host job, or a slot this host won (its lease granted
     /// when the claim was sent).
-    Run(Option<(Lease, FleetClaim, Instant)>),
+    Run(Option<Won>),
     /// Not run; the record says why.
     Recorded(RunRecord),
 }
@@ -190,8 +202,8 @@ impl Ops {
                         ClaimCounts::add(&counts.taken_over);
                         tracing::warn!(job = %job.name, slot = %ask.slot, from = %t.host, lost_run = %t.run, "took over a fleet slot whose lease ran out on another host");
                     }
-                    Ok(Claimed::Run(Some((
-                        Lease {
+                    Ok(Claimed::Run(Some(Won {
+                        lease: Lease {
                             job: job.name.clone(),
                             slot: ask.slot.clone(),
                             run_id: run_id.to_owned(),
@@ -199,13 +211,14 @@ impl Ops {
                             lost: Default::default(),
                             claimed_via: coordinator.clone(),
                         },
-                        FleetClaim {
+                        claim: FleetClaim {
                             slot: ask.slot.clone(),
                             took_over,
                             lease_lost: None,
                         },
-                        sent,
-                    ))))
+                        granted: sent,
+                        found,
+                    })))
                 }
                 Claim::Taken { host, .. } => {
                     ClaimCounts::add(&counts.taken);
@@ -262,10 +275,15 @@ impl Ops {
     /// Starts keeping a won lease for the run `cancel` stops.
     pub(super) fn keep_lease(
         &self,
-        claimed: Option<(Lease, FleetClaim, Instant)>,
+        claimed: Option<Won>,
         cancel: &crate::runtime::Cancel,
     ) -> Option<Held> {
-        let (lease, claim, granted) = claimed?;
+        let Won {
+            lease,
+            claim,
+            granted,
+            found,
+        } = claimed?;
         let cancel = cancel.clone();
         let keeper = Keeper::spawn(self.fleet.clone(), lease.clone(), granted, move |why| {
             cancel.cancel(RunStatus::Interrupted, why)
@@ -274,6 +292,7 @@ impl Ops {
             lease,
             claim,
             keeper,
+            found: Some(found),
         })
     }
 
@@ -289,6 +308,7 @@ impl Ops {
             lease,
             mut claim,
             keeper,
+            ..
         } = held;
         drop(keeper);
         let mut lost = lease.lost();
