@@ -466,7 +466,7 @@ struct Settings {
 fn job_settings(
     job: &RawJob,
     defaults: &RawDefaults,
-    lines: &Lines<'_>,
+    lines: &Lines,
     name: &str,
     problems: &mut Problems,
 ) -> Option<Settings> {
@@ -544,7 +544,7 @@ fn job_settings(
 fn check_settings(
     job: &RawJob,
     defaults: &RawDefaults,
-    lines: &Lines<'_>,
+    lines: &Lines,
     name: &str,
     (timeout, policy): (Duration, &Policy),
     problems: &mut Problems,
@@ -653,7 +653,7 @@ fn blank(text: &str, range: std::ops::Range<usize>) -> String {
 /// and the rest is parsed without it. An error outside every job is the
 /// file's.
 fn parse_raw(text: &str) -> Result<(RawConfig, Vec<BrokenJob>), Problem> {
-    let lines = Lines(text);
+    let lines = Lines::new(text);
     let mut work = text.to_owned();
     let mut broken = Vec::new();
     loop {
@@ -812,7 +812,7 @@ impl Config {
             path: path.clone(),
             problems,
         };
-        let lines = Lines(text);
+        let lines = Lines::new(text);
         let (raw, unparsed) = parse_raw(text).map_err(|p| fail(vec![p]))?;
         let mut problems = Problems { list: Vec::new() };
         let p = &mut problems;
@@ -859,7 +859,7 @@ impl Config {
                 job(
                     spanned,
                     &raw,
-                    text,
+                    (text, &lines),
                     &base,
                     fleet.as_ref(),
                     &written,
@@ -938,7 +938,7 @@ fn set_aside_broken(
     mut broken: Vec<BrokenJob>,
     problems: Vec<Problem>,
     raw: &RawConfig,
-    lines: &Lines<'_>,
+    lines: &Lines,
 ) -> Result<(Vec<Job>, Vec<BrokenJob>), Vec<Problem>> {
     if problems.iter().any(|p| p.job.is_none()) {
         let mut all: Vec<Problem> = broken.into_iter().flat_map(|b| b.problems).collect();
@@ -1014,7 +1014,7 @@ struct Places {
 }
 
 impl Places {
-    fn read(raw: &RawConfig, base: &Path, lines: &Lines<'_>, problems: &mut Problems) -> Places {
+    fn read(raw: &RawConfig, base: &Path, lines: &Lines, problems: &mut Problems) -> Places {
         let data_dir = match &raw.data_dir {
             Some(d) => base.join(d.get_ref()),
             None => default_data_dir(),
@@ -1133,7 +1133,7 @@ impl Places {
 /// `[http] listen`, unless `enabled = false`.
 fn http_listen(
     raw: &RawHttp,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> Option<std::net::SocketAddr> {
     if raw.enabled == Some(false) {
@@ -1165,7 +1165,7 @@ fn duration_setting(
     value: Option<&Spanned<String>>,
     key: &str,
     default: Duration,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> Duration {
     match value {
@@ -1182,7 +1182,7 @@ fn duration_setting(
 fn fleet_settings(
     raw: &Spanned<RawFleet>,
     base: &Path,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> Option<FleetSettings> {
     let f = raw.get_ref();
@@ -1311,7 +1311,7 @@ fn fleet_scope(
     raw_job: &RawJob,
     written: Option<&toml::Table>,
     fleet: Option<&FleetSettings>,
-    lines: &Lines<'_>,
+    lines: &Lines,
     name: &str,
     problems: &mut Problems,
 ) -> Option<FleetScope> {
@@ -1410,7 +1410,7 @@ pub fn parse_fleet_url(url: &str) -> Result<tokio_postgres::Config, String> {
 }
 
 /// `[monitor] interval`, at least a second.
-fn monitor_interval(raw: &RawMonitor, lines: &Lines<'_>, problems: &mut Problems) -> Duration {
+fn monitor_interval(raw: &RawMonitor, lines: &Lines, problems: &mut Problems) -> Duration {
     match &raw.interval {
         None => DEFAULT_MONITOR_INTERVAL,
         Some(g) => match parse_duration(g.get_ref()) {
@@ -1430,7 +1430,7 @@ fn monitor_interval(raw: &RawMonitor, lines: &Lines<'_>, problems: &mut Problems
 /// `[[notify]]` webhooks: each an http or https URL.
 fn notify_targets(
     raw: &[Spanned<RawNotify>],
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> Vec<crate::notify::Target> {
     let mut notify = Vec::new();
@@ -1494,7 +1494,7 @@ fn notify_targets(
 fn alerts(
     raw: &[Spanned<crate::monitor::alert::RawAlert>],
     base: &Path,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> Vec<crate::monitor::alert::Alert> {
     let mut out: Vec<crate::monitor::alert::Alert> = Vec::new();
@@ -1554,7 +1554,7 @@ fn alerts(
 /// A job's `when` conditions.
 fn job_when(
     raw_job: &RawJob,
-    lines: &Lines<'_>,
+    lines: &Lines,
     name: &str,
     problems: &mut Problems,
 ) -> Vec<crate::monitor::condition::Condition> {
@@ -1596,7 +1596,7 @@ fn written_fleet_jobs(raw: &RawConfig, text: &str) -> HashMap<String, toml::Tabl
 /// `plugin_sha256`, lower-cased: 64 hex digits.
 fn plugin_pin(
     raw_job: &RawJob,
-    lines: &Lines<'_>,
+    lines: &Lines,
     name: &str,
     problems: &mut Problems,
 ) -> Option<String> {
@@ -1622,14 +1622,13 @@ fn plugin_pin(
 fn job(
     spanned: &Spanned<RawJob>,
     raw: &RawConfig,
-    text: &str,
+    (text, lines): (&str, &Lines),
     base: &Path,
     fleet: Option<&FleetSettings>,
     written: &HashMap<String, toml::Table>,
     names: &mut BTreeSet<String>,
     problems: &mut Problems,
 ) -> Option<Job> {
-    let lines = Lines(text);
     let raw_job = spanned.get_ref();
     let line = lines.at(spanned);
     let name = raw_job.name.get_ref().clone();
@@ -1666,16 +1665,16 @@ fn job(
             None
         }
     };
-    let when = job_when(raw_job, &lines, &name, problems);
-    let settings = job_settings(raw_job, &raw.defaults, &lines, &name, problems);
-    let pin = plugin_pin(raw_job, &lines, &name, problems);
-    let fleet = fleet_scope(raw_job, written.get(&name), fleet, &lines, &name, problems);
+    let when = job_when(raw_job, lines, &name, problems);
+    let settings = job_settings(raw_job, &raw.defaults, lines, &name, problems);
+    let pin = plugin_pin(raw_job, lines, &name, problems);
+    let fleet = fleet_scope(raw_job, written.get(&name), fleet, lines, &name, problems);
     let mode = raw_job
         .sandbox
         .exec
         .or(raw.sandbox.exec)
         .unwrap_or_default();
-    let grants = grants::Grants::from_raw(&raw_job.grants, mode, base, &lines, &name, problems);
+    let grants = grants::Grants::from_raw(&raw_job.grants, mode, base, lines, &name, problems);
     let config = raw_job
         .config
         .as_ref()
@@ -1684,7 +1683,7 @@ fn job(
     let config_lines = raw_job
         .config
         .as_ref()
-        .map(|t| key_lines(text, t))
+        .map(|t| key_lines((text, lines), t))
         .unwrap_or_default();
     let (Some(schedule), Some(settings), Some(mut grants)) = (schedule, settings, grants) else {
         return None;
@@ -1795,7 +1794,7 @@ fn check_program_owners(jobs: &[Job], problems: &mut Problems) {
 }
 
 /// `[plugins] override_builtin` names built-ins only.
-fn check_override_builtin(raw: &RawPlugins, lines: &Lines<'_>, problems: &mut Problems) {
+fn check_override_builtin(raw: &RawPlugins, lines: &Lines, problems: &mut Problems) {
     let builtin_names: Vec<&str> = crate::builtins::builtins().iter().map(|b| b.name).collect();
     for o in &raw.override_builtin {
         if !builtin_names.contains(&o.get_ref().as_str()) {
@@ -1816,7 +1815,7 @@ fn check_override_builtin(raw: &RawPlugins, lines: &Lines<'_>, problems: &mut Pr
 fn check_notify_jobs(
     raw: &[Spanned<RawNotify>],
     names: &BTreeSet<String>,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) {
     for n in raw {
@@ -1838,7 +1837,7 @@ fn check_notify_jobs(
 /// `max_concurrent_runs`, 1 to 100000.
 fn max_concurrent_runs(
     raw: Option<&Spanned<i64>>,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> usize {
     match raw {
@@ -1931,11 +1930,10 @@ pub fn default_data_dir() -> PathBuf {
 /// scanning from there: to the next header for a header table, within the
 /// braces for an inline one.
 fn key_lines(
-    text: &str,
+    (text, lines): (&str, &Lines),
     table: &Spanned<toml::Table>,
 ) -> std::collections::BTreeMap<String, usize> {
     let span = table.span();
-    let lines = Lines(text);
     let start = span.start.min(text.len());
     let inline = text[start..].starts_with('{');
     let (body, mut offset) = if inline {

@@ -75,7 +75,7 @@ pub(crate) fn read(
     token_file: Option<&Spanned<String>>,
     config: &Path,
     base: &Path,
-    lines: &Lines<'_>,
+    lines: &Lines,
     problems: &mut Problems,
 ) -> Option<HttpToken> {
     match (token, token_file) {

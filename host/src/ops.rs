@@ -1168,11 +1168,17 @@ impl Ops {
     pub fn apply_retention(&self) -> Result<usize, OpsError> {
         let now = self.clock.now();
         let mut removed = 0;
+        let config = self.config();
+        // By name once, not a search of every job per job.
+        let policies: HashMap<&str, &crate::policy::Policy> = config
+            .jobs
+            .iter()
+            .map(|j| (j.name.as_str(), &j.policy))
+            .collect();
         for name in self.jobs.store().job_names()? {
-            let policy = self
-                .config()
-                .job(&name)
-                .map(|j| j.policy.clone())
+            let policy = policies
+                .get(name.as_str())
+                .map(|p| (*p).clone())
                 .unwrap_or_default();
             let cutoff = now - chrono::Duration::days(i64::from(policy.keep_days));
             removed += self.jobs.forget_old_runs(&name, policy.keep_runs, cutoff)?;

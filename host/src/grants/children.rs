@@ -19,7 +19,7 @@ pub(crate) struct RawChildren<'a> {
 /// `net = ["unix:/path"]` entries: absolute paths only.
 pub(crate) fn unix_grants(
     entries: &[Spanned<String>],
-    lines: &Lines<'_>,
+    lines: &Lines,
     job: &str,
     problems: &mut Problems,
 ) -> Vec<confine::UnixGrant> {
@@ -51,7 +51,7 @@ pub(crate) fn from_raw(
     raw: &RawChildren<'_>,
     (mode, unix): (confine::Mode, Vec<confine::UnixGrant>),
     (fs, exec): (&[super::FsGrant], &process::ExecPolicy),
-    lines: &Lines<'_>,
+    lines: &Lines,
     job: &str,
     problems: &mut Problems,
 ) -> confine::ChildPolicy {

@@ -26,7 +26,7 @@ impl EnvGrant {
     /// load code into the job's programs).
     pub(crate) fn from_raw(
         raw: &[Spanned<String>],
-        lines: &Lines<'_>,
+        lines: &Lines,
         job: &str,
         problems: &mut Problems,
     ) -> EnvGrant {

@@ -48,7 +48,7 @@ pub struct FsGrant {
 pub(crate) fn from_raw(
     raw: &[Spanned<RawFsGrant>],
     base: &Path,
-    lines: &Lines<'_>,
+    lines: &Lines,
     job: &str,
     problems: &mut Problems,
 ) -> Vec<FsGrant> {

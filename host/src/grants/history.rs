@@ -26,7 +26,7 @@ impl HistoryScope {
     /// both.
     pub(crate) fn from_raw(
         raw: Option<&Spanned<String>>,
-        lines: &Lines<'_>,
+        lines: &Lines,
         job: &str,
         problems: &mut Problems,
     ) -> HistoryScope {

@@ -138,7 +138,7 @@ impl Grants {
         raw: &RawGrants,
         mode: confine::Mode,
         base: &Path,
-        lines: &Lines<'_>,
+        lines: &Lines,
         job: &str,
         problems: &mut Problems,
     ) -> Option<Grants> {

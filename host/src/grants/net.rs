@@ -47,7 +47,7 @@ pub struct NetPolicy {
 impl NetPolicy {
     pub(crate) fn from_raw(
         raw: &[Spanned<String>],
-        lines: &Lines<'_>,
+        lines: &Lines,
         job: &str,
         problems: &mut Problems,
     ) -> NetPolicy {
@@ -74,7 +74,7 @@ impl NetPolicy {
         &mut self,
         raw: &[Spanned<String>],
         base: &std::path::Path,
-        lines: &Lines<'_>,
+        lines: &Lines,
         job: &str,
         problems: &mut Problems,
     ) {

@@ -109,7 +109,7 @@ impl ExecPolicy {
         raw: &[Spanned<toml::Value>],
         base: &Path,
         fs: &[fs::FsGrant],
-        lines: &Lines<'_>,
+        lines: &Lines,
         job: &str,
         problems: &mut Problems,
     ) -> ExecPolicy {
