@@ -73,6 +73,8 @@ impl RunState {
             table,
             limiter: MemoryLimiter {
                 max_bytes: memory_bytes,
+                used: 0,
+                before: 0,
                 hit: false,
             },
             lookups: (Instant::now(), 0),
@@ -100,29 +102,46 @@ impl WasiHttpView for RunState {
     }
 }
 
-/// Caps an instance's memory and remembers that it did, so the run's
-/// error can say "memory limit" rather than a bare trap.
+/// Caps a run's memory and remembers that it did, so the run's error can
+/// say "memory limit" rather than a bare trap. The cap is on all of the
+/// run's linear memories together: a component of several memories gets no
+/// more than one of one.
 pub struct MemoryLimiter {
     pub max_bytes: usize,
+    /// Bytes of every linear memory of the run so far.
+    used: usize,
+    /// `used` before the last growth, restored if that growth fails.
+    before: usize,
     pub hit: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
+        // A memory is made (`current` 0) or grows; none shrinks.
+        let total = (self.used - current.min(self.used)).saturating_add(desired);
+        if total > self.max_bytes {
             self.hit = true;
             return Err(wasmtime::format_err!(
                 "memory limit: the plugin asked for {} MiB, the job allows {} MiB (grants.limits.memory)",
-                desired >> 20,
+                total >> 20,
                 self.max_bytes >> 20
             ));
         }
+        self.before = self.used;
+        self.used = total;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Allowed here but refused by the engine: not in use after all.
+        self.used = self.before;
+        tracing::debug!(error = %format!("{error:#}"), "a memory could not grow");
+        Ok(())
     }
 
     fn table_growing(
@@ -583,5 +602,29 @@ fn run_summary(r: crate::record::RunRecord) -> history::RunSummary {
         summary: r.summary,
         error: r.error,
         duration_ms: r.duration_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryLimiter;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_memory_limit_is_for_all_memories_together() {
+        let mut l = MemoryLimiter {
+            max_bytes: 10 << 20,
+            used: 0,
+            before: 0,
+            hit: false,
+        };
+        // One memory made at 4 MiB and grown to 6, a second made at 4.
+        assert!(l.memory_growing(0, 4 << 20, None).is_ok_and(|ok| ok));
+        assert!(l.memory_growing(4 << 20, 6 << 20, None).is_ok_and(|ok| ok));
+        assert!(l.memory_growing(0, 4 << 20, None).is_ok_and(|ok| ok));
+        assert!(!l.hit);
+        // 6 + 4 = 10 MiB: the second may not grow past the cap.
+        assert!(l.memory_growing(4 << 20, 5 << 20, None).is_err());
+        assert!(l.hit);
     }
 }
