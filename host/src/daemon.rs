@@ -260,7 +260,7 @@ async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
 async fn open_waiting(config: Config) -> anyhow::Result<Arc<Ops>> {
     let mut tries = 0;
     loop {
-        match Ops::open(config.clone(), Arc::new(SystemClock)) {
+        match Ops::open_for_daemon(config.clone(), Arc::new(SystemClock)) {
             Ok(ops) => return Ok(Arc::new(ops)),
             Err(e)
                 if tries < 50

@@ -226,6 +226,17 @@ impl Ops {
     /// Opens the store of `config`, marks runs a dead process left behind
     /// as interrupted, and starts the plugin runtime.
     pub fn open(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
+        Ops::open_runtime(config, clock, false)
+    }
+
+    /// [`Ops::open`] for a daemon: run instances come from a pool reserved
+    /// once, sized from `max_concurrent_runs`, so a run maps no memory. A
+    /// command, which runs one plugin if any, does not pay to reserve it.
+    pub fn open_for_daemon(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
+        Ops::open_runtime(config, clock, true)
+    }
+
+    fn open_runtime(config: Config, clock: SharedClock, pooled: bool) -> anyhow::Result<Ops> {
         ensure_private_dir(&config.data_dir)?;
         let jobs = Jobs::new(Store::open(&config.data_dir)?);
         if config.fleet.is_some() {
@@ -239,8 +250,16 @@ impl Ops {
                 tracing::warn!(job = %job.name, error = %e, "cannot create a granted directory");
             }
         }
-        let runtime = Arc::new(Runtime::new(config.data_dir.join("cache"))?);
-        let slots = config.max_concurrent_runs;
+        let cache = config.data_dir.join("cache");
+        let runtime = Arc::new(if pooled {
+            Runtime::with_pool(
+                cache,
+                crate::runtime::InstancePool::for_runs(config.max_concurrent_runs),
+            )?
+        } else {
+            Runtime::new(cache)?
+        });
+        let slots = run_slots_within(config.max_concurrent_runs, runtime.run_capacity());
         let registry = Arc::new(Registry::new(
             runtime,
             config.plugin_dir.clone(),
@@ -272,6 +291,7 @@ impl Ops {
     /// permits at once, fewer as running runs hand theirs back.
     fn resize_run_slots(&self, want: usize) {
         let mut size = self.run_slots_size.locked();
+        let want = run_slots_within(want, self.registry.runtime().run_capacity());
         if want > *size {
             self.run_slots.add_permits(want - *size);
         } else if want < *size {
@@ -1387,4 +1407,19 @@ fn forward(
             }
         }
     })
+}
+
+/// `max_concurrent_runs` within what the instance pool reserved at start
+/// leaves room for, said when it is cut: a run past it would wait for an
+/// instance with its timeout running.
+fn run_slots_within(want: usize, capacity: usize) -> usize {
+    if want > capacity {
+        tracing::warn!(
+            max_concurrent_runs = want,
+            runs = capacity,
+            "max_concurrent_runs is above what the instance pool reserved at start holds: {capacity} runs at once until opsd restarts"
+        );
+        return capacity;
+    }
+    want
 }

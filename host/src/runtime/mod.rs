@@ -10,6 +10,7 @@
 pub mod cache;
 mod fs_gate;
 pub mod log;
+mod pool;
 mod quota;
 mod state;
 mod wasi_errno;
@@ -24,6 +25,8 @@ use crate::store::Store;
 use cache::CompileCache;
 use chrono::{DateTime, Utc};
 use log::RunLog;
+pub use pool::InstancePool;
+use pool::InstanceSlots;
 use serde::{Deserialize, Serialize};
 use state::{RunEnv, RunState};
 use std::collections::HashMap;
@@ -361,17 +364,72 @@ pub struct Runtime {
     /// with no fs grant start.
     idle_dir: PathBuf,
     notice: Mutex<Option<CompileNotice>>,
+    /// One permit per instance slot of the pool: a run past the pool's
+    /// size waits for a slot rather than failing.
+    instances: InstanceSlots,
+    /// Runs the pool leaves room for (unbounded without a pool).
+    run_capacity: usize,
 }
 
 impl Runtime {
     /// An engine with epoch interruption and the component model, a linker
     /// with WASI 0.2, wasi:http and the opsd imports, and a compile cache
     /// in `cache_dir`.
+    /// Each run's instance is mapped on its own: the cheapest to start, for
+    /// a command that runs a plugin once or not at all.
     pub fn new(cache_dir: PathBuf) -> anyhow::Result<Runtime> {
+        Runtime::build(cache_dir, None)
+    }
+
+    /// [`Runtime::new`] with instances taken from a pool of `pool`'s size,
+    /// reserved once: a daemon, which runs plugins all day.
+    pub fn with_pool(cache_dir: PathBuf, pool: InstancePool) -> anyhow::Result<Runtime> {
+        // `OPSD_INSTANCE_POOL=off` maps each run's instance on its own, as
+        // before the pool: to compare, or to rule the pool out.
+        if let Ok(v) = std::env::var("OPSD_INSTANCE_POOL") {
+            if v == "off" {
+                tracing::info!("OPSD_INSTANCE_POOL=off: each run maps its own instance");
+                return Runtime::build(cache_dir, None);
+            }
+            tracing::warn!(value = %v, "OPSD_INSTANCE_POOL: only \"off\" has a meaning; the pool is used");
+        }
+        // Without overcommit the pool's table and stack slots, mapped up
+        // front, would take commit charge from every other process.
+        if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2")
+        {
+            tracing::info!(
+                "vm.overcommit_memory = 2: no instance pool; each run maps its own instance"
+            );
+            return Runtime::build(cache_dir, None);
+        }
+        Runtime::build(cache_dir, Some(pool))
+    }
+
+    fn build(cache_dir: PathBuf, pool: Option<InstancePool>) -> anyhow::Result<Runtime> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
+        if let Some(pool) = pool {
+            config.allocation_strategy(pool.allocation());
+            // A slot's fiber stack goes from one run to the next.
+            config.async_stack_zeroing(true);
+        }
+        let (engine, pool) = match Engine::new(&config) {
+            Ok(e) => (e, pool),
+            Err(e) => {
+                // A process limited in address space (`ulimit -v`) cannot
+                // reserve the pool: it runs with instances mapped per run.
+                let Some(pool) = pool else {
+                    return Err(e.into());
+                };
+                tracing::warn!(error = %format!("{e:#}"), "cannot reserve {pool}; each run maps its own instance (slower)");
+                config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+                (Engine::new(&config)?, None)
+            }
+        };
+        if let Some(pool) = pool {
+            tracing::debug!("reserved {pool}");
+        }
         let mut linker: Linker<RunState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         gate_name_lookup(&mut linker)?;
@@ -385,6 +443,8 @@ impl Runtime {
             tracing::warn!(dir = %idle_dir.display(), error = %e, "cannot make the idle directory for programs");
         }
         Ok(Runtime {
+            instances: InstanceSlots::new(pool.map_or(pool::UNPOOLED_INSTANCES, |p| p.instances)),
+            run_capacity: pool.map_or(usize::MAX, |p| p.run_capacity()),
             idle_dir,
             cache: CompileCache::new(cache_dir, &engine),
             ticker: Ticker::start(engine.clone())?,
@@ -500,7 +560,19 @@ impl Runtime {
             tokio::task::spawn_blocking(move || cache.load(&engine, &bytes3, &sha, compiling))
                 .await
                 .map_err(|e| LoadError::NotComponent(e.to_string()))?
-                .map_err(|e| LoadError::NotComponent(format!("{e:#}")))?;
+                .map_err(|e| {
+                    let why = format!("{e:#}");
+                    // A component over its share of the daemon's pool: a
+                    // valid component, too large for this opsd to run.
+                    if why.contains("pooling allocator") {
+                        LoadError::Incompatible(format!(
+                            "{why} (each plugin may have up to {})",
+                            pool::component_share()
+                        ))
+                    } else {
+                        LoadError::NotComponent(why)
+                    }
+                })?;
         if source.as_str() == "compiled" {
             trim_heap();
         }
@@ -573,6 +645,12 @@ impl Runtime {
         released
     }
 
+    /// Runs that may be in progress at once: `max_concurrent_runs` is
+    /// capped to this, the pool's slots less those kept for loads.
+    pub fn run_capacity(&self) -> usize {
+        self.run_capacity
+    }
+
     /// Every plugin loaded in this process.
     pub fn loaded(&self) -> Vec<Arc<LoadedPlugin>> {
         let mut v: Vec<_> = self.loaded.locked().values().cloned().collect();
@@ -581,6 +659,9 @@ impl Runtime {
     }
 
     async fn describe(&self, pre: &PluginPre<RunState>) -> Result<PluginInfo, LoadError> {
+        // Before the deadline is set: waiting for a slot is not the
+        // plugin's time.
+        let _slot = self.instances.acquire().await;
         let log = RunLog::new("(describe)", "-", 64 * 1024);
         let env = Arc::new(RunEnv {
             job: "(describe)".into(),
@@ -711,6 +792,15 @@ impl Runtime {
 
     async fn run_unmasked(&self, plugin: &LoadedPlugin, req: RunRequest<'_>) -> Execution {
         let job = req.job;
+        // Before the deadline is set, so a wait is not counted against the
+        // job's timeout (runs are capped below the slots, so it is rare).
+        let slot = tokio::select! {
+            slot = self.instances.acquire() => slot,
+            _ = req.cancel.token.cancelled() => {
+                let (status, why) = req.cancel.reason();
+                return Execution::failed(status, why);
+            }
+        };
         let deadline = Instant::now() + job.timeout;
         let violations = Violations::default();
         violations.mask(crate::secrets::Secrets::new(job.grants.env_values()));
@@ -773,6 +863,7 @@ impl Runtime {
         };
         let memory = (store.data().limiter.hit, store.data().limiter.max_bytes);
         drop(store);
+        drop(slot);
         // The watcher measures every 100 ms: a run that ended since is
         // measured once more, so it is never recorded ok over its quota.
         if let Some(q) = quota.clone() {
