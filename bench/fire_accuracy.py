@@ -95,7 +95,8 @@ def burst(work: Path):
 
 
 def main():
-    build()
+    if not os.environ.get("NO_BUILD"):
+        build()
     print(f"{machine()}, {dt.date.today()}")
     parts = {"spread": spread, "heavy": heavy, "burst": burst}
     chosen = os.environ.get("PARTS", "spread,heavy,burst").split(",")

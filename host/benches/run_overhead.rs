@@ -3,10 +3,12 @@
 //! its log, durably), with the compiled component already in memory, as a
 //! daemon runs scheduled jobs; beside fork/exec of `/bin/sh -c true`, the
 //! least a cron + shell setup pays per job. Both measured in this process,
-//! one after the other.
+//! one after the other; opsd twice, as the daemon runs (instances from its
+//! pool) and as a command does (each instance mapped for its run).
 //!
 //!     cargo bench -p opsd --bench run_overhead            # 2000 runs each
 //!     RUNS=10000 cargo bench -p opsd --bench run_overhead
+//!     ONLY=opsd perf record -g target/release/deps/run_overhead-*   # profile
 
 use opsd::clock::SystemClock;
 use opsd::config::Config;
@@ -32,48 +34,95 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     (p50, p99)
 }
 
+/// A store with the trivial plugin as job `trivial`, in its own directory.
+fn trivial_setup(dir: &std::path::Path) -> anyhow::Result<Config> {
+    std::fs::create_dir_all(dir.join("plugins"))?;
+    let guest = opsd_test_guests::path("opsd-test-hostile");
+    std::fs::copy(&guest, dir.join("plugins/trivial.wasm"))?;
+    let config_path = dir.join("opsd.toml");
+    std::fs::write(
+        &config_path,
+        "data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n[[job]]\nname = \"trivial\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n[job.config]\naction = \"ok\"\n",
+    )?;
+    Ok(Config::load(&config_path)?)
+}
+
+/// `runs` runs of `trivial` one after another, after a warm-up.
+async fn run_trivial(ops: &Ops, runs: usize) -> anyhow::Result<Vec<Duration>> {
+    // The first run compiles the component; a few more warm the caches.
+    for _ in 0..20 {
+        let rec = ops
+            .run_job("trivial", Start::new(Trigger::Schedule, chrono::Utc::now()))
+            .await?;
+        anyhow::ensure!(rec.status == RunStatus::Ok, "warm-up run: {:?}", rec.error);
+    }
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let rec = ops
+            .run_job("trivial", Start::new(Trigger::Schedule, chrono::Utc::now()))
+            .await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(rec.status == RunStatus::Ok, "run: {:?}", rec.error);
+    }
+    Ok(samples)
+}
+
 fn main() -> anyhow::Result<()> {
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let dir = tempfile::tempdir()?;
-    std::fs::create_dir_all(dir.path().join("plugins"))?;
-    let guest = opsd_test_guests::path("opsd-test-hostile");
-    std::fs::copy(&guest, dir.path().join("plugins/trivial.wasm"))?;
-    let config_path = dir.path().join("opsd.toml");
-    std::fs::write(
-        &config_path,
-        "data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n[[job]]\nname = \"trivial\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n[job.config]\naction = \"ok\"\n",
-    )?;
-    let config = Config::load(&config_path)?;
+    let pooled_dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let ops = Arc::new(Ops::open(config, Arc::new(SystemClock))?);
+    // As the daemon runs jobs: instances from the pool it reserves at start.
+    let ops = Arc::new(Ops::open_for_daemon(
+        trivial_setup(pooled_dir.path())?,
+        Arc::new(SystemClock),
+    )?);
 
     println!(
         "{runs} runs each, after warming up; {} CPUs",
         std::thread::available_parallelism()?
     );
-    let opsd = rt.block_on(async {
-        // The first run compiles the component; a few more warm the caches.
-        for _ in 0..20 {
-            let rec = ops
-                .run_job("trivial", Start::new(Trigger::Schedule, chrono::Utc::now()))
-                .await?;
-            anyhow::ensure!(rec.status == RunStatus::Ok, "warm-up run: {:?}", rec.error);
-        }
+    let opsd = rt.block_on(run_trivial(&ops, runs))?;
+    if std::env::var("ONLY").as_deref() == Ok("opsd") {
+        summary("opsd: instantiate + run + durable history", opsd);
+        return Ok(());
+    }
+    // As a command runs one: each instance's memory and stack mapped for
+    // the run and unmapped after it.
+    let on_demand_dir = tempfile::tempdir()?;
+    let on_demand = {
+        let ops = Ops::open(trivial_setup(on_demand_dir.path())?, Arc::new(SystemClock))?;
+        rt.block_on(run_trivial(&ops, runs))?
+    };
+    // The floor under a run: its record written and synced before and
+    // after, as `run_job` does, with nothing run between.
+    let floor = rt.block_on(async {
         let mut samples = Vec::with_capacity(runs);
-        for _ in 0..runs {
+        for i in 0..runs {
             let t = Instant::now();
-            let rec = ops
-                .run_job("trivial", Start::new(Trigger::Schedule, chrono::Utc::now()))
-                .await?;
+            let id = format!("floor-{i}");
+            let mut rec = opsd::record::RunRecord::begin(
+                &id,
+                "trivial",
+                "test-hostile",
+                Trigger::Schedule,
+                chrono::Utc::now(),
+                chrono::Utc::now(),
+                false,
+            );
+            ops.store().put_run(&rec)?;
+            ops.store().flush_async().await?;
+            rec.status = RunStatus::Ok;
+            ops.store().put_run(&rec)?;
+            ops.store().flush_async().await?;
             samples.push(t.elapsed());
-            anyhow::ensure!(rec.status == RunStatus::Ok, "run: {:?}", rec.error);
         }
-        Ok(samples)
+        anyhow::Ok(samples)
     })?;
     let mut shell = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -85,11 +134,15 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(status.success());
     }
     let (o50, o99) = summary("opsd: instantiate + run + durable history", opsd);
+    let (d50, d99) = summary("the same, instances mapped per run (no pool)", on_demand);
+    summary("of which the floor: two record writes + syncs", floor);
     let (s50, s99) = summary("fork/exec /bin/sh -c true", shell);
     println!(
-        "ratio opsd/shell: p50 {:.2}x, p99 {:.2}x",
+        "ratio opsd/shell: p50 {:.2}x, p99 {:.2}x (no pool: p50 {:.2}x, p99 {:.2}x)",
         o50.as_secs_f64() / s50.as_secs_f64(),
-        o99.as_secs_f64() / s99.as_secs_f64()
+        o99.as_secs_f64() / s99.as_secs_f64(),
+        d50.as_secs_f64() / s50.as_secs_f64(),
+        d99.as_secs_f64() / s99.as_secs_f64()
     );
     Ok(())
 }
