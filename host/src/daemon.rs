@@ -260,7 +260,8 @@ async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
 async fn open_waiting(config: Config) -> anyhow::Result<Arc<Ops>> {
     let mut tries = 0;
     loop {
-        match Ops::open_for_daemon(config.clone(), Arc::new(SystemClock)) {
+        let pooled = crate::runtime::InstancePool::wanted();
+        match Ops::open_for_daemon(config.clone(), Arc::new(SystemClock), pooled) {
             Ok(ops) => return Ok(Arc::new(ops)),
             Err(e)
                 if tries < 50

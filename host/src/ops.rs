@@ -230,10 +230,14 @@ impl Ops {
     }
 
     /// [`Ops::open`] for a daemon: run instances come from a pool reserved
-    /// once, sized from `max_concurrent_runs`, so a run maps no memory. A
-    /// command, which runs one plugin if any, does not pay to reserve it.
-    pub fn open_for_daemon(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
-        Ops::open_runtime(config, clock, true)
+    /// once, sized from `max_concurrent_runs`, if `pooled` (a command, which
+    /// runs one plugin if any, never pays to reserve it).
+    pub fn open_for_daemon(
+        config: Config,
+        clock: SharedClock,
+        pooled: bool,
+    ) -> anyhow::Result<Ops> {
+        Ops::open_runtime(config, clock, pooled)
     }
 
     fn open_runtime(config: Config, clock: SharedClock, pooled: bool) -> anyhow::Result<Ops> {

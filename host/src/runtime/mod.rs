@@ -382,17 +382,9 @@ impl Runtime {
     }
 
     /// [`Runtime::new`] with instances taken from a pool of `pool`'s size,
-    /// reserved once: a daemon, which runs plugins all day.
+    /// reserved once: for a daemon that runs many plugins a second, where
+    /// mapping each run's memory is the cost (see [`InstancePool::wanted`]).
     pub fn with_pool(cache_dir: PathBuf, pool: InstancePool) -> anyhow::Result<Runtime> {
-        // `OPSD_INSTANCE_POOL=off` maps each run's instance on its own, as
-        // before the pool: to compare, or to rule the pool out.
-        if let Ok(v) = std::env::var("OPSD_INSTANCE_POOL") {
-            if v == "off" {
-                tracing::info!("OPSD_INSTANCE_POOL=off: each run maps its own instance");
-                return Runtime::build(cache_dir, None);
-            }
-            tracing::warn!(value = %v, "OPSD_INSTANCE_POOL: only \"off\" has a meaning; the pool is used");
-        }
         // Without overcommit the pool's table and stack slots, mapped up
         // front, would take commit charge from every other process.
         if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2")

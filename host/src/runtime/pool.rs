@@ -80,6 +80,22 @@ pub struct InstancePool {
 }
 
 impl InstancePool {
+    /// Whether the daemon takes its instances from a pool: only with
+    /// `OPSD_INSTANCE_POOL=on`. Made safe (slots cleared in full between
+    /// runs), the pool measured no faster per run than mapping each
+    /// instance, and an idle daemon kept 10 MiB more resident (BENCHMARKS.md,
+    /// issue 20), so it is not the default.
+    pub fn wanted() -> bool {
+        match std::env::var("OPSD_INSTANCE_POOL").as_deref() {
+            Ok("on") => true,
+            Ok("off") | Err(_) => false,
+            Ok(other) => {
+                tracing::warn!(value = %other, "OPSD_INSTANCE_POOL is \"on\" or \"off\"; no pool");
+                false
+            }
+        }
+    }
+
     /// A pool for a daemon or command that runs up to `max_concurrent_runs`
     /// plugins at once: twice that, so a reload can raise it, within
     /// [`MIN_INSTANCES`] and [`MAX_INSTANCES`].
