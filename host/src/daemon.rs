@@ -259,8 +259,8 @@ async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
 /// Opens the store, waiting a little for a CLI command that holds it.
 async fn open_waiting(config: Config) -> anyhow::Result<Arc<Ops>> {
     let mut tries = 0;
+    let pooled = crate::runtime::InstancePool::wanted();
     loop {
-        let pooled = crate::runtime::InstancePool::wanted();
         match Ops::open_for_daemon(config.clone(), Arc::new(SystemClock), pooled) {
             Ok(ops) => return Ok(Arc::new(ops)),
             Err(e)

@@ -226,7 +226,7 @@ impl Ops {
     /// Opens the store of `config`, marks runs a dead process left behind
     /// as interrupted, and starts the plugin runtime.
     pub fn open(config: Config, clock: SharedClock) -> anyhow::Result<Ops> {
-        Ops::open_runtime(config, clock, false)
+        Ops::open_for_daemon(config, clock, false)
     }
 
     /// [`Ops::open`] for a daemon: run instances come from a pool reserved
@@ -237,10 +237,6 @@ impl Ops {
         clock: SharedClock,
         pooled: bool,
     ) -> anyhow::Result<Ops> {
-        Ops::open_runtime(config, clock, pooled)
-    }
-
-    fn open_runtime(config: Config, clock: SharedClock, pooled: bool) -> anyhow::Result<Ops> {
         ensure_private_dir(&config.data_dir)?;
         let jobs = Jobs::new(Store::open(&config.data_dir)?);
         if config.fleet.is_some() {

@@ -364,11 +364,9 @@ pub struct Runtime {
     /// with no fs grant start.
     idle_dir: PathBuf,
     notice: Mutex<Option<CompileNotice>>,
-    /// One permit per instance slot of the pool: a run past the pool's
-    /// size waits for a slot rather than failing.
-    instances: InstanceSlots,
-    /// Runs the pool leaves room for (unbounded without a pool).
-    run_capacity: usize,
+    /// With a pool, one permit per slot: a run past the pool's size waits
+    /// for a slot rather than failing. None without a pool.
+    instances: Option<InstanceSlots>,
 }
 
 impl Runtime {
@@ -435,8 +433,7 @@ impl Runtime {
             tracing::warn!(dir = %idle_dir.display(), error = %e, "cannot make the idle directory for programs");
         }
         Ok(Runtime {
-            instances: InstanceSlots::new(pool.map_or(pool::UNPOOLED_INSTANCES, |p| p.instances)),
-            run_capacity: pool.map_or(usize::MAX, |p| p.run_capacity()),
+            instances: pool.map(InstanceSlots::new),
             idle_dir,
             cache: CompileCache::new(cache_dir, &engine),
             ticker: Ticker::start(engine.clone())?,
@@ -640,7 +637,18 @@ impl Runtime {
     /// Runs that may be in progress at once: `max_concurrent_runs` is
     /// capped to this, the pool's slots less those kept for loads.
     pub fn run_capacity(&self) -> usize {
-        self.run_capacity
+        self.instances
+            .as_ref()
+            .map_or(usize::MAX, |s| s.pool.run_capacity())
+    }
+
+    /// An instance slot of the pool, waiting for one if all are taken;
+    /// nothing to wait for without a pool.
+    async fn instance_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.instances {
+            Some(slots) => Some(slots.acquire().await),
+            None => None,
+        }
     }
 
     /// Every plugin loaded in this process.
@@ -653,7 +661,7 @@ impl Runtime {
     async fn describe(&self, pre: &PluginPre<RunState>) -> Result<PluginInfo, LoadError> {
         // Before the deadline is set: waiting for a slot is not the
         // plugin's time.
-        let _slot = self.instances.acquire().await;
+        let _slot = self.instance_slot().await;
         let log = RunLog::new("(describe)", "-", 64 * 1024);
         let env = Arc::new(RunEnv {
             job: "(describe)".into(),
@@ -787,7 +795,7 @@ impl Runtime {
         // Before the deadline is set, so a wait is not counted against the
         // job's timeout (runs are capped below the slots, so it is rare).
         let slot = tokio::select! {
-            slot = self.instances.acquire() => slot,
+            slot = self.instance_slot() => slot,
             _ = req.cancel.token.cancelled() => {
                 let (status, why) = req.cancel.reason();
                 return Execution::failed(status, why);

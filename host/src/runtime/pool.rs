@@ -69,9 +69,6 @@ pub(super) fn component_share() -> String {
     )
 }
 
-/// Instances at once without a pool: as many as runs ask for.
-pub(super) const UNPOOLED_INSTANCES: u32 = 1 << 20;
-
 /// How many instances may exist at once, and so what the pool reserves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstancePool {
@@ -145,16 +142,16 @@ impl fmt::Display for InstancePool {
 /// One permit per pool slot, taken before a store is made and given back
 /// when it is dropped.
 pub(super) struct InstanceSlots {
+    pub(super) pool: InstancePool,
     permits: Arc<Semaphore>,
-    capacity: u32,
     said_full: AtomicBool,
 }
 
 impl InstanceSlots {
-    pub(super) fn new(capacity: u32) -> InstanceSlots {
+    pub(super) fn new(pool: InstancePool) -> InstanceSlots {
         InstanceSlots {
-            permits: Arc::new(Semaphore::new(capacity as usize)),
-            capacity,
+            permits: Arc::new(Semaphore::new(pool.instances as usize)),
+            pool,
             said_full: AtomicBool::new(false),
         }
     }
@@ -167,7 +164,7 @@ impl InstanceSlots {
         }
         if !self.said_full.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                slots = self.capacity,
+                slots = self.pool.instances,
                 "every instance slot is in use: plugin loads wait for one; the pool is sized at start from max_concurrent_runs (restart opsd to resize it)"
             );
         }
@@ -241,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_past_the_slots_waits_for_one() {
-        let slots = InstanceSlots::new(1);
+        let slots = InstanceSlots::new(InstancePool { instances: 1 });
         let first = slots.acquire().await;
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), slots.acquire());
         assert!(waiting.await.is_err(), "a second slot was handed out");
