@@ -1278,7 +1278,9 @@ impl Ops {
                 .collect(),
         };
         Ok(Input {
-            hostname: crate::system::snapshot().hostname,
+            // Only the name: a whole snapshot would read the machine a
+            // second time (every mount's statvfs) for nothing.
+            hostname: sysinfo::System::host_name().unwrap_or_default(),
             now: now.timestamp(),
             runs,
             jobs,
