@@ -1231,7 +1231,7 @@ fn fleet_settings(
     };
     let host = match &f.host {
         Some(h) => h.get_ref().clone(),
-        None => sysinfo::System::host_name().unwrap_or_default(),
+        None => crate::system::hostname(),
     };
     if host.is_empty()
         || host.len() > 253

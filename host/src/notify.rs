@@ -183,7 +183,7 @@ impl Notifier {
             reason: None,
             alert: None,
             dropped: None,
-            host: sysinfo::System::host_name().unwrap_or_default(),
+            host: crate::system::hostname(),
         });
     }
 
@@ -198,7 +198,7 @@ impl Notifier {
             reason: None,
             alert: Some(alert),
             dropped: None,
-            host: sysinfo::System::host_name().unwrap_or_default(),
+            host: crate::system::hostname(),
         });
     }
 
@@ -212,7 +212,7 @@ impl Notifier {
             reason: Some(reason),
             alert: None,
             dropped: None,
-            host: sysinfo::System::host_name().unwrap_or_default(),
+            host: crate::system::hostname(),
         });
     }
 

@@ -1280,7 +1280,7 @@ impl Ops {
         Ok(Input {
             // Only the name: a whole snapshot would read the machine a
             // second time (every mount's statvfs) for nothing.
-            hostname: sysinfo::System::host_name().unwrap_or_default(),
+            hostname: crate::system::hostname(),
             now: now.timestamp(),
             runs,
             jobs,

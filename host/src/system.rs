@@ -40,12 +40,18 @@ fn df_total(d: &crate::monitor::DiskUse) -> u64 {
     d.used_bytes.saturating_add(d.available_bytes)
 }
 
+/// This machine's name as reports, webhooks and fleet leases give it;
+/// empty when the kernel will not say.
+pub fn hostname() -> String {
+    sysinfo::System::host_name().unwrap_or_default()
+}
+
 /// The machine now. Figures that cannot be read are zero.
 pub fn snapshot() -> SystemSnapshot {
     let now = chrono::Utc::now();
     let s = read(now);
     SystemSnapshot {
-        hostname: sysinfo::System::host_name().unwrap_or_default(),
+        hostname: hostname(),
         taken_at: now.timestamp().max(0) as u64,
         uptime_seconds: sysinfo::System::uptime().unwrap_or_default(),
         cpu_count: s.cpu_count,
