@@ -183,7 +183,7 @@ impl Notifier {
             reason: None,
             alert: None,
             dropped: None,
-            host: crate::system::hostname(),
+            host: this_host(),
         });
     }
 
@@ -198,7 +198,7 @@ impl Notifier {
             reason: None,
             alert: Some(alert),
             dropped: None,
-            host: crate::system::hostname(),
+            host: this_host(),
         });
     }
 
@@ -212,7 +212,7 @@ impl Notifier {
             reason: Some(reason),
             alert: None,
             dropped: None,
-            host: crate::system::hostname(),
+            host: this_host(),
         });
     }
 
@@ -266,6 +266,13 @@ impl Limiter {
         self.sent.push_back(now);
         Some(std::mem::take(&mut self.dropped))
     }
+}
+
+/// This machine's name for the `host` field. `system::hostname` says the
+/// same, but `system` sits above `notify` in the layers, so the one-line
+/// call is repeated here rather than imported upward.
+fn this_host() -> String {
+    sysinfo::System::host_name().unwrap_or_default()
 }
 
 /// Slack's escaping for text: `&`, `<` and `>` as entities, so nothing
