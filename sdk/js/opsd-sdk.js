@@ -1,10 +1,10 @@
 // opsd-sdk.js: the JavaScript side of the opsd plugin contract
-// (opsd:plugin@0.1.2), over the imports ComponentizeJS gives a component.
+// (opsd:plugin@0.1.3), over the imports ComponentizeJS gives a component.
 //
 // One file, copied into each project by `opsd plugin new --lang js`; its
 // source is sdk/js/opsd-sdk.js in opsd's repository. The world the plugin
 // builds for must import `wasi:filesystem/preopens@0.2.12` besides
-// `opsd:plugin/plugin@0.1.2` (the scaffold's wit/world.wit does). It gives:
+// `opsd:plugin/plugin@0.1.3` (the scaffold's wit/world.wit does). It gives:
 //
 // - `config(ctx, fields)`: the job's `[job.config]` checked against a
 //   description of its keys, naming a missing, unknown or mistyped one;
@@ -23,9 +23,9 @@
 // errors (a `result` error, thrown by ComponentizeJS with the text in
 // `.payload`) are re-thrown as ordinary Errors whose message is the text.
 
-import { log as hostLog, progress as hostProgress } from 'opsd:plugin/log@0.1.2';
-import { run as hostRun } from 'opsd:plugin/process@0.1.2';
-import * as hostFiles from 'opsd:plugin/files@0.1.2';
+import { log as hostLog, progress as hostProgress } from 'opsd:plugin/log@0.1.3';
+import { run as hostRun } from 'opsd:plugin/process@0.1.3';
+import * as hostFiles from 'opsd:plugin/files@0.1.3';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
 /** A BigInt as a Number when that is exact; other values as they are. */
@@ -239,6 +239,8 @@ export const files = {
   setOwner: (path, owner, group) => hostCall(path, () => hostFiles.setOwner(path, owner, group)),
   /** Makes a rename into directory `path` durable. */
   syncDir: (path) => hostCall(path, () => hostFiles.syncDir(path)),
+  /** sha256 (hex) and size of a regular file, hashed by the host at native speed. */
+  sha256: (path) => numbers(hostCall(path, () => hostFiles.sha256(path))),
 };
 
 // ---- fs: files in the granted directories (wasi:filesystem) -----------

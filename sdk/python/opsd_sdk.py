@@ -1,4 +1,4 @@
-"""opsd_sdk: the Python side of the opsd plugin contract (opsd:plugin@0.1.2),
+"""opsd_sdk: the Python side of the opsd plugin contract (opsd:plugin@0.1.3),
 over the bindings componentize-py generates (`wit_world`).
 
 One file, copied into each project by `opsd plugin new --lang python`; its
@@ -11,7 +11,7 @@ source is sdk/python/opsd_sdk.py in opsd's repository. What it gives:
 - `trace` ... `error_log` and `progress` for the run's log;
 - `run` for a program the job's `exec` grant names, raising `ProcessError`
   with its stderr when it fails;
-- `stat`, `set_mode`, `set_owner`, `sync_dir`, `read_text`, `write_text`
+- `stat`, `set_mode`, `set_owner`, `sync_dir`, `sha256`, `read_text`, `write_text`
   over granted paths, raising `FilesError` with the host's words.
 
 The config part imports nothing from WebAssembly, so `python -m unittest`
@@ -28,7 +28,7 @@ __all__ = [
     "ok", "warning", "failed", "metric", "Report",
     "trace", "debug", "info", "warn", "error_log", "progress",
     "ProcessError", "run",
-    "FilesError", "stat", "set_mode", "set_owner", "sync_dir", "read_text", "write_text",
+    "FilesError", "stat", "set_mode", "set_owner", "sync_dir", "sha256", "read_text", "write_text",
 ]
 
 
@@ -298,6 +298,12 @@ def set_owner(path: str, owner: typing.Optional[str] = None, group: typing.Optio
 def sync_dir(path: str):
     """Makes a rename into directory `path` durable."""
     _files(_need(_files_api).sync_dir, path)
+
+
+def sha256(path: str):
+    """The sha256 (hex) and size of a regular file in a grant, hashed by
+    the host at native speed (a file-digest record)."""
+    return _files(_need(_files_api).sha256, path)
 
 
 def read_text(path: str) -> str:

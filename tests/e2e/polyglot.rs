@@ -547,7 +547,7 @@ class WitWorld(wit_world.WitWorld):
 /// A JavaScript plugin that calls every kind of opsd-sdk.js helper.
 const SDK_JS_PLUGIN: &str = r#"
 import * as opsd from './opsd-sdk.js';
-import { snapshot } from 'opsd:plugin/system@0.1.2';
+import { snapshot } from 'opsd:plugin/system@0.1.3';
 
 export function describe() {
   return {

@@ -2023,3 +2023,91 @@ fn the_path_gate_judges_where_a_path_really_lands() {
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// `files.sha256` (contract 0.1.3) hashes on the host, so it is a way to
+/// read files: it reads only regular files inside the job's grants, a
+/// FIFO or a link out of the grant gets nothing, and a run timed out
+/// while the host hashes a huge file stops the hashing too.
+#[test]
+fn the_host_hashes_only_regular_files_inside_the_grants() {
+    let grant = "[job.grants]\nfs = [{ host = \"data\", guest = \"/data\", access = \"ro\", create = true }]";
+    let job = |name: &str, path: &str, extra: &str| {
+        hostile(
+            name,
+            &format!("action = \"sha256\"\npath = \"{path}\""),
+            &format!("{extra}\n{grant}"),
+        )
+    };
+    let env = env_with(&[
+        job("dump", "/data/dump", ""),
+        job("outside", "/etc/passwd", ""),
+        job("traverse", "/data/../opsd.toml", ""),
+        job("link-out", "/data/shadow", ""),
+        job("fifo", "/data/fifo", "timeout = \"5s\""),
+        job("dir", "/data", ""),
+        job("huge", "/data/huge", "timeout = \"1s\""),
+    ]);
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(data.join("dump"), &bytes).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", data.join("shadow")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(data.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Sparse: 64 GiB the host would take half a minute to hash.
+    std::fs::File::create(data.join("huge"))
+        .and_then(|f| f.set_len(64 << 30))
+        .unwrap();
+
+    // The same hash as sha256sum's, and the size.
+    let sum = std::process::Command::new("sha256sum")
+        .arg(data.join("dump"))
+        .output()
+        .unwrap();
+    let want = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    ended_with(&env, "dump", "ok", &format!("sha256 {want} 3000000"));
+
+    failed_with(
+        &env,
+        "outside",
+        "failed",
+        "`/etc/passwd` is outside the job's filesystem grants",
+    );
+    failed_with(&env, "traverse", "failed", "contains `..`");
+    failed_with(&env, "link-out", "failed", "leads outside the grant");
+    failed_with(&env, "fifo", "failed", "not a regular file");
+    failed_with(&env, "dir", "failed", "not a regular file");
+
+    // Timed out while the host hashes: the run ends at its timeout, and
+    // the daemon's hashing thread stops with it (no CPU burnt after).
+    let daemon = env.daemon();
+    let rec = failed_with(&env, "huge", "timeout", "exceeded the job's timeout of 1s");
+    assert!(rec["duration_ms"].as_u64().unwrap() < 10_000, "{rec:#}");
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<u64> = after
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = cpu();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu() - before;
+    assert!(
+        used < 100,
+        "the daemon used {used} clock ticks in 2 s after the run ended: still hashing?"
+    );
+    assert!(daemon.stop().success());
+}

@@ -428,12 +428,17 @@ async fn jitter_delays_within_bounds_and_fixed_jitter_is_stable() {
             "{r:#?}"
         );
     }
+    // The simulated clock races real time (5 s every 15 ms), so on a
+    // loaded machine a run may start a step or two after its instant: a
+    // fixed jitter's delays agree within 10 s. Four random draws over two
+    // minutes all land that close about once in 500.
     let delays: Vec<i64> = fixed
         .iter()
-        .map(|r| (r.started - r.scheduled).num_seconds() / 5)
+        .map(|r| (r.started - r.scheduled).num_seconds())
         .collect();
+    let spread = delays.iter().max().unwrap() - delays.iter().min().unwrap();
     assert!(
-        delays.windows(2).all(|w| w[0] == w[1]),
+        spread <= 10,
         "a fixed jitter is the same every time: {delays:?}"
     );
     sim.stop().await;

@@ -514,6 +514,46 @@ pub fn stat(grants: &[FsGrant], guest_path: &str) -> Result<Stat, FsError> {
     })
 }
 
+/// The sha256 (lowercase hex) and size of a regular file in a grant, for
+/// `files.sha256`: read natively, so a plugin verifying a dump of
+/// gigabytes does not pay for hashing it in wasm. Only regular files: a
+/// FIFO or device would never end. Stops early, as an error, once
+/// `cancelled` is set (the run timed out or was cancelled).
+pub fn sha256(
+    grants: &[FsGrant],
+    guest_path: &str,
+    cancelled: &std::sync::atomic::AtomicBool,
+) -> Result<(String, u64), FsError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = open_in_grant(grants, guest_path, false)?;
+    let io = |e: std::io::Error| FsError::Io(format!("`{guest_path}`: {e}"));
+    if !f.metadata().map_err(io)?.is_file() {
+        return Err(FsError::Io(format!(
+            "`{guest_path}` is not a regular file; only files can be hashed"
+        )));
+    }
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FsError::Io(format!(
+                "hashing `{guest_path}`: the run ended"
+            )));
+        }
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        size += n as u64;
+        hash.update(&buf[..n]);
+    }
+    Ok((hex::encode(hash.finalize()), size))
+}
+
 /// Sets permission bits of a guest path in a read-write grant: the nine
 /// rwx bits only. Setuid, setgid and sticky are refused: a plugin that
 /// copied a program into its grant could otherwise hand every local user

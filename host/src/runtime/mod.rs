@@ -42,7 +42,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 pub const WASMTIME_VERSION: &str = env!("OPSD_WASMTIME_VERSION");
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.2";
+pub const CONTRACT_VERSION: &str = "0.1.3";
 
 /// How long `describe()` may take when a plugin is loaded.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1302,21 +1302,22 @@ mod tests {
                 "wasi:cli/environment@0.2.6".to_string(),
             ]
         };
-        // Plugins built for 0.1.0 and 0.1.1 keep working with a 0.1.2 host.
+        // Plugins built for 0.1.0, 0.1.1 and 0.1.2 keep working with a 0.1.3 host.
         assert_eq!(
             check_contract(&imp("0.1.0"), &exports).unwrap(),
             Some("0.1.0".into())
         );
         assert!(check_contract(&imp("0.1.1"), &exports).is_ok());
         assert!(check_contract(&imp("0.1.2"), &exports).is_ok());
+        assert!(check_contract(&imp("0.1.3"), &exports).is_ok());
         // A newer patch may call what this host lacks.
-        assert!(check_contract(&imp("0.1.3"), &exports).is_err());
+        assert!(check_contract(&imp("0.1.4"), &exports).is_err());
         let e = check_contract(&imp("0.2.0"), &exports)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.2"
+            "not compatible with this opsd: it was built for opsd:plugin@0.2.0; this opsd provides opsd:plugin@0.1.3"
         );
         assert!(check_contract(&imp("1.0.0"), &exports).is_err());
         let e = check_contract(&imp("0.1.0"), &["run".to_string()])

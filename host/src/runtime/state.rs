@@ -8,6 +8,7 @@ use crate::grants::{self, Grants, NetPolicy, Violations};
 use crate::record::{Level, Source};
 use crate::store::{HistoryQuery, Store};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -412,6 +413,29 @@ impl files::Host for RunState {
 
     fn sync_dir(&mut self, path: String) -> Result<(), String> {
         self.checked(grants::fs::sync_dir(&self.env.grants.fs, &path))
+    }
+
+    async fn sha256(&mut self, path: String) -> Result<files::FileDigest, String> {
+        /// Tells the hashing thread to stop when the run is dropped
+        /// (timed out or cancelled) while it waits.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let env = self.env.clone();
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let cancelled = stop.0.clone();
+        // Off the async workers: a large file takes seconds to read.
+        let hashed = tokio::task::spawn_blocking(move || {
+            grants::fs::sha256(&env.grants.fs, &path, &cancelled)
+        })
+        .await
+        .unwrap_or_else(|e| Err(grants::fs::FsError::Io(format!("hashing: {e}"))));
+        drop(stop);
+        let (sha256, size) = self.checked(hashed)?;
+        Ok(files::FileDigest { sha256, size })
     }
 }
 

@@ -431,6 +431,14 @@ impl Plugin for Hostile {
                     .map_err(|e| PluginError::io(format!("reading {}", cfg.path), &e))?;
                 Ok(Outcome::ok(text.lines().next().unwrap_or("").to_string()))
             }
+            // Asks the host to hash `path` (contract 0.1.3).
+            "sha256" => match opsd_sdk::files::sha256(&cfg.path) {
+                Ok(d) => Ok(Outcome::ok(format!("sha256 {} {}", d.sha256, d.size))),
+                Err(e) => Err(PluginError::other(
+                    "io",
+                    format!("sha256 of {}: {e}", cfg.path),
+                )),
+            },
             "recurse" => Ok(Outcome::ok(format!("depth {}", recurse(0)))),
             // A summary of `seconds` MiB.
             "huge-summary" => Ok(Outcome::ok("x".repeat((cfg.seconds as usize) << 20))),
