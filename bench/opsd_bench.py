@@ -11,16 +11,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OPSD = ROOT / "target" / "release" / "opsd"
+# The cargo profile to build and measure: `release`, or `dist` (what a
+# package ships: LTO, one codegen unit, stripped).
+PROFILE = os.environ.get("PROFILE", "release")
+OPSD = ROOT / "target" / PROFILE / "opsd"
 # The test guest that answers ok at once: a trivial plugin. The test
 # guests' artifacts crate compiles it beside the built-ins.
 TRIVIAL = ROOT / "target" / "opsd-wasm" / "wasm32-wasip2" / "plugin" / "opsd_test_hostile.wasm"
 
 
 def build():
-    print("building opsd (release)...", file=sys.stderr)
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "opsd-test-guests"], cwd=ROOT, check=True)
+    print(f"building opsd ({PROFILE})...", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--profile", PROFILE, "-q"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--profile", PROFILE, "-q", "-p", "opsd-test-guests"], cwd=ROOT, check=True)
     if not TRIVIAL.exists():
         sys.exit(f"{TRIVIAL} is missing after the build")
 
