@@ -825,3 +825,288 @@ fn a_function_shadowing_the_counting_query_is_never_called() {
     assert_eq!(rec["status"], "ok", "{rec:#}");
     assert_eq!(scratch_databases("shadowed"), "0");
 }
+
+/// Every file of a directory dump, as `sha256sum` prints them from the
+/// target: what its manifest sidecar must say.
+fn manifest_of(dir: &std::path::Path) -> String {
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    listing(dir)
+        .into_iter()
+        .map(|f| format!("{}  {name}/{f}\n", sha256(&dir.join(&f))))
+        .collect()
+}
+
+/// A nightly directory-format backup with two workers, and a drill job
+/// restoring it with two; `verify` and `retention` go into the backup
+/// job's config.
+fn directory_config(db: &str, verify: &str, retention: &str) -> String {
+    format!(
+        r#"
+[[job]]
+name = "nightly"
+plugin = "backup"
+schedule = "@daily"
+[job.grants]
+fs = [{{ host = "backups", guest = "/backups", access = "rw", create = true }}]
+exec = ["pg_dump", "pg_restore", "pg_dumpall", "psql"]
+net = ["{unix}"]
+[job.config]
+target = "/backups"
+verify = "{verify}"
+postgres = {conn}
+{retention}
+[[job.config.sources]]
+kind = "postgres"
+name = "dirshop"
+database = "{db}"
+format = "directory"
+jobs = 2
+
+[[job]]
+name = "drill"
+plugin = "restore-drill"
+schedule = "0 4 * * sun"
+[job.grants]
+fs = [{{ host = "backups", guest = "/backups", access = "ro" }}]
+exec = ["pg_restore", "psql"]
+net = ["{unix}"]
+[job.config]
+target = "/backups"
+postgres = {conn}
+[[job.config.sources]]
+kind = "postgres"
+name = "dirshop"
+database = "{db}"
+jobs = 2
+"#,
+        conn = pg().conn_toml(),
+        unix = pg().unix_grant()
+    )
+}
+
+#[test]
+fn a_directory_dump_runs_in_parallel_restores_and_is_held_to_its_manifest() {
+    let db = shop();
+    let config = directory_config(&db, "restore", "");
+    let env = Env::new(&config);
+    std::fs::create_dir_all(env.path("backups")).unwrap();
+    let check = env.run(&["check"]);
+    assert!(check.status.success(), "{}", text(&check));
+
+    // A crash left a directory dump behind two hours ago: it goes.
+    let stale = env.path("backups/dirshop-20200101T000000Z.dir.partial");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("toc.dat"), "half a dump").unwrap();
+    for p in [stale.join("toc.dat"), stale.clone()] {
+        let out = Command::new("touch")
+            .args(["-h", "-d", "2 hours ago"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    // One still being written (an old directory, a fresh file in it) and
+    // a name no run of this job makes stay.
+    let busy = env.path("backups/dirshop-20200102T000000Z.dir.partial");
+    let foreign = env.path("backups/notes.partial");
+    for d in [&busy, &foreign] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("toc.dat"), "being written").unwrap();
+    }
+    for p in [busy.clone(), foreign.join("toc.dat"), foreign.clone()] {
+        let out = Command::new("touch")
+            .args(["-h", "-d", "2 hours ago"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    let rec = env.run_job("nightly");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(!stale.exists(), "the stale partial dump was left");
+    assert!(busy.join("toc.dat").exists() && foreign.join("toc.dat").exists());
+    std::fs::remove_dir_all(&busy).unwrap();
+    std::fs::remove_dir_all(&foreign).unwrap();
+    let files = listing(&env.path("backups"));
+    let dir_name = files.iter().find(|f| f.ends_with(".dir")).unwrap().clone();
+    let dir = env.path("backups").join(&dir_name);
+    assert!(files.iter().all(|f| !f.ends_with(".partial")), "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
+    for f in [".dir.sha256", ".dir.counts", ".dir.counts.sha256"] {
+        assert!(
+            files.contains(&dir_name.replace(".dir", f)),
+            "{f} in {files:?}"
+        );
+    }
+
+    // Private like any backup: the directory 0700, its files 0600.
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir), 0o700);
+    let inside = listing(&dir);
+    assert!(inside.contains("toc.dat"), "{inside:?}");
+    assert!(
+        inside.len() >= 3,
+        "a file per table and the TOC: {inside:?}"
+    );
+    for f in &inside {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+
+    // The manifest is `sha256sum -c`'s format, checked from the target.
+    let manifest =
+        std::fs::read_to_string(env.path("backups").join(format!("{dir_name}.sha256"))).unwrap();
+    assert_eq!(manifest, manifest_of(&dir));
+    let out = Command::new("sha256sum")
+        .arg("-c")
+        .arg(format!("{dir_name}.sha256"))
+        .current_dir(env.path("backups"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The record names the directory, its size the sum of its files.
+    let artifact = rec["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == format!("/backups/{dir_name}"))
+        .unwrap_or_else(|| panic!("{rec:#}"));
+    let total: u64 = inside
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+        .sum();
+    assert_eq!(artifact["size_bytes"], total);
+    assert_eq!(artifact["sha256"], Value::Null);
+
+    // The backup's own restore drill ran, and so does the drill job.
+    let log = env.json(&["logs", rec["id"].as_str().unwrap(), "--json"]);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with(&format!(
+                "restore drill of dirshop ({db}): 2 tables, 25000 rows restored, counts match"
+            ))),
+        "{log:#}"
+    );
+    let rec = env.run_job("drill");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert_eq!(crate::util::metric(&rec, "dirshop_drill_rows"), 25000.0);
+    assert_eq!(scratch_databases("dirshop"), "0");
+
+    // pg_restore reads it in parallel, by hand, into the same contents.
+    let fresh = pg().create_db("dirrestored");
+    let out = Command::new(pg().program("pg_restore"))
+        .arg("-h")
+        .arg(&pg().socket_dir)
+        .args([
+            "-p",
+            &pg().port.to_string(),
+            "-U",
+            "postgres",
+            "--no-owner",
+            "-j",
+            "2",
+            "-d",
+            &fresh,
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(checksum(&fresh), checksum(&db));
+
+    // Whatever changed in the directory since it was sealed, the drill
+    // restores nothing and says which file.
+    let drill_fails = |what: &str| {
+        let out = env.run(&["run", "drill", "--json"]);
+        let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rec["status"], "failed", "{what}: {rec:#}");
+        let err = rec["error"].as_str().unwrap().to_owned();
+        assert_eq!(scratch_databases("dirshop"), "0");
+        err
+    };
+    std::fs::write(dir.join("9999.dat.gz"), "smuggled").unwrap();
+    let err = drill_fails("an added file");
+    assert!(
+        err.contains(&format!("{dir_name}/9999.dat.gz added"))
+            && err.contains("nothing was restored"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("9999.dat.gz")).unwrap();
+    let data = inside.iter().find(|f| *f != "toc.dat").unwrap();
+    let original = std::fs::read(dir.join(data)).unwrap();
+    let mut bytes = original.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(dir.join(data), &bytes).unwrap();
+    let err = drill_fails("a changed file");
+    assert!(err.contains(&format!("{dir_name}/{data} changed")), "{err}");
+    std::fs::remove_file(dir.join(data)).unwrap();
+    let err = drill_fails("a missing file");
+    assert!(err.contains(&format!("{dir_name}/{data} missing")), "{err}");
+    // A link in its place, even to the right bytes, is not a dump file.
+    std::fs::write(env.path("elsewhere.dat.gz"), &original).unwrap();
+    std::os::unix::fs::symlink(env.path("elsewhere.dat.gz"), dir.join(data)).unwrap();
+    let err = drill_fails("a link");
+    assert!(err.contains("is not a regular file"), "{err}");
+    std::fs::remove_file(dir.join(data)).unwrap();
+    std::fs::write(dir.join(data), &original).unwrap();
+    assert_eq!(env.run_job("drill")["status"], "ok");
+
+    // A directory dump that fails leaves nothing behind and prunes nothing.
+    let before = listing(&env.path("backups"));
+    // (Without counts, so that pg_dump itself is what fails.)
+    env.write_config(&directory_config(&db, "read", "").replacen(&db, "no_such_database", 1));
+    let out = env.run(&["run", "nightly", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = rec["error"].as_str().unwrap();
+    assert!(
+        err.contains("pg_dump of no_such_database exited with 1"),
+        "{err}"
+    );
+    assert_eq!(listing(&env.path("backups")), before);
+
+    // Retention prunes a directory set whole. A directory that only
+    // looks like part of a set (someone's restore of it) stops pruning
+    // instead of being deleted with it.
+    env.write_config(&directory_config(
+        &db,
+        "read",
+        "retention = { keep_last = 1 }",
+    ));
+    let theirs = env.path("backups/dirshop-20200103T000000Z.restored");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("keep.txt"), "mine").unwrap();
+    let out = env.run(&["run", "nightly", "--json"]);
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert!(
+        rec["error"].as_str().unwrap().contains(
+            "is named like a backup set but is a directory opsd did not write: move it out of the backup target; nothing was pruned"
+        ),
+        "{rec:#}"
+    );
+    assert!(theirs.join("keep.txt").exists() && dir.exists());
+    std::fs::remove_dir_all(&theirs).unwrap();
+    let rec = env.run_job("nightly");
+    assert_eq!(rec["status"], "ok", "{rec:#}");
+    assert!(
+        rec["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("kept 1, pruned 2"),
+        "{rec:#}"
+    );
+    assert!(!dir.exists(), "the pruned directory dump is still there");
+    let after = listing(&env.path("backups"));
+    assert_eq!(
+        after.iter().filter(|f| f.ends_with(".dir")).count(),
+        1,
+        "{after:?}"
+    );
+    assert!(!after.iter().any(|f| f.starts_with(&dir_name)), "{after:?}");
+}

@@ -12,6 +12,8 @@
 //! database = "codie"
 //! check_query = "SELECT sum(total) FROM orders"  # compared by drills
 //! globals = true                      # pg_dumpall --globals-only too
+//! # format = "directory"              # pg_dump -Fd, tables in parallel
+//! # jobs = 4                          # its workers (default 2)
 //! [[job.config.sources]]
 //! kind = "directory"
 //! name = "uploads"
@@ -41,11 +43,43 @@ pub enum Verify {
     Restore,
 }
 
+/// How a database is dumped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// One compressed file, `NAME.dump`: one pg_dump process, one core.
+    #[default]
+    Custom,
+    /// A directory of compressed files, one per table, `NAME.dir`: tables
+    /// are dumped (and drills restore them) by several workers at once,
+    /// so a large database with several large tables backs up faster
+    /// than one `pg_dump -Fc` can.
+    Directory,
+}
+
+impl DumpFormat {
+    /// The backup's extension in the set.
+    pub fn extension(self) -> &'static str {
+        match self {
+            DumpFormat::Custom => "dump",
+            DumpFormat::Directory => "dir",
+        }
+    }
+}
+
+/// Workers of a directory-format dump when the job does not say.
+pub const DEFAULT_JOBS: u16 = 2;
+
+/// The most workers a source may ask for: N workers are N + 1 processes,
+/// and a job's default `limits.processes` is 64.
+pub const MAX_JOBS: u16 = 32;
+
 /// One thing to back up.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
-    /// A database, dumped with `pg_dump --format=custom`.
+    /// A database, dumped with `pg_dump --format=custom`, or with
+    /// `--format=directory --jobs=N` to dump its tables in parallel.
     Postgres {
         name: String,
         database: String,
@@ -62,6 +96,12 @@ pub enum Source {
         /// checksum): compared like the row counts.
         #[serde(default)]
         check_query: Option<String>,
+        #[serde(default)]
+        format: DumpFormat,
+        /// Parallel workers of a directory-format dump and of its restore
+        /// drills (`--jobs`); each is one more connection to the server.
+        #[serde(default)]
+        jobs: Option<u16>,
     },
     /// A directory, as a gzipped tar streamed by `tar`.
     Directory {
@@ -181,6 +221,21 @@ impl Config {
             if !seen.insert(n) {
                 return Err(format!("two sources are named `{n}`"));
             }
+            if let Source::Postgres { format, jobs, .. } = s {
+                match (format, jobs) {
+                    (DumpFormat::Custom, Some(_)) => {
+                        return Err(format!(
+                            "source `{n}`: `jobs` needs format = \"directory\" (pg_dump dumps one file with one worker)"
+                        ));
+                    }
+                    (_, Some(j)) if !(1..=MAX_JOBS).contains(j) => {
+                        return Err(format!(
+                            "source `{n}`: jobs = {j}: give 1 to {MAX_JOBS} workers (each is one more process, counted by the job's `limits.processes`, and one more connection to the server)"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
             if let Source::Directory { path, .. } | Source::File { path, .. } = s
                 && !path.starts_with('/')
             {
@@ -239,5 +294,28 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.to_string().contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn workers_only_for_a_directory_dump_and_within_reason() {
+        let with = |format: &str, jobs: u16| {
+            let c: Config = serde_json::from_value(serde_json::json!({
+                "target": "/backups",
+                "sources": [{"kind": "postgres", "name": "db", "database": "db",
+                             "format": format, "jobs": jobs}]
+            }))
+            .unwrap();
+            c.validate()
+        };
+        with("directory", 4).unwrap();
+        assert!(
+            with("custom", 4)
+                .unwrap_err()
+                .contains("needs format = \"directory\""),
+            "{:?}",
+            with("custom", 4)
+        );
+        assert!(with("directory", 0).unwrap_err().contains("1 to 32"));
+        assert!(with("directory", 33).unwrap_err().contains("1 to 32"));
     }
 }

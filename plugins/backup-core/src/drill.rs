@@ -1,17 +1,19 @@
 //! Restore drills: a backup nobody has restored is a hope, not a backup.
 //!
 //! The `restore-drill` plugin makes nothing new: for each PostgreSQL
-//! source it takes the newest published dump, checks it against its sha256
-//! sidecar, restores it into a scratch database, compares row counts
+//! source it takes the newest published dump (a `.dump` file or a `.dir`
+//! directory dump), checks it against its sha256 sidecar (a directory's:
+//! every file in it, and no other), restores it into a scratch database, compares row counts
 //! (and the source's `check_query`) with those recorded around the dump
 //! (`NAME.dump.counts`), and drops the scratch database again. The run's
 //! metrics (`SOURCE_drill_rows`, `SOURCE_drill_tables`,
 //! `SOURCE_drill_dump_time`) are what reports show as the last good drill
 //! of each backup set.
 
+use crate::config::{DEFAULT_JOBS, MAX_JOBS};
 use crate::publish;
 use crate::sets::{STAMP, existing_sets};
-use crate::sources::{self, AtDump, Drill};
+use crate::sources::{self, AtDump, Drill, DumpAt};
 use chrono::{DateTime, Utc};
 use opsd_sdk::{IoContext, Outcome, PluginError, pg};
 use serde::Deserialize;
@@ -52,6 +54,9 @@ pub struct DrillSource {
     /// query recorded then is run.
     #[serde(default)]
     pub check_query: Option<String>,
+    /// pg_restore workers for a directory-format dump.
+    #[serde(default)]
+    pub jobs: Option<u16>,
 }
 
 impl DrillSource {
@@ -76,6 +81,16 @@ impl DrillConfig {
         }
         if self.sources.is_empty() {
             return Err("no sources: name the backup job's PostgreSQL sources in [[job.config.sources]] with kind = \"postgres\"".into());
+        }
+        for s in &self.sources {
+            if let Some(j) = s.jobs
+                && !(1..=MAX_JOBS).contains(&j)
+            {
+                return Err(format!(
+                    "source `{}`: jobs = {j}: give 1 to {MAX_JOBS} workers (each is one more process, counted by the job's `limits.processes`, and one more connection to the server)",
+                    s.name
+                ));
+            }
         }
         Ok(())
     }
@@ -137,7 +152,8 @@ pub fn metrics(out: Outcome, source: &str, tables: usize, rows: u64, dumped: i64
         )
 }
 
-/// The newest published dump of a source, with its set's time.
+/// The newest published dump of a source (a `.dump` file or a `.dir`
+/// directory dump), with its set's time.
 fn newest_dump(target: &str, source: &str) -> Option<(DateTime<Utc>, String)> {
     existing_sets(target, source)
         .into_iter()
@@ -145,27 +161,70 @@ fn newest_dump(target: &str, source: &str) -> Option<(DateTime<Utc>, String)> {
         .find_map(|(t, files)| {
             files
                 .into_iter()
-                .find(|f| f.ends_with(".dump"))
+                .find(|f| f.ends_with(".dump") || f.ends_with(".dir"))
                 .map(|f| (t, f))
         })
 }
 
 /// Checks a dump against the sha256 sidecar written when it was sealed:
-/// a dump changed since is not restored as if it were the backup.
+/// a dump changed since is not restored as if it were the backup. A
+/// directory dump's sidecar lists every file; a file changed, missing or
+/// added fails the check.
 fn check_sidecar(dump: &str) -> Result<(), PluginError> {
     let sidecar = format!("{dump}.sha256");
     let text = std::fs::read_to_string(&sidecar).at(format!(
         "reading {sidecar} (every dump opsd publishes has one; without it the dump cannot be trusted)"
     ))?;
-    let want = text.split_whitespace().next().unwrap_or("");
-    let (got, _) = publish::sha256_file(dump)?;
-    if want != got {
-        return Err(PluginError::other(
+    let changed = |what: String| {
+        PluginError::other(
             "drill",
             format!(
-                "{dump} does not match its sha256 sidecar ({want:.12}... recorded, {got:.12}... now): the dump was changed or damaged after it was written; nothing was restored"
+                "{dump} does not match its sha256 sidecar ({what}): the dump was changed or damaged after it was written; nothing was restored: run the backup again, and look for what else wrote into the backup target"
             ),
-        ));
+        )
+    };
+    if !dump.ends_with(".dir") {
+        let want = text.split_whitespace().next().unwrap_or("");
+        let (got, _) = publish::sha256_file(dump)?;
+        if want != got {
+            return Err(changed(format!("{want:.12}... recorded, {got:.12}... now")));
+        }
+        return Ok(());
+    }
+    let name = dump.rsplit('/').next().unwrap_or(dump);
+    let (now, _) = publish::manifest(dump, name).map_err(|e| changed(e.message))?;
+    if now != text {
+        // file -> hash, from `HASH  FILE` lines.
+        let entries = |t: &str| -> std::collections::BTreeMap<String, String> {
+            t.lines()
+                .map(|l| match l.split_once("  ") {
+                    Some((hash, file)) => (file.to_owned(), hash.to_owned()),
+                    None => (l.to_owned(), String::new()),
+                })
+                .collect()
+        };
+        let (was, is) = (entries(&text), entries(&now));
+        let mut diffs: Vec<String> = Vec::new();
+        for file in was
+            .keys()
+            .chain(is.keys().filter(|f| !was.contains_key(*f)))
+        {
+            match (was.get(file), is.get(file)) {
+                (Some(_), None) => diffs.push(format!("{file} missing")),
+                (None, Some(_)) => diffs.push(format!("{file} added")),
+                (Some(w), Some(i)) if w != i => diffs.push(format!("{file} changed")),
+                _ => {}
+            }
+        }
+        if diffs.is_empty() {
+            diffs.push("the sidecar is not the manifest opsd writes".into());
+        }
+        let more = diffs.len().saturating_sub(5);
+        diffs.truncate(5);
+        if more > 0 {
+            diffs.push(format!("and {more} more"));
+        }
+        return Err(changed(diffs.join(", ")));
     }
     Ok(())
 }
@@ -211,10 +270,18 @@ pub fn run(cfg: &DrillConfig, dry_run: bool) -> Result<Outcome, PluginError> {
         let conn = source.conn(&cfg.postgres);
         let stamp = when.format(STAMP).to_string();
         opsd_sdk::info!("restoring {dump} into a scratch database");
+        let dump_at = if dump.ends_with(".dir") {
+            DumpAt::Directory {
+                path: &dump,
+                jobs: source.jobs.unwrap_or(DEFAULT_JOBS),
+            }
+        } else {
+            DumpAt::File(&dump)
+        };
         let d = sources::restore_drill(
             &conn,
             database,
-            &dump,
+            dump_at,
             &scratch_name(name, &stamp),
             at.as_ref(),
             source.check_query.as_deref(),

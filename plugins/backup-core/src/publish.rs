@@ -6,6 +6,11 @@
 //! fails removes its partial files, so nothing that looks like a backup is
 //! left by a failure; partial files a crash left behind are removed by the
 //! next run.
+//!
+//! A directory-format dump (`NAME.dir`) is sealed the same way, its
+//! sidecar a manifest: one `sha256sum` line per file (`HASH  NAME.dir/FILE`,
+//! checkable with `sha256sum -c` from the target), every file and the
+//! directory itself fsynced before the rename.
 
 use opsd_sdk::{IoContext, PluginError, files};
 
@@ -15,7 +20,8 @@ pub struct Pending {
     /// Final guest path.
     pub path: String,
     pub bytes: u64,
-    pub sha256: String,
+    /// The file's hash; none for a directory (its manifest has each file's).
+    pub sha256: Option<String>,
 }
 
 impl Pending {
@@ -60,8 +66,151 @@ pub fn seal(path: &str, mode: u32, group: Option<&str>) -> Result<Pending, Plugi
     Ok(Pending {
         path: path.to_owned(),
         bytes,
-        sha256,
+        sha256: Some(sha256),
     })
+}
+
+/// Names of the regular files in a directory dump, sorted. Anything else
+/// (a subdirectory, a link, a device) is no part of a dump pg_dump
+/// writes, and is refused rather than sealed or trusted.
+pub fn dump_files(dir: &str) -> Result<Vec<String>, PluginError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).at(format!("listing {dir}"))? {
+        let entry = entry.at(format!("listing {dir}"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = entry.file_type().at(format!("{dir}/{name}"))?;
+        if !kind.is_file() {
+            return Err(PluginError::other(
+                "io",
+                format!(
+                    "{dir}/{name} is not a regular file: a directory dump holds only the files pg_dump writes"
+                ),
+            ));
+        }
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The manifest of a directory dump, in `sha256sum` format, and its
+/// total size: every file hashed by the host.
+pub fn manifest(dir: &str, name: &str) -> Result<(String, u64), PluginError> {
+    let mut text = String::new();
+    let mut total = 0;
+    for file in dump_files(dir)? {
+        let (sha256, bytes) = sha256_file(&format!("{dir}/{file}"))?;
+        text.push_str(&format!("{sha256}  {name}/{file}\n"));
+        total += bytes;
+    }
+    Ok((text, total))
+}
+
+/// [`seal`] for a directory-format dump written into `PATH.partial/`.
+pub fn seal_dir(path: &str, mode: u32, group: Option<&str>) -> Result<Pending, PluginError> {
+    let partial = Pending::partial(path);
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let (text, bytes) = manifest(&partial, name)?;
+    if text.is_empty() {
+        return Err(PluginError::other("empty", format!("{partial} is empty")));
+    }
+    let sidecar = format!("{path}.sha256");
+    create_private(&sidecar, mode)?;
+    std::fs::write(&sidecar, text).at(format!("writing {sidecar}"))?;
+    let files: Vec<String> = dump_files(&partial)?
+        .into_iter()
+        .map(|f| format!("{partial}/{f}"))
+        .chain([sidecar.clone()])
+        .collect();
+    let dir_mode = mode | ((mode & 0o444) >> 2);
+    for (p, m) in files
+        .iter()
+        .map(|f| (f.as_str(), mode))
+        .chain([(partial.as_str(), dir_mode)])
+    {
+        files::set_mode(p, m).map_err(|e| PluginError::other("io", format!("{p}: {e}")))?;
+        if let Some(g) = group {
+            files::set_owner(p, None, Some(g))
+                .map_err(|e| PluginError::other("io", format!("{p}: group {g}: {e}")))?;
+        }
+    }
+    for p in &files {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .at(format!("fsync {p}"))?;
+    }
+    files::sync_dir(&partial)
+        .map_err(|e| PluginError::other("io", format!("fsync {partial}: {e}")))?;
+    Ok(Pending {
+        path: path.to_owned(),
+        bytes,
+        sha256: None,
+    })
+}
+
+/// Removes a file or, not following links, a whole directory.
+pub fn remove(path: &str) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        _ => std::fs::remove_file(path),
+    }
+}
+
+/// Checks that a file of a set retention dropped is one opsd writes:
+/// only a directory dump (`NAME.dir`) may be a directory. Any other
+/// directory named like part of a set is someone else's (a restore of
+/// it), and pruning refuses before it deletes anything.
+pub fn prunable(path: &str) -> Result<(), PluginError> {
+    let meta = std::fs::symlink_metadata(path).at(format!("pruning {path}"))?;
+    if meta.is_dir() && !path.ends_with(".dir") {
+        return Err(PluginError::other(
+            "prune",
+            format!(
+                "{path} is named like a backup set but is a directory opsd did not write: move it out of the backup target; nothing was pruned"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes one file of a set retention dropped (see [`prunable`]). A
+/// directory dump is first renamed back to `NAME.dir.partial`: at once it
+/// no longer counts as a backup, and if the removal stops half way the
+/// next run sweeps the rest.
+pub fn prune_file(path: &str) -> Result<(), PluginError> {
+    let meta = std::fs::symlink_metadata(path).at(format!("pruning {path}"))?;
+    if !meta.is_dir() {
+        return std::fs::remove_file(path).at(format!("pruning {path}"));
+    }
+    prunable(path)?;
+    let partial = Pending::partial(path);
+    std::fs::rename(path, &partial).at(format!("pruning {path}"))?;
+    std::fs::remove_dir_all(&partial).at(format!("pruning {path} (as {partial})"))
+}
+
+/// Creates a file or directory for a new backup, private, failing if
+/// it exists: another run that picked the same name keeps its files.
+pub fn create_new_private(path: &str, mode: u32, dir: bool) -> Result<(), PluginError> {
+    let made = if dir {
+        std::fs::create_dir(path)
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(drop)
+    };
+    made.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            PluginError::other(
+                "io",
+                format!("{path} already exists: another run of this backup is writing the same set; nothing of it was touched"),
+            )
+        } else {
+            PluginError::io(format!("creating {path}"), &e)
+        }
+    })?;
+    files::set_mode(path, mode).map_err(|e| PluginError::other("io", format!("{path}: {e}")))
 }
 
 /// Makes `path` empty with `mode`, so what is written into it next is
@@ -83,27 +232,86 @@ pub fn publish(dir: &str, pending: &[Pending]) -> Result<(), PluginError> {
 /// after a failure.
 pub fn discard(paths: &[String]) {
     for p in paths {
-        let _ = std::fs::remove_file(Pending::partial(p));
+        let _ = remove(&Pending::partial(p));
         let _ = std::fs::remove_file(format!("{p}.sha256"));
     }
 }
 
-/// Removes partial files older than an hour that a crash left behind;
-/// returns how many.
-pub fn sweep_stale(dir: &str) -> usize {
+/// Removes the partial files (and directory dumps) of `sources` that
+/// have been untouched for an hour, left by a crashed run; returns how
+/// many. Only names this job's runs make are touched: `SOURCE-STAMP...
+/// .partial`.
+pub fn sweep_stale(dir: &str, sources: &[&str]) -> usize {
     let mut n = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 3600);
-        if name.ends_with(".partial") && old && std::fs::remove_file(entry.path()).is_ok() {
+        let path = entry.path().to_string_lossy().into_owned();
+        if is_own_partial(&name, sources) && idle_secs(&path) > 3600 && remove(&path).is_ok() {
             opsd_sdk::warn!("removed {name}, left by an interrupted run");
             n += 1;
         }
     }
     n
+}
+
+/// Whether `name` is a partial file a run for one of `sources` makes.
+fn is_own_partial(name: &str, sources: &[&str]) -> bool {
+    let Some(stem) = name.strip_suffix(".partial") else {
+        return false;
+    };
+    sources.iter().any(|s| {
+        stem.strip_prefix(s)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.get(..16))
+            .is_some_and(|stamp| {
+                chrono::NaiveDateTime::parse_from_str(stamp, crate::sets::STAMP).is_ok()
+            })
+    })
+}
+
+/// Seconds since a file, or anything directly in a directory, last
+/// changed: a directory dump still being written has a fresh file in it
+/// even when no file was added for hours. Zero when unknown.
+fn idle_secs(path: &str) -> u64 {
+    let age = |p: &str| {
+        std::fs::symlink_metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |a| a.as_secs())
+    };
+    let mut idle = age(path);
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            idle = idle.min(age(&entry.path().to_string_lossy()));
+        }
+    }
+    idle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_knows_only_its_own_partial_files() {
+        let own = ["shop", "env"];
+        for name in [
+            "shop-20240101T030000Z.dump.partial",
+            "shop-20240101T030000Z.dir.partial",
+            "env-20240101T030000Z.copy.partial",
+        ] {
+            assert!(is_own_partial(name, &own), "{name}");
+        }
+        for name in [
+            "shop-20240101T030000Z.dump",
+            "other-20240101T030000Z.dump.partial",
+            "shop-restore.partial",
+            "shop.partial",
+            "shopx-20240101T030000Z.dump.partial",
+            "notes.partial",
+        ] {
+            assert!(!is_own_partial(name, &own), "{name}");
+        }
+    }
 }

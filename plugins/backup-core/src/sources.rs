@@ -6,16 +6,72 @@ use opsd_sdk::{Command, Input, IoContext, Output, PluginError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `pg_dump --format=custom` of one database into `partial`, then
-/// `pg_restore --list` of it: a dump that does not read back fails.
-pub fn dump_postgres(conn: &Conn, database: &str, partial: &str) -> Result<(), PluginError> {
-    conn.command("pg_dump", database)
-        .arg("--format=custom")
-        .stdout(Output::File(partial.into()))
-        .run_checked(&format!("pg_dump of {database}"))?;
-    Command::new("pg_restore")
-        .arg("--list")
-        .stdin(Input::File(partial.into()))
+/// Where a dump is, and so how `pg_restore` reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum DumpAt<'a> {
+    /// A custom-format file: fed to pg_restore on stdin.
+    File(&'a str),
+    /// A directory-format dump: pg_restore opens it by name, from its
+    /// parent, with `jobs` workers.
+    Directory { path: &'a str, jobs: u16 },
+}
+
+impl DumpAt<'_> {
+    /// `pg_restore` reading this dump, with `args` before it.
+    fn pg_restore(&self, conn: Option<(&Conn, &str)>, args: &[&str]) -> Command {
+        let cmd = match conn {
+            Some((conn, db)) => conn.command("pg_restore", db),
+            None => Command::new("pg_restore"),
+        }
+        .args(args.iter().copied());
+        match *self {
+            DumpAt::File(path) => cmd.stdin(Input::File(path.into())),
+            DumpAt::Directory { path, jobs } => {
+                let (parent, name) = split_dir(path);
+                let cmd = cmd.cwd(parent);
+                let cmd = if conn.is_some() && jobs > 1 {
+                    cmd.arg(format!("--jobs={jobs}"))
+                } else {
+                    cmd
+                };
+                // `./` so that no name is ever taken for an option.
+                cmd.arg(format!("./{name}"))
+            }
+        }
+    }
+}
+
+/// A guest path's parent directory and last component.
+pub fn split_dir(path: &str) -> (&str, &str) {
+    match path.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((parent, name)) => (parent, name),
+        None => (".", path),
+    }
+}
+
+/// One database dumped into `partial` (a file for the custom format, a
+/// new directory for the directory format), then `pg_restore --list` of
+/// it: a dump that does not read back fails.
+pub fn dump_postgres(conn: &Conn, database: &str, dump: DumpAt) -> Result<(), PluginError> {
+    match dump {
+        DumpAt::File(partial) => conn
+            .command("pg_dump", database)
+            .arg("--format=custom")
+            .stdout(Output::File(partial.into())),
+        DumpAt::Directory { path, jobs } => {
+            let (parent, name) = split_dir(path);
+            conn.command("pg_dump", database)
+                .args([
+                    "--format=directory".to_owned(),
+                    format!("--jobs={jobs}"),
+                    format!("--file=./{name}"),
+                ])
+                .cwd(parent)
+        }
+    }
+    .run_checked(&format!("pg_dump of {database}"))?;
+    dump.pg_restore(None, &["--list"])
         .stdout(Output::Discard)
         .run_checked(&format!("pg_restore --list of the {database} dump"))?;
     Ok(())
@@ -265,7 +321,7 @@ pub fn compare(database: &str, reference: Reference, restored: &Counts) -> Drill
 pub fn restore_drill(
     conn: &Conn,
     database: &str,
-    dump: &str,
+    dump: DumpAt,
     scratch: &str,
     reference: Option<&AtDump>,
     check_query: Option<&str>,
@@ -280,10 +336,11 @@ pub fn restore_drill(
         ))
         .run_checked(&format!("creating scratch database {scratch}"))?;
     let result = (|| {
-        conn.command("pg_restore", scratch)
-            .args(["--no-owner", "--no-privileges", "--exit-on-error"])
-            .stdin(Input::File(dump.into()))
-            .run_checked(&format!("restoring the {database} dump into {scratch}"))?;
+        dump.pg_restore(
+            Some((conn, scratch)),
+            &["--no-owner", "--no-privileges", "--exit-on-error"],
+        )
+        .run_checked(&format!("restoring the {database} dump into {scratch}"))?;
         let query = match reference {
             Some(at) => at.check_query.as_deref(),
             None => check_query,
@@ -395,6 +452,16 @@ mod tests {
         let gone = compare("shop", Reference::AtDump(&at), &c(&[], Some("42")));
         assert_eq!(gone.mismatches.len(), 2, "{gone:?}");
         assert!(gone.mismatches[0].contains("missing"), "{gone:?}");
+    }
+
+    #[test]
+    fn a_dump_directory_is_named_from_its_parent() {
+        assert_eq!(
+            split_dir("/backups/db-x.dir.partial"),
+            ("/backups", "db-x.dir.partial")
+        );
+        assert_eq!(split_dir("/db.dir"), ("/", "db.dir"));
+        assert_eq!(split_dir("db.dir"), (".", "db.dir"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! atomically, verified before they count, with restic-style retention.
 //!
 //! A run makes one backup set: `SOURCE-YYYYMMDDTHHMMSSZ.EXT` per source
-//! (`.dump` for pg_dump's custom format, `.globals.sql`, `.tar.gz`,
-//! `.copy`), each with a `.sha256` sidecar. Nothing is published unless
+//! (`.dump` for pg_dump's custom format, `.dir` for its directory format,
+//! `.globals.sql`, `.tar.gz`, `.copy`), each with a `.sha256` sidecar. Nothing is published unless
 //! every source succeeded and read back; retention prunes only after a
 //! published, verified set, so a failed run never deletes anything.
 
@@ -11,12 +11,13 @@ use opsd_backup_core::sets::{STAMP, existing_sets};
 use opsd_backup_core::{config, drill, publish, sources};
 
 use chrono::{DateTime, Utc};
-use config::{Config, Source, Verify};
+use config::{Config, DEFAULT_JOBS, DumpFormat, Source, Verify};
 use opsd_sdk::{
     Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
     human_bytes,
 };
 use publish::Pending;
+use sources::DumpAt;
 use std::time::Instant;
 
 const SCHEMA: &str = r#"{
@@ -34,7 +35,9 @@ const SCHEMA: &str = r#"{
     "sources": {"type": "array", "items": {"type": "object", "required": ["kind", "name"], "additionalProperties": false,
       "properties": {"kind": {"enum": ["postgres", "directory", "file"]}, "name": {"type": "string"},
         "database": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"},
-        "globals": {"type": "boolean"}, "check_query": {"type": "string"}, "path": {"type": "string"}, "exclude": {"type": "array", "items": {"type": "string"}}}}},
+        "globals": {"type": "boolean"}, "check_query": {"type": "string"},
+        "format": {"enum": ["custom", "directory"], "description": "pg_dump's format; directory dumps tables in parallel"},
+        "jobs": {"type": "integer", "minimum": 1, "maximum": 32, "description": "workers of a directory dump and its restores"}, "path": {"type": "string"}, "exclude": {"type": "array", "items": {"type": "string"}}}}},
     "retention": {"type": "object", "additionalProperties": false,
       "properties": {"keep_last": {"type": "integer"}, "keep_hourly": {"type": "integer"}, "keep_daily": {"type": "integer"},
         "keep_weekly": {"type": "integer"}, "keep_monthly": {"type": "integer"}, "keep_yearly": {"type": "integer"},
@@ -77,7 +80,8 @@ impl Plugin for Backup {
             opsd_sdk::files::set_mode(&cfg.target, cfg.dir_mode())
                 .map_err(|e| PluginError::other("io", e))?;
         }
-        publish::sweep_stale(&cfg.target);
+        let names: Vec<&str> = cfg.sources.iter().map(Source::name).collect();
+        publish::sweep_stale(&cfg.target, &names);
         // Another run in the same second (a manual one) already named its
         // set after it: take the next free second rather than touch its
         // files.
@@ -112,7 +116,12 @@ impl Plugin for Backup {
                 )?;
                 let mut bytes = 0;
                 for p in paths {
-                    let s = publish::seal(&p, cfg.file_mode(), cfg.group.as_deref())?;
+                    let seal = if p.ends_with(".dir") {
+                        publish::seal_dir
+                    } else {
+                        publish::seal
+                    };
+                    let s = seal(&p, cfg.file_mode(), cfg.group.as_deref())?;
                     bytes += s.bytes;
                     sealed.push(s);
                 }
@@ -168,7 +177,7 @@ impl Plugin for Backup {
                 path: s.path,
                 kind: kind.into(),
                 size_bytes: Some(s.bytes),
-                sha256: Some(s.sha256),
+                sha256: s.sha256,
             });
         }
         Ok(out)
@@ -190,11 +199,15 @@ fn produce(
         cfg.target.trim_end_matches('/'),
         source.name()
     );
-    // Each file exists, private, before anything writes into it: a dump is
-    // never readable by others, not even while it is being written.
-    let mut track = |p: String| -> Result<String, PluginError> {
+    // Each file (or a directory dump's directory) exists, private, before
+    // anything writes into it: a dump is never readable by others, not
+    // even while it is being written.
+    // Only what this run made is tracked (and discarded on failure): a
+    // name another run already holds fails here, its files untouched.
+    let mut make = |p: String, dir: bool| -> Result<String, PluginError> {
+        let mode = if dir { cfg.dir_mode() } else { cfg.file_mode() };
+        publish::create_new_private(&Pending::partial(&p), mode, dir)?;
         produced.push(p.clone());
-        publish::create_private(&Pending::partial(&p), cfg.file_mode())?;
         Ok(p)
     };
     match source {
@@ -202,15 +215,27 @@ fn produce(
             database,
             globals,
             check_query,
+            format,
+            jobs,
             ..
         } => {
             let conn = source.conn(&cfg.postgres);
-            let dump = track(format!("{base}.dump"))?;
+            let directory = *format == DumpFormat::Directory;
+            let dump = make(format!("{base}.{}", format.extension()), directory)?;
+            let partial = Pending::partial(&dump);
+            let dump_at = if directory {
+                DumpAt::Directory {
+                    path: &partial,
+                    jobs: jobs.unwrap_or(DEFAULT_JOBS),
+                }
+            } else {
+                DumpAt::File(&partial)
+            };
             let before = cfg
                 .records_counts()
                 .then(|| sources::counts(&conn, database, check_query.as_deref()))
                 .transpose()?;
-            sources::dump_postgres(&conn, database, &Pending::partial(&dump))?;
+            sources::dump_postgres(&conn, database, dump_at)?;
             let mut out = vec![dump.clone()];
             if let Some(before) = before {
                 let at = sources::AtDump {
@@ -219,7 +244,7 @@ fn produce(
                     before,
                     after: sources::counts(&conn, database, check_query.as_deref())?,
                 };
-                let file = track(format!("{dump}.counts"))?;
+                let file = make(format!("{dump}.counts"), false)?;
                 let json = serde_json::to_vec_pretty(&at)
                     .map_err(|e| PluginError::other("io", e.to_string()))?;
                 std::fs::write(Pending::partial(&file), json)
@@ -230,7 +255,7 @@ fn produce(
                     let d = sources::restore_drill(
                         &conn,
                         database,
-                        &Pending::partial(&dump),
+                        dump_at,
                         &scratch,
                         Some(&at),
                         check_query.as_deref(),
@@ -240,14 +265,14 @@ fn produce(
                 }
             }
             if *globals {
-                let g = track(format!("{base}.globals.sql"))?;
+                let g = make(format!("{base}.globals.sql"), false)?;
                 sources::dump_globals(&conn, &Pending::partial(&g))?;
                 out.push(g);
             }
             Ok(out)
         }
         Source::Directory { path, exclude, .. } => {
-            let archive = track(format!("{base}.tar.gz"))?;
+            let archive = make(format!("{base}.tar.gz"), false)?;
             if let Some(w) = sources::archive_directory(path, exclude, &Pending::partial(&archive))?
             {
                 warnings.push(w);
@@ -255,7 +280,7 @@ fn produce(
             Ok(vec![archive])
         }
         Source::File { path, .. } => {
-            let copy = track(format!("{base}.copy"))?;
+            let copy = make(format!("{base}.copy"), false)?;
             sources::copy_file(path, &Pending::partial(&copy))?;
             Ok(vec![copy])
         }
@@ -282,21 +307,33 @@ fn stamp_taken(cfg: &Config, stamp: &str) -> bool {
 
 /// Applies retention to every source's sets; returns (kept, pruned).
 fn prune(cfg: &Config, now: DateTime<Utc>) -> Result<(usize, usize), PluginError> {
-    let (mut kept, mut pruned) = (0, 0);
+    let mut kept = 0;
+    // (source, set time, its files), all checked before any is deleted.
+    let mut doomed: Vec<(&str, DateTime<Utc>, Vec<String>)> = Vec::new();
     for source in &cfg.sources {
         let sets = existing_sets(&cfg.target, source.name());
         let times: Vec<DateTime<Utc>> = sets.iter().map(|(t, _)| *t).collect();
         let (keep, remove) = cfg.retention.apply(&times, now);
         kept += keep.len();
         for t in remove {
-            for f in sets.iter().filter(|(st, _)| *st == t).flat_map(|(_, f)| f) {
-                std::fs::remove_file(f).at(format!("pruning {f}"))?;
+            let files: Vec<String> = sets
+                .iter()
+                .filter(|(st, _)| *st == t)
+                .flat_map(|(_, f)| f.iter().cloned())
+                .collect();
+            for f in &files {
+                publish::prunable(f)?;
             }
-            opsd_sdk::info!("pruned {} backup of {}", t.format(STAMP), source.name());
-            pruned += 1;
+            doomed.push((source.name(), t, files));
         }
     }
-    Ok((kept, pruned))
+    for (source, t, files) in &doomed {
+        for f in files {
+            publish::prune_file(f)?;
+        }
+        opsd_sdk::info!("pruned {} backup of {source}", t.format(STAMP));
+    }
+    Ok((kept, doomed.len()))
 }
 
 /// Dry run: what would be backed up and what retention would delete.
@@ -346,6 +383,7 @@ mod tests {
                     {"kind": "postgres", "name": "shop", "database": "shop", "host": "db",
                      "port": 5433, "user": "backup", "globals": true,
                      "check_query": "SELECT sum(total) FROM orders"},
+                    {"kind": "postgres", "name": "big", "database": "big", "format": "directory", "jobs": 4},
                     {"kind": "directory", "name": "uploads", "path": "/data/uploads", "exclude": ["*.tmp"]},
                     {"kind": "file", "name": "env", "path": "/app/.env"}
                 ],

@@ -17,7 +17,8 @@ const SCHEMA: &str = r#"{
     "sources": {"type": "array", "items": {"type": "object", "required": ["kind", "name", "database"], "additionalProperties": false,
       "properties": {"kind": {"enum": ["postgres"]}, "name": {"type": "string", "description": "the backup job's source name"},
         "database": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"},
-        "check_query": {"type": "string", "description": "run only when the dump has no counts beside it"}}}}
+        "check_query": {"type": "string", "description": "run only when the dump has no counts beside it"},
+        "jobs": {"type": "integer", "minimum": 1, "maximum": 32, "description": "pg_restore workers for a directory-format dump"}}}}
   }
 }"#;
 
@@ -60,7 +61,7 @@ mod tests {
                 "sources": [
                     {"kind": "postgres", "name": "shop", "database": "shop", "host": "db",
                      "port": 5433, "user": "backup",
-                     "check_query": "SELECT sum(total) FROM orders"}
+                     "check_query": "SELECT sum(total) FROM orders", "jobs": 4}
                 ]
             }),
         );
