@@ -884,6 +884,18 @@ jobs = 2
     )
 }
 
+/// Sets the modification time of each path (in that order) two hours back.
+fn two_hours_old(paths: &[std::path::PathBuf]) {
+    for p in paths {
+        let out = Command::new("touch")
+            .args(["-h", "-d", "2 hours ago"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
 #[test]
 fn a_directory_dump_runs_in_parallel_restores_and_is_held_to_its_manifest() {
     let db = shop();
@@ -897,14 +909,7 @@ fn a_directory_dump_runs_in_parallel_restores_and_is_held_to_its_manifest() {
     let stale = env.path("backups/dirshop-20200101T000000Z.dir.partial");
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("toc.dat"), "half a dump").unwrap();
-    for p in [stale.join("toc.dat"), stale.clone()] {
-        let out = Command::new("touch")
-            .args(["-h", "-d", "2 hours ago"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
+    two_hours_old(&[stale.join("toc.dat"), stale.clone()]);
 
     // One still being written (an old directory, a fresh file in it) and
     // a name no run of this job makes stay.
@@ -914,14 +919,7 @@ fn a_directory_dump_runs_in_parallel_restores_and_is_held_to_its_manifest() {
         std::fs::create_dir(d).unwrap();
         std::fs::write(d.join("toc.dat"), "being written").unwrap();
     }
-    for p in [busy.clone(), foreign.join("toc.dat"), foreign.clone()] {
-        let out = Command::new("touch")
-            .args(["-h", "-d", "2 hours ago"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
+    two_hours_old(&[busy.clone(), foreign.join("toc.dat"), foreign.clone()]);
 
     let rec = env.run_job("nightly");
     assert_eq!(rec["status"], "ok", "{rec:#}");
