@@ -65,6 +65,17 @@ impl DumpFormat {
             DumpFormat::Directory => "dir",
         }
     }
+
+    /// The format of a published dump, by its name (`NAME.dump`,
+    /// `NAME.dir`); none for anything else.
+    pub fn of(path: &str) -> Option<DumpFormat> {
+        [DumpFormat::Custom, DumpFormat::Directory]
+            .into_iter()
+            .find(|f| {
+                path.strip_suffix(f.extension())
+                    .is_some_and(|p| p.ends_with('.'))
+            })
+    }
 }
 
 /// Workers of a directory-format dump when the job does not say.
@@ -73,6 +84,16 @@ pub const DEFAULT_JOBS: u16 = 2;
 /// The most workers a source may ask for: N workers are N + 1 processes,
 /// and a job's default `limits.processes` is 64.
 pub const MAX_JOBS: u16 = 32;
+
+/// Checks a source's `jobs` against [`MAX_JOBS`].
+pub fn check_jobs(source: &str, jobs: Option<u16>) -> Result<(), String> {
+    match jobs {
+        Some(j) if !(1..=MAX_JOBS).contains(&j) => Err(format!(
+            "source `{source}`: jobs = {j}: give 1 to {MAX_JOBS} workers (each is one more process, counted by the job's `limits.processes`, and one more connection to the server)"
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// One thing to back up.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -181,8 +202,7 @@ impl Config {
     /// The target directory's bits when the plugin makes it: the files'
     /// bits with search added wherever read is.
     pub fn dir_mode(&self) -> u32 {
-        let m = self.file_mode();
-        m | ((m & 0o444) >> 2)
+        crate::publish::dir_mode_for(self.file_mode())
     }
 
     /// Checks what serde cannot.
@@ -222,19 +242,12 @@ impl Config {
                 return Err(format!("two sources are named `{n}`"));
             }
             if let Source::Postgres { format, jobs, .. } = s {
-                match (format, jobs) {
-                    (DumpFormat::Custom, Some(_)) => {
-                        return Err(format!(
-                            "source `{n}`: `jobs` needs format = \"directory\" (pg_dump dumps one file with one worker)"
-                        ));
-                    }
-                    (_, Some(j)) if !(1..=MAX_JOBS).contains(j) => {
-                        return Err(format!(
-                            "source `{n}`: jobs = {j}: give 1 to {MAX_JOBS} workers (each is one more process, counted by the job's `limits.processes`, and one more connection to the server)"
-                        ));
-                    }
-                    _ => {}
+                if *format == DumpFormat::Custom && jobs.is_some() {
+                    return Err(format!(
+                        "source `{n}`: `jobs` needs format = \"directory\" (pg_dump dumps one file with one worker)"
+                    ));
                 }
+                check_jobs(n, *jobs)?;
             }
             if let Source::Directory { path, .. } | Source::File { path, .. } = s
                 && !path.starts_with('/')
@@ -317,5 +330,19 @@ mod tests {
         );
         assert!(with("directory", 0).unwrap_err().contains("1 to 32"));
         assert!(with("directory", 33).unwrap_err().contains("1 to 32"));
+    }
+
+    #[test]
+    fn a_dump_format_is_known_by_its_extension_only() {
+        assert_eq!(DumpFormat::of("/b/db-x.dump"), Some(DumpFormat::Custom));
+        assert_eq!(DumpFormat::of("/b/db-x.dir"), Some(DumpFormat::Directory));
+        for other in [
+            "/b/db-x.dir.partial",
+            "/b/db-x.dump.counts",
+            "/b/db-xdir",
+            "/b/db-x.dir.sha256",
+        ] {
+            assert_eq!(DumpFormat::of(other), None, "{other}");
+        }
     }
 }

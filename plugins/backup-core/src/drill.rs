@@ -3,14 +3,15 @@
 //! The `restore-drill` plugin makes nothing new: for each PostgreSQL
 //! source it takes the newest published dump (a `.dump` file or a `.dir`
 //! directory dump), checks it against its sha256 sidecar (a directory's:
-//! every file in it, and no other), restores it into a scratch database, compares row counts
-//! (and the source's `check_query`) with those recorded around the dump
+//! every file in it, and no other), restores it into a scratch database,
+//! compares row counts (and the source's `check_query`) with those
+//! recorded around the dump
 //! (`NAME.dump.counts`), and drops the scratch database again. The run's
 //! metrics (`SOURCE_drill_rows`, `SOURCE_drill_tables`,
 //! `SOURCE_drill_dump_time`) are what reports show as the last good drill
 //! of each backup set.
 
-use crate::config::{DEFAULT_JOBS, MAX_JOBS};
+use crate::config::{DumpFormat, check_jobs};
 use crate::publish;
 use crate::sets::{STAMP, existing_sets};
 use crate::sources::{self, AtDump, Drill, DumpAt};
@@ -82,17 +83,9 @@ impl DrillConfig {
         if self.sources.is_empty() {
             return Err("no sources: name the backup job's PostgreSQL sources in [[job.config.sources]] with kind = \"postgres\"".into());
         }
-        for s in &self.sources {
-            if let Some(j) = s.jobs
-                && !(1..=MAX_JOBS).contains(&j)
-            {
-                return Err(format!(
-                    "source `{}`: jobs = {j}: give 1 to {MAX_JOBS} workers (each is one more process, counted by the job's `limits.processes`, and one more connection to the server)",
-                    s.name
-                ));
-            }
-        }
-        Ok(())
+        self.sources
+            .iter()
+            .try_for_each(|s| check_jobs(&s.name, s.jobs))
     }
 }
 
@@ -161,7 +154,7 @@ fn newest_dump(target: &str, source: &str) -> Option<(DateTime<Utc>, String)> {
         .find_map(|(t, files)| {
             files
                 .into_iter()
-                .find(|f| f.ends_with(".dump") || f.ends_with(".dir"))
+                .find(|f| DumpFormat::of(f).is_some())
                 .map(|f| (t, f))
         })
 }
@@ -183,7 +176,7 @@ fn check_sidecar(dump: &str) -> Result<(), PluginError> {
             ),
         )
     };
-    if !dump.ends_with(".dir") {
+    if DumpFormat::of(dump) != Some(DumpFormat::Directory) {
         let want = text.split_whitespace().next().unwrap_or("");
         let (got, _) = publish::sha256_file(dump)?;
         if want != got {
@@ -192,41 +185,48 @@ fn check_sidecar(dump: &str) -> Result<(), PluginError> {
         return Ok(());
     }
     let name = dump.rsplit('/').next().unwrap_or(dump);
-    let (now, _) = publish::manifest(dump, name).map_err(|e| changed(e.message))?;
-    if now != text {
-        // file -> hash, from `HASH  FILE` lines.
-        let entries = |t: &str| -> std::collections::BTreeMap<String, String> {
-            t.lines()
-                .map(|l| match l.split_once("  ") {
-                    Some((hash, file)) => (file.to_owned(), hash.to_owned()),
-                    None => (l.to_owned(), String::new()),
-                })
-                .collect()
-        };
-        let (was, is) = (entries(&text), entries(&now));
-        let mut diffs: Vec<String> = Vec::new();
-        for file in was
-            .keys()
-            .chain(is.keys().filter(|f| !was.contains_key(*f)))
-        {
-            match (was.get(file), is.get(file)) {
-                (Some(_), None) => diffs.push(format!("{file} missing")),
-                (None, Some(_)) => diffs.push(format!("{file} added")),
-                (Some(w), Some(i)) if w != i => diffs.push(format!("{file} changed")),
-                _ => {}
-            }
-        }
-        if diffs.is_empty() {
-            diffs.push("the sidecar is not the manifest opsd writes".into());
-        }
-        let more = diffs.len().saturating_sub(5);
-        diffs.truncate(5);
-        if more > 0 {
-            diffs.push(format!("and {more} more"));
-        }
-        return Err(changed(diffs.join(", ")));
+    let now = publish::manifest(dump, name).map_err(|e| changed(e.message))?;
+    if now.text != text {
+        return Err(changed(manifest_diff(&text, &now.text)));
     }
     Ok(())
+}
+
+/// What differs between a recorded manifest and one made now, file by
+/// file (changed, missing, added), the first five named.
+fn manifest_diff(recorded: &str, now: &str) -> String {
+    // file -> hash, from `HASH  FILE` lines.
+    let entries = |t: &str| -> std::collections::BTreeMap<String, String> {
+        t.lines()
+            .map(|l| match l.split_once("  ") {
+                Some((hash, file)) => (file.to_owned(), hash.to_owned()),
+                None => (l.to_owned(), String::new()),
+            })
+            .collect()
+    };
+    let (was, is) = (entries(recorded), entries(now));
+    let mut diffs: Vec<String> = was
+        .iter()
+        .filter_map(|(file, w)| match is.get(file) {
+            None => Some(format!("{file} missing")),
+            Some(i) if i != w => Some(format!("{file} changed")),
+            Some(_) => None,
+        })
+        .chain(
+            is.keys()
+                .filter(|f| !was.contains_key(*f))
+                .map(|f| format!("{f} added")),
+        )
+        .collect();
+    if diffs.is_empty() {
+        diffs.push("the sidecar is not the manifest opsd writes".into());
+    }
+    let more = diffs.len().saturating_sub(5);
+    diffs.truncate(5);
+    if more > 0 {
+        diffs.push(format!("and {more} more"));
+    }
+    diffs.join(", ")
 }
 
 /// The counts recorded around a dump, if the backup job kept them.
@@ -270,18 +270,11 @@ pub fn run(cfg: &DrillConfig, dry_run: bool) -> Result<Outcome, PluginError> {
         let conn = source.conn(&cfg.postgres);
         let stamp = when.format(STAMP).to_string();
         opsd_sdk::info!("restoring {dump} into a scratch database");
-        let dump_at = if dump.ends_with(".dir") {
-            DumpAt::Directory {
-                path: &dump,
-                jobs: source.jobs.unwrap_or(DEFAULT_JOBS),
-            }
-        } else {
-            DumpAt::File(&dump)
-        };
+        let format = DumpFormat::of(&dump).unwrap_or_default();
         let d = sources::restore_drill(
             &conn,
             database,
-            dump_at,
+            DumpAt::new(&dump, format, source.jobs),
             &scratch_name(name, &stamp),
             at.as_ref(),
             source.check_query.as_deref(),

@@ -12,6 +12,7 @@
 //! checkable with `sha256sum -c` from the target), every file and the
 //! directory itself fsynced before the rename.
 
+use crate::config::DumpFormat;
 use opsd_sdk::{IoContext, PluginError, files};
 
 /// An artifact on its way to publication.
@@ -48,26 +49,43 @@ pub fn seal(path: &str, mode: u32, group: Option<&str>) -> Result<Pending, Plugi
         return Err(PluginError::other("empty", format!("{partial} is empty")));
     }
     let name = path.rsplit('/').next().unwrap_or(path);
-    let sidecar = format!("{path}.sha256");
-    create_private(&sidecar, mode)?;
-    std::fs::write(&sidecar, format!("{sha256}  {name}\n")).at(format!("writing {sidecar}"))?;
-    for p in [&partial, &sidecar] {
-        files::set_mode(p, mode).map_err(|e| PluginError::other("io", format!("{p}: {e}")))?;
-        if let Some(g) = group {
-            files::set_owner(p, None, Some(g))
-                .map_err(|e| PluginError::other("io", format!("{p}: group {g}: {e}")))?;
-        }
-    }
-    for p in [&partial, &sidecar] {
-        std::fs::File::open(p)
-            .and_then(|f| f.sync_all())
-            .at(format!("fsync {p}"))?;
-    }
+    let sidecar = write_sidecar(path, &format!("{sha256}  {name}\n"), mode)?;
+    restrict_and_sync(&[(partial, mode), (sidecar, mode)], group)?;
     Ok(Pending {
         path: path.to_owned(),
         bytes,
         sha256: Some(sha256),
     })
+}
+
+/// Writes `PATH.sha256`, private from the start; returns its path.
+fn write_sidecar(path: &str, text: &str, mode: u32) -> Result<String, PluginError> {
+    let sidecar = format!("{path}.sha256");
+    create_private(&sidecar, mode)?;
+    std::fs::write(&sidecar, text).at(format!("writing {sidecar}"))?;
+    Ok(sidecar)
+}
+
+/// Gives each file its mode (and `group`), then fsyncs them all.
+fn restrict_and_sync(paths: &[(String, u32)], group: Option<&str>) -> Result<(), PluginError> {
+    for (p, mode) in paths {
+        files::set_mode(p, *mode).map_err(|e| PluginError::other("io", format!("{p}: {e}")))?;
+        if let Some(g) = group {
+            files::set_owner(p, None, Some(g))
+                .map_err(|e| PluginError::other("io", format!("{p}: group {g}: {e}")))?;
+        }
+    }
+    for (p, _) in paths {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .at(format!("fsync {p}"))?;
+    }
+    Ok(())
+}
+
+/// A directory's mode for files of `mode`: search added wherever read is.
+pub fn dir_mode_for(mode: u32) -> u32 {
+    mode | ((mode & 0o444) >> 2)
 }
 
 /// Names of the regular files in a directory dump, sorted. Anything else
@@ -93,57 +111,58 @@ pub fn dump_files(dir: &str) -> Result<Vec<String>, PluginError> {
     Ok(names)
 }
 
-/// The manifest of a directory dump, in `sha256sum` format, and its
-/// total size: every file hashed by the host.
-pub fn manifest(dir: &str, name: &str) -> Result<(String, u64), PluginError> {
-    let mut text = String::new();
-    let mut total = 0;
+/// A directory dump's manifest: what its sidecar holds.
+pub struct Manifest {
+    /// `sha256sum` format, one `HASH  NAME/FILE` line per file.
+    pub text: String,
+    /// The files' total size.
+    pub bytes: u64,
+    /// The files, as paths under the directory.
+    pub files: Vec<String>,
+}
+
+/// The manifest of the directory dump at `dir`, listed as `name`: every
+/// file hashed by the host.
+pub fn manifest(dir: &str, name: &str) -> Result<Manifest, PluginError> {
+    let mut m = Manifest {
+        text: String::new(),
+        bytes: 0,
+        files: Vec::new(),
+    };
     for file in dump_files(dir)? {
-        let (sha256, bytes) = sha256_file(&format!("{dir}/{file}"))?;
-        text.push_str(&format!("{sha256}  {name}/{file}\n"));
-        total += bytes;
+        let path = format!("{dir}/{file}");
+        let (sha256, bytes) = sha256_file(&path)?;
+        m.text.push_str(&format!("{sha256}  {name}/{file}\n"));
+        m.bytes += bytes;
+        m.files.push(path);
     }
-    Ok((text, total))
+    Ok(m)
 }
 
 /// [`seal`] for a directory-format dump written into `PATH.partial/`.
 pub fn seal_dir(path: &str, mode: u32, group: Option<&str>) -> Result<Pending, PluginError> {
     let partial = Pending::partial(path);
     let name = path.rsplit('/').next().unwrap_or(path);
-    let (text, bytes) = manifest(&partial, name)?;
-    if text.is_empty() {
+    let m = manifest(&partial, name)?;
+    if m.files.is_empty() {
         return Err(PluginError::other("empty", format!("{partial} is empty")));
     }
-    let sidecar = format!("{path}.sha256");
-    create_private(&sidecar, mode)?;
-    std::fs::write(&sidecar, text).at(format!("writing {sidecar}"))?;
-    let files: Vec<String> = dump_files(&partial)?
-        .into_iter()
-        .map(|f| format!("{partial}/{f}"))
-        .chain([sidecar.clone()])
-        .collect();
-    let dir_mode = mode | ((mode & 0o444) >> 2);
-    for (p, m) in files
-        .iter()
-        .map(|f| (f.as_str(), mode))
-        .chain([(partial.as_str(), dir_mode)])
-    {
-        files::set_mode(p, m).map_err(|e| PluginError::other("io", format!("{p}: {e}")))?;
-        if let Some(g) = group {
-            files::set_owner(p, None, Some(g))
-                .map_err(|e| PluginError::other("io", format!("{p}: group {g}: {e}")))?;
-        }
-    }
-    for p in &files {
-        std::fs::File::open(p)
-            .and_then(|f| f.sync_all())
-            .at(format!("fsync {p}"))?;
+    let sidecar = write_sidecar(path, &m.text, mode)?;
+    let mut restricted: Vec<(String, u32)> = m.files.into_iter().map(|f| (f, mode)).collect();
+    restricted.push((sidecar, mode));
+    restrict_and_sync(&restricted, group)?;
+    // The directory last: its mode, then its entries made durable.
+    files::set_mode(&partial, dir_mode_for(mode))
+        .map_err(|e| PluginError::other("io", format!("{partial}: {e}")))?;
+    if let Some(g) = group {
+        files::set_owner(&partial, None, Some(g))
+            .map_err(|e| PluginError::other("io", format!("{partial}: group {g}: {e}")))?;
     }
     files::sync_dir(&partial)
         .map_err(|e| PluginError::other("io", format!("fsync {partial}: {e}")))?;
     Ok(Pending {
         path: path.to_owned(),
-        bytes,
+        bytes: m.bytes,
         sha256: None,
     })
 }
@@ -161,8 +180,13 @@ pub fn remove(path: &str) -> std::io::Result<()> {
 /// directory named like part of a set is someone else's (a restore of
 /// it), and pruning refuses before it deletes anything.
 pub fn prunable(path: &str) -> Result<(), PluginError> {
+    is_dir_dump(path).map(drop)
+}
+
+/// [`prunable`]'s check; true for a directory dump, false for a file.
+fn is_dir_dump(path: &str) -> Result<bool, PluginError> {
     let meta = std::fs::symlink_metadata(path).at(format!("pruning {path}"))?;
-    if meta.is_dir() && !path.ends_with(".dir") {
+    if meta.is_dir() && DumpFormat::of(path) != Some(DumpFormat::Directory) {
         return Err(PluginError::other(
             "prune",
             format!(
@@ -170,7 +194,7 @@ pub fn prunable(path: &str) -> Result<(), PluginError> {
             ),
         ));
     }
-    Ok(())
+    Ok(meta.is_dir())
 }
 
 /// Removes one file of a set retention dropped (see [`prunable`]). A
@@ -178,11 +202,9 @@ pub fn prunable(path: &str) -> Result<(), PluginError> {
 /// no longer counts as a backup, and if the removal stops half way the
 /// next run sweeps the rest.
 pub fn prune_file(path: &str) -> Result<(), PluginError> {
-    let meta = std::fs::symlink_metadata(path).at(format!("pruning {path}"))?;
-    if !meta.is_dir() {
+    if !is_dir_dump(path)? {
         return std::fs::remove_file(path).at(format!("pruning {path}"));
     }
-    prunable(path)?;
     let partial = Pending::partial(path);
     std::fs::rename(path, &partial).at(format!("pruning {path}"))?;
     std::fs::remove_dir_all(&partial).at(format!("pruning {path} (as {partial})"))
@@ -256,17 +278,10 @@ pub fn sweep_stale(dir: &str, sources: &[&str]) -> usize {
 
 /// Whether `name` is a partial file a run for one of `sources` makes.
 fn is_own_partial(name: &str, sources: &[&str]) -> bool {
-    let Some(stem) = name.strip_suffix(".partial") else {
-        return false;
-    };
-    sources.iter().any(|s| {
-        stem.strip_prefix(s)
-            .and_then(|r| r.strip_prefix('-'))
-            .and_then(|r| r.get(..16))
-            .is_some_and(|stamp| {
-                chrono::NaiveDateTime::parse_from_str(stamp, crate::sets::STAMP).is_ok()
-            })
-    })
+    name.ends_with(".partial")
+        && sources
+            .iter()
+            .any(|s| crate::sets::stamp_of(name, s).is_some())
 }
 
 /// Seconds since a file, or anything directly in a directory, last

@@ -6,22 +6,26 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 /// The stamp in backup file names.
 pub const STAMP: &str = "%Y%m%dT%H%M%SZ";
 
+/// The stamp of a file a run for `source` names (`SOURCE-STAMP...`).
+pub fn stamp_of(name: &str, source: &str) -> Option<DateTime<Utc>> {
+    let stamp = name.strip_prefix(source)?.strip_prefix('-')?.get(..16)?;
+    NaiveDateTime::parse_from_str(stamp, STAMP)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 /// The backup sets in the target for one source: stamp time -> files.
 pub fn existing_sets(target: &str, source: &str) -> Vec<(DateTime<Utc>, Vec<String>)> {
-    let prefix = format!("{source}-");
     let mut sets: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> = Default::default();
     for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if rest.len() < 16 || name.ends_with(".partial") {
+        if name.ends_with(".partial") {
             continue;
         }
-        let Ok(t) = NaiveDateTime::parse_from_str(&rest[..16], STAMP) else {
+        let Some(t) = stamp_of(&name, source) else {
             continue;
         };
-        sets.entry(t.and_utc())
+        sets.entry(t)
             .or_default()
             .push(format!("{}/{name}", target.trim_end_matches('/')));
     }

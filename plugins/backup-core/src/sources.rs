@@ -1,6 +1,7 @@
 //! Producing each kind of backup through the host's process grant: the
 //! data flows from the child straight into a file in the target grant.
 
+use crate::config::{DEFAULT_JOBS, DumpFormat};
 use opsd_sdk::pg::{self, Conn};
 use opsd_sdk::{Command, Input, IoContext, Output, PluginError};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,19 @@ pub enum DumpAt<'a> {
     Directory { path: &'a str, jobs: u16 },
 }
 
-impl DumpAt<'_> {
+impl<'a> DumpAt<'a> {
+    /// The dump at `path` in `format`; a directory dump gets `jobs`
+    /// workers, [`DEFAULT_JOBS`] unless the job says.
+    pub fn new(path: &'a str, format: DumpFormat, jobs: Option<u16>) -> DumpAt<'a> {
+        match format {
+            DumpFormat::Custom => DumpAt::File(path),
+            DumpFormat::Directory => DumpAt::Directory {
+                path,
+                jobs: jobs.unwrap_or(DEFAULT_JOBS),
+            },
+        }
+    }
+
     /// `pg_restore` reading this dump, with `args` before it.
     fn pg_restore(&self, conn: Option<(&Conn, &str)>, args: &[&str]) -> Command {
         let cmd = match conn {

@@ -3,15 +3,16 @@
 //!
 //! A run makes one backup set: `SOURCE-YYYYMMDDTHHMMSSZ.EXT` per source
 //! (`.dump` for pg_dump's custom format, `.dir` for its directory format,
-//! `.globals.sql`, `.tar.gz`, `.copy`), each with a `.sha256` sidecar. Nothing is published unless
-//! every source succeeded and read back; retention prunes only after a
-//! published, verified set, so a failed run never deletes anything.
+//! `.globals.sql`, `.tar.gz`, `.copy`), each with a `.sha256` sidecar.
+//! Nothing is published unless every source succeeded and read back;
+//! retention prunes only after a published, verified set, so a failed run
+//! never deletes anything.
 
 use opsd_backup_core::sets::{STAMP, existing_sets};
 use opsd_backup_core::{config, drill, publish, sources};
 
 use chrono::{DateTime, Utc};
-use config::{Config, DEFAULT_JOBS, DumpFormat, Source, Verify};
+use config::{Config, DumpFormat, Source, Verify};
 use opsd_sdk::{
     Artifact, Context, ContextExt, Description, IoContext, Outcome, Plugin, PluginError,
     human_bytes,
@@ -116,7 +117,7 @@ impl Plugin for Backup {
                 )?;
                 let mut bytes = 0;
                 for p in paths {
-                    let seal = if p.ends_with(".dir") {
+                    let seal = if DumpFormat::of(&p) == Some(DumpFormat::Directory) {
                         publish::seal_dir
                     } else {
                         publish::seal
@@ -201,9 +202,9 @@ fn produce(
     );
     // Each file (or a directory dump's directory) exists, private, before
     // anything writes into it: a dump is never readable by others, not
-    // even while it is being written.
-    // Only what this run made is tracked (and discarded on failure): a
-    // name another run already holds fails here, its files untouched.
+    // even while it is being written. Only what this run made is tracked
+    // (and discarded on failure): a name another run already holds fails
+    // here, its files untouched.
     let mut make = |p: String, dir: bool| -> Result<String, PluginError> {
         let mode = if dir { cfg.dir_mode() } else { cfg.file_mode() };
         publish::create_new_private(&Pending::partial(&p), mode, dir)?;
@@ -220,17 +221,12 @@ fn produce(
             ..
         } => {
             let conn = source.conn(&cfg.postgres);
-            let directory = *format == DumpFormat::Directory;
-            let dump = make(format!("{base}.{}", format.extension()), directory)?;
+            let dump = make(
+                format!("{base}.{}", format.extension()),
+                *format == DumpFormat::Directory,
+            )?;
             let partial = Pending::partial(&dump);
-            let dump_at = if directory {
-                DumpAt::Directory {
-                    path: &partial,
-                    jobs: jobs.unwrap_or(DEFAULT_JOBS),
-                }
-            } else {
-                DumpAt::File(&partial)
-            };
+            let dump_at = DumpAt::new(&partial, *format, *jobs);
             let before = cfg
                 .records_counts()
                 .then(|| sources::counts(&conn, database, check_query.as_deref()))
