@@ -129,8 +129,9 @@ pub async fn run(
         tasks: JoinSet::new(),
         pending: HashMap::new(),
         first_pass: true,
-        definitions: (None, Vec::new()),
+        definitions: (None, Arc::new([])),
         refresh: true,
+        queue: Default::default(),
         last_retention: now,
     };
     loop {
@@ -158,10 +159,14 @@ struct Loop {
     pending: HashMap<String, (String, Option<DateTime<Utc>>)>,
     first_pass: bool,
     /// Each job's definition hash, for the config they were computed from.
-    definitions: (Option<Arc<crate::config::Config>>, Vec<String>),
+    definitions: (Option<Arc<crate::config::Config>>, Arc<[String]>),
     /// Whether every job must be looked at again (start, reload, enable or
     /// disable); otherwise a pass only touches the jobs that are due.
     refresh: bool,
+    /// Each job's next slot, earliest first, by its index in the config
+    /// the definitions are for: a pass that is not a refresh looks only at
+    /// the jobs at its head, so it costs what is due, not every job.
+    queue: std::collections::BinaryHeap<std::cmp::Reverse<(DateTime<Utc>, usize)>>,
     last_retention: DateTime<Utc>,
 }
 
@@ -185,13 +190,32 @@ impl Loop {
         let mut wake = now + chrono::Duration::minutes(1);
         // Whether the pass took a slot that started no run.
         let mut unflushed = false;
-        for (index, job) in config.jobs.iter().enumerate() {
-            let definition = self.definitions.1[index].clone();
-            let (next, took_without_run) = self.look_at(job, definition, now)?;
+        let definitions = self.definitions.1.clone();
+        let mut look = |looped: &mut Self, index: usize| -> anyhow::Result<()> {
+            let job = &config.jobs[index];
+            let (next, took_without_run) = looped.look_at(job, &definitions[index], now)?;
             unflushed |= took_without_run;
             if let Some(n) = next {
-                wake = wake.min(n);
+                looped.queue.push(std::cmp::Reverse((n, index)));
             }
+            Ok(())
+        };
+        if self.refresh {
+            self.queue.clear();
+            for index in 0..config.jobs.len() {
+                look(self, index)?;
+            }
+        } else {
+            // Only the jobs that are due: the rest keep their slots.
+            while let Some(std::cmp::Reverse((slot, index))) = self.queue.peek().copied()
+                && slot <= now
+            {
+                self.queue.pop();
+                look(self, index)?;
+            }
+        }
+        if let Some(std::cmp::Reverse((next, _))) = self.queue.peek() {
+            wake = wake.min(*next);
         }
         self.start_released(&config);
         // Jobs whose `when` condition has held long enough.
@@ -235,12 +259,12 @@ impl Loop {
     fn look_at(
         &mut self,
         job: &Job,
-        definition: String,
+        definition: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(Option<DateTime<Utc>>, bool)> {
         if !self.refresh
             && let Some((d, slot)) = self.pending.get(&job.name)
-            && *d == definition
+            && d == definition
             && slot.is_none_or(|s| s > now)
         {
             return Ok((*slot, false));
@@ -250,9 +274,9 @@ impl Loop {
         if self
             .pending
             .get(&job.name)
-            .is_none_or(|(d, _)| *d != definition)
+            .is_none_or(|(d, _)| d != definition)
         {
-            self.first_sight(job, &state, enabled, definition, now)?;
+            self.first_sight(job, &state, enabled, definition.to_owned(), now)?;
         }
         let Some((_, slot)) = self.pending.get_mut(&job.name) else {
             return Ok((None, false));

@@ -91,14 +91,27 @@ pub struct Store {
 
 /// Group commit: a flush covers every write made before it started, so a
 /// caller whose writes an in-progress or later flush covers waits for that
-/// one instead of queueing its own fsync behind it.
-#[derive(Default)]
+/// one instead of queueing its own fsync behind it, and every caller a
+/// finished flush covers is released at once, not one by one through the
+/// flusher's lock (runs started together would otherwise queue behind
+/// each other and behind the next run's own fsync).
 struct FlushGate {
     /// Flush requests so far; a request's number is taken after its writes.
     requested: std::sync::atomic::AtomicU64,
-    /// The highest request number a finished flush covers; held while
-    /// flushing.
-    done: tokio::sync::Mutex<u64>,
+    /// Held by the one caller flushing.
+    flusher: tokio::sync::Mutex<()>,
+    /// The highest request number a finished flush covers.
+    done: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for FlushGate {
+    fn default() -> Self {
+        FlushGate {
+            requested: Default::default(),
+            flusher: Default::default(),
+            done: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Store {
@@ -340,18 +353,24 @@ impl Store {
     /// small IO pool deadlocks when many flushes wait on each other.
     pub async fn flush_async(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
-        let mine = self.flushes.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let gate = &self.flushes;
+        let mine = gate.requested.fetch_add(1, Ordering::SeqCst) + 1;
         // Runs started together write their records in the same scheduling
         // turn: one turn's wait lets them all ask before the first fsync
         // starts, and share it, instead of the first run flushing alone and
         // the rest queueing behind it.
         tokio::task::yield_now().await;
-        let mut done = self.flushes.done.lock().await;
-        if *done >= mine {
+        let mut covered = gate.done.subscribe();
+        let flusher = tokio::select! {
+            biased;
             // A flush that started after our writes has finished.
+            _ = covered.wait_for(|done| *done >= mine) => return Ok(()),
+            flusher = gate.flusher.lock() => flusher,
+        };
+        if *gate.done.borrow() >= mine {
             return Ok(());
         }
-        let covers = self.flushes.requested.load(Ordering::SeqCst);
+        let covers = gate.requested.load(Ordering::SeqCst);
         let db = self.db.clone();
         match tokio::task::spawn_blocking(move || db.flush()).await {
             Ok(flushed) => {
@@ -361,7 +380,8 @@ impl Store {
             // flush here instead.
             Err(_) => self.flush()?,
         }
-        *done = covers;
+        gate.done.send_modify(|done| *done = (*done).max(covers));
+        drop(flusher);
         Ok(())
     }
 
@@ -1022,7 +1042,7 @@ mod tests {
                 ids.push(t.await.unwrap());
             }
             // Every request is covered by a finished flush.
-            let done = *s.flushes.done.lock().await;
+            let done = *s.flushes.done.borrow();
             assert_eq!(done, 64);
             ids
         };
