@@ -9,6 +9,11 @@
 //!     cargo bench -p opsd --bench run_overhead            # 2000 runs each
 //!     RUNS=10000 cargo bench -p opsd --bench run_overhead
 //!     ONLY=opsd perf record -g target/release/deps/run_overhead-*   # profile
+//!     HISTORY=1000000 cargo bench -p opsd --bench run_overhead   # on a full store
+//!
+//! `HISTORY=N` first writes N finished runs (20 jobs, over the last 60
+//! days) into each store, to show whether a run costs more as the history
+//! grows.
 
 use opsd::clock::SystemClock;
 use opsd::config::Config;
@@ -45,6 +50,47 @@ fn trivial_setup(dir: &std::path::Path) -> anyhow::Result<Config> {
         "data_dir = \"data\"\nplugin_dir = \"plugins\"\n\n[[job]]\nname = \"trivial\"\nplugin = \"test-hostile\"\nschedule = \"@yearly\"\n[job.config]\naction = \"ok\"\n",
     )?;
     Ok(Config::load(&config_path)?)
+}
+
+/// Writes `n` finished runs of 20 jobs, oldest first over the last 60
+/// days, as a daemon would have left them, with one flush at the end.
+fn prefill(store: &opsd::store::Store, n: u64) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let span_ms = 60 * 86_400_000i64;
+    for i in 0..n {
+        let at = now - chrono::Duration::milliseconds(span_ms - (i as i64 * span_ms) / n as i64);
+        let random: u128 = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15) & ((1 << 80) - 1);
+        let id = ulid::Ulid::from_parts(at.timestamp_millis() as u64, random).to_string();
+        let job = if i % 20 == 0 {
+            "trivial".to_owned()
+        } else {
+            format!("job-{}", i % 20)
+        };
+        let mut rec = opsd::record::RunRecord::begin(
+            &id,
+            &job,
+            "test-hostile",
+            Trigger::Schedule,
+            at,
+            at,
+            false,
+        );
+        rec.status = RunStatus::Ok;
+        rec.finished = Some(at + chrono::Duration::milliseconds(1));
+        rec.duration_ms = Some(1);
+        rec.summary = "ok".into();
+        store.put_run(&rec)?;
+    }
+    store.flush()?;
+    Ok(())
+}
+
+/// The size of the history `HISTORY` asks for (0 by default).
+fn history_size() -> u64 {
+    std::env::var("HISTORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `runs` runs of `trivial` one after another, after a warm-up.
@@ -85,8 +131,10 @@ fn main() -> anyhow::Result<()> {
         true,
     )?);
 
+    let history = history_size();
+    prefill(ops.store(), history)?;
     println!(
-        "{runs} runs each, after warming up; {} CPUs",
+        "{runs} runs each, after warming up, on a store holding {history} earlier runs; {} CPUs",
         std::thread::available_parallelism()?
     );
     let opsd = rt.block_on(run_trivial(&ops, runs))?;
@@ -99,6 +147,7 @@ fn main() -> anyhow::Result<()> {
     let on_demand_dir = tempfile::tempdir()?;
     let on_demand = {
         let ops = Ops::open(trivial_setup(on_demand_dir.path())?, Arc::new(SystemClock))?;
+        prefill(ops.store(), history)?;
         rt.block_on(run_trivial(&ops, runs))?
     };
     // The floor under a run: its record written and synced before and
