@@ -9,13 +9,12 @@ second): the first start (empty store, the plugin compiled) and a restart
 """
 
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from opsd_bench import build, machine, start_daemon, stop, trivial_jobs, write_config  # noqa: E402
+from opsd_bench import build, first_start_and_restart, machine, trivial_jobs, write_config  # noqa: E402
 
 COUNTS = [int(n) for n in os.environ.get("JOBS", "100,1000,10000").split(",")]
 REPEAT = int(os.environ.get("REPEAT", "3"))
@@ -30,14 +29,8 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             work = Path(d)
             cfg = write_config(work, trivial_jobs((f"j{i}", f"{i % 60} * * * * *") for i in range(n)))
-            proc, first = start_daemon(cfg, work)
-            stop(proc)
-            again = []
-            for _ in range(REPEAT):
-                proc, ready = start_daemon(cfg, work)
-                again.append(ready)
-                stop(proc)
-            print(f"{n:>6} {first * 1000:>9.0f} ms {statistics.median(again) * 1000:>6.0f} ms")
+            first, restart = first_start_and_restart(cfg, work, REPEAT)
+            print(f"{n:>6} {first * 1000:>9.0f} ms {restart * 1000:>6.0f} ms")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from opsd_bench import OPSD, build, machine, start_daemon, stop, trivial_jobs, write_config  # noqa: E402
+from opsd_bench import OPSD, build, first_start_and_restart, machine, start_daemon, stop, trivial_jobs, write_config  # noqa: E402
 
 COUNTS = [int(n) for n in os.environ.get("JOBS", "100,1000,10000").split(",")]
 REPEAT = int(os.environ.get("REPEAT", "3"))
@@ -73,13 +73,7 @@ def main():
             jobs = trivial_jobs((f"j{i}", f"{i % 60} {(i // 60) % 60} {(i // 3600 + 3) % 24} * * *")
                                 for i in range(n))
             cfg = write_config(work, jobs)
-            proc, first = start_daemon(cfg, work)
-            stop(proc)
-            again = []
-            for _ in range(REPEAT):
-                proc, ready = start_daemon(cfg, work)
-                again.append(ready)
-                stop(proc)
+            first, restart = first_start_and_restart(cfg, work, REPEAT)
             proc, _ = start_daemon(cfg, work)
             time.sleep(5)
             cpu0 = cpu_seconds(proc.pid)
@@ -89,7 +83,7 @@ def main():
             via_daemon = schedule_list_ms(cfg)
             stop(proc)
             from_store = schedule_list_ms(cfg)
-            print(f"{n:>6} {first * 1000:>9.0f} ms {statistics.median(again) * 1000:>5.0f} ms "
+            print(f"{n:>6} {first * 1000:>9.0f} ms {restart * 1000:>5.0f} ms "
                   f"{rss:>5.1f} MiB {100 * cpu / IDLE:>7.2f} % {via_daemon:>11.0f} ms {from_store:>10.0f} ms")
 
 
