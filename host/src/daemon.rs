@@ -265,7 +265,6 @@ async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
     }
 }
 
-/// Opens the store, waiting a little for a CLI command that holds it.
 /// Gives the heap the start or a reload freed back to the kernel: parsing
 /// and checking the configuration leave tens of MiB free but held by the
 /// allocator with 10,000 jobs (glibc trims only the top of its heap).
@@ -277,6 +276,7 @@ fn release_freed_heap() {
     }
 }
 
+/// Opens the store, waiting a little for a CLI command that holds it.
 async fn open_waiting(config: Config) -> anyhow::Result<Arc<Ops>> {
     let mut tries = 0;
     let pooled = crate::runtime::InstancePool::wanted();
