@@ -8,6 +8,9 @@
 //!     bench/console_history.sh                  # release build
 //!     RECORDS=100000 bench/console_history.sh
 
+#[path = "common/spread.rs"]
+mod spread;
+
 use chrono::{Duration as Span, Utc};
 use opsd::record::{Metric, RunRecord, RunStatus, Trigger};
 use opsd::store::Store;
@@ -63,12 +66,9 @@ fn main() -> anyhow::Result<()> {
 
     let store = Store::open(&data)?;
     let now = Utc::now();
-    let span_ms = 60 * 86_400_000i64;
     let t = Instant::now();
     for i in 0..n {
-        let at = now - Span::milliseconds(span_ms - (i as i64 * span_ms) / n as i64);
-        let random: u128 = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15) & ((1 << 80) - 1);
-        let id = ulid::Ulid::from_parts(at.timestamp_millis() as u64, random).to_string();
+        let (at, id) = spread::run_at(now, i, n);
         let job = format!("job-{}", i % jobs);
         let trigger = if i % 50 == 0 {
             Trigger::Manual

@@ -12,6 +12,9 @@
 //! run with the same `RECORDS` measures it again without writing it: for
 //! profiling a command against it by hand.
 
+#[path = "common/spread.rs"]
+mod spread;
+
 use chrono::{Duration as Span, Utc};
 use opsd::record::{Metric, PluginLoad, RunRecord, RunStatus, Trigger};
 use opsd::store::{HistoryQuery, Store};
@@ -86,14 +89,10 @@ fn main() -> anyhow::Result<()> {
 
     let store = Store::open(&data)?;
     let now = Utc::now();
-    let span_ms = 60 * 86_400_000i64;
     let t = Instant::now();
     let already = written.exists();
     for i in (0..n).filter(|_| !already) {
-        // Evenly spread, oldest first, as a daemon would have written them.
-        let at = now - Span::milliseconds(span_ms - (i as i64 * span_ms) / n as i64);
-        let random: u128 = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15) & ((1 << 80) - 1);
-        let id = ulid::Ulid::from_parts(at.timestamp_millis() as u64, random).to_string();
+        let (at, id) = spread::run_at(now, i, n);
         let job = format!("job-{}", i % jobs);
         let mut rec = RunRecord::begin(&id, &job, "log-rotate", Trigger::Schedule, at, at, false);
         let failed = i % 20 == 0;

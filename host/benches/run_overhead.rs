@@ -15,6 +15,9 @@
 //! days) into each store, to show whether a run costs more as the history
 //! grows.
 
+#[path = "common/spread.rs"]
+mod spread;
+
 use opsd::clock::SystemClock;
 use opsd::config::Config;
 use opsd::ops::{Ops, Start};
@@ -56,11 +59,8 @@ fn trivial_setup(dir: &std::path::Path) -> anyhow::Result<Config> {
 /// days, as a daemon would have left them, with one flush at the end.
 fn prefill(store: &opsd::store::Store, n: u64) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
-    let span_ms = 60 * 86_400_000i64;
     for i in 0..n {
-        let at = now - chrono::Duration::milliseconds(span_ms - (i as i64 * span_ms) / n as i64);
-        let random: u128 = (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15) & ((1 << 80) - 1);
-        let id = ulid::Ulid::from_parts(at.timestamp_millis() as u64, random).to_string();
+        let (at, id) = spread::run_at(now, i, n);
         let job = if i % 20 == 0 {
             "trivial".to_owned()
         } else {

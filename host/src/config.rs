@@ -1768,7 +1768,7 @@ fn check_http_reach(jobs: &[Job], listen: std::net::SocketAddr, problems: &mut P
 fn check_program_owners(jobs: &[Job], problems: &mut Problems) {
     // The groups once per load, not once per job: each lookup goes
     // through NSS and reads /etc/group (0.6 s for 1,000 jobs).
-    let groups = crate::trust::Trusted::program(None).groups;
+    let groups = crate::trust::Trusted::program_groups();
     for job in jobs.iter().filter(|j| !j.grants.exec.programs.is_empty()) {
         let trusted = crate::trust::Trusted {
             uid: job.grants.children.run_as.as_ref().map(|r| r.uid),

@@ -31,6 +31,16 @@ pub struct Trusted {
 impl Trusted {
     /// For a program a job runs (as `run_as`, when it names a user).
     pub fn program(run_as: Option<u32>) -> Trusted {
+        Trusted {
+            uid: run_as,
+            groups: Trusted::program_groups(),
+        }
+    }
+
+    /// The groups a program's directories may be writable by: root and
+    /// `staff` when it exists. A lookup reads /etc/group through NSS, so a
+    /// caller checking many jobs looks them up once.
+    pub fn program_groups() -> Vec<u32> {
         let mut groups = vec![0];
         // SAFETY: getgrnam returns a pointer into static storage or null;
         // the gid is copied out at once (config load is single-threaded
@@ -40,10 +50,7 @@ impl Trusted {
             // SAFETY: non-null, points at a struct group.
             groups.push(unsafe { (*staff).gr_gid });
         }
-        Trusted {
-            uid: run_as,
-            groups,
-        }
+        groups
     }
 }
 
