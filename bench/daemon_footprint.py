@@ -11,6 +11,7 @@
     python3 bench/daemon_footprint.py
     IDLE=120 python3 bench/daemon_footprint.py
     RELEASE=5m python3 bench/daemon_footprint.py   # the daemon's default
+    OPSD_BIN=/tmp/opsd-before python3 bench/daemon_footprint.py   # another build
 """
 
 import datetime as dt

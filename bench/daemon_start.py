@@ -21,8 +21,7 @@ REPEAT = int(os.environ.get("REPEAT", "3"))
 
 
 def main():
-    if not os.environ.get("NO_BUILD"):
-        build()
+    build()
     print(f"{machine()}; median of {REPEAT} restarts")
     print(f"{'jobs':>6} {'first start':>12} {'restart':>9}")
     for n in COUNTS:

@@ -8,6 +8,10 @@
    (default 30).
 2. A burst: 10,000 jobs due in the same second; how long until all have
    started, with the default `max_concurrent_runs` (or BURST_LIMIT).
+3. After idle (`PARTS=idle`, not in the default set): six jobs, one due
+   every 10 s, with `release_idle_code_after = "2s"`, so each fire finds
+   the plugin's code and the daemon's own released and must fault them
+   back in: the lateness that costs (IDLE_DURATION, default 120 s).
 
     python3 bench/fire_accuracy.py
     JOBS=1000 BURST=10000 DURATION=120 HEAVY_DURATION=30 python3 bench/fire_accuracy.py
@@ -38,9 +42,8 @@ def lateness_ms(runs):
     return [(parse(r["started"]) - parse(r["scheduled"])).total_seconds() * 1000 for r in runs]
 
 
-def steady(work: Path, schedule_of, label, duration):
-    jobs = trivial_jobs((f"j{i}", schedule_of(i)) for i in range(JOBS))
-    cfg = write_config(work, jobs)
+def steady(work: Path, schedule_of, label, duration, jobs=JOBS, extra=""):
+    cfg = write_config(work, trivial_jobs((f"j{i}", schedule_of(i)) for i in range(jobs)), extra)
     proc, ready = start_daemon(cfg, work)
     # Steady state: slots in the first WARMUP seconds (the plugin file is
     # scanned and loaded on the first fires) are left out.
@@ -51,9 +54,11 @@ def steady(work: Path, schedule_of, label, duration):
     late = lateness_ms([r for r in runs if r["status"] != "skipped"])
     skipped = sum(1 for r in runs if r["status"] == "skipped")
     failed = sum(1 for r in runs if r["status"] not in ("ok", "skipped"))
-    print(f"steady: {JOBS} jobs {label}, {duration} s after a {WARMUP} s warm-up, {len(late)} runs "
+    print(f"steady: {jobs} jobs {label}, {duration} s after a {WARMUP} s warm-up, {len(late)} runs "
           f"({skipped} skipped, {failed} not ok); daemon healthy after {ready:.2f} s")
     print(f"  lateness: p50 {pct(late, 0.5):.2f} ms, p99 {pct(late, 0.99):.2f} ms, max {max(late):.2f} ms")
+    if os.environ.get("SHOW"):
+        print("  each: " + " ".join(f"{x:.1f}" for x in late))
 
 
 def spread(work: Path):
@@ -65,6 +70,13 @@ def heavy(work: Path):
     # Each job every 10 s: JOBS/10 due in the same second, every second.
     steady(work, lambda i: f"{i % 10}/10 * * * * *", f"each every 10 s ({JOBS // 10} due each second)",
            HEAVY_DURATION)
+
+
+def after_idle(work: Path):
+    # Six jobs, each once a minute at its own tenth second: a fire every
+    # 10 s, each after 8 s with nothing in use and everything released.
+    steady(work, lambda i: f"{i * 10} * * * * *", "one every 10 s, code released 2 s after each run",
+           int(os.environ.get("IDLE_DURATION", "120")), jobs=6, extra='release_idle_code_after = "2s"\n')
 
 
 def burst(work: Path):
@@ -95,10 +107,9 @@ def burst(work: Path):
 
 
 def main():
-    if not os.environ.get("NO_BUILD"):
-        build()
+    build()
     print(f"{machine()}, {dt.date.today()}")
-    parts = {"spread": spread, "heavy": heavy, "burst": burst}
+    parts = {"spread": spread, "heavy": heavy, "burst": burst, "idle": after_idle}
     chosen = os.environ.get("PARTS", "spread,heavy,burst").split(",")
     for part in (parts[p] for p in chosen):
         work = Path(tempfile.mkdtemp(prefix="opsd-bench-fire."))

@@ -60,8 +60,7 @@ def schedule_list_ms(cfg, times=5):
 
 
 def main():
-    if not os.environ.get("NO_BUILD"):
-        build()
+    build()
     print(f"{machine()}; restarts: median of {REPEAT}; idle window {IDLE} s")
     print(f"{'jobs':>6} {'first start':>12} {'restart':>8} {'idle RSS':>9} {'idle CPU':>9} "
           f"{'list (daemon)':>14} {'list (store)':>13}")

@@ -15,13 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # The cargo profile to build and measure: `release`, or `dist` (what a
 # package ships: LTO, one codegen unit, stripped).
 PROFILE = os.environ.get("PROFILE", "release")
-OPSD = ROOT / "target" / PROFILE / "opsd"
+# OPSD_BIN measures another build of opsd (a copy made before a change,
+# for a side-by-side run); it implies NO_BUILD.
+OPSD = Path(os.environ.get("OPSD_BIN") or ROOT / "target" / PROFILE / "opsd")
 # The test guest that answers ok at once: a trivial plugin. The test
 # guests' artifacts crate compiles it beside the built-ins.
 TRIVIAL = ROOT / "target" / "opsd-wasm" / "wasm32-wasip2" / "plugin" / "opsd_test_hostile.wasm"
 
 
 def build():
+    if os.environ.get("NO_BUILD") or os.environ.get("OPSD_BIN"):
+        return
     print(f"building opsd ({PROFILE})...", file=sys.stderr)
     subprocess.run(["cargo", "build", "--profile", PROFILE, "-q"], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--profile", PROFILE, "-q", "-p", "opsd-test-guests"], cwd=ROOT, check=True)

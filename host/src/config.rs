@@ -50,7 +50,8 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     /// A plugin's compiled code unused this long is handed back to the
     /// kernel (it is paged in again from the compile cache file when next
-    /// run), so a daemon whose jobs run daily does not hold it all day.
+    /// run), so a daemon whose jobs run daily does not hold it all day;
+    /// once every plugin's is, so are the pages of opsd's own binary.
     pub release_idle_code_after: Duration,
     /// How often the machine is sampled for `when` conditions, `opsd
     /// status` and `/metrics`.

@@ -63,7 +63,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let checked = crate::check::sift(ops.config().as_ref().clone(), ops.registry()).await;
     put_in_force(&ops, checked, &[]);
     // Serving from here: what the control socket answers is the checked
-    // configuration.
+    // configuration. The loop starts below on this task, with nothing to
+    // wait for before it; a health probe served in between (the socket
+    // accepts from here) must not find it "not started".
+    ops.heartbeat(ops.clock().now());
     let listener = api::bind(&socket).await?;
     tracing::info!(
         config = %path.display(), data_dir = %data_dir.display(), socket = %socket.display(),
@@ -96,7 +99,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tokio::spawn(sync_fleet(ops.clone(), stopped(stop_rx.clone())));
     sd_notify("READY=1");
-    release_freed_heap();
 
     let result = scheduler::run(ops.clone(), stopped(stop_rx), grace).await;
     for task in [Some(api_task), http_task].into_iter().flatten() {
@@ -265,17 +267,6 @@ async fn sample_machine(ops: Arc<Ops>, stop: impl Future<Output = ()>) {
     }
 }
 
-/// Gives the heap the start or a reload freed back to the kernel: parsing
-/// and checking the configuration leave tens of MiB free but held by the
-/// allocator with 10,000 jobs (glibc trims only the top of its heap).
-fn release_freed_heap() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Opens the store, waiting a little for a CLI command that holds it.
 async fn open_waiting(config: Config) -> anyhow::Result<Arc<Ops>> {
     let mut tries = 0;
@@ -332,7 +323,7 @@ pub async fn reload(ops: &Ops) {
             let new = crate::check::sift(new, ops.registry()).await;
             let (jobs, broken) = (new.jobs.len(), new.broken.len());
             put_in_force(ops, new, &ops.config().broken);
-            release_freed_heap();
+            tokio::task::spawn_blocking(crate::idle_memory::release_all);
             if broken > 0 {
                 tracing::warn!(config = %path.display(), jobs, broken, "configuration reloaded; {broken} broken job{} set aside (opsd schedule list says why)", if broken == 1 { "" } else { "s" });
             } else {

@@ -18,7 +18,7 @@
 //!   3    config crontab
 //!   2    grants system
 //!   1    http_token monitor notify store
-//!   0    bindings builtins clock diag escape locks outbound policy record schedule secrets trust
+//!   0    bindings builtins clock diag escape idle_memory locks outbound policy record schedule secrets trust
 //! ```
 //!
 //! What each owns, bottom up:
@@ -33,7 +33,8 @@
 //!   [`policy`] (catch-up, overlap, retries, jitter, retention), [`locks`]
 //!   (locks that outlive a panic),
 //!   [`trust`] (who may write what opsd runs), [`builtins`] (the plugins
-//!   compiled in), [`bindings`] (the host side of `wit/plugin.wit`).
+//!   compiled in), [`bindings`] (the host side of `wit/plugin.wit`),
+//!   [`idle_memory`] (what a waiting daemon gives back to the kernel).
 //! - Layer 1: [`monitor`] (the machine's figures and `when` conditions),
 //!   [`notify`] (webhooks), [`store`] (sled trees of runs, logs, state),
 //!   [`http_token`] (the web console's token, never shown, compared in
@@ -106,6 +107,7 @@ pub mod escape;
 pub mod fleet;
 pub mod grants;
 pub mod http_token;
+pub mod idle_memory;
 pub mod jobs;
 pub mod locks;
 pub mod metrics;

@@ -747,6 +747,12 @@ impl Ops {
         self.running.locked().clone()
     }
 
+    /// Whether any run is in progress: the scheduler hands idle memory
+    /// back only when none is.
+    pub fn any_running(&self) -> bool {
+        self.running.locked().values().any(|runs| !runs.is_empty())
+    }
+
     /// The runs in progress of one job; a run start looks here, and copying
     /// every job's list would make each start cost O(jobs).
     pub fn running_of(&self, job: &str) -> Vec<Running> {

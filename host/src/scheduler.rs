@@ -32,6 +32,9 @@ pub use crate::policy::MISSED_AFTER;
 
 /// Retention runs this often (and at start).
 const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// How far off the next fire must be for idle code to be released: the
+/// fire would fault it straight back in (bench/fire_accuracy.py, idle).
+const QUIET_BEFORE_RELEASE: chrono::Duration = chrono::Duration::seconds(1);
 
 /// The most slots counted when looking back over a long outage; beyond
 /// this the count is a lower bound.
@@ -242,6 +245,10 @@ impl Loop {
         if self.first_pass {
             tracing::info!(jobs = config.jobs.len(), "scheduler started");
             self.first_pass = false;
+            // What starting touched (the configuration, the checks, the
+            // store's recovery, this first look at every job) is not what
+            // a waiting daemon runs.
+            tokio::task::spawn_blocking(crate::idle_memory::release_all);
         }
         if self.refresh {
             // Forget jobs a reload removed (only then can there be any).
@@ -250,7 +257,7 @@ impl Loop {
             self.pending.retain(|name, _| names.contains(name.as_str()));
         }
         self.refresh = false;
-        self.housekeeping(&config, now);
+        self.housekeeping(&config, now, wake);
         Ok(wake)
     }
 
@@ -430,18 +437,19 @@ impl Loop {
     /// What the loop does each time round besides firing: says it is
     /// alive, hands back idle plugins' code, applies retention hourly,
     /// reaps finished run tasks.
-    fn housekeeping(&mut self, config: &crate::config::Config, now: DateTime<Utc>) {
+    fn housekeeping(
+        &mut self,
+        config: &crate::config::Config,
+        now: DateTime<Utc>,
+        wake: DateTime<Utc>,
+    ) {
         self.ops.heartbeat(now);
-        let released = self
-            .ops
-            .registry()
-            .runtime()
-            .release_idle_code(config.release_idle_code_after);
-        if released > 0 {
-            tracing::debug!(
-                plugins = released,
-                "released the compiled code of idle plugins"
-            );
+        while self.tasks.try_join_next().is_some() {}
+        // No run of the loop's still going or about to start (a task just
+        // spawned has not registered its run yet), none an operator
+        // started, and no fire close.
+        if self.tasks.is_empty() && !self.ops.any_running() && wake - now >= QUIET_BEFORE_RELEASE {
+            self.release_idle_code(config);
         }
         if now - self.last_retention >= RETENTION_EVERY {
             self.last_retention = now;
@@ -449,7 +457,24 @@ impl Loop {
                 tracing::error!(error = %e, "retention failed");
             }
         }
-        while self.tasks.try_join_next().is_some() {}
+    }
+
+    /// Hands back the code of plugins idle for `release_idle_code_after`
+    /// and, once the last one goes, what opsd itself touched while busy.
+    /// Only called with no run in progress and no fire close: paging code
+    /// out under a run that is starting makes it fault it straight back.
+    fn release_idle_code(&self, config: &crate::config::Config) {
+        let runtime = self.ops.registry().runtime();
+        let released = runtime.release_idle_code(config.release_idle_code_after);
+        if released > 0 {
+            tracing::debug!(
+                plugins = released,
+                "released the compiled code of idle plugins"
+            );
+            if runtime.all_code_released() {
+                tokio::task::spawn_blocking(crate::idle_memory::release_all);
+            }
+        }
     }
 
     /// Every run counts, scheduled or started by an operator: all get the

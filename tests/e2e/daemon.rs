@@ -40,9 +40,9 @@ fn health_and_metrics_over_http_change_after_a_run() {
     let addr = env.http_addr();
     assert!(addr.starts_with("127.0.0.1:"), "loopback: {addr}");
 
-    // Healthy once the scheduler has gone round once (on a loaded
-    // machine that may be a moment after the socket answers; until then
-    // /health says "the scheduler loop has not started").
+    // Healthy as soon as the socket answers: the daemon marks the loop
+    // alive before it opens the socket (the wait stays for a loaded
+    // machine's HTTP listener).
     let (status, body) = wait_for(Duration::from_secs(20), || {
         let (status, body) = http_get(&addr, "/health");
         (status == 200).then_some((status, body))

@@ -302,40 +302,6 @@ impl Cancel {
     }
 }
 
-/// Asks the kernel to reclaim the whole pages in `start..end`. Reclaim
-/// keeps contents (clean file pages are dropped and read again on use;
-/// nothing is discarded), so it is safe on mapped code.
-fn page_out(start: usize, end: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        let page = 4096;
-        let (start, end) = (start.div_ceil(page) * page, end / page * page);
-        if end > start {
-            // SAFETY: MADV_PAGEOUT is advice on memory this process maps
-            // (the component's code image, kept alive by the caller); it
-            // changes no contents.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (start, end);
-}
-
-/// Hands the heap Cranelift freed after a compile back to the system.
-/// glibc keeps freed memory in its arenas (one per compiling thread), so
-/// without this a daemon that compiled the six built-ins sits at ~85 MiB
-/// instead of ~30 (bench/daemon_footprint.py).
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory in glibc's own
-    // arenas; it touches no memory the program holds.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// A compile, as it starts and ends: a Python or JavaScript component
 /// takes seconds to compile, which a command must not pass in silence.
 #[derive(Debug, Clone, Copy)]
@@ -563,7 +529,7 @@ impl Runtime {
                     }
                 })?;
         if source.as_str() == "compiled" {
-            trim_heap();
+            crate::idle_memory::release_freed_heap();
         }
         let ty = component.component_type();
         let imports: Vec<String> = ty
@@ -627,11 +593,18 @@ impl Runtime {
                 continue;
             }
             let code = p.pre.instance_pre().component().image_range();
-            page_out(code.start as usize, code.end as usize);
+            crate::idle_memory::page_out(code.start as usize, code.end as usize);
             *used = (used.0, true);
             released += 1;
         }
         released
+    }
+
+    /// Whether every loaded plugin's code has been released: no run has
+    /// used any of them for `release_idle_code_after`, so the daemon is
+    /// only waiting.
+    pub fn all_code_released(&self) -> bool {
+        self.loaded().iter().all(|p| p.last_used.locked().1)
     }
 
     /// Runs that may be in progress at once: `max_concurrent_runs` is
