@@ -75,40 +75,75 @@ pub fn release_own_code() -> usize {
     0
 }
 
-/// The mappings of `file` in an smaps listing that are not writable and
-/// hold no anonymous page, as (start, end).
-fn clean_file_mappings(smaps: &str, file: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    // The mapping being read: its range, whether it qualifies so far.
-    let mut current: Option<(usize, usize, bool)> = None;
-    let mut finish = |current: Option<(usize, usize, bool)>| {
-        if let Some((start, end, true)) = current {
-            out.push((start, end));
-        }
-    };
+/// Resident KiB of this process's mappings whose path `matches`: what
+/// the footprint tests measure before and after a release.
+pub fn resident_kib(matches: impl Fn(&str) -> bool) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    mappings(&smaps)
+        .iter()
+        .filter(|m| matches(&m.path))
+        .map(|m| m.rss_kib)
+        .sum()
+}
+
+/// One mapping of an smaps listing, with what the release looks at.
+struct Mapping {
+    start: usize,
+    end: usize,
+    writable: bool,
+    /// As the kernel shows it: a newline in a file name is escaped
+    /// (`\012`), so no name can pass for a mapping line of its own.
+    path: String,
+    rss_kib: u64,
+    /// None when the listing does not say: such a mapping is not released.
+    anonymous_kib: Option<u64>,
+}
+
+/// The mappings of an smaps listing.
+fn mappings(smaps: &str) -> Vec<Mapping> {
+    let mut out: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let Some(first) = fields.next() else { continue };
+        let kib = |mut fields: std::str::SplitWhitespace| {
+            fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
         if let Some((start, end)) = first.split_once('-')
             && let (Ok(start), Ok(end)) = (
                 usize::from_str_radix(start, 16),
                 usize::from_str_radix(end, 16),
             )
         {
-            finish(current.take());
-            let perms = fields.next().unwrap_or("");
+            let writable = fields.next().unwrap_or("").contains('w');
             // offset, device, inode, then the path (which may hold spaces).
             let path = fields.skip(3).collect::<Vec<_>>().join(" ");
-            let ours = path == file;
-            current = Some((start, end, ours && !perms.contains('w')));
-        } else if first == "Anonymous:"
-            && let Some((_, _, ok)) = current.as_mut()
-        {
-            *ok &= fields.next() == Some("0");
+            out.push(Mapping {
+                start,
+                end,
+                writable,
+                path,
+                rss_kib: 0,
+                anonymous_kib: None,
+            });
+        } else if let Some(m) = out.last_mut() {
+            match first {
+                "Rss:" => m.rss_kib = kib(fields),
+                "Anonymous:" => m.anonymous_kib = Some(kib(fields)),
+                _ => {}
+            }
         }
     }
-    finish(current);
     out
+}
+
+/// The mappings of `file` in an smaps listing that are not writable and
+/// hold no anonymous page, as (start, end).
+fn clean_file_mappings(smaps: &str, file: &str) -> Vec<(usize, usize)> {
+    mappings(smaps)
+        .into_iter()
+        .filter(|m| m.path == file && !m.writable && m.anonymous_kib == Some(0))
+        .map(|m| (m.start, m.end))
+        .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -185,21 +220,7 @@ Anonymous:           132 kB
     fn own_resident_kib() -> u64 {
         let exe = std::fs::read_link("/proc/self/exe").expect("/proc/self/exe");
         let exe = exe.to_string_lossy();
-        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
-        let (mut ours, mut kib) = (false, 0);
-        for line in smaps.lines() {
-            let mut fields = line.split_whitespace();
-            let first = fields.next().unwrap_or("");
-            if first.contains('-') && line.split_whitespace().count() >= 5 {
-                ours = line.ends_with(&*exe);
-            } else if first == "Rss:" && ours {
-                kib += fields
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        kib
+        resident_kib(|path| *path == *exe)
     }
 
     #[cfg(target_os = "linux")]
@@ -215,5 +236,54 @@ Anonymous:           132 kB
         );
         // The code faults back in: the rest of this test runs it.
         assert_eq!(clean_file_mappings(SMAPS, "/usr/bin/opsd").len(), 2);
+    }
+
+    /// A file whose name holds a newline and a forged mapping line naming
+    /// the binary, over memory this process writes: mapped here, the
+    /// forged range must not come out as the binary's code (dropping it
+    /// would lose what was written there).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_name_cannot_forge_a_mapping_of_the_binary() {
+        use std::os::fd::AsRawFd;
+        let exe = std::fs::read_link("/proc/self/exe").expect("/proc/self/exe");
+        let exe = exe.to_string_lossy().into_owned();
+        let written = vec![7u8; 1 << 16];
+        let (start, end) = (
+            written.as_ptr() as usize,
+            written.as_ptr() as usize + written.len(),
+        );
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let forged = dir.path().join(format!(
+            "x\n{start:x}-{end:x} r-xp 00000000 fd:01 1 {exe}\nAnonymous: 0 kB"
+        ));
+        // The binary's path holds slashes: the forged name is a few
+        // directories deep, as a plugin author's could be.
+        std::fs::create_dir_all(forged.parent().expect("a parent")).expect("its directories");
+        std::fs::write(&forged, [0u8; 4096]).expect("the forged file");
+        let file = std::fs::File::open(&forged).expect("open it");
+        // SAFETY: a fresh read-only private mapping of a file this test
+        // owns, unmapped below; nothing else refers to it.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let released = clean_file_mappings(&smaps, &exe);
+        // SAFETY: the mapping made above, of that size.
+        unsafe { libc::munmap(map, 4096) };
+        assert!(
+            !released.iter().any(|&(s, e)| s < end && start < e),
+            "the forged range {start:x}-{end:x} is among {released:x?}"
+        );
+        assert!(!released.is_empty(), "the real binary's code still is");
+        assert_eq!(written[0], 7);
     }
 }

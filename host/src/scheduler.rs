@@ -448,7 +448,7 @@ impl Loop {
         // No run of the loop's still going or about to start (a task just
         // spawned has not registered its run yet), none an operator
         // started, and no fire close.
-        if self.tasks.is_empty() && !self.ops.any_running() && wake - now >= QUIET_BEFORE_RELEASE {
+        if wake - now >= QUIET_BEFORE_RELEASE && self.tasks.is_empty() && !self.ops.any_running() {
             self.release_idle_code(config);
         }
         if now - self.last_retention >= RETENTION_EVERY {

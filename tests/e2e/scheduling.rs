@@ -555,22 +555,7 @@ async fn dst_nights_fire_fixed_times_once() {
 
 /// Resident KiB of this process's mappings of compiled plugin code.
 fn resident_compiled_code_kib() -> u64 {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("reading smaps");
-    let mut in_cwasm = false;
-    let mut kib = 0;
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let first = fields.next().unwrap_or("");
-        if first.contains('-') && line.split_whitespace().count() >= 5 {
-            in_cwasm = line.ends_with(".cwasm");
-        } else if first == "Rss:" && in_cwasm {
-            kib += fields
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    kib
+    opsd::idle_memory::resident_kib(|path| path.ends_with(".cwasm"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
