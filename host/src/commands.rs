@@ -26,24 +26,39 @@ use std::sync::Arc;
 /// Where a command's answers come from.
 enum Backend {
     Daemon(Client),
-    Local(Arc<Ops>),
+    Local(LocalOps),
 }
 
-/// A command's store lives until the process exits, so it is made
-/// durable here and its memory left for the exit to reclaim: sled frees
-/// its page table entry by entry, a fifth of `opsd schedule list` on a
-/// store of a million runs (BENCHMARKS.md, CLI against a stored history).
-/// Each command opens one backend, so nothing in this process opens the
-/// store again.
-impl Drop for Backend {
+/// The store and plugins a command works on in this process, when no
+/// daemon answers. Closing sled costs: it frees its page table entry by
+/// entry, a fifth of `opsd schedule list` on a store of a million runs
+/// (BENCHMARKS.md, CLI against a stored history). So on drop the store is
+/// made durable here, as sled's own drop would, and torn down on a thread
+/// of its own: the command's output does not wait for it, and a process
+/// that exits first leaves the memory and the store's lock to the exit.
+struct LocalOps(Option<Arc<Ops>>);
+
+impl std::ops::Deref for LocalOps {
+    type Target = Arc<Ops>;
+
+    fn deref(&self) -> &Arc<Ops> {
+        // Empty only once `drop` has taken it.
+        self.0
+            .as_ref()
+            .expect("a command's Ops is taken only on drop")
+    }
+}
+
+impl Drop for LocalOps {
     fn drop(&mut self) {
-        if let Backend::Local(ops) = self {
-            // What sled's own drop would do: every write durable.
-            if let Err(e) = ops.store().flush() {
-                tracing::error!(error = %e, "could not flush the store on exit; the last changes may be lost");
-            }
-            std::mem::forget(ops.clone());
+        let Some(ops) = self.0.take() else { return };
+        if let Err(e) = ops.store().sync_all() {
+            tracing::error!(error = %e, "could not make the store durable on exit; the last changes may be lost");
         }
+        // A thread that cannot start leaves the teardown here.
+        let _ = std::thread::Builder::new()
+            .name("opsd-close-store".into())
+            .spawn(move || drop(ops));
     }
 }
 
@@ -77,14 +92,14 @@ impl Backend {
     /// Works on the store here, saying on stderr when a plugin compiles.
     fn local(ops: Ops) -> Backend {
         say_compiles(ops.registry().runtime());
-        Backend::Local(Arc::new(ops))
+        Backend::Local(LocalOps(Some(Arc::new(ops))))
     }
 
     async fn status(&self) -> anyhow::Result<crate::monitor::MachineStatus> {
         match self {
             Backend::Daemon(c) => c.status().await,
             Backend::Local(ops) => {
-                let ops = ops.clone();
+                let ops = Arc::clone(ops);
                 Ok(tokio::task::spawn_blocking(move || ops.status()).await?)
             }
         }

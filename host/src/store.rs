@@ -347,6 +347,17 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::flush`], then an fsync of sled's file (its flush writes
+    /// the log with `sync_file_range`, which leaves the file's size and
+    /// the drive's cache to sled's next `sync_all`: what its drop does,
+    /// for a process about to exit without waiting for that drop).
+    pub fn sync_all(&self) -> Result<()> {
+        self.flush()?;
+        std::fs::File::open(self.path.join("db"))
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::Sled(e.into()))
+    }
+
     /// Like [`Store::flush`], on tokio's blocking threads, so an async
     /// worker is not held while the disk catches up (runs and the scheduler
     /// share two workers on a small machine). Not sled's `flush_async`: its

@@ -297,6 +297,71 @@ fn a_missing_plugin_fails_its_run_saying_where_opsd_looked() {
     assert_eq!(env.json(&["history", "--json"])[0]["status"], "failed");
 }
 
+/// A command stuck writing its output (to a pager nobody scrolls) no
+/// longer has the store open: the next command, and a daemon, can open
+/// it. The output pipe is one page, so `history --json` of a few runs
+/// fills it and blocks.
+#[test]
+fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let env = Env::new(&by_hand_jobs());
+    for _ in 0..6 {
+        assert_eq!(env.run_job("rotate")["status"], "ok");
+    }
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, each owned once below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors from pipe2, owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor this test owns.
+    let page = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(
+        page >= 4096,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut child = env
+        .cmd(&["history", "--json"])
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn opsd history");
+    // Wait until the pipe is full: the command is blocked writing.
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, on a descriptor this test owns.
+        unsafe { libc::ioctl(read.as_raw_fd(), libc::FIONREAD, &mut n) };
+        n
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || (queued() >= page).then_some(())).is_some(),
+        "opsd history never filled a {page}-byte pipe ({} bytes queued)",
+        queued()
+    );
+
+    // The store is closed on a thread of its own, which may take a few
+    // milliseconds more; it used to stay open until the command exited.
+    let listed = wait_for(Duration::from_secs(10), || {
+        env.run(&["schedule", "list", "--json"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert!(
+        listed.is_some(),
+        "the blocked command still holds the store: {}",
+        text(&env.run(&["schedule", "list", "--json"]))
+    );
+
+    // The first command, read at last, still answers in full.
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(read), &mut stdout).expect("read history");
+    let status = child.wait().expect("wait opsd history");
+    assert!(status.success());
+    let runs: serde_json::Value = serde_json::from_slice(&stdout).expect("history is JSON");
+    assert_eq!(runs.as_array().map(Vec::len), Some(6));
+}
+
 #[test]
 fn enable_and_disable_persist_across_restarts() {
     let env = Env::new(&by_hand_jobs());
