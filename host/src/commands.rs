@@ -36,6 +36,8 @@ enum Backend {
 /// made durable here, as sled's own drop would, and torn down on a thread
 /// of its own: the command's output does not wait for it, and a process
 /// that exits first leaves the memory and the store's lock to the exit.
+/// Commands close it before they print (output may wait on a pager), and
+/// each opens it once: a second open could find it still closing.
 struct LocalOps(Option<Arc<Ops>>);
 
 impl std::ops::Deref for LocalOps {
@@ -574,6 +576,8 @@ async fn run(
     } else {
         backend.run_job(job, dry_run, set, None).await?
     };
+    // Closed before the output, which may wait on a pager.
+    drop(backend);
     if json {
         print_json(&rec)?;
     } else {
@@ -765,15 +769,20 @@ async fn report(
 async fn logs(config: Option<PathBuf>, run_id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let backend = Backend::open(config).await?;
     let lines = backend.run_log(run_id).await?;
+    // What the plugin reported beside its summary, after the log.
+    let details = if json {
+        None
+    } else {
+        backend.run_record(run_id).await.ok().map(|rec| rec.details)
+    };
+    // Closed before the output, which may wait on a pager.
+    drop(backend);
     if json {
         print_json(&lines)?;
     } else {
         print(&cli::log_text(&lines))?;
-        // What the plugin reported beside its summary, after the log.
-        if let Ok(rec) = backend.run_record(run_id).await
-            && !rec.details.trim().is_empty()
-        {
-            print(&cli::details_text(&rec.details))?;
+        if let Some(details) = details.filter(|d| !d.trim().is_empty()) {
+            print(&cli::details_text(&details))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -353,6 +353,9 @@ impl Store {
     /// for a process about to exit without waiting for that drop).
     pub fn sync_all(&self) -> Result<()> {
         self.flush()?;
+        // A second descriptor: closing it leaves sled's lock alone (an
+        // flock belongs to sled's own open file).
+
         std::fs::File::open(self.path.join("db"))
             .and_then(|f| f.sync_all())
             .map_err(|e| StoreError::Sled(e.into()))

@@ -308,6 +308,7 @@ fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
     for _ in 0..6 {
         assert_eq!(env.run_job("rotate")["status"], "ok");
     }
+    let whole = env.run(&["history", "--json"]).stdout.len();
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two descriptors, each owned once below.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
@@ -319,6 +320,10 @@ fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
         page >= 4096,
         "F_SETPIPE_SZ: {}",
         std::io::Error::last_os_error()
+    );
+    assert!(
+        whole > page as usize,
+        "history is {whole} bytes: too short to fill a {page}-byte pipe"
     );
     let mut child = env
         .cmd(&["history", "--json"])
@@ -333,8 +338,18 @@ fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
         unsafe { libc::ioctl(read.as_raw_fd(), libc::FIONREAD, &mut n) };
         n
     };
+    let filled = wait_for(Duration::from_secs(30), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("opsd history ended ({status}) before filling the pipe: {err}");
+        }
+        (queued() >= page).then_some(())
+    });
     assert!(
-        wait_for(Duration::from_secs(30), || (queued() >= page).then_some(())).is_some(),
+        filled.is_some(),
         "opsd history never filled a {page}-byte pipe ({} bytes queued)",
         queued()
     );
