@@ -55,7 +55,11 @@ impl Drop for LocalOps {
     fn drop(&mut self) {
         let Some(ops) = self.0.take() else { return };
         if let Err(e) = ops.store().sync_all() {
-            tracing::error!(error = %e, "could not make the store durable on exit; the last changes may be lost");
+            tracing::error!(
+                store = %ops.store().path().display(),
+                error = %e,
+                "could not make the store durable on exit: this command's changes may be lost; check the disk under it (space, I/O errors) and run the command again"
+            );
         }
         // A thread that cannot start leaves the teardown here.
         let _ = std::thread::Builder::new()

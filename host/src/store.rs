@@ -355,7 +355,6 @@ impl Store {
         self.flush()?;
         // A second descriptor: closing it leaves sled's lock alone (an
         // flock belongs to sled's own open file).
-
         std::fs::File::open(self.path.join("db"))
             .and_then(|f| f.sync_all())
             .map_err(|e| StoreError::Sled(e.into()))

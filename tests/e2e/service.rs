@@ -303,17 +303,14 @@ fn a_missing_plugin_fails_its_run_saying_where_opsd_looked() {
 /// fills it and blocks.
 #[test]
 fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
     let env = Env::new(&by_hand_jobs());
     for _ in 0..6 {
         assert_eq!(env.run_job("rotate")["status"], "ok");
     }
     let whole = env.run(&["history", "--json"]).stdout.len();
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two descriptors, each owned once below.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fresh descriptors from pipe2, owned by nothing else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (mut read, write) = std::io::pipe().expect("pipe");
     // SAFETY: fcntl on a descriptor this test owns.
     let page = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     assert!(
@@ -342,7 +339,7 @@ fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                let _ = e.read_to_string(&mut err);
             }
             panic!("opsd history ended ({status}) before filling the pipe: {err}");
         }
@@ -370,7 +367,7 @@ fn a_command_blocked_on_its_output_leaves_the_store_to_others() {
 
     // The first command, read at last, still answers in full.
     let mut stdout = Vec::new();
-    std::io::Read::read_to_end(&mut std::fs::File::from(read), &mut stdout).expect("read history");
+    read.read_to_end(&mut stdout).expect("read history");
     let status = child.wait().expect("wait opsd history");
     assert!(status.success());
     let runs: serde_json::Value = serde_json::from_slice(&stdout).expect("history is JSON");
