@@ -1232,14 +1232,13 @@ impl Ops {
         use opsd_report_core::input::{DiskIn, Input, JobIn, SampleIn};
         let now = self.clock.now();
         let since = now - span * 2;
-        let runs = self.jobs.store().history(&HistoryQuery {
-            job: None,
-            status: None,
-            since: Some(since),
-            limit: Some(10_000),
-            real_only: false,
-        })?;
-        let runs = runs.into_iter().map(run_in).collect();
+        let runs = self
+            .jobs
+            .store()
+            .runs_since(since, 10_000, |r: &ReportRun| r.started)?
+            .into_iter()
+            .map(ReportRun::into_input)
+            .collect();
         let mut jobs = Vec::new();
         for e in self.schedule()? {
             let state = self.jobs.store().job_state(&e.job)?.unwrap_or_default();
@@ -1336,29 +1335,88 @@ impl Ops {
 /// A run as a report reads it: metrics and details only for the plugins
 /// whose sections need them.
 pub fn run_in(r: RunRecord) -> opsd_report_core::input::RunIn {
-    let detailed = opsd_report_core::input::wants_detail(&r.plugin);
-    opsd_report_core::input::RunIn {
-        scheduled: r.scheduled.timestamp(),
-        started: r.started.timestamp(),
-        finished: r.finished.map(|t| t.timestamp()),
-        status: r.status.as_str().to_owned(),
-        duration_ms: r.duration_ms,
-        metrics: if detailed {
-            r.metrics
-                .iter()
-                .map(|m| (m.name.clone(), m.value))
-                .collect()
-        } else {
-            Vec::new()
-        },
-        details: if detailed { r.details } else { String::new() },
-        dry_run: r.dry_run,
+    ReportRun {
         id: r.id,
         job: r.job,
         plugin: r.plugin,
+        status: r.status,
+        scheduled: r.scheduled,
+        started: r.started,
+        finished: r.finished,
+        duration_ms: r.duration_ms,
+        dry_run: r.dry_run,
         summary: r.summary,
+        details: r.details,
         error: r.error,
-        host: None,
+        metrics: r
+            .metrics
+            .into_iter()
+            .map(|m| MetricValue {
+                name: m.name,
+                value: m.value,
+            })
+            .collect(),
+    }
+    .into_input()
+}
+
+/// The fields of a stored [`RunRecord`] a report reads, decoded straight
+/// from the store: the rest of each record (artifacts, hashes, the load)
+/// is skipped, not built, for the 10,000 runs a report reads.
+#[derive(Deserialize)]
+struct ReportRun {
+    id: String,
+    job: String,
+    plugin: String,
+    status: RunStatus,
+    scheduled: DateTime<Utc>,
+    started: DateTime<Utc>,
+    finished: Option<DateTime<Utc>>,
+    duration_ms: Option<u64>,
+    dry_run: bool,
+    summary: String,
+    details: String,
+    error: Option<String>,
+    metrics: Vec<MetricValue>,
+}
+
+/// A metric without its unit, which no report shows.
+#[derive(Deserialize)]
+struct MetricValue {
+    name: String,
+    value: f64,
+}
+
+impl ReportRun {
+    fn into_input(self) -> opsd_report_core::input::RunIn {
+        let detailed = opsd_report_core::input::wants_detail(&self.plugin);
+        opsd_report_core::input::RunIn {
+            scheduled: self.scheduled.timestamp(),
+            started: self.started.timestamp(),
+            finished: self.finished.map(|t| t.timestamp()),
+            status: self.status.as_str().to_owned(),
+            duration_ms: self.duration_ms,
+            metrics: if detailed {
+                self.metrics
+                    .into_iter()
+                    .map(|m| (m.name, m.value))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            details: if detailed {
+                self.details
+            } else {
+                String::new()
+            },
+            dry_run: self.dry_run,
+            id: self.id,
+            job: self.job,
+            plugin: self.plugin,
+            summary: self.summary,
+            error: self.error,
+            host: None,
+        }
     }
 }
 

@@ -408,43 +408,89 @@ impl Store {
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<RunRecord>> {
         let limit = q.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        let mut consider = |key: &[u8]| -> Result<bool> {
-            if let Some(since) = q.since
-                && key_time(key) < since - chrono::Duration::seconds(1)
-            {
-                return Ok(false);
-            }
-            if let Some(v) = self.runs.get(key)? {
-                let rec: RunRecord = decode(key, &v)?;
-                let keep = q.status.is_none_or(|s| s == rec.status)
-                    && q.since.is_none_or(|s| rec.started >= s)
-                    && !(q.real_only && rec.dry_run);
-                if keep {
-                    out.push(rec);
-                }
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.newest_first(q.job.as_deref(), q.since, |key, value| {
+            let rec: RunRecord = decode(key, value)?;
+            let keep = q.status.is_none_or(|s| s == rec.status)
+                && q.since.is_none_or(|s| rec.started >= s)
+                && !(q.real_only && rec.dry_run);
+            if keep {
+                out.push(rec);
             }
             Ok(out.len() < limit)
-        };
-        match &q.job {
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `limit` runs of every job started since `since`, newest
+    /// first, each decoded as `T`: a caller that reads a few fields of
+    /// many runs (a report reads 10,000) names only those in `T`, and the
+    /// rest of each record is skipped, not built. `started` is the run's
+    /// `started`, read from `T`.
+    pub fn runs_since<T: serde::de::DeserializeOwned>(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+        started: impl Fn(&T) -> DateTime<Utc>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.newest_first(None, Some(since), |key, value| {
+            let run: T = decode(key, value)?;
+            if started(&run) >= since {
+                out.push(run);
+            }
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `visit` each stored run (its key and record) of `job`, or of
+    /// every job, newest first, until it says stop or the runs are older
+    /// than `since`. A run is keyed by the ULID opsd took it up with,
+    /// before it started, so the scan stops a second early and the caller
+    /// checks `started` itself.
+    fn newest_first(
+        &self,
+        job: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let too_old =
+            |key: &[u8]| since.is_some_and(|s| key_time(key) < s - chrono::Duration::seconds(1));
+        match job {
             Some(job) => {
                 let prefix = job_prefix(job);
                 for item in self.job_runs.scan_prefix(&prefix).rev() {
                     let (k, _) = item?;
-                    if !consider(&k[prefix.len()..])? {
+                    let key = &k[prefix.len()..];
+                    if too_old(key) {
+                        break;
+                    }
+                    // An index entry whose run retention has just removed
+                    // is passed over.
+                    if let Some(v) = self.runs.get(key)?
+                        && !visit(key, &v)?
+                    {
                         break;
                     }
                 }
             }
             None => {
+                // The value comes with the key: no second lookup.
                 for item in self.runs.iter().rev() {
-                    let (k, _) = item?;
-                    if !consider(&k)? {
+                    let (k, v) = item?;
+                    if too_old(&k) || !visit(&k, &v)? {
                         break;
                     }
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Stores a run's captured log.
@@ -886,6 +932,91 @@ mod tests {
             .unwrap();
         assert_eq!(failed.len(), 1);
         assert!(s.run("not-a-ulid").unwrap().is_none());
+    }
+
+    /// A run recorded `running` and then finished, and one recorded
+    /// finished at once (a skipped slot), are each under their job once.
+    #[test]
+    fn a_run_is_indexed_under_its_job_however_it_was_first_written() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mut ran = rec("a", RunStatus::Running);
+        s.put_run(&ran).unwrap();
+        ran.status = RunStatus::Ok;
+        s.put_run(&ran).unwrap();
+        let skipped = rec("a", RunStatus::Skipped);
+        s.put_run(&skipped).unwrap();
+        let of_a = s
+            .history(&HistoryQuery {
+                job: Some("a".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            of_a.iter()
+                .map(|r| (r.id.as_str(), r.status))
+                .collect::<Vec<_>>(),
+            [
+                (skipped.id.as_str(), RunStatus::Skipped),
+                (ran.id.as_str(), RunStatus::Ok)
+            ]
+        );
+        assert_eq!(s.job_runs.scan_prefix(job_prefix("a")).count(), 2);
+        assert!(s.running.is_empty());
+    }
+
+    /// A narrow read: only the runs started since the cut, newest first,
+    /// at most the limit, each decoded as the caller's own struct.
+    #[test]
+    fn runs_since_reads_the_newest_runs_as_the_callers_struct() {
+        #[derive(serde::Deserialize)]
+        struct Few {
+            id: String,
+            started: DateTime<Utc>,
+        }
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let now = Utc::now();
+        let cut = now - chrono::Duration::days(10);
+        let mut ids = Vec::new();
+        // (age of its key, age of its start)
+        let ages = [
+            (chrono::Duration::days(50), chrono::Duration::days(50)),
+            (chrono::Duration::days(40), chrono::Duration::days(40)),
+            // Taken up just inside the second of grace before the cut,
+            // started after it: in.
+            (
+                chrono::Duration::days(10) + chrono::Duration::milliseconds(500),
+                chrono::Duration::days(9),
+            ),
+            // Taken up after the cut but started (a record says) before:
+            // out, though the scan reads it.
+            (chrono::Duration::days(5), chrono::Duration::days(11)),
+            (chrono::Duration::days(3), chrono::Duration::days(3)),
+            (chrono::Duration::days(1), chrono::Duration::days(1)),
+        ];
+        for (key_age, start_age) in ages {
+            let mut r = rec("a", RunStatus::Ok);
+            // Keyed by when opsd took the run up, as a real run is.
+            r.id = Ulid::from_datetime((now - key_age).into()).to_string();
+            r.started = now - start_age;
+            s.put_run(&r).unwrap();
+            ids.push(r.id);
+        }
+        let got = s.runs_since(cut, 10, |r: &Few| r.started).unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            [ids[5].as_str(), ids[4].as_str(), ids[2].as_str()]
+        );
+        assert!(got.iter().all(|r| r.started >= cut));
+        let got = s.runs_since(cut, 2, |r: &Few| r.started).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].id, ids[5]);
+        assert!(
+            s.runs_since(cut, 0, |r: &Few| r.started)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// The console's pages: newest first, filtered, continued from a run
