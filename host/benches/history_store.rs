@@ -12,9 +12,9 @@
 //! run with the same `RECORDS` measures it again without writing it: for
 //! profiling a command against it by hand.
 //!
-//! Last, the floor under any command against such a store while sled
-//! holds the history: a bare sled database of N 16-byte keys in one tree
-//! (no index, no other tree, 600-byte values), opened by a fresh process.
+//! The floor under any such command while sled holds the history (sled
+//! alone opening N keys, with and without an index) is measured by
+//! `bench/store-probe`, beside redb.
 
 #[path = "common/spread.rs"]
 mod spread;
@@ -68,58 +68,7 @@ fn cli(config: &std::path::Path, args: &[&str], times: usize) -> anyhow::Result<
     Ok(median(v))
 }
 
-/// Set on the fresh process that opens the bare sled database: its
-/// directory.
-const FLOOR_OPEN: &str = "HISTORY_STORE_SLED_FLOOR_OPEN";
-
-/// A sled database of `n` sequential 16-byte keys (as run ids are) in one
-/// tree, written once into `dir` and opened once (so later opens read a
-/// snapshot, as a command after a daemon does); then the median of five
-/// opens, each by a fresh process.
-fn sled_floor(dir: &std::path::Path, n: u64) -> anyhow::Result<Duration> {
-    let done = dir.join("written");
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(dir);
-        let db = sled::open(dir)?;
-        let tree = db.open_tree("runs")?;
-        let value = [b'x'; 600];
-        for i in 0..n {
-            let key = ((1u128 << 100) + u128::from(i) * 1_000_003).to_be_bytes();
-            tree.insert(key, &value[..])?;
-        }
-        db.flush()?;
-        drop((tree, db));
-        std::fs::write(&done, b"")?;
-    }
-    let mut opens = Vec::new();
-    for _ in 0..6 {
-        let out = Command::new(std::env::current_exe()?)
-            .env(FLOOR_OPEN, dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "opening the bare sled database: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let micros: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
-        opens.push(Duration::from_micros(micros));
-    }
-    // The first open after the write replays sled's log into a snapshot.
-    opens.remove(0);
-    Ok(median(opens))
-}
-
 fn main() -> anyhow::Result<()> {
-    if let Some(dir) = std::env::var_os(FLOOR_OPEN) {
-        let t = Instant::now();
-        let db = sled::open(dir)?;
-        let tree = db.open_tree("runs")?;
-        let opened = t.elapsed();
-        anyhow::ensure!(tree.last()?.is_some(), "the bare sled database is empty");
-        println!("{}", opened.as_micros());
-        // As an opsd command leaves it: to the exit, not sled's teardown.
-        std::process::exit(0);
-    }
     let n: u64 = std::env::var("RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -254,11 +203,6 @@ fn main() -> anyhow::Result<()> {
     println!(
         "for scale, `opsd schedule list` (opens the store, no history): {:.0} ms",
         ms(baseline)
-    );
-    let floor = sled_floor(&root.join(format!("sled-floor-{n}")), n)?;
-    println!(
-        "floor:   sled alone, {n} 16-byte keys in one tree, opened by a fresh process: {:.0} ms",
-        ms(floor)
     );
     Ok(())
 }

@@ -1,9 +1,12 @@
 //! sled against redb for opsd's history: N runs (sequential 16-byte keys,
 //! as run ids are, with 600-byte records) and a per-job index (job name +
-//! run key, 20 jobs). Measured, each open from a fresh process:
+//! run key, 20 jobs); and, as the floor under any command while sled holds
+//! the history, sled with the runs alone (no index, no other tree).
+//! Measured, each open from a fresh process:
 //!
 //! - open: what every command without a daemon pays first;
-//! - open + the newest 50 runs of one job (`opsd history --job J --limit 50`);
+//! - open + the newest 50 runs of one job (`opsd history --job J --limit
+//!   50`); without an index, the newest 50 runs of any job;
 //! - one run written durably on its own, p50 / p99 of 2,000 (a run writes
 //!   its record twice); sled's `flush` is its durability point, redb's
 //!   commit with its default `Durability::Immediate`.
@@ -38,12 +41,14 @@ fn sled_index_key(job: &str, key: u128) -> Vec<u8> {
     k
 }
 
-fn sled_write(dir: &Path, n: u64) -> Result<()> {
+fn sled_write(dir: &Path, n: u64, indexed: bool) -> Result<()> {
     let db = sled::open(dir)?;
     let (runs, index) = (db.open_tree("runs")?, db.open_tree("job_runs")?);
     for i in 0..n {
         runs.insert(key(i).to_be_bytes(), &RECORD[..])?;
-        index.insert(sled_index_key(&job(i), key(i)), &[])?;
+        if indexed {
+            index.insert(sled_index_key(&job(i), key(i)), &[])?;
+        }
     }
     db.flush()?;
     Ok(())
@@ -81,6 +86,13 @@ fn open_and_query(engine: &str, path: &Path) -> Result<(u128, u128)> {
         for item in index.scan_prefix(b"job-7\0").rev().take(50) {
             let (k, _) = item?;
             bytes += runs.get(&k[6..])?.map_or(0, |v| v.len());
+        }
+    } else if engine == "sled-bare" {
+        let db = sled::open(path)?;
+        let runs = db.open_tree("runs")?;
+        opened = t.elapsed();
+        for item in runs.iter().rev().take(50) {
+            bytes += item?.1.len();
         }
     } else {
         let db = redb::Database::open(path)?;
@@ -132,13 +144,15 @@ fn median(v: &[f64]) -> f64 {
 /// p50 and p99 of 2,000 runs each written and made durable on its own.
 fn durable_writes(engine: &str, dir: &Path) -> Result<(f64, f64)> {
     let mut took = Vec::new();
-    if engine == "sled" {
+    if engine.starts_with("sled") {
         let db = sled::open(dir)?;
         let (runs, index) = (db.open_tree("runs")?, db.open_tree("job_runs")?);
         for i in 0..2000 {
             let t = Instant::now();
             runs.insert(key(i).to_be_bytes(), &RECORD[..])?;
-            index.insert(sled_index_key("job-7", key(i)), &[])?;
+            if engine == "sled" {
+                index.insert(sled_index_key("job-7", key(i)), &[])?;
+            }
             db.flush()?;
             took.push(t.elapsed());
         }
@@ -185,30 +199,44 @@ fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     std::fs::create_dir_all(root)?;
-    let (sled_dir, redb_file) = (
+    let (sled_dir, bare_dir, redb_file) = (
         root.join(format!("sled-{n}")),
+        root.join(format!("sled-bare-{n}")),
         root.join(format!("redb-{n}.redb")),
     );
-    if !sled_dir.join("written").exists() {
-        let _ = std::fs::remove_dir_all(&sled_dir);
-        sled_write(&sled_dir, n)?;
-        std::fs::write(sled_dir.join("written"), b"")?;
+    for (dir, indexed) in [(&sled_dir, true), (&bare_dir, false)] {
+        if !dir.join("written").exists() {
+            let _ = std::fs::remove_dir_all(dir);
+            sled_write(dir, n, indexed)?;
+            std::fs::write(dir.join("written"), b"")?;
+        }
     }
     if !root.join(format!("redb-{n}.written")).exists() {
         let _ = std::fs::remove_file(&redb_file);
         redb_write(&redb_file, n)?;
         std::fs::write(root.join(format!("redb-{n}.written")), b"")?;
     }
-    println!("{n} runs of {JOBS} jobs, a 600-byte record each, and a per-job index");
-    for (engine, path) in [("sled", &sled_dir), ("redb", &redb_file)] {
+    println!(
+        "{n} runs of {JOBS} jobs, a 600-byte record each, and a per-job index (sled-bare: none)"
+    );
+    for (engine, path) in [
+        ("sled", &sled_dir),
+        ("sled-bare", &bare_dir),
+        ("redb", &redb_file),
+    ] {
         let (open, query) = fresh_opens(engine, path)?;
         let scratch = root.join(format!("{engine}-durable"));
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch)?;
         let (p50, p99) = durable_writes(engine, &scratch)?;
         std::fs::remove_dir_all(&scratch)?;
+        let read = if engine == "sled-bare" {
+            "newest 50 runs"
+        } else {
+            "newest 50 of a job"
+        };
         println!(
-            "{engine}: open {open:.1} ms, open + newest 50 of a job {query:.1} ms (fresh process, median of 5); \
+            "{engine}: open {open:.1} ms, open + {read} {query:.1} ms (fresh process, median of 5); \
              one run written durably p50 {p50:.3} ms, p99 {p99:.3} ms; on disk {:.0} MiB",
             dir_bytes(path) as f64 / 1048576.0
         );
