@@ -132,11 +132,7 @@ pub async fn sift(mut config: Config, registry: &Registry) -> Config {
             });
         }
     }
-    config
-        .jobs
-        .retain(|j| !broken.iter().any(|b| b.name == j.name));
-    config.broken.extend(broken);
-    config.broken.sort_by_key(|b| b.line);
+    config.set_aside(broken);
     config
 }
 

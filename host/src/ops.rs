@@ -453,7 +453,7 @@ impl Ops {
             self.announce_broken(b);
         }
         for b in before {
-            if new.jobs.iter().any(|j| j.name == b.name) {
+            if new.find_job(&b.name).is_some() {
                 tracing::info!(job = %b.name, "job recovered: it runs again");
             }
         }

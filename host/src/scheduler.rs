@@ -226,7 +226,7 @@ impl Loop {
             restore_conditions(&self.ops, &config)?;
         }
         for fired in check_conditions(&self.ops, &config)? {
-            if let Some(job) = config.jobs.iter().find(|j| j.name == fired.job) {
+            if let Some(job) = config.find_job(&fired.job) {
                 tracing::info!(job = %job.name, condition = %fired.reason, "condition holds; running the job");
                 self.spawn(job, vec![(fired.at, Trigger::Condition)], Some(fired));
             }
@@ -427,7 +427,7 @@ impl Loop {
     /// PostgreSQL was away, and slots whose lease ran out elsewhere.
     fn start_released(&mut self, config: &crate::config::Config) {
         for (name, slots, take_over) in self.ops.fleet().take_released() {
-            let Some(job) = config.jobs.iter().find(|j| j.name == name) else {
+            let Some(job) = config.find_job(&name) else {
                 continue;
             };
             self.spawn_taking_over(job, slots, None, take_over);
@@ -558,7 +558,7 @@ fn restore_conditions(ops: &Ops, config: &crate::config::Config) -> anyhow::Resu
 /// ended, or its run did not start) for the next start.
 fn save_conditions(ops: &Ops, config: &crate::config::Config) -> anyhow::Result<()> {
     for name in ops.monitor().take_changed() {
-        if let Some(job) = config.jobs.iter().find(|j| j.name == name) {
+        if let Some(job) = config.find_job(&name) {
             let memory = ops.monitor().memory_of(&job.name, &job.when);
             ops.jobs().conditions_changed(&job.name, memory)?;
         }
