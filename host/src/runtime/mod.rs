@@ -266,13 +266,14 @@ pub struct RunRequest<'a> {
     pub monitor: Option<Arc<crate::monitor::Monitor>>,
 }
 
-/// Lists the configured jobs on demand: reading every job's state costs
-/// O(jobs), which a run must not pay unless its plugin calls `jobs()`.
-pub type JobsSource = Arc<dyn Fn() -> Vec<crate::record::ScheduleEntry> + Send + Sync>;
+/// Lists the configured jobs on demand, every job or only the one named:
+/// reading every job's state costs O(jobs), which a run must not pay
+/// unless its plugin calls `jobs()` and its grant lets it see them all.
+pub type JobsSource = Arc<dyn Fn(Option<&str>) -> Vec<crate::record::ScheduleEntry> + Send + Sync>;
 
 /// A [`JobsSource`] with no jobs (`describe()` runs, tests).
 pub fn no_jobs() -> JobsSource {
-    Arc::new(Vec::new)
+    Arc::new(|_| Vec::new())
 }
 
 /// Stops a run from outside (a replacing run, a shutdown), saying what to

@@ -589,7 +589,8 @@ impl history::Host for RunState {
 
     fn jobs(&mut self) -> Vec<history::JobInfo> {
         let all = self.env.grants.history == grants::HistoryScope::All;
-        (self.env.jobs)()
+        let only = (!all).then_some(self.env.job.as_str());
+        (self.env.jobs)(only)
             .iter()
             .filter(|j| all || j.job == self.env.job)
             .map(|j| {
