@@ -919,8 +919,8 @@ impl Config {
     }
 
     /// The job with this name, if there is one: found by its place, so as
-    /// cheap with 10,000 jobs as with ten (unless `jobs` was changed other
-    /// than by `set_aside`, when every job is searched).
+    /// cheap with 10,000 jobs as with ten. A name with no place (no such
+    /// job, or `jobs` changed other than by `set_aside`) is searched for.
     pub fn find_job(&self, name: &str) -> Option<&Job> {
         match self.job_places.get(name).and_then(|&i| self.jobs.get(i)) {
             Some(job) if job.name == name => Some(job),

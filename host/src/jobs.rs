@@ -103,6 +103,23 @@ impl Jobs {
         Ok(out)
     }
 
+    /// What `entries` says of the job named, without reading every job's
+    /// state: a plugin that may see only its own job asks for it on every
+    /// `jobs()` call. A broken job comes with why; an unknown one is none.
+    pub fn entries_of(
+        &self,
+        config: &Config,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScheduleEntry>> {
+        if let Some(job) = config.find_job(name) {
+            return Ok(vec![self.entry(job, now)?]);
+        }
+        (config.broken.iter().filter(|b| b.name == name))
+            .map(|b| self.broken_entry(b))
+            .collect()
+    }
+
     /// Runs a dead process left `running`, now marked interrupted.
     pub fn mark_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<RunRecord>> {
         self.store.recover_interrupted(now)
@@ -376,6 +393,32 @@ impl JobDetail {
             },
             config: job.config.clone(),
             recent: recent.to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn one_jobs_entry_is_what_every_jobs_entries_say_of_it() {
+        let text = "data_dir = \"/tmp/x\"\n\
+            [[job]]\nname = \"a\"\nplugin = \"p\"\nschedule = \"@daily\"\n\
+            [[job]]\nname = \"broken\"\nplugin = \"p\"\nschedule = \"nope\"\n\
+            [[job]]\nname = \"b\"\nplugin = \"p\"\nschedule = \"@hourly\"\n";
+        let config = Config::parse(Path::new("/etc/opsd/opsd.toml"), text).unwrap();
+        assert_eq!(config.broken.len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = Jobs::new(Store::open(dir.path()).unwrap());
+        let now = Utc::now();
+        let b = config.find_job("b").unwrap();
+        jobs.set_enabled(b, false, now).unwrap();
+        let all = jobs.entries(&config, now).unwrap();
+        for name in ["a", "b", "broken", "gone"] {
+            let of: Vec<ScheduleEntry> = all.iter().filter(|e| e.job == name).cloned().collect();
+            assert_eq!(jobs.entries_of(&config, name, now).unwrap(), of, "{name}");
         }
     }
 }

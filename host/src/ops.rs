@@ -1120,12 +1120,12 @@ impl Ops {
         let req = RunRequest {
             jobs: {
                 let (config, jobs, clock) = (self.config(), self.jobs.clone(), self.clock.clone());
-                Arc::new(move |only: Option<&str>| match only {
-                    Some(name) => (config.find_job(name))
-                        .and_then(|job| jobs.entry(job, clock.now()).ok())
-                        .into_iter()
-                        .collect(),
-                    None => jobs.entries(&config, clock.now()).unwrap_or_default(),
+                Arc::new(move |only: Option<&str>| {
+                    match only {
+                        Some(name) => jobs.entries_of(&config, name, clock.now()),
+                        None => jobs.entries(&config, clock.now()),
+                    }
+                    .unwrap_or_default()
                 })
             },
             job,

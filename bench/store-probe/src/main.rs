@@ -43,10 +43,15 @@ fn sled_index_key(job: &str, key: u128) -> Vec<u8> {
 
 fn sled_write(dir: &Path, n: u64, indexed: bool) -> Result<()> {
     let db = sled::open(dir)?;
-    let (runs, index) = (db.open_tree("runs")?, db.open_tree("job_runs")?);
+    let runs = db.open_tree("runs")?;
+    let index = if indexed {
+        Some(db.open_tree("job_runs")?)
+    } else {
+        None
+    };
     for i in 0..n {
         runs.insert(key(i).to_be_bytes(), &RECORD[..])?;
-        if indexed {
+        if let Some(index) = &index {
             index.insert(sled_index_key(&job(i), key(i)), &[])?;
         }
     }
@@ -146,11 +151,16 @@ fn durable_writes(engine: &str, dir: &Path) -> Result<(f64, f64)> {
     let mut took = Vec::new();
     if engine.starts_with("sled") {
         let db = sled::open(dir)?;
-        let (runs, index) = (db.open_tree("runs")?, db.open_tree("job_runs")?);
+        let runs = db.open_tree("runs")?;
+        let index = if engine == "sled" {
+            Some(db.open_tree("job_runs")?)
+        } else {
+            None
+        };
         for i in 0..2000 {
             let t = Instant::now();
             runs.insert(key(i).to_be_bytes(), &RECORD[..])?;
-            if engine == "sled" {
+            if let Some(index) = &index {
                 index.insert(sled_index_key("job-7", key(i)), &[])?;
             }
             db.flush()?;
