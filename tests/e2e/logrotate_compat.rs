@@ -1,7 +1,7 @@
 //! Conformance with Debian's real `logrotate`: each scenario builds the
 //! same log tree, config and state twice, runs `logrotate` on one copy and
 //! opsd's log-rotate plugin (reading the same config file) on the other,
-//! both under `faketime` at the same forced times, and compares after
+//! both under libfaketime at the same forced times, and compares after
 //! every step: file names, kinds, modes, owners, contents (decompressed),
 //! the times kept on compressed files, the state file's entries and
 //! whether the run failed.
@@ -848,10 +848,13 @@ fn read_state(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Debian's libfaketime (package faketime), which pins the wall clock.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 fn require_tools() {
     for (tool, pkg) in [
         ("/usr/sbin/logrotate", "logrotate"),
-        ("/usr/bin/faketime", "faketime"),
+        (LIBFAKETIME, "faketime"),
     ] {
         assert!(
             Path::new(tool).exists(),
@@ -871,29 +874,35 @@ fn run_tool(tool: Tool, root: &Path, at: &str, tz: &str) -> (bool, String) {
         .expect("after 1970")
         .as_secs()
         .to_string();
-    let mut cmd = Command::new("/usr/bin/faketime");
-    cmd.args(["-f", &secs])
+    // libfaketime preloaded, not the `faketime` wrapper: the wrapper names
+    // a semaphore after its pid and fails ("sem_open: File exists") when
+    // one left by an earlier process of the same pid is still there.
+    let program = match tool {
+        Tool::Logrotate => "/usr/sbin/logrotate",
+        Tool::Opsd => opsd_bin(),
+    };
+    let mut cmd = Command::new(program);
+    cmd.env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME", &secs)
         .env("FAKETIME_FMT", "%s")
         .env("TZ", tz)
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .env("NO_FAKE_STAT", "1");
     match tool {
         Tool::Logrotate => {
-            cmd.arg("/usr/sbin/logrotate")
-                .arg("-s")
+            cmd.arg("-s")
                 .arg(root.join("state/status"))
                 .arg(root.join("conf/main.conf"));
         }
         Tool::Opsd => {
-            cmd.arg(opsd_bin())
-                .arg("--config")
+            cmd.arg("--config")
                 .arg(root.join("opsd/opsd.toml"))
                 .args(["run", "lr", "--json"])
                 .env_remove("OPSD_CONFIG")
                 .env_remove("RUST_LOG");
         }
     }
-    let out = cmd.output().expect("run under faketime");
+    let out = cmd.output().expect("run under libfaketime");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
